@@ -1,0 +1,170 @@
+// Package api is Gatehouse's HTTP edge: the admin REST API under /api/v1,
+// the device endpoints (enroll, renew), and the web UI mounted at /.
+//
+// Handlers are thin: decode, validate the shape, call a domain service,
+// render. Fault codes become HTTP statuses in one place (errors.go) and
+// every route is listed in one file (routes.go).
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/inventory"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+// AdminTokens authenticates admin API bearer tokens by their hash.
+type AdminTokens interface {
+	GetAdminTokenByHash(ctx context.Context, hash string) (store.AdminToken, error)
+}
+
+// Batches reads token batches.
+type Batches interface {
+	GetTokenBatch(ctx context.Context, id string) (store.TokenBatch, error)
+	ListTokenBatches(ctx context.Context, limit int) ([]store.TokenBatch, error)
+}
+
+// AuditLog reads audit events.
+type AuditLog interface {
+	ListAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error)
+}
+
+// CAInfo publishes the CA certificates.
+type CAInfo interface {
+	ChainPEM() []byte
+	RootPEM() []byte
+}
+
+// Config wires the API.
+type Config struct {
+	Inventory   *inventory.Service
+	Enroll      *enroll.Service
+	AdminTokens AdminTokens
+	Batches     Batches
+	Audit       AuditLog
+	CA          CAInfo
+	// UI serves everything outside /api; nil serves nothing there.
+	UI http.Handler
+	// Logger receives malfunctions; default discards.
+	Logger *slog.Logger
+	// MaxBodyBytes caps admin request bodies; device bodies are capped at
+	// DeviceBodyBytes. Defaults 8 MiB and 64 KiB.
+	MaxBodyBytes    int64
+	DeviceBodyBytes int64
+	// Version is reported by GET /api/v1/version.
+	Version string
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg       Config
+	echo      *echo.Echo
+	apiRoutes []apiRoute
+}
+
+// New builds the API handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Inventory == nil || cfg.Enroll == nil || cfg.AdminTokens == nil || cfg.Batches == nil || cfg.Audit == nil || cfg.CA == nil {
+		return nil, errors.New("api: Inventory, Enroll, AdminTokens, Batches, Audit and CA are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 8 << 20
+	}
+	if cfg.DeviceBodyBytes == 0 {
+		cfg.DeviceBodyBytes = 64 << 10
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	s := &Server{cfg: cfg, echo: e}
+	s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// limitBody caps the request body; reading past the cap fails with
+// *http.MaxBytesError, which decode turns into body_too_large.
+func limitBody(n int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if c.Request().ContentLength > n {
+				return fault.New(fault.BodyTooLarge, "request body is larger than %d bytes", n)
+			}
+			c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, n)
+			return next(c)
+		}
+	}
+}
+
+// secureHeaders sets headers every API response should carry.
+func secureHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		return next(c)
+	}
+}
+
+const ctxToken = "gatehouse.admin"
+
+// requireRole authenticates the bearer token and checks its role. Viewers
+// may read; operators and admins may change things.
+func (s *Server) requireRole(min store.Role) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			auth := c.Request().Header.Get(echo.HeaderAuthorization)
+			scheme, secret, ok := strings.Cut(auth, " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
+				return fault.New(fault.Unauthenticated, "an admin bearer token is required")
+			}
+			tok, err := s.cfg.AdminTokens.GetAdminTokenByHash(c.Request().Context(), enroll.HashSecret(strings.TrimSpace(secret)))
+			if fault.Is(err, fault.NotFound) {
+				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="gatehouse", error="invalid_token"`)
+				return fault.New(fault.Unauthenticated, "unknown or revoked admin token")
+			}
+			if err != nil {
+				return err
+			}
+			if rank(tok.Role) < rank(min) {
+				return fault.New(fault.PermissionDenied, "role %s may not do this (needs %s)", tok.Role, min)
+			}
+			c.Set(ctxToken, tok)
+			return next(c)
+		}
+	}
+}
+
+func rank(r store.Role) int {
+	switch r {
+	case store.RoleAdmin:
+		return 3
+	case store.RoleOperator:
+		return 2
+	case store.RoleViewer:
+		return 1
+	}
+	return 0
+}
+
+// actor names the authenticated caller in audit events.
+func actor(c echo.Context) string {
+	if tok, ok := c.Get(ctxToken).(store.AdminToken); ok {
+		return "token:" + tok.Name
+	}
+	return "anonymous"
+}

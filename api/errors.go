@@ -1,0 +1,101 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/gatehouse-iot/gatehouse/fault"
+)
+
+// statusOf is the one place where fault codes become HTTP statuses.
+func statusOf(code fault.Code) int {
+	switch code {
+	case fault.InvalidArgument, fault.CSRInvalid, fault.KeyTypeNotAllowed:
+		return http.StatusBadRequest
+	case fault.Unauthenticated, fault.TokenInvalid, fault.CertInvalid:
+		return http.StatusUnauthorized
+	case fault.PermissionDenied, fault.TokenRevoked, fault.DeviceNotActive:
+		return http.StatusForbidden
+	case fault.NotFound:
+		return http.StatusNotFound
+	case fault.AlreadyExists, fault.Conflict, fault.TokenUsed, fault.RenewalTooEarly:
+		return http.StatusConflict
+	case fault.TokenExpired:
+		return http.StatusGone
+	case fault.BodyTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case fault.Unavailable:
+		return http.StatusServiceUnavailable
+	case "method_not_allowed":
+		return http.StatusMethodNotAllowed
+	case "unsupported_media_type":
+		return http.StatusUnsupportedMediaType
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// ErrorBody is the JSON shape of every API error.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail carries a stable code and a human message.
+type ErrorDetail struct {
+	Code    fault.Code `json:"code"`
+	Message string     `json:"message"`
+}
+
+// errorHandler renders every error the same way. Echo's own errors (no
+// route, wrong method, body limit) get codes too, so clients never parse
+// free text.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		var he *echo.HTTPError
+		var body ErrorBody
+		switch {
+		case errors.As(err, &he):
+			body.Error = echoError(he)
+		default:
+			body.Error = ErrorDetail{Code: fault.CodeOf(err), Message: fault.MessageOf(err)}
+		}
+		status := statusOf(body.Error.Code)
+		if status >= 500 {
+			// Only malfunctions are logged with their cause; client mistakes
+			// are not worth a log line each, and causes may hold input.
+			log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+		}
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(status)
+			return
+		}
+		_ = c.JSON(status, body)
+	}
+}
+
+func echoError(he *echo.HTTPError) ErrorDetail {
+	switch he.Code {
+	case http.StatusNotFound:
+		return ErrorDetail{Code: fault.NotFound, Message: "no such endpoint"}
+	case http.StatusMethodNotAllowed:
+		return ErrorDetail{Code: "method_not_allowed", Message: "method not allowed on this endpoint"}
+	case http.StatusRequestEntityTooLarge:
+		return ErrorDetail{Code: fault.BodyTooLarge, Message: "request body is too large"}
+	case http.StatusUnsupportedMediaType:
+		return ErrorDetail{Code: "unsupported_media_type", Message: "send application/json"}
+	case http.StatusUnauthorized:
+		return ErrorDetail{Code: fault.Unauthenticated, Message: "authentication required"}
+	case http.StatusBadRequest:
+		return ErrorDetail{Code: fault.InvalidArgument, Message: "bad request"}
+	}
+	if he.Code >= 400 && he.Code < 500 {
+		return ErrorDetail{Code: fault.InvalidArgument, Message: http.StatusText(he.Code)}
+	}
+	return ErrorDetail{Code: fault.Internal, Message: "internal error"}
+}

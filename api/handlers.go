@@ -1,0 +1,378 @@
+package api
+
+import (
+	"encoding/csv"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/inventory"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+func (s *Server) enroll(c echo.Context) error {
+	var req EnrollRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	res, err := s.cfg.Enroll.Enroll(c.Request().Context(), enroll.Request{Token: req.Token, CSR: []byte(req.CSR), DeviceID: req.DeviceID})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, viewEnroll(res))
+}
+
+func (s *Server) renew(c echo.Context) error {
+	var req RenewRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	rr := enroll.RenewRequest{CSR: []byte(req.CSR)}
+	// A client certificate from the TLS handshake proves possession of its
+	// key; a certificate in the body needs the CSR to prove it instead.
+	if tls := c.Request().TLS; tls != nil && len(tls.PeerCertificates) > 0 {
+		rr.Current, rr.KeyProven = tls.PeerCertificates[0], true
+	} else if req.Certificate != "" {
+		cert, err := enroll.ParseCertificatePEM([]byte(req.Certificate))
+		if err != nil {
+			return err
+		}
+		rr.Current = cert
+	}
+	res, err := s.cfg.Enroll.Renew(c.Request().Context(), rr)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, viewEnroll(res))
+}
+
+func (s *Server) caRoot(c echo.Context) error {
+	return c.Blob(http.StatusOK, "application/x-pem-file", s.cfg.CA.RootPEM())
+}
+
+func (s *Server) caChain(c echo.Context) error {
+	return c.Blob(http.StatusOK, "application/x-pem-file", s.cfg.CA.ChainPEM())
+}
+
+func (s *Server) version(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"version": s.cfg.Version})
+}
+
+type fleetBody struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+func (s *Server) createFleet(c echo.Context) error {
+	var b fleetBody
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	f, err := s.cfg.Inventory.CreateFleet(c.Request().Context(), actor(c), store.Fleet{Name: b.Name, Description: b.Description})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, viewFleet(f))
+}
+
+func (s *Server) getFleet(c echo.Context) error {
+	f, err := s.cfg.Inventory.GetFleet(c.Request().Context(), c.Param("name"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewFleet(f))
+}
+
+func (s *Server) listFleets(c echo.Context) error {
+	fs, err := s.cfg.Inventory.ListFleets(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"fleets": mapSlice(fs, viewFleet)})
+}
+
+func (s *Server) updateFleet(c echo.Context) error {
+	var b struct {
+		Description string `json:"description"`
+	}
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	f, err := s.cfg.Inventory.UpdateFleet(c.Request().Context(), actor(c), store.Fleet{Name: c.Param("name"), Description: b.Description})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewFleet(f))
+}
+
+func (s *Server) deleteFleet(c echo.Context) error {
+	if err := s.cfg.Inventory.DeleteFleet(c.Request().Context(), actor(c), c.Param("name")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+type profileBody struct {
+	Name        string   `json:"name"`
+	KeyTypes    []string `json:"key_types"`
+	Validity    string   `json:"validity"`
+	RenewWindow string   `json:"renew_window"`
+	Roles       []string `json:"roles"`
+}
+
+func (b profileBody) profile() (store.Profile, error) {
+	validity, err := parseDuration("validity", b.Validity)
+	if err != nil {
+		return store.Profile{}, err
+	}
+	var window time.Duration
+	if b.RenewWindow == "" {
+		window = validity / 3
+	} else if window, err = parseDuration("renew_window", b.RenewWindow); err != nil {
+		return store.Profile{}, err
+	}
+	return store.Profile{Name: b.Name, KeyTypes: b.KeyTypes, Validity: validity, RenewWindow: window, Roles: b.Roles}, nil
+}
+
+func (s *Server) createProfile(c echo.Context) error {
+	var b profileBody
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	p, err := b.profile()
+	if err != nil {
+		return err
+	}
+	out, err := s.cfg.Inventory.CreateProfile(c.Request().Context(), actor(c), p)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, viewProfile(out))
+}
+
+func (s *Server) getProfile(c echo.Context) error {
+	p, err := s.cfg.Inventory.GetProfile(c.Request().Context(), c.Param("name"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewProfile(p))
+}
+
+func (s *Server) listProfiles(c echo.Context) error {
+	ps, err := s.cfg.Inventory.ListProfiles(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"profiles": mapSlice(ps, viewProfile)})
+}
+
+func (s *Server) updateProfile(c echo.Context) error {
+	var b profileBody
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	if b.Name != "" && b.Name != c.Param("name") {
+		return fault.New(fault.InvalidArgument, "a profile cannot be renamed")
+	}
+	b.Name = c.Param("name")
+	p, err := b.profile()
+	if err != nil {
+		return err
+	}
+	out, err := s.cfg.Inventory.UpdateProfile(c.Request().Context(), actor(c), p)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewProfile(out))
+}
+
+func (s *Server) deleteProfile(c echo.Context) error {
+	if err := s.cfg.Inventory.DeleteProfile(c.Request().Context(), actor(c), c.Param("name")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+type deviceBody struct {
+	ID      string            `json:"id"`
+	Fleet   string            `json:"fleet"`
+	Profile string            `json:"profile"`
+	Labels  map[string]string `json:"labels"`
+}
+
+func (s *Server) registerDevice(c echo.Context) error {
+	var b deviceBody
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	d, err := s.cfg.Inventory.RegisterDevice(c.Request().Context(), actor(c),
+		store.Device{ID: b.ID, Fleet: b.Fleet, Profile: b.Profile, Labels: b.Labels})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, viewDevice(d))
+}
+
+func (s *Server) getDevice(c echo.Context) error {
+	d, err := s.cfg.Inventory.GetDevice(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewDevice(d))
+}
+
+func (s *Server) listDevices(c echo.Context) error {
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return err
+	}
+	if limit == 0 || limit > 1000 {
+		limit = 100
+	}
+	ds, err := s.cfg.Inventory.ListDevices(c.Request().Context(), store.DeviceFilter{
+		Fleet: c.QueryParam("fleet"), Status: store.DeviceStatus(c.QueryParam("status")),
+		Search: c.QueryParam("q"), After: c.QueryParam("after"), Limit: limit,
+	})
+	if err != nil {
+		return err
+	}
+	next := ""
+	if len(ds) == limit {
+		next = ds[len(ds)-1].ID
+	}
+	return c.JSON(http.StatusOK, map[string]any{"devices": mapSlice(ds, viewDevice), "next": next})
+}
+
+func (s *Server) listDeviceCertificates(c echo.Context) error {
+	cs, err := s.cfg.Inventory.DeviceCertificates(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"certificates": mapSlice(cs, viewCert)})
+}
+
+func (s *Server) updateDevice(c echo.Context) error {
+	var b struct {
+		Profile *string           `json:"profile"`
+		Labels  map[string]string `json:"labels"`
+	}
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	d, err := s.cfg.Inventory.UpdateDevice(c.Request().Context(), actor(c), c.Param("id"),
+		inventory.DeviceUpdate{Profile: b.Profile, Labels: b.Labels})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewDevice(d))
+}
+
+func (s *Server) deleteDevice(c echo.Context) error {
+	if err := s.cfg.Inventory.DeleteDevice(c.Request().Context(), actor(c), c.Param("id")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// BatchRequest is the body of POST /api/v1/token-batches.
+type BatchRequest struct {
+	Fleet     string   `json:"fleet"`
+	Profile   string   `json:"profile"`
+	Count     int      `json:"count"`
+	TTL       string   `json:"ttl"`
+	DeviceIDs []string `json:"device_ids,omitempty"`
+}
+
+// BatchResponse carries the only copy of a batch's tokens.
+type BatchResponse struct {
+	Batch  batchView   `json:"batch"`
+	Tokens []tokenView `json:"tokens"`
+}
+
+func (s *Server) createBatch(c echo.Context) error {
+	var b BatchRequest
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	ttl, err := parseDuration("ttl", b.TTL)
+	if err != nil {
+		return err
+	}
+	batch, err := s.cfg.Enroll.CreateBatch(c.Request().Context(), enroll.BatchRequest{
+		Fleet: b.Fleet, Profile: b.Profile, Count: b.Count, TTL: ttl, DeviceIDs: b.DeviceIDs, Actor: actor(c)})
+	if err != nil {
+		return err
+	}
+	if wantsCSV(c) {
+		return writeBatchCSV(c, batch)
+	}
+	out := BatchResponse{Batch: viewBatch(batch.TokenBatch), Tokens: make([]tokenView, len(batch.Tokens))}
+	for i, t := range batch.Tokens {
+		out.Tokens[i] = tokenView{Token: t.Token, DeviceID: t.DeviceID}
+	}
+	return c.JSON(http.StatusCreated, out)
+}
+
+func wantsCSV(c echo.Context) bool {
+	return c.QueryParam("format") == "csv" || c.Request().Header.Get(echo.HeaderAccept) == "text/csv"
+}
+
+// writeBatchCSV renders a batch as one row per token, for factory-line tools.
+func writeBatchCSV(c echo.Context, b enroll.Batch) error {
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+	h.Set(echo.HeaderContentDisposition, `attachment; filename="gatehouse-tokens-`+b.ID+`.csv"`)
+	c.Response().WriteHeader(http.StatusCreated)
+	w := csv.NewWriter(c.Response())
+	_ = w.Write([]string{"token", "device_id", "batch_id", "fleet", "profile", "expires_at"})
+	exp := b.ExpiresAt.UTC().Format(time.RFC3339)
+	for _, t := range b.Tokens {
+		_ = w.Write([]string{t.Token, t.DeviceID, b.ID, b.Fleet, b.Profile, exp})
+	}
+	w.Flush()
+	return w.Error()
+}
+
+func (s *Server) getBatch(c echo.Context) error {
+	b, err := s.cfg.Batches.GetTokenBatch(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewBatch(b))
+}
+
+func (s *Server) listBatches(c echo.Context) error {
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return err
+	}
+	bs, err := s.cfg.Batches.ListTokenBatches(c.Request().Context(), limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"token_batches": mapSlice(bs, viewBatch)})
+}
+
+func (s *Server) listAudit(c echo.Context) error {
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return err
+	}
+	es, err := s.cfg.Audit.ListAudit(c.Request().Context(), store.AuditFilter{ObjectType: c.QueryParam("object_type"),
+		ObjectID: c.QueryParam("object_id"), Actor: c.QueryParam("actor"), Limit: limit})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"events": mapSlice(es, viewAudit)})
+}
+
+func mapSlice[T, V any](in []T, f func(T) V) []V {
+	out := make([]V, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
+}

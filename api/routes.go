@@ -1,0 +1,120 @@
+package api
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+// routes is the whole HTTP surface of the API listener.
+//
+// Middleware is attached per route, never to a group: echo's Group.Use
+// registers catch-all routes that run the group's middleware, so with role
+// groups an unknown path answered 401/403 (whichever group was registered
+// last) instead of 404, and a wrong method never reached 405. Everything
+// under /api that no route takes goes to apiFallback instead.
+func (s *Server) routes() {
+	e := s.echo
+	v1 := e.Group("/api/v1")
+
+	// Device-facing: authenticated by bootstrap token or current certificate.
+	dev := []echo.MiddlewareFunc{secureHeaders, limitBody(s.cfg.DeviceBodyBytes)}
+	v1.POST("/enroll", s.enroll, dev...)
+	v1.POST("/renew", s.renew, dev...)
+	v1.GET("/ca/root", s.caRoot, dev...)
+	v1.GET("/ca/chain", s.caChain, dev...)
+	v1.GET("/version", s.version, dev...)
+
+	read := []echo.MiddlewareFunc{secureHeaders, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleViewer)}
+	write := []echo.MiddlewareFunc{secureHeaders, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleOperator)}
+
+	v1.GET("/fleets", s.listFleets, read...)
+	v1.GET("/fleets/:name", s.getFleet, read...)
+	v1.POST("/fleets", s.createFleet, write...)
+	v1.PATCH("/fleets/:name", s.updateFleet, write...)
+	v1.DELETE("/fleets/:name", s.deleteFleet, write...)
+
+	v1.GET("/profiles", s.listProfiles, read...)
+	v1.GET("/profiles/:name", s.getProfile, read...)
+	v1.POST("/profiles", s.createProfile, write...)
+	v1.PUT("/profiles/:name", s.updateProfile, write...)
+	v1.DELETE("/profiles/:name", s.deleteProfile, write...)
+
+	v1.GET("/devices", s.listDevices, read...)
+	v1.GET("/devices/:id", s.getDevice, read...)
+	v1.GET("/devices/:id/certificates", s.listDeviceCertificates, read...)
+	v1.POST("/devices", s.registerDevice, write...)
+	v1.PATCH("/devices/:id", s.updateDevice, write...)
+	v1.DELETE("/devices/:id", s.deleteDevice, write...)
+
+	v1.GET("/token-batches", s.listBatches, read...)
+	v1.GET("/token-batches/:id", s.getBatch, read...)
+	v1.POST("/token-batches", s.createBatch, write...)
+
+	v1.GET("/audit", s.listAudit, read...)
+
+	// The API's own table of routes, for telling 404 from 405.
+	for _, r := range e.Routes() {
+		s.apiRoutes = append(s.apiRoutes, apiRoute{method: r.Method, segs: strings.Split(r.Path, "/")})
+	}
+	for _, p := range []string{"/api", "/api/*"} {
+		e.Any(p, s.apiFallback, secureHeaders)
+		e.RouteNotFound(p, s.apiFallback, secureHeaders)
+	}
+	// The UI serves everything outside /api, and nothing inside it.
+	if s.cfg.UI != nil {
+		e.Any("/*", echo.WrapHandler(s.cfg.UI))
+	} else {
+		e.Any("/*", func(c echo.Context) error { return echo.NewHTTPError(http.StatusNotFound) })
+	}
+}
+
+// apiRoute is one registered API route, its path split at slashes.
+type apiRoute struct {
+	method string
+	segs   []string
+}
+
+// matches reports whether path segments fit the route's pattern.
+func (r apiRoute) matches(segs []string) bool {
+	if len(segs) != len(r.segs) {
+		return false
+	}
+	for i, p := range r.segs {
+		if strings.HasPrefix(p, ":") {
+			if segs[i] == "" {
+				return false
+			}
+		} else if p != segs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// apiFallback answers a request under /api that no route took: 405 with an
+// Allow header when the path exists for other methods, 404 otherwise.
+// Neither needs, nor checks, credentials.
+func (s *Server) apiFallback(c echo.Context) error {
+	segs := strings.Split(echo.GetPath(c.Request()), "/")
+	var allow []string
+	for _, r := range s.apiRoutes {
+		if r.matches(segs) && !slices.Contains(allow, r.method) {
+			allow = append(allow, r.method)
+		}
+	}
+	if len(allow) == 0 {
+		return echo.NewHTTPError(http.StatusNotFound)
+	}
+	allow = append(allow, http.MethodOptions)
+	slices.Sort(allow)
+	c.Response().Header().Set(echo.HeaderAllow, strings.Join(allow, ", "))
+	if c.Request().Method == http.MethodOptions {
+		return c.NoContent(http.StatusNoContent)
+	}
+	return echo.NewHTTPError(http.StatusMethodNotAllowed)
+}

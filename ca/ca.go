@@ -1,0 +1,398 @@
+// Package ca is Gatehouse's certificate authority: a root and an issuing
+// intermediate, with every leaf signed through the embedded smallstep
+// authority. Callers see only crypto/x509 types; nothing from smallstep
+// leaves this package.
+//
+// A leaf's identity is decided here, not by the device: the CSR contributes
+// its public key and proof of possession, and nothing else. Subject, SANs,
+// key usages and validity all come from the issuance request.
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/authority/provisioner"
+	"go.step.sm/crypto/x509util"
+
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+// URIScheme prefixes every device identity: urn:gatehouse:<fleet>:<device>.
+const URIScheme = "urn:gatehouse:"
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// ValidName reports whether s may be used as a device id or fleet name.
+func ValidName(s string) bool { return namePattern.MatchString(s) }
+
+// IdentityURI returns the SAN URI that names a device.
+func IdentityURI(fleet, device string) string { return URIScheme + fleet + ":" + device }
+
+// Identity is who a certificate names.
+type Identity struct {
+	Fleet    string
+	DeviceID string
+}
+
+// IdentityOf extracts the Gatehouse identity of a leaf certificate: exactly
+// one urn:gatehouse URI SAN whose device matches the subject CN.
+func IdentityOf(cert *x509.Certificate) (Identity, error) {
+	var found []Identity
+	for _, u := range cert.URIs {
+		s := u.String()
+		if !strings.HasPrefix(s, URIScheme) {
+			continue
+		}
+		fleet, dev, ok := strings.Cut(strings.TrimPrefix(s, URIScheme), ":")
+		if !ok || !ValidName(fleet) || !ValidName(dev) {
+			return Identity{}, fault.New(fault.CertInvalid, "certificate has a malformed identity URI")
+		}
+		found = append(found, Identity{Fleet: fleet, DeviceID: dev})
+	}
+	if len(found) != 1 {
+		return Identity{}, fault.New(fault.CertInvalid, "certificate must carry exactly one Gatehouse identity URI")
+	}
+	if cert.Subject.CommonName != found[0].DeviceID {
+		return Identity{}, fault.New(fault.CertInvalid, "certificate subject does not match its identity URI")
+	}
+	return found[0], nil
+}
+
+// CertStore is what the CA needs from the database: certificate records and
+// revocations live in the Gatehouse store, not in a separate CA database.
+type CertStore interface {
+	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
+	RevokeCertificate(ctx context.Context, serial string, reason int, at time.Time) error
+}
+
+// Config configures an issuing CA loaded from disk.
+type Config struct {
+	// Dir holds the files written by Init.
+	Dir string
+	// Passphrase decrypts the intermediate key.
+	Passphrase []byte
+	// Store backs the authority's certificate and revocation database.
+	Store CertStore
+	// RoleOIDs maps profile role names to extended key usage OIDs.
+	RoleOIDs map[string]string
+	// CRLURL and OCSPURL, when set, go into every new leaf.
+	CRLURL  string
+	OCSPURL string
+	// Backdate moves NotBefore into the past to absorb device clock skew.
+	Backdate time.Duration
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Backdate == 0 {
+		c.Backdate = time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.RoleOIDs == nil {
+		c.RoleOIDs = DefaultRoleOIDs()
+	}
+}
+
+// DefaultRoleOIDs is the built-in role → EKU mapping. It sits under
+// 1.3.6.1.4.1.32473, the enterprise number IANA reserves for documentation
+// (RFC 5612): good for a first install, and a visible reminder to map roles
+// to OIDs under the operator's own arc (config ca.role_oids) in production.
+func DefaultRoleOIDs() map[string]string {
+	const arc = "1.3.6.1.4.1.32473.1"
+	return map[string]string{
+		"telemetry": arc + ".1",
+		"command":   arc + ".2",
+		"firmware":  arc + ".3",
+	}
+}
+
+// CA issues device certificates.
+type CA struct {
+	cfg      Config
+	auth     *authority.Authority
+	root     *x509.Certificate
+	inter    *x509.Certificate
+	roots    *x509.CertPool
+	inters   *x509.CertPool
+	roleOIDs map[string]asn1.ObjectIdentifier
+}
+
+// New loads the CA from cfg.Dir and starts the embedded authority.
+func New(cfg Config) (*CA, error) {
+	cfg.setDefaults()
+	if cfg.Store == nil {
+		return nil, errors.New("ca: Config.Store is required")
+	}
+	roleOIDs := make(map[string]asn1.ObjectIdentifier, len(cfg.RoleOIDs))
+	for role, s := range cfg.RoleOIDs {
+		oid, err := parseOID(s)
+		if err != nil {
+			return nil, fault.Wrap(err, fault.InvalidArgument, "role %q: invalid OID %q", role, s)
+		}
+		roleOIDs[role] = oid
+	}
+	for _, u := range []string{cfg.CRLURL, cfg.OCSPURL} {
+		if err := checkURL(u); err != nil {
+			return nil, err
+		}
+	}
+	root, err := loadCert(filepath.Join(cfg.Dir, RootCertFile))
+	if err != nil {
+		return nil, err
+	}
+	inter, err := loadCert(filepath.Join(cfg.Dir, IntermediateCertFile))
+	if err != nil {
+		return nil, err
+	}
+	key, err := loadKey(filepath.Join(cfg.Dir, IntermediateKeyFile), cfg.Passphrase)
+	if err != nil {
+		return nil, err
+	}
+	if err := inter.CheckSignatureFrom(root); err != nil {
+		return nil, fmt.Errorf("intermediate is not signed by the root: %w", err)
+	}
+	if !publicKeysEqual(inter.PublicKey, key.Public()) {
+		return nil, errors.New("intermediate key does not match the intermediate certificate")
+	}
+	auth, err := authority.NewEmbedded(
+		authority.WithX509RootCerts(root),
+		authority.WithX509Signer(inter, key),
+		authority.WithDatabase(&authDB{store: cfg.Store, now: cfg.Now}),
+		authority.WithQuietInit(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded authority: %w", err)
+	}
+	c := &CA{cfg: cfg, auth: auth, root: root, inter: inter, roleOIDs: roleOIDs,
+		roots: x509.NewCertPool(), inters: x509.NewCertPool()}
+	c.roots.AddCert(root)
+	c.inters.AddCert(inter)
+	return c, nil
+}
+
+// Root returns the root certificate.
+func (c *CA) Root() *x509.Certificate { return c.root }
+
+// Intermediate returns the issuing certificate.
+func (c *CA) Intermediate() *x509.Certificate { return c.inter }
+
+// ChainPEM returns the issuing chain a device needs: intermediate then root.
+func (c *CA) ChainPEM() []byte { return EncodePEM(c.inter, c.root) }
+
+// RootPEM returns the root certificate as PEM.
+func (c *CA) RootPEM() []byte { return EncodePEM(c.root) }
+
+// Roles returns the role names the CA can put into a certificate.
+func (c *CA) Roles() []string {
+	out := make([]string, 0, len(c.roleOIDs))
+	for r := range c.roleOIDs {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// LeafRequest asks for one device certificate.
+type LeafRequest struct {
+	CSR      *x509.CertificateRequest
+	Fleet    string
+	DeviceID string
+	Validity time.Duration
+	Roles    []string
+}
+
+// Issued is a signed leaf with its issuing chain (intermediate, root).
+type Issued struct {
+	Leaf  *x509.Certificate
+	Chain []*x509.Certificate
+}
+
+// leafTemplate is the only shape a Gatehouse leaf can take. Values reach it
+// through template data and toJson, never by string concatenation.
+const leafTemplate = `{
+	"subject": {"commonName": {{ toJson .Gatehouse.DeviceID }}},
+	"uris": {{ toJson .Gatehouse.URIs }},
+	"keyUsage": ["digitalSignature"],
+	"extKeyUsage": ["clientAuth"],
+	"unknownExtKeyUsage": {{ toJson .Gatehouse.RoleOIDs }},
+	"crlDistributionPoints": {{ toJson .Gatehouse.CRL }},
+	"ocspServer": {{ toJson .Gatehouse.OCSP }},
+	"notBefore": {{ toJson .Gatehouse.NotBefore }},
+	"notAfter": {{ toJson .Gatehouse.NotAfter }}
+}`
+
+type leafData struct {
+	DeviceID  string
+	URIs      []string
+	RoleOIDs  []string
+	CRL       []string
+	OCSP      []string
+	NotBefore time.Time
+	NotAfter  time.Time
+}
+
+// leafOptions feeds the Gatehouse template to the authority's sign path.
+type leafOptions struct{ data x509util.TemplateData }
+
+func (o leafOptions) Options(provisioner.SignOptions) []x509util.Option {
+	return []x509util.Option{x509util.WithTemplate(leafTemplate, o.data)}
+}
+
+// Issue signs a leaf for the given identity. The CSR's signature must verify;
+// its subject, SANs and extensions are ignored.
+func (c *CA) Issue(ctx context.Context, req LeafRequest) (Issued, error) {
+	if req.CSR == nil {
+		return Issued{}, fault.New(fault.CSRInvalid, "no certificate request")
+	}
+	if !ValidName(req.Fleet) || !ValidName(req.DeviceID) {
+		return Issued{}, fault.New(fault.InvalidArgument, "fleet and device id must match [A-Za-z0-9._-]{1,64}")
+	}
+	if req.Validity <= 0 {
+		return Issued{}, fault.New(fault.InvalidArgument, "validity must be positive")
+	}
+	if err := req.CSR.CheckSignature(); err != nil {
+		return Issued{}, fault.Wrap(err, fault.CSRInvalid, "certificate request signature does not verify")
+	}
+	oids := make([]string, 0, len(req.Roles))
+	for _, r := range req.Roles {
+		oid, ok := c.roleOIDs[r]
+		if !ok {
+			return Issued{}, fault.New(fault.InvalidArgument, "role %q has no OID configured", r)
+		}
+		oids = append(oids, oid.String())
+	}
+	now := c.cfg.Now().Truncate(time.Second)
+	notBefore := now.Add(-c.cfg.Backdate)
+	notAfter := now.Add(req.Validity)
+	if notAfter.After(c.inter.NotAfter) {
+		notAfter = c.inter.NotAfter
+	}
+	ld := leafData{
+		DeviceID:  req.DeviceID,
+		URIs:      []string{IdentityURI(req.Fleet, req.DeviceID)},
+		RoleOIDs:  oids,
+		NotBefore: notBefore.UTC(),
+		NotAfter:  notAfter.UTC(),
+	}
+	if c.cfg.CRLURL != "" {
+		ld.CRL = []string{c.cfg.CRLURL}
+	}
+	if c.cfg.OCSPURL != "" {
+		ld.OCSP = []string{c.cfg.OCSPURL}
+	}
+	data := x509util.NewTemplateData()
+	data.Set("Gatehouse", ld)
+	chain, err := c.auth.SignWithContext(ctx, req.CSR, provisioner.SignOptions{},
+		leafOptions{data: data}, provisioner.CertificateEnforcerFunc(enforceLeaf))
+	if err != nil {
+		return Issued{}, fmt.Errorf("sign certificate: %w", err)
+	}
+	return Issued{Leaf: chain[0], Chain: append(chain[1:len(chain):len(chain)], c.root)}, nil
+}
+
+// enforceLeaf is the last word before signing: whatever a template or a
+// future option did, a Gatehouse leaf is a client certificate and nothing more.
+func enforceLeaf(cert *x509.Certificate) error {
+	cert.IsCA = false
+	cert.BasicConstraintsValid = true
+	cert.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	cert.KeyUsage = x509.KeyUsageDigitalSignature
+	cert.DNSNames, cert.EmailAddresses, cert.IPAddresses = nil, nil, nil
+	if len(cert.URIs) != 1 {
+		return errors.New("leaf must carry exactly one identity URI")
+	}
+	return nil
+}
+
+// VerifyLeaf checks that cert chains to this CA's root for client auth and
+// is within its validity at the CA's current time, and returns its identity.
+func (c *CA) VerifyLeaf(cert *x509.Certificate) (Identity, error) {
+	_, err := cert.Verify(x509.VerifyOptions{
+		Roots:         c.roots,
+		Intermediates: c.inters,
+		CurrentTime:   c.cfg.Now(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		var inv x509.CertificateInvalidError
+		if errors.As(err, &inv) && inv.Reason == x509.Expired {
+			return Identity{}, fault.Wrap(err, fault.CertInvalid, "certificate has expired")
+		}
+		return Identity{}, fault.Wrap(err, fault.CertInvalid, "certificate was not issued by this Gatehouse CA")
+	}
+	return IdentityOf(cert)
+}
+
+// KeyType names a public key the way profiles list allowed key types:
+// "P-256", "P-384", "Ed25519", "RSA-<bits>"; "" for anything else.
+func KeyType(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return "P-256"
+		case elliptic.P384():
+			return "P-384"
+		}
+	case ed25519.PublicKey:
+		return "Ed25519"
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA-%d", k.N.BitLen())
+	}
+	return ""
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	e, ok := a.(equaler)
+	return ok && e.Equal(b)
+}
+
+func parseOID(s string) (asn1.ObjectIdentifier, error) {
+	parts := strings.Split(s, ".")
+	if len(parts) < 2 {
+		return nil, errors.New("an OID has at least two arcs")
+	}
+	oid := make(asn1.ObjectIdentifier, len(parts))
+	for i, p := range parts {
+		v, err := strconv.Atoi(p)
+		if err != nil || v < 0 || strconv.Itoa(v) != p {
+			return nil, fmt.Errorf("arc %q is not a non-negative integer", p)
+		}
+		oid[i] = v
+	}
+	return oid, nil
+}
+
+// checkURL makes a misconfigured CRL or OCSP URL fail at start, not in every leaf.
+func checkURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fault.New(fault.InvalidArgument, "%q is not an http(s) URL", s)
+	}
+	return nil
+}

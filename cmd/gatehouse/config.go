@@ -1,0 +1,177 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/fault"
+)
+
+// Config keys. Each is settable in the config file (YAML, dotted keys as
+// nesting), as GATEHOUSE_<KEY with . → _> in the environment, and where a
+// flag exists, as a flag. Precedence: flag > env > file > default.
+const (
+	keyDataDir        = "data_dir"
+	keyDatabase       = "database.dsn"
+	keyAPIAddr        = "api.addr"
+	keyPublicURL      = "api.public_url"
+	keyHooksAddr      = "hooks.addr"
+	keyDiagAddr       = "diag.addr"
+	keyPassphrase     = "ca.passphrase"
+	keyPassphraseFile = "ca.passphrase_file"
+	keyRoleOIDs       = "ca.role_oids"
+	keyLogLevel       = "log.level"
+	keyLogFormat      = "log.format"
+)
+
+var defaults = map[string]any{
+	keyDataDir:        "./data",
+	keyDatabase:       "",
+	keyAPIAddr:        "127.0.0.1:8080",
+	keyPublicURL:      "",
+	keyHooksAddr:      "127.0.0.1:8081",
+	keyDiagAddr:       "127.0.0.1:9090",
+	keyPassphrase:     "",
+	keyPassphraseFile: "",
+	keyRoleOIDs:       map[string]string{},
+	keyLogLevel:       "info",
+	keyLogFormat:      "text",
+}
+
+// passphraseFileName is where init stores a generated CA passphrase.
+const passphraseFileName = "ca-passphrase"
+
+// loadConfig builds a viper instance from defaults, an optional config file,
+// GATEHOUSE_* variables and the command's flags. Every key gets SetDefault
+// and BindEnv, because viper's Unmarshal ignores env vars for unknown keys.
+func loadConfig(cmd *cobra.Command) (*viper.Viper, error) {
+	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+		if err := v.BindEnv(k, "GATEHOUSE_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))); err != nil {
+			return nil, err
+		}
+	}
+	flagKeys := map[string]string{
+		"data-dir": keyDataDir, "database": keyDatabase, "api-addr": keyAPIAddr, "public-url": keyPublicURL,
+		"hooks-addr": keyHooksAddr, "diag-addr": keyDiagAddr, "ca-passphrase-file": keyPassphraseFile,
+	}
+	for flag, key := range flagKeys {
+		if f := cmd.Flags().Lookup(flag); f != nil {
+			if err := v.BindPFlag(key, f); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if f := cmd.Flags().Lookup("config"); f != nil && f.Value.String() != "" {
+		v.SetConfigFile(f.Value.String())
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fault.Wrap(err, fault.InvalidArgument, "cannot read config file %s: %v", f.Value.String(), err)
+		}
+	}
+	for _, k := range []string{keyAPIAddr, keyHooksAddr, keyDiagAddr} {
+		if _, _, err := net.SplitHostPort(v.GetString(k)); err != nil {
+			return nil, fault.New(fault.InvalidArgument, "%s: %q is not host:port", k, v.GetString(k))
+		}
+	}
+	return v, nil
+}
+
+func addServerFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.String("config", "", "config file (YAML)")
+	f.String("data-dir", "./data", "data directory (CA, SQLite database)")
+	f.String("database", "", "database DSN: postgres://… or an SQLite path (default <data-dir>/gatehouse.db)")
+	f.String("ca-passphrase-file", "", "file holding the CA key passphrase (or set GATEHOUSE_CA_PASSPHRASE)")
+}
+
+func dataDir(v *viper.Viper) string { return v.GetString(keyDataDir) }
+
+func caDir(v *viper.Viper) string { return filepath.Join(dataDir(v), "ca") }
+
+func databaseDSN(v *viper.Viper) string {
+	if dsn := v.GetString(keyDatabase); dsn != "" {
+		return dsn
+	}
+	return filepath.Join(dataDir(v), "gatehouse.db")
+}
+
+// publicURL is the base URL devices and brokers reach the API at; it goes
+// into certificates (CRL, OCSP), so it must not change casually.
+func publicURL(v *viper.Viper) string {
+	if u := v.GetString(keyPublicURL); u != "" {
+		return strings.TrimRight(u, "/")
+	}
+	return "http://" + v.GetString(keyAPIAddr)
+}
+
+// readPassphrase finds the CA passphrase: GATEHOUSE_CA_PASSPHRASE (or the
+// config file), else --ca-passphrase-file, else the file init generated.
+func readPassphrase(v *viper.Viper) ([]byte, error) {
+	if p := v.GetString(keyPassphrase); p != "" {
+		return []byte(p), nil
+	}
+	path := v.GetString(keyPassphraseFile)
+	if path == "" {
+		path = filepath.Join(dataDir(v), passphraseFileName)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, fault.New(fault.InvalidArgument,
+				"no CA passphrase: set GATEHOUSE_CA_PASSPHRASE or --ca-passphrase-file")
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read CA passphrase: %w", err)
+	}
+	p := []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(p) < ca.MinPassphraseLen {
+		return nil, fault.New(fault.InvalidArgument, "CA passphrase in %s is shorter than %d bytes", path, ca.MinPassphraseLen)
+	}
+	return p, nil
+}
+
+// generatePassphrase writes a random passphrase to path with mode 0600.
+func generatePassphrase(path string) ([]byte, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	p := []byte(base64.RawURLEncoding.EncodeToString(b[:]))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("write CA passphrase: %w", err)
+	}
+	if _, err := f.Write(append(p, '\n')); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return p, f.Close()
+}
+
+// roleOIDs reads ca.role_oids; an empty map means the built-in defaults.
+func roleOIDs(v *viper.Viper) map[string]string {
+	m := v.GetStringMapString(keyRoleOIDs)
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// redactDSN hides a password in a database URL before it is printed.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return dsn
+}

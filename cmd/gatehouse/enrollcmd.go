@@ -1,0 +1,191 @@
+package main
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/fault"
+)
+
+// Files the enroll command writes into --out.
+const (
+	deviceKeyFile   = "device.key"
+	deviceCertFile  = "device.crt"
+	deviceChainFile = "ca-chain.crt"
+)
+
+func newEnrollCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "enroll",
+		Short: "Enroll this device: make a key here, send only a CSR, and save the certificate",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f := cmd.Flags()
+			asJSON, _ := f.GetBool("json")
+			res, err := runEnroll(must(f.GetString("server")), must(f.GetString("token")), must(f.GetString("out")),
+				must(f.GetString("device-id")), must(f.GetString("key-type")), must(f.GetString("ca-file")), must(f.GetBool("force")))
+			if asJSON {
+				if err != nil {
+					writeJSON(cmd.OutOrStdout(), jsonError(err))
+					return cliError{error: err, silent: true}
+				}
+				writeJSON(cmd.OutOrStdout(), res)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %s (%s), serial %s, valid until %s\nwrote %s, %s, %s\n",
+				res.DeviceID, res.Identity, res.Serial, res.NotAfter.Format("2006-01-02 15:04:05Z07:00"),
+				res.Files["key"], res.Files["certificate"], res.Files["chain"])
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.String("server", "", "Gatehouse API base URL, e.g. http://127.0.0.1:8080")
+	f.String("token", os.Getenv("GATEHOUSE_BOOTSTRAP_TOKEN"), "one-time bootstrap token (or GATEHOUSE_BOOTSTRAP_TOKEN)")
+	f.String("out", ".", "directory for device.key, device.crt and ca-chain.crt")
+	f.String("device-id", "", "requested device id, for tokens that do not fix one")
+	f.String("key-type", "P-256", "P-256, P-384, Ed25519, RSA-2048, RSA-3072 or RSA-4096")
+	f.String("ca-file", "", "CA bundle to trust for an https server (default: system roots)")
+	f.Bool("force", false, "overwrite an existing device.key")
+	f.Bool("json", false, "print the result (or the error) as JSON")
+	return cmd
+}
+
+type enrollResult struct {
+	OK       bool              `json:"ok"`
+	Files    map[string]string `json:"files"`
+	DeviceID string            `json:"device_id"`
+	Identity string            `json:"identity"`
+	Serial   string            `json:"serial"`
+	NotAfter jsonTime          `json:"not_after"`
+}
+
+func runEnroll(server, token, out, deviceID, keyType, caFile string, force bool) (enrollResult, error) {
+	if token == "" {
+		return enrollResult{}, fault.New(fault.TokenInvalid, "--token is required")
+	}
+	keyPath := filepath.Join(out, deviceKeyFile)
+	if _, err := os.Stat(keyPath); err == nil && !force {
+		return enrollResult{}, fault.New(fault.AlreadyExists, "%s exists; this device looks enrolled (use --force to replace it)", keyPath)
+	}
+	c, err := newClient(server, "", caFile)
+	if err != nil {
+		return enrollResult{}, err
+	}
+	key, err := generateKey(keyType)
+	if err != nil {
+		return enrollResult{}, err
+	}
+	// The CSR carries no names: the server decides the identity.
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return enrollResult{}, err
+	}
+	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
+	body, err := c.do("POST", "/api/v1/enroll", "", api.EnrollRequest{Token: token, CSR: string(csrPEM), DeviceID: deviceID})
+	if err != nil {
+		return enrollResult{}, err
+	}
+	var res api.EnrollResponse
+	if err := json.Unmarshal(body, &res); err != nil || res.Certificate == "" {
+		return enrollResult{}, fault.New(fault.Unavailable, "server sent an unreadable enrollment response")
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return enrollResult{}, err
+	}
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return enrollResult{}, err
+	}
+	files := map[string]string{"key": keyPath, "certificate": filepath.Join(out, deviceCertFile),
+		"chain": filepath.Join(out, deviceChainFile)}
+	// The key is written last-but-atomically with the rest: a half-enrolled
+	// directory (certificate without key) would be unusable.
+	writes := []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{
+		{files["certificate"], []byte(res.Certificate), 0o644},
+		{files["chain"], []byte(res.Chain), 0o644},
+		{keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600},
+	}
+	for _, w := range writes {
+		if err := writeFileAtomic(w.path, w.data, w.mode); err != nil {
+			return enrollResult{}, err
+		}
+	}
+	return enrollResult{OK: true, Files: files, DeviceID: res.DeviceID, Identity: res.Identity, Serial: res.Serial,
+		NotAfter: jsonTime{res.NotAfter}}, nil
+}
+
+func generateKey(kind string) (crypto.Signer, error) {
+	switch kind {
+	case "P-256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "P-384":
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "Ed25519":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	case "RSA-2048":
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case "RSA-3072":
+		return rsa.GenerateKey(rand.Reader, 3072)
+	case "RSA-4096":
+		return rsa.GenerateKey(rand.Reader, 4096)
+	}
+	return nil, fault.New(fault.InvalidArgument, "unknown --key-type %q", kind)
+}
+
+// writeFileAtomic writes via a temp file and rename, so a crash never leaves
+// a truncated key or certificate behind.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = os.Remove(name)
+		}
+	}()
+	if err := tmp.Chmod(mode); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(name, path); err != nil {
+		return errors.Join(err, os.Remove(name))
+	}
+	ok = true
+	return nil
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gatehouse-iot/gatehouse/api"
+)
+
+func newServeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the API, the web UI, the broker hook listener and diagnostics",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			log := newLogger(v)
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			a, err := wire(ctx, v, log)
+			if err != nil {
+				return err
+			}
+			defer a.store.Close()
+			servers := []struct {
+				name, addr string
+				h          http.Handler
+			}{
+				{"api", v.GetString(keyAPIAddr), a.api},
+				{"hooks", v.GetString(keyHooksAddr), http.NotFoundHandler()},
+				{"diag", v.GetString(keyDiagAddr), api.Diagnostics(a.store)},
+			}
+			g, gctx := errgroup.WithContext(ctx)
+			for _, s := range servers {
+				// Listen before serving so a taken port fails start-up at once.
+				ln, err := net.Listen("tcp", s.addr)
+				if err != nil {
+					return fmt.Errorf("%s listener: %w", s.name, err)
+				}
+				srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+					WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+				log.Info("listening", "listener", s.name, "addr", ln.Addr().String())
+				g.Go(func() error {
+					if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+						return fmt.Errorf("%s listener: %w", s.name, err)
+					}
+					return nil
+				})
+				g.Go(func() error {
+					<-gctx.Done()
+					sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					return srv.Shutdown(sctx)
+				})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Gatehouse %s: UI and API on %s\n", version, publicURL(v))
+			err = g.Wait()
+			log.Info("stopped")
+			return err
+		},
+	}
+	addServerFlags(cmd)
+	f := cmd.Flags()
+	f.String("api-addr", "127.0.0.1:8080", "API and web UI listen address")
+	f.String("hooks-addr", "127.0.0.1:8081", "broker hook listen address")
+	f.String("diag-addr", "127.0.0.1:9090", "diagnostics listen address (/healthz, /readyz)")
+	f.String("public-url", "", "base URL devices reach the API at, put into certificates (default http://<api-addr>)")
+	return cmd
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/viper"
+
+	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/audit"
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/inventory"
+	"github.com/gatehouse-iot/gatehouse/store"
+	"github.com/gatehouse-iot/gatehouse/ui"
+)
+
+// app is the wired control plane.
+type app struct {
+	log       *slog.Logger
+	store     *store.Store
+	ca        *ca.CA
+	inventory *inventory.Service
+	enroll    *enroll.Service
+	api       *api.Server
+}
+
+func newLogger(v *viper.Viper) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(v.GetString(keyLogLevel))); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(v.GetString(keyLogFormat), "json") {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// openStore opens (and migrates) the configured database.
+func openStore(ctx context.Context, v *viper.Viper, log *slog.Logger) (*store.Store, error) {
+	return store.New(ctx, store.Config{DSN: databaseDSN(v), Logger: log})
+}
+
+// wire builds every component from configuration. It needs an initialised
+// data directory.
+func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
+	if !ca.Initialized(caDir(v)) {
+		return nil, fault.New(fault.NotFound, "%s holds no CA: run `gatehouse init --data-dir %s` first", dataDir(v), dataDir(v))
+	}
+	pass, err := readPassphrase(v)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(ctx, v, log)
+	if err != nil {
+		return nil, err
+	}
+	base := publicURL(v)
+	authority, err := ca.New(ca.Config{Dir: caDir(v), Passphrase: pass, Store: st, RoleOIDs: roleOIDs(v),
+		CRLURL: base + "/crl", OCSPURL: base + "/ocsp"})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	rec := audit.New(st, log)
+	inv, err := inventory.New(inventory.Config{Fleets: st, Profiles: st, Devices: st, Certificates: st,
+		Audit: rec, Roles: authority.Roles()})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: authority})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	srv, err := api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st,
+		CA: authority, UI: ui.Handler(), Logger: log, Version: version})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv}, nil
+}

@@ -1,0 +1,335 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/gatehouse-iot/gatehouse/fault"
+)
+
+// tokenInsertChunk keeps one INSERT under both backends' bind-parameter limits.
+const tokenInsertChunk = 1000
+
+// CreateTokenBatch stores a batch and the hashes of its tokens in one transaction.
+func (s *Store) CreateTokenBatch(ctx context.Context, b TokenBatch, tokens []NewToken) (TokenBatch, error) {
+	b.CreatedAt = s.now()
+	b.Count = len(tokens)
+	br := batchRow{ID: b.ID, Fleet: b.Fleet, Profile: b.Profile, Count: b.Count, ExpiresAt: ms(b.ExpiresAt),
+		CreatedBy: b.CreatedBy, CreatedAt: ms(b.CreatedAt)}
+	rows := make([]tokenRow, len(tokens))
+	for i, t := range tokens {
+		rows[i] = tokenRow{Hash: t.Hash, BatchID: b.ID, DeviceID: strPtr(t.DeviceID), ExpiresAt: br.ExpiresAt}
+	}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(&br).Error; err != nil {
+			return classify(err, "token batch")
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		return classify(tx.CreateInBatches(rows, tokenInsertChunk).Error, "bootstrap token")
+	})
+	if err != nil {
+		return TokenBatch{}, err
+	}
+	return b, nil
+}
+
+// GetTokenBatch returns a batch with its count of used tokens.
+func (s *Store) GetTokenBatch(ctx context.Context, id string) (TokenBatch, error) {
+	var r batchRow
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&r).Error; err != nil {
+		return TokenBatch{}, classify(err, "token batch "+id)
+	}
+	var used int64
+	if err := s.db.WithContext(ctx).Model(&tokenRow{}).Where("batch_id = ? AND used_at IS NOT NULL", id).
+		Count(&used).Error; err != nil {
+		return TokenBatch{}, classify(err, "token batch "+id)
+	}
+	b := batchDomain(r)
+	b.Used = int(used)
+	return b, nil
+}
+
+// ListTokenBatches returns the newest batches first, with used counts.
+func (s *Store) ListTokenBatches(ctx context.Context, limit int) ([]TokenBatch, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	var rows []batchRow
+	if err := s.db.WithContext(ctx).Order("created_at DESC, id").Limit(limit).Find(&rows).Error; err != nil {
+		return nil, classify(err, "token batches")
+	}
+	out := make([]TokenBatch, len(rows))
+	if len(rows) == 0 {
+		return out, nil
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	var counts []struct {
+		BatchID string
+		Used    int
+	}
+	if err := s.db.WithContext(ctx).Model(&tokenRow{}).Select("batch_id, COUNT(*) AS used").
+		Where("batch_id IN ? AND used_at IS NOT NULL", ids).Group("batch_id").Scan(&counts).Error; err != nil {
+		return nil, classify(err, "token batches")
+	}
+	used := make(map[string]int, len(counts))
+	for _, c := range counts {
+		used[c.BatchID] = c.Used
+	}
+	for i, r := range rows {
+		out[i] = batchDomain(r)
+		out[i].Used = used[r.ID]
+	}
+	return out, nil
+}
+
+func batchDomain(r batchRow) TokenBatch {
+	return TokenBatch{ID: r.ID, Fleet: r.Fleet, Profile: r.Profile, Count: r.Count, ExpiresAt: fromMS(r.ExpiresAt),
+		CreatedBy: r.CreatedBy, CreatedAt: fromMS(r.CreatedAt), RevokedAt: fromOptMS(r.RevokedAt)}
+}
+
+// GetBootstrapToken looks a token up by its hash, with its batch's fleet and profile.
+func (s *Store) GetBootstrapToken(ctx context.Context, hash string) (BootstrapToken, error) {
+	var r tokenRow
+	if err := s.db.WithContext(ctx).Where("hash = ?", hash).Take(&r).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return BootstrapToken{}, fault.New(fault.TokenInvalid, "unknown bootstrap token")
+		}
+		return BootstrapToken{}, classify(err, "bootstrap token")
+	}
+	var b batchRow
+	if err := s.db.WithContext(ctx).Where("id = ?", r.BatchID).Take(&b).Error; err != nil {
+		return BootstrapToken{}, classify(err, "token batch")
+	}
+	return BootstrapToken{Hash: r.Hash, BatchID: r.BatchID, DeviceID: deref(r.DeviceID),
+		ExpiresAt: fromMS(r.ExpiresAt), UsedAt: fromOptMS(r.UsedAt), UsedBy: deref(r.UsedBy),
+		Fleet: b.Fleet, Profile: b.Profile, BatchRevokedAt: fromOptMS(b.RevokedAt)}, nil
+}
+
+// CompleteEnrollment consumes the token, creates or activates the device and
+// records its first certificate, all in one transaction. The token is
+// consumed by a conditional UPDATE, so of any number of concurrent
+// enrollments with one token exactly one commits; the others get token_used.
+func (s *Store) CompleteEnrollment(ctx context.Context, e Enrollment) (Device, error) {
+	var out Device
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&tokenRow{}).
+			Where("hash = ? AND used_at IS NULL AND expires_at > ?", e.TokenHash, ms(e.At)).
+			Where("batch_id IN (?)", tx.Model(&batchRow{}).Select("id").Where("revoked_at IS NULL")).
+			Updates(map[string]any{"used_at": ms(e.At), "used_by": e.Device.ID})
+		if res.Error != nil {
+			return classify(res.Error, "bootstrap token")
+		}
+		if res.RowsAffected != 1 {
+			return tokenRefusal(tx, e.TokenHash, e.At)
+		}
+		dev, err := upsertEnrolledDevice(tx, e.Device, e.At)
+		if err != nil {
+			return err
+		}
+		out = dev
+		e.Cert.CreatedAt = e.At
+		e.Cert.Status = CertActive
+		c := newCertRow(e.Cert)
+		return classify(tx.Create(&c).Error, "certificate "+e.Cert.Serial)
+	})
+	return out, err
+}
+
+// tokenRefusal explains why a token could not be consumed.
+func tokenRefusal(tx *gorm.DB, hash string, at time.Time) error {
+	var r tokenRow
+	if err := tx.Where("hash = ?", hash).Take(&r).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return fault.New(fault.TokenInvalid, "unknown bootstrap token")
+		}
+		return classify(err, "bootstrap token")
+	}
+	switch {
+	case r.UsedAt != nil:
+		return fault.New(fault.TokenUsed, "bootstrap token was already used")
+	case r.ExpiresAt <= ms(at):
+		return fault.New(fault.TokenExpired, "bootstrap token has expired")
+	default:
+		return fault.New(fault.TokenRevoked, "bootstrap token's batch was revoked")
+	}
+}
+
+func upsertEnrolledDevice(tx *gorm.DB, d Device, at time.Time) (Device, error) {
+	var cur deviceRow
+	err := tx.Where("id = ?", d.ID).Take(&cur).Error
+	switch {
+	case errors.Is(err, gorm.ErrRecordNotFound):
+		d.Status = DeviceActive
+		d.CreatedAt, d.UpdatedAt = at, at
+		r := newDeviceRow(d)
+		if err := tx.Create(&r).Error; err != nil {
+			return Device{}, classify(err, "device "+d.ID)
+		}
+		return r.domain(), nil
+	case err != nil:
+		return Device{}, classify(err, "device "+d.ID)
+	case cur.Status != string(DevicePending) || cur.Fleet != d.Fleet:
+		// Only a pre-registered, never-enrolled device of the same fleet can be
+		// claimed; anything else would let a token take over an identity.
+		return Device{}, fault.New(fault.AlreadyExists, "device %s is already enrolled", d.ID)
+	}
+	// The claim is conditional, like the token's: the row read above may be
+	// claimed by a concurrent enrollment with another token before this
+	// UPDATE runs (PostgreSQL, READ COMMITTED). The UPDATE waits for that
+	// transaction and re-checks the condition, so only one claim succeeds.
+	upd := map[string]any{"status": string(DeviceActive), "profile": d.Profile, "updated_at": ms(at)}
+	res := tx.Model(&deviceRow{}).Where("id = ? AND status = ? AND fleet = ?", d.ID, string(DevicePending), d.Fleet).
+		Updates(upd)
+	if res.Error != nil {
+		return Device{}, classify(res.Error, "device "+d.ID)
+	}
+	if res.RowsAffected != 1 {
+		return Device{}, fault.New(fault.AlreadyExists, "device %s is already enrolled", d.ID)
+	}
+	if err := tx.Where("id = ?", d.ID).Take(&cur).Error; err != nil {
+		return Device{}, classify(err, "device "+d.ID)
+	}
+	return cur.domain(), nil
+}
+
+// RecordRenewal stores a renewed certificate and supersedes the one it
+// replaces, provided the old one is still active and the device is active.
+func (s *Store) RecordRenewal(ctx context.Context, r Renewal) error {
+	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var dev deviceRow
+		if err := tx.Where("id = ?", r.DeviceID).Take(&dev).Error; err != nil {
+			return classify(err, "device "+r.DeviceID)
+		}
+		if dev.Status != string(DeviceActive) {
+			return fault.New(fault.DeviceNotActive, "device %s is %s", r.DeviceID, dev.Status)
+		}
+		res := tx.Model(&certRow{}).Where("serial = ? AND device_id = ? AND status = ?",
+			r.OldSerial, r.DeviceID, string(CertActive)).Update("status", string(CertSuperseded))
+		if res.Error != nil {
+			return classify(res.Error, "certificate "+r.OldSerial)
+		}
+		if res.RowsAffected != 1 {
+			return fault.New(fault.CertInvalid, "certificate %s is not the device's current certificate", r.OldSerial)
+		}
+		r.Cert.CreatedAt = s.now()
+		r.Cert.Status = CertActive
+		c := newCertRow(r.Cert)
+		return classify(tx.Create(&c).Error, "certificate "+r.Cert.Serial)
+	})
+}
+
+// GetCertificate returns one certificate record by serial.
+func (s *Store) GetCertificate(ctx context.Context, serial string) (Certificate, error) {
+	var r certRow
+	if err := s.db.WithContext(ctx).Where("serial = ?", serial).Take(&r).Error; err != nil {
+		return Certificate{}, classify(err, "certificate "+serial)
+	}
+	return r.domain(), nil
+}
+
+// ListCertificates returns a device's certificates, newest first.
+func (s *Store) ListCertificates(ctx context.Context, deviceID string) ([]Certificate, error) {
+	var rows []certRow
+	if err := s.db.WithContext(ctx).Where("device_id = ?", deviceID).Order("not_before DESC, serial").
+		Find(&rows).Error; err != nil {
+		return nil, classify(err, "certificates")
+	}
+	out := make([]Certificate, len(rows))
+	for i, r := range rows {
+		out[i] = r.domain()
+	}
+	return out, nil
+}
+
+// RevokeCertificate marks a certificate revoked. Revoking an already revoked
+// certificate keeps the first revocation's time and reason.
+func (s *Store) RevokeCertificate(ctx context.Context, serial string, reason int, at time.Time) error {
+	res := s.db.WithContext(ctx).Model(&certRow{}).Where("serial = ? AND status <> ?", serial, string(CertRevoked)).
+		Updates(map[string]any{"status": string(CertRevoked), "revoked_at": ms(at), "revocation_reason": reason})
+	if res.Error != nil {
+		return classify(res.Error, "certificate "+serial)
+	}
+	if res.RowsAffected == 0 {
+		if _, err := s.GetCertificate(ctx, serial); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CreateAdminToken stores an admin API token's hash.
+func (s *Store) CreateAdminToken(ctx context.Context, t AdminToken) (AdminToken, error) {
+	if t.ID == "" {
+		t.ID = uuid.Must(uuid.NewV7()).String()
+	}
+	r := adminTokenRow{ID: t.ID, Name: t.Name, Hash: t.Hash, Role: string(t.Role), CreatedAt: ms(s.now())}
+	if err := s.db.WithContext(ctx).Create(&r).Error; err != nil {
+		return AdminToken{}, classify(err, "admin token")
+	}
+	return r.domain(), nil
+}
+
+// GetAdminTokenByHash finds an unrevoked admin token by its hash.
+func (s *Store) GetAdminTokenByHash(ctx context.Context, hash string) (AdminToken, error) {
+	var r adminTokenRow
+	if err := s.db.WithContext(ctx).Where("hash = ? AND revoked_at IS NULL", hash).Take(&r).Error; err != nil {
+		return AdminToken{}, classify(err, "admin token")
+	}
+	return r.domain(), nil
+}
+
+// CountAdminTokens counts unrevoked admin tokens.
+func (s *Store) CountAdminTokens(ctx context.Context) (int, error) {
+	var n int64
+	err := s.db.WithContext(ctx).Model(&adminTokenRow{}).Where("revoked_at IS NULL").Count(&n).Error
+	return int(n), classify(err, "admin tokens")
+}
+
+// AppendAudit records an audit event. ID and At are filled in when empty.
+func (s *Store) AppendAudit(ctx context.Context, e AuditEvent) error {
+	if e.ID == "" {
+		e.ID = uuid.Must(uuid.NewV7()).String()
+	}
+	if e.At.IsZero() {
+		e.At = s.now()
+	}
+	r := auditRow{ID: e.ID, At: ms(e.At), Actor: e.Actor, Action: e.Action, ObjectType: e.ObjectType,
+		ObjectID: e.ObjectID, Detail: e.Detail}
+	return classify(s.db.WithContext(ctx).Create(&r).Error, "audit event")
+}
+
+// ListAudit returns the newest audit events first.
+func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
+	q := s.db.WithContext(ctx).Model(&auditRow{})
+	if f.ObjectType != "" {
+		q = q.Where("object_type = ?", f.ObjectType)
+	}
+	if f.ObjectID != "" {
+		q = q.Where("object_id = ?", f.ObjectID)
+	}
+	if f.Actor != "" {
+		q = q.Where("actor = ?", f.Actor)
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	var rows []auditRow
+	if err := q.Order("at DESC, id DESC").Limit(limit).Find(&rows).Error; err != nil {
+		return nil, classify(err, "audit events")
+	}
+	out := make([]AuditEvent, len(rows))
+	for i, r := range rows {
+		out[i] = r.domain()
+	}
+	return out, nil
+}

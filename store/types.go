@@ -1,0 +1,178 @@
+package store
+
+import "time"
+
+// DeviceStatus is the lifecycle state of a device.
+type DeviceStatus string
+
+// Device states. A pending device exists but holds no certificate yet.
+const (
+	DevicePending   DeviceStatus = "pending"
+	DeviceActive    DeviceStatus = "active"
+	DeviceSuspended DeviceStatus = "suspended"
+	DeviceRevoked   DeviceStatus = "revoked"
+)
+
+// Valid reports whether s is a known device status.
+func (s DeviceStatus) Valid() bool {
+	switch s {
+	case DevicePending, DeviceActive, DeviceSuspended, DeviceRevoked:
+		return true
+	}
+	return false
+}
+
+// CertStatus is the state of one issued certificate. Expiry is not a status:
+// it follows from NotAfter and the clock.
+type CertStatus string
+
+// Certificate states.
+const (
+	CertActive     CertStatus = "active"
+	CertSuperseded CertStatus = "superseded"
+	CertRevoked    CertStatus = "revoked"
+)
+
+// Role of an admin API token.
+type Role string
+
+// Admin roles, from most to least privileged.
+const (
+	RoleAdmin    Role = "admin"
+	RoleOperator Role = "operator"
+	RoleViewer   Role = "viewer"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleAdmin || r == RoleOperator || r == RoleViewer }
+
+// Fleet groups devices that share an identity namespace.
+type Fleet struct {
+	Name        string
+	Description string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Profile says what a device's certificate looks like.
+type Profile struct {
+	Name        string
+	KeyTypes    []string
+	Validity    time.Duration
+	RenewWindow time.Duration
+	Roles       []string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Device is one identity in a fleet.
+type Device struct {
+	ID        string
+	Fleet     string
+	Profile   string
+	Status    DeviceStatus
+	Labels    map[string]string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Certificate is the record of one issued leaf certificate.
+type Certificate struct {
+	Serial           string
+	Fingerprint      string
+	DeviceID         string
+	NotBefore        time.Time
+	NotAfter         time.Time
+	Status           CertStatus
+	PEM              string
+	RevokedAt        *time.Time
+	RevocationReason int
+	CreatedAt        time.Time
+}
+
+// TokenBatch is a set of bootstrap tokens created together.
+type TokenBatch struct {
+	ID        string
+	Fleet     string
+	Profile   string
+	Count     int
+	Used      int
+	ExpiresAt time.Time
+	CreatedBy string
+	CreatedAt time.Time
+	RevokedAt *time.Time
+}
+
+// BootstrapToken is a one-time enrollment token; only its hash is stored.
+// Fleet, Profile and BatchRevokedAt come from its batch.
+type BootstrapToken struct {
+	Hash           string
+	BatchID        string
+	DeviceID       string
+	ExpiresAt      time.Time
+	UsedAt         *time.Time
+	UsedBy         string
+	Fleet          string
+	Profile        string
+	BatchRevokedAt *time.Time
+}
+
+// NewToken is one token of a batch being created: its hash and, where the
+// factory fixed it, the device id it may enroll.
+type NewToken struct {
+	Hash     string
+	DeviceID string
+}
+
+// AdminToken is a bearer credential for the admin API.
+type AdminToken struct {
+	ID        string
+	Name      string
+	Hash      string
+	Role      Role
+	CreatedAt time.Time
+	RevokedAt *time.Time
+}
+
+// AuditEvent records who did what to which object.
+type AuditEvent struct {
+	ID         string
+	At         time.Time
+	Actor      string
+	Action     string
+	ObjectType string
+	ObjectID   string
+	Detail     string
+}
+
+// DeviceFilter narrows ListDevices. Search matches an id prefix.
+type DeviceFilter struct {
+	Fleet  string
+	Status DeviceStatus
+	Search string
+	After  string
+	Limit  int
+}
+
+// AuditFilter narrows ListAudit.
+type AuditFilter struct {
+	ObjectType string
+	ObjectID   string
+	Actor      string
+	Limit      int
+}
+
+// Enrollment is everything that one successful enrollment writes, atomically.
+type Enrollment struct {
+	TokenHash string
+	Device    Device
+	Cert      Certificate
+	At        time.Time
+}
+
+// Renewal records a renewed certificate that supersedes OldSerial.
+type Renewal struct {
+	DeviceID  string
+	OldSerial string
+	Cert      Certificate
+}
