@@ -44,6 +44,15 @@ func newClient(server, adminToken, caFile string) (*client, error) {
 		http: &http.Client{Transport: tr, Timeout: 10 * time.Minute}}, nil
 }
 
+// withClientCert presents cert in TLS handshakes (renewal over mutual TLS).
+func (c *client) withClientCert(cert tls.Certificate) {
+	tr := c.http.Transport.(*http.Transport)
+	if tr.TLSClientConfig == nil {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
+}
+
 // do sends a JSON request and returns the response body on 2xx. Error
 // responses come back as *fault.Error carrying the server's code.
 func (c *client) do(method, path, accept string, in any) ([]byte, error) {

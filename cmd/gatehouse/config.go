@@ -2,6 +2,8 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -26,6 +28,8 @@ const (
 	keyDatabase       = "database.dsn"
 	keyAPIAddr        = "api.addr"
 	keyPublicURL      = "api.public_url"
+	keyAPITLSCert     = "api.tls_cert"
+	keyAPITLSKey      = "api.tls_key"
 	keyHooksAddr      = "hooks.addr"
 	keyDiagAddr       = "diag.addr"
 	keyPassphrase     = "ca.passphrase"
@@ -40,6 +44,8 @@ var defaults = map[string]any{
 	keyDatabase:       "",
 	keyAPIAddr:        "127.0.0.1:8080",
 	keyPublicURL:      "",
+	keyAPITLSCert:     "",
+	keyAPITLSKey:      "",
 	keyHooksAddr:      "127.0.0.1:8081",
 	keyDiagAddr:       "127.0.0.1:9090",
 	keyPassphrase:     "",
@@ -65,7 +71,7 @@ func loadConfig(cmd *cobra.Command) (*viper.Viper, error) {
 	}
 	flagKeys := map[string]string{
 		"data-dir": keyDataDir, "database": keyDatabase, "api-addr": keyAPIAddr, "public-url": keyPublicURL,
-		"hooks-addr": keyHooksAddr, "diag-addr": keyDiagAddr, "ca-passphrase-file": keyPassphraseFile,
+		"hooks-addr": keyHooksAddr, "tls-cert": keyAPITLSCert, "tls-key": keyAPITLSKey, "diag-addr": keyDiagAddr, "ca-passphrase-file": keyPassphraseFile,
 	}
 	for flag, key := range flagKeys {
 		if f := cmd.Flags().Lookup(flag); f != nil {
@@ -113,7 +119,28 @@ func publicURL(v *viper.Viper) string {
 	if u := v.GetString(keyPublicURL); u != "" {
 		return strings.TrimRight(u, "/")
 	}
-	return "http://" + v.GetString(keyAPIAddr)
+	scheme := "http://"
+	if v.GetString(keyAPITLSCert) != "" {
+		scheme = "https://"
+	}
+	return scheme + v.GetString(keyAPIAddr)
+}
+
+// apiTLS returns the API listener's TLS config, or nil for plain HTTP. A
+// client certificate is optional at the handshake (enrollment has none) and,
+// when sent, must chain to the Gatehouse root: renewal then accepts it as
+// proof of the current key.
+func apiTLS(v *viper.Viper, roots *x509.CertPool) (*tls.Config, error) {
+	certFile, keyFile := v.GetString(keyAPITLSCert), v.GetString(keyAPITLSKey)
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fault.Wrap(err, fault.InvalidArgument, "api TLS certificate: %v", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: roots}, nil
 }
 
 // readPassphrase finds the CA passphrase: GATEHOUSE_CA_PASSPHRASE (or the

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -34,13 +36,24 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			defer a.store.Close()
+			// The intermediate is an anchor too, so devices whose TLS stacks send
+			// only their leaf can still authenticate; renewal re-verifies the
+			// full chain to the root.
+			roots := x509.NewCertPool()
+			roots.AddCert(a.ca.Root())
+			roots.AddCert(a.ca.Intermediate())
+			apiTLSConfig, err := apiTLS(v, roots)
+			if err != nil {
+				return err
+			}
 			servers := []struct {
 				name, addr string
 				h          http.Handler
+				tls        *tls.Config
 			}{
-				{"api", v.GetString(keyAPIAddr), a.api},
-				{"hooks", v.GetString(keyHooksAddr), http.NotFoundHandler()},
-				{"diag", v.GetString(keyDiagAddr), api.Diagnostics(a.store)},
+				{"api", v.GetString(keyAPIAddr), a.api, apiTLSConfig},
+				{"hooks", v.GetString(keyHooksAddr), http.NotFoundHandler(), nil},
+				{"diag", v.GetString(keyDiagAddr), api.Diagnostics(a.store), nil},
 			}
 			g, gctx := errgroup.WithContext(ctx)
 			for _, s := range servers {
@@ -48,6 +61,9 @@ func newServeCmd() *cobra.Command {
 				ln, err := net.Listen("tcp", s.addr)
 				if err != nil {
 					return fmt.Errorf("%s listener: %w", s.name, err)
+				}
+				if s.tls != nil {
+					ln = tls.NewListener(ln, s.tls)
 				}
 				srv := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 					WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
@@ -76,6 +92,8 @@ func newServeCmd() *cobra.Command {
 	f.String("api-addr", "127.0.0.1:8080", "API and web UI listen address")
 	f.String("hooks-addr", "127.0.0.1:8081", "broker hook listen address")
 	f.String("diag-addr", "127.0.0.1:9090", "diagnostics listen address (/healthz, /readyz)")
+	f.String("tls-cert", "", "API TLS certificate file (PEM); enables HTTPS and renewal over mutual TLS")
+	f.String("tls-key", "", "API TLS key file (PEM)")
 	f.String("public-url", "", "base URL devices reach the API at, put into certificates (default http://<api-addr>)")
 	return cmd
 }

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serverCert writes a self-signed TLS server certificate for 127.0.0.1.
+func serverCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return certFile, keyFile
+}
+
+// TestRenewOverMutualTLS runs the API over HTTPS, enrolls a device, and
+// renews it with a new key, authenticated by the old certificate in the
+// TLS handshake.
+func TestRenewOverMutualTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	init1 := run(t, []string{"GATEHOUSE_CA_PASSPHRASE=a-test-passphrase-123"}, bin, "init", "--data-dir", data)
+	m := adminTokenLine.FindStringSubmatch(init1.stdout)
+	if init1.code != 0 || m == nil {
+		t.Fatalf("init: %d %s %s", init1.code, init1.stdout, init1.stderr)
+	}
+	admin := m[1]
+	crt, key := serverCert(t, tmp)
+	apiAddr, diagAddr := freeAddr(t), freeAddr(t)
+	srv := exec.Command(bin, "serve", "--data-dir", data, "--api-addr", apiAddr, "--hooks-addr", freeAddr(t),
+		"--diag-addr", diagAddr, "--tls-cert", crt, "--tls-key", key)
+	srv.Env = append(os.Environ(), "GATEHOUSE_CA_PASSPHRASE=a-test-passphrase-123")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	waitReady(t, "http://"+diagAddr+"/readyz")
+	server := "https://" + apiAddr
+
+	pool := x509.NewCertPool()
+	pemData, _ := os.ReadFile(crt)
+	pool.AppendCertsFromPEM(pemData)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	post := func(path string, body any) *http.Response {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", server+path, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+admin)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := post("/api/v1/profiles", map[string]any{"name": "short", "key_types": []string{"P-256", "P-384"},
+		"validity": "2h", "renew_window": "2h"})
+	if resp.StatusCode != 201 {
+		t.Fatalf("create profile: %d", resp.StatusCode)
+	}
+	resp = post("/api/v1/token-batches", map[string]any{"fleet": "default", "profile": "short", "count": 1, "ttl": "1h"})
+	var batch struct {
+		Tokens []struct{ Token string } `json:"tokens"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&batch); err != nil || len(batch.Tokens) != 1 {
+		t.Fatalf("token batch: %d %v", resp.StatusCode, err)
+	}
+	dir := filepath.Join(tmp, "device")
+	en := run(t, nil, bin, "enroll", "--server", server, "--ca-file", crt, "--token", batch.Tokens[0].Token,
+		"--out", dir, "--device-id", "cam-9", "--json")
+	if en.code != 0 {
+		t.Fatalf("enroll over https: %d %s %s", en.code, en.stdout, en.stderr)
+	}
+	oldCert, _ := os.ReadFile(filepath.Join(dir, "device.crt"))
+	oldKey, _ := os.ReadFile(filepath.Join(dir, "device.key"))
+
+	// Without the CA file the server certificate is not trusted.
+	if r := run(t, nil, bin, "renew", "--server", server, "--dir", dir); r.code == 0 {
+		t.Fatal("renew trusted an unknown server certificate")
+	}
+	rn := run(t, nil, bin, "renew", "--server", server, "--ca-file", crt, "--dir", dir, "--rotate-key", "--key-type", "P-384", "--json")
+	if rn.code != 0 {
+		t.Fatalf("renew: %d %s %s", rn.code, rn.stdout, rn.stderr)
+	}
+	newCert, _ := os.ReadFile(filepath.Join(dir, "device.crt"))
+	newKey, _ := os.ReadFile(filepath.Join(dir, "device.key"))
+	if bytes.Equal(oldCert, newCert) || bytes.Equal(oldKey, newKey) {
+		t.Fatal("renew --rotate-key did not replace certificate and key")
+	}
+	text, err := exec.Command("openssl", "x509", "-in", filepath.Join(dir, "device.crt"), "-noout", "-text").Output()
+	if err != nil || !strings.Contains(string(text), "CN = cam-9") || !strings.Contains(string(text), "NIST CURVE: P-384") {
+		t.Fatalf("renewed certificate: %v\n%s", err, text)
+	}
+	if out, err := exec.Command("openssl", "verify", "-CAfile", filepath.Join(data, "ca", "root_ca.crt"), "-untrusted",
+		filepath.Join(dir, "ca-chain.crt"), filepath.Join(dir, "device.crt")).CombinedOutput(); err != nil {
+		t.Fatalf("openssl verify renewed: %v %s", err, out)
+	}
+	// The superseded certificate cannot renew again.
+	old := filepath.Join(tmp, "old")
+	_ = os.MkdirAll(old, 0o700)
+	_ = os.WriteFile(filepath.Join(old, "device.crt"), oldCert, 0o644)
+	_ = os.WriteFile(filepath.Join(old, "device.key"), oldKey, 0o600)
+	again := run(t, nil, bin, "renew", "--server", server, "--ca-file", crt, "--dir", old, "--json")
+	if again.code != 1 || !strings.Contains(again.stdout, "certificate_invalid") {
+		t.Fatalf("renew with superseded certificate: %d %s", again.code, again.stdout)
+	}
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/fault"
+)
+
+func newRenewCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "renew",
+		Short: "Renew this device's certificate with its current one",
+		Long: "Renews device.crt in --dir. Over https the current certificate authenticates the TLS " +
+			"connection, and --rotate-key may replace the key; over http the CSR is signed with the " +
+			"current key, which proves possession.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f := cmd.Flags()
+			res, err := runRenew(must(f.GetString("server")), must(f.GetString("dir")), must(f.GetString("ca-file")),
+				must(f.GetBool("rotate-key")), must(f.GetString("key-type")))
+			if must(f.GetBool("json")) {
+				if err != nil {
+					writeJSON(cmd.OutOrStdout(), jsonError(err))
+					return cliError{error: err, silent: true}
+				}
+				writeJSON(cmd.OutOrStdout(), res)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "renewed %s, serial %s, valid until %s\n", res.DeviceID, res.Serial,
+				res.NotAfter.Format("2006-01-02 15:04:05Z07:00"))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.String("server", "", "Gatehouse API base URL")
+	f.String("dir", ".", "directory holding device.key and device.crt")
+	f.String("ca-file", "", "CA bundle to trust for an https server")
+	f.Bool("rotate-key", false, "generate a new key (needs an https server: the TLS handshake proves the old key)")
+	f.String("key-type", "P-256", "key type for --rotate-key")
+	f.Bool("json", false, "print the result (or the error) as JSON")
+	return cmd
+}
+
+func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollResult, error) {
+	keyPath, certPath := filepath.Join(dir, deviceKeyFile), filepath.Join(dir, deviceCertFile)
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		return enrollResult{}, fault.Wrap(err, fault.InvalidArgument, "cannot load %s and %s: %v", certPath, keyPath, err)
+	}
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return enrollResult{}, err
+	}
+	// Send the intermediate with the leaf, as TLS clients should.
+	if chainPEM, err := os.ReadFile(filepath.Join(dir, deviceChainFile)); err == nil {
+		if block, _ := pem.Decode(chainPEM); block != nil && block.Type == "CERTIFICATE" {
+			pair.Certificate = append(pair.Certificate, block.Bytes)
+		}
+	}
+	c, err := newClient(server, "", caFile)
+	if err != nil {
+		return enrollResult{}, err
+	}
+	mtls := strings.HasPrefix(c.base, "https://")
+	if mtls {
+		c.withClientCert(pair)
+	} else if rotate {
+		return enrollResult{}, fault.New(fault.InvalidArgument, "--rotate-key needs an https server")
+	}
+	key := pair.PrivateKey.(crypto.Signer)
+	if rotate {
+		if key, err = generateKey(keyType); err != nil {
+			return enrollResult{}, err
+		}
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return enrollResult{}, err
+	}
+	req := api.RenewRequest{Certificate: string(certPEM),
+		CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))}
+	body, err := c.do("POST", "/api/v1/renew", "", req)
+	if err != nil {
+		return enrollResult{}, err
+	}
+	var res api.EnrollResponse
+	if err := json.Unmarshal(body, &res); err != nil || res.Certificate == "" {
+		return enrollResult{}, fault.New(fault.Unavailable, "server sent an unreadable renewal response")
+	}
+	files := map[string]string{"key": keyPath, "certificate": certPath, "chain": filepath.Join(dir, deviceChainFile)}
+	if rotate {
+		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return enrollResult{}, err
+		}
+		// New key first: the old certificate still works with the old key
+		// until the new certificate lands, so a crash in between is recoverable
+		// by renewing again over mutual TLS.
+		if err := writeFileAtomic(keyPath+".new", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+			return enrollResult{}, err
+		}
+	}
+	if err := writeFileAtomic(certPath, []byte(res.Certificate), 0o644); err != nil {
+		return enrollResult{}, err
+	}
+	if rotate {
+		if err := os.Rename(keyPath+".new", keyPath); err != nil {
+			return enrollResult{}, err
+		}
+	}
+	if err := writeFileAtomic(files["chain"], []byte(res.Chain), 0o644); err != nil {
+		return enrollResult{}, err
+	}
+	return enrollResult{OK: true, Files: files, DeviceID: res.DeviceID, Identity: res.Identity, Serial: res.Serial,
+		NotAfter: jsonTime{res.NotAfter}}, nil
+}
