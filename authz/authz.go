@@ -1,0 +1,288 @@
+// Package authz is the decision core behind every broker dialect: who is
+// this client, may it connect, publish this topic, subscribe this filter?
+//
+// A deny is a value; an error is a malfunction that the edge turns into the
+// broker's explicit deny. Nothing here touches the database or the network:
+// device state lives in memory (fed by the control plane on every change),
+// the active policy is prepared once, and decisions are cached under
+// generation counters so a policy activation or a device status change
+// invalidates them at once, without scanning.
+package authz
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/policy"
+	"github.com/gatehouse-iot/gatehouse/topic"
+)
+
+// Action is what the client asks to do.
+type Action string
+
+// Actions a broker asks about.
+const (
+	Connect   Action = "connect"
+	Publish   Action = "publish"
+	Subscribe Action = "subscribe"
+)
+
+// Request is one broker question, already decoded from its dialect.
+type Request struct {
+	Action Action
+	// Identity is the device id a TLS-terminating broker vouches for: the
+	// common name of a client certificate it verified against the Gatehouse
+	// CA. Devices have no passwords; without it every request is denied.
+	Identity string
+	ClientID string
+	Username string
+	// Topic is the PUBLISH topic name or the SUBSCRIBE filter.
+	Topic  string
+	QoS    int
+	Retain bool
+}
+
+// Decision is the answer. Reason is for logs and operators, never for the
+// broker or the client.
+type Decision struct {
+	Allow         bool
+	Reason        string
+	Device        string
+	Rule          string
+	PolicyVersion int64
+}
+
+// Device is what a decision needs to know about a device; the control plane
+// upserts it on every change.
+type Device struct {
+	ID      string
+	Fleet   string
+	Profile string
+	Active  bool
+	Status  string
+	Labels  map[string]string
+	// Roles are those of the device's current certificate.
+	Roles []string
+	// CertNotAfter is the current certificate's expiry; zero means the
+	// device holds no usable certificate.
+	CertNotAfter time.Time
+}
+
+// Config configures an Authorizer.
+type Config struct {
+	// CacheSize bounds the decision cache; default 1<<20 entries.
+	CacheSize int
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Log receives the sampled decision log; nil disables it.
+	Log *slog.Logger
+	// LogEvery logs one decision in N (denies included); 0 logs none.
+	LogEvery uint64
+}
+
+type activePolicy struct {
+	p       *policy.Policy
+	version int64
+	gen     uint64
+}
+
+type deviceEntry struct {
+	dev    Device
+	gen    uint64
+	grants atomic.Pointer[grantSet]
+}
+
+type grantSet struct {
+	policyGen uint64
+	grants    []policy.Grant
+}
+
+// Authorizer makes decisions. It is safe for concurrent use.
+type Authorizer struct {
+	cfg     Config
+	policy  atomic.Pointer[activePolicy]
+	gens    atomic.Uint64 // source of unique generations for devices and policies
+	mu      sync.RWMutex
+	devices map[string]*deviceEntry
+	cache   *decisionCache
+	logged  atomic.Uint64
+}
+
+// New returns an Authorizer with no policy: until SetPolicy, every request
+// is denied.
+func New(cfg Config) *Authorizer {
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 1 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize)}
+}
+
+// SetPolicy activates a compiled policy version; every cached decision made
+// under the previous one becomes invalid at once.
+func (a *Authorizer) SetPolicy(p *policy.Policy, version int64) {
+	a.policy.Store(&activePolicy{p: p, version: version, gen: a.gens.Add(1)})
+}
+
+// PolicyVersion returns the active policy version, 0 when none.
+func (a *Authorizer) PolicyVersion() int64 {
+	if ap := a.policy.Load(); ap != nil {
+		return ap.version
+	}
+	return 0
+}
+
+// UpsertDevice records a device's current state and invalidates its
+// cached decisions and grants.
+func (a *Authorizer) UpsertDevice(d Device) {
+	e := &deviceEntry{dev: d, gen: a.gens.Add(1)}
+	a.mu.Lock()
+	a.devices[d.ID] = e
+	a.mu.Unlock()
+}
+
+// RemoveDevice forgets a device; its next request is denied.
+func (a *Authorizer) RemoveDevice(id string) {
+	a.mu.Lock()
+	delete(a.devices, id)
+	a.mu.Unlock()
+}
+
+// ErrNoPolicy is returned while no policy is active.
+var ErrNoPolicy = errors.New("authz: no active policy")
+
+func deny(dev, reason string) Decision { return Decision{Device: dev, Reason: reason} }
+
+// Authorize answers one request.
+func (a *Authorizer) Authorize(ctx context.Context, req Request) (Decision, error) {
+	d, err := a.authorize(ctx, req)
+	if a.cfg.LogEvery > 0 && a.cfg.Log != nil && a.logged.Add(1)%a.cfg.LogEvery == 0 {
+		a.cfg.Log.Info("decision", "device", req.Identity, "client_id", req.ClientID, "action", string(req.Action),
+			"topic", req.Topic, "qos", req.QoS, "retain", req.Retain, "allow", d.Allow, "reason", d.Reason,
+			"rule", d.Rule, "policy_version", d.PolicyVersion, "error", err)
+	}
+	return d, err
+}
+
+func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, error) {
+	ap := a.policy.Load()
+	if ap == nil {
+		return Decision{}, ErrNoPolicy
+	}
+	id := req.Identity
+	if id == "" {
+		return deny("", "no certificate identity"), nil
+	}
+	// The MQTT client id is bound to the certificate: a client presenting
+	// dev1's certificate may not act as dev2.
+	if req.ClientID != id && (req.Action == Connect || req.ClientID != "") {
+		return deny(id, "client id does not match the certificate"), nil
+	}
+	a.mu.RLock()
+	e := a.devices[id]
+	a.mu.RUnlock()
+	if e == nil {
+		return deny(id, "unknown device"), nil
+	}
+	dev := &e.dev
+	switch {
+	case !dev.Active:
+		return deny(id, "device is "+dev.Status), nil
+	case dev.CertNotAfter.IsZero():
+		return deny(id, "device has no current certificate"), nil
+	case !a.cfg.Now().Before(dev.CertNotAfter):
+		return deny(id, "certificate has expired"), nil
+	}
+	switch req.Action {
+	case Connect:
+		return Decision{Allow: true, Device: id, Reason: "device active", PolicyVersion: ap.version}, nil
+	case Publish, Subscribe:
+	default:
+		return deny(id, "unknown action"), nil
+	}
+	if req.QoS < 0 || req.QoS > 2 {
+		return deny(id, "invalid qos"), nil
+	}
+	key := cacheKey{device: id, action: req.Action, topic: req.Topic, qos: uint8(req.QoS), retain: req.Retain}
+	if d, ok := a.cache.get(key, ap.gen, e.gen); ok {
+		return d, nil
+	}
+	d, err := a.decide(ctx, ap, e, req)
+	if err != nil {
+		return Decision{}, err
+	}
+	a.cache.put(key, cacheEntry{decision: d, policyGen: ap.gen, deviceGen: e.gen})
+	return d, nil
+}
+
+// decide matches a request against the device's grants.
+func (a *Authorizer) decide(ctx context.Context, ap *activePolicy, e *deviceEntry, req Request) (Decision, error) {
+	id := e.dev.ID
+	filter := req.Topic
+	if req.Action == Publish {
+		if err := topic.ValidateName(req.Topic); err != nil {
+			return deny(id, "invalid topic name"), nil
+		}
+	} else {
+		if err := topic.ValidateFilter(req.Topic); err != nil {
+			return deny(id, "invalid topic filter"), nil
+		}
+		// A shared subscription is authorised on the filter it shares.
+		_, filter, _ = topic.SplitShared(req.Topic)
+	}
+	grants, err := a.grants(ctx, ap, e)
+	if err != nil {
+		return Decision{}, err
+	}
+	want := policy.Publish
+	if req.Action == Subscribe {
+		want = policy.Subscribe
+	}
+	reason := "no grant matches"
+	for _, g := range grants {
+		if g.Action != want {
+			continue
+		}
+		var covered bool
+		if want == policy.Publish {
+			covered = topic.Match(g.Filter, filter)
+		} else {
+			// Containment: the filter may only match topics the grant allows.
+			covered = topic.Contains(g.Filter, filter)
+		}
+		if !covered {
+			continue
+		}
+		if req.QoS > g.MaxQoS {
+			reason = "qos above the grant's maximum"
+			continue
+		}
+		if req.Retain && !g.Retain {
+			reason = "retain not allowed by the grant"
+			continue
+		}
+		return Decision{Allow: true, Device: id, Reason: "granted", Rule: g.Rule, PolicyVersion: ap.version}, nil
+	}
+	return Decision{Device: id, Reason: reason, PolicyVersion: ap.version}, nil
+}
+
+// grants returns the device's grants under the active policy, evaluating
+// the policy only when the device or the policy changed since last time.
+func (a *Authorizer) grants(ctx context.Context, ap *activePolicy, e *deviceEntry) ([]policy.Grant, error) {
+	if gs := e.grants.Load(); gs != nil && gs.policyGen == ap.gen {
+		return gs.grants, nil
+	}
+	d := e.dev
+	gs, err := ap.p.Grants(ctx, policy.Device{ID: d.ID, Fleet: d.Fleet, Profile: d.Profile, Roles: d.Roles, Labels: d.Labels})
+	if err != nil {
+		return nil, err
+	}
+	e.grants.Store(&grantSet{policyGen: ap.gen, grants: gs})
+	return gs, nil
+}
