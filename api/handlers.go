@@ -96,12 +96,16 @@ func (s *Server) listFleets(c echo.Context) error {
 
 func (s *Server) updateFleet(c echo.Context) error {
 	var b struct {
-		Description string `json:"description"`
+		Description *string `json:"description"`
 	}
 	if err := decode(c, &b); err != nil {
 		return err
 	}
-	f, err := s.cfg.Inventory.UpdateFleet(c.Request().Context(), actor(c), store.Fleet{Name: c.Param("name"), Description: b.Description})
+	// PATCH changes only the fields sent, as for devices: {} changes nothing.
+	if b.Description == nil {
+		return s.getFleet(c)
+	}
+	f, err := s.cfg.Inventory.UpdateFleet(c.Request().Context(), actor(c), store.Fleet{Name: c.Param("name"), Description: *b.Description})
 	if err != nil {
 		return err
 	}

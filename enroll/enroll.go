@@ -207,6 +207,14 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	case deviceID != "" && req.DeviceID != "" && req.DeviceID != deviceID:
 		return Result{}, fault.New(fault.InvalidArgument, "this token enrolls device %q only", deviceID)
 	case deviceID == "" && req.DeviceID != "":
+		// A token that names no device may create one, never claim one: a
+		// pre-registered device is reserved for a token fixed to its id, and
+		// the store would otherwise hand it to any token of the fleet.
+		if _, err := s.cfg.Records.GetDevice(ctx, req.DeviceID); err == nil {
+			return Result{}, fault.New(fault.AlreadyExists, "device %s already exists; only a token issued for it can enroll it", req.DeviceID)
+		} else if !fault.Is(err, fault.NotFound) {
+			return Result{}, err
+		}
 		deviceID = req.DeviceID
 	case deviceID == "":
 		deviceID = newDeviceID()

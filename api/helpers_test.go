@@ -1,0 +1,359 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/audit"
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/testpki"
+	"github.com/gatehouse-iot/gatehouse/inventory"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+var caPass = []byte("correct horse battery staple")
+
+// clock is real time plus an offset that a test can move forward; the store,
+// the CA and the enrollment service all read it.
+type clock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.off) }
+
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.off += d; c.mu.Unlock() }
+
+// stack is the whole Gatehouse API over a real database and a real CA.
+type stack struct {
+	srv    *httptest.Server
+	st     *store.Store
+	ca     *ca.CA
+	clock  *clock
+	admin  string // bearer secret, role admin
+	viewer string // bearer secret, role viewer
+}
+
+type stackCfg struct {
+	api api.Config
+	tls bool
+}
+
+type stackOpt func(*stackCfg)
+
+// withUI mounts a UI handler, as the server binary does.
+func withUI(h http.Handler) stackOpt { return func(c *stackCfg) { c.api.UI = h } }
+
+// withTLS serves over TLS and asks clients for a certificate without
+// verifying it: the renew handler verifies it against the CA.
+func withTLS() stackOpt { return func(c *stackCfg) { c.tls = true } }
+
+// newStack builds store, CA, audit, inventory, enroll and API on dsn and
+// serves it; fleet "default", profile "default", an admin and a viewer token
+// are seeded.
+func newStack(t testing.TB, dsn string, opts ...stackOpt) *stack {
+	t.Helper()
+	ctx := context.Background()
+	clk := &clock{}
+	st, err := store.New(ctx, store.Config{DSN: dsn})
+	if err != nil {
+		t.Fatalf("store.New: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	st.SetClock(clk.Now)
+	theCA := newCA(t, st, clk.Now)
+	rec := audit.New(st, nil)
+	inv, err := inventory.New(inventory.Config{Fleets: st, Profiles: st, Devices: st, Certificates: st,
+		Audit: rec, Roles: theCA.Roles()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: theCA, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stackCfg{api: api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st, CA: theCA, Version: "test"}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h, err := api.New(cfg.api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	if cfg.tls {
+		srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(srv.Close)
+
+	s := &stack{srv: srv, st: st, ca: theCA, clock: clk,
+		admin: enroll.NewSecret(enroll.AdminPrefix), viewer: enroll.NewSecret(enroll.AdminPrefix)}
+	if _, err := inv.CreateFleet(ctx, "seed", store.Fleet{Name: "default"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inv.CreateProfile(ctx, "seed", inventory.DefaultProfile()); err != nil {
+		t.Fatal(err)
+	}
+	for name, tok := range map[string]struct {
+		secret string
+		role   store.Role
+	}{"admin": {s.admin, store.RoleAdmin}, "viewer": {s.viewer, store.RoleViewer}} {
+		if _, err := st.CreateAdminToken(ctx, store.AdminToken{Name: name, Hash: enroll.HashSecret(tok.secret), Role: tok.role}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// newCA initializes a fresh CA hierarchy in a temp dir and loads it.
+func newCA(t testing.TB, st *store.Store, now func() time.Time) *ca.CA {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ca")
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: caPass}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ca.New(ca.Config{Dir: dir, Passphrase: caPass, Store: st, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// reply is one HTTP exchange's outcome.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r reply) String() string { return strings.TrimSpace(string(r.body)) }
+
+// request is an HTTP request to the stack; zero fields are left out.
+type request struct {
+	method      string
+	path        string
+	bearer      string
+	contentType string
+	body        io.Reader
+	chunked     bool // send without Content-Length
+}
+
+func (s *stack) send(t testing.TB, r request) reply {
+	t.Helper()
+	req, err := http.NewRequest(r.method, s.srv.URL+r.path, r.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.chunked {
+		req.ContentLength = -1
+	}
+	if r.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+r.bearer)
+	}
+	if r.contentType != "" {
+		req.Header.Set("Content-Type", r.contentType)
+	}
+	resp, err := s.srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", r.method, r.path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", r.method, r.path, err)
+	}
+	return reply{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// call sends in as JSON (nil sends no body), checks the status and decodes
+// the reply into out when out is not nil.
+func (s *stack) call(t testing.TB, method, path, bearer string, in any, want int, out any) reply {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
+	}
+	r := s.send(t, request{method: method, path: path, bearer: bearer, contentType: "application/json", body: body})
+	if r.status != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.status, want, r)
+	}
+	if out != nil {
+		dec := json.NewDecoder(bytes.NewReader(r.body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(out); err != nil {
+			t.Fatalf("%s %s: decode %T: %v\n%s", method, path, out, err, r)
+		}
+	}
+	return r
+}
+
+// wantError asserts that r is exactly the API's JSON error shape with the
+// given status and code.
+func wantError(t testing.TB, r reply, status int, code fault.Code) {
+	t.Helper()
+	if r.status >= 500 {
+		t.Errorf("status %d is a server error: %s", r.status, r)
+	}
+	if r.status != status {
+		t.Errorf("status %d, want %d: %s", r.status, status, r)
+	}
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("Content-Type %q, want application/json", ct)
+	}
+	var body struct {
+		Error *struct {
+			Code    *fault.Code `json:"code"`
+			Message *string     `json:"message"`
+		} `json:"error"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(r.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		t.Fatalf("error body is not {\"error\":{\"code\",\"message\"}}: %v: %s", err, r)
+	}
+	if body.Error == nil || body.Error.Code == nil || body.Error.Message == nil {
+		t.Fatalf("error body lacks error.code or error.message: %s", r)
+	}
+	if *body.Error.Code != code {
+		t.Errorf("error.code %q, want %q (message %q)", *body.Error.Code, code, *body.Error.Message)
+	}
+	if *body.Error.Message == "" {
+		t.Errorf("error.message is empty")
+	}
+}
+
+// --- API shapes as a client sees them -------------------------------------
+
+type batchJSON struct {
+	ID        string     `json:"id"`
+	Fleet     string     `json:"fleet"`
+	Profile   string     `json:"profile"`
+	Count     int        `json:"count"`
+	Used      int        `json:"used"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	CreatedBy string     `json:"created_by"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+}
+
+type batchReply struct {
+	Batch  batchJSON `json:"batch"`
+	Tokens []struct {
+		Token    string `json:"token"`
+		DeviceID string `json:"device_id"`
+	} `json:"tokens"`
+}
+
+type enrollReply struct {
+	DeviceID    string    `json:"device_id"`
+	Fleet       string    `json:"fleet"`
+	Identity    string    `json:"identity"`
+	Serial      string    `json:"serial"`
+	NotAfter    time.Time `json:"not_after"`
+	Certificate string    `json:"certificate"`
+	Chain       string    `json:"chain"`
+}
+
+type deviceJSON struct {
+	ID        string            `json:"id"`
+	Fleet     string            `json:"fleet"`
+	Profile   string            `json:"profile"`
+	Status    string            `json:"status"`
+	Identity  string            `json:"identity"`
+	Labels    map[string]string `json:"labels"`
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+}
+
+type certJSON struct {
+	Serial           string     `json:"serial"`
+	Fingerprint      string     `json:"sha256_fingerprint"`
+	NotBefore        time.Time  `json:"not_before"`
+	NotAfter         time.Time  `json:"not_after"`
+	Status           string     `json:"status"`
+	RevokedAt        *time.Time `json:"revoked_at"`
+	RevocationReason *int       `json:"revocation_reason"`
+	Certificate      string     `json:"certificate"`
+}
+
+type auditJSON struct {
+	ID         string    `json:"id"`
+	At         time.Time `json:"at"`
+	Actor      string    `json:"actor"`
+	Action     string    `json:"action"`
+	ObjectType string    `json:"object_type"`
+	ObjectID   string    `json:"object_id"`
+	Detail     string    `json:"detail"`
+}
+
+// --- flows -----------------------------------------------------------------
+
+// batch creates a token batch through the API as admin.
+func (s *stack) batch(t testing.TB, in map[string]any) batchReply {
+	t.Helper()
+	var out batchReply
+	s.call(t, http.MethodPost, "/api/v1/token-batches", s.admin, in, http.StatusCreated, &out)
+	return out
+}
+
+// token returns one fresh bootstrap token for fleet/profile "default".
+func (s *stack) token(t testing.TB) string {
+	t.Helper()
+	return s.batch(t, map[string]any{"fleet": "default", "profile": "default", "count": 1, "ttl": "1h"}).Tokens[0].Token
+}
+
+// enrollOK enrolls with token and a new P-256 key and checks the reply.
+func (s *stack) enrollOK(t testing.TB, token string) (enrollReply, crypto.Signer, *x509.Certificate) {
+	t.Helper()
+	key := testpki.Key(t, "P-256")
+	var out enrollReply
+	s.call(t, http.MethodPost, "/api/v1/enroll", "", api.EnrollRequest{Token: token, CSR: testpki.CSRPEM(t, key)}, http.StatusCreated, &out)
+	cert, err := enroll.ParseCertificatePEM([]byte(out.Certificate))
+	if err != nil {
+		t.Fatalf("enroll reply certificate: %v", err)
+	}
+	return out, key, cert
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// jsonUnmarshal decodes strictly: a field the test does not know fails it.
+func jsonUnmarshal(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+func samePub(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
+}
