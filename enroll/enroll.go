@@ -186,7 +186,8 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	if req.DeviceID != "" && !ca.ValidName(req.DeviceID) {
 		return Result{}, fault.New(fault.InvalidArgument, "device_id must match [A-Za-z0-9._-]{1,64}")
 	}
-	csr, err := ParseCSR(req.CSR)
+	// The signature is verified once, by the CA, just before signing.
+	csr, err := parseCSR(req.CSR, false)
 	if err != nil {
 		return Result{}, err
 	}
@@ -208,13 +209,8 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 		return Result{}, fault.New(fault.InvalidArgument, "this token enrolls device %q only", deviceID)
 	case deviceID == "" && req.DeviceID != "":
 		// A token that names no device may create one, never claim one: a
-		// pre-registered device is reserved for a token fixed to its id, and
-		// the store would otherwise hand it to any token of the fleet.
-		if _, err := s.cfg.Records.GetDevice(ctx, req.DeviceID); err == nil {
-			return Result{}, fault.New(fault.AlreadyExists, "device %s already exists; only a token issued for it can enroll it", req.DeviceID)
-		} else if !fault.Is(err, fault.NotFound) {
-			return Result{}, err
-		}
+		// pre-registered device is reserved for a token fixed to its id
+		// (Enrollment.ClaimPending below).
 		deviceID = req.DeviceID
 	case deviceID == "":
 		deviceID = newDeviceID()
@@ -234,16 +230,19 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	// The certificate is signed but not yet anyone's: it is released only if
 	// this transaction wins the token. A loser's certificate is discarded
 	// unseen, so a replayed token can never yield a second identity.
+	// The audit event commits with the enrollment, or not at all.
 	dev, err := s.cfg.Tokens.CompleteEnrollment(ctx, store.Enrollment{
-		TokenHash: tok.Hash,
-		Device:    store.Device{ID: deviceID, Fleet: tok.Fleet, Profile: tok.Profile},
-		Cert:      certRecord(deviceID, iss.Leaf),
-		At:        now,
+		TokenHash:    tok.Hash,
+		Device:       store.Device{ID: deviceID, Fleet: tok.Fleet, Profile: tok.Profile},
+		Cert:         certRecord(deviceID, iss.Leaf),
+		At:           now,
+		ClaimPending: tok.DeviceID != "",
+		Audit: &store.AuditEvent{Actor: "device:" + deviceID, Action: "device.enroll", ObjectType: "device",
+			ObjectID: deviceID, Detail: "batch=" + tok.BatchID + " serial=" + ca.SerialHex(iss.Leaf.SerialNumber)},
 	})
 	if err != nil {
 		return Result{}, err
 	}
-	s.cfg.Audit.Record(ctx, "device:"+deviceID, "device.enroll", "device", deviceID, "batch="+tok.BatchID+" serial="+ca.SerialHex(iss.Leaf.SerialNumber))
 	return Result{Device: dev, Serial: ca.SerialHex(iss.Leaf.SerialNumber), Certificate: iss.Leaf, Chain: iss.Chain}, nil
 }
 

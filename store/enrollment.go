@@ -24,7 +24,7 @@ func (s *Store) CreateTokenBatch(ctx context.Context, b TokenBatch, tokens []New
 	for i, t := range tokens {
 		rows[i] = tokenRow{Hash: t.Hash, BatchID: b.ID, DeviceID: strPtr(t.DeviceID), ExpiresAt: br.ExpiresAt}
 	}
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.write(ctx, func(tx *gorm.DB) error {
 		if err := tx.Create(&br).Error; err != nil {
 			return classify(err, "token batch")
 		}
@@ -98,20 +98,29 @@ func batchDomain(r batchRow) TokenBatch {
 
 // GetBootstrapToken looks a token up by its hash, with its batch's fleet and profile.
 func (s *Store) GetBootstrapToken(ctx context.Context, hash string) (BootstrapToken, error) {
-	var r tokenRow
-	if err := s.db.WithContext(ctx).Where("hash = ?", hash).Take(&r).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return BootstrapToken{}, fault.New(fault.TokenInvalid, "unknown bootstrap token")
-		}
-		return BootstrapToken{}, classify(err, "bootstrap token")
+	var r struct {
+		Hash           string
+		BatchID        string
+		DeviceID       *string
+		ExpiresAt      int64
+		UsedAt         *int64
+		UsedBy         *string
+		Fleet          string
+		Profile        string
+		BatchRevokedAt *int64
 	}
-	var b batchRow
-	if err := s.db.WithContext(ctx).Where("id = ?", r.BatchID).Take(&b).Error; err != nil {
-		return BootstrapToken{}, classify(err, "token batch")
+	err := s.db.WithContext(ctx).Table("bootstrap_tokens AS t").
+		Select("t.hash, t.batch_id, t.device_id, t.expires_at, t.used_at, t.used_by, b.fleet, b.profile, b.revoked_at AS batch_revoked_at").
+		Joins("JOIN token_batches b ON b.id = t.batch_id").Where("t.hash = ?", hash).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return BootstrapToken{}, fault.New(fault.TokenInvalid, "unknown bootstrap token")
+	}
+	if err != nil {
+		return BootstrapToken{}, classify(err, "bootstrap token")
 	}
 	return BootstrapToken{Hash: r.Hash, BatchID: r.BatchID, DeviceID: deref(r.DeviceID),
 		ExpiresAt: fromMS(r.ExpiresAt), UsedAt: fromOptMS(r.UsedAt), UsedBy: deref(r.UsedBy),
-		Fleet: b.Fleet, Profile: b.Profile, BatchRevokedAt: fromOptMS(b.RevokedAt)}, nil
+		Fleet: r.Fleet, Profile: r.Profile, BatchRevokedAt: fromOptMS(r.BatchRevokedAt)}, nil
 }
 
 // CompleteEnrollment consumes the token, creates or activates the device and
@@ -120,7 +129,7 @@ func (s *Store) GetBootstrapToken(ctx context.Context, hash string) (BootstrapTo
 // enrollments with one token exactly one commits; the others get token_used.
 func (s *Store) CompleteEnrollment(ctx context.Context, e Enrollment) (Device, error) {
 	var out Device
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := s.write(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&tokenRow{}).
 			Where("hash = ? AND used_at IS NULL AND expires_at > ?", e.TokenHash, ms(e.At)).
 			Where("batch_id IN (?)", tx.Model(&batchRow{}).Select("id").Where("revoked_at IS NULL")).
@@ -131,7 +140,7 @@ func (s *Store) CompleteEnrollment(ctx context.Context, e Enrollment) (Device, e
 		if res.RowsAffected != 1 {
 			return tokenRefusal(tx, e.TokenHash, e.At)
 		}
-		dev, err := upsertEnrolledDevice(tx, e.Device, e.At)
+		dev, err := upsertEnrolledDevice(tx, e.Device, e.At, e.ClaimPending)
 		if err != nil {
 			return err
 		}
@@ -139,7 +148,10 @@ func (s *Store) CompleteEnrollment(ctx context.Context, e Enrollment) (Device, e
 		e.Cert.CreatedAt = e.At
 		e.Cert.Status = CertActive
 		c := newCertRow(e.Cert)
-		return classify(tx.Create(&c).Error, "certificate "+e.Cert.Serial)
+		if err := tx.Create(&c).Error; err != nil {
+			return classify(err, "certificate "+e.Cert.Serial)
+		}
+		return s.appendAuditTx(tx, e.Audit)
 	})
 	return out, err
 }
@@ -163,48 +175,45 @@ func tokenRefusal(tx *gorm.DB, hash string, at time.Time) error {
 	}
 }
 
-func upsertEnrolledDevice(tx *gorm.DB, d Device, at time.Time) (Device, error) {
-	var cur deviceRow
-	err := tx.Where("id = ?", d.ID).Take(&cur).Error
-	switch {
-	case errors.Is(err, gorm.ErrRecordNotFound):
-		d.Status = DeviceActive
-		d.CreatedAt, d.UpdatedAt = at, at
-		r := newDeviceRow(d)
-		if err := tx.Create(&r).Error; err != nil {
-			return Device{}, classify(err, "device "+d.ID)
+// upsertEnrolledDevice creates the enrolled device, or, with claimPending,
+// activates the pre-registered pending device of that id and fleet. The
+// claim is a conditional UPDATE, like the token's: of concurrent claims only
+// one changes the row. Creating first and classifying a duplicate saves a
+// read on the common path (a new device).
+func upsertEnrolledDevice(tx *gorm.DB, d Device, at time.Time, claimPending bool) (Device, error) {
+	if claimPending {
+		res := tx.Model(&deviceRow{}).Where("id = ? AND status = ? AND fleet = ?", d.ID, string(DevicePending), d.Fleet).
+			Updates(map[string]any{"status": string(DeviceActive), "profile": d.Profile, "updated_at": ms(at)})
+		if res.Error != nil {
+			return Device{}, classify(res.Error, "device "+d.ID)
 		}
-		return r.domain(), nil
-	case err != nil:
-		return Device{}, classify(err, "device "+d.ID)
-	case cur.Status != string(DevicePending) || cur.Fleet != d.Fleet:
-		// Only a pre-registered, never-enrolled device of the same fleet can be
-		// claimed; anything else would let a token take over an identity.
-		return Device{}, fault.New(fault.AlreadyExists, "device %s is already enrolled", d.ID)
+		if res.RowsAffected == 1 {
+			var cur deviceRow
+			if err := tx.Where("id = ?", d.ID).Take(&cur).Error; err != nil {
+				return Device{}, classify(err, "device "+d.ID)
+			}
+			return cur.domain(), nil
+		}
 	}
-	// The claim is conditional, like the token's: the row read above may be
-	// claimed by a concurrent enrollment with another token before this
-	// UPDATE runs (PostgreSQL, READ COMMITTED). The UPDATE waits for that
-	// transaction and re-checks the condition, so only one claim succeeds.
-	upd := map[string]any{"status": string(DeviceActive), "profile": d.Profile, "updated_at": ms(at)}
-	res := tx.Model(&deviceRow{}).Where("id = ? AND status = ? AND fleet = ?", d.ID, string(DevicePending), d.Fleet).
-		Updates(upd)
-	if res.Error != nil {
-		return Device{}, classify(res.Error, "device "+d.ID)
+	d.Status = DeviceActive
+	d.CreatedAt, d.UpdatedAt = at, at
+	r := newDeviceRow(d)
+	if err := tx.Create(&r).Error; err != nil {
+		err = classify(err, "device "+d.ID)
+		if fault.Is(err, fault.AlreadyExists) {
+			// Only a pre-registered, never-enrolled device of the same fleet,
+			// claimed by its own token, may be taken over.
+			return Device{}, fault.New(fault.AlreadyExists, "device %s is already enrolled", d.ID)
+		}
+		return Device{}, err
 	}
-	if res.RowsAffected != 1 {
-		return Device{}, fault.New(fault.AlreadyExists, "device %s is already enrolled", d.ID)
-	}
-	if err := tx.Where("id = ?", d.ID).Take(&cur).Error; err != nil {
-		return Device{}, classify(err, "device "+d.ID)
-	}
-	return cur.domain(), nil
+	return r.domain(), nil
 }
 
 // RecordRenewal stores a renewed certificate and supersedes the one it
 // replaces, provided the old one is still active and the device is active.
 func (s *Store) RecordRenewal(ctx context.Context, r Renewal) error {
-	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return s.write(ctx, func(tx *gorm.DB) error {
 		var dev deviceRow
 		if err := tx.Where("id = ?", r.DeviceID).Take(&dev).Error; err != nil {
 			return classify(err, "device "+r.DeviceID)
@@ -296,6 +305,13 @@ func (s *Store) CountAdminTokens(ctx context.Context) (int, error) {
 
 // AppendAudit records an audit event. ID and At are filled in when empty.
 func (s *Store) AppendAudit(ctx context.Context, e AuditEvent) error {
+	return s.appendAuditTx(s.db.WithContext(ctx), &e)
+}
+
+func (s *Store) appendAuditTx(tx *gorm.DB, e *AuditEvent) error {
+	if e == nil {
+		return nil
+	}
 	if e.ID == "" {
 		e.ID = uuid.Must(uuid.NewV7()).String()
 	}
@@ -304,7 +320,7 @@ func (s *Store) AppendAudit(ctx context.Context, e AuditEvent) error {
 	}
 	r := auditRow{ID: e.ID, At: ms(e.At), Actor: e.Actor, Action: e.Action, ObjectType: e.ObjectType,
 		ObjectID: e.ObjectID, Detail: e.Detail}
-	return classify(s.db.WithContext(ctx).Create(&r).Error, "audit event")
+	return classify(tx.Create(&r).Error, "audit event")
 }
 
 // ListAudit returns the newest audit events first.

@@ -884,7 +884,14 @@ func testCompleteEnrollment(t *testing.T, backend string) {
 		must(s.CreateProfile(ctx, store.Profile{Name: "gateway", KeyTypes: []string{"ed25519"}, Validity: time.Hour}))(t)
 		pre := must(s.CreateDevice(ctx, store.Device{ID: "dev-pre", Fleet: fleet, Profile: "gateway",
 			Status: store.DevicePending, Labels: map[string]string{"site": "berlin"}}))(t)
-		d := must(s.CompleteEnrollment(ctx, enrollment("pending", "dev-pre", "serial-pre", at)))(t)
+		// An enrollment without ClaimPending (a token not issued for this id)
+		// must not take the pre-registered device.
+		_, err := s.CompleteEnrollment(ctx, enrollment("pending", "dev-pre", "serial-pre", at))
+		wantCode(t, err, fault.AlreadyExists)
+		tokenUnused(t, "pending")
+		claim := enrollment("pending", "dev-pre", "serial-pre", at)
+		claim.ClaimPending = true
+		d := must(s.CompleteEnrollment(ctx, claim))(t)
 		if d.Status != store.DeviceActive || d.Profile != profile || d.Labels["site"] != "berlin" {
 			t.Errorf("activated device = %+v", d)
 		}
@@ -997,7 +1004,9 @@ func testSameDeviceRace(t *testing.T, backend string) {
 				wg.Go(func() {
 					<-start
 					h := hashes[round*n+i]
-					_, errs[i] = s.CompleteEnrollment(ctx, enrollment(h, id, fmt.Sprintf("%s-serial-%03d", id, i), base))
+					e := enrollment(h, id, fmt.Sprintf("%s-serial-%03d", id, i), base)
+					e.ClaimPending = id == "pre"
+					_, errs[i] = s.CompleteEnrollment(ctx, e)
 				})
 			}
 			close(start)

@@ -168,6 +168,12 @@ type Enrollment struct {
 	Device    Device
 	Cert      Certificate
 	At        time.Time
+	// ClaimPending lets the enrollment activate a pre-registered pending
+	// device of the same fleet. Only a token issued for that device id may
+	// set it; any other token can only create a new device.
+	ClaimPending bool
+	// Audit, when set, is written in the same transaction.
+	Audit *AuditEvent
 }
 
 // Renewal records a renewed certificate that supersedes OldSerial.
