@@ -40,6 +40,10 @@ type Request struct {
 	Identity string
 	ClientID string
 	Username string
+	// CertSerial, when set, is the serial of the certificate the client
+	// presented (native endpoint): it must be the device's current one, so a
+	// revoked or superseded certificate is refused even if it still verifies.
+	CertSerial string
 	// Topic is the PUBLISH topic name or the SUBSCRIBE filter.
 	Topic  string
 	QoS    int
@@ -67,8 +71,9 @@ type Device struct {
 	Labels  map[string]string
 	// Roles are those of the device's current certificate.
 	Roles []string
-	// CertNotAfter is the current certificate's expiry; zero means the
-	// device holds no usable certificate.
+	// CertSerial and CertNotAfter describe the current certificate; a zero
+	// CertNotAfter means the device holds no usable certificate.
+	CertSerial   string
 	CertNotAfter time.Time
 }
 
@@ -198,6 +203,8 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 		return deny(id, "device has no current certificate"), nil
 	case !a.cfg.Now().Before(dev.CertNotAfter):
 		return deny(id, "certificate has expired"), nil
+	case req.CertSerial != "" && req.CertSerial != dev.CertSerial:
+		return deny(id, "certificate is not the device's current certificate"), nil
 	}
 	switch req.Action {
 	case Connect:

@@ -202,6 +202,21 @@ func (c *CA) Intermediate() *x509.Certificate { return c.inter }
 // ChainPEM returns the issuing chain a device needs: intermediate then root.
 func (c *CA) ChainPEM() []byte { return EncodePEM(c.inter, c.root) }
 
+// RolesOf returns the role names whose OIDs a certificate carries as
+// extended key usages, in the CA's role order.
+func (c *CA) RolesOf(cert *x509.Certificate) []string {
+	var out []string
+	for _, role := range c.Roles() {
+		for _, oid := range cert.UnknownExtKeyUsage {
+			if oid.Equal(c.roleOIDs[role]) {
+				out = append(out, role)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // RootPEM returns the root certificate as PEM.
 func (c *CA) RootPEM() []byte { return EncodePEM(c.root) }
 
@@ -348,6 +363,13 @@ func (c *CA) VerifyLeaf(cert *x509.Certificate) (Identity, error) {
 		return Identity{}, fault.Wrap(err, fault.CertInvalid, "certificate was not issued by this Gatehouse CA")
 	}
 	return IdentityOf(cert)
+}
+
+// VerifyClientCert verifies a client certificate (see VerifyLeaf) and
+// returns the device id it names.
+func (c *CA) VerifyClientCert(cert *x509.Certificate) (string, error) {
+	id, err := c.VerifyLeaf(cert)
+	return id.DeviceID, err
 }
 
 // KeyType names a public key the way profiles list allowed key types:

@@ -32,6 +32,10 @@ const (
 	keyAPITLSKey      = "api.tls_key"
 	keyHooksAddr      = "hooks.addr"
 	keyDiagAddr       = "diag.addr"
+	keyHooksSecret    = "hooks.secret"
+	keyHooksMosqMode  = "hooks.mosquitto.mode"
+	keyHooksRabbitCL  = "hooks.rabbitmq.cert_login"
+	keyDecisionLog    = "authz.decision_log_every"
 	keyPassphrase     = "ca.passphrase"
 	keyPassphraseFile = "ca.passphrase_file"
 	keyRoleOIDs       = "ca.role_oids"
@@ -48,6 +52,10 @@ var defaults = map[string]any{
 	keyAPITLSKey:      "",
 	keyHooksAddr:      "127.0.0.1:8081",
 	keyDiagAddr:       "127.0.0.1:9090",
+	keyHooksSecret:    "",
+	keyHooksMosqMode:  "status",
+	keyHooksRabbitCL:  false,
+	keyDecisionLog:    0,
 	keyPassphrase:     "",
 	keyPassphraseFile: "",
 	keyRoleOIDs:       map[string]string{},

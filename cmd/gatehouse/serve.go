@@ -52,7 +52,7 @@ func newServeCmd() *cobra.Command {
 				tls        *tls.Config
 			}{
 				{"api", v.GetString(keyAPIAddr), a.api, apiTLSConfig},
-				{"hooks", v.GetString(keyHooksAddr), http.NotFoundHandler(), nil},
+				{"hooks", v.GetString(keyHooksAddr), a.hooks, nil},
 				{"diag", v.GetString(keyDiagAddr), api.Diagnostics(a.store), nil},
 			}
 			g, gctx := errgroup.WithContext(ctx)
@@ -81,6 +81,7 @@ func newServeCmd() *cobra.Command {
 					return srv.Shutdown(sctx)
 				})
 			}
+			g.Go(func() error { return a.sync.Run(gctx) })
 			fmt.Fprintf(cmd.OutOrStdout(), "Gatehouse %s: UI and API on %s\n", version, publicURL(v))
 			err = g.Wait()
 			log.Info("stopped")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -9,6 +10,10 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/authzsync"
+	"github.com/gatehouse-iot/gatehouse/hooks"
+	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
@@ -26,6 +31,9 @@ type app struct {
 	inventory *inventory.Service
 	enroll    *enroll.Service
 	api       *api.Server
+	authz     *authz.Authorizer
+	sync      *authzsync.Syncer
+	hooks     *hooks.Handler
 }
 
 func newLogger(v *viper.Viper) *slog.Logger {
@@ -84,5 +92,28 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv}, nil
+	az := authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0))})
+	p, err := policy.Compile(ctx, policy.Default())
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	az.SetPolicy(p, 0)
+	syncer, err := authzsync.New(authzsync.Config{Source: st, Roles: authority, Sink: az, Log: log})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	if _, err := syncer.Sync(ctx); err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("load device state: %w", err)
+	}
+	hk, err := hooks.New(hooks.Config{Authorizer: az, Certs: authority, Secret: v.GetString(keyHooksSecret),
+		MosquittoMode: hooks.MosquittoMode(v.GetString(keyHooksMosqMode)), RabbitCertLogin: v.GetBool(keyHooksRabbitCL),
+		Log: log})
+	if err != nil {
+		_ = st.Close()
+		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
+	}
+	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv, authz: az, sync: syncer, hooks: hk}, nil
 }

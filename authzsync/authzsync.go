@@ -1,0 +1,138 @@
+// Package authzsync keeps the decision core's in-memory device state in step
+// with the database: a full load at start, then incremental polls, so a
+// change made through any replica reaches every replica's decisions without
+// a database round trip on the decision path.
+package authzsync
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+// Source lists devices changed since a mark.
+type Source interface {
+	DevicesChangedSince(ctx context.Context, since time.Time) ([]store.DeviceWithCert, time.Time, error)
+}
+
+// Roles maps a certificate's role OIDs back to role names.
+type Roles interface {
+	RolesOf(cert *x509.Certificate) []string
+}
+
+// Sink receives device state.
+type Sink interface {
+	UpsertDevice(d authz.Device)
+}
+
+// Config wires a Syncer.
+type Config struct {
+	Source Source
+	Roles  Roles
+	Sink   Sink
+	// Interval between polls; default 1s.
+	Interval time.Duration
+	// Overlap re-reads this much before the last mark, absorbing clock skew
+	// between replicas; default 2s.
+	Overlap time.Duration
+	Log     *slog.Logger
+}
+
+// Syncer copies device state into the decision core.
+type Syncer struct {
+	cfg   Config
+	since time.Time
+	kick  chan struct{}
+}
+
+// New returns a Syncer.
+func New(cfg Config) (*Syncer, error) {
+	if cfg.Source == nil || cfg.Roles == nil || cfg.Sink == nil {
+		return nil, errors.New("authzsync: Source, Roles and Sink are required")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Overlap <= 0 {
+		cfg.Overlap = 2 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Syncer{cfg: cfg, kick: make(chan struct{}, 1)}, nil
+}
+
+// Sync applies every change since the last call (everything on the first).
+// It is not safe to call concurrently; Run serialises calls.
+func (s *Syncer) Sync(ctx context.Context) (int, error) {
+	since := s.since
+	if !since.IsZero() {
+		since = since.Add(-s.cfg.Overlap)
+	}
+	devs, mark, err := s.cfg.Source.DevicesChangedSince(ctx, since)
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range devs {
+		s.cfg.Sink.UpsertDevice(s.state(d))
+	}
+	s.since = mark
+	return len(devs), nil
+}
+
+// Notify asks Run to sync now, e.g. right after a local change.
+func (s *Syncer) Notify() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run syncs until ctx ends: on every tick and on every Notify.
+func (s *Syncer) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-s.kick:
+		}
+		if n, err := s.Sync(ctx); err != nil {
+			// Keep serving the last known state; a deny-on-error here would
+			// lock every device out during a database blip, and state only
+			// ever gets stale towards the past few seconds.
+			s.cfg.Log.Error("device state sync failed", "err", err)
+		} else if n > 0 {
+			s.cfg.Log.Debug("device state synced", "devices", n)
+		}
+	}
+}
+
+func (s *Syncer) state(d store.DeviceWithCert) authz.Device {
+	out := authz.Device{ID: d.ID, Fleet: d.Fleet, Profile: d.Profile, Status: string(d.Status),
+		Active: d.Status == store.DeviceActive, Labels: d.Labels}
+	if d.Cert == nil {
+		return out
+	}
+	block, _ := pem.Decode([]byte(d.Cert.PEM))
+	if block == nil {
+		return out // no usable certificate: every request is denied
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		s.cfg.Log.Error("stored certificate does not parse", "device", d.ID, "serial", d.Cert.Serial, "err", err)
+		return out
+	}
+	out.Roles = s.cfg.Roles.RolesOf(cert)
+	out.CertSerial = d.Cert.Serial
+	out.CertNotAfter = d.Cert.NotAfter
+	return out
+}

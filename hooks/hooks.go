@@ -1,0 +1,183 @@
+// Package hooks is the broker edge of authorization: one HTTP handler per
+// broker dialect (EMQX, VerneMQ, mosquitto-go-auth, RabbitMQ) plus a native
+// JSON endpoint, all in front of one decision core.
+//
+// Each dialect decodes its broker's request into an authz.Request and
+// encodes the decision in the broker's own contract. Every failure — bad
+// body, unknown action, missing shared secret, an error from the core — is
+// encoded as that broker's explicit deny, never as a status or body the
+// broker would read as "ignore" or "next" (which falls through to allow on
+// brokers configured that way). The broker learns allow or deny, nothing more.
+package hooks
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gatehouse-iot/gatehouse/authz"
+)
+
+// Authorizer is the decision core.
+type Authorizer interface {
+	Authorize(ctx context.Context, req authz.Request) (authz.Decision, error)
+}
+
+// CertVerifier checks a client certificate presented to the native endpoint
+// and returns the device id it names.
+type CertVerifier interface {
+	VerifyClientCert(cert *x509.Certificate) (deviceID string, err error)
+}
+
+// MosquittoMode is how mosquitto-go-auth reads answers.
+type MosquittoMode string
+
+// mosquitto-go-auth response modes.
+const (
+	MosquittoStatus MosquittoMode = "status"
+	MosquittoJSON   MosquittoMode = "json"
+	MosquittoText   MosquittoMode = "text"
+)
+
+// Config wires the hook handlers.
+type Config struct {
+	Authorizer Authorizer
+	// Certs verifies certificates sent to the native endpoint.
+	Certs CertVerifier
+	// Secret, when set, must arrive in the X-Gatehouse-Hook-Secret header (or
+	// as the password of HTTP basic auth); a request without it is denied.
+	Secret string
+	// MosquittoMode selects the go-auth response mode; default status.
+	MosquittoMode MosquittoMode
+	// RabbitCertLogin declares the RabbitMQ broker certificate-authenticated
+	// (ssl_cert_login, no plaintext MQTT listener): a user request carrying
+	// only a username is then the certificate's CN. Off, such requests are
+	// denied, since devices have no passwords.
+	RabbitCertLogin bool
+	// MaxBody caps request bodies; default 64 KiB.
+	MaxBody int64
+	Log     *slog.Logger
+}
+
+// Handler serves every dialect under /hooks/.
+type Handler struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New returns the hooks handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Authorizer == nil {
+		return nil, errors.New("hooks: Authorizer is required")
+	}
+	if cfg.MosquittoMode == "" {
+		cfg.MosquittoMode = MosquittoStatus
+	}
+	switch cfg.MosquittoMode {
+	case MosquittoStatus, MosquittoJSON, MosquittoText:
+	default:
+		return nil, errors.New("hooks: mosquitto mode must be status, json or text")
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 64 << 10
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h.routes()
+	return h, nil
+}
+
+// routes lists every hook endpoint.
+func (h *Handler) routes() {
+	h.mux.HandleFunc("/hooks/emqx/authn", h.emqxAuthn)
+	h.mux.HandleFunc("/hooks/emqx/authz", h.emqxAuthz)
+	h.mux.HandleFunc("/hooks/vernemq", h.vernemq)
+	h.mux.HandleFunc("/hooks/mosquitto/user", h.mosquittoUser)
+	h.mux.HandleFunc("/hooks/mosquitto/superuser", h.mosquittoSuperuser)
+	h.mux.HandleFunc("/hooks/mosquitto/acl", h.mosquittoACL)
+	h.mux.HandleFunc("/hooks/rabbitmq/user", h.rabbitUser)
+	h.mux.HandleFunc("/hooks/rabbitmq/vhost", h.rabbitVhost)
+	h.mux.HandleFunc("/hooks/rabbitmq/resource", h.rabbitResource)
+	h.mux.HandleFunc("/hooks/rabbitmq/topic", h.rabbitTopic)
+	h.mux.HandleFunc("/hooks/v1/authorize", h.native)
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	h.mux.ServeHTTP(w, r)
+}
+
+// errUnauthenticated marks a request without the shared secret.
+var errUnauthenticated = errors.New("hook request without the shared secret")
+
+// authenticated checks the shared secret in constant time.
+func (h *Handler) authenticated(r *http.Request) bool {
+	if h.cfg.Secret == "" {
+		return true
+	}
+	got := r.Header.Get("X-Gatehouse-Hook-Secret")
+	if got == "" {
+		if _, pass, ok := r.BasicAuth(); ok {
+			got = pass
+		}
+	}
+	return subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.Secret)) == 1
+}
+
+// body reads a capped request body.
+func (h *Handler) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
+	return io.ReadAll(r.Body)
+}
+
+// decide authenticates the hook call and asks the core. Any failure is
+// returned as an error, which every dialect encodes as its explicit deny.
+func (h *Handler) decide(r *http.Request, req authz.Request) (authz.Decision, error) {
+	if !h.authenticated(r) {
+		return authz.Decision{}, errUnauthenticated
+	}
+	d, err := h.cfg.Authorizer.Authorize(r.Context(), req)
+	if err != nil {
+		return authz.Decision{}, err
+	}
+	return d, nil
+}
+
+// allowed folds a decision and an error into the one bit brokers get.
+func (h *Handler) allowed(dialect string, req authz.Request, d authz.Decision, err error) bool {
+	if err != nil {
+		h.cfg.Log.Warn("hook request denied on error", "dialect", dialect, "action", string(req.Action),
+			"identity", req.Identity, "err", err)
+		return false
+	}
+	return d.Allow
+}
+
+// decodeError is a request a dialect could not understand; it becomes a deny.
+type decodeError struct{ msg string }
+
+func (e decodeError) Error() string { return "malformed hook request: " + e.msg }
+
+func malformed(msg string) error { return decodeError{msg: msg} }
+
+// firstNonEmpty returns the first non-empty string.
+func firstNonEmpty(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func isForm(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded")
+}
