@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/inventory"
+	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -37,6 +38,12 @@ type AuditLog interface {
 	ListAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error)
 }
 
+// PolicyVersions reads stored policy versions.
+type PolicyVersions interface {
+	GetPolicyVersion(ctx context.Context, version int64) (store.PolicyVersion, error)
+	ListPolicyVersions(ctx context.Context) ([]store.PolicyVersion, error)
+}
+
 // CAInfo publishes the CA certificates.
 type CAInfo interface {
 	ChainPEM() []byte
@@ -51,6 +58,10 @@ type Config struct {
 	Batches     Batches
 	Audit       AuditLog
 	CA          CAInfo
+	// Policies manages policy versions; Decisions is the live core.
+	Policies       *policy.Service
+	PolicyVersions PolicyVersions
+	Decisions      Decisions
 	// UI serves everything outside /api; nil serves nothing there.
 	UI http.Handler
 	// Logger receives malfunctions; default discards.
@@ -74,6 +85,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Inventory == nil || cfg.Enroll == nil || cfg.AdminTokens == nil || cfg.Batches == nil || cfg.Audit == nil || cfg.CA == nil {
 		return nil, errors.New("api: Inventory, Enroll, AdminTokens, Batches, Audit and CA are required")
+	}
+	if (cfg.Policies == nil) != (cfg.Decisions == nil) || (cfg.Policies == nil) != (cfg.PolicyVersions == nil) {
+		return nil, errors.New("api: Policies, PolicyVersions and Decisions go together")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

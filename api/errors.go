@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/policy"
 )
 
 // statusOf is the one place where fault codes become HTTP statuses.
@@ -23,6 +24,10 @@ func statusOf(code fault.Code) int {
 		return http.StatusNotFound
 	case fault.AlreadyExists, fault.Conflict, fault.TokenUsed, fault.RenewalTooEarly:
 		return http.StatusConflict
+	case policy.Invalid:
+		return http.StatusBadRequest
+	case policy.TestsFailed:
+		return http.StatusUnprocessableEntity
 	case fault.TokenExpired:
 		return http.StatusGone
 	case fault.BodyTooLarge:
@@ -47,6 +52,8 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    fault.Code `json:"code"`
 	Message string     `json:"message"`
+	// Problems locates each compile error of a policy (policy_invalid).
+	Problems []policy.Problem `json:"problems,omitempty"`
 }
 
 // errorHandler renders every error the same way. Echo's own errors (no
@@ -64,6 +71,10 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			body.Error = echoError(he)
 		default:
 			body.Error = ErrorDetail{Code: fault.CodeOf(err), Message: fault.MessageOf(err)}
+			var ce *policy.CompileError
+			if errors.As(err, &ce) {
+				body.Error.Problems = ce.Problems
+			}
 		}
 		status := statusOf(body.Error.Code)
 		if status >= 500 {

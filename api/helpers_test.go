@@ -52,6 +52,8 @@ type stack struct {
 type stackCfg struct {
 	api api.Config
 	tls bool
+	// build, when set, adds components that need the stack's store and CA.
+	build func(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder, cfg *api.Config)
 }
 
 type stackOpt func(*stackCfg)
@@ -90,6 +92,9 @@ func newStack(t testing.TB, dsn string, opts ...stackOpt) *stack {
 	cfg := stackCfg{api: api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st, CA: theCA, Version: "test"}}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.build != nil {
+		cfg.build(t, st, theCA, rec, &cfg.api)
 	}
 	h, err := api.New(cfg.api)
 	if err != nil {

@@ -57,6 +57,20 @@ func (s *Server) routes() {
 
 	v1.GET("/audit", s.listAudit, read...)
 
+	if s.cfg.Policies != nil {
+		// Activation changes every broker decision at once: admins only.
+		admin := []echo.MiddlewareFunc{secureHeaders, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleAdmin)}
+		v1.GET("/policies", s.listPolicies, read...)
+		v1.GET("/policies/diff", s.diffPolicies, read...)
+		v1.GET("/policies/:version", s.getPolicy, read...)
+		v1.POST("/policies", s.createPolicy, write...)
+		v1.POST("/policies/validate", s.validatePolicy, write...)
+		v1.POST("/policies/:version/test", s.testPolicy, write...)
+		v1.POST("/policies/:version/activate", s.activatePolicy, admin...)
+		// A what-if reads only; viewers may ask.
+		v1.POST("/decisions/simulate", s.simulate, read...)
+	}
+
 	// The API's own table of routes, for telling 404 from 405.
 	for _, r := range e.Routes() {
 		s.apiRoutes = append(s.apiRoutes, apiRoute{method: r.Method, segs: strings.Split(r.Path, "/")})

@@ -293,3 +293,25 @@ func (a *Authorizer) grants(ctx context.Context, ap *activePolicy, e *deviceEntr
 	e.grants.Store(&grantSet{policyGen: ap.gen, grants: gs})
 	return gs, nil
 }
+
+// Device returns the state the core holds for a device.
+func (a *Authorizer) Device(id string) (Device, bool) {
+	a.mu.RLock()
+	e := a.devices[id]
+	a.mu.RUnlock()
+	if e == nil {
+		return Device{}, false
+	}
+	return e.dev, true
+}
+
+// Simulate answers req for dev under policy p, with a throwaway core, so a
+// what-if never touches the live cache or decision log. The request's
+// identity and client id are the device's.
+func Simulate(ctx context.Context, p *policy.Policy, version int64, dev Device, req Request) (Decision, error) {
+	a := New(Config{CacheSize: 64})
+	a.SetPolicy(p, version)
+	a.UpsertDevice(dev)
+	req.Identity, req.ClientID = dev.ID, dev.ID
+	return a.Authorize(ctx, req)
+}

@@ -82,6 +82,7 @@ func newServeCmd() *cobra.Command {
 				})
 			}
 			g.Go(func() error { return a.sync.Run(gctx) })
+			g.Go(func() error { return a.policies.Run(gctx) })
 			fmt.Fprintf(cmd.OutOrStdout(), "Gatehouse %s: UI and API on %s\n", version, publicURL(v))
 			err = g.Wait()
 			log.Info("stopped")

@@ -33,6 +33,7 @@ type app struct {
 	api       *api.Server
 	authz     *authz.Authorizer
 	sync      *authzsync.Syncer
+	policies  *policy.Service
 	hooks     *hooks.Handler
 }
 
@@ -86,19 +87,22 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	srv, err := api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st,
-		CA: authority, UI: ui.Handler(), Logger: log, Version: version})
-	if err != nil {
-		_ = st.Close()
-		return nil, err
-	}
 	az := authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0))})
-	p, err := policy.Compile(ctx, policy.Default())
+	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: rec, Active: az, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	az.SetPolicy(p, 0)
+	if err := pol.EnsureActive(ctx); err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("load the active policy: %w", err)
+	}
+	srv, err := api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st,
+		CA: authority, Policies: pol, PolicyVersions: st, Decisions: az, UI: ui.Handler(), Logger: log, Version: version})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
 	syncer, err := authzsync.New(authzsync.Config{Source: st, Roles: authority, Sink: az, Log: log})
 	if err != nil {
 		_ = st.Close()
@@ -115,5 +119,5 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
 	}
-	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv, authz: az, sync: syncer, hooks: hk}, nil
+	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv, authz: az, sync: syncer, policies: pol, hooks: hk}, nil
 }

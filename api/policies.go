@@ -1,0 +1,174 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/policy"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+// Decisions is the live decision core, read by the simulator.
+type Decisions interface {
+	Device(id string) (authz.Device, bool)
+	PolicyVersion() int64
+}
+
+type policyVersionView struct {
+	Version   int64     `json:"version"`
+	Policy    string    `json:"policy"`
+	Tests     string    `json:"tests"`
+	Digest    string    `json:"digest"`
+	Comment   string    `json:"comment"`
+	CreatedBy string    `json:"created_by"`
+	CreatedAt time.Time `json:"created_at"`
+	Active    bool      `json:"active"`
+}
+
+func (s *Server) viewPolicy(v store.PolicyVersion) policyVersionView {
+	return policyVersionView{Version: v.Version, Policy: v.Policy, Tests: v.Tests, Digest: v.Digest, Comment: v.Comment,
+		CreatedBy: v.CreatedBy, CreatedAt: v.CreatedAt, Active: v.Version == s.cfg.Decisions.PolicyVersion()}
+}
+
+type policySourceBody struct {
+	Policy  string `json:"policy"`
+	Tests   string `json:"tests"`
+	Comment string `json:"comment"`
+}
+
+func versionParam(c echo.Context, name string) (int64, error) {
+	v, err := strconv.ParseInt(c.Param(name), 10, 64)
+	if err != nil || v <= 0 {
+		return 0, fault.New(fault.InvalidArgument, "%s must be a positive version number", name)
+	}
+	return v, nil
+}
+
+func (s *Server) listPolicies(c echo.Context) error {
+	vs, err := s.cfg.PolicyVersions.ListPolicyVersions(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"versions": mapSlice(vs, s.viewPolicy), "active": s.cfg.Decisions.PolicyVersion()})
+}
+
+func (s *Server) getPolicy(c echo.Context) error {
+	v, err := versionParam(c, "version")
+	if err != nil {
+		return err
+	}
+	pv, err := s.cfg.PolicyVersions.GetPolicyVersion(c.Request().Context(), v)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.viewPolicy(pv))
+}
+
+func (s *Server) createPolicy(c echo.Context) error {
+	var b policySourceBody
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	pv, err := s.cfg.Policies.Create(c.Request().Context(), actor(c), policy.Source{Policy: b.Policy, Tests: b.Tests}, b.Comment)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, s.viewPolicy(pv))
+}
+
+func (s *Server) validatePolicy(c echo.Context) error {
+	var b policySourceBody
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	if err := s.cfg.Policies.Validate(c.Request().Context(), policy.Source{Policy: b.Policy, Tests: b.Tests}); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"valid": true})
+}
+
+func (s *Server) testPolicy(c echo.Context) error {
+	v, err := versionParam(c, "version")
+	if err != nil {
+		return err
+	}
+	rep, err := s.cfg.Policies.Test(c.Request().Context(), v)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, rep)
+}
+
+func (s *Server) activatePolicy(c echo.Context) error {
+	v, err := versionParam(c, "version")
+	if err != nil {
+		return err
+	}
+	rep, err := s.cfg.Policies.Activate(c.Request().Context(), actor(c), v)
+	if err != nil {
+		if fault.Is(err, policy.TestsFailed) {
+			return c.JSON(statusOf(policy.TestsFailed), map[string]any{"error": ErrorDetail{Code: policy.TestsFailed,
+				Message: fault.MessageOf(err)}, "tests": rep})
+		}
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"active": v, "tests": rep})
+}
+
+func (s *Server) diffPolicies(c echo.Context) error {
+	from, err := strconv.ParseInt(c.QueryParam("from"), 10, 64)
+	if err != nil {
+		return fault.New(fault.InvalidArgument, "from must be a version number")
+	}
+	to, err := strconv.ParseInt(c.QueryParam("to"), 10, 64)
+	if err != nil {
+		return fault.New(fault.InvalidArgument, "to must be a version number")
+	}
+	d, err := s.cfg.Policies.Diff(c.Request().Context(), from, to)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"from": from, "to": to, "diff": d})
+}
+
+// SimulateRequest is the body of POST /api/v1/decisions/simulate.
+type SimulateRequest struct {
+	Device  string `json:"device"`
+	Action  string `json:"action"`
+	Topic   string `json:"topic"`
+	QoS     int    `json:"qos"`
+	Retain  bool   `json:"retain"`
+	Version int64  `json:"version"`
+}
+
+func (s *Server) simulate(c echo.Context) error {
+	var b SimulateRequest
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	dev, ok := s.cfg.Decisions.Device(b.Device)
+	if !ok {
+		return fault.New(fault.NotFound, "device %s is not known to the decision core", b.Device)
+	}
+	version := b.Version
+	if version == 0 {
+		version = s.cfg.Decisions.PolicyVersion()
+	}
+	p, _, err := s.cfg.Policies.Compiled(ctx, version)
+	if err != nil {
+		return err
+	}
+	d, err := authz.Simulate(ctx, p, version, dev, authz.Request{Action: authz.Action(b.Action), Topic: b.Topic,
+		QoS: b.QoS, Retain: b.Retain})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"allow": d.Allow, "reason": d.Reason, "rule": d.Rule,
+		"policy_version": version, "device": dev.ID})
+}
