@@ -10,7 +10,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # Tests run against PostgreSQL too; scripts/test-services.sh starts it if needed.
 export GATEHOUSE_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: build run test test-race bench lint fmt tidy clean
+.PHONY: build run test test-race bench bench-hooks lint fmt tidy clean
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
@@ -31,6 +31,10 @@ test-race:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+
+# EMQX authz over HTTP vs a no-op echo handler (needs wrk and taskset).
+bench-hooks:
+	bash tools/hookbench/run.sh 10
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }

@@ -315,3 +315,33 @@ func Simulate(ctx context.Context, p *policy.Policy, version int64, dev Device, 
 	req.Identity, req.ClientID = dev.ID, dev.ID
 	return a.Authorize(ctx, req)
 }
+
+// WarmGrants computes the grants of every device that lacks them under the
+// active policy, so decisions for those devices never wait on the policy
+// engine. It returns how many it computed; devices whose grants fail are
+// left cold (their requests then return the error, failing closed).
+func (a *Authorizer) WarmGrants(ctx context.Context) (int, error) {
+	ap := a.policy.Load()
+	if ap == nil {
+		return 0, ErrNoPolicy
+	}
+	a.mu.RLock()
+	cold := make([]*deviceEntry, 0)
+	for _, e := range a.devices {
+		if gs := e.grants.Load(); (gs == nil || gs.policyGen != ap.gen) && e.dev.Active {
+			cold = append(cold, e)
+		}
+	}
+	a.mu.RUnlock()
+	n := 0
+	for _, e := range cold {
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		if _, err := a.grants(ctx, ap, e); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

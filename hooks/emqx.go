@@ -34,11 +34,18 @@ type emqxAuthzResponse struct {
 	Result string `json:"result"`
 }
 
-func emqxResult(allow bool) string {
+var (
+	emqxAuthnAllow = mustJSON(emqxAuthnResponse{Result: "allow"})
+	emqxAuthnDeny  = mustJSON(emqxAuthnResponse{Result: "deny"})
+	emqxAuthzAllow = mustJSON(emqxAuthzResponse{Result: "allow"})
+	emqxAuthzDeny  = mustJSON(emqxAuthzResponse{Result: "deny"})
+)
+
+func pick(allow bool, yes, no []byte) []byte {
 	if allow {
-		return "allow"
+		return yes
 	}
-	return "deny"
+	return no
 }
 
 func (h *Handler) emqxAuthn(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +55,7 @@ func (h *Handler) emqxAuthn(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		d, err = h.decide(r, areq)
 	}
-	writeJSON(w, http.StatusOK, emqxAuthnResponse{Result: emqxResult(h.allowed("emqx", areq, d, err))})
+	writeBody(w, http.StatusOK, pick(h.allowed("emqx", areq, d, err), emqxAuthnAllow, emqxAuthnDeny))
 }
 
 func (h *Handler) emqxAuthz(w http.ResponseWriter, r *http.Request) {
@@ -69,7 +76,7 @@ func (h *Handler) emqxAuthz(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		d, err = h.decide(r, areq)
 	}
-	writeJSON(w, http.StatusOK, emqxAuthzResponse{Result: emqxResult(h.allowed("emqx", areq, d, err))})
+	writeBody(w, http.StatusOK, pick(h.allowed("emqx", areq, d, err), emqxAuthzAllow, emqxAuthzDeny))
 }
 
 func (h *Handler) emqxDecode(w http.ResponseWriter, r *http.Request) (emqxRequest, error) {

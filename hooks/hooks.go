@@ -111,9 +111,11 @@ func (h *Handler) routes() {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header()["Cache-Control"] = noStore
 	h.mux.ServeHTTP(w, r)
 }
+
+var noStore = []string{"no-store"}
 
 // errUnauthenticated marks a request without the shared secret.
 var errUnauthenticated = errors.New("hook request without the shared secret")

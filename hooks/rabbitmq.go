@@ -57,7 +57,7 @@ func (h *Handler) rabbitUser(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 	case !h.cfg.RabbitCertLogin:
 		err = malformed("certificate login is not enabled (hooks.rabbitmq.cert_login)")
-	case v.Get("password") != "":
+	case v.Has("password"): // an empty password is a password login too, not a certificate login
 		err = malformed("password logins are refused: devices authenticate with certificates")
 	}
 	// The user check carries no client id; it is bound to the certificate on

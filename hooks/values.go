@@ -53,8 +53,7 @@ func parseBool(s string) (bool, error) {
 // decodeObject decodes one JSON object, tolerating unknown fields: broker
 // body templates are operator-defined and may carry extra placeholders.
 func decodeObject(b []byte, v any) error {
-	trimmed := strings.TrimSpace(string(b))
-	if !strings.HasPrefix(trimmed, "{") {
+	if trimmed := bytes.TrimLeft(b, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return malformed("body is not a JSON object")
 	}
 	if err := json.Unmarshal(b, v); err != nil {
@@ -80,6 +79,25 @@ func asDecodeError(err error, target *decodeError) bool {
 		err = u.Unwrap()
 	}
 	return false
+}
+
+// writeBody writes a pre-encoded JSON answer: the hot path's answers are a
+// handful of constant bodies, so they are encoded once.
+func writeBody(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+var jsonContentType = []string{"application/json"}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return append(b, '\n')
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -83,6 +83,22 @@ func newServeCmd() *cobra.Command {
 			}
 			g.Go(func() error { return a.sync.Run(gctx) })
 			g.Go(func() error { return a.policies.Run(gctx) })
+			// Grants are computed in the background when devices or the policy
+			// change, so the broker's requests never wait on the policy engine.
+			g.Go(func() error {
+				t := time.NewTicker(time.Second)
+				defer t.Stop()
+				for {
+					if _, err := a.authz.WarmGrants(gctx); err != nil && gctx.Err() == nil {
+						log.Error("computing device grants failed", "err", err)
+					}
+					select {
+					case <-gctx.Done():
+						return nil
+					case <-t.C:
+					}
+				}
+			})
 			fmt.Fprintf(cmd.OutOrStdout(), "Gatehouse %s: UI and API on %s\n", version, publicURL(v))
 			err = g.Wait()
 			log.Info("stopped")
