@@ -33,6 +33,9 @@ const (
 	keyHooksAddr      = "hooks.addr"
 	keyDiagAddr       = "diag.addr"
 	keyHooksSecret    = "hooks.secret"
+	keyHooksTLSCert   = "hooks.tls_cert"
+	keyHooksTLSKey    = "hooks.tls_key"
+	keyHooksClientCA  = "hooks.client_ca"
 	keyHooksMosqMode  = "hooks.mosquitto.mode"
 	keyHooksRabbitCL  = "hooks.rabbitmq.cert_login"
 	keyDecisionLog    = "authz.decision_log_every"
@@ -53,6 +56,9 @@ var defaults = map[string]any{
 	keyHooksAddr:      "127.0.0.1:8081",
 	keyDiagAddr:       "127.0.0.1:9090",
 	keyHooksSecret:    "",
+	keyHooksTLSCert:   "",
+	keyHooksTLSKey:    "",
+	keyHooksClientCA:  "",
 	keyHooksMosqMode:  "status",
 	keyHooksRabbitCL:  false,
 	keyDecisionLog:    0,
@@ -132,6 +138,36 @@ func publicURL(v *viper.Viper) string {
 		scheme = "https://"
 	}
 	return scheme + v.GetString(keyAPIAddr)
+}
+
+// hooksTLS returns the hook listener's TLS config, or nil for plain HTTP.
+// With hooks.client_ca the broker must present a certificate issued by that
+// CA (mutual TLS): the alternative to a shared secret.
+func hooksTLS(v *viper.Viper) (*tls.Config, error) {
+	certFile, keyFile, caFile := v.GetString(keyHooksTLSCert), v.GetString(keyHooksTLSKey), v.GetString(keyHooksClientCA)
+	if certFile == "" && keyFile == "" {
+		if caFile != "" {
+			return nil, fault.New(fault.InvalidArgument, "hooks.client_ca needs hooks.tls_cert and hooks.tls_key")
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fault.Wrap(err, fault.InvalidArgument, "hooks TLS certificate: %v", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pemData, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fault.Wrap(err, fault.InvalidArgument, "hooks client CA: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemData) {
+			return nil, fault.New(fault.InvalidArgument, "hooks client CA %s holds no PEM certificate", caFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
 }
 
 // apiTLS returns the API listener's TLS config, or nil for plain HTTP. A

@@ -46,13 +46,17 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			hooksTLSConfig, err := hooksTLS(v)
+			if err != nil {
+				return err
+			}
 			servers := []struct {
 				name, addr string
 				h          http.Handler
 				tls        *tls.Config
 			}{
 				{"api", v.GetString(keyAPIAddr), a.api, apiTLSConfig},
-				{"hooks", v.GetString(keyHooksAddr), a.hooks, nil},
+				{"hooks", v.GetString(keyHooksAddr), a.hooks, hooksTLSConfig},
 				{"diag", v.GetString(keyDiagAddr), api.Diagnostics(a.store), nil},
 			}
 			g, gctx := errgroup.WithContext(ctx)
