@@ -1,0 +1,564 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/internal/testbroker"
+)
+
+// TestRabbitMQEndToEnd puts the real binary behind a real RabbitMQ 3.10
+// (rabbitmq_mqtt + rabbitmq_auth_backend_http) with real MQTT clients:
+// devices enroll with the CLI, connect with their Gatehouse certificates
+// over TLS (ssl_cert_login: username = CN), and every connect, publish and
+// subscribe is decided by Gatehouse's /hooks/rabbitmq endpoints, which
+// RabbitMQ authenticates to with the hook secret as the basic-auth password
+// in the auth_http URLs' userinfo.
+func TestRabbitMQEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs RabbitMQ")
+	}
+	begin := time.Now()
+	pub, sub := testbroker.RequireMosquittoClients(t)
+	testbroker.RequireRabbitMQ(t)
+
+	bin := buildBinary(t)
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	env := []string{"GATEHOUSE_CA_PASSPHRASE=", "GATEHOUSE_ADMIN_TOKEN="}
+	in := run(t, env, bin, "init", "--data-dir", data)
+	m := adminTokenLine.FindStringSubmatch(in.stdout)
+	if in.code != 0 || m == nil {
+		t.Fatalf("init: %d\n%s%s", in.code, in.stdout, in.stderr)
+	}
+	admin := m[1]
+
+	// The hook secret reaches Gatehouse as the basic-auth password: Erlang's
+	// httpc turns the userinfo of the auth_http URLs into an Authorization
+	// header (hex, so no ':' or '@' needs escaping).
+	secretBytes := make([]byte, 24)
+	if _, err := rand.Read(secretBytes); err != nil {
+		t.Fatal(err)
+	}
+	secret := hex.EncodeToString(secretBytes)
+	apiAddr, hooksAddr, diagAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	logs := startServe(t, bin, []string{
+		"GATEHOUSE_CA_PASSPHRASE=",
+		"GATEHOUSE_HOOKS_RABBITMQ_CERT_LOGIN=true",
+		"GATEHOUSE_HOOKS_SECRET=" + secret,
+		"GATEHOUSE_AUTHZ_DECISION_LOG_EVERY=1", // every decision is logged: the test reads the reasons
+	}, "serve", "--data-dir", data, "--api-addr", apiAddr, "--hooks-addr", hooksAddr, "--diag-addr", diagAddr)
+	waitReady(t, "http://"+diagAddr+"/readyz")
+	server := "http://" + apiAddr
+
+	// A profile whose certificates carry the command role, and tokens.
+	adminCall(t, server, admin, "POST", "/api/v1/profiles", map[string]any{
+		"name": "command", "key_types": []string{"P-256"}, "validity": "1h", "roles": []string{"command"}}, nil)
+	tokens := func(profile string, n int) []string {
+		var res struct {
+			Tokens []struct {
+				Token string `json:"token"`
+			} `json:"tokens"`
+		}
+		adminCall(t, server, admin, "POST", "/api/v1/token-batches",
+			map[string]any{"fleet": "default", "profile": profile, "count": n, "ttl": "1h"}, &res)
+		if len(res.Tokens) != n {
+			t.Fatalf("token batch for %s: %d tokens, want %d", profile, len(res.Tokens), n)
+		}
+		var out []string
+		for _, tk := range res.Tokens {
+			out = append(out, tk.Token)
+		}
+		return out
+	}
+	sensorTokens, ctlTokens := tokens("default", 2), tokens("command", 1)
+	devs := map[string]rmqDevice{}
+	for id, tok := range map[string]string{"sensor-1": sensorTokens[0], "sensor-2": sensorTokens[1], "ctl-1": ctlTokens[0]} {
+		dir := filepath.Join(tmp, id)
+		r := run(t, nil, bin, "enroll", "--server", server, "--token", tok, "--out", dir, "--device-id", id, "--json")
+		if r.code != 0 {
+			t.Fatalf("enroll %s: %d\n%s%s", id, r.code, r.stdout, r.stderr)
+		}
+		devs[id] = rmqDevice{id: id, cert: filepath.Join(dir, deviceCertFile), key: filepath.Join(dir, deviceKeyFile)}
+	}
+	sensor1, sensor2, ctl1 := devs["sensor-1"], devs["sensor-2"], devs["ctl-1"]
+	t.Logf("built, initialised, serving, 3 devices enrolled after %s", time.Since(begin).Round(time.Millisecond))
+
+	// The hook endpoint refuses a caller without the secret, and learns of
+	// the new devices within a sync interval.
+	hooksURL := "http://" + hooksAddr + "/hooks/rabbitmq"
+	if got := rmqHook(t, hooksURL+"/user", "", url.Values{"username": {"ctl-1"}}); got != "deny" {
+		t.Fatalf("user hook without the secret answered %q, want deny", got)
+	}
+	for _, id := range []string{"sensor-1", "sensor-2", "ctl-1"} {
+		deadline := time.Now().Add(10 * time.Second)
+		for rmqHook(t, hooksURL+"/user", secret, url.Values{"username": {id}}) != "allow" {
+			if time.Now().After(deadline) {
+				t.Fatalf("the user hook does not allow %s 10s after its enrollment\n%s", id, logs.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// RabbitMQ verifies device certificates against the Gatehouse root and
+	// intermediate, and presents a server certificate from a throwaway CA.
+	chain := filepath.Join(tmp, "gatehouse-ca.pem")
+	var chainPEM []byte
+	for _, f := range []string{"root_ca.crt", "intermediate_ca.crt"} {
+		b, err := os.ReadFile(filepath.Join(data, "ca", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		chainPEM = append(chainPEM, b...)
+	}
+	if err := os.WriteFile(chain, chainPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	serverCA, srvCert, srvKey := rmqServerPKI(t, tmp)
+	authBase := "http://gatehouse:" + secret + "@" + hooksAddr + "/hooks/rabbitmq"
+	b := testbroker.RabbitMQ(t, testbroker.RabbitConfig{
+		CAFile: chain, CertFile: srvCert, KeyFile: srvKey,
+		CertLogin: true, AuthHTTPBase: authBase, AuthHTTPMethod: "post",
+		FastStop: true, // its data is thrown away; saves RabbitMQ's ~6 s graceful stop
+	})
+	t.Logf("rabbitmq up after %s (its start: %s)", time.Since(begin).Round(time.Millisecond), b.StartTime.Round(time.Millisecond))
+	phase := time.Now()
+
+	c := rmqClients{pub: pub, sub: sub, port: b.MQTTTLSPort, cafile: serverCA}
+	mg := rmqMgmt{t: t, base: b.MgmtURL(), user: b.MgmtUser, pass: b.MgmtPass}
+	// Operator-side queues on amq.topic (where the MQTT plugin publishes):
+	// the telemetry pipeline's view of sensor-1, and a watch on everything
+	// addressed to sensor-2.
+	mg.queue("e2e-telemetry", "devices.sensor-1.telemetry.#")
+	mg.queue("e2e-sensor2", "devices.sensor-2.#")
+
+	// 1. sensor-1 publishes its own telemetry; it is delivered.
+	if out, err := c.publish(sensor1, sensor1.id, "devices/sensor-1/telemetry/temp", "21.5"); err != nil {
+		t.Fatalf("sensor-1 publishing its telemetry: %v\n%s\n%s", err, out, b.LogTail(30))
+	}
+	msgs := mg.waitMessages("e2e-telemetry", 1, 10*time.Second)
+	if msgs[0].RoutingKey != "devices.sensor-1.telemetry.temp" || msgs[0].Payload != "21.5" {
+		t.Fatalf("telemetry delivered as %+v", msgs[0])
+	}
+
+	// 2. sensor-2 subscribes to its command topics; ctl-1 (command role)
+	// sends it a command, which arrives.
+	s2 := c.subscribe(t, sensor2, sensor2.id, "devices/sensor-2/cmd/#")
+	c.publishUntilSeen(t, s2, ctl1, "devices/sensor-2/cmd/reboot", "reboot-1")
+
+	// 3. sensor-1 may not write into sensor-2's telemetry: RabbitMQ closes
+	// the connection and routes nothing.
+	refusedPublish := func(topic, payload string) {
+		t.Helper()
+		start := time.Now()
+		out, err := c.publish(sensor1, sensor1.id, topic, payload)
+		if err == nil {
+			t.Errorf("sensor-1 publishing to %s succeeded:\n%s", topic, out)
+			return
+		}
+		t.Logf("sensor-1 → %s refused in %s: %v: %s", topic, time.Since(start).Round(time.Millisecond), err, strings.TrimSpace(out))
+		logs.waitLine(t, "msg=decision", "action=publish", "device=sensor-1", "topic="+topic, "allow=false")
+	}
+	refusedPublish("devices/sensor-2/telemetry/x", "forged-telemetry")
+
+	// 4. A temperature sensor's certificate never sends commands.
+	refusedPublish("devices/sensor-2/cmd/reboot", "forged-command")
+
+	// 5. sensor-1 may not subscribe to everything. With -E mosquitto_sub
+	// exits 0 as soon as its subscription is acknowledged, as it does for
+	// sensor-1's own command topics; RabbitMQ answers a refused SUBSCRIBE
+	// by closing the connection (no SUBACK), and mosquitto_sub reconnects,
+	// is refused again, and gives up at -W.
+	if out, err := c.run(15*time.Second, c.sub, c.args(sensor1, sensor1.id, "-t", "devices/sensor-1/cmd/#", "-q", "1", "-E", "-W", "10")...); err != nil {
+		t.Fatalf("sensor-1 subscribing to its own commands: %v\n%s", err, out)
+	}
+	start := time.Now()
+	out, err := c.run(15*time.Second, c.sub, c.args(sensor1, sensor1.id, "-t", "#", "-q", "1", "-E", "-W", "3")...)
+	if err == nil {
+		t.Errorf("sensor-1's subscription to # was acknowledged:\n%s", out)
+	} else {
+		t.Logf("sensor-1 subscribe # refused (gave up after %s): %v: %s", time.Since(start).Round(time.Millisecond), err, strings.TrimSpace(out))
+	}
+	logs.waitLine(t, "msg=decision", "action=subscribe", "device=sensor-1", "topic=#", "allow=false")
+
+	// 6. A certificate is bound to its client id: sensor-1's certificate
+	// with client id sensor-2 is refused at CONNECT (CONNACK 5)...
+	out, err = c.publish(sensor1, "sensor-2", "devices/sensor-2/telemetry/x", "spoofed-client-id")
+	if err == nil {
+		t.Errorf("sensor-1's certificate connected as client sensor-2:\n%s", out)
+	} else {
+		t.Logf("client id spoof refused: %v: %s", err, strings.TrimSpace(out))
+	}
+	logs.waitLine(t, "msg=decision", "action=connect", "device=sensor-1", "client_id=sensor-2", "allow=false",
+		`reason="client id does not match the certificate"`)
+	// ...and a CONNECT username overrides the certificate in RabbitMQ, so a
+	// username with a password — even an empty one — is a password login,
+	// which Gatehouse refuses (CONNACK 4): devices have no passwords.
+	for _, pw := range []string{"", "guess"} {
+		args := c.args(sensor1, "sensor-2", "-u", "sensor-2", "-P", pw, "-t", "devices/sensor-2/telemetry/x",
+			"-m", "spoofed-username", "-q", "1")
+		out, err := c.run(15*time.Second, c.pub, args...)
+		if err == nil {
+			t.Errorf("sensor-1's certificate logged in as username sensor-2 with password %q:\n%s", pw, out)
+		} else {
+			t.Logf("username spoof with password %q refused: %v: %s", pw, err, strings.TrimSpace(out))
+		}
+	}
+	logs.waitLine(t, `msg="hook request denied on error"`, "dialect=rabbitmq", "identity=sensor-2",
+		`err="malformed hook request: password logins are refused`)
+
+	// A second command from ctl-1 arrives after all of the above: sensor-2's
+	// subscription was live throughout, and nothing forged reached it.
+	c.publishUntilSeen(t, s2, ctl1, "devices/sensor-2/cmd/reboot", "reboot-2")
+	if o := s2.out.String(); strings.Contains(o, "forged") || strings.Contains(o, "spoof") {
+		t.Errorf("sensor-2 received a refused message:\n%s", o)
+	}
+	// None of the refused connections took over sensor-2's session.
+	if blog, err := os.ReadFile(b.LogPath); err != nil || strings.Contains(string(blog), "duplicate id 'sensor-2'") {
+		t.Errorf("sensor-2's subscriber was disconnected by a refused client (%v):\n%s", err, b.LogTail(30))
+	}
+	// The operator's watch on devices.sensor-2.# holds both commands (at
+	// least) and nothing else.
+	for _, m := range append(mg.waitMessages("e2e-sensor2", 2, 10*time.Second), mg.drain("e2e-sensor2")...) {
+		if !strings.HasPrefix(m.Payload, "reboot-") || m.RoutingKey != "devices.sensor-2.cmd.reboot" {
+			t.Errorf("a refused publish was routed: %+v", m)
+		}
+	}
+	t.Logf("MQTT checks took %s; total so far %s", time.Since(phase).Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
+
+	// The secret never appears in Gatehouse's log.
+	if strings.Contains(logs.String(), secret) {
+		t.Error("the hook secret appeared in the serve log")
+	}
+}
+
+// rmqDevice is an enrolled device's files.
+type rmqDevice struct{ id, cert, key string }
+
+// rmqLog collects the serve process's log.
+type rmqLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *rmqLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *rmqLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitLine waits (up to 5 s) for a log line holding every field, e.g.
+// "msg=decision", "action=publish", "allow=false". A field matches at the
+// start of a space-delimited value in slog's text format.
+func (l *rmqLog) waitLine(t *testing.T, fields ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, line := range strings.Split(l.String(), "\n") {
+			ok := true
+			for _, f := range fields {
+				if !strings.Contains(" "+line, " "+f) {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("no line with %q in the serve log:\n%s", fields, l.String())
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startServe runs `gatehouse serve` until the end of the test.
+func startServe(t *testing.T, bin string, env []string, args ...string) *rmqLog {
+	t.Helper()
+	logs := &rmqLog{}
+	srv := exec.Command(bin, args...)
+	srv.Env = append(os.Environ(), env...)
+	srv.Stdout, srv.Stderr = io.Discard, logs
+	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a crashed test leaves no server behind
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait() }()
+	t.Cleanup(func() {
+		_ = srv.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = srv.Process.Kill()
+			<-done
+			t.Error("serve did not stop on SIGINT within 10s")
+		}
+	})
+	return logs
+}
+
+// adminCall sends a JSON admin API request and decodes a 2xx answer into out.
+func adminCall(t *testing.T, server, token, method, path string, body, out any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, server+path, bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %s\n%s", method, path, resp.Status, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: %v\n%s", method, path, err, raw)
+		}
+	}
+}
+
+// rmqHook posts a RabbitMQ-style form to a hook and returns the answer.
+func rmqHook(t *testing.T, u, secret string, form url.Values) string {
+	t.Helper()
+	req, _ := http.NewRequest("POST", u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if secret != "" {
+		req.SetBasicAuth("gatehouse", secret)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// rmqServerPKI writes a throwaway CA and a TLS server certificate for
+// 127.0.0.1/localhost issued by it.
+func rmqServerPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e broker CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(2 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(2 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, certFile, keyFile = filepath.Join(dir, "broker-ca.crt"), filepath.Join(dir, "broker.crt"), filepath.Join(dir, "broker.key")
+	for f, blk := range map[string]*pem.Block{
+		caFile:   {Type: "CERTIFICATE", Bytes: caDER},
+		certFile: {Type: "CERTIFICATE", Bytes: der},
+		keyFile:  {Type: "PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(f, pem.EncodeToMemory(blk), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return caFile, certFile, keyFile
+}
+
+// rmqClients runs mosquitto_pub/mosquitto_sub as MQTT 3.1.1 TLS clients.
+type rmqClients struct {
+	pub, sub string
+	port     int
+	cafile   string
+}
+
+func (c rmqClients) args(d rmqDevice, clientID string, extra ...string) []string {
+	return append([]string{"-V", "mqttv311", "-h", "127.0.0.1", "-p", strconv.Itoa(c.port), "--cafile", c.cafile,
+		"--cert", d.cert, "--key", d.key, "-i", clientID}, extra...)
+}
+
+// run runs a client with a hard timeout and returns its combined output.
+func (c rmqClients) run(timeout time.Duration, bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if ctx.Err() != nil {
+		return string(out), fmt.Errorf("%s did not finish within %s", filepath.Base(bin), timeout)
+	}
+	return string(out), err
+}
+
+// publish publishes one message at QoS 1, so success means a PUBACK.
+func (c rmqClients) publish(d rmqDevice, clientID, topic, msg string) (string, error) {
+	return c.run(15*time.Second, c.pub, c.args(d, clientID, "-t", topic, "-m", msg, "-q", "1")...)
+}
+
+// rmqSub is a running mosquitto_sub.
+type rmqSub struct {
+	out  *rmqLog
+	done chan error
+}
+
+// subscribe starts mosquitto_sub -v; it is killed at the end of the test
+// and exits on its own after 60 s at the latest.
+func (c rmqClients) subscribe(t *testing.T, d rmqDevice, clientID, filter string) *rmqSub {
+	t.Helper()
+	s := &rmqSub{out: &rmqLog{}, done: make(chan error, 1)}
+	cmd := exec.Command(c.sub, c.args(d, clientID, "-t", filter, "-q", "1", "-v", "-W", "60")...)
+	cmd.Stdout, cmd.Stderr = s.out, s.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-s.done
+	})
+	return s
+}
+
+// publishUntilSeen publishes as d until s prints the message (the first
+// may go out before the subscription is in place).
+func (c rmqClients) publishUntilSeen(t *testing.T, s *rmqSub, d rmqDevice, topic, msg string) {
+	t.Helper()
+	want := topic + " " + msg
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if out, err := c.publish(d, d.id, topic, msg); err != nil {
+			t.Fatalf("%s publishing to %s: %v\n%s", d.id, topic, err, out)
+		}
+		for wait := time.Now().Add(500 * time.Millisecond); time.Now().Before(wait); time.Sleep(20 * time.Millisecond) {
+			if strings.Contains(s.out.String(), want) {
+				return
+			}
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("subscriber exited (%v) without %q:\n%s", err, want, s.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not delivered within 15s; subscriber output:\n%s", want, s.out.String())
+		}
+	}
+}
+
+// rmqMgmt uses the RabbitMQ management API as the harness's administrator
+// (internal user database): the operator's side of the broker.
+type rmqMgmt struct {
+	t                *testing.T
+	base, user, pass string
+}
+
+type rmqMessage struct {
+	RoutingKey string `json:"routing_key"`
+	Payload    string `json:"payload"`
+}
+
+func (m rmqMgmt) call(method, path string, body any) []byte {
+	m.t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, m.base+path, bytes.NewReader(b))
+	req.SetBasicAuth(m.user, m.pass)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		m.t.Fatalf("management %s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		m.t.Fatalf("management %s %s: %s\n%s", method, path, resp.Status, raw)
+	}
+	return raw
+}
+
+// queue declares a queue bound to amq.topic with the routing key pattern.
+func (m rmqMgmt) queue(name, pattern string) {
+	m.t.Helper()
+	m.call("PUT", "/api/queues/%2F/"+name, map[string]any{"durable": false, "auto_delete": false})
+	m.call("POST", "/api/bindings/%2F/e/amq.topic/q/"+name, map[string]any{"routing_key": pattern})
+}
+
+// drain takes every message from the queue.
+func (m rmqMgmt) drain(name string) []rmqMessage {
+	m.t.Helper()
+	var msgs []rmqMessage
+	raw := m.call("POST", "/api/queues/%2F/"+name+"/get",
+		map[string]any{"count": 100, "ackmode": "ack_requeue_false", "encoding": "auto"})
+	if err := json.Unmarshal(raw, &msgs); err != nil {
+		m.t.Fatalf("queue %s: %v\n%s", name, err, raw)
+	}
+	return msgs
+}
+
+// waitMessages drains the queue until it has yielded n messages.
+func (m rmqMgmt) waitMessages(name string, n int, timeout time.Duration) []rmqMessage {
+	m.t.Helper()
+	var got []rmqMessage
+	deadline := time.Now().Add(timeout)
+	for len(got) < n {
+		got = append(got, m.drain(name)...)
+		if len(got) >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			m.t.Fatalf("queue %s: %d messages after %s, want %d", name, len(got), timeout, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return got
+}
