@@ -88,5 +88,38 @@ func (h *Handler) emqxDecode(w http.ResponseWriter, r *http.Request) (emqxReques
 	if err != nil {
 		return req, malformed("body: " + err.Error())
 	}
+	var ferr error
+	if flatObject(b, func(k, v string) {
+		switch k {
+		case "clientid":
+			req.ClientID = v
+		case "username":
+			req.Username = v
+		case "password":
+			req.Password = v
+		case "peerhost":
+			req.PeerHost = v
+		case "cert_common_name":
+			req.CertCommonName = v
+		case "cert_subject":
+			req.CertSubject = v
+		case "action":
+			req.Action = v
+		case "topic":
+			req.Topic = v
+		case "qos":
+			if err := req.QoS.UnmarshalJSON([]byte(v)); err != nil && ferr == nil {
+				ferr = err
+			}
+		case "retain":
+			if err := req.Retain.UnmarshalJSON([]byte(v)); err != nil && ferr == nil {
+				ferr = err
+			}
+		}
+	}) {
+		return req, ferr
+	}
+	// Not a flat object: the general decoder decides, and explains.
+	req = emqxRequest{}
 	return req, decodeObject(b, &req)
 }
