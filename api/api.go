@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/inventory"
 	"github.com/gatehouse-iot/gatehouse/policy"
+	"github.com/gatehouse-iot/gatehouse/revoke"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -62,6 +63,8 @@ type Config struct {
 	Policies       *policy.Service
 	PolicyVersions PolicyVersions
 	Decisions      Decisions
+	// Revoke takes access away; nil leaves its routes out.
+	Revoke *revoke.Service
 	// UI serves everything outside /api; nil serves nothing there.
 	UI http.Handler
 	// Logger receives malfunctions; default discards.

@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/policy"
+	"github.com/gatehouse-iot/gatehouse/revoke"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -39,7 +40,11 @@ func withPolicies(core **authz.Authorizer, syncer **authzsync.Syncer) stackOpt {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg.Policies, cfg.PolicyVersions, cfg.Decisions = svc, st, az
+			rev, err := revoke.New(revoke.Config{Store: st, Core: s})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Policies, cfg.PolicyVersions, cfg.Decisions, cfg.Revoke = svc, st, az, rev
 			*core, *syncer = az, s
 		}
 	}

@@ -57,6 +57,13 @@ func (s *Server) routes() {
 
 	v1.GET("/audit", s.listAudit, read...)
 
+	if s.cfg.Revoke != nil {
+		v1.POST("/devices/:id/revoke", s.revokeDevice, write...)
+		v1.POST("/devices/:id/suspend", s.suspendDevice, write...)
+		v1.POST("/devices/:id/reinstate", s.reinstateDevice, write...)
+		v1.POST("/certificates/:serial/revoke", s.revokeCertificate, write...)
+	}
+
 	if s.cfg.Policies != nil {
 		// Activation changes every broker decision at once: admins only.
 		admin := []echo.MiddlewareFunc{secureHeaders, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleAdmin)}

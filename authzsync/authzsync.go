@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
@@ -47,6 +48,7 @@ type Config struct {
 // Syncer copies device state into the decision core.
 type Syncer struct {
 	cfg   Config
+	mu    sync.Mutex // serialises Sync: Run's polls and callers' SyncNow
 	since time.Time
 	kick  chan struct{}
 }
@@ -69,8 +71,12 @@ func New(cfg Config) (*Syncer, error) {
 }
 
 // Sync applies every change since the last call (everything on the first).
-// It is not safe to call concurrently; Run serialises calls.
+// Concurrent calls are serialised. A caller that just changed a device calls
+// it directly, so its own replica decides on the new state as soon as the
+// call returns.
 func (s *Syncer) Sync(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	since := s.since
 	if !since.IsZero() {
 		since = since.Add(-s.cfg.Overlap)

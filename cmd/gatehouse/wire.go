@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/hooks"
 	"github.com/gatehouse-iot/gatehouse/inventory"
 	"github.com/gatehouse-iot/gatehouse/policy"
+	"github.com/gatehouse-iot/gatehouse/revoke"
 	"github.com/gatehouse-iot/gatehouse/store"
 	"github.com/gatehouse-iot/gatehouse/ui"
 )
@@ -97,13 +98,18 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, fmt.Errorf("load the active policy: %w", err)
 	}
-	srv, err := api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st,
-		CA: authority, Policies: pol, PolicyVersions: st, Decisions: az, UI: ui.Handler(), Logger: log, Version: version})
+	syncer, err := authzsync.New(authzsync.Config{Source: st, Roles: authority, Sink: az, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	syncer, err := authzsync.New(authzsync.Config{Source: st, Roles: authority, Sink: az, Log: log})
+	rev, err := revoke.New(revoke.Config{Store: st, Core: syncer})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	srv, err := api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st,
+		CA: authority, Policies: pol, PolicyVersions: st, Decisions: az, Revoke: rev, UI: ui.Handler(), Logger: log, Version: version})
 	if err != nil {
 		_ = st.Close()
 		return nil, err

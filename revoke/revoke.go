@@ -1,0 +1,185 @@
+// Package revoke takes access away: revoke a device or one certificate
+// (RFC 5280 reasons), suspend and reinstate a device. Every change is
+// committed with its audit event and pushed into this replica's decision
+// core before the call returns, so the next broker request is denied.
+package revoke
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+// Reasons are RFC 5280 CRLReason codes by name.
+var Reasons = map[string]int{
+	"unspecified":          0,
+	"keyCompromise":        1,
+	"cACompromise":         2,
+	"affiliationChanged":   3,
+	"superseded":           4,
+	"cessationOfOperation": 5,
+	"privilegeWithdrawn":   9,
+}
+
+// ReasonCode looks a reason name up; "" means unspecified.
+func ReasonCode(name string) (int, error) {
+	if name == "" {
+		return 0, nil
+	}
+	code, ok := Reasons[name]
+	if !ok {
+		names := make([]string, 0, len(Reasons))
+		for n := range Reasons {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return 0, fault.New(fault.InvalidArgument, "reason %q is not one of %s", name, strings.Join(names, ", "))
+	}
+	return code, nil
+}
+
+// Store changes device and certificate state.
+type Store interface {
+	RevokeDevice(ctx context.Context, id string, reason int, at time.Time, audit *store.AuditEvent) ([]string, error)
+	TransitionDevice(ctx context.Context, id string, from []store.DeviceStatus, to store.DeviceStatus, at time.Time, audit *store.AuditEvent) (store.Device, error)
+	RevokeCertificate(ctx context.Context, serial string, reason int, at time.Time) error
+	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
+	AppendAudit(ctx context.Context, e store.AuditEvent) error
+}
+
+// Core is this replica's decision state, refreshed after each change.
+type Core interface {
+	Sync(ctx context.Context) (int, error)
+}
+
+// Config wires the service.
+type Config struct {
+	Store Store
+	Core  Core
+	Now   func() time.Time
+}
+
+// Service revokes and suspends.
+type Service struct{ cfg Config }
+
+// New returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Core == nil {
+		return nil, errors.New("revoke: Store and Core are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{cfg: cfg}, nil
+}
+
+// Request names why and by whom.
+type Request struct {
+	Actor  string
+	Reason string
+	Note   string
+}
+
+func (r Request) detail(code int) string {
+	d := fmt.Sprintf("reason=%s(%d)", r.Reason, code)
+	if r.Note != "" {
+		d += " note=" + r.Note
+	}
+	return d
+}
+
+func checkNote(note string) error {
+	if len(note) > 1024 {
+		return fault.New(fault.InvalidArgument, "note is longer than 1024 bytes")
+	}
+	return nil
+}
+
+// refresh pushes the committed change into the decision core. The change is
+// already durable; if the refresh fails, the core's own poll applies it
+// within its interval, and the caller is told.
+func (s *Service) refresh(ctx context.Context) error {
+	if _, err := s.cfg.Core.Sync(ctx); err != nil {
+		return fault.Wrap(err, fault.Unavailable, "change saved, but the decision core did not refresh yet; it will within seconds")
+	}
+	return nil
+}
+
+// RevokeDevice revokes a device and all its certificates.
+func (s *Service) RevokeDevice(ctx context.Context, id string, req Request) ([]string, error) {
+	code, err := ReasonCode(req.Reason)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNote(req.Note); err != nil {
+		return nil, err
+	}
+	if req.Reason == "" {
+		req.Reason = "unspecified"
+	}
+	serials, err := s.cfg.Store.RevokeDevice(ctx, id, code, s.cfg.Now(), &store.AuditEvent{Actor: req.Actor,
+		Action: "device.revoke", ObjectType: "device", ObjectID: id, Detail: req.detail(code)})
+	if err != nil {
+		return nil, err
+	}
+	return serials, s.refresh(ctx)
+}
+
+// RevokeCertificate revokes one certificate; if it was the device's current
+// certificate, the device holds none until it enrolls again.
+func (s *Service) RevokeCertificate(ctx context.Context, serial string, req Request) (store.Certificate, error) {
+	code, err := ReasonCode(req.Reason)
+	if err != nil {
+		return store.Certificate{}, err
+	}
+	if err := checkNote(req.Note); err != nil {
+		return store.Certificate{}, err
+	}
+	if req.Reason == "" {
+		req.Reason = "unspecified"
+	}
+	if err := s.cfg.Store.RevokeCertificate(ctx, serial, code, s.cfg.Now()); err != nil {
+		return store.Certificate{}, err
+	}
+	c, err := s.cfg.Store.GetCertificate(ctx, serial)
+	if err != nil {
+		return store.Certificate{}, err
+	}
+	if err := s.cfg.Store.AppendAudit(ctx, store.AuditEvent{Actor: req.Actor, Action: "certificate.revoke",
+		ObjectType: "certificate", ObjectID: serial, Detail: "device=" + c.DeviceID + " " + req.detail(code)}); err != nil {
+		return c, err
+	}
+	return c, s.refresh(ctx)
+}
+
+// Suspend blocks an active device without touching its certificates or the CRL.
+func (s *Service) Suspend(ctx context.Context, id string, req Request) (store.Device, error) {
+	return s.transition(ctx, id, req, []store.DeviceStatus{store.DeviceActive}, store.DeviceSuspended, "device.suspend")
+}
+
+// Reinstate lifts a suspension.
+func (s *Service) Reinstate(ctx context.Context, id string, req Request) (store.Device, error) {
+	return s.transition(ctx, id, req, []store.DeviceStatus{store.DeviceSuspended}, store.DeviceActive, "device.reinstate")
+}
+
+func (s *Service) transition(ctx context.Context, id string, req Request, from []store.DeviceStatus, to store.DeviceStatus, action string) (store.Device, error) {
+	if err := checkNote(req.Note); err != nil {
+		return store.Device{}, err
+	}
+	detail := ""
+	if req.Note != "" {
+		detail = "note=" + req.Note
+	}
+	d, err := s.cfg.Store.TransitionDevice(ctx, id, from, to, s.cfg.Now(), &store.AuditEvent{Actor: req.Actor,
+		Action: action, ObjectType: "device", ObjectID: id, Detail: detail})
+	if err != nil {
+		return store.Device{}, err
+	}
+	return d, s.refresh(ctx)
+}
