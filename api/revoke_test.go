@@ -45,7 +45,9 @@ func TestRevocationBites(t *testing.T) {
 	}
 
 	dev := enrolled()
-	lag := timed(dev, func() { s.call(t, "POST", "/api/v1/devices/"+dev+"/suspend", s.admin, map[string]any{"note": "investigating"}, 200, nil) })
+	lag := timed(dev, func() {
+		s.call(t, "POST", "/api/v1/devices/"+dev+"/suspend", s.admin, map[string]any{"note": "investigating"}, 200, nil)
+	})
 	if lag > 100*time.Millisecond {
 		t.Errorf("suspend → deny took %v", lag)
 	}
