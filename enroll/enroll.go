@@ -34,7 +34,8 @@ type Catalog interface {
 // Tokens stores bootstrap tokens and commits enrollments.
 type Tokens interface {
 	CreateTokenBatch(ctx context.Context, b store.TokenBatch, tokens []store.NewToken) (store.TokenBatch, error)
-	GetBootstrapToken(ctx context.Context, hash string) (store.BootstrapToken, error)
+	// GetEnrollmentToken returns a token with its batch's profile.
+	GetEnrollmentToken(ctx context.Context, hash string) (store.BootstrapToken, store.Profile, error)
 	CompleteEnrollment(ctx context.Context, e store.Enrollment) (store.Device, error)
 }
 
@@ -192,7 +193,8 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 		return Result{}, err
 	}
 	now := s.cfg.Now()
-	tok, err := s.cfg.Tokens.GetBootstrapToken(ctx, HashSecret(req.Token))
+	// The batch's profile comes with the token, read in the same query.
+	tok, profile, err := s.cfg.Tokens.GetEnrollmentToken(ctx, HashSecret(req.Token))
 	switch {
 	case err != nil:
 		return Result{}, err
@@ -214,10 +216,6 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 		deviceID = req.DeviceID
 	case deviceID == "":
 		deviceID = newDeviceID()
-	}
-	profile, err := s.cfg.Catalog.GetProfile(ctx, tok.Profile)
-	if err != nil {
-		return Result{}, err
 	}
 	if err := keyAllowed(profile.KeyTypes, csr.PublicKey); err != nil {
 		return Result{}, err

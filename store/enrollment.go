@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"time"
 
@@ -123,52 +124,131 @@ func (s *Store) GetBootstrapToken(ctx context.Context, hash string) (BootstrapTo
 		Fleet: r.Fleet, Profile: r.Profile, BatchRevokedAt: fromOptMS(r.BatchRevokedAt)}, nil
 }
 
+// sqlEnrollmentToken reads what an enrollment needs before it signs: the
+// token, its batch, and the batch's profile, in one query and one snapshot.
+const sqlEnrollmentToken = `SELECT t.hash, t.batch_id, t.device_id, t.expires_at, t.used_at, t.used_by,
+b.fleet, b.revoked_at, p.name, p.key_types, p.validity_seconds, p.renew_window_seconds, p.roles,
+p.created_at, p.updated_at
+FROM bootstrap_tokens t JOIN token_batches b ON b.id = t.batch_id JOIN profiles p ON p.name = b.profile
+WHERE t.hash = ?`
+
+// GetEnrollmentToken is GetBootstrapToken together with the profile of the
+// token's batch, read in one query: the two lookups an enrollment makes
+// before it signs.
+func (s *Store) GetEnrollmentToken(ctx context.Context, hash string) (BootstrapToken, Profile, error) {
+	var (
+		t                 BootstrapToken
+		p                 profileRow
+		deviceID, usedBy  *string
+		expiresAt         int64
+		usedAt, revokedAt *int64
+	)
+	err := s.readRow(ctx, sqlEnrollmentToken, []any{hash}, &t.Hash, &t.BatchID, &deviceID, &expiresAt, &usedAt, &usedBy,
+		&t.Fleet, &revokedAt, &p.Name, &p.KeyTypes, &p.ValiditySeconds, &p.RenewWindowSeconds, &p.Roles,
+		&p.CreatedAt, &p.UpdatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return BootstrapToken{}, Profile{}, fault.New(fault.TokenInvalid, "unknown bootstrap token")
+	}
+	if err != nil {
+		return BootstrapToken{}, Profile{}, classify(err, "bootstrap token")
+	}
+	t.DeviceID, t.UsedBy, t.Profile = deref(deviceID), deref(usedBy), p.Name
+	t.ExpiresAt, t.UsedAt, t.BatchRevokedAt = fromMS(expiresAt), fromOptMS(usedAt), fromOptMS(revokedAt)
+	return t, p.domain(), nil
+}
+
+// The enrollment transaction's statements, hand-written: through gorm each
+// was built by reflection on every call and, inside a transaction, parsed by
+// SQLite again every time; here they are prepared once on the writer
+// connection (writer.go). They are portable SQL; PostgreSQL gets them with
+// $n placeholders (pgQuery).
+const (
+	// The token is consumed by a conditional UPDATE, so of any number of
+	// concurrent enrollments with one token exactly one changes the row. The
+	// batch check is a correlated EXISTS, a primary key lookup: SQLite runs
+	// "batch_id IN (SELECT id … WHERE revoked_at IS NULL)" as a scan of every
+	// batch.
+	sqlConsumeToken = `UPDATE bootstrap_tokens SET used_at = ?, used_by = ?
+WHERE hash = ? AND used_at IS NULL AND expires_at > ?
+AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id AND b.revoked_at IS NULL)`
+	sqlTokenState = `SELECT used_at, expires_at FROM bootstrap_tokens WHERE hash = ?`
+	// A pending device is claimed the same way: of concurrent claims only one
+	// changes the row.
+	sqlClaimDevice = `UPDATE devices SET status = ?, profile = ?, updated_at = ?
+WHERE id = ? AND status = ? AND fleet = ?
+RETURNING id, fleet, profile, status, labels, created_at, updated_at`
+	sqlInsertDevice = `INSERT INTO devices (id, fleet, profile, status, labels, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertCert = `INSERT INTO certificates (serial, fingerprint, device_id, not_before, not_after, status, pem,
+revoked_at, revocation_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertAudit = `INSERT INTO audit_events (id, at, actor, action, object_type, object_id, detail)
+VALUES (?, ?, ?, ?, ?, ?, ?)`
+)
+
 // CompleteEnrollment consumes the token, creates or activates the device and
 // records its first certificate, all in one transaction. The token is
 // consumed by a conditional UPDATE, so of any number of concurrent
 // enrollments with one token exactly one commits; the others get token_used.
 func (s *Store) CompleteEnrollment(ctx context.Context, e Enrollment) (Device, error) {
 	var out Device
-	err := s.write(ctx, func(tx *gorm.DB) error {
-		res := tx.Model(&tokenRow{}).
-			Where("hash = ? AND used_at IS NULL AND expires_at > ?", e.TokenHash, ms(e.At)).
-			Where("batch_id IN (?)", tx.Model(&batchRow{}).Select("id").Where("revoked_at IS NULL")).
-			Updates(map[string]any{"used_at": ms(e.At), "used_by": e.Device.ID})
-		if res.Error != nil {
-			return classify(res.Error, "bootstrap token")
-		}
-		if res.RowsAffected != 1 {
-			return tokenRefusal(tx, e.TokenHash, e.At)
-		}
-		dev, err := upsertEnrolledDevice(tx, e.Device, e.At, e.ClaimPending)
-		if err != nil {
-			return err
-		}
-		out = dev
-		e.Cert.CreatedAt = e.At
-		e.Cert.Status = CertActive
-		c := newCertRow(e.Cert)
-		if err := tx.Create(&c).Error; err != nil {
-			return classify(err, "certificate "+e.Cert.Serial)
-		}
-		return s.appendAuditTx(tx, e.Audit)
+	err := s.writeSQL(ctx, func(ex execer) error {
+		var err error
+		out, err = s.enrollTx(ctx, ex, e)
+		return err
 	})
 	return out, err
 }
 
+// enrollTx writes one enrollment with ex, inside a transaction.
+func (s *Store) enrollTx(ctx context.Context, ex execer, e Enrollment) (Device, error) {
+	at := ms(e.At)
+	res, err := ex.ExecContext(ctx, sqlConsumeToken, at, e.Device.ID, e.TokenHash, at)
+	if err != nil {
+		return Device{}, classify(err, "bootstrap token")
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		if err != nil {
+			return Device{}, classify(err, "bootstrap token")
+		}
+		return Device{}, tokenRefusal(ctx, ex, e.TokenHash, e.At)
+	}
+	dev, err := upsertEnrolledDevice(ctx, ex, e.Device, e.At, e.ClaimPending)
+	if err != nil {
+		return Device{}, err
+	}
+	c := newCertRow(e.Cert)
+	c.CreatedAt = at
+	c.Status = string(CertActive)
+	if _, err := ex.ExecContext(ctx, sqlInsertCert, c.Serial, c.Fingerprint, c.DeviceID, c.NotBefore, c.NotAfter,
+		c.Status, c.PEM, c.RevokedAt, c.RevocationReason, c.CreatedAt); err != nil {
+		return Device{}, classify(err, "certificate "+e.Cert.Serial)
+	}
+	if a := e.Audit; a != nil {
+		r := s.auditRow(a)
+		if _, err := ex.ExecContext(ctx, sqlInsertAudit, r.ID, r.At, r.Actor, r.Action, r.ObjectType, r.ObjectID,
+			r.Detail); err != nil {
+			return Device{}, classify(err, "audit event")
+		}
+	}
+	return dev, nil
+}
+
 // tokenRefusal explains why a token could not be consumed.
-func tokenRefusal(tx *gorm.DB, hash string, at time.Time) error {
-	var r tokenRow
-	if err := tx.Where("hash = ?", hash).Take(&r).Error; err != nil {
-		if errors.Is(err, gorm.ErrRecordNotFound) {
+func tokenRefusal(ctx context.Context, ex execer, hash string, at time.Time) error {
+	var (
+		usedAt    *int64
+		expiresAt int64
+	)
+	if err := ex.QueryRowContext(ctx, sqlTokenState, hash).Scan(&usedAt, &expiresAt); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
 			return fault.New(fault.TokenInvalid, "unknown bootstrap token")
 		}
 		return classify(err, "bootstrap token")
 	}
 	switch {
-	case r.UsedAt != nil:
+	case usedAt != nil:
 		return fault.New(fault.TokenUsed, "bootstrap token was already used")
-	case r.ExpiresAt <= ms(at):
+	case expiresAt <= ms(at):
 		return fault.New(fault.TokenExpired, "bootstrap token has expired")
 	default:
 		return fault.New(fault.TokenRevoked, "bootstrap token's batch was revoked")
@@ -180,25 +260,24 @@ func tokenRefusal(tx *gorm.DB, hash string, at time.Time) error {
 // claim is a conditional UPDATE, like the token's: of concurrent claims only
 // one changes the row. Creating first and classifying a duplicate saves a
 // read on the common path (a new device).
-func upsertEnrolledDevice(tx *gorm.DB, d Device, at time.Time, claimPending bool) (Device, error) {
+func upsertEnrolledDevice(ctx context.Context, ex execer, d Device, at time.Time, claimPending bool) (Device, error) {
 	if claimPending {
-		res := tx.Model(&deviceRow{}).Where("id = ? AND status = ? AND fleet = ?", d.ID, string(DevicePending), d.Fleet).
-			Updates(map[string]any{"status": string(DeviceActive), "profile": d.Profile, "updated_at": ms(at)})
-		if res.Error != nil {
-			return Device{}, classify(res.Error, "device "+d.ID)
-		}
-		if res.RowsAffected == 1 {
-			var cur deviceRow
-			if err := tx.Where("id = ?", d.ID).Take(&cur).Error; err != nil {
-				return Device{}, classify(err, "device "+d.ID)
-			}
+		var cur deviceRow
+		err := ex.QueryRowContext(ctx, sqlClaimDevice, string(DeviceActive), d.Profile, ms(at),
+			d.ID, string(DevicePending), d.Fleet).
+			Scan(&cur.ID, &cur.Fleet, &cur.Profile, &cur.Status, &cur.Labels, &cur.CreatedAt, &cur.UpdatedAt)
+		if err == nil {
 			return cur.domain(), nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return Device{}, classify(err, "device "+d.ID)
 		}
 	}
 	d.Status = DeviceActive
 	d.CreatedAt, d.UpdatedAt = at, at
 	r := newDeviceRow(d)
-	if err := tx.Create(&r).Error; err != nil {
+	if _, err := ex.ExecContext(ctx, sqlInsertDevice, r.ID, r.Fleet, r.Profile, r.Status, r.Labels,
+		r.CreatedAt, r.UpdatedAt); err != nil {
 		err = classify(err, "device "+d.ID)
 		if fault.Is(err, fault.AlreadyExists) {
 			// Only a pre-registered, never-enrolled device of the same fleet,
@@ -312,15 +391,20 @@ func (s *Store) appendAuditTx(tx *gorm.DB, e *AuditEvent) error {
 	if e == nil {
 		return nil
 	}
+	r := s.auditRow(e)
+	return classify(tx.Create(&r).Error, "audit event")
+}
+
+// auditRow fills in e's ID and At when empty and returns its row.
+func (s *Store) auditRow(e *AuditEvent) auditRow {
 	if e.ID == "" {
 		e.ID = uuid.Must(uuid.NewV7()).String()
 	}
 	if e.At.IsZero() {
 		e.At = s.now()
 	}
-	r := auditRow{ID: e.ID, At: ms(e.At), Actor: e.Actor, Action: e.Action, ObjectType: e.ObjectType,
+	return auditRow{ID: e.ID, At: ms(e.At), Actor: e.Actor, Action: e.Action, ObjectType: e.ObjectType,
 		ObjectID: e.ObjectID, Detail: e.Detail}
-	return classify(tx.Create(&r).Error, "audit event")
 }
 
 // ListAudit returns the newest audit events first.

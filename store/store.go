@@ -48,15 +48,36 @@ type Store struct {
 	// anyway: waiting on a mutex is far cheaper than SQLite's busy handler,
 	// which sleeps in millisecond steps. PostgreSQL writes run concurrently.
 	writeMu sync.Mutex
+	// writer is SQLite's write connection (writer.go), guarded by writeMu;
+	// nil until first used.
+	writer *sqliteWriter
+	// readStmts holds SQLite read statements prepared on the pool (queryRow).
+	readStmts sync.Map
+	// ckpt checkpoints SQLite's WAL in the background (checkpoint.go); nil
+	// on PostgreSQL.
+	ckpt *checkpointer
 }
 
-// write runs fn in a transaction, serialised in-process on SQLite.
+// write runs fn in a transaction, on SQLite serialised in-process and run on
+// the writer connection.
 func (s *Store) write(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	if !s.postgres {
-		s.writeMu.Lock()
-		defer s.writeMu.Unlock()
+	if s.postgres {
+		return s.db.WithContext(ctx).Transaction(fn)
 	}
-	return s.db.WithContext(ctx).Transaction(fn)
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	w, err := s.sqliteWriter(ctx)
+	if err != nil {
+		return classify(err, "database")
+	}
+	db := s.db.WithContext(ctx)
+	db.Statement.ConnPool = w.conn
+	if err := db.Transaction(fn); err != nil {
+		s.dropBrokenWriter(err)
+		return err
+	}
+	s.wrote()
+	return nil
 }
 
 // IsPostgres reports whether dsn selects the PostgreSQL backend.
@@ -71,6 +92,10 @@ func (c *Config) setDefaults() {
 		} else {
 			c.MaxOpenConns = 8
 		}
+	}
+	if !IsPostgres(c.DSN) && c.MaxOpenConns < 2 {
+		// The writer keeps one connection to itself; reads need another.
+		c.MaxOpenConns = 2
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -126,6 +151,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		_ = s.sql.Close()
 		return nil, err
 	}
+	if !s.postgres {
+		s.startCheckpointer()
+	}
 	return s, nil
 }
 
@@ -155,7 +183,15 @@ func (s *Store) migrate(ctx context.Context, dialect goose.Dialect, log *slog.Lo
 }
 
 // Close releases the database connections.
-func (s *Store) Close() error { return s.sql.Close() }
+func (s *Store) Close() error {
+	s.stopCheckpointer()
+	s.writeMu.Lock()
+	_ = s.writer.close()
+	s.writer = nil
+	s.writeMu.Unlock()
+	s.readStmts.Range(func(_, st any) bool { _ = st.(*sql.Stmt).Close(); return true })
+	return s.sql.Close()
+}
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.sql.PingContext(ctx) }
