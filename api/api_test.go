@@ -324,10 +324,7 @@ func TestAdminAuth(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer resp.Body.Close()
-			var buf bytes.Buffer
-			_, _ = buf.ReadFrom(resp.Body)
-			r := reply{status: resp.StatusCode, header: resp.Header, body: buf.Bytes()}
+			r := readReply(resp)
 			if c.code != "" {
 				wantError(t, r, c.status, c.code)
 			} else if r.status != c.status {
@@ -769,10 +766,7 @@ func TestRenewMutualTLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer resp.Body.Close()
-			var buf bytes.Buffer
-			_, _ = buf.ReadFrom(resp.Body)
-			r := reply{status: resp.StatusCode, header: resp.Header, body: buf.Bytes()}
+			r := readReply(resp)
 			if c.code != "" {
 				wantError(t, r, c.status, c.code)
 				return

@@ -362,3 +362,11 @@ func samePub(a, b crypto.PublicKey) bool {
 	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && e.Equal(b)
 }
+
+// readReply reads and closes a response.
+func readReply(resp *http.Response) reply {
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	return reply{status: resp.StatusCode, header: resp.Header, body: buf.Bytes()}
+}
