@@ -58,11 +58,30 @@ type Core interface {
 	Sync(ctx context.Context) (int, error)
 }
 
+// CRL republishes the certificate revocation list after certificates are
+// revoked. Publish returns once a list that includes every revocation
+// committed before the call is served (and written to the CRL file, if one
+// is configured).
+type CRL interface {
+	Publish(ctx context.Context) error
+}
+
+// Sessions cuts a device's live broker sessions: a revoked or suspended
+// device must not keep a connection its broker authorized earlier. Kick
+// records the request durably and returns; delivery to each broker is
+// retried in the background and its status is visible per device.
+type Sessions interface {
+	Kick(ctx context.Context, deviceID, reason string) error
+}
+
 // Config wires the service.
 type Config struct {
 	Store Store
 	Core  Core
-	Now   func() time.Time
+	// CRL and Sessions are optional.
+	CRL      CRL
+	Sessions Sessions
+	Now      func() time.Time
 }
 
 // Service revokes and suspends.
@@ -111,6 +130,31 @@ func (s *Service) refresh(ctx context.Context) error {
 	return nil
 }
 
+// after runs the side effects that follow a committed change: the decision
+// core first (that is what the next broker request sees), then the CRL and
+// the live-session kick. The change is durable; the first failure is
+// reported so the caller knows what is still catching up, but every step is
+// attempted.
+func (s *Service) after(ctx context.Context, deviceID, why string, crl bool) error {
+	errs := []error{s.refresh(ctx)}
+	if deviceID != "" && s.cfg.Sessions != nil {
+		if err := s.cfg.Sessions.Kick(ctx, deviceID, why); err != nil {
+			errs = append(errs, fault.Wrap(err, fault.Unavailable, "change saved, but the session kick was not recorded"))
+		}
+	}
+	if crl && s.cfg.CRL != nil {
+		if err := s.cfg.CRL.Publish(ctx); err != nil {
+			errs = append(errs, fault.Wrap(err, fault.Unavailable, "change saved, but the CRL was not republished yet; it is retried in the background"))
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // RevokeDevice revokes a device and all its certificates.
 func (s *Service) RevokeDevice(ctx context.Context, id string, req Request) ([]string, error) {
 	code, err := ReasonCode(req.Reason)
@@ -128,7 +172,7 @@ func (s *Service) RevokeDevice(ctx context.Context, id string, req Request) ([]s
 	if err != nil {
 		return nil, err
 	}
-	return serials, s.refresh(ctx)
+	return serials, s.after(ctx, id, "device.revoke", len(serials) > 0)
 }
 
 // RevokeCertificate revokes one certificate; if it was the device's current
@@ -155,20 +199,20 @@ func (s *Service) RevokeCertificate(ctx context.Context, serial string, req Requ
 		ObjectType: "certificate", ObjectID: serial, Detail: "device=" + c.DeviceID + " " + req.detail(code)}); err != nil {
 		return c, err
 	}
-	return c, s.refresh(ctx)
+	return c, s.after(ctx, c.DeviceID, "certificate.revoke", true)
 }
 
 // Suspend blocks an active device without touching its certificates or the CRL.
 func (s *Service) Suspend(ctx context.Context, id string, req Request) (store.Device, error) {
-	return s.transition(ctx, id, req, []store.DeviceStatus{store.DeviceActive}, store.DeviceSuspended, "device.suspend")
+	return s.transition(ctx, id, req, []store.DeviceStatus{store.DeviceActive}, store.DeviceSuspended, "device.suspend", true)
 }
 
 // Reinstate lifts a suspension.
 func (s *Service) Reinstate(ctx context.Context, id string, req Request) (store.Device, error) {
-	return s.transition(ctx, id, req, []store.DeviceStatus{store.DeviceSuspended}, store.DeviceActive, "device.reinstate")
+	return s.transition(ctx, id, req, []store.DeviceStatus{store.DeviceSuspended}, store.DeviceActive, "device.reinstate", false)
 }
 
-func (s *Service) transition(ctx context.Context, id string, req Request, from []store.DeviceStatus, to store.DeviceStatus, action string) (store.Device, error) {
+func (s *Service) transition(ctx context.Context, id string, req Request, from []store.DeviceStatus, to store.DeviceStatus, action string, kick bool) (store.Device, error) {
 	if err := checkNote(req.Note); err != nil {
 		return store.Device{}, err
 	}
@@ -181,5 +225,8 @@ func (s *Service) transition(ctx context.Context, id string, req Request, from [
 	if err != nil {
 		return store.Device{}, err
 	}
-	return d, s.refresh(ctx)
+	if !kick {
+		return d, s.refresh(ctx)
+	}
+	return d, s.after(ctx, id, action, false)
 }
