@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/inventory"
@@ -63,8 +64,24 @@ type Config struct {
 	Policies       *policy.Service
 	PolicyVersions PolicyVersions
 	Decisions      Decisions
+	// Stats answers the dashboard's counts; nil leaves its routes out.
+	Stats Stats
 	// Revoke takes access away; nil leaves its routes out.
 	Revoke *revoke.Service
+	// SessionKicks shows live-session kick status (kicks.go); nil leaves
+	// its routes out.
+	SessionKicks SessionKicks
+	// OCSP answers /ocsp (public, no auth); nil leaves its routes out.
+	OCSP OCSP
+	// CRL serves /crl and /crl.pem (public, no auth) and the CRL status;
+	// nil leaves its routes out.
+	CRL CRL
+	// Auth signs web UI users in; nil leaves the session and user routes out
+	// and admits bearer tokens only.
+	Auth *auth.Service
+	// SecureCookies marks the session cookie Secure even on plain HTTP
+	// (behind a TLS-terminating proxy); over TLS it always is.
+	SecureCookies bool
 	// UI serves everything outside /api; nil serves nothing there.
 	UI http.Handler
 	// Logger receives malfunctions; default discards.
@@ -144,6 +161,10 @@ func (s *Server) requireRole(min store.Role) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			auth := c.Request().Header.Get(echo.HeaderAuthorization)
+			if auth == "" && s.cfg.Auth != nil && hasSessionCookie(c) {
+				// A browser: session cookie, CSRF token on changes (session.go).
+				return s.sessionAuth(c, min, next)
+			}
 			scheme, secret, ok := strings.Cut(auth, " ")
 			if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
 				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
@@ -182,6 +203,9 @@ func rank(r store.Role) int {
 func actor(c echo.Context) string {
 	if tok, ok := c.Get(ctxToken).(store.AdminToken); ok {
 		return "token:" + tok.Name
+	}
+	if sess, ok := c.Get(ctxSession).(auth.Session); ok {
+		return sess.User.Actor()
 	}
 	return "anonymous"
 }

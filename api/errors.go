@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/policy"
 )
@@ -18,7 +19,7 @@ func statusOf(code fault.Code) int {
 		return http.StatusBadRequest
 	case fault.Unauthenticated, fault.TokenInvalid, fault.CertInvalid:
 		return http.StatusUnauthorized
-	case fault.PermissionDenied, fault.TokenRevoked, fault.DeviceNotActive:
+	case fault.PermissionDenied, fault.TokenRevoked, fault.DeviceNotActive, fault.CSRFFailed:
 		return http.StatusForbidden
 	case fault.NotFound:
 		return http.StatusNotFound
@@ -28,6 +29,8 @@ func statusOf(code fault.Code) int {
 		return http.StatusBadRequest
 	case policy.TestsFailed:
 		return http.StatusUnprocessableEntity
+	case auth.LoginThrottled:
+		return http.StatusTooManyRequests
 	case fault.TokenExpired:
 		return http.StatusGone
 	case fault.BodyTooLarge:

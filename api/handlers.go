@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/csv"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -236,10 +237,15 @@ func (s *Server) listDevices(c echo.Context) error {
 	if limit == 0 || limit > 1000 {
 		limit = 100
 	}
-	ds, err := s.cfg.Inventory.ListDevices(c.Request().Context(), store.DeviceFilter{
-		Fleet: c.QueryParam("fleet"), Status: store.DeviceStatus(c.QueryParam("status")),
-		Search: c.QueryParam("q"), After: c.QueryParam("after"), Limit: limit,
-	})
+	f := store.DeviceFilter{Fleet: c.QueryParam("fleet"), Status: store.DeviceStatus(c.QueryParam("status")),
+		Search: c.QueryParam("q"), After: c.QueryParam("after"), Limit: limit}
+	if l := c.QueryParam("label"); l != "" {
+		var ok bool
+		if f.LabelKey, f.LabelValue, ok = strings.Cut(l, "="); !ok || f.LabelKey == "" {
+			return fault.New(fault.InvalidArgument, "label must be key=value")
+		}
+	}
+	ds, err := s.cfg.Inventory.ListDevices(c.Request().Context(), f)
 	if err != nil {
 		return err
 	}
@@ -365,8 +371,17 @@ func (s *Server) listAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	since, err := queryTime(c, "since")
+	if err != nil {
+		return err
+	}
+	until, err := queryTime(c, "until")
+	if err != nil {
+		return err
+	}
 	es, err := s.cfg.Audit.ListAudit(c.Request().Context(), store.AuditFilter{ObjectType: c.QueryParam("object_type"),
-		ObjectID: c.QueryParam("object_id"), Actor: c.QueryParam("actor"), Limit: limit})
+		ObjectID: c.QueryParam("object_id"), Actor: c.QueryParam("actor"), Action: c.QueryParam("action"),
+		Since: since, Until: until, Limit: limit})
 	if err != nil {
 		return err
 	}

@@ -57,11 +57,22 @@ func (s *Server) routes() {
 
 	v1.GET("/audit", s.listAudit, read...)
 
+	if s.cfg.Stats != nil {
+		v1.GET("/stats", s.stats, read...)
+		v1.GET("/certificates", s.listCertificates, read...)
+	}
+	if s.cfg.Decisions != nil {
+		v1.GET("/decisions/recent-denies", s.recentDenies, read...)
+	}
+
 	if s.cfg.Revoke != nil {
 		v1.POST("/devices/:id/revoke", s.revokeDevice, write...)
 		v1.POST("/devices/:id/suspend", s.suspendDevice, write...)
 		v1.POST("/devices/:id/reinstate", s.reinstateDevice, write...)
 		v1.POST("/certificates/:serial/revoke", s.revokeCertificate, write...)
+		v1.POST("/token-batches/:id/revoke", s.revokeBatch, write...)
+		v1.GET("/revocation-jobs", s.listRevocationJobs, read...)
+		v1.GET("/revocation-jobs/:id", s.getRevocationJob, read...)
 	}
 
 	if s.cfg.Policies != nil {
@@ -77,6 +88,30 @@ func (s *Server) routes() {
 		// A what-if reads only; viewers may ask.
 		v1.POST("/decisions/simulate", s.simulate, read...)
 	}
+
+	if s.cfg.SessionKicks != nil {
+		v1.GET("/devices/:id/sessions", s.deviceSessions, read...)
+		v1.GET("/session-kicks", s.listSessionKicks, read...)
+	}
+
+	// OCSP is public and outside /api: its URL is in every leaf's AIA.
+	if s.cfg.OCSP != nil {
+		e.POST("/ocsp", s.ocspPost)
+		e.GET("/ocsp", s.ocspGet) // no request: malformedRequest, not the UI
+		e.GET("/ocsp/*", s.ocspGet)
+	}
+
+	// The CRL is public and outside /api: its URL is in every leaf's CRL
+	// distribution points (crl.go).
+	if s.cfg.CRL != nil {
+		e.GET("/crl", s.crlDER)
+		e.HEAD("/crl", s.crlDER)
+		e.GET("/crl.pem", s.crlPEM)
+		e.HEAD("/crl.pem", s.crlPEM)
+		v1.GET("/crl", s.crlStatus, read...)
+	}
+
+	s.sessionRoutes(v1) // session.go: login, logout, users
 
 	// The API's own table of routes, for telling 404 from 405.
 	for _, r := range e.Routes() {

@@ -87,6 +87,9 @@ type Config struct {
 	Log *slog.Logger
 	// LogEvery logs one decision in N (denies included); 0 logs none.
 	LogEvery uint64
+	// RecentDenies is how many of the last denies RecentDenies keeps;
+	// default 256.
+	RecentDenies int
 }
 
 type activePolicy struct {
@@ -115,6 +118,7 @@ type Authorizer struct {
 	devices map[string]*deviceEntry
 	cache   *decisionCache
 	logged  atomic.Uint64
+	denies  *recentDenies
 }
 
 // New returns an Authorizer with no policy: until SetPolicy, every request
@@ -126,7 +130,8 @@ func New(cfg Config) *Authorizer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize)}
+	return &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize),
+		denies: newRecentDenies(cfg.RecentDenies)}
 }
 
 // SetPolicy activates a compiled policy version; every cached decision made
@@ -167,6 +172,9 @@ func deny(dev, reason string) Decision { return Decision{Device: dev, Reason: re
 // Authorize answers one request.
 func (a *Authorizer) Authorize(ctx context.Context, req Request) (Decision, error) {
 	d, err := a.authorize(ctx, req)
+	if !d.Allow || err != nil {
+		a.recordDeny(req, d, err)
+	}
 	if a.cfg.LogEvery > 0 && a.cfg.Log != nil && a.logged.Add(1)%a.cfg.LogEvery == 0 {
 		a.cfg.Log.Info("decision", "device", req.Identity, "client_id", req.ClientID, "action", string(req.Action),
 			"topic", req.Topic, "qos", req.QoS, "retain", req.Retain, "allow", d.Allow, "reason", d.Reason,

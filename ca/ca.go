@@ -98,6 +98,10 @@ type Config struct {
 	// CRLURL and OCSPURL, when set, go into every new leaf.
 	CRLURL  string
 	OCSPURL string
+	// CRLStore, when set, enables CRL generation (GenerateCRL, crl.go).
+	// CRLValidity is thisUpdate → nextUpdate (default DefaultCRLValidity).
+	CRLStore    CRLStore
+	CRLValidity time.Duration
 	// Backdate moves NotBefore into the past to absorb device clock skew.
 	Backdate time.Duration
 	// Now is the clock; tests replace it.
@@ -110,6 +114,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.CRLValidity <= 0 {
+		c.CRLValidity = DefaultCRLValidity
 	}
 	if c.RoleOIDs == nil {
 		c.RoleOIDs = DefaultRoleOIDs()
@@ -138,6 +145,7 @@ type CA struct {
 	roots    *x509.CertPool
 	inters   *x509.CertPool
 	roleOIDs map[string]asn1.ObjectIdentifier
+	crl      crlState
 }
 
 // New loads the CA from cfg.Dir and starts the embedded authority.
@@ -187,7 +195,7 @@ func New(cfg Config) (*CA, error) {
 		return nil, fmt.Errorf("start embedded authority: %w", err)
 	}
 	c := &CA{cfg: cfg, auth: auth, root: root, inter: inter, roleOIDs: roleOIDs,
-		roots: x509.NewCertPool(), inters: x509.NewCertPool()}
+		roots: x509.NewCertPool(), inters: x509.NewCertPool(), crl: crlState{signer: key}}
 	c.roots.AddCert(root)
 	c.inters.AddCert(inter)
 	return c, nil

@@ -33,6 +33,9 @@ const (
 	RenewalTooEarly   Code = "renewal_too_early"
 	BodyTooLarge      Code = "body_too_large"
 	Unavailable       Code = "unavailable"
+	// CSRFFailed: a cookie-authenticated change without the session's CSRF
+	// token, or a cross-site login.
+	CSRFFailed Code = "csrf_failed"
 )
 
 // Error is a failure with a stable code and a message safe to show a client.

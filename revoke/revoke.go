@@ -1,13 +1,18 @@
-// Package revoke takes access away: revoke a device or one certificate
-// (RFC 5280 reasons), suspend and reinstate a device. Every change is
-// committed with its audit event and pushed into this replica's decision
-// core before the call returns, so the next broker request is denied.
+// Package revoke takes access away: revoke a device, one certificate or
+// every device of a token batch (RFC 5280 reasons), suspend and reinstate a
+// device. Every change is committed with its audit event and pushed into
+// this replica's decision core before the call returns, so the next broker
+// request is denied. A batch is revoked by a background job (batch.go) in
+// steps, each committed with its audit events, resumable on any replica.
 package revoke
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -48,9 +53,9 @@ func ReasonCode(name string) (int, error) {
 type Store interface {
 	RevokeDevice(ctx context.Context, id string, reason int, at time.Time, audit *store.AuditEvent) ([]string, error)
 	TransitionDevice(ctx context.Context, id string, from []store.DeviceStatus, to store.DeviceStatus, at time.Time, audit *store.AuditEvent) (store.Device, error)
-	RevokeCertificate(ctx context.Context, serial string, reason int, at time.Time) error
-	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
-	AppendAudit(ctx context.Context, e store.AuditEvent) error
+	// RevokeCertificateAudited revokes a certificate and records the event
+	// audit builds from it in one transaction: no revocation without its event.
+	RevokeCertificateAudited(ctx context.Context, serial string, reason int, at time.Time, audit func(store.Certificate) store.AuditEvent) (store.Certificate, error)
 }
 
 // Core is this replica's decision state, refreshed after each change.
@@ -81,11 +86,30 @@ type Config struct {
 	// CRL and Sessions are optional.
 	CRL      CRL
 	Sessions Sessions
-	Now      func() time.Time
+	// Jobs records and runs bulk (batch) revocations; when nil and Store
+	// implements JobStore (the real store does), Store is used.
+	Jobs JobStore
+	// ChunkSize is how many devices one step of a bulk revocation revokes
+	// in one transaction (default 500).
+	ChunkSize int
+	// Lease is how long a replica owns a bulk job between steps before
+	// another may take it over (default 30s); PollInterval is how often
+	// Run looks for jobs to take over (default 2s).
+	Lease        time.Duration
+	PollInterval time.Duration
+	// Owner names this replica in job leases (default: random).
+	Owner string
+	Log   *slog.Logger
+	Now   func() time.Time
 }
 
 // Service revokes and suspends.
-type Service struct{ cfg Config }
+type Service struct {
+	cfg Config
+	// wake nudges Run when this replica starts a job, so it begins at once
+	// instead of at the next poll.
+	wake chan struct{}
+}
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
@@ -95,7 +119,29 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg}, nil
+	if cfg.Jobs == nil {
+		if js, ok := cfg.Store.(JobStore); ok {
+			cfg.Jobs = js
+		}
+	}
+	if cfg.ChunkSize <= 0 {
+		cfg.ChunkSize = 500
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 30 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 2 * time.Second
+	}
+	if cfg.Owner == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		cfg.Owner = hex.EncodeToString(b[:])
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, wake: make(chan struct{}, 1)}, nil
 }
 
 // Request names why and by whom.
@@ -136,11 +182,28 @@ func (s *Service) refresh(ctx context.Context) error {
 // reported so the caller knows what is still catching up, but every step is
 // attempted.
 func (s *Service) after(ctx context.Context, deviceID, why string, crl bool) error {
+	var ids []string
+	if deviceID != "" {
+		ids = []string{deviceID}
+	}
+	return s.afterMany(ctx, ids, why, crl)
+}
+
+// afterMany is after for several devices changed together (one step of a
+// bulk revocation): one refresh and at most one CRL publication, and a kick
+// for each device.
+func (s *Service) afterMany(ctx context.Context, deviceIDs []string, why string, crl bool) error {
 	errs := []error{s.refresh(ctx)}
-	if deviceID != "" && s.cfg.Sessions != nil {
-		if err := s.cfg.Sessions.Kick(ctx, deviceID, why); err != nil {
-			errs = append(errs, fault.Wrap(err, fault.Unavailable, "change saved, but the session kick was not recorded"))
+	if s.cfg.Sessions != nil {
+		// Every device is tried: one failed kick must not leave the
+		// others' sessions running.
+		var kickErr error
+		for _, id := range deviceIDs {
+			if err := s.cfg.Sessions.Kick(ctx, id, why); err != nil && kickErr == nil {
+				kickErr = fault.Wrap(err, fault.Unavailable, "change saved, but the session kick of %s was not recorded", id)
+			}
 		}
+		errs = append(errs, kickErr)
 	}
 	if crl && s.cfg.CRL != nil {
 		if err := s.cfg.CRL.Publish(ctx); err != nil {
@@ -188,16 +251,12 @@ func (s *Service) RevokeCertificate(ctx context.Context, serial string, req Requ
 	if req.Reason == "" {
 		req.Reason = "unspecified"
 	}
-	if err := s.cfg.Store.RevokeCertificate(ctx, serial, code, s.cfg.Now()); err != nil {
-		return store.Certificate{}, err
-	}
-	c, err := s.cfg.Store.GetCertificate(ctx, serial)
+	c, err := s.cfg.Store.RevokeCertificateAudited(ctx, serial, code, s.cfg.Now(), func(c store.Certificate) store.AuditEvent {
+		return store.AuditEvent{Actor: req.Actor, Action: "certificate.revoke",
+			ObjectType: "certificate", ObjectID: serial, Detail: "device=" + c.DeviceID + " " + req.detail(code)}
+	})
 	if err != nil {
 		return store.Certificate{}, err
-	}
-	if err := s.cfg.Store.AppendAudit(ctx, store.AuditEvent{Actor: req.Actor, Action: "certificate.revoke",
-		ObjectType: "certificate", ObjectID: serial, Detail: "device=" + c.DeviceID + " " + req.detail(code)}); err != nil {
-		return c, err
 	}
 	return c, s.after(ctx, c.DeviceID, "certificate.revoke", true)
 }

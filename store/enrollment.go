@@ -419,6 +419,15 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, err
 	if f.Actor != "" {
 		q = q.Where("actor = ?", f.Actor)
 	}
+	if f.Action != "" {
+		q = q.Where("action = ?", f.Action)
+	}
+	if !f.Since.IsZero() {
+		q = q.Where("at >= ?", ms(f.Since))
+	}
+	if !f.Until.IsZero() {
+		q = q.Where("at < ?", ms(f.Until))
+	}
 	limit := f.Limit
 	if limit <= 0 || limit > 1000 {
 		limit = 100

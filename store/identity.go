@@ -155,6 +155,19 @@ func (s *Store) ListDevices(ctx context.Context, f DeviceFilter) ([]Device, erro
 		}
 		q = q.Where(col+" >= ? AND "+col+" < ?", f.Search, f.Search+"\U0010FFFF")
 	}
+	if f.LabelKey != "" {
+		// Labels are stored as Go's JSON of a map: no spaces, every quote
+		// inside a key or value escaped. So {"key":"value" or ,"key":"value"
+		// occurs in the text only as that exact pair. A case-sensitive
+		// substring test needs no LIKE escaping; it scans, as any label
+		// query on a JSON text column does (FuzzLabelNeedle checks this).
+		fn := "instr(labels, ?) > 0"
+		if s.postgres {
+			fn = "strpos(labels, ?) > 0"
+		}
+		needle := labelNeedle(f.LabelKey, f.LabelValue)
+		q = q.Where("("+fn+" OR "+fn+")", "{"+needle, ","+needle)
+	}
 	if f.After != "" {
 		q = q.Where("id > ?", f.After)
 	}

@@ -1256,6 +1256,12 @@ func testAudit(t *testing.T, backend string) {
 		{"actor and type", store.AuditFilter{Actor: "alice", ObjectType: "fleet"}, []string{"alice:fleet.create:factory"}},
 		{"limit", store.AuditFilter{Limit: 2}, []string{"system:token.expire:b1", "alice:device.create:dev-2"}},
 		{"no match", store.AuditFilter{Actor: "mallory"}, []string{}},
+		{"action", store.AuditFilter{Action: "device.create"}, []string{"alice:device.create:dev-2", "alice:device.create:dev-1"}},
+		{"since inclusive", store.AuditFilter{Since: base.Add(3 * time.Minute)}, []string{"system:token.expire:b1",
+			"alice:device.create:dev-2", "bob:device.suspend:dev-1"}},
+		{"until exclusive", store.AuditFilter{Until: base.Add(2 * time.Minute)}, []string{"alice:fleet.create:factory"}},
+		{"window and action", store.AuditFilter{Since: base.Add(2 * time.Minute), Until: base.Add(5 * time.Minute),
+			Action: "device.create"}, []string{"alice:device.create:dev-2", "alice:device.create:dev-1"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -150,8 +150,12 @@ type DeviceFilter struct {
 	Fleet  string
 	Status DeviceStatus
 	Search string
-	After  string
-	Limit  int
+	// LabelKey, when set, keeps devices whose label LabelKey is exactly
+	// LabelValue.
+	LabelKey   string
+	LabelValue string
+	After      string
+	Limit      int
 }
 
 // AuditFilter narrows ListAudit.
@@ -159,7 +163,12 @@ type AuditFilter struct {
 	ObjectType string
 	ObjectID   string
 	Actor      string
-	Limit      int
+	Action     string
+	// Since and Until bound the event time (inclusive, exclusive); zero
+	// means unbounded.
+	Since time.Time
+	Until time.Time
+	Limit int
 }
 
 // Enrollment is everything that one successful enrollment writes, atomically.

@@ -43,7 +43,7 @@ func newAdminCmd() *cobra.Command {
 	addServerFlags(create)
 	create.Flags().String("name", "cli", "token name, shown in audit events")
 	create.Flags().String("role", "admin", "admin, operator or viewer")
-	admin.AddCommand(create)
+	admin.AddCommand(create, newUserCreateCmd(), newUserPasswdCmd())
 	return admin
 }
 

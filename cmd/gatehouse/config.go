@@ -43,7 +43,20 @@ const (
 	keyPassphraseFile = "ca.passphrase_file"
 	keyRoleOIDs       = "ca.role_oids"
 	keyLogLevel       = "log.level"
+	keyCRLFile        = "crl.file"
+	keyCRLReload      = "crl.reload_command"
+	keyCRLValidity    = "crl.validity"
 	keyLogFormat      = "log.format"
+
+	// Live-session kick targets (kickcfg.go); each is off while its URL is empty.
+	keyKickRabbitURL   = "kick.rabbitmq.url"
+	keyKickRabbitUser  = "kick.rabbitmq.user"
+	keyKickRabbitPass  = "kick.rabbitmq.password"
+	keyKickEMQXURL     = "kick.emqx.url"
+	keyKickEMQXKey     = "kick.emqx.api_key"
+	keyKickEMQXSecret  = "kick.emqx.api_secret"
+	keyKickWebhookURL  = "kick.webhook.url"
+	keyKickWebhookSecr = "kick.webhook.secret"
 )
 
 var defaults = map[string]any{
@@ -66,7 +79,19 @@ var defaults = map[string]any{
 	keyPassphraseFile: "",
 	keyRoleOIDs:       map[string]string{},
 	keyLogLevel:       "info",
+	keyCRLFile:        "",
+	keyCRLReload:      "",
+	keyCRLValidity:    "24h",
 	keyLogFormat:      "text",
+
+	keyKickRabbitURL:   "",
+	keyKickRabbitUser:  "",
+	keyKickRabbitPass:  "",
+	keyKickEMQXURL:     "",
+	keyKickEMQXKey:     "",
+	keyKickEMQXSecret:  "",
+	keyKickWebhookURL:  "",
+	keyKickWebhookSecr: "",
 }
 
 // passphraseFileName is where init stores a generated CA passphrase.

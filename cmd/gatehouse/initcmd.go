@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/gatehouse-iot/gatehouse/audit"
+	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
@@ -20,7 +21,7 @@ import (
 func newInitCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "init",
-		Short: "Create the CA, the database, a default fleet and profile, and the first admin token",
+		Short: "Create the CA, the database, a default fleet and profile, the first admin token and the first web UI user",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v, err := loadConfig(cmd)
@@ -87,6 +88,22 @@ func runInit(cmd *cobra.Command, vp *viper.Viper) error {
 	}
 	fmt.Fprintln(out, "the first admin token follows; it is shown once and stored only as a hash:")
 	fmt.Fprintf(out, "admin-token: %s\n", secret)
+	users, err := newUsers(st, vp)
+	if err != nil {
+		return err
+	}
+	password := auth.GeneratePassword()
+	if _, err := users.CreateUser(ctx, "init", "admin", password, store.RoleAdmin); fault.Is(err, fault.AlreadyExists) {
+		// A new data directory on a shared PostgreSQL database that already
+		// has its users: keep them.
+		fmt.Fprintln(out, "web UI user admin already exists; its password is unchanged (reset it with `gatehouse admin user-passwd`)")
+		return nil
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "the first web UI user follows; the password is shown once and stored only as an argon2id hash:")
+	fmt.Fprintln(out, "admin-user: admin")
+	fmt.Fprintf(out, "admin-password: %s\n", password)
 	return nil
 }
 

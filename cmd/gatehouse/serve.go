@@ -36,6 +36,11 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			defer a.store.Close()
+			// A valid CRL (and its file, which a broker may need to start)
+			// exists before the listeners open; Run below keeps retrying if not.
+			if err := a.crl.Ensure(ctx); err != nil {
+				log.Error("no CRL yet", "err", err)
+			}
 			// The intermediate is an anchor too, so devices whose TLS stacks send
 			// only their leaf can still authenticate; renewal re-verifies the
 			// full chain to the root.
@@ -86,7 +91,12 @@ func newServeCmd() *cobra.Command {
 				})
 			}
 			g.Go(func() error { return a.sync.Run(gctx) })
+			g.Go(func() error { return a.crl.Run(gctx) })
 			g.Go(func() error { return a.policies.Run(gctx) })
+			// Bulk revocation jobs: this replica's and any a stopped one left.
+			g.Go(func() error { return a.revoke.Run(gctx) })
+			// Live-session kicks: delivered at once, failures retried.
+			g.Go(func() error { return a.kick.Run(gctx) })
 			// Grants are computed in the background when devices or the policy
 			// change, so the broker's requests never wait on the policy engine.
 			g.Go(func() error {

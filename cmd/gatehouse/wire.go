@@ -11,13 +11,17 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/api"
 	"github.com/gatehouse-iot/gatehouse/audit"
+	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/crl"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/hooks"
 	"github.com/gatehouse-iot/gatehouse/inventory"
+	"github.com/gatehouse-iot/gatehouse/kick"
+	"github.com/gatehouse-iot/gatehouse/ocsp"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/revoke"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -35,7 +39,10 @@ type app struct {
 	authz     *authz.Authorizer
 	sync      *authzsync.Syncer
 	policies  *policy.Service
+	revoke    *revoke.Service
 	hooks     *hooks.Handler
+	crl       *crl.Publisher
+	kick      *kick.Service
 }
 
 func newLogger(v *viper.Viper) *slog.Logger {
@@ -70,8 +77,19 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	base := publicURL(v)
+	crlValidity, err := crlValidity(v)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
 	authority, err := ca.New(ca.Config{Dir: caDir(v), Passphrase: pass, Store: st, RoleOIDs: roleOIDs(v),
-		CRLURL: base + "/crl", OCSPURL: base + "/ocsp"})
+		CRLURL: base + "/crl", OCSPURL: base + "/ocsp", CRLStore: st, CRLValidity: crlValidity})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	crls, err := crl.New(crl.Config{Generator: authority, Numbers: st, Issuer: authority.Intermediate(),
+		File: v.GetString(keyCRLFile), ReloadCommand: v.GetString(keyCRLReload), Validity: crlValidity, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
@@ -103,13 +121,37 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	rev, err := revoke.New(revoke.Config{Store: st, Core: syncer})
+	// Cuts the live broker sessions of revoked and suspended devices.
+	kicker, err := newKicker(v, st, log)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	rev, err := revoke.New(revoke.Config{Store: st, Core: syncer, CRL: crls, Sessions: kicker, Log: log})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	// The responder key is made fresh and certified by the intermediate at
+	// every start (see ca/ocsp.go); it never touches the disk.
+	ocspSigner, err := authority.NewOCSPSigner(ctx, 0)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	ocspResp, err := ocsp.New(ocsp.Config{Certs: st, Signer: ocspSigner, Issuer: authority.Intermediate(), Log: log})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	users, err := auth.New(auth.Config{Users: st, Sessions: st, Audit: rec, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
 	srv, err := api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st,
-		CA: authority, Policies: pol, PolicyVersions: st, Decisions: az, Revoke: rev, UI: ui.Handler(), Logger: log, Version: version})
+		CA: authority, Policies: pol, PolicyVersions: st, Decisions: az, Revoke: rev, SessionKicks: st, OCSP: ocspResp, CRL: crls, Stats: st,
+		Auth: users, SecureCookies: strings.HasPrefix(base, "https://"), UI: ui.Handler(), Logger: log, Version: version})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
@@ -125,5 +167,5 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
 	}
-	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv, authz: az, sync: syncer, policies: pol, hooks: hk}, nil
+	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv, authz: az, sync: syncer, policies: pol, hooks: hk, revoke: rev, crl: crls, kick: kicker}, nil
 }

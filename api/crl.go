@@ -1,0 +1,101 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/gatehouse-iot/gatehouse/crl"
+)
+
+// CRL serves the certificate revocation list and reports its upkeep.
+type CRL interface {
+	Serve(ctx context.Context) (*crl.Current, error)
+	Status() crl.Status
+}
+
+// crlMaxAge caps how long HTTP caches may reuse a list: a revocation
+// republishes it at once, and a relying party that refetches should see
+// that within a minute, not at the list's nextUpdate.
+const crlMaxAge = time.Minute
+
+// crlDER serves GET /crl: the DER list, as RFC 5280 distribution points
+// expect (application/pkix-crl). No authentication: every leaf names this
+// URL, and brokers and devices fetch it anonymously.
+func (s *Server) crlDER(c echo.Context) error {
+	return s.serveCRL(c, "application/pkix-crl", func(cur *crl.Current) []byte { return cur.DER })
+}
+
+// crlPEM serves GET /crl.pem: the same list as PEM, for brokers' crlfile.
+func (s *Server) crlPEM(c echo.Context) error {
+	return s.serveCRL(c, "application/x-pem-file", func(cur *crl.Current) []byte { return cur.PEM })
+}
+
+func (s *Server) serveCRL(c echo.Context, contentType string, body func(*crl.Current) []byte) error {
+	cur, err := s.cfg.CRL.Serve(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set(echo.HeaderContentType, contentType)
+	// The number names the list's content: the same number is the same list.
+	h.Set("ETag", `"crl-`+strconv.FormatInt(cur.Number, 10)+`"`)
+	maxAge := min(time.Until(cur.NextUpdate), crlMaxAge)
+	if maxAge < 0 {
+		maxAge = 0
+	}
+	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(maxAge.Seconds()))+", no-transform")
+	h.Set("Expires", cur.NextUpdate.UTC().Format(http.TimeFormat))
+	// ServeContent answers conditional (ETag, Last-Modified), HEAD and
+	// range requests.
+	http.ServeContent(c.Response(), c.Request(), "", cur.ThisUpdate, bytes.NewReader(body(cur)))
+	return nil
+}
+
+type crlReloadView struct {
+	At         time.Time `json:"at"`
+	Number     int64     `json:"number"`
+	DurationMS int64     `json:"duration_ms"`
+	OK         bool      `json:"ok"`
+	Error      string    `json:"error,omitempty"`
+	Output     string    `json:"output,omitempty"`
+}
+
+type crlStatusView struct {
+	Number        int64          `json:"number"`
+	ThisUpdate    *time.Time     `json:"this_update"`
+	NextUpdate    *time.Time     `json:"next_update"`
+	Entries       int            `json:"entries"`
+	File          string         `json:"file,omitempty"`
+	FileWrittenAt *time.Time     `json:"file_written_at"`
+	ReloadCommand bool           `json:"reload_command"`
+	LastReload    *crlReloadView `json:"last_reload"`
+	LastError     string         `json:"last_error,omitempty"`
+	LastErrorAt   *time.Time     `json:"last_error_at,omitempty"`
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// crlStatus serves GET /api/v1/crl: the installed list and its upkeep.
+func (s *Server) crlStatus(c echo.Context) error {
+	st := s.cfg.CRL.Status()
+	v := crlStatusView{Number: st.Number, ThisUpdate: optTime(st.ThisUpdate), NextUpdate: optTime(st.NextUpdate),
+		Entries: st.Entries, File: st.File, FileWrittenAt: optTime(st.FileWrittenAt), ReloadCommand: st.ReloadCommand,
+		LastError: st.LastError, LastErrorAt: optTime(st.LastErrorAt)}
+	if r := st.LastReload; r != nil {
+		v.LastReload = &crlReloadView{At: r.At.UTC(), Number: r.Number, DurationMS: r.Duration.Milliseconds(),
+			OK: r.Error == "", Error: r.Error, Output: r.Output}
+	}
+	return c.JSON(http.StatusOK, v)
+}

@@ -1,0 +1,105 @@
+package api_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/audit"
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/internal/testdb"
+	"github.com/gatehouse-iot/gatehouse/kick"
+	"github.com/gatehouse-iot/gatehouse/revoke"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+type noCore struct{}
+
+func (noCore) Sync(context.Context) (int, error) { return 0, nil }
+
+type kicksReply struct {
+	Device string `json:"device"`
+	Kicks  []struct {
+		Device        string  `json:"device"`
+		Broker        string  `json:"broker"`
+		Status        string  `json:"status"`
+		Reason        string  `json:"reason"`
+		Attempts      int     `json:"attempts"`
+		LastError     string  `json:"last_error"`
+		NextAttemptAt *string `json:"next_attempt_at"`
+		DoneAt        *string `json:"done_at"`
+		RequestedAt   string  `json:"requested_at"`
+		UpdatedAt     string  `json:"updated_at"`
+	} `json:"kicks"`
+}
+
+// TestSessionKickStatus: suspending a device records a kick per broker; the
+// status per broker is visible on the device and in the kick list, a
+// failing broker with its error.
+func TestSessionKickStatus(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	defer hook.Close()
+	emqx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) }))
+	defer emqx.Close()
+	var svc *kick.Service
+	s := newStack(t, testdb.SQLite(t), func(c *stackCfg) {
+		c.build = func(t testing.TB, st *store.Store, _ *ca.CA, _ *audit.Recorder, cfg *api.Config) {
+			wh, err := kick.NewWebhook(kick.WebhookConfig{URL: hook.URL, Secret: "0123456789abcdef"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			em, err := kick.NewEMQX(kick.EMQXConfig{URL: emqx.URL, APIKey: "k", APISecret: "s"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if svc, err = kick.New(kick.Config{Store: st, Brokers: []kick.Broker{wh, em}}); err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Revoke, err = revoke.New(revoke.Config{Store: st, Core: noCore{}, Sessions: svc}); err != nil {
+				t.Fatal(err)
+			}
+			cfg.SessionKicks = st
+		}
+	})
+	enr, _, _ := s.enrollOK(t, s.token(t))
+	dev := enr.DeviceID
+
+	var got kicksReply
+	s.call(t, "GET", "/api/v1/devices/"+dev+"/sessions", s.viewer, nil, 200, &got)
+	if got.Device != dev || len(got.Kicks) != 0 {
+		t.Fatalf("before any kick: %+v", got)
+	}
+	s.call(t, "POST", "/api/v1/devices/"+dev+"/suspend", s.admin, map[string]any{}, 200, nil)
+	if n := svc.DeliverDue(context.Background()); n != 2 {
+		t.Fatalf("delivered %d kicks, want 2", n)
+	}
+	s.call(t, "GET", "/api/v1/devices/"+dev+"/sessions", s.viewer, nil, 200, &got)
+	if len(got.Kicks) != 2 {
+		t.Fatalf("kicks after suspend: %+v", got)
+	}
+	em, wh := got.Kicks[0], got.Kicks[1]
+	if wh.Broker != "webhook" || wh.Status != "done" || wh.DoneAt == nil || wh.NextAttemptAt != nil || wh.Reason != "device.suspend" {
+		t.Errorf("webhook kick: %+v", wh)
+	}
+	if em.Broker != "emqx" || em.Status != "pending" || em.Attempts != 1 || em.NextAttemptAt == nil ||
+		em.LastError == "" || em.DoneAt != nil {
+		t.Errorf("emqx kick: %+v", em)
+	}
+
+	var list kicksReply
+	s.call(t, "GET", "/api/v1/session-kicks?status=pending", s.viewer, nil, 200, &list)
+	if len(list.Kicks) != 1 || list.Kicks[0].Broker != "emqx" || list.Kicks[0].Device != dev {
+		t.Errorf("pending kicks: %+v", list)
+	}
+	s.call(t, "GET", "/api/v1/session-kicks", s.viewer, nil, 200, &list)
+	if len(list.Kicks) != 2 {
+		t.Errorf("all kicks: %+v", list)
+	}
+
+	wantError(t, s.call(t, "GET", "/api/v1/session-kicks?status=stuck", s.viewer, nil, 400, nil), 400, "invalid_argument")
+	wantError(t, s.call(t, "GET", "/api/v1/session-kicks?limit=-1", s.viewer, nil, 400, nil), 400, "invalid_argument")
+	wantError(t, s.call(t, "GET", "/api/v1/devices/no-such-device/sessions", s.viewer, nil, 404, nil), 404, "not_found")
+	wantError(t, s.call(t, "GET", "/api/v1/session-kicks", "", nil, 401, nil), 401, "unauthenticated")
+}

@@ -1,0 +1,79 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/gatehouse-iot/gatehouse/revoke"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+// RevocationJob is the JSON view of a bulk revocation job. Done counts the
+// devices processed so far (of Total); Revoked, those the job changed.
+type RevocationJob struct {
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"`
+	BatchID   string    `json:"batch_id,omitempty"`
+	Reason    string    `json:"reason"`
+	Note      string    `json:"note,omitempty"`
+	Actor     string    `json:"actor"`
+	Status    string    `json:"status"`
+	Total     int64     `json:"total"`
+	Done      int64     `json:"done"`
+	Revoked   int64     `json:"revoked"`
+	Cursor    string    `json:"cursor,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func viewRevocationJob(j store.RevocationJob) RevocationJob {
+	v := RevocationJob{ID: j.ID, Kind: j.Kind, Reason: j.Reason, Note: j.Note, Actor: j.Actor, Status: string(j.Status),
+		Total: j.Total, Done: j.Done, Revoked: j.Revoked, Cursor: j.Cursor, Error: j.Error,
+		CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt}
+	if j.Kind == store.JobKindBatch {
+		v.BatchID = j.Target
+	}
+	return v
+}
+
+// revokeBatch starts (or returns) the batch's revocation job: 202 while it
+// runs, 200 when the batch's job had already finished.
+func (s *Server) revokeBatch(c echo.Context) error {
+	var b RevokeRequest
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	job, _, err := s.cfg.Revoke.RevokeBatch(c.Request().Context(), c.Param("id"), revoke.Request{Actor: actor(c), Reason: b.Reason, Note: b.Note})
+	if err != nil {
+		return err
+	}
+	status := http.StatusAccepted
+	if job.Status == store.JobDone {
+		status = http.StatusOK
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/revocation-jobs/"+job.ID)
+	return c.JSON(status, viewRevocationJob(job))
+}
+
+func (s *Server) getRevocationJob(c echo.Context) error {
+	j, err := s.cfg.Revoke.Job(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewRevocationJob(j))
+}
+
+func (s *Server) listRevocationJobs(c echo.Context) error {
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return err
+	}
+	js, err := s.cfg.Revoke.Jobs(c.Request().Context(), limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"jobs": mapSlice(js, viewRevocationJob)})
+}

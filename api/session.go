@@ -1,0 +1,288 @@
+package api
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/gatehouse-iot/gatehouse/auth"
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+// Browser sessions for the web UI. The cookie holds a random secret (the
+// database keeps only its hash); every unsafe request made with the cookie
+// must also carry the session's CSRF token in X-CSRF-Token, which a page on
+// another site cannot read. Bearer tokens need no CSRF token: browsers never
+// attach them by themselves.
+
+const (
+	// SessionCookie is the name of the session cookie.
+	SessionCookie = "gatehouse_session"
+	// CSRFHeader carries the session's CSRF token on unsafe requests.
+	CSRFHeader = "X-CSRF-Token"
+	ctxSession = "gatehouse.session"
+	// loginBodyBytes caps login and password bodies: they hold two strings.
+	loginBodyBytes = 16 << 10
+)
+
+// sessionRoutes registers the session and user-admin routes; without Auth
+// there are none.
+func (s *Server) sessionRoutes(v1 *echo.Group) {
+	if s.cfg.Auth == nil {
+		return
+	}
+	small := []echo.MiddlewareFunc{secureHeaders, limitBody(loginBodyBytes)}
+	signedIn := append(small[:len(small):len(small)], s.requireSession)
+	admin := []echo.MiddlewareFunc{secureHeaders, limitBody(loginBodyBytes), s.requireRole(store.RoleAdmin)}
+
+	v1.POST("/session", s.login, small...)
+	v1.GET("/session", s.getSession, signedIn...)
+	v1.DELETE("/session", s.logout, signedIn...)
+	v1.POST("/session/password", s.changeOwnPassword, signedIn...)
+
+	v1.GET("/users", s.listUsers, admin...)
+	v1.POST("/users", s.createUser, admin...)
+	v1.GET("/users/:username", s.getUser, admin...)
+	v1.PATCH("/users/:username", s.updateUser, admin...)
+	v1.DELETE("/users/:username", s.deleteUser, admin...)
+}
+
+func hasSessionCookie(c echo.Context) bool {
+	ck, err := c.Cookie(SessionCookie)
+	return err == nil && ck.Value != ""
+}
+
+func isSafeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// sessionAuth authenticates by cookie, checks CSRF on unsafe methods, then
+// the role. The role is read from the user row on every request, so a
+// demotion or a disable takes effect at once.
+func (s *Server) sessionAuth(c echo.Context, min store.Role, next echo.HandlerFunc) error {
+	ck, _ := c.Cookie(SessionCookie)
+	sess, err := s.cfg.Auth.Authenticate(c.Request().Context(), ck.Value)
+	if err != nil {
+		if fault.Is(err, fault.Unauthenticated) {
+			s.clearCookie(c)
+		}
+		return err
+	}
+	if !isSafeMethod(c.Request().Method) {
+		if crossSite(c.Request()) {
+			return fault.New(fault.CSRFFailed, "cross-site request refused")
+		}
+		if !auth.CheckCSRF(sess, c.Request().Header.Get(CSRFHeader)) {
+			return fault.New(fault.CSRFFailed, "missing or wrong %s header", CSRFHeader)
+		}
+	}
+	if rank(sess.User.Role) < rank(min) {
+		return fault.New(fault.PermissionDenied, "role %s may not do this (needs %s)", sess.User.Role, min)
+	}
+	c.Set(ctxSession, sess)
+	return next(c)
+}
+
+// requireSession admits only a signed-in browser session (any role).
+func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !hasSessionCookie(c) {
+			return fault.New(fault.Unauthenticated, "not signed in")
+		}
+		return s.sessionAuth(c, store.RoleViewer, next)
+	}
+}
+
+// crossSite reports whether the browser says the request comes from another
+// site. Fetch metadata is authoritative when present; Origin is the
+// fallback for older browsers. Non-browser clients send neither.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default: // same-site, cross-site, or anything unknown
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return true // includes "null"
+	}
+	return u.Host != r.Host
+}
+
+func (s *Server) setCookie(c echo.Context, secret string) {
+	c.SetCookie(&http.Cookie{Name: SessionCookie, Value: secret, Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: c.Request().TLS != nil || s.cfg.SecureCookies})
+}
+
+func (s *Server) clearCookie(c echo.Context) {
+	c.SetCookie(&http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: c.Request().TLS != nil || s.cfg.SecureCookies})
+}
+
+type sessionUserView struct {
+	Username string     `json:"username"`
+	Role     store.Role `json:"role"`
+}
+
+type sessionView struct {
+	User      sessionUserView `json:"user"`
+	CSRFToken string          `json:"csrf_token"`
+	ExpiresAt time.Time       `json:"expires_at"`
+}
+
+func viewSession(sess auth.Session) sessionView {
+	return sessionView{User: sessionUserView{Username: sess.User.Username, Role: sess.User.Role},
+		CSRFToken: sess.CSRFToken, ExpiresAt: sess.ExpiresAt}
+}
+
+func (s *Server) login(c echo.Context) error {
+	if crossSite(c.Request()) {
+		return fault.New(fault.CSRFFailed, "cross-site login refused")
+	}
+	var b struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	if b.Username == "" || b.Password == "" {
+		return fault.New(fault.InvalidArgument, "username and password are required")
+	}
+	sess, err := s.cfg.Auth.Login(c.Request().Context(), auth.Credentials{Username: b.Username, Password: b.Password,
+		ClientIP: remoteIP(c.Request()), UserAgent: c.Request().UserAgent()})
+	if err != nil {
+		var te *auth.ThrottledError
+		if errors.As(err, &te) {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(max(int(te.RetryAfter.Round(time.Second)/time.Second), 1)))
+		}
+		return err
+	}
+	s.setCookie(c, sess.Secret)
+	return c.JSON(http.StatusOK, viewSession(sess))
+}
+
+// remoteIP is the peer address. X-Forwarded-For is not trusted: anyone
+// could rotate it to dodge the per-address login throttle.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func currentSession(c echo.Context) (auth.Session, bool) {
+	sess, ok := c.Get(ctxSession).(auth.Session)
+	return sess, ok
+}
+
+func (s *Server) getSession(c echo.Context) error {
+	sess, _ := currentSession(c)
+	return c.JSON(http.StatusOK, viewSession(sess))
+}
+
+func (s *Server) logout(c echo.Context) error {
+	sess, _ := currentSession(c)
+	if err := s.cfg.Auth.Logout(c.Request().Context(), sess); err != nil {
+		return err
+	}
+	s.clearCookie(c)
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) changeOwnPassword(c echo.Context) error {
+	var b struct {
+		Current string `json:"current"`
+		New     string `json:"new"`
+	}
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	sess, _ := currentSession(c)
+	if err := s.cfg.Auth.ChangeOwnPassword(c.Request().Context(), sess, b.Current, b.New); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+type userView struct {
+	Username    string     `json:"username"`
+	Role        store.Role `json:"role"`
+	Disabled    bool       `json:"disabled"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	DisabledAt  *time.Time `json:"disabled_at,omitempty"`
+	LastLoginAt *time.Time `json:"last_login_at,omitempty"`
+}
+
+func viewUser(u auth.User) userView {
+	return userView{Username: u.Username, Role: u.Role, Disabled: u.DisabledAt != nil, CreatedAt: u.CreatedAt,
+		UpdatedAt: u.UpdatedAt, DisabledAt: u.DisabledAt, LastLoginAt: u.LastLoginAt}
+}
+
+func (s *Server) listUsers(c echo.Context) error {
+	us, err := s.cfg.Auth.ListUsers(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"users": mapSlice(us, viewUser)})
+}
+
+func (s *Server) getUser(c echo.Context) error {
+	u, err := s.cfg.Auth.GetUser(c.Request().Context(), c.Param("username"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewUser(u))
+}
+
+func (s *Server) createUser(c echo.Context) error {
+	var b struct {
+		Username string     `json:"username"`
+		Password string     `json:"password"`
+		Role     store.Role `json:"role"`
+	}
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	u, err := s.cfg.Auth.CreateUser(c.Request().Context(), actor(c), b.Username, b.Password, b.Role)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, viewUser(u))
+}
+
+func (s *Server) updateUser(c echo.Context) error {
+	var b struct {
+		Role     *store.Role `json:"role"`
+		Password *string     `json:"password"`
+		Disabled *bool       `json:"disabled"`
+	}
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	u, err := s.cfg.Auth.UpdateUser(c.Request().Context(), actor(c), c.Param("username"),
+		auth.UserUpdate{Role: b.Role, Password: b.Password, Disabled: b.Disabled})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewUser(u))
+}
+
+func (s *Server) deleteUser(c echo.Context) error {
+	if err := s.cfg.Auth.DeleteUser(c.Request().Context(), actor(c), c.Param("username")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

@@ -1,0 +1,150 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+// Stats answers the dashboard's aggregate questions.
+type Stats interface {
+	CountDevices(ctx context.Context) ([]store.DeviceCount, error)
+	ExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]store.Certificate, error)
+}
+
+// recentDenier is the part of the decision core that remembers its last
+// denies; the live authz.Authorizer has it, a test double may not.
+type recentDenier interface {
+	RecentDenies(device string, limit int) []authz.DeniedRequest
+}
+
+type fleetCountView struct {
+	Fleet    string           `json:"fleet"`
+	Total    int64            `json:"total"`
+	ByStatus map[string]int64 `json:"by_status"`
+}
+
+func (s *Server) stats(c echo.Context) error {
+	counts, err := s.cfg.Stats.CountDevices(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	var total int64
+	byStatus := map[string]int64{}
+	for _, st := range []store.DeviceStatus{store.DevicePending, store.DeviceActive, store.DeviceSuspended, store.DeviceRevoked} {
+		byStatus[string(st)] = 0
+	}
+	fleets := []fleetCountView{}
+	for _, n := range counts {
+		total += n.Count
+		byStatus[string(n.Status)] += n.Count
+		// Counts arrive ordered by fleet, so one fleet's rows are adjacent.
+		if len(fleets) == 0 || fleets[len(fleets)-1].Fleet != n.Fleet {
+			fleets = append(fleets, fleetCountView{Fleet: n.Fleet, ByStatus: map[string]int64{}})
+		}
+		f := &fleets[len(fleets)-1]
+		f.Total += n.Count
+		f.ByStatus[string(n.Status)] += n.Count
+	}
+	return c.JSON(http.StatusOK, map[string]any{"devices": map[string]any{"total": total, "by_status": byStatus, "by_fleet": fleets},
+		"policy_version": s.activeVersion()})
+}
+
+func (s *Server) activeVersion() int64 {
+	if s.cfg.Decisions == nil {
+		return 0
+	}
+	return s.cfg.Decisions.PolicyVersion()
+}
+
+type expiringCertView struct {
+	Serial    string    `json:"serial"`
+	DeviceID  string    `json:"device_id"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	Status    string    `json:"status"`
+}
+
+// listCertificates lists active certificates expiring within a window
+// (expiring_within, a Go duration, required: there is no listing of every
+// certificate).
+func (s *Server) listCertificates(c echo.Context) error {
+	within := c.QueryParam("expiring_within")
+	if within == "" {
+		return fault.New(fault.InvalidArgument, "expiring_within is required (e.g. 168h)")
+	}
+	d, err := parseDuration("expiring_within", within)
+	if err != nil {
+		return err
+	}
+	if d <= 0 {
+		return fault.New(fault.InvalidArgument, "expiring_within must be positive")
+	}
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return err
+	}
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	cs, err := s.cfg.Stats.ExpiringCertificates(c.Request().Context(), time.Now().Add(d), limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"certificates": mapSlice(cs, func(c store.Certificate) expiringCertView {
+		return expiringCertView{Serial: c.Serial, DeviceID: c.DeviceID, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Status: string(c.Status)}
+	})})
+}
+
+type denyView struct {
+	At            time.Time `json:"at"`
+	Device        string    `json:"device"`
+	ClientID      string    `json:"client_id,omitempty"`
+	Action        string    `json:"action"`
+	Topic         string    `json:"topic,omitempty"`
+	QoS           int       `json:"qos"`
+	Retain        bool      `json:"retain"`
+	Reason        string    `json:"reason"`
+	PolicyVersion int64     `json:"policy_version"`
+	Error         string    `json:"error,omitempty"`
+}
+
+// recentDenies lists the decision core's last denies, newest first,
+// optionally for one device. They live in memory: a restart forgets them.
+func (s *Server) recentDenies(c echo.Context) error {
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return err
+	}
+	if limit <= 0 || limit > 1000 {
+		limit = 50
+	}
+	rd, ok := s.cfg.Decisions.(recentDenier)
+	if !ok {
+		return fault.New(fault.Unavailable, "this decision core keeps no recent denies")
+	}
+	ds := rd.RecentDenies(c.QueryParam("device"), limit)
+	return c.JSON(http.StatusOK, map[string]any{"denies": mapSlice(ds, func(d authz.DeniedRequest) denyView {
+		return denyView{At: d.At, Device: d.Device, ClientID: d.ClientID, Action: string(d.Action), Topic: d.Topic,
+			QoS: d.QoS, Retain: d.Retain, Reason: d.Reason, PolicyVersion: d.PolicyVersion, Error: d.Error}
+	})})
+}
+
+// queryTime reads an optional RFC 3339 query parameter; absent is zero.
+func queryTime(c echo.Context, name string) (time.Time, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fault.New(fault.InvalidArgument, "%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z", name)
+	}
+	return t, nil
+}

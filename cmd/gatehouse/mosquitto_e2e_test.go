@@ -1,0 +1,200 @@
+package main
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/internal/testbroker"
+)
+
+// TestMosquittoCRLEndToEnd drives a real Mosquitto that checks client
+// certificates against the CRL file Gatehouse writes: Gatehouse writes the
+// file when it starts (Mosquitto refuses to start without it), two enrolled
+// devices connect over mutual TLS, one is revoked through the API, and from
+// then on its connection is refused (within 2 s) while the other's is not.
+// The reload command Gatehouse runs after each write sends the broker a
+// SIGHUP, read from a pid file the test writes once the broker runs.
+func TestMosquittoCRLEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs Mosquitto")
+	}
+	pub, _ := testbroker.RequireMosquittoClients(t)
+	testbroker.RequireMosquitto(t)
+
+	bin := buildBinary(t)
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	env := []string{"GATEHOUSE_CA_PASSPHRASE=", "GATEHOUSE_ADMIN_TOKEN="}
+	in := run(t, env, bin, "init", "--data-dir", data)
+	m := adminTokenLine.FindStringSubmatch(in.stdout)
+	if in.code != 0 || m == nil {
+		t.Fatalf("init: %d\n%s%s", in.code, in.stdout, in.stderr)
+	}
+	admin := m[1]
+
+	crlFile := filepath.Join(tmp, "broker", "crl.pem")
+	pidFile := filepath.Join(tmp, "broker", "mosquitto.pid")
+	reloadLog := filepath.Join(tmp, "broker", "reloads.log")
+	if err := os.MkdirAll(filepath.Dir(crlFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	apiAddr, diagAddr := freeAddr(t), freeAddr(t)
+	logs := startServe(t, bin, []string{
+		"GATEHOUSE_CA_PASSPHRASE=",
+		"GATEHOUSE_CRL_FILE=" + crlFile,
+		// Until the broker runs there is no pid file: the command fails,
+		// which Gatehouse logs and shows, and carries on.
+		"GATEHOUSE_CRL_RELOAD_COMMAND=echo \"$GATEHOUSE_CRL_NUMBER\" >> " + reloadLog + ` && kill -HUP "$(cat ` + pidFile + `)"`,
+	}, "serve", "--data-dir", data, "--api-addr", apiAddr, "--hooks-addr", freeAddr(t), "--diag-addr", diagAddr)
+	waitReady(t, "http://"+diagAddr+"/readyz")
+	server := "http://" + apiAddr
+
+	// The CRL file is there before anything asked for it.
+	first := readCRLFile(t, crlFile)
+	if first.Number.Int64() < 1 || !first.NextUpdate.After(time.Now()) {
+		t.Fatalf("CRL file at start: number %v, next update %s", first.Number, first.NextUpdate)
+	}
+
+	var batch struct {
+		Tokens []struct {
+			Token string `json:"token"`
+		} `json:"tokens"`
+	}
+	adminCall(t, server, admin, "POST", "/api/v1/token-batches",
+		map[string]any{"fleet": "default", "profile": "default", "count": 2, "ttl": "1h"}, &batch)
+	if len(batch.Tokens) != 2 {
+		t.Fatalf("token batch: %d tokens", len(batch.Tokens))
+	}
+	devs := map[string]rmqDevice{}
+	for i, id := range []string{"meter-1", "meter-2"} {
+		dir := filepath.Join(tmp, id)
+		r := run(t, nil, bin, "enroll", "--server", server, "--token", batch.Tokens[i].Token, "--out", dir, "--device-id", id, "--json")
+		if r.code != 0 {
+			t.Fatalf("enroll %s: %d\n%s%s", id, r.code, r.stdout, r.stderr)
+		}
+		devs[id] = rmqDevice{id: id, cert: filepath.Join(dir, deviceCertFile), key: filepath.Join(dir, deviceKeyFile)}
+	}
+
+	// The broker trusts Gatehouse's chain for client certificates and checks
+	// each against the CRL file.
+	brokerCA, brokerCert, brokerKey := rmqServerPKI(t, tmp)
+	chain := filepath.Join(tmp, "gatehouse-chain.pem")
+	root, _ := os.ReadFile(filepath.Join(data, "ca", "root_ca.crt"))
+	inter, _ := os.ReadFile(filepath.Join(data, "ca", "intermediate_ca.crt"))
+	if err := os.WriteFile(chain, append(append([]byte{}, inter...), root...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broker := testbroker.Mosquitto(t, testbroker.MosquittoConfig{CAFile: chain, CertFile: brokerCert, KeyFile: brokerKey,
+		RequireCertificate: true, UseIdentityAsUsername: true, CRLFile: crlFile})
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(broker.PID)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clients := rmqClients{pub: pub, port: broker.Port, cafile: brokerCA}
+	connect := func(d rmqDevice) (string, error) {
+		return clients.run(5*time.Second, pub, clients.args(d, d.id+"-"+strconv.FormatInt(time.Now().UnixNano(), 36),
+			"-t", "e2e/"+d.id, "-m", "hello", "-q", "1")...)
+	}
+	for _, d := range devs {
+		if out, err := connect(d); err != nil {
+			t.Fatalf("%s could not publish before any revocation: %v\n%s\n%s", d.id, err, out, broker.LogTail(20))
+		}
+	}
+
+	// Revoke meter-1. The API call returns once the new CRL is stored and
+	// written and the reload command ran.
+	revoked := time.Now()
+	adminCall(t, server, admin, "POST", "/api/v1/devices/meter-1/revoke",
+		map[string]any{"reason": "keyCompromise", "note": "e2e"}, nil)
+	var refusedAfter time.Duration
+	for {
+		out, err := connect(devs["meter-1"])
+		if err != nil {
+			refusedAfter = time.Since(revoked)
+			t.Logf("meter-1 refused %s after the revoke call: %v %s", refusedAfter.Round(time.Millisecond), err, strings.TrimSpace(out))
+			break
+		}
+		if time.Since(revoked) > 2*time.Second {
+			t.Fatalf("meter-1 still connects %s after its revocation\nbroker log:\n%s\nserve log:\n%s",
+				time.Since(revoked).Round(time.Millisecond), broker.LogTail(30), logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, err := connect(devs["meter-2"]); err != nil {
+		t.Fatalf("meter-2 refused after meter-1's revocation: %v\n%s\n%s", err, out, broker.LogTail(20))
+	}
+	// The refusal is the CRL's doing: the file lists meter-1's certificate.
+	after := readCRLFile(t, crlFile)
+	leaf := readCert(t, devs["meter-1"].cert)
+	listed := false
+	for _, e := range after.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(leaf.SerialNumber) == 0 && e.ReasonCode == 1 {
+			listed = true
+		}
+	}
+	if !listed || after.Number.Cmp(first.Number) <= 0 {
+		t.Fatalf("CRL file after the revocation: number %v (was %v), meter-1 listed %t", after.Number, first.Number, listed)
+	}
+	if !strings.Contains(broker.LogTail(200), "certificate verify failed") {
+		t.Fatalf("the broker did not refuse a certificate:\n%s", broker.LogTail(40))
+	}
+	if !strings.Contains(broker.LogTail(200), "Reloading config") {
+		t.Fatalf("the broker was not reloaded:\n%s", broker.LogTail(40))
+	}
+	if data, _ := os.ReadFile(reloadLog); !strings.Contains(string(data), after.Number.String()+"\n") {
+		t.Fatalf("reload command log %q lacks CRL %v", data, after.Number)
+	}
+	// The status shows the list and the successful reload.
+	var st struct {
+		Number     int64 `json:"number"`
+		Entries    int   `json:"entries"`
+		LastReload struct {
+			OK     bool  `json:"ok"`
+			Number int64 `json:"number"`
+		} `json:"last_reload"`
+	}
+	adminCall(t, server, admin, "GET", "/api/v1/crl", nil, &st)
+	if st.Number != after.Number.Int64() || st.Entries != 1 || !st.LastReload.OK || st.LastReload.Number != st.Number {
+		t.Fatalf("CRL status: %+v", st)
+	}
+	t.Logf("revoke → refused at the broker: %s", refusedAfter.Round(time.Millisecond))
+}
+
+func readCRLFile(t *testing.T, path string) *x509.RevocationList {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s is not PEM: %q", path, data)
+	}
+	rl, err := x509.ParseRevocationList(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rl
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		t.Fatalf("%s is not PEM", path)
+	}
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

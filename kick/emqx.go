@@ -1,0 +1,82 @@
+package kick
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gatehouse-iot/gatehouse/fault"
+)
+
+// EMQXConfig reaches the EMQX 5 REST API.
+type EMQXConfig struct {
+	// Name identifies the broker in kick status (default "emqx").
+	Name string
+	// URL is the REST API base, e.g. http://emqx:18083 (a trailing /api/v5
+	// is accepted).
+	URL string
+	// APIKey and APISecret are an EMQX API key (basic auth).
+	APIKey, APISecret string
+	// Client overrides the HTTP client (tests).
+	Client *http.Client
+}
+
+// EMQX kicks a device's client with DELETE /api/v5/clients/{clientid}; the
+// client id is the device id (Gatehouse's connect hook enforces it). EMQX
+// answers 204, or 404 with code CLIENTID_NOT_FOUND when the client is not
+// connected, which is what a kick wants; any other 404 (a wrong URL) is an
+// error.
+type EMQX struct {
+	cfg    EMQXConfig
+	base   *url.URL
+	client *http.Client
+}
+
+// NewEMQX checks the settings and returns the client.
+func NewEMQX(cfg EMQXConfig) (*EMQX, error) {
+	if cfg.Name == "" {
+		cfg.Name = "emqx"
+	}
+	u, err := baseURL("EMQX API", cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/api/v5")
+	if cfg.APIKey == "" || cfg.APISecret == "" {
+		return nil, fault.New(fault.InvalidArgument, "EMQX API needs an API key and secret")
+	}
+	return &EMQX{cfg: cfg, base: u, client: newHTTPClient(cfg.Client)}, nil
+}
+
+// Name implements Broker.
+func (e *EMQX) Name() string { return e.cfg.Name }
+
+// Disconnect implements Broker.
+func (e *EMQX) Disconnect(ctx context.Context, k Request) error {
+	u := *e.base
+	u.Path += "/api/v5/clients/" + k.Device
+	u.RawPath = e.base.Path + "/api/v5/clients/" + url.PathEscape(k.Device)
+	req, err := http.NewRequest(http.MethodDelete, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(e.cfg.APIKey, e.cfg.APISecret)
+	return call(ctx, e.client, req, emqxKicked)
+}
+
+// emqxKicked accepts 204 (kicked) and EMQX's own 404 for a client that is
+// not connected.
+func emqxKicked(status int, body []byte) bool {
+	switch status {
+	case http.StatusNoContent, http.StatusOK:
+		return true
+	case http.StatusNotFound:
+		var e struct {
+			Code string `json:"code"`
+		}
+		return json.Unmarshal(body, &e) == nil && e.Code == "CLIENTID_NOT_FOUND"
+	}
+	return false
+}

@@ -1,0 +1,76 @@
+import { get, post, put, del } from '../api.js';
+import { h, table, heading, errorBox, field, flash, confirmDialog } from '../dom.js';
+
+const KEY_TYPES = ['P-256', 'P-384', 'Ed25519', 'RSA'];
+
+// Go prints durations as 720h0m0s; people write 720h.
+function shortDur(s) { return (s || '').replace(/h0m0s$/, 'h').replace(/m0s$/, 'm'); }
+
+export async function render({ can, navigate }) {
+  const { profiles } = await get('/profiles');
+  const writable = can('operator');
+  const msg = h('div', {});
+  const name = h('input', { id: 'profile-name', required: true, testid: 'profile-name' });
+  const keys = KEY_TYPES.map((k) => h('label', { class: 'check' },
+    h('input', { type: 'checkbox', id: 'profile-key-' + k, value: k, testid: 'profile-key-' + k }), ' ', k));
+  const validity = h('input', { id: 'profile-validity', required: true, placeholder: '720h', testid: 'profile-validity' });
+  const renew = h('input', { id: 'profile-renew-window', placeholder: 'a third of validity', testid: 'profile-renew-window' });
+  const roles = h('input', { id: 'profile-roles', placeholder: 'telemetry, command', testid: 'profile-roles' });
+  const title = h('h2', {}, 'New profile');
+  const submit = h('button', { type: 'submit', id: 'profile-submit', testid: 'profile-submit' }, 'Create profile');
+  let editing = null;
+  function fill(p) {
+    editing = p ? p.name : null;
+    name.value = p ? p.name : ''; name.disabled = !!p;
+    for (const l of keys) { const i = l.querySelector('input'); i.checked = p ? p.key_types.includes(i.value) : i.value === 'P-256'; }
+    validity.value = p ? shortDur(p.validity) : '';
+    renew.value = p ? shortDur(p.renew_window) : '';
+    roles.value = p ? p.roles.join(', ') : '';
+    title.textContent = p ? 'Edit profile ' + p.name : 'New profile';
+    submit.textContent = p ? 'Save' : 'Create profile';
+  }
+  fill(null);
+  const form = h('form', {
+    id: 'profile-form', class: 'card',
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      msg.replaceChildren();
+      const body = {
+        name: name.value,
+        key_types: keys.map((l) => l.querySelector('input')).filter((i) => i.checked).map((i) => i.value),
+        validity: validity.value.trim(),
+        renew_window: renew.value.trim(),
+        roles: roles.value.split(',').map((s) => s.trim()).filter(Boolean),
+      };
+      try {
+        if (editing) await put('/profiles/' + encodeURIComponent(editing), body);
+        else await post('/profiles', body);
+        flash('Profile ' + body.name + ' saved.');
+        navigate('/profiles');
+      } catch (e) {
+        msg.replaceChildren(errorBox(e, 'profile-form-error'));
+      }
+    },
+  }, title,
+  field('Name', name),
+  h('fieldset', { class: 'field' }, h('legend', {}, 'Allowed key types'), keys),
+  field('Validity', validity, 'Certificate lifetime, e.g. 720h (30 days).'),
+  field('Renewal window', renew, 'How long before expiry a device may renew, e.g. 240h. Empty: a third of the validity.'),
+  field('Roles', roles, 'Comma-separated roles written into certificates; policies grant by role.'),
+  msg, h('div', { class: 'row' }, submit, h('button', { type: 'button', class: 'secondary', id: 'profile-cancel', onclick: () => fill(null) }, 'Clear')));
+
+  const list = table('profiles-table', [
+    { label: 'Name', key: 'name', cell: (p) => p.name },
+    { label: 'Key types', key: 'key_types', cell: (p) => p.key_types.join(', ') },
+    { label: 'Validity', key: 'validity', cell: (p) => shortDur(p.validity) },
+    { label: 'Renewal window', key: 'renew_window', cell: (p) => shortDur(p.renew_window) },
+    { label: 'Roles', key: 'roles', cell: (p) => p.roles.join(', ') || h('span', { class: 'muted' }, 'none') },
+    { label: '', key: 'actions', cell: (p) => writable ? h('div', { class: 'row' },
+      h('button', { type: 'button', class: 'small secondary', testid: 'profile-edit-' + p.name, onclick: () => { fill(p); validity.focus(); } }, 'Edit'),
+      h('button', { type: 'button', class: 'small danger', testid: 'profile-delete-' + p.name, onclick: async () => {
+        if (!await confirmDialog({ id: 'confirm-delete-profile', title: 'Delete profile ' + p.name + '?', body: h('p', {}, 'Only a profile no device uses can be deleted.'), confirmLabel: 'Delete', danger: true })) return;
+        try { await del('/profiles/' + encodeURIComponent(p.name)); flash('Profile deleted.'); navigate('/profiles'); } catch (e) { flash(e.code + ': ' + e.message, 'error'); }
+      } }, 'Delete')) : '' },
+  ], profiles, 'No profiles yet.');
+  return h('div', {}, heading('Profiles'), list, writable ? form : h('p', { class: 'muted' }, 'Your role can view profiles only.'));
+}

@@ -1,0 +1,36 @@
+import { getOptional } from '../api.js';
+import { h, fmtTime, heading, errorBox } from '../dom.js';
+import { genericList } from './device.js';
+
+// Several of these endpoints come from other parts of the server; each
+// section says so plainly when its endpoint is absent instead of failing.
+async function section(id, title, path, draw) {
+  let body;
+  try {
+    const r = await getOptional(path);
+    body = r ? draw(r) : h('p', { class: 'muted', testid: id + '-unavailable' }, 'Not available on this server (', h('code', {}, 'GET /api/v1' + path), ').');
+  } catch (e) {
+    body = errorBox(e, id + '-error');
+  }
+  return h('section', { class: 'card', id, testid: id }, h('h2', {}, title), body);
+}
+
+function props(obj) {
+  return h('dl', { class: 'props' }, Object.entries(obj).filter(([, v]) => typeof v !== 'object' || v === null).flatMap(([k, v]) => [
+    h('dt', {}, k.replaceAll('_', ' ')),
+    h('dd', { 'data-key': k, testid: 'crl-' + k }, v === null ? '—' : typeof v === 'string' && /(_at|_update)$/.test(k) ? fmtTime(v) : String(v))]));
+}
+
+export async function render() {
+  const ocspURL = location.origin + '/ocsp';
+  const sections = await Promise.all([
+    section('crl-status', 'Certificate revocation list', '/crl', (r) => h('div', {}, props(r),
+      Object.entries(r).filter(([, v]) => v && typeof v === 'object' && !Array.isArray(v)).map(([k, v]) => h('div', {}, h('h3', {}, k.replaceAll('_', ' ')), props(v))))),
+    Promise.resolve(h('section', { class: 'card', id: 'ocsp-info', testid: 'ocsp-info' }, h('h2', {}, 'OCSP'),
+      h('p', {}, 'Responder URL (also in every device certificate’s Authority Information Access): ', h('code', { id: 'ocsp-url' }, ocspURL)),
+      h('p', { class: 'hint' }, 'Answers GET and POST requests per RFC 6960 from the same revocation data as the CRL.'))),
+    section('session-kicks', 'Broker session kicks', '/session-kicks', (r) => genericList('kicks-table', r)),
+    section('revocation-jobs', 'Revocation jobs', '/revocation-jobs?limit=50', (r) => genericList('jobs-table', r)),
+  ]);
+  return h('div', {}, heading('Revocations'), h('div', { class: 'grid' }, sections[0], sections[1]), sections[2], sections[3]);
+}
