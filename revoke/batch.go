@@ -156,6 +156,7 @@ func (s *Service) runOne(ctx context.Context) bool {
 // back so another replica continues without waiting for it to run out).
 func (s *Service) RunJob(ctx context.Context, job store.RevocationJob) error {
 	failures := 0
+	crlDue, lastCRL := false, time.Time{}
 	for {
 		if err := ctx.Err(); err != nil {
 			s.release(job.ID)
@@ -198,12 +199,22 @@ func (s *Service) RunJob(ctx context.Context, job store.RevocationJob) error {
 			continue
 		}
 		failures = 0
-		if len(ch.Devices) > 0 {
+		crlDue = crlDue || len(ch.Serials) > 0
+		finished := ch.Job.Status != store.JobRunning
+		// A CRL with 100k entries takes a few hundred milliseconds to sign:
+		// republishing after every step would make a big batch quadratic.
+		// Brokers get a new list at least every crlEvery and at the end;
+		// the webhook decisions and kicks follow every step.
+		publish := crlDue && (finished || s.cfg.Now().Sub(lastCRL) >= crlEvery)
+		if len(ch.Devices) > 0 || publish {
 			// The step is committed; a refresh, kick or CRL that lags is
 			// caught up by the core's poll and the CRL's own retry.
-			if err := s.afterMany(ctx, ch.Devices, "device.revoke", len(ch.Serials) > 0); err != nil {
+			if err := s.afterMany(ctx, ch.Devices, "device.revoke", publish); err != nil {
 				s.cfg.Log.Warn("revocation job: side effect lagging", "job", job.ID, "err", err)
 			}
+		}
+		if publish {
+			crlDue, lastCRL = false, s.cfg.Now()
 		}
 		job = ch.Job
 		if job.Status != store.JobRunning {
@@ -212,6 +223,9 @@ func (s *Service) RunJob(ctx context.Context, job store.RevocationJob) error {
 		}
 	}
 }
+
+// crlEvery bounds how often a running revocation job republishes the CRL.
+const crlEvery = time.Second
 
 func (s *Service) release(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -141,12 +141,15 @@ func TestBatchSideEffects(t *testing.T) {
 	if j.Status != store.JobDone || j.Done != 25 || j.Revoked != 25 || j.Total != 25 {
 		t.Fatalf("job = %+v", j)
 	}
-	eventually(t, func() bool { return len(e.kicks()) == 25 && e.publishes.Load() == 3 && e.syncs.Load() == 3 })
+	eventually(t, func() bool { return len(e.kicks()) == 25 && e.publishes.Load() >= 2 && e.syncs.Load() == 3 })
 	if n := e.syncs.Load(); n != 3 {
 		t.Errorf("core syncs = %d, want one per step (3)", n)
 	}
-	if n := e.publishes.Load(); n != 3 {
-		t.Errorf("CRL publications = %d, want one per step (3)", n)
+	// The CRL is republished at most once a second while a job runs, and
+	// always when it ends: here the first step and the last (a third only
+	// if a step took over a second).
+	if n := e.publishes.Load(); n < 2 || n > 3 {
+		t.Errorf("CRL publications = %d, want the first step's and the last (2, at most 3)", n)
 	}
 	kicked := e.kicks()
 	slices.Sort(kicked)

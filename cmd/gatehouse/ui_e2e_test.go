@@ -300,7 +300,7 @@ func TestWebUI(t *testing.T) {
 	t.Logf("screenshots in %s", u.artifacts)
 	u.run("open the UI", chromedp.Navigate(server+"/"), chromedp.WaitVisible(chromedp.CSS("#login-username")))
 
-	// Uncaught exceptions in the page fail the test at the end.
+	// Uncaught exceptions and console errors fail the test at the end.
 	var mu sync.Mutex
 	var pageErrs []string
 	go func() {
@@ -308,7 +308,10 @@ func TestWebUI(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if m.Type == chromedp.ConsoleException {
+			// Failed requests are logged as errors too; the journeys make
+			// some on purpose (bad login, CSRF, 403, optional endpoints).
+			// Anything else, a CSP violation say, is a fault.
+			if m.Type == chromedp.ConsoleException || (m.Type == chromedp.ConsoleError && !strings.HasPrefix(m.Text, "Failed to load resource")) {
 				mu.Lock()
 				pageErrs = append(pageErrs, m.Text)
 				mu.Unlock()
@@ -609,6 +612,41 @@ func TestWebUI(t *testing.T) {
 		u.shot("16-profiles")
 	})
 
+	t.Run("device paging", func(t *testing.T) {
+		u.t = t
+		for i := range 55 {
+			req, _ := http.NewRequest(http.MethodPost, server+"/api/v1/devices", strings.NewReader(fmt.Sprintf(`{"id":"pg-%03d","fleet":"lab","profile":"default"}`, i)))
+			req.Header.Set("Authorization", "Bearer "+adminToken)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("register pg-%03d: %d", i, resp.StatusCode)
+			}
+		}
+		u.visit("#/devices?fleet=lab&status=pending", "#page-next")
+		if n := u.count("#devices-table tbody tr[data-row]"); n != 50 {
+			t.Errorf("first page: %d rows", n)
+		}
+		u.rerendered("next page", chromedp.Click(chromedp.CSS("#page-next")))
+		if n, p := u.count("#devices-table tbody tr[data-row]"), u.text("#page-number"); n != 5 || p != "Page 2" {
+			t.Errorf("second page: %d rows, %q", n, p)
+		}
+		if first := u.text(`#devices-table tbody tr[data-row="0"] td[data-col="id"]`); first != "pg-050" {
+			t.Errorf("second page starts at %s", first)
+		}
+		if n := u.count("#page-next"); n != 0 {
+			t.Error("the last page offers a next page")
+		}
+		u.rerendered("previous page", chromedp.Click(chromedp.CSS("#page-prev")))
+		if p := u.text("#page-number"); p != "Page 1" {
+			t.Errorf("back to %q", p)
+		}
+	})
+
 	t.Run("revoke a token batch", func(t *testing.T) {
 		u.t = t
 		// A second lot, made over the API: one device enrolls from it.
@@ -709,6 +747,6 @@ func TestWebUI(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if len(pageErrs) > 0 {
-		t.Errorf("uncaught exceptions in the page: %s", fmt.Sprint(pageErrs))
+		t.Errorf("errors in the page: %s", fmt.Sprint(pageErrs))
 	}
 }

@@ -6,7 +6,7 @@ export async function render({ can, href, navigate }) {
   const writable = can('operator');
   const msg = h('div', { id: 'fleet-form-msg' });
 
-  const name = h('input', { id: 'fleet-name', required: true, pattern: '[a-z0-9][a-z0-9-]*', testid: 'fleet-name' });
+  const name = h('input', { id: 'fleet-name', required: true, pattern: '[A-Za-z0-9._\\-]{1,64}', testid: 'fleet-name' });
   const desc = h('input', { id: 'fleet-description', testid: 'fleet-description' });
   const submit = h('button', { type: 'submit', id: 'fleet-submit', testid: 'fleet-submit' }, 'Create fleet');
   const cancel = h('button', { type: 'button', id: 'fleet-cancel', class: 'secondary', hidden: true, onclick: () => reset() }, 'Cancel');
@@ -35,7 +35,7 @@ export async function render({ can, href, navigate }) {
         msg.replaceChildren(errorBox(e, 'fleet-form-error'));
       }
     },
-  }, title, field('Name', name, 'Lowercase letters, digits and dashes; part of every device identity, so it cannot change.'),
+  }, title, field('Name', name, 'Letters, digits, dot, dash and underscore, up to 64; part of every device identity, so it cannot change.'),
   field('Description', desc), msg, h('div', { class: 'row' }, submit, cancel));
 
   const rows = table('fleets-table', [
