@@ -98,6 +98,21 @@ func TestSessionKickStatus(t *testing.T) {
 		t.Errorf("all kicks: %+v", list)
 	}
 
+	// Reinstating cancels the kick still waiting on EMQX: a late retry must
+	// not cut the session the device opens anew. The delivered one stays.
+	s.call(t, "POST", "/api/v1/devices/"+dev+"/reinstate", s.admin, map[string]any{}, 200, nil)
+	s.call(t, "GET", "/api/v1/devices/"+dev+"/sessions", s.viewer, nil, 200, &got)
+	if len(got.Kicks) != 2 || got.Kicks[0].Status != "cancelled" || got.Kicks[1].Status != "done" {
+		t.Fatalf("kicks after reinstate: %+v", got)
+	}
+	if n := svc.DeliverDue(context.Background()); n != 0 {
+		t.Errorf("delivered %d kicks after reinstate, want 0", n)
+	}
+	s.call(t, "GET", "/api/v1/session-kicks?status=cancelled", s.viewer, nil, 200, &list)
+	if len(list.Kicks) != 1 || list.Kicks[0].Broker != "emqx" {
+		t.Errorf("cancelled kicks: %+v", list)
+	}
+
 	wantError(t, s.call(t, "GET", "/api/v1/session-kicks?status=stuck", s.viewer, nil, 400, nil), 400, "invalid_argument")
 	wantError(t, s.call(t, "GET", "/api/v1/session-kicks?limit=-1", s.viewer, nil, 400, nil), 400, "invalid_argument")
 	wantError(t, s.call(t, "GET", "/api/v1/devices/no-such-device/sessions", s.viewer, nil, 404, nil), 404, "not_found")

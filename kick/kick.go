@@ -30,6 +30,7 @@ type Store interface {
 	ClaimKicks(ctx context.Context, brokers []string, now time.Time, lease time.Duration, limit int) ([]store.SessionKick, error)
 	FinishKick(ctx context.Context, deviceID, broker string, gen int64, at time.Time) (bool, error)
 	RetryKick(ctx context.Context, deviceID, broker string, gen int64, lastErr string, next time.Time, failed bool, at time.Time) (bool, error)
+	CancelKicks(ctx context.Context, deviceID string, at time.Time) (int64, error)
 }
 
 // Request is one kick as a broker sees it.
@@ -173,6 +174,16 @@ func (s *Service) Kick(ctx context.Context, deviceID, reason string) error {
 	default: // a wake-up is already pending
 	}
 	return nil
+}
+
+// Cancel drops deviceID's undelivered kicks: the device was reinstated, and
+// a late retry must not cut the sessions it opens from now on.
+func (s *Service) Cancel(ctx context.Context, deviceID string) error {
+	if len(s.names) == 0 {
+		return nil
+	}
+	_, err := s.cfg.Store.CancelKicks(ctx, deviceID, s.cfg.Now())
+	return err
 }
 
 // Run delivers due kicks until ctx ends.

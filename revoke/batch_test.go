@@ -22,8 +22,9 @@ type effects struct {
 	kicked           []string
 }
 
-func (e *effects) Sync(context.Context) (int, error) { e.syncs.Add(1); return 0, nil }
-func (e *effects) Publish(context.Context) error     { e.publishes.Add(1); return nil }
+func (e *effects) Sync(context.Context) (int, error)    { e.syncs.Add(1); return 0, nil }
+func (e *effects) Publish(context.Context) error        { e.publishes.Add(1); return nil }
+func (e *effects) Cancel(context.Context, string) error { return nil }
 func (e *effects) Kick(_ context.Context, id, _ string) error {
 	e.mu.Lock()
 	e.kicked = append(e.kicked, id)

@@ -75,8 +75,12 @@ type CRL interface {
 // device must not keep a connection its broker authorized earlier. Kick
 // records the request durably and returns; delivery to each broker is
 // retried in the background and its status is visible per device.
+//
+// Cancel drops a device's kicks that are not delivered yet: after a
+// reinstatement a late retry would cut the sessions the device opens anew.
 type Sessions interface {
 	Kick(ctx context.Context, deviceID, reason string) error
+	Cancel(ctx context.Context, deviceID string) error
 }
 
 // Config wires the service.
@@ -285,7 +289,13 @@ func (s *Service) transition(ctx context.Context, id string, req Request, from [
 		return store.Device{}, err
 	}
 	if !kick {
-		return d, s.refresh(ctx)
+		err := s.refresh(ctx)
+		if s.cfg.Sessions != nil {
+			if cerr := s.cfg.Sessions.Cancel(ctx, id); cerr != nil && err == nil {
+				err = fault.Wrap(cerr, fault.Unavailable, "change saved, but pending session kicks were not cancelled")
+			}
+		}
+		return d, err
 	}
 	return d, s.after(ctx, id, action, false)
 }

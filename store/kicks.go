@@ -18,10 +18,15 @@ const (
 	KickPending KickStatus = "pending"
 	KickDone    KickStatus = "done"
 	KickFailed  KickStatus = "failed"
+	// KickCancelled: the device was reinstated before delivery succeeded;
+	// cutting its new sessions later would be wrong.
+	KickCancelled KickStatus = "cancelled"
 )
 
 // Valid reports whether s is a known kick status.
-func (s KickStatus) Valid() bool { return s == KickPending || s == KickDone || s == KickFailed }
+func (s KickStatus) Valid() bool {
+	return s == KickPending || s == KickDone || s == KickFailed || s == KickCancelled
+}
 
 // SessionKick is the latest request to cut one device's sessions on one
 // broker, and how its delivery went.
@@ -189,6 +194,23 @@ func (s *Store) RetryKick(ctx context.Context, deviceID, broker string, gen int6
 		return classify(res.Error, "session kick")
 	})
 	return ok, err
+}
+
+// CancelKicks cancels deviceID's kicks that are not delivered yet (pending
+// or failed) and bumps their generation, so a delivery in flight records no
+// outcome and the row is never claimed again. It returns how many it
+// cancelled.
+func (s *Store) CancelKicks(ctx context.Context, deviceID string, at time.Time) (int64, error) {
+	t := ms(at)
+	var n int64
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&kickRow{}).Where("device_id = ? AND status IN ?", deviceID, []string{string(KickPending), string(KickFailed)}).
+			Updates(map[string]any{"status": string(KickCancelled), "generation": gorm.Expr("generation + 1"),
+				"lease_until": 0, "updated_at": t})
+		n = res.RowsAffected
+		return classify(res.Error, "session kicks")
+	})
+	return n, err
 }
 
 // DeviceKicks returns the kicks of one device, one per broker, by broker name.

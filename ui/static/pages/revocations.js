@@ -18,13 +18,22 @@ async function section(id, title, path, draw) {
 function props(obj) {
   return h('dl', { class: 'props' }, Object.entries(obj).filter(([, v]) => typeof v !== 'object' || v === null).flatMap(([k, v]) => [
     h('dt', {}, k.replaceAll('_', ' ')),
-    h('dd', { 'data-key': k, testid: 'crl-' + k }, v === null ? '—' : typeof v === 'string' && /(_at|_update)$/.test(k) ? fmtTime(v) : String(v))]));
+    h('dd', { 'data-key': k, testid: 'crl-' + k }, show(k, v))]));
+}
+
+function show(k, v) {
+  if (v === null || v === '') return '—';
+  if (k === 'reload_command') return v ? 'configured' : 'not configured';
+  if (typeof v === 'boolean') return v ? 'yes' : 'no';
+  if (typeof v === 'string' && /(_at|_update|^at)$/.test(k)) return fmtTime(v);
+  return String(v);
 }
 
 export async function render() {
   const ocspURL = location.origin + '/ocsp';
   const sections = await Promise.all([
     section('crl-status', 'Certificate revocation list', '/crl', (r) => h('div', {}, props(r),
+      h('p', {}, 'Download: ', h('a', { href: '/crl.pem', download: 'crl.pem', testid: 'crl-pem' }, 'crl.pem'), ' · ', h('a', { href: '/crl', download: 'crl.der', testid: 'crl-der' }, 'DER')),
       Object.entries(r).filter(([, v]) => v && typeof v === 'object' && !Array.isArray(v)).map(([k, v]) => h('div', {}, h('h3', {}, k.replaceAll('_', ' ')), props(v))))),
     Promise.resolve(h('section', { class: 'card', id: 'ocsp-info', testid: 'ocsp-info' }, h('h2', {}, 'OCSP'),
       h('p', {}, 'Responder URL (also in every device certificate’s Authority Information Access): ', h('code', { id: 'ocsp-url' }, ocspURL)),
