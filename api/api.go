@@ -149,6 +149,10 @@ func secureHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 		h := c.Response().Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")
+		// API answers are data, never a page: should a browser ever render
+		// one (an error echoing input, opened in a tab), nothing in it runs
+		// and no site can frame it.
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 		return next(c)
 	}
 }

@@ -168,6 +168,16 @@ func (s *Server) login(c echo.Context) error {
 		}
 		return err
 	}
+	// Signing in over a live session ends it: the browser drops its cookie
+	// for the new one, and a session nobody holds should not stay usable
+	// until it idles out (a shared machine, a user switch).
+	if ck, err := c.Cookie(SessionCookie); err == nil && ck.Value != "" {
+		if old, err := s.cfg.Auth.Authenticate(c.Request().Context(), ck.Value); err == nil {
+			if err := s.cfg.Auth.Logout(c.Request().Context(), old); err != nil {
+				s.cfg.Logger.Warn("ending the replaced session failed", "err", err)
+			}
+		}
+	}
 	s.setCookie(c, sess.Secret)
 	return c.JSON(http.StatusOK, viewSession(sess))
 }

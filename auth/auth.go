@@ -204,24 +204,21 @@ func (s *Service) Login(ctx context.Context, cr Credentials) (Session, error) {
 		t   *throttle
 		key string
 	}
-	keys := []keyed{{s.throttle, username}}
+	var keys []keyed
 	if cr.ClientIP != "" {
 		keys = append(keys, keyed{s.ipThrottle, cr.ClientIP})
 	}
-	var wait time.Duration
+	keys = append(keys, keyed{s.throttle, username})
+	// Each attempt counts as a failure from the start (begin) and is
+	// cleared on success, so parallel guesses cannot all slip past the
+	// check while the first ones are still hashing. The address goes first:
+	// an attempt refused for its username still counts against its address.
 	for _, k := range keys {
-		wait = max(wait, k.t.wait(k.key, now))
-	}
-	if wait > 0 {
-		secs := int(wait.Round(time.Second) / time.Second)
-		return Session{}, fault.Wrap(&ThrottledError{RetryAfter: wait}, LoginThrottled,
-			"too many failed logins; try again in %d seconds", max(secs, 1))
-	}
-	fail := func() (Session, error) {
-		for _, k := range keys {
-			k.t.fail(k.key, now)
+		if wait := k.t.begin(k.key, now); wait > 0 {
+			secs := int(wait.Round(time.Second) / time.Second)
+			return Session{}, fault.Wrap(&ThrottledError{RetryAfter: wait}, LoginThrottled,
+				"too many failed logins; try again in %d seconds", max(secs, 1))
 		}
-		return Session{}, errBadLogin
 	}
 	hash, known := s.dummyHash, false
 	u, err := s.cfg.Users.GetAdminUser(ctx, username)
@@ -239,10 +236,18 @@ func (s *Service) Login(ctx context.Context, cr Credentials) (Session, error) {
 		if known && err != nil {
 			s.cfg.Log.Error("stored password hash is unreadable", "user", username, "err", err)
 		}
-		return fail()
+		return Session{}, errBadLogin
 	}
+	// The username's slate is wiped: its owner just proved the password.
+	// The address only gets this attempt back. Wiping it too would let
+	// anyone holding one account reset the address budget by signing in
+	// between guesses at other accounts.
 	for _, k := range keys {
-		k.t.succeed(k.key)
+		if k.t == s.throttle {
+			k.t.succeed(k.key)
+		} else {
+			k.t.refund(k.key)
+		}
 	}
 	if needsRehash(u.PasswordHash, s.cfg.Params) {
 		// Upgrade old parameters while the password is at hand; the password
@@ -334,7 +339,7 @@ func (s *Service) Logout(ctx context.Context, sess Session) error {
 func (s *Service) ChangeOwnPassword(ctx context.Context, sess Session, current, next string) error {
 	now := s.cfg.Now()
 	key := sess.User.Username
-	if wait := s.throttle.wait(key, now); wait > 0 {
+	if wait := s.throttle.begin(key, now); wait > 0 {
 		return fault.Wrap(&ThrottledError{RetryAfter: wait}, LoginThrottled, "too many failed attempts; try again later")
 	}
 	u, err := s.cfg.Users.GetAdminUser(ctx, sess.User.Username)
@@ -343,9 +348,9 @@ func (s *Service) ChangeOwnPassword(ctx context.Context, sess Session, current, 
 	}
 	ok, err := s.verify(ctx, current, u.PasswordHash)
 	if err != nil || !ok {
-		s.throttle.fail(key, now)
 		return fault.New(fault.PermissionDenied, "the current password is wrong")
 	}
+	s.throttle.succeed(key)
 	if err := checkPassword(next); err != nil {
 		return err
 	}

@@ -31,10 +31,8 @@ func newThrottle(free int, base, maxDelay, window time.Duration) *throttle {
 		window: window, maxEntries: 100_000}
 }
 
-// wait returns how long key must still wait before its next attempt.
-func (t *throttle) wait(key string, now time.Time) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// waitLocked returns how long key must still wait before its next attempt.
+func (t *throttle) waitLocked(key string, now time.Time) time.Duration {
 	e := t.entries[key]
 	if e == nil || now.Sub(e.last) > t.window {
 		return 0
@@ -45,10 +43,23 @@ func (t *throttle) wait(key string, now time.Time) time.Duration {
 	return 0
 }
 
-// fail records a failed attempt for key.
-func (t *throttle) fail(key string, now time.Time) {
+// begin starts an attempt for key: it returns how long key must still wait
+// or, when it need not, counts the attempt as a failure until succeed clears
+// it. Checking and counting under one lock matters: checked first and counted
+// after the (slow) password hash, a burst of parallel guesses would all pass
+// the check before the first failure was counted.
+func (t *throttle) begin(key string, now time.Time) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if d := t.waitLocked(key, now); d > 0 {
+		return d
+	}
+	t.failLocked(key, now)
+	return 0
+}
+
+// failLocked records a failed attempt for key.
+func (t *throttle) failLocked(key string, now time.Time) {
 	e := t.entries[key]
 	if e == nil || now.Sub(e.last) > t.window {
 		if len(t.entries) >= t.maxEntries {
@@ -65,6 +76,23 @@ func (t *throttle) fail(key string, now time.Time) {
 			d = t.maxDelay
 		}
 		e.until = now.Add(d)
+	}
+}
+
+// refund takes back the failure begin counted for an attempt that
+// succeeded, keeping earlier failures.
+func (t *throttle) refund(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.entries[key]
+	if e == nil {
+		return
+	}
+	e.failures--
+	if e.failures <= 0 {
+		delete(t.entries, key)
+	} else if e.failures <= t.freeFailures {
+		e.until = time.Time{}
 	}
 }
 

@@ -3,12 +3,8 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"net/url"
-	"os"
-	"path/filepath"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -22,88 +18,43 @@ import (
 // its next connect is refused, and a bystander device stays connected and
 // keeps receiving. One broker serves every phase.
 func TestRabbitMQSessionKick(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and runs RabbitMQ")
-	}
 	begin := time.Now()
-	pub, sub := testbroker.RequireMosquittoClients(t)
-	testbroker.RequireRabbitMQ(t)
+	pub, sub := requireRabbitMQ(t)
 
-	bin := buildBinary(t)
-	tmp := t.TempDir()
-	data := filepath.Join(tmp, "data")
-	in := run(t, []string{"GATEHOUSE_CA_PASSPHRASE=", "GATEHOUSE_ADMIN_TOKEN="}, bin, "init", "--data-dir", data)
-	m := adminTokenLine.FindStringSubmatch(in.stdout)
-	if in.code != 0 || m == nil {
-		t.Fatalf("init: %d\n%s%s", in.code, in.stdout, in.stderr)
-	}
-	admin := m[1]
-	secret, kickPass := kickRandHex(t), kickRandHex(t)
+	g := newGatehouse(t)
+	secret, kickPass := randHex(t, 16), randHex(t, 16)
 
 	// The broker starts first: Gatehouse needs its management URL, and the
 	// broker calls Gatehouse's hooks only when a client connects.
-	var chainPEM []byte
-	for _, f := range []string{"root_ca.crt", "intermediate_ca.crt"} {
-		b, err := os.ReadFile(filepath.Join(data, "ca", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		chainPEM = append(chainPEM, b...)
-	}
-	chain := filepath.Join(tmp, "gatehouse-ca.pem")
-	if err := os.WriteFile(chain, chainPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	serverCA, srvCert, srvKey := rmqServerPKI(t, tmp)
-	apiAddr, hooksAddr, diagAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	serverCA, srvCert, srvKey := rmqServerPKI(t, g.dir)
 	b := testbroker.RabbitMQ(t, testbroker.RabbitConfig{
-		CAFile: chain, CertFile: srvCert, KeyFile: srvKey,
-		CertLogin: true, AuthHTTPBase: "http://gatehouse:" + secret + "@" + hooksAddr + "/hooks/rabbitmq", AuthHTTPMethod: "post",
+		CAFile: g.caChain(t), CertFile: srvCert, KeyFile: srvKey,
+		CertLogin: true, AuthHTTPBase: "http://gatehouse:" + secret + "@" + g.hooksAddr + "/hooks/rabbitmq", AuthHTTPMethod: "post",
 		FastStop: true,
 	})
 	// Gatehouse gets a management user of its own (tag administrator: it
 	// closes other users' connections).
 	b.AddManagementUser(t, "gatehouse-kick", kickPass)
 
-	logs := startServe(t, bin, []string{
-		"GATEHOUSE_CA_PASSPHRASE=",
+	g.serve(t,
 		"GATEHOUSE_HOOKS_RABBITMQ_CERT_LOGIN=true",
-		"GATEHOUSE_HOOKS_SECRET=" + secret,
-		"GATEHOUSE_KICK_RABBITMQ_URL=" + b.MgmtURL(),
+		"GATEHOUSE_HOOKS_SECRET="+secret,
+		"GATEHOUSE_KICK_RABBITMQ_URL="+b.MgmtURL(),
 		"GATEHOUSE_KICK_RABBITMQ_USER=gatehouse-kick",
-		"GATEHOUSE_KICK_RABBITMQ_PASSWORD=" + kickPass,
+		"GATEHOUSE_KICK_RABBITMQ_PASSWORD="+kickPass,
 		// A hook target that is down: its kicks fail, are retried and
 		// show as such, and do not hold up the RabbitMQ kick.
-		"GATEHOUSE_KICK_WEBHOOK_URL=http://" + freeAddr(t) + "/kick",
-		"GATEHOUSE_KICK_WEBHOOK_SECRET=" + secret,
-	}, "serve", "--data-dir", data, "--api-addr", apiAddr, "--hooks-addr", hooksAddr, "--diag-addr", diagAddr)
-	waitReady(t, "http://"+diagAddr+"/readyz")
-	server := "http://" + apiAddr
+		"GATEHOUSE_KICK_WEBHOOK_URL=http://"+freeAddr(t)+"/kick",
+		"GATEHOUSE_KICK_WEBHOOK_SECRET="+secret,
+	)
+	logs := g.logs
 
-	adminCall(t, server, admin, "POST", "/api/v1/profiles", map[string]any{
-		"name": "command", "key_types": []string{"P-256"}, "validity": "1h", "roles": []string{"command"}}, nil)
-	devs := map[string]rmqDevice{}
+	g.api(t, "POST", "/api/v1/profiles", map[string]any{
+		"name": "command", "key_types": []string{"P-256"}, "validity": "1h", "roles": []string{"command"}}, http.StatusCreated, nil)
+	devs := map[string]testDevice{}
 	for id, profile := range map[string]string{"victim": "default", "suspendee": "default", "bystander": "default", "ctl": "command"} {
-		var batch struct {
-			Tokens []struct {
-				Token string `json:"token"`
-			} `json:"tokens"`
-		}
-		adminCall(t, server, admin, "POST", "/api/v1/token-batches",
-			map[string]any{"fleet": "default", "profile": profile, "count": 1, "ttl": "1h"}, &batch)
-		dir := filepath.Join(tmp, id)
-		r := run(t, nil, bin, "enroll", "--server", server, "--token", batch.Tokens[0].Token, "--out", dir, "--device-id", id, "--json")
-		if r.code != 0 {
-			t.Fatalf("enroll %s: %d\n%s%s", id, r.code, r.stdout, r.stderr)
-		}
-		devs[id] = rmqDevice{id: id, cert: filepath.Join(dir, deviceCertFile), key: filepath.Join(dir, deviceKeyFile)}
-		deadline := time.Now().Add(10 * time.Second)
-		for rmqHook(t, "http://"+hooksAddr+"/hooks/rabbitmq/user", secret, url.Values{"username": {id}}) != "allow" {
-			if time.Now().After(deadline) {
-				t.Fatalf("the user hook does not allow %s 10s after its enrollment\n%s", id, logs.String())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		devs[id] = g.enroll(t, g.tokens(t, profile, 1)[0], id)
+		waitHookAllows(t, g, secret, id)
 	}
 	t.Logf("rabbitmq (start %s) and gatehouse up, 4 devices enrolled after %s",
 		b.StartTime.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
@@ -165,7 +116,7 @@ func TestRabbitMQSessionKick(t *testing.T) {
 			t.Fatalf("%s has %d connections before the %s, want 1", id, len(before), reason)
 		}
 		start := time.Now()
-		adminCall(t, server, admin, "POST", "/api/v1/devices/"+id+path, body, nil)
+		g.api(t, "POST", "/api/v1/devices/"+id+path, body, http.StatusOK, nil)
 		returned := time.Since(start)
 		for {
 			names := connections(id)
@@ -198,7 +149,7 @@ func TestRabbitMQSessionKick(t *testing.T) {
 			t.Errorf("%s connected and published after the %s:\n%s", id, reason, out)
 		}
 		var st kickStatus
-		adminCall(t, server, admin, "GET", "/api/v1/devices/"+id+"/sessions", nil, &st)
+		g.api(t, "GET", "/api/v1/devices/"+id+"/sessions", nil, http.StatusOK, &st)
 		if len(st.Kicks) != 2 || st.Kicks[0].Broker != "rabbitmq" || st.Kicks[0].Status != "done" || st.Kicks[0].Reason != reason ||
 			st.Kicks[1].Broker != "webhook" || st.Kicks[1].Status != "pending" || st.Kicks[1].Attempts < 1 ||
 			!strings.Contains(st.Kicks[1].LastError, "connection refused") {
@@ -223,7 +174,7 @@ func TestRabbitMQSessionKick(t *testing.T) {
 	c.publishUntilSeen(t, subs["bystander"], devs["ctl"], "devices/bystander/cmd/ping", "ping-2")
 	// The unreachable hook's kicks are listed as still pending, retried.
 	var pending kickStatus
-	adminCall(t, server, admin, "GET", "/api/v1/session-kicks?status=pending", nil, &pending)
+	g.api(t, "GET", "/api/v1/session-kicks?status=pending", nil, http.StatusOK, &pending)
 	if len(pending.Kicks) != 2 || pending.Kicks[0].Broker != "webhook" || pending.Kicks[1].Broker != "webhook" {
 		t.Errorf("pending kicks: %+v", pending)
 	}
@@ -232,13 +183,4 @@ func TestRabbitMQSessionKick(t *testing.T) {
 		t.Error("a broker credential appeared in the serve log")
 	}
 	t.Logf("total %s", time.Since(begin).Round(time.Millisecond))
-}
-
-func kickRandHex(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }

@@ -1,8 +1,11 @@
+//go:build linux
+
 package main
 
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,33 +30,20 @@ func TestMosquittoCRLEndToEnd(t *testing.T) {
 	pub, _ := testbroker.RequireMosquittoClients(t)
 	testbroker.RequireMosquitto(t)
 
-	bin := buildBinary(t)
-	tmp := t.TempDir()
-	data := filepath.Join(tmp, "data")
-	env := []string{"GATEHOUSE_CA_PASSPHRASE=", "GATEHOUSE_ADMIN_TOKEN="}
-	in := run(t, env, bin, "init", "--data-dir", data)
-	m := adminTokenLine.FindStringSubmatch(in.stdout)
-	if in.code != 0 || m == nil {
-		t.Fatalf("init: %d\n%s%s", in.code, in.stdout, in.stderr)
-	}
-	admin := m[1]
-
+	g := newGatehouse(t)
+	tmp := g.dir
 	crlFile := filepath.Join(tmp, "broker", "crl.pem")
 	pidFile := filepath.Join(tmp, "broker", "mosquitto.pid")
 	reloadLog := filepath.Join(tmp, "broker", "reloads.log")
 	if err := os.MkdirAll(filepath.Dir(crlFile), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	apiAddr, diagAddr := freeAddr(t), freeAddr(t)
-	logs := startServe(t, bin, []string{
-		"GATEHOUSE_CA_PASSPHRASE=",
-		"GATEHOUSE_CRL_FILE=" + crlFile,
+	g.serve(t,
+		"GATEHOUSE_CRL_FILE="+crlFile,
 		// Until the broker runs there is no pid file: the command fails,
 		// which Gatehouse logs and shows, and carries on.
-		"GATEHOUSE_CRL_RELOAD_COMMAND=echo \"$GATEHOUSE_CRL_NUMBER\" >> " + reloadLog + ` && kill -HUP "$(cat ` + pidFile + `)"`,
-	}, "serve", "--data-dir", data, "--api-addr", apiAddr, "--hooks-addr", freeAddr(t), "--diag-addr", diagAddr)
-	waitReady(t, "http://"+diagAddr+"/readyz")
-	server := "http://" + apiAddr
+		"GATEHOUSE_CRL_RELOAD_COMMAND=echo \"$GATEHOUSE_CRL_NUMBER\" >> "+reloadLog+` && kill -HUP "$(cat `+pidFile+`)"`,
+	)
 
 	// The CRL file is there before anything asked for it.
 	first := readCRLFile(t, crlFile)
@@ -61,42 +51,20 @@ func TestMosquittoCRLEndToEnd(t *testing.T) {
 		t.Fatalf("CRL file at start: number %v, next update %s", first.Number, first.NextUpdate)
 	}
 
-	var batch struct {
-		Tokens []struct {
-			Token string `json:"token"`
-		} `json:"tokens"`
-	}
-	adminCall(t, server, admin, "POST", "/api/v1/token-batches",
-		map[string]any{"fleet": "default", "profile": "default", "count": 2, "ttl": "1h"}, &batch)
-	if len(batch.Tokens) != 2 {
-		t.Fatalf("token batch: %d tokens", len(batch.Tokens))
-	}
-	devs := map[string]rmqDevice{}
-	for i, id := range []string{"meter-1", "meter-2"} {
-		dir := filepath.Join(tmp, id)
-		r := run(t, nil, bin, "enroll", "--server", server, "--token", batch.Tokens[i].Token, "--out", dir, "--device-id", id, "--json")
-		if r.code != 0 {
-			t.Fatalf("enroll %s: %d\n%s%s", id, r.code, r.stdout, r.stderr)
-		}
-		devs[id] = rmqDevice{id: id, cert: filepath.Join(dir, deviceCertFile), key: filepath.Join(dir, deviceKeyFile)}
-	}
+	toks := g.tokens(t, "default", 2)
+	devs := map[string]testDevice{"meter-1": g.enroll(t, toks[0], "meter-1"), "meter-2": g.enroll(t, toks[1], "meter-2")}
 
 	// The broker trusts Gatehouse's chain for client certificates and checks
 	// each against the CRL file.
 	brokerCA, brokerCert, brokerKey := rmqServerPKI(t, tmp)
-	chain := filepath.Join(tmp, "gatehouse-chain.pem")
-	root, _ := os.ReadFile(filepath.Join(data, "ca", "root_ca.crt"))
-	inter, _ := os.ReadFile(filepath.Join(data, "ca", "intermediate_ca.crt"))
-	if err := os.WriteFile(chain, append(append([]byte{}, inter...), root...), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	chain := g.caChain(t)
 	broker := testbroker.Mosquitto(t, testbroker.MosquittoConfig{CAFile: chain, CertFile: brokerCert, KeyFile: brokerKey,
 		RequireCertificate: true, UseIdentityAsUsername: true, CRLFile: crlFile})
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(broker.PID)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	clients := rmqClients{pub: pub, port: broker.Port, cafile: brokerCA}
-	connect := func(d rmqDevice) (string, error) {
+	connect := func(d testDevice) (string, error) {
 		return clients.run(5*time.Second, pub, clients.args(d, d.id+"-"+strconv.FormatInt(time.Now().UnixNano(), 36),
 			"-t", "e2e/"+d.id, "-m", "hello", "-q", "1")...)
 	}
@@ -109,8 +77,8 @@ func TestMosquittoCRLEndToEnd(t *testing.T) {
 	// Revoke meter-1. The API call returns once the new CRL is stored and
 	// written and the reload command ran.
 	revoked := time.Now()
-	adminCall(t, server, admin, "POST", "/api/v1/devices/meter-1/revoke",
-		map[string]any{"reason": "keyCompromise", "note": "e2e"}, nil)
+	g.api(t, "POST", "/api/v1/devices/meter-1/revoke",
+		map[string]any{"reason": "keyCompromise", "note": "e2e"}, http.StatusOK, nil)
 	var refusedAfter time.Duration
 	for {
 		out, err := connect(devs["meter-1"])
@@ -121,7 +89,7 @@ func TestMosquittoCRLEndToEnd(t *testing.T) {
 		}
 		if time.Since(revoked) > 2*time.Second {
 			t.Fatalf("meter-1 still connects %s after its revocation\nbroker log:\n%s\nserve log:\n%s",
-				time.Since(revoked).Round(time.Millisecond), broker.LogTail(30), logs.String())
+				time.Since(revoked).Round(time.Millisecond), broker.LogTail(30), g.logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -158,7 +126,7 @@ func TestMosquittoCRLEndToEnd(t *testing.T) {
 			Number int64 `json:"number"`
 		} `json:"last_reload"`
 	}
-	adminCall(t, server, admin, "GET", "/api/v1/crl", nil, &st)
+	g.api(t, "GET", "/api/v1/crl", nil, http.StatusOK, &st)
 	if st.Number != after.Number.Int64() || st.Entries != 1 || !st.LastReload.OK || st.LastReload.Number != st.Number {
 		t.Fatalf("CRL status: %+v", st)
 	}
@@ -166,6 +134,25 @@ func TestMosquittoCRLEndToEnd(t *testing.T) {
 }
 
 func readCRLFile(t *testing.T, path string) *x509.RevocationList {
+	t.Helper()
+	rl, err := x509.ParseRevocationList(readPEM(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rl
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	c, err := x509.ParseCertificate(readPEM(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// readPEM returns the DER of the first PEM block in a file.
+func readPEM(t *testing.T, path string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -175,26 +162,5 @@ func readCRLFile(t *testing.T, path string) *x509.RevocationList {
 	if block == nil {
 		t.Fatalf("%s is not PEM: %q", path, data)
 	}
-	rl, err := x509.ParseRevocationList(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rl
-}
-
-func readCert(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		t.Fatalf("%s is not PEM", path)
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return block.Bytes
 }

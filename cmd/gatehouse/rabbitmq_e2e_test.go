@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,107 +39,45 @@ import (
 // RabbitMQ authenticates to with the hook secret as the basic-auth password
 // in the auth_http URLs' userinfo.
 func TestRabbitMQEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and runs RabbitMQ")
-	}
 	begin := time.Now()
-	pub, sub := testbroker.RequireMosquittoClients(t)
-	testbroker.RequireRabbitMQ(t)
+	pub, sub := requireRabbitMQ(t)
 
-	bin := buildBinary(t)
-	tmp := t.TempDir()
-	data := filepath.Join(tmp, "data")
-	env := []string{"GATEHOUSE_CA_PASSPHRASE=", "GATEHOUSE_ADMIN_TOKEN="}
-	in := run(t, env, bin, "init", "--data-dir", data)
-	m := adminTokenLine.FindStringSubmatch(in.stdout)
-	if in.code != 0 || m == nil {
-		t.Fatalf("init: %d\n%s%s", in.code, in.stdout, in.stderr)
-	}
-	admin := m[1]
-
+	g := newGatehouse(t)
 	// The hook secret reaches Gatehouse as the basic-auth password: Erlang's
 	// httpc turns the userinfo of the auth_http URLs into an Authorization
 	// header (hex, so no ':' or '@' needs escaping).
-	secretBytes := make([]byte, 24)
-	if _, err := rand.Read(secretBytes); err != nil {
-		t.Fatal(err)
-	}
-	secret := hex.EncodeToString(secretBytes)
-	apiAddr, hooksAddr, diagAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	logs := startServe(t, bin, []string{
-		"GATEHOUSE_CA_PASSPHRASE=",
+	secret := randHex(t, 24)
+	g.serve(t,
 		"GATEHOUSE_HOOKS_RABBITMQ_CERT_LOGIN=true",
-		"GATEHOUSE_HOOKS_SECRET=" + secret,
+		"GATEHOUSE_HOOKS_SECRET="+secret,
 		"GATEHOUSE_AUTHZ_DECISION_LOG_EVERY=1", // every decision is logged: the test reads the reasons
-	}, "serve", "--data-dir", data, "--api-addr", apiAddr, "--hooks-addr", hooksAddr, "--diag-addr", diagAddr)
-	waitReady(t, "http://"+diagAddr+"/readyz")
-	server := "http://" + apiAddr
+	)
+	logs := g.logs
 
 	// A profile whose certificates carry the command role, and tokens.
-	adminCall(t, server, admin, "POST", "/api/v1/profiles", map[string]any{
-		"name": "command", "key_types": []string{"P-256"}, "validity": "1h", "roles": []string{"command"}}, nil)
-	tokens := func(profile string, n int) []string {
-		var res struct {
-			Tokens []struct {
-				Token string `json:"token"`
-			} `json:"tokens"`
-		}
-		adminCall(t, server, admin, "POST", "/api/v1/token-batches",
-			map[string]any{"fleet": "default", "profile": profile, "count": n, "ttl": "1h"}, &res)
-		if len(res.Tokens) != n {
-			t.Fatalf("token batch for %s: %d tokens, want %d", profile, len(res.Tokens), n)
-		}
-		var out []string
-		for _, tk := range res.Tokens {
-			out = append(out, tk.Token)
-		}
-		return out
-	}
-	sensorTokens, ctlTokens := tokens("default", 2), tokens("command", 1)
-	devs := map[string]rmqDevice{}
-	for id, tok := range map[string]string{"sensor-1": sensorTokens[0], "sensor-2": sensorTokens[1], "ctl-1": ctlTokens[0]} {
-		dir := filepath.Join(tmp, id)
-		r := run(t, nil, bin, "enroll", "--server", server, "--token", tok, "--out", dir, "--device-id", id, "--json")
-		if r.code != 0 {
-			t.Fatalf("enroll %s: %d\n%s%s", id, r.code, r.stdout, r.stderr)
-		}
-		devs[id] = rmqDevice{id: id, cert: filepath.Join(dir, deviceCertFile), key: filepath.Join(dir, deviceKeyFile)}
-	}
-	sensor1, sensor2, ctl1 := devs["sensor-1"], devs["sensor-2"], devs["ctl-1"]
+	g.api(t, "POST", "/api/v1/profiles", map[string]any{
+		"name": "command", "key_types": []string{"P-256"}, "validity": "1h", "roles": []string{"command"}}, http.StatusCreated, nil)
+	sensorTokens, ctlTokens := g.tokens(t, "default", 2), g.tokens(t, "command", 1)
+	sensor1 := g.enroll(t, sensorTokens[0], "sensor-1")
+	sensor2 := g.enroll(t, sensorTokens[1], "sensor-2")
+	ctl1 := g.enroll(t, ctlTokens[0], "ctl-1")
 	t.Logf("built, initialised, serving, 3 devices enrolled after %s", time.Since(begin).Round(time.Millisecond))
 
 	// The hook endpoint refuses a caller without the secret, and learns of
 	// the new devices within a sync interval.
-	hooksURL := "http://" + hooksAddr + "/hooks/rabbitmq"
+	hooksURL := "http://" + g.hooksAddr + "/hooks/rabbitmq"
 	if got := rmqHook(t, hooksURL+"/user", "", url.Values{"username": {"ctl-1"}}); got != "deny" {
 		t.Fatalf("user hook without the secret answered %q, want deny", got)
 	}
 	for _, id := range []string{"sensor-1", "sensor-2", "ctl-1"} {
-		deadline := time.Now().Add(10 * time.Second)
-		for rmqHook(t, hooksURL+"/user", secret, url.Values{"username": {id}}) != "allow" {
-			if time.Now().After(deadline) {
-				t.Fatalf("the user hook does not allow %s 10s after its enrollment\n%s", id, logs.String())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitHookAllows(t, g, secret, id)
 	}
 
 	// RabbitMQ verifies device certificates against the Gatehouse root and
 	// intermediate, and presents a server certificate from a throwaway CA.
-	chain := filepath.Join(tmp, "gatehouse-ca.pem")
-	var chainPEM []byte
-	for _, f := range []string{"root_ca.crt", "intermediate_ca.crt"} {
-		b, err := os.ReadFile(filepath.Join(data, "ca", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		chainPEM = append(chainPEM, b...)
-	}
-	if err := os.WriteFile(chain, chainPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	serverCA, srvCert, srvKey := rmqServerPKI(t, tmp)
-	authBase := "http://gatehouse:" + secret + "@" + hooksAddr + "/hooks/rabbitmq"
+	chain := g.caChain(t)
+	serverCA, srvCert, srvKey := rmqServerPKI(t, g.dir)
+	authBase := "http://gatehouse:" + secret + "@" + g.hooksAddr + "/hooks/rabbitmq"
 	b := testbroker.RabbitMQ(t, testbroker.RabbitConfig{
 		CAFile: chain, CertFile: srvCert, KeyFile: srvKey,
 		CertLogin: true, AuthHTTPBase: authBase, AuthHTTPMethod: "post",
@@ -257,103 +194,6 @@ func TestRabbitMQEndToEnd(t *testing.T) {
 	}
 }
 
-// rmqDevice is an enrolled device's files.
-type rmqDevice struct{ id, cert, key string }
-
-// rmqLog collects the serve process's log.
-type rmqLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *rmqLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *rmqLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// waitLine waits (up to 5 s) for a log line holding every field, e.g.
-// "msg=decision", "action=publish", "allow=false". A field matches at the
-// start of a space-delimited value in slog's text format.
-func (l *rmqLog) waitLine(t *testing.T, fields ...string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		for _, line := range strings.Split(l.String(), "\n") {
-			ok := true
-			for _, f := range fields {
-				if !strings.Contains(" "+line, " "+f) {
-					ok = false
-					break
-				}
-			}
-			if ok {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("no line with %q in the serve log:\n%s", fields, l.String())
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// startServe runs `gatehouse serve` until the end of the test.
-func startServe(t *testing.T, bin string, env []string, args ...string) *rmqLog {
-	t.Helper()
-	logs := &rmqLog{}
-	srv := exec.Command(bin, args...)
-	srv.Env = append(os.Environ(), env...)
-	srv.Stdout, srv.Stderr = io.Discard, logs
-	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // a crashed test leaves no server behind
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Wait() }()
-	t.Cleanup(func() {
-		_ = srv.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = srv.Process.Kill()
-			<-done
-			t.Error("serve did not stop on SIGINT within 10s")
-		}
-	})
-	return logs
-}
-
-// adminCall sends a JSON admin API request and decodes a 2xx answer into out.
-func adminCall(t *testing.T, server, token, method, path string, body, out any) {
-	t.Helper()
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, server+path, bytes.NewReader(b))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("%s %s: %s\n%s", method, path, resp.Status, raw)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: %v\n%s", method, path, err, raw)
-		}
-	}
-}
-
 // rmqHook posts a RabbitMQ-style form to a hook and returns the answer.
 func rmqHook(t *testing.T, u, secret string, form url.Values) string {
 	t.Helper()
@@ -369,6 +209,43 @@ func rmqHook(t *testing.T, u, secret string, form url.Values) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// requireRabbitMQ skips under -short; otherwise a missing RabbitMQ or
+// mosquitto client fails the test (testbroker never skips). It returns
+// mosquitto_pub and mosquitto_sub.
+func requireRabbitMQ(t *testing.T) (pub, sub string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary and runs RabbitMQ")
+	}
+	pub, sub = testbroker.RequireMosquittoClients(t)
+	testbroker.RequireRabbitMQ(t)
+	return pub, sub
+}
+
+// waitHookAllows waits until the RabbitMQ user hook allows a new device:
+// the decision core learns of enrollments by polling.
+func waitHookAllows(t *testing.T, g *gatehouse, secret, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for rmqHook(t, "http://"+g.hooksAddr+"/hooks/rabbitmq/user", secret, url.Values{"username": {id}}) != "allow" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the user hook does not allow %s 10s after its enrollment\n%s", id, g.logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// randHex returns n random bytes in hex: a secret that needs no escaping
+// in a URL's userinfo.
+func randHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 // rmqServerPKI writes a throwaway CA and a TLS server certificate for
@@ -424,7 +301,7 @@ type rmqClients struct {
 	cafile   string
 }
 
-func (c rmqClients) args(d rmqDevice, clientID string, extra ...string) []string {
+func (c rmqClients) args(d testDevice, clientID string, extra ...string) []string {
 	return append([]string{"-V", "mqttv311", "-h", "127.0.0.1", "-p", strconv.Itoa(c.port), "--cafile", c.cafile,
 		"--cert", d.cert, "--key", d.key, "-i", clientID}, extra...)
 }
@@ -441,21 +318,21 @@ func (c rmqClients) run(timeout time.Duration, bin string, args ...string) (stri
 }
 
 // publish publishes one message at QoS 1, so success means a PUBACK.
-func (c rmqClients) publish(d rmqDevice, clientID, topic, msg string) (string, error) {
+func (c rmqClients) publish(d testDevice, clientID, topic, msg string) (string, error) {
 	return c.run(15*time.Second, c.pub, c.args(d, clientID, "-t", topic, "-m", msg, "-q", "1")...)
 }
 
 // rmqSub is a running mosquitto_sub.
 type rmqSub struct {
-	out  *rmqLog
+	out  *logBuffer
 	done chan error
 }
 
 // subscribe starts mosquitto_sub -v; it is killed at the end of the test
 // and exits on its own after 60 s at the latest.
-func (c rmqClients) subscribe(t *testing.T, d rmqDevice, clientID, filter string) *rmqSub {
+func (c rmqClients) subscribe(t *testing.T, d testDevice, clientID, filter string) *rmqSub {
 	t.Helper()
-	s := &rmqSub{out: &rmqLog{}, done: make(chan error, 1)}
+	s := &rmqSub{out: &logBuffer{}, done: make(chan error, 1)}
 	cmd := exec.Command(c.sub, c.args(d, clientID, "-t", filter, "-q", "1", "-v", "-W", "60")...)
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -472,7 +349,7 @@ func (c rmqClients) subscribe(t *testing.T, d rmqDevice, clientID, filter string
 
 // publishUntilSeen publishes as d until s prints the message (the first
 // may go out before the subscription is in place).
-func (c rmqClients) publishUntilSeen(t *testing.T, s *rmqSub, d rmqDevice, topic, msg string) {
+func (c rmqClients) publishUntilSeen(t *testing.T, s *rmqSub, d testDevice, topic, msg string) {
 	t.Helper()
 	want := topic + " " + msg
 	deadline := time.Now().Add(15 * time.Second)

@@ -5,10 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -47,71 +45,24 @@ func serverCert(t *testing.T, dir string) (certFile, keyFile string) {
 // renews it with a new key, authenticated by the old certificate in the
 // TLS handshake.
 func TestRenewOverMutualTLS(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin := buildBinary(t)
-	tmp := t.TempDir()
-	data := filepath.Join(tmp, "data")
-	init1 := run(t, []string{"GATEHOUSE_CA_PASSPHRASE=a-test-passphrase-123"}, bin, "init", "--data-dir", data)
-	m := adminTokenLine.FindStringSubmatch(init1.stdout)
-	if init1.code != 0 || m == nil {
-		t.Fatalf("init: %d %s %s", init1.code, init1.stdout, init1.stderr)
-	}
-	admin := m[1]
+	g := newGatehouse(t, "GATEHOUSE_CA_PASSPHRASE=a-test-passphrase-123")
+	tmp := g.dir
 	crt, key := serverCert(t, tmp)
-	apiAddr, diagAddr := freeAddr(t), freeAddr(t)
-	srv := exec.Command(bin, "serve", "--data-dir", data, "--api-addr", apiAddr, "--hooks-addr", freeAddr(t),
-		"--diag-addr", diagAddr, "--tls-cert", crt, "--tls-key", key)
-	srv.Env = append(os.Environ(), "GATEHOUSE_CA_PASSPHRASE=a-test-passphrase-123")
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	waitReady(t, "http://"+diagAddr+"/readyz")
-	server := "https://" + apiAddr
+	g.serveTLS(t, crt, key)
+	server := g.server
 
-	pool := x509.NewCertPool()
-	pemData, _ := os.ReadFile(crt)
-	pool.AppendCertsFromPEM(pemData)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	post := func(path string, body any) *http.Response {
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequest("POST", server+path, bytes.NewReader(b))
-		req.Header.Set("Authorization", "Bearer "+admin)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
-	resp := post("/api/v1/profiles", map[string]any{"name": "short", "key_types": []string{"P-256", "P-384"},
-		"validity": "2h", "renew_window": "2h"})
-	if resp.StatusCode != 201 {
-		t.Fatalf("create profile: %d", resp.StatusCode)
-	}
-	resp = post("/api/v1/token-batches", map[string]any{"fleet": "default", "profile": "short", "count": 1, "ttl": "1h"})
-	var batch struct {
-		Tokens []struct{ Token string } `json:"tokens"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&batch); err != nil || len(batch.Tokens) != 1 {
-		t.Fatalf("token batch: %d %v", resp.StatusCode, err)
-	}
-	dir := filepath.Join(tmp, "device")
-	en := run(t, nil, bin, "enroll", "--server", server, "--ca-file", crt, "--token", batch.Tokens[0].Token,
-		"--out", dir, "--device-id", "cam-9", "--json")
-	if en.code != 0 {
-		t.Fatalf("enroll over https: %d %s %s", en.code, en.stdout, en.stderr)
-	}
+	g.api(t, "POST", "/api/v1/profiles", map[string]any{"name": "short", "key_types": []string{"P-256", "P-384"},
+		"validity": "2h", "renew_window": "2h"}, http.StatusCreated, nil)
+	// Enrolls over https, trusting crt.
+	dir := g.enroll(t, g.tokens(t, "short", 1)[0], "cam-9").dir
 	oldCert, _ := os.ReadFile(filepath.Join(dir, "device.crt"))
 	oldKey, _ := os.ReadFile(filepath.Join(dir, "device.key"))
 
 	// Without the CA file the server certificate is not trusted.
-	if r := run(t, nil, bin, "renew", "--server", server, "--dir", dir); r.code == 0 {
+	if r := g.run(t, nil, "renew", "--server", server, "--dir", dir); r.code == 0 {
 		t.Fatal("renew trusted an unknown server certificate")
 	}
-	rn := run(t, nil, bin, "renew", "--server", server, "--ca-file", crt, "--dir", dir, "--rotate-key", "--key-type", "P-384", "--json")
+	rn := g.run(t, nil, "renew", "--server", server, "--ca-file", crt, "--dir", dir, "--rotate-key", "--key-type", "P-384", "--json")
 	if rn.code != 0 {
 		t.Fatalf("renew: %d %s %s", rn.code, rn.stdout, rn.stderr)
 	}
@@ -124,7 +75,7 @@ func TestRenewOverMutualTLS(t *testing.T) {
 	if err != nil || !strings.Contains(string(text), "CN = cam-9") || !strings.Contains(string(text), "NIST CURVE: P-384") {
 		t.Fatalf("renewed certificate: %v\n%s", err, text)
 	}
-	if out, err := exec.Command("openssl", "verify", "-CAfile", filepath.Join(data, "ca", "root_ca.crt"), "-untrusted",
+	if out, err := exec.Command("openssl", "verify", "-CAfile", filepath.Join(g.data, "ca", "root_ca.crt"), "-untrusted",
 		filepath.Join(dir, "ca-chain.crt"), filepath.Join(dir, "device.crt")).CombinedOutput(); err != nil {
 		t.Fatalf("openssl verify renewed: %v %s", err, out)
 	}
@@ -133,7 +84,7 @@ func TestRenewOverMutualTLS(t *testing.T) {
 	_ = os.MkdirAll(old, 0o700)
 	_ = os.WriteFile(filepath.Join(old, "device.crt"), oldCert, 0o644)
 	_ = os.WriteFile(filepath.Join(old, "device.key"), oldKey, 0o600)
-	again := run(t, nil, bin, "renew", "--server", server, "--ca-file", crt, "--dir", old, "--json")
+	again := g.run(t, nil, "renew", "--server", server, "--ca-file", crt, "--dir", old, "--json")
 	if again.code != 1 || !strings.Contains(again.stdout, "certificate_invalid") {
 		t.Fatalf("renew with superseded certificate: %d %s", again.code, again.stdout)
 	}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -26,11 +25,6 @@ import (
 //
 // Chromium calls home by itself; it is pinned to loopback with a proxy on a
 // closed port and a resolver that resolves nothing but 127.0.0.1.
-
-var (
-	uiPasswordLine = regexp.MustCompile(`(?m)^admin-password: (\S+)$`)
-	uiUserLine     = regexp.MustCompile(`(?m)^admin-user: (\S+)$`)
-)
 
 // chromiumPath finds the browser; without one the test skips, except in CI
 // where a missing browser is a broken setup.
@@ -199,23 +193,16 @@ func (u *uiSession) login(user, password string) {
 }
 
 // waitKnown waits until the decision core knows device id.
-func waitKnown(t *testing.T, server, bearer, id string) {
+func waitKnown(t *testing.T, g *gatehouse, id string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		req, _ := http.NewRequest(http.MethodPost, server+"/api/v1/decisions/simulate", strings.NewReader(`{"device":`+jsString(id)+`,"action":"connect"}`))
-		req.Header.Set("Authorization", "Bearer "+bearer)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
+		code, _ := g.call(t, http.MethodPost, "/api/v1/decisions/simulate", map[string]string{"device": id, "action": "connect"})
+		if code == http.StatusOK {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the decision core does not know %s: simulate answers %d", id, resp.StatusCode)
+			t.Fatalf("the decision core does not know %s: simulate answers %d", id, code)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -231,43 +218,10 @@ func TestWebUI(t *testing.T) {
 		t.Skip("builds the binary and drives a browser")
 	}
 	chrome := chromiumPath(t)
-	bin := buildBinary(t)
-	data := filepath.Join(t.TempDir(), "data")
-	env := []string{"GATEHOUSE_CA_PASSPHRASE=", "GATEHOUSE_ADMIN_TOKEN="}
-	init1 := run(t, env, bin, "init", "--data-dir", data)
-	if init1.code != 0 {
-		t.Fatalf("init: %d\n%s%s", init1.code, init1.stdout, init1.stderr)
-	}
-	pw, user, tok := uiPasswordLine.FindStringSubmatch(init1.stdout), uiUserLine.FindStringSubmatch(init1.stdout),
-		adminTokenLine.FindStringSubmatch(init1.stdout)
-	if pw == nil || user == nil || tok == nil {
-		t.Fatalf("init printed no admin-user/admin-password/admin-token:\n%s", init1.stdout)
-	}
-	adminUser, adminPassword, adminToken := user[1], pw[1], tok[1]
-
-	apiAddr, hooksAddr, diagAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	srv := exec.Command(bin, "serve", "--data-dir", data, "--api-addr", apiAddr, "--hooks-addr", hooksAddr, "--diag-addr", diagAddr)
-	srv.Env = append(os.Environ(), env...)
-	var srvLog bytes.Buffer
-	srv.Stdout, srv.Stderr = &srvLog, &srvLog
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = srv.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- srv.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = srv.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", srvLog.String())
-		}
-	})
-	waitReady(t, "http://"+diagAddr+"/readyz")
-	server := "http://" + apiAddr
+	g := newGatehouse(t)
+	adminUser, adminPassword := g.adminUser, g.adminPassword
+	g.serve(t)
+	server := g.server
 
 	downloads := t.TempDir()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -401,10 +355,7 @@ func TestWebUI(t *testing.T) {
 	t.Run("enrolled devices are listed", func(t *testing.T) {
 		u.t = t
 		for i, id := range []string{"ui-sensor-1", "ui-sensor-2"} {
-			en := run(t, nil, bin, "enroll", "--server", server, "--token", tokens[i], "--out", filepath.Join(t.TempDir(), id), "--device-id", id)
-			if en.code != 0 {
-				t.Fatalf("enroll %s: %d\n%s%s", id, en.code, en.stdout, en.stderr)
-			}
+			g.enroll(t, tokens[i], id)
 		}
 		u.visit("#/devices?q=ui-sensor", `[data-testid="device-link-ui-sensor-1"]`)
 		if n := u.count("#devices-table tbody tr[data-row]"); n != 2 {
@@ -416,14 +367,7 @@ func TestWebUI(t *testing.T) {
 		u.shot("04-devices")
 		u.visit("#/devices?q=nothing-matches", "#devices-table td.empty")
 		// Label search: one device gets a label over the API.
-		req, _ := http.NewRequest(http.MethodPatch, server+"/api/v1/devices/ui-sensor-2", strings.NewReader(`{"labels":{"room":"lab"}}`))
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		req.Header.Set("Content-Type", "application/json")
-		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("label a device: %v %v", err, resp)
-		} else {
-			resp.Body.Close()
-		}
+		g.api(t, http.MethodPatch, "/api/v1/devices/ui-sensor-2", map[string]any{"labels": map[string]string{"room": "lab"}}, http.StatusOK, nil)
 		u.visit("#/devices?label=room%3Dlab", `[data-testid="device-link-ui-sensor-2"]`)
 		if n := u.count("#devices-table tbody tr[data-row]"); n != 1 {
 			t.Errorf("devices with label room=lab: %d, want 1", n)
@@ -434,11 +378,11 @@ func TestWebUI(t *testing.T) {
 		}
 		// The decision core learns of new devices by polling (1 s); wait.
 		for _, id := range []string{"ui-sensor-1", "ui-sensor-2"} {
-			waitKnown(t, server, adminToken, id)
+			waitKnown(t, g, id)
 		}
 		// A broker asks about a publish outside the device's subtree: a deny,
 		// which the dashboard lists among the recent denies.
-		resp, err := http.Post("http://"+hooksAddr+"/hooks/emqx/authz", "application/json", strings.NewReader(
+		resp, err := http.Post("http://"+g.hooksAddr+"/hooks/emqx/authz", "application/json", strings.NewReader(
 			`{"clientid":"ui-sensor-2","cert_common_name":"ui-sensor-2","action":"publish","topic":"devices/ui-sensor-1/telemetry/t","qos":0,"retain":false}`))
 		if err != nil {
 			t.Fatal(err)
@@ -615,17 +559,8 @@ func TestWebUI(t *testing.T) {
 	t.Run("device paging", func(t *testing.T) {
 		u.t = t
 		for i := range 55 {
-			req, _ := http.NewRequest(http.MethodPost, server+"/api/v1/devices", strings.NewReader(fmt.Sprintf(`{"id":"pg-%03d","fleet":"lab","profile":"default"}`, i)))
-			req.Header.Set("Authorization", "Bearer "+adminToken)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				t.Fatalf("register pg-%03d: %d", i, resp.StatusCode)
-			}
+			g.api(t, http.MethodPost, "/api/v1/devices", map[string]any{"id": fmt.Sprintf("pg-%03d", i), "fleet": "lab", "profile": "default"},
+				http.StatusCreated, nil)
 		}
 		u.visit("#/devices?fleet=lab&status=pending", "#page-next")
 		if n := u.count("#devices-table tbody tr[data-row]"); n != 50 {
@@ -650,22 +585,14 @@ func TestWebUI(t *testing.T) {
 	t.Run("revoke a token batch", func(t *testing.T) {
 		u.t = t
 		// A second lot, made over the API: one device enrolls from it.
-		req, _ := http.NewRequest(http.MethodPost, server+"/api/v1/token-batches?format=csv", strings.NewReader(`{"fleet":"default","profile":"default","count":2,"ttl":"1h"}`))
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows, err := csv.NewReader(resp.Body).ReadAll()
-		resp.Body.Close()
+		raw := g.api(t, http.MethodPost, "/api/v1/token-batches?format=csv",
+			map[string]any{"fleet": "default", "profile": "default", "count": 2, "ttl": "1h"}, http.StatusCreated, nil)
+		rows, err := csv.NewReader(bytes.NewReader(raw)).ReadAll()
 		if err != nil || len(rows) != 3 {
 			t.Fatalf("second batch: %v %v", err, rows)
 		}
 		batchID := rows[1][2]
-		if en := run(t, nil, bin, "enroll", "--server", server, "--token", rows[1][0], "--out", filepath.Join(t.TempDir(), "lot2"), "--device-id", "lot2-dev"); en.code != 0 {
-			t.Fatalf("enroll lot2-dev: %s", en.stderr)
-		}
+		g.enroll(t, rows[1][0], "lot2-dev")
 		u.visit("#/batches", `[data-testid="batch-revoke-`+batchID+`"]`)
 		u.run("revoke batch",
 			chromedp.Click(chromedp.CSS(`[data-testid="batch-revoke-`+batchID+`"]`)),

@@ -2,12 +2,21 @@
 // innerHTML, so API data (device ids, labels, audit details) cannot inject
 // markup.
 
+// Attributes that take a URL accept only same-origin ones: a route hash, a
+// path on this server (not "//host"), or a blob the page made. A device id
+// or label that says "javascript:..." can never become a link that runs.
+// Event handlers are only ever functions: a string "on..." attribute would be
+// inline script.
+const URL_ATTRS = new Set(['href', 'src', 'action', 'formaction', 'xlink:href']);
+const SAFE_URL = /^(#|\/(?![\/\\])|blob:)/;
+
 /** h('tag', {attrs}, ...children): build an element. */
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    if (k.startsWith('on')) { if (typeof v === 'function') el.addEventListener(k.slice(2), v); }
+    else if (URL_ATTRS.has(k) && !SAFE_URL.test(String(v))) continue; // dropped, not rendered
     else if (k === 'class') el.className = v;
     else if (k === 'testid') el.dataset.testid = v;
     else if (k === 'value' || k === 'checked' || k === 'selected') el[k] = v;

@@ -7,7 +7,7 @@ export async function render({ session }) {
   const next = h('input', { id: 'account-new', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' });
   const again = h('input', { id: 'account-again', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' });
   const form = h('form', {
-    id: 'account-form', class: 'card narrow-left',
+    id: 'account-form', class: 'card narrow-left', method: 'post',
     onsubmit: async (ev) => {
       ev.preventDefault();
       msg.replaceChildren();

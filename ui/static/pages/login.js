@@ -8,7 +8,7 @@ export async function render() {
   const pass = h('input', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true, testid: 'login-password' });
   const submit = h('button', { type: 'submit', id: 'login-submit', testid: 'login-submit' }, 'Sign in');
   const form = h('form', {
-    id: 'login-form', class: 'card narrow',
+    id: 'login-form', class: 'card narrow', method: 'post', // never a GET with the password in the URL
     onsubmit: async (ev) => {
       ev.preventDefault();
       submit.disabled = true;

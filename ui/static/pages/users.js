@@ -21,7 +21,7 @@ export async function render({ can, session, navigate }) {
   const pass = h('input', { id: 'user-password', required: true, minlength: 12, autocomplete: 'new-password', testid: 'user-password' });
   const created = h('div', { id: 'user-created' });
   const form = h('form', {
-    id: 'user-form', class: 'card',
+    id: 'user-form', class: 'card', method: 'post',
     onsubmit: async (ev) => {
       ev.preventDefault();
       msg.replaceChildren();
