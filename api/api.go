@@ -82,6 +82,10 @@ type Config struct {
 	// SecureCookies marks the session cookie Secure even on plain HTTP
 	// (behind a TLS-terminating proxy); over TLS it always is.
 	SecureCookies bool
+	// PublicURL is where browsers reach the API (api.public_url). Behind
+	// a reverse proxy that rewrites Host, a browser's Origin matches this
+	// rather than the Host the server sees.
+	PublicURL string
 	// UI serves everything outside /api; nil serves nothing there.
 	UI http.Handler
 	// Logger receives malfunctions; default discards.

@@ -18,11 +18,6 @@ type CRL interface {
 	Status() crl.Status
 }
 
-// crlMaxAge caps how long HTTP caches may reuse a list: a revocation
-// republishes it at once, and a relying party that refetches should see
-// that within a minute, not at the list's nextUpdate.
-const crlMaxAge = time.Minute
-
 // crlDER serves GET /crl: the DER list, as RFC 5280 distribution points
 // expect (application/pkix-crl). No authentication: every leaf names this
 // URL, and brokers and devices fetch it anonymously.
@@ -45,12 +40,13 @@ func (s *Server) serveCRL(c echo.Context, contentType string, body func(*crl.Cur
 	h.Set(echo.HeaderContentType, contentType)
 	// The number names the list's content: the same number is the same list.
 	h.Set("ETag", `"crl-`+strconv.FormatInt(cur.Number, 10)+`"`)
-	maxAge := min(time.Until(cur.NextUpdate), crlMaxAge)
-	if maxAge < 0 {
-		maxAge = 0
-	}
-	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(maxAge.Seconds()))+", no-transform")
-	h.Set("Expires", cur.NextUpdate.UTC().Format(http.TimeFormat))
+	// A revocation republishes the list at once, so an HTTP cache must not
+	// keep serving the old one for any time: no-cache makes it revalidate
+	// on every request, which the ETag (the list's number) turns into a
+	// bodyless 304 while the list is unchanged. (A relying party may still
+	// keep a list until its nextUpdate; brokers reading crl.file get each
+	// new list as it is written.)
+	h.Set("Cache-Control", "public, no-cache, no-transform")
 	// ServeContent answers conditional (ETag, Last-Modified), HEAD and
 	// range requests.
 	http.ServeContent(c.Response(), c.Request(), "", cur.ThisUpdate, bytes.NewReader(body(cur)))

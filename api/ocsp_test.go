@@ -184,15 +184,21 @@ func TestOCSPWithOpenSSL(t *testing.T) {
 		}
 		break
 	}
+	// A "good" must not be kept by an HTTP cache: it would answer good
+	// there after the revocation below.
 	h := getOK(a, a+": good")
-	if cc := h.Get("Cache-Control"); !strings.Contains(cc, "max-age=60") || !strings.Contains(cc, "public") {
-		t.Errorf("GET Cache-Control %q", cc)
+	if cc := h.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("GET good Cache-Control %q, want no-store", cc)
 	}
 
 	s.call(t, "POST", "/api/v1/devices/"+enrA.DeviceID+"/revoke", s.admin, map[string]any{"reason": "keyCompromise"}, 200, nil)
 	// The very next answer, over POST and GET, is revoked; B is untouched.
 	wantOpenSSL(t, query("-cert", a, "-cert", b), a+": revoked", "Reason: keyCompromise", "Revocation Time:", b+": good")
-	getOK(a, a+": revoked", "Reason: keyCompromise")
+	h = getOK(a, a+": revoked", "Reason: keyCompromise")
+	// Revoked stays revoked: that answer may be cached.
+	if cc := h.Get("Cache-Control"); !strings.Contains(cc, "max-age=60") || !strings.Contains(cc, "public") {
+		t.Errorf("GET revoked Cache-Control %q", cc)
+	}
 }
 
 // TestOCSPBadHTTPRequests: whatever arrives at /ocsp, the answer is an

@@ -15,19 +15,40 @@ type RevokeRequest struct {
 	Note   string `json:"note"`
 }
 
+// A change that is committed while a follow-up (decision-core refresh,
+// session kick, CRL) lags is a success: 200 with the lagging parts listed in
+// "warnings", not a 5xx that would read as "not revoked". Each follow-up
+// catches up by itself; repeating the call is harmless (a second revoke of
+// the same device or certificate changes nothing and republishes).
+
+type certResult struct {
+	certView
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+type deviceResult struct {
+	deviceView
+	Warnings []string `json:"warnings,omitempty"`
+}
+
 func (s *Server) revokeDevice(c echo.Context) error {
 	var b RevokeRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
 	serials, err := s.cfg.Revoke.RevokeDevice(c.Request().Context(), c.Param("id"), revoke.Request{Actor: actor(c), Reason: b.Reason, Note: b.Note})
+	warnings, err := revoke.Warnings(err)
 	if err != nil {
 		return err
 	}
 	if serials == nil {
 		serials = []string{}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"device": c.Param("id"), "status": "revoked", "revoked_serials": serials})
+	out := map[string]any{"device": c.Param("id"), "status": "revoked", "revoked_serials": serials}
+	if len(warnings) > 0 {
+		out["warnings"] = warnings
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) revokeCertificate(c echo.Context) error {
@@ -36,10 +57,11 @@ func (s *Server) revokeCertificate(c echo.Context) error {
 		return err
 	}
 	cert, err := s.cfg.Revoke.RevokeCertificate(c.Request().Context(), c.Param("serial"), revoke.Request{Actor: actor(c), Reason: b.Reason, Note: b.Note})
+	warnings, err := revoke.Warnings(err)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, viewCert(cert))
+	return c.JSON(http.StatusOK, certResult{viewCert(cert), warnings})
 }
 
 func (s *Server) suspendDevice(c echo.Context) error {
@@ -48,10 +70,11 @@ func (s *Server) suspendDevice(c echo.Context) error {
 		return err
 	}
 	d, err := s.cfg.Revoke.Suspend(c.Request().Context(), c.Param("id"), revoke.Request{Actor: actor(c), Note: b.Note})
+	warnings, err := revoke.Warnings(err)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, viewDevice(d))
+	return c.JSON(http.StatusOK, deviceResult{viewDevice(d), warnings})
 }
 
 func (s *Server) reinstateDevice(c echo.Context) error {
@@ -60,8 +83,9 @@ func (s *Server) reinstateDevice(c echo.Context) error {
 		return err
 	}
 	d, err := s.cfg.Revoke.Reinstate(c.Request().Context(), c.Param("id"), revoke.Request{Actor: actor(c), Note: b.Note})
+	warnings, err := revoke.Warnings(err)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, viewDevice(d))
+	return c.JSON(http.StatusOK, deviceResult{viewDevice(d), warnings})
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -75,7 +76,7 @@ func (s *Server) sessionAuth(c echo.Context, min store.Role, next echo.HandlerFu
 		return err
 	}
 	if !isSafeMethod(c.Request().Method) {
-		if crossSite(c.Request()) {
+		if s.crossSite(c.Request()) {
 			return fault.New(fault.CSRFFailed, "cross-site request refused")
 		}
 		if !auth.CheckCSRF(sess, c.Request().Header.Get(CSRFHeader)) {
@@ -101,8 +102,9 @@ func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 
 // crossSite reports whether the browser says the request comes from another
 // site. Fetch metadata is authoritative when present; Origin is the
-// fallback for older browsers. Non-browser clients send neither.
-func crossSite(r *http.Request) bool {
+// fallback for older browsers (same host as the request, or as the public
+// URL). Non-browser clients send neither.
+func (s *Server) crossSite(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
 	default: // same-site, cross-site, or anything unknown
@@ -116,7 +118,11 @@ func crossSite(r *http.Request) bool {
 	if err != nil || u.Host == "" {
 		return true // includes "null"
 	}
-	return u.Host != r.Host
+	if u.Host == r.Host {
+		return false
+	}
+	pub, err := url.Parse(s.cfg.PublicURL)
+	return err != nil || pub.Host == "" || !strings.EqualFold(u.Scheme+"://"+u.Host, pub.Scheme+"://"+pub.Host)
 }
 
 func (s *Server) setCookie(c echo.Context, secret string) {
@@ -146,7 +152,7 @@ func viewSession(sess auth.Session) sessionView {
 }
 
 func (s *Server) login(c echo.Context) error {
-	if crossSite(c.Request()) {
+	if s.crossSite(c.Request()) {
 		return fault.New(fault.CSRFFailed, "cross-site login refused")
 	}
 	var b struct {

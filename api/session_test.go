@@ -52,6 +52,7 @@ func withAuth(clk *uiClock, secure bool, out **auth.Service) stackOpt {
 				t.Fatal(err)
 			}
 			cfg.Auth, cfg.SecureCookies = svc, secure
+			cfg.PublicURL = "https://gatehouse.example:8443"
 			*out = svc
 		}
 	}
@@ -168,6 +169,12 @@ func TestSessionLogin(t *testing.T) {
 					map[string]string{"Origin": "https://evil.example"}, 403, fault.CSRFFailed},
 				{"null origin", map[string]string{"username": "olga", "password": uiPassword},
 					map[string]string{"Origin": "null"}, 403, fault.CSRFFailed},
+				// Behind a proxy that rewrites Host, the browser's Origin is
+				// the public URL's.
+				{"public URL origin", map[string]string{"username": "olga", "password": uiPassword},
+					map[string]string{"Origin": "https://gatehouse.example:8443"}, 200, ""},
+				{"public host, other scheme", map[string]string{"username": "olga", "password": uiPassword},
+					map[string]string{"Origin": "http://gatehouse.example:8443"}, 403, fault.CSRFFailed},
 			} {
 				r := u.do(t, "POST", "/api/v1/session", nil, "", tc.body, tc.hdr)
 				if tc.wantCode != "" {

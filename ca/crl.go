@@ -130,8 +130,13 @@ func (c *CA) signCRL(ctx context.Context, n int64) (store.CRL, error) {
 	if err != nil {
 		return store.CRL{}, err
 	}
-	thisUpdate := c.cfg.Now().UTC().Truncate(time.Second)
-	nextUpdate := thisUpdate.Add(c.cfg.CRLValidity)
+	// thisUpdate is backdated as certificates' notBefore is: a broker whose
+	// clock runs a little behind would otherwise find every fresh list "not
+	// yet valid", and OpenSSL then refuses every client, not just the
+	// revoked ones. nextUpdate counts from now, so the validity is kept.
+	now := c.cfg.Now().UTC().Truncate(time.Second)
+	thisUpdate := now.Add(-c.cfg.Backdate)
+	nextUpdate := now.Add(c.cfg.CRLValidity)
 	if nextUpdate.After(c.inter.NotAfter) {
 		// A list must not outlive its issuer: verifiers reject it then.
 		nextUpdate = c.inter.NotAfter
@@ -141,7 +146,7 @@ func (c *CA) signCRL(ctx context.Context, n int64) (store.CRL, error) {
 	entries := cryptobyte.NewBuilder(make([]byte, 0, 1<<16))
 	count := 0
 	var serial []byte
-	err = c.cfg.CRLStore.EachRevokedCertificate(ctx, thisUpdate.Add(-CRLRetention), func(r store.RevokedCert) error {
+	err = c.cfg.CRLStore.EachRevokedCertificate(ctx, now.Add(-CRLRetention), func(r store.RevokedCert) error {
 		serial, err = serialBytes(serial[:0], r.Serial)
 		if err != nil {
 			return err

@@ -188,7 +188,7 @@ func TestCRLParsesInGo(t *testing.T) {
 	if err := rl.CheckSignatureFrom(c.Intermediate()); err != nil {
 		t.Fatal(err)
 	}
-	if rl.Number.Int64() != 1 || !rl.ThisUpdate.Equal(got.ThisUpdate) || !rl.NextUpdate.Equal(got.ThisUpdate.Add(2*time.Hour)) ||
+	if rl.Number.Int64() != 1 || !rl.ThisUpdate.Equal(got.ThisUpdate) || !rl.NextUpdate.Equal(got.ThisUpdate.Add(2*time.Hour+time.Minute)) ||
 		string(rl.AuthorityKeyId) != string(c.Intermediate().SubjectKeyId) || len(rl.RevokedCertificateEntries) != len(certs) {
 		t.Fatalf("parsed list: number %v this %s next %s aki %x entries %d", rl.Number, rl.ThisUpdate, rl.NextUpdate,
 			rl.AuthorityKeyId, len(rl.RevokedCertificateEntries))

@@ -385,6 +385,9 @@ func (p *Publisher) installCRL(ctx context.Context, c store.CRL) error {
 		p.clearError()
 		return nil
 	}
+	if keep, err := p.fileIsNewer(ctx, c.Number); keep || err != nil {
+		return err
+	}
 	if err := WriteFileAtomic(p.cfg.File, cur.PEM, 0o644); err != nil {
 		err = fmt.Errorf("write CRL %d to %s: %w", c.Number, p.cfg.File, err)
 		p.fail(err)
@@ -397,6 +400,91 @@ func (p *Publisher) installCRL(ctx context.Context, c store.CRL) error {
 	p.cfg.Log.Info("CRL file written", "file", p.cfg.File, "number", c.Number, "entries", c.Entries)
 	if p.cfg.ReloadCommand != "" {
 		p.reload(ctx, c.Number)
+	}
+	return nil
+}
+
+// fileIsNewer reports whether File already holds a list of this
+// issuer's lineage numbered n or higher, which must not be replaced by list
+// n: replicas that share the file (a shared volume) race, and one that
+// installs a list it read a moment ago would otherwise put an older list
+// over a newer one another replica wrote, dropping its revocations until
+// the next poll. A higher number counts only when the store has reached it
+// (the other replica stored it before writing); a file numbered beyond the
+// store (a database restored from a backup) is replaced, since only the
+// store knows today's revocations.
+func (p *Publisher) fileIsNewer(ctx context.Context, n int64) (bool, error) {
+	data, err := os.ReadFile(p.cfg.File)
+	if err != nil {
+		return false, nil // absent (or unreadable, which the write reports)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "X509 CRL" {
+		return false, nil
+	}
+	h, ok := readHeader(block.Bytes, p.cfg.Issuer)
+	if !ok || h.number < n || !h.nextUpdate.After(p.cfg.Now()) {
+		return false, nil // broken, foreign, older or expired: write ours
+	}
+	had := h.number
+	if had == n {
+		// The same number is the same list: another replica wrote it.
+		p.smu.Lock()
+		p.fileNumber = max(p.fileNumber, n)
+		p.smu.Unlock()
+		return true, nil
+	}
+	stored, err := p.storedNumber(ctx)
+	if err != nil {
+		// Keep the newer file; the write is retried by Run.
+		err = fmt.Errorf("CRL %d not written over the file's newer %d: %w", n, had, err)
+		p.fail(err)
+		return true, err
+	}
+	if stored < had {
+		p.cfg.Log.Warn("CRL file numbered beyond the stored list; replacing it", "file", p.cfg.File, "file_number", had, "stored", stored)
+		return false, nil
+	}
+	p.cfg.Log.Info("CRL file already holds a newer list", "file", p.cfg.File, "number", n, "file_number", had)
+	return true, nil
+}
+
+func (p *Publisher) storedNumber(ctx context.Context) (int64, error) {
+	if p.cfg.Numbers != nil {
+		return p.cfg.Numbers.CRLNumber(ctx)
+	}
+	c, err := p.cfg.Generator.CurrentCRL(ctx)
+	if fault.Is(err, fault.NotFound) {
+		return 0, nil
+	}
+	return c.Number, err
+}
+
+// readFile parses the list in File and checks it as installCRL checks a new
+// one: signed by the issuer, not expired.
+func (p *Publisher) readFile() (*x509.RevocationList, error) {
+	data, err := os.ReadFile(p.cfg.File)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "X509 CRL" {
+		return nil, errors.New("not a PEM X509 CRL")
+	}
+	return p.verify(block.Bytes)
+}
+
+// CheckFile reports whether File (when configured) holds a list a broker
+// can use now: present, parsable, signed by the issuer and not expired.
+// The server checks it when Ensure fails at start, and refuses to start
+// without one: a broker started without a usable CRL file either refuses to
+// start or, worse, runs without checking revocations.
+func (p *Publisher) CheckFile() error {
+	if p.cfg.File == "" {
+		return nil
+	}
+	if _, err := p.readFile(); err != nil {
+		return fmt.Errorf("CRL file %s: %w", p.cfg.File, err)
 	}
 	return nil
 }

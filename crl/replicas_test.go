@@ -2,6 +2,7 @@ package crl_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -107,16 +108,34 @@ func TestReplicasShareOneRisingNumber(t *testing.T) {
 			if want != 2*rounds+1 {
 				t.Fatalf("a published %d, want %d", want, 2*rounds+1)
 			}
+			// The list is served (Status) a moment before its file is
+			// written: wait for the file.
 			deadline := time.Now().Add(5 * time.Second)
-			for b.pub.Status().Number < want {
+			for st := b.pub.Status(); st.Number < want || st.FileWrittenAt.IsZero(); st = b.pub.Status() {
 				if time.Now().After(deadline) {
-					t.Fatalf("replica b still at CRL %d, want %d", b.pub.Status().Number, want)
+					t.Fatalf("replica b still at CRL %d (file written %v), want %d", st.Number, st.FileWrittenAt, want)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			if n := fileNumber(t, b.crl); n != want {
-				t.Fatalf("b's file holds %d, want %d", n, want)
-			}
+			eventuallyFile(t, b.crl, want)
 		})
+	}
+}
+
+// eventuallyFile waits until path holds list want.
+func eventuallyFile(t *testing.T, path string, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			if n := fileNumber(t, path); n == want {
+				return
+			} else if time.Now().After(deadline) {
+				t.Fatalf("file holds %d, want %d", n, want)
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("file %s: %v", path, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

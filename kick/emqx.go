@@ -4,10 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
-
-	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
 // EMQXConfig reaches the EMQX 5 REST API.
@@ -29,9 +26,8 @@ type EMQXConfig struct {
 // connected, which is what a kick wants; any other 404 (a wrong URL) is an
 // error.
 type EMQX struct {
-	cfg    EMQXConfig
-	base   *url.URL
-	client *http.Client
+	cfg EMQXConfig
+	api restAPI
 }
 
 // NewEMQX checks the settings and returns the client.
@@ -39,15 +35,12 @@ func NewEMQX(cfg EMQXConfig) (*EMQX, error) {
 	if cfg.Name == "" {
 		cfg.Name = "emqx"
 	}
-	u, err := baseURL("EMQX API", cfg.URL)
+	api, err := newRESTAPI("EMQX API", cfg.URL, cfg.APIKey, cfg.APISecret, "EMQX API needs an API key and secret", cfg.Client)
 	if err != nil {
 		return nil, err
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/api/v5")
-	if cfg.APIKey == "" || cfg.APISecret == "" {
-		return nil, fault.New(fault.InvalidArgument, "EMQX API needs an API key and secret")
-	}
-	return &EMQX{cfg: cfg, base: u, client: newHTTPClient(cfg.Client)}, nil
+	api.base.Path = strings.TrimSuffix(api.base.Path, "/api/v5")
+	return &EMQX{cfg: cfg, api: api}, nil
 }
 
 // Name implements Broker.
@@ -55,15 +48,7 @@ func (e *EMQX) Name() string { return e.cfg.Name }
 
 // Disconnect implements Broker.
 func (e *EMQX) Disconnect(ctx context.Context, k Request) error {
-	u := *e.base
-	u.Path += "/api/v5/clients/" + k.Device
-	u.RawPath = e.base.Path + "/api/v5/clients/" + url.PathEscape(k.Device)
-	req, err := http.NewRequest(http.MethodDelete, u.String(), nil)
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth(e.cfg.APIKey, e.cfg.APISecret)
-	return call(ctx, e.client, req, emqxKicked)
+	return e.api.deleteDevice(ctx, "/api/v5/clients/", k.Device, nil, emqxKicked)
 }
 
 // emqxKicked accepts 204 (kicked) and EMQX's own 404 for a client that is

@@ -39,6 +39,44 @@ func baseURL(what, raw string) (*url.URL, error) {
 	return u, nil
 }
 
+// restAPI is a broker management API reached with HTTP basic auth: what
+// the EMQX and RabbitMQ kickers share.
+type restAPI struct {
+	base       *url.URL
+	user, pass string
+	client     *http.Client
+}
+
+// newRESTAPI checks a broker API's URL and credentials; what names the API
+// in errors, missing is the error for absent credentials.
+func newRESTAPI(what, rawURL, user, pass, missing string, client *http.Client) (restAPI, error) {
+	u, err := baseURL(what, rawURL)
+	if err != nil {
+		return restAPI{}, err
+	}
+	if user == "" || pass == "" {
+		return restAPI{}, fault.New(fault.InvalidArgument, "%s", missing)
+	}
+	return restAPI{base: u, user: user, pass: pass, client: newHTTPClient(client)}, nil
+}
+
+// deleteDevice sends DELETE {base}{prefix}{device}, the device id escaped
+// as one path segment, and judges the answer with ok.
+func (a restAPI) deleteDevice(ctx context.Context, prefix, device string, header http.Header, ok func(int, []byte) bool) error {
+	u := *a.base
+	u.Path = a.base.Path + prefix + device
+	u.RawPath = a.base.Path + prefix + url.PathEscape(device)
+	req, err := http.NewRequest(http.MethodDelete, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.SetBasicAuth(a.user, a.pass)
+	return call(ctx, a.client, req, ok)
+}
+
 // newHTTPClient returns the client broker calls use: bounded, and not
 // following redirects, so credentials go only to the configured address.
 func newHTTPClient(c *http.Client) *http.Client {

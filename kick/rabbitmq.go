@@ -3,9 +3,6 @@ package kick
 import (
 	"context"
 	"net/http"
-	"net/url"
-
-	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
 // RabbitMQConfig reaches the RabbitMQ management API.
@@ -34,9 +31,8 @@ type RabbitMQConfig struct {
 // The endpoint answers 204 whether or not the user had connections, so a
 // 404 means the URL does not reach a management API that has it: an error.
 type RabbitMQ struct {
-	cfg    RabbitMQConfig
-	base   *url.URL
-	client *http.Client
+	cfg RabbitMQConfig
+	api restAPI
 }
 
 // NewRabbitMQ checks the settings and returns the client.
@@ -44,14 +40,12 @@ func NewRabbitMQ(cfg RabbitMQConfig) (*RabbitMQ, error) {
 	if cfg.Name == "" {
 		cfg.Name = "rabbitmq"
 	}
-	u, err := baseURL("RabbitMQ management", cfg.URL)
+	api, err := newRESTAPI("RabbitMQ management", cfg.URL, cfg.User, cfg.Password,
+		"RabbitMQ management API needs a user and a password", cfg.Client)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.User == "" || cfg.Password == "" {
-		return nil, fault.New(fault.InvalidArgument, "RabbitMQ management API needs a user and a password")
-	}
-	return &RabbitMQ{cfg: cfg, base: u, client: newHTTPClient(cfg.Client)}, nil
+	return &RabbitMQ{cfg: cfg, api: api}, nil
 }
 
 // Name implements Broker.
@@ -59,15 +53,8 @@ func (r *RabbitMQ) Name() string { return r.cfg.Name }
 
 // Disconnect implements Broker.
 func (r *RabbitMQ) Disconnect(ctx context.Context, k Request) error {
-	u := *r.base
-	u.Path += "/api/connections/username/" + k.Device
-	u.RawPath = r.base.Path + "/api/connections/username/" + url.PathEscape(k.Device)
-	req, err := http.NewRequest(http.MethodDelete, u.String(), nil)
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth(r.cfg.User, r.cfg.Password)
-	// Shown to AMQP clients as the close reason and in the broker's log.
-	req.Header.Set("X-Reason", "gatehouse: "+k.Reason)
-	return call(ctx, r.client, req, statuses(http.StatusNoContent, http.StatusOK))
+	// X-Reason is shown to AMQP clients as the close reason and in the
+	// broker's log.
+	return r.api.deleteDevice(ctx, "/api/connections/username/", k.Device,
+		http.Header{"X-Reason": {"gatehouse: " + k.Reason}}, statuses(http.StatusNoContent, http.StatusOK))
 }

@@ -104,9 +104,20 @@ type Config struct {
 	// MaxCerts caps the certificates asked about in one request; default 8.
 	MaxCerts int
 	// HTTPMaxAge is how long an HTTP cache may keep a GET answer (one
-	// without a nonce): a revocation reaches clients behind a cache at most
-	// this late. Capped at Validity; default one minute.
+	// without a nonce) in which every certificate is revoked: a revoked
+	// certificate never becomes good again, so such an answer cannot go
+	// stale. Capped at Validity; default one minute.
 	HTTPMaxAge time.Duration
+	// GoodHTTPMaxAge is the same for answers holding a good (or unknown)
+	// status. Default 0: they are sent no-store, because a cached "good"
+	// would keep answering good for that long after a revocation, and the
+	// point of revoking is to lose access now. Answers are read from the
+	// store and signed per request (thousands per second per core), so a
+	// cache is not needed for load; an operator who puts a CDN in front may
+	// raise it, accepting that delay for clients behind the CDN. Clients
+	// that cache answers themselves are bounded by Validity (nextUpdate)
+	// whatever this says.
+	GoodHTTPMaxAge time.Duration
 	// Now is the clock; Log receives malfunctions (default discards).
 	Now func() time.Time
 	Log *slog.Logger
@@ -123,6 +134,7 @@ func (c *Config) setDefaults() {
 		c.HTTPMaxAge = time.Minute
 	}
 	c.HTTPMaxAge = min(c.HTTPMaxAge, c.Validity)
+	c.GoodHTTPMaxAge = max(min(c.GoodHTTPMaxAge, c.Validity), 0)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -304,23 +316,36 @@ func (r *Responder) respond(ctx context.Context, der []byte) (Answer, error) {
 	if err != nil {
 		return Answer{}, err
 	}
+	ss, err := r.signingState(ctx)
+	if err != nil {
+		return Answer{}, err
+	}
 	now := r.cfg.Now().UTC().Truncate(time.Second)
 	next := now.Add(r.cfg.Validity)
+	// An answer must not outlive the certificate that signs it: past the
+	// signer's notAfter a client can no longer check it, and a client that
+	// does not check validity would trust a key whose delegation ended.
+	// The signer is renewed long before (ca.OCSPSigner), but not when the
+	// issuing CA itself expires sooner or a renewal keeps failing.
+	if end := ss.cert.NotAfter.UTC().Truncate(time.Second); next.After(end) {
+		next = end
+	}
+	if !next.After(now) {
+		return Answer{}, fail(TryLater, "responder certificate expired", nil)
+	}
 	resps := make([]singleResponse, len(p.certIDs))
+	allRevoked := true
 	for i, id := range p.certIDs {
 		st, at, reason, err := r.lookup(ctx, id.SerialNumber)
 		if err != nil {
 			return Answer{}, err
 		}
+		allRevoked = allRevoked && st == Revoked
 		cs, err := certStatus(st, at, reason)
 		if err != nil {
 			return Answer{}, fail(InternalError, "encode status", err)
 		}
 		resps[i] = singleResponse{CertID: asn1.RawValue{FullBytes: id.Raw}, CertStatus: cs, ThisUpdate: now, NextUpdate: next}
-	}
-	ss, err := r.signingState(ctx)
-	if err != nil {
-		return Answer{}, err
 	}
 	rd := responseData{ResponderID: ss.responderID, ProducedAt: now, Responses: resps}
 	if p.nonce != nil {
@@ -350,7 +375,11 @@ func (r *Responder) respond(ctx context.Context, der []byte) (Answer, error) {
 	}
 	a := Answer{DER: out, Status: Successful, Nonce: p.nonce != nil, ThisUpdate: now, NextUpdate: next}
 	if !a.Nonce {
-		a.MaxAge = r.cfg.HTTPMaxAge
+		a.MaxAge = r.cfg.GoodHTTPMaxAge
+		if allRevoked {
+			a.MaxAge = r.cfg.HTTPMaxAge
+		}
+		a.MaxAge = min(a.MaxAge, next.Sub(now))
 	}
 	return a, nil
 }

@@ -294,8 +294,13 @@ func TestStatuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			a = e.r.Respond(ctx, request(t, inter, crypto.SHA256, nil, e.leaf.SerialNumber, other.SerialNumber))
-			if a.Nonce || a.MaxAge != time.Minute {
+			// Holding a "good", the answer must not sit in an HTTP cache:
+			// it would stay good there after a revocation.
+			if a.Nonce || a.MaxAge != 0 {
 				t.Errorf("answer without nonce: %+v", a)
+			}
+			if a := e.r.Respond(ctx, request(t, inter, crypto.SHA256, nil, other.SerialNumber)); a.MaxAge != time.Minute {
+				t.Errorf("all-revoked answer may be cached a minute, got %v", a.MaxAge)
 			}
 			rep = readReply(t, a.DER, inter)
 			if rep.singles[0].status != Good || rep.singles[1].status != Revoked {
@@ -497,6 +502,61 @@ func TestResponderRenewal(t *testing.T) {
 	}
 	if !bytes.Equal(basic.Certificates[0].FullBytes, second.Cert.Raw) {
 		t.Error("response still carries the old responder certificate")
+	}
+}
+
+// fixedSigner hands out one credential and never renews it: a responder
+// certificate whose renewal keeps failing, or whose issuing CA ends soon.
+type fixedSigner struct{ cred ca.OCSPCredential }
+
+func (f fixedSigner) Current(context.Context) (ca.OCSPCredential, error) { return f.cred, nil }
+
+// TestAnswerNeverOutlivesSigner: nextUpdate (and the HTTP max-age) stop at
+// the responder certificate's notAfter; past it the answer is tryLater.
+func TestAnswerNeverOutlivesSigner(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, testdb.SQLite(t))
+	inter := e.ca.Intermediate()
+	cred, err := e.signer.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.RevokeCertificate(ctx, e.serial, 1, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Certs: e.st, Signer: fixedSigner{cred}, Issuer: inter, Now: e.clock.Now, HTTPMaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := cred.Cert.NotAfter.UTC()
+	for _, tc := range []struct {
+		left     time.Duration // signer lifetime left at the request
+		wantNext time.Time
+		want     ResponseStatus
+	}{
+		{2 * time.Hour, e.clock.Now().UTC().Add(time.Hour), Successful},
+		{10 * time.Minute, end, Successful},
+		{0, time.Time{}, TryLater},
+		{-time.Minute, time.Time{}, TryLater},
+	} {
+		e.clock.Advance(end.Sub(e.clock.Now()) - tc.left)
+		if tc.left == 2*time.Hour {
+			tc.wantNext = e.clock.Now().UTC().Add(time.Hour)
+		}
+		a := r.Respond(ctx, request(t, inter, crypto.SHA1, nil, e.leaf.SerialNumber))
+		if a.Status != tc.want {
+			t.Fatalf("%v left: status %d, want %d", tc.left, a.Status, tc.want)
+		}
+		if tc.want != Successful {
+			continue
+		}
+		rep := readReply(t, a.DER, inter)
+		if got := rep.singles[0].nextUpdate; !got.Equal(tc.wantNext) || a.NextUpdate.After(end) {
+			t.Errorf("%v left: nextUpdate %v, want %v (signer ends %v)", tc.left, got, tc.wantNext, end)
+		}
+		if a.ThisUpdate.Add(a.MaxAge).After(end) {
+			t.Errorf("%v left: cacheable %v, past the signer's end", tc.left, a.MaxAge)
+		}
 	}
 }
 

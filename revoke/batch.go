@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -157,6 +158,7 @@ func (s *Service) runOne(ctx context.Context) bool {
 func (s *Service) RunJob(ctx context.Context, job store.RevocationJob) error {
 	failures := 0
 	crlDue, lastCRL := false, time.Time{}
+	var crlBusy atomic.Bool // a background publication runs
 	for {
 		if err := ctx.Err(); err != nil {
 			s.release(job.ID)
@@ -201,11 +203,14 @@ func (s *Service) RunJob(ctx context.Context, job store.RevocationJob) error {
 		failures = 0
 		crlDue = crlDue || len(ch.Serials) > 0
 		finished := ch.Job.Status != store.JobRunning
-		// A CRL with 100k entries takes a few hundred milliseconds to sign:
-		// republishing after every step would make a big batch quadratic.
-		// Brokers get a new list at least every crlEvery and at the end;
-		// the webhook decisions and kicks follow every step.
-		publish := crlDue && (finished || s.cfg.Now().Sub(lastCRL) >= crlEvery)
+		// A CRL with 100k entries takes a few hundred milliseconds to sign,
+		// a million several seconds: republishing after every step would
+		// make a big batch quadratic, and waiting for each publication
+		// would hold back the next steps' denies and kicks. While the job
+		// runs, the list is republished in the background, at most every
+		// crlEvery and one at a time; the last step waits for a list that
+		// holds every revocation of the job.
+		publish := finished && (crlDue || crlBusy.Load())
 		if len(ch.Devices) > 0 || publish {
 			// The step is committed; a refresh, kick or CRL that lags is
 			// caught up by the core's poll and the CRL's own retry.
@@ -213,8 +218,15 @@ func (s *Service) RunJob(ctx context.Context, job store.RevocationJob) error {
 				s.cfg.Log.Warn("revocation job: side effect lagging", "job", job.ID, "err", err)
 			}
 		}
-		if publish {
+		if !finished && crlDue && s.cfg.CRL != nil && !crlBusy.Load() && s.cfg.Now().Sub(lastCRL) >= crlEvery {
 			crlDue, lastCRL = false, s.cfg.Now()
+			crlBusy.Store(true)
+			go func() {
+				defer crlBusy.Store(false)
+				if err := s.cfg.CRL.Publish(ctx); err != nil && ctx.Err() == nil {
+					s.cfg.Log.Warn("revocation job: CRL lagging; retried in the background", "job", job.ID, "err", err)
+				}
+			}()
 		}
 		job = ch.Job
 		if job.Status != store.JobRunning {

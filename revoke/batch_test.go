@@ -273,3 +273,52 @@ func TestBatchTwoReplicas(t *testing.T) {
 		})
 	}
 }
+
+// slowCRL is a CRL whose generation takes a while (a list of a million
+// entries takes seconds to sign).
+type slowCRL struct {
+	*effects
+	took time.Duration
+}
+
+func (c slowCRL) Publish(ctx context.Context) error {
+	c.publishes.Add(1)
+	select {
+	case <-time.After(c.took):
+		return nil
+	case <-ctx.Done():
+		// As crl.Publisher: the caller stops waiting, the generation goes on.
+		return fault.Wrap(ctx.Err(), fault.Unavailable, "CRL publication still running")
+	}
+}
+
+// TestBatchStepsDoNotWaitForTheCRL: a slow CRL generation does not hold
+// back the job: every device of a multi-step job is kicked (and the core
+// refreshed) long before one generation ends, and the job still ends with a
+// publication.
+func TestBatchStepsDoNotWaitForTheCRL(t *testing.T) {
+	st, devs := fixture(t, testdb.SQLite(t), 60)
+	e := &effects{}
+	const took = 1500 * time.Millisecond
+	s, err := revoke.New(revoke.Config{Store: st, Core: e, CRL: slowCRL{e, took}, Sessions: e, ChunkSize: 10,
+		PollInterval: 20 * time.Millisecond, Lease: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Run(ctx) }()
+	begin := time.Now()
+	job, _, err := s.RevokeBatch(ctx, "lot", revoke.Request{Actor: "ops", Reason: "keyCompromise"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return len(e.kicks()) == len(devs) })
+	if d := time.Since(begin); d > took/2 {
+		t.Errorf("all %d devices kicked after %v: the steps waited for the CRL (%v)", len(devs), d, took)
+	}
+	j := waitDone(t, s, job.ID, 10*time.Second)
+	if j.Revoked != int64(len(devs)) || e.publishes.Load() < 2 {
+		t.Fatalf("job %+v, publications %d", j, e.publishes.Load())
+	}
+}

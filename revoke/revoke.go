@@ -101,6 +101,13 @@ type Config struct {
 	// Run looks for jobs to take over (default 2s).
 	Lease        time.Duration
 	PollInterval time.Duration
+	// CRLWait bounds how long a revoke call waits for the CRL that lists
+	// it (default 15s). A list of a million entries takes seconds to sign,
+	// and the call may queue behind a generation already running; past
+	// CRLWait the call returns with a warning while the publication goes
+	// on in the background, rather than hitting a client or server timeout
+	// that would hide that the revocation is committed.
+	CRLWait time.Duration
 	// Owner names this replica in job leases (default: random).
 	Owner string
 	Log   *slog.Logger
@@ -130,6 +137,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.ChunkSize <= 0 {
 		cfg.ChunkSize = 500
+	}
+	if cfg.CRLWait <= 0 {
+		cfg.CRLWait = 15 * time.Second
 	}
 	if cfg.Lease <= 0 {
 		cfg.Lease = 30 * time.Second
@@ -181,10 +191,10 @@ func (s *Service) refresh(ctx context.Context) error {
 }
 
 // after runs the side effects that follow a committed change: the decision
-// core first (that is what the next broker request sees), then the CRL and
-// the live-session kick. The change is durable; the first failure is
-// reported so the caller knows what is still catching up, but every step is
-// attempted.
+// core first (that is what the next broker request sees), then the
+// live-session kick and the CRL. The change is durable; every step is
+// attempted, and those that failed are returned as a *Lagging so the caller
+// knows what is still catching up without mistaking it for a failed change.
 func (s *Service) after(ctx context.Context, deviceID, why string, crl bool) error {
 	var ids []string
 	if deviceID != "" {
@@ -210,16 +220,14 @@ func (s *Service) afterMany(ctx context.Context, deviceIDs []string, why string,
 		errs = append(errs, kickErr)
 	}
 	if crl && s.cfg.CRL != nil {
-		if err := s.cfg.CRL.Publish(ctx); err != nil {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.CRLWait)
+		err := s.cfg.CRL.Publish(cctx)
+		cancel()
+		if err != nil {
 			errs = append(errs, fault.Wrap(err, fault.Unavailable, "change saved, but the CRL was not republished yet; it is retried in the background"))
 		}
 	}
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return lagging(errs...)
 }
 
 // RevokeDevice revokes a device and all its certificates.
@@ -289,13 +297,13 @@ func (s *Service) transition(ctx context.Context, id string, req Request, from [
 		return store.Device{}, err
 	}
 	if !kick {
-		err := s.refresh(ctx)
+		errs := []error{s.refresh(ctx)}
 		if s.cfg.Sessions != nil {
-			if cerr := s.cfg.Sessions.Cancel(ctx, id); cerr != nil && err == nil {
-				err = fault.Wrap(cerr, fault.Unavailable, "change saved, but pending session kicks were not cancelled")
+			if cerr := s.cfg.Sessions.Cancel(ctx, id); cerr != nil {
+				errs = append(errs, fault.Wrap(cerr, fault.Unavailable, "change saved, but pending session kicks were not cancelled"))
 			}
 		}
-		return d, err
+		return d, lagging(errs...)
 	}
 	return d, s.after(ctx, id, action, false)
 }

@@ -7,29 +7,18 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
-	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
 // TestSessionKicks runs the kick queue's cases on every backend.
 func TestSessionKicks(t *testing.T) {
-	cases := []struct {
-		name string
-		run  func(t *testing.T, backend string)
-	}{
+	onEveryBackend(t, []backendCase{
 		{"Lifecycle", testKickLifecycle},
 		{"Requeue", testKickRequeue},
 		{"Lease", testKickLease},
 		{"ClaimRace", testKickClaimRace},
 		{"List", testKickList},
-	}
-	for _, backend := range testdb.All() {
-		t.Run(backend, func(t *testing.T) {
-			for _, c := range cases {
-				t.Run(c.name, func(t *testing.T) { c.run(t, backend) })
-			}
-		})
-	}
+	})
 }
 
 var brokers = []string{"emqx", "rabbitmq"}

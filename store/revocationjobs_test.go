@@ -14,22 +14,12 @@ import (
 
 // TestRevocationJobs runs the bulk revocation cases on every backend.
 func TestRevocationJobs(t *testing.T) {
-	cases := []struct {
-		name string
-		run  func(t *testing.T, backend string)
-	}{
+	onEveryBackend(t, []backendCase{
 		{"ChunkedResume", testBatchRevocationResume},
 		{"ClaimRace", testRevocationJobClaimRace},
 		{"FailedJobResumes", testRevocationJobFailResume},
 		{"RevokeCertificateAudited", testRevokeCertificateAudited},
-	}
-	for _, backend := range testdb.All() {
-		t.Run(backend, func(t *testing.T) {
-			for _, c := range cases {
-				t.Run(c.name, func(t *testing.T) { c.run(t, backend) })
-			}
-		})
-	}
+	})
 }
 
 // lot creates batch id with n tokens and enrolls a device with each of

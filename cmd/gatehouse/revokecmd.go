@@ -51,6 +51,8 @@ Reasons: ` + strings.Join(reasonNames(), ", ") + `.`,
 				Device  string   `json:"device"`
 				Status  string   `json:"status"`
 				Serials []string `json:"revoked_serials"`
+				// Warnings list follow-ups that lag a committed revocation.
+				Warnings []any `json:"warnings"`
 			}
 			if err := c.call("POST", "/api/v1/devices/"+url.PathEscape(id)+"/revoke", body, &res); err != nil {
 				return nil, err
@@ -59,7 +61,8 @@ Reasons: ` + strings.Join(reasonNames(), ", ") + `.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "device %s revoked (%s); %d certificate(s) revoked: %s\n",
 					res.Device, body.Reason, len(res.Serials), strings.Join(res.Serials, ", "))
 			}
-			return map[string]any{"ok": true, "device": res.Device, "status": res.Status, "revoked_serials": res.Serials}, nil
+			printWarnings(cmd, res.Warnings)
+			return map[string]any{"ok": true, "device": res.Device, "status": res.Status, "revoked_serials": res.Serials, "warnings": res.Warnings}, nil
 		}),
 	})
 	certificate := withReason(&cobra.Command{
@@ -75,6 +78,7 @@ Reasons: ` + strings.Join(reasonNames(), ", ") + `.`,
 			if !asJSON(cmd) {
 				fmt.Fprintf(cmd.OutOrStdout(), "certificate %s %v (%s)\n", serial, res["status"], body.Reason)
 			}
+			printWarnings(cmd, res["warnings"])
 			return map[string]any{"ok": true, "certificate": res}, nil
 		}),
 	})
@@ -140,6 +144,7 @@ the command again for the same batch shows or resumes the same job.`,
 				if !asJSON(cmd) {
 					fmt.Fprintf(cmd.OutOrStdout(), "device %s is %v\n", id, res["status"])
 				}
+				printWarnings(cmd, res["warnings"])
 				return map[string]any{"ok": true, "device": res}, nil
 			}),
 		}

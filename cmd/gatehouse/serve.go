@@ -39,7 +39,13 @@ func newServeCmd() *cobra.Command {
 			// A valid CRL (and its file, which a broker may need to start)
 			// exists before the listeners open; Run below keeps retrying if not.
 			if err := a.crl.Ensure(ctx); err != nil {
-				log.Error("no CRL yet", "err", err)
+				// A broker reading crl.file must not start (or reload)
+				// without a usable list: start only if the file from an
+				// earlier run is still valid, and say loudly that it lags.
+				if ferr := a.crl.CheckFile(); ferr != nil {
+					return fmt.Errorf("no usable CRL (%w) and %v", err, ferr)
+				}
+				log.Error("no new CRL yet; the CRL file keeps the previous list", "err", err)
 			}
 			// The intermediate is an anchor too, so devices whose TLS stacks send
 			// only their leaf can still authenticate; renewal re-verifies the
