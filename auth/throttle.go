@@ -103,11 +103,22 @@ func (t *throttle) succeed(key string) {
 	t.mu.Unlock()
 }
 
-// prune drops entries older than the window; if that frees nothing (a flood
-// of distinct keys), it drops everything rather than grow without bound.
+// prune drops entries older than the window. If that frees nothing (a flood
+// of distinct keys), it drops the keys that are not being held back yet:
+// a flood of one-guess usernames must not reset a real account that is
+// under attack. Only if every entry is held back does it drop everything,
+// rather than grow without bound.
 func (t *throttle) prune(now time.Time) {
 	for k, e := range t.entries {
 		if now.Sub(e.last) > t.window {
+			delete(t.entries, k)
+		}
+	}
+	if len(t.entries) < t.maxEntries {
+		return
+	}
+	for k, e := range t.entries {
+		if e.failures <= t.freeFailures {
 			delete(t.entries, k)
 		}
 	}
