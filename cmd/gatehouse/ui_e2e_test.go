@@ -220,7 +220,10 @@ func TestWebUI(t *testing.T) {
 	chrome := chromiumPath(t)
 	g := newGatehouse(t)
 	adminUser, adminPassword := g.adminUser, g.adminPassword
-	g.serve(t)
+	// A session-kick webhook that nothing answers: the device page must
+	// show the kick as undelivered, with its error, not hide it.
+	g.serve(t, "GATEHOUSE_KICK_WEBHOOK_URL=http://"+closedPort(t)+"/kick",
+		"GATEHOUSE_KICK_WEBHOOK_SECRET=0123456789abcdef0123456789abcdef")
 	server := g.server
 
 	downloads := t.TempDir()
@@ -512,6 +515,26 @@ func TestWebUI(t *testing.T) {
 			t.Errorf("revoked certificates shown: %d", n)
 		}
 		u.shot("12-device-revoked")
+		// The kick to the unreachable webhook is recorded and shown with
+		// its delivery error (the first attempt runs at once).
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			u.visit("#/devices/ui-sensor-1", `#sessions-table tbody tr[data-row="0"]`)
+			if u.text(`#sessions-table tbody tr[data-row="0"] td[data-col="last_error"]`) != "" || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if b := u.text(`#sessions-table tbody tr[data-row="0"] td[data-col="broker"]`); b != "webhook" {
+			t.Errorf("kick broker shown %q", b)
+		}
+		if st := u.text(`#sessions-table tbody tr[data-row="0"] td[data-col="status"]`); st != "pending" && st != "failed" {
+			t.Errorf("kick to an unreachable webhook shown as %q", st)
+		}
+		if e := u.text(`#sessions-table tbody tr[data-row="0"] td[data-col="last_error"]`); !strings.Contains(e, "refused") {
+			t.Errorf("kick error shown %q, want the connection error", e)
+		}
+		u.shot("12b-device-kick-status")
 		u.visit("#/audit?action=device.revoke", `#audit-table tbody tr[data-row="0"]`)
 		if obj := u.text(`#audit-table tbody tr[data-row="0"] td[data-col="object"]`); !strings.Contains(obj, "ui-sensor-1") {
 			t.Errorf("audit row object %q", obj)

@@ -13,6 +13,9 @@ export const REASONS = [
   ['privilegeWithdrawn', 'Privilege withdrawn'],
 ];
 
+// RFC 5280 CRLReason codes, as the API reports them on certificates.
+const REASON_CODES = { 0: 'unspecified', 1: 'keyCompromise', 2: 'cACompromise', 3: 'affiliationChanged', 4: 'superseded', 5: 'cessationOfOperation', 9: 'privilegeWithdrawn' };
+
 async function section(id, title, load) {
   let body;
   try { body = await load(); } catch (e) { body = errorBox(e, id + '-error'); }
@@ -77,7 +80,7 @@ export async function render({ params, can, navigate, href }) {
         { label: 'Status', key: 'status', cell: (c) => badge(c.status) },
         { label: 'Valid from', key: 'not_before', cell: (c) => fmtTime(c.not_before) },
         { label: 'Valid until', key: 'not_after', cell: (c) => [fmtTime(c.not_after), ' ', h('small', { class: 'muted' }, '(' + fmtRelative(c.not_after) + ')')] },
-        { label: 'Revoked', key: 'revoked', cell: (c) => c.revoked_at ? fmtTime(c.revoked_at) + ' (reason ' + c.revocation_reason + ')' : '' },
+        { label: 'Revoked', key: 'revoked', cell: (c) => c.revoked_at ? fmtTime(c.revoked_at) + ' (' + (REASON_CODES[c.revocation_reason] || 'reason ' + c.revocation_reason) + ')' : '' },
         { label: 'SHA-256', key: 'fp', cell: (c) => h('code', { class: 'fp', title: c.sha256_fingerprint }, c.sha256_fingerprint.slice(0, 16) + '…') },
       ], r.certificates, 'No certificate issued yet.');
     }),
@@ -89,7 +92,15 @@ export async function render({ params, can, navigate, href }) {
     section('device-sessions', 'Broker sessions', async () => {
       const r = await getOptional(path + '/sessions');
       if (!r) return h('p', { class: 'muted', testid: 'sessions-unavailable' }, 'Session status is not available on this server.');
-      return genericList('sessions-table', r);
+      return table('sessions-table', [
+        { label: 'Broker', key: 'broker', cell: (k) => k.broker },
+        { label: 'Status', key: 'status', cell: (k) => badge(k.status) },
+        { label: 'Reason', key: 'reason', cell: (k) => k.reason },
+        { label: 'Attempts', key: 'attempts', cell: (k) => String(k.attempts) },
+        { label: 'Last error', key: 'last_error', cell: (k) => k.last_error || '' },
+        { label: 'Next attempt', key: 'next_attempt_at', cell: (k) => k.next_attempt_at ? fmtTime(k.next_attempt_at) : '' },
+        { label: 'Done', key: 'done_at', cell: (k) => k.done_at ? fmtTime(k.done_at) : '' },
+      ], r.kicks || [], 'No session kick requested yet (brokers to kick are configured with the kick.* settings).');
     }),
   ]);
   return h('div', {}, heading('Device ' + id), info, certs, sessions, denies);
