@@ -151,6 +151,8 @@ type Publisher struct {
 	// fileNumber is the number of the list in File; below latest's after
 	// a failed write, which install retries.
 	fileNumber int64
+	// kick wakes Run before its next tick (Notify).
+	kick chan struct{}
 }
 
 // New returns a Publisher.
@@ -169,7 +171,8 @@ func New(cfg Config) (*Publisher, error) {
 	if cfg.ReloadCommand != "" && cfg.File == "" {
 		return nil, fault.New(fault.InvalidArgument, "crl.reload_command needs crl.file")
 	}
-	return &Publisher{cfg: cfg, status: Status{File: cfg.File, ReloadCommand: cfg.ReloadCommand != ""}}, nil
+	return &Publisher{cfg: cfg, status: Status{File: cfg.File, ReloadCommand: cfg.ReloadCommand != ""},
+		kick: make(chan struct{}, 1)}, nil
 }
 
 // Publish returns once a list that includes every revocation committed
@@ -255,6 +258,15 @@ func (p *Publisher) fresh(c store.CRL) bool {
 	return c.NextUpdate.Sub(p.cfg.Now()) > p.cfg.RefreshBefore
 }
 
+// Notify asks Run to look for a list another replica stored now, e.g. when
+// that replica announces it; it never blocks.
+func (p *Publisher) Notify() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
 // Run keeps the list current until ctx ends: it installs lists other
 // replicas store, regenerates before nextUpdate, and retries a failed
 // publication. Failures are logged and shown in Status; they never stop it.
@@ -269,6 +281,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-p.kick:
 		}
 		if err := p.tick(ctx); err != nil && ctx.Err() == nil {
 			p.cfg.Log.Error("CRL upkeep failed", "err", err)

@@ -49,6 +49,8 @@ type Service struct {
 	mu  sync.Mutex
 	// compiled caches compiled versions; versions are immutable.
 	compiled map[int64]*Policy
+	// kick wakes Run before its next tick (Notify).
+	kick chan struct{}
 }
 
 // NewService returns a Service.
@@ -62,7 +64,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, compiled: map[int64]*Policy{}}, nil
+	return &Service{cfg: cfg, compiled: map[int64]*Policy{}, kick: make(chan struct{}, 1)}, nil
 }
 
 // Compiled returns a stored version, compiled (cached: versions never change).
@@ -177,7 +179,17 @@ func (s *Service) load(ctx context.Context, version int64) error {
 	return nil
 }
 
-// Run follows activations made through other replicas until ctx ends.
+// Notify asks Run to check the active version now, e.g. when another
+// replica announces an activation; it never blocks.
+func (s *Service) Notify() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run follows activations made through other replicas until ctx ends: on
+// every tick and on every Notify.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
@@ -186,6 +198,7 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-s.kick:
 		}
 		act, err := s.cfg.Versions.ActivePolicy(ctx)
 		if err == nil {

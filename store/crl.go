@@ -141,6 +141,6 @@ func (s *Store) StoreCRL(ctx context.Context, c CRL) error {
 		if n == 0 {
 			return fault.New(fault.Conflict, "CRL number %d is not above the stored CRL's", c.Number)
 		}
-		return nil
+		return s.notifyEx(ctx, ex, TopicCRL)
 	})
 }

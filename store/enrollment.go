@@ -219,7 +219,13 @@ func (s *Store) enrollTx(ctx context.Context, ex execer, e Enrollment) (Device, 
 	c := newCertRow(e.Cert)
 	c.CreatedAt = at
 	c.Status = string(CertActive)
-	if _, err := ex.ExecContext(ctx, sqlInsertCert, c.Serial, c.Fingerprint, c.DeviceID, c.NotBefore, c.NotAfter,
+	insertCert := sqlInsertCert
+	if s.postgres {
+		// Announces the new device at commit (notify.go) without a round
+		// trip of its own, which cost a tenth of an enrollment.
+		insertCert = sqlInsertCertNotify
+	}
+	if _, err := ex.ExecContext(ctx, insertCert, c.Serial, c.Fingerprint, c.DeviceID, c.NotBefore, c.NotAfter,
 		c.Status, c.PEM, c.RevokedAt, c.RevocationReason, c.CreatedAt); err != nil {
 		return Device{}, classify(err, "certificate "+e.Cert.Serial)
 	}
@@ -311,7 +317,10 @@ func (s *Store) RecordRenewal(ctx context.Context, r Renewal) error {
 		r.Cert.CreatedAt = s.now()
 		r.Cert.Status = CertActive
 		c := newCertRow(r.Cert)
-		return classify(tx.Create(&c).Error, "certificate "+r.Cert.Serial)
+		if err := tx.Create(&c).Error; err != nil {
+			return classify(err, "certificate "+r.Cert.Serial)
+		}
+		return s.notify(tx, TopicDevices)
 	})
 }
 
@@ -350,7 +359,9 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, reason int
 		if _, err := s.GetCertificate(ctx, serial); err != nil {
 			return err
 		}
+		return nil
 	}
+	s.notifyAfter(ctx, TopicDevices)
 	return nil
 }
 

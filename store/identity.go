@@ -195,6 +195,7 @@ func (s *Store) UpdateDevice(ctx context.Context, d Device) (Device, error) {
 	if err := mustAffect(res, "device "+d.ID); err != nil {
 		return Device{}, err
 	}
+	s.notifyAfter(ctx, TopicDevices)
 	return s.GetDevice(ctx, d.ID)
 }
 
@@ -202,7 +203,11 @@ func (s *Store) UpdateDevice(ctx context.Context, d Device) (Device, error) {
 // was ever issued a certificate is revoked, not deleted, so its history and
 // CRL entries survive.
 func (s *Store) DeleteDevice(ctx context.Context, id string) error {
-	return mustAffect(s.db.WithContext(ctx).Where("id = ?", id).Delete(&deviceRow{}), "device "+id)
+	if err := mustAffect(s.db.WithContext(ctx).Where("id = ?", id).Delete(&deviceRow{}), "device "+id); err != nil {
+		return err
+	}
+	s.notifyAfter(ctx, TopicDevices)
+	return nil
 }
 
 func mustAffect(res *gorm.DB, what string) error {

@@ -112,6 +112,7 @@ func (s *Store) ActivatePolicyVersion(ctx context.Context, version int64, actor 
 		}
 		return PolicyActivation{}, err
 	}
+	s.notifyAfter(ctx, TopicPolicy)
 	return PolicyActivation{Version: version, ActivatedBy: actor, ActivatedAt: fromMS(r.ActivatedAt)}, nil
 }
 

@@ -31,6 +31,9 @@ func (s *Store) RevokeDevice(ctx context.Context, id string, reason int, at time
 				return classify(err, "certificates")
 			}
 		}
+		if err := s.notify(tx, TopicDevices); err != nil {
+			return err
+		}
 		return s.appendAuditTx(tx, audit)
 	})
 	return serials, err
@@ -59,6 +62,9 @@ func (s *Store) TransitionDevice(ctx context.Context, id string, from []DeviceSt
 			return fault.New(fault.Conflict, "device %s is %s", id, r.Status)
 		}
 		out = r.domain()
+		if err := s.notify(tx, TopicDevices); err != nil {
+			return err
+		}
 		return s.appendAuditTx(tx, audit)
 	})
 	return out, err

@@ -331,6 +331,11 @@ func (s *Store) RevokeBatchChunk(ctx context.Context, req ChunkRequest) (Chunk, 
 			r.Cursor = last
 			r.Done += int64(len(ids))
 			r.Revoked += int64(len(out.Devices))
+			if len(out.Devices) > 0 {
+				if err := s.notify(tx, TopicDevices); err != nil {
+					return err
+				}
+			}
 		}
 		upd := map[string]any{"cursor_device": r.Cursor, "done_count": r.Done, "revoked_count": r.Revoked,
 			"lease_until": ms(req.LeaseUntil), "updated_at": at}
@@ -410,6 +415,9 @@ func (s *Store) RevokeCertificateAudited(ctx context.Context, serial string, rea
 			return classify(err, "certificate "+serial)
 		}
 		out = r.domain()
+		if err := s.notify(tx, TopicDevices); err != nil {
+			return err
+		}
 		if audit == nil {
 			return nil
 		}

@@ -43,7 +43,10 @@ type Store struct {
 	db       *gorm.DB
 	sql      *sql.DB
 	postgres bool
-	now      func() time.Time
+	// dsn and log serve Listen's own connection (notify.go).
+	dsn string
+	log *slog.Logger
+	now func() time.Time
 	// writeMu serialises write transactions on SQLite, which has one writer
 	// anyway: waiting on a mutex is far cheaper than SQLite's busy handler,
 	// which sleeps in millisecond steps. PostgreSQL writes run concurrently.
@@ -108,7 +111,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.DSN == "" {
 		return nil, fault.New(fault.InvalidArgument, "database DSN is empty")
 	}
-	s := &Store{postgres: IsPostgres(cfg.DSN), now: time.Now}
+	s := &Store{postgres: IsPostgres(cfg.DSN), dsn: cfg.DSN, log: cfg.Logger, now: time.Now}
 	gcfg := &gorm.Config{
 		Logger:                 logger.Discard,
 		SkipDefaultTransaction: true,

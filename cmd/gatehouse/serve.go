@@ -97,6 +97,11 @@ func newServeCmd() *cobra.Command {
 				})
 			}
 			g.Go(func() error { return a.sync.Run(gctx) })
+			// Other replicas' changes, announced at their commit (PostgreSQL);
+			// the Run loops' polls remain the fallback.
+			g.Go(func() error {
+				return listenChanges(gctx, a.store, changeTargets{devices: a.sync, policy: a.policies, crl: a.crl}, log)
+			})
 			g.Go(func() error { return a.crl.Run(gctx) })
 			g.Go(func() error { return a.policies.Run(gctx) })
 			// Bulk revocation jobs: this replica's and any a stopped one left.
