@@ -13,11 +13,7 @@ func TestPolicyVersions(t *testing.T) {
 	for _, backend := range testdb.All() {
 		t.Run(backend, func(t *testing.T) {
 			ctx := context.Background()
-			s, err := store.New(ctx, store.Config{DSN: testdb.DSN(t, backend)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := open(t, testdb.DSN(t, backend), nil)
 			if _, err := s.ActivePolicy(ctx); fault.CodeOf(err) != fault.NotFound {
 				t.Fatalf("active on empty store: %v", err)
 			}

@@ -14,11 +14,7 @@ func TestAdminUsersAndSessions(t *testing.T) {
 	for _, backend := range testdb.All() {
 		t.Run(backend, func(t *testing.T) {
 			ctx := context.Background()
-			s, err := store.New(ctx, store.Config{DSN: testdb.DSN(t, backend)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := open(t, testdb.DSN(t, backend), nil)
 
 			alice, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "alice", PasswordHash: "h1", Role: store.RoleAdmin})
 			if err != nil || alice.ID == "" || alice.Disabled() || alice.LastLoginAt != nil {
