@@ -69,7 +69,7 @@ func (s *Server) listSessionKicks(c echo.Context) error {
 	}
 	status := store.KickStatus(c.QueryParam("status"))
 	if status != "" && !status.Valid() {
-		return fault.New(fault.InvalidArgument, "status must be pending, done or failed")
+		return fault.New(fault.InvalidArgument, "status must be pending, done, failed or cancelled")
 	}
 	ks, err := s.cfg.SessionKicks.ListKicks(c.Request().Context(), store.KickFilter{Status: status, Limit: limit})
 	if err != nil {

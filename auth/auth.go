@@ -567,9 +567,6 @@ func checkUsername(u string) error {
 	return nil
 }
 
-// ValidUsername reports whether u is an acceptable username.
-func ValidUsername(u string) bool { return checkUsername(u) == nil }
-
 // GeneratePassword returns a random 24-character password (144 bits).
 func GeneratePassword() string {
 	b := make([]byte, 18)

@@ -83,7 +83,9 @@ func (s *OCSPSigner) Current(ctx context.Context) (OCSPCredential, error) {
 	cred := s.cur.Load()
 	now := s.ca.cfg.Now()
 	renewAt := cred.Cert.NotAfter.Add(-s.validity / 3)
-	if now.Before(renewAt) {
+	// A certificate already cut to the intermediate's end cannot be
+	// outlasted: renewing it would certify a new key on every call.
+	if now.Before(renewAt) || !cred.Cert.NotAfter.Before(s.ca.inter.NotAfter) {
 		return *cred, nil
 	}
 	expired := !now.Before(cred.Cert.NotAfter)

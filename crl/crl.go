@@ -11,8 +11,9 @@
 // list or the new one and nothing in between.
 //
 // Replicas sharing a database share the stored list (its number only rises,
-// see store.StoreCRL); each replica polls the stored number and installs a
-// list another replica generated.
+// see store.StoreCRL); each replica installs a list another replica
+// generated when woken by the store's announcement (Notify, PostgreSQL) or,
+// failing that, at its next poll of the stored number.
 package crl
 
 import (

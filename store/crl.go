@@ -65,8 +65,8 @@ func (s *Store) EachRevokedCertificate(ctx context.Context, notAfterSince time.T
 			return classify(err, "revoked certificates")
 		}
 		// A revoked row always has its time; a hand-edited one without it
-		// is still revoked, listed as revoked at its expiry's epoch rather
-		// than left off the list.
+		// is still revoked, listed as revoked at the Unix epoch rather than
+		// left off the list.
 		r.RevokedAt = fromMS(revokedAt.Int64)
 		r.Reason = int(reason.Int64)
 		r.NotAfter = fromMS(notAfter)

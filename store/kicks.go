@@ -225,7 +225,7 @@ func (s *Store) DeviceKicks(ctx context.Context, deviceID string) ([]SessionKick
 // ListKicks returns kicks, most recently changed first.
 func (s *Store) ListKicks(ctx context.Context, f KickFilter) ([]SessionKick, error) {
 	if f.Status != "" && !f.Status.Valid() {
-		return nil, fault.New(fault.InvalidArgument, "session kick status %q is not pending, done or failed", f.Status)
+		return nil, fault.New(fault.InvalidArgument, "session kick status %q is not pending, done, failed or cancelled", f.Status)
 	}
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 100

@@ -301,6 +301,12 @@ func (s *Store) RevokeBatchChunk(ctx context.Context, req ChunkRequest) (Chunk, 
 				serials[dev] = append(serials[dev], serial)
 				out.Serials = append(out.Serials, serial)
 			}
+			// A failure mid-stream ends Next early: without this check the
+			// step would commit with serials missing from its list.
+			if err := rows.Err(); err != nil {
+				_ = rows.Close()
+				return classify(err, "certificates")
+			}
 			if err := rows.Close(); err != nil {
 				return classify(err, "certificates")
 			}
