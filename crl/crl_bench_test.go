@@ -2,8 +2,6 @@ package crl_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -31,15 +29,7 @@ func BenchmarkPublish(b *testing.B) {
 				b.Fatal(err)
 			}
 			r := newBenchReplica(b, caDir, dsn)
-			now := time.Now()
-			certs := make([]testdb.Cert, n)
-			var raw [16]byte
-			for i := range certs {
-				_, _ = rand.Read(raw[:])
-				raw[0] = raw[0]&0x7f | 0x01
-				certs[i] = testdb.Cert{Serial: hex.EncodeToString(raw[:]), NotAfter: now.Add(30 * 24 * time.Hour),
-					RevokedAt: now.Add(-time.Duration(i) * time.Second), Reason: i % 6}
-			}
+			certs := testdb.RevokedCerts(n, time.Now())
 			testdb.SeedCertificates(b, dsn, certs)
 			certs = nil
 			b.ResetTimer()

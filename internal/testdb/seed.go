@@ -2,7 +2,9 @@ package testdb
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -20,6 +22,22 @@ type Cert struct {
 	Status    string
 	RevokedAt time.Time
 	Reason    int
+}
+
+// RevokedCerts returns n revoked certificate rows with random positive
+// 16-byte serials (like the CA's), valid for 30 more days from now, revoked
+// a second apart going back from now, reasons cycling through 0–5: the
+// shape of a large CRL for benchmarks.
+func RevokedCerts(n int, now time.Time) []Cert {
+	certs := make([]Cert, n)
+	var raw [16]byte
+	for i := range certs {
+		_, _ = rand.Read(raw[:])
+		raw[0] = raw[0]&0x7f | 0x01 // positive and 16 bytes long
+		certs[i] = Cert{Serial: hex.EncodeToString(raw[:]), NotAfter: now.Add(30 * 24 * time.Hour),
+			RevokedAt: now.Add(-time.Duration(i) * time.Second), Reason: i % 6}
+	}
+	return certs
 }
 
 // SeedCertificates writes certificate rows straight into a migrated
