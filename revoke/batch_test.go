@@ -116,8 +116,9 @@ func waitDone(t testing.TB, s *revoke.Service, id string, within time.Duration) 
 	}
 }
 
-// TestBatchSideEffects: each step refreshes the decision core once,
-// publishes the CRL once and kicks each of its devices once.
+// TestBatchSideEffects: each step refreshes the decision core once and
+// kicks each of its devices once; the CRL is republished at most once a
+// second while the job runs, and at its end.
 func TestBatchSideEffects(t *testing.T) {
 	st, devs := fixture(t, testdb.SQLite(t), 25)
 	e := &effects{}
