@@ -35,7 +35,8 @@ func BenchmarkRevokeToDeny(b *testing.B) {
 			var core *authz.Authorizer
 			var syncer *authzsync.Syncer
 			s := newStack(b, testdb.DSN(b, backend), withPolicies(&core, &syncer))
-			h, err := hooks.New(hooks.Config{Authorizer: core})
+			const hookSecret = "bench-hook-secret-0123456789"
+			h, err := hooks.New(hooks.Config{Authorizer: core, Secret: hookSecret})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -45,7 +46,13 @@ func BenchmarkRevokeToDeny(b *testing.B) {
 			allow := func(b *testing.B, id string) bool {
 				body := `{"clientid":"` + id + `","username":"` + id + `","cert_common_name":"` + id +
 					`","action":"publish","topic":"devices/` + id + `/telemetry/t","qos":"1","retain":"false"}`
-				resp, err := client.Post(hs.URL+"/hooks/emqx/authz", "application/json", strings.NewReader(body))
+				req, err := http.NewRequest("POST", hs.URL+"/hooks/emqx/authz", strings.NewReader(body))
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-Gatehouse-Hook-Secret", hookSecret)
+				resp, err := client.Do(req)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -11,7 +11,7 @@ import (
 // BenchmarkEMQXAuthz is the in-process cost of one cached EMQX authz
 // request through the handler (decode, decide, encode), no network.
 func BenchmarkEMQXAuthz(b *testing.B) {
-	h, err := hooks.New(hooks.Config{Authorizer: newAuthorizer(b)})
+	h, err := hooks.New(hooks.Config{Authorizer: newAuthorizer(b), Secret: secret})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -20,6 +20,7 @@ func BenchmarkEMQXAuthz(b *testing.B) {
 	for b.Loop() {
 		req := httptest.NewRequest("POST", "/hooks/emqx/authz", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Gatehouse-Hook-Secret", secret)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != 200 || !strings.Contains(rec.Body.String(), "allow") {

@@ -55,7 +55,7 @@ func (h *Handler) emqxAuthn(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		d, err = h.decide(r, areq)
 	}
-	writeBody(w, http.StatusOK, pick(h.allowed("emqx", areq, d, err), emqxAuthnAllow, emqxAuthnDeny))
+	writeBody(w, http.StatusOK, pick(h.allowed(r, "emqx", areq, d, err), emqxAuthnAllow, emqxAuthnDeny))
 }
 
 func (h *Handler) emqxAuthz(w http.ResponseWriter, r *http.Request) {
@@ -76,7 +76,7 @@ func (h *Handler) emqxAuthz(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		d, err = h.decide(r, areq)
 	}
-	writeBody(w, http.StatusOK, pick(h.allowed("emqx", areq, d, err), emqxAuthzAllow, emqxAuthzDeny))
+	writeBody(w, http.StatusOK, pick(h.allowed(r, "emqx", areq, d, err), emqxAuthzAllow, emqxAuthzDeny))
 }
 
 func (h *Handler) emqxDecode(w http.ResponseWriter, r *http.Request) (emqxRequest, error) {

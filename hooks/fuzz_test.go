@@ -39,7 +39,7 @@ func FuzzDialects(f *testing.F) {
 		{"/hooks/rabbitmq/topic", "application/x-www-form-urlencoded", ""},
 		{"/hooks/v1/authorize", "application/json", ""},
 	}
-	h, err := hooks.New(hooks.Config{Authorizer: newAuthorizer(f), RabbitCertLogin: true})
+	h, err := hooks.New(hooks.Config{Authorizer: newAuthorizer(f), Secret: secret, RabbitCertLogin: true})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -47,6 +47,7 @@ func FuzzDialects(f *testing.F) {
 		ep := endpoints[int(which)%len(endpoints)]
 		req := httptest.NewRequest("POST", ep.path, strings.NewReader(body))
 		req.Header.Set("Content-Type", ep.ctype)
+		req.Header.Set("X-Gatehouse-Hook-Secret", secret)
 		if ep.hook != "" {
 			req.Header.Set("vernemq-hook", ep.hook)
 		}

@@ -4,10 +4,13 @@
 //
 // Each dialect decodes its broker's request into an authz.Request and
 // encodes the decision in the broker's own contract. Every failure — bad
-// body, unknown action, missing shared secret, an error from the core — is
+// body, unknown action, missing credentials, an error from the core — is
 // encoded as that broker's explicit deny, never as a status or body the
 // broker would read as "ignore" or "next" (which falls through to allow on
 // brokers configured that way). The broker learns allow or deny, nothing more.
+//
+// Hooks are closed by default: a request must carry the shared secret or
+// arrive over mutual TLS, unless the operator explicitly opened them.
 package hooks
 
 import (
@@ -15,10 +18,12 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
 )
@@ -51,7 +56,20 @@ type Config struct {
 	Certs CertVerifier
 	// Secret, when set, must arrive in the X-Gatehouse-Hook-Secret header (or
 	// as the password of HTTP basic auth); a request without it is denied.
+	// At least MinSecretLen bytes.
 	Secret string
+	// ClientCerts declares that the listener requires and verifies broker
+	// certificates (mutual TLS): a request that arrived with a verified
+	// chain is authenticated without the secret.
+	ClientCerts bool
+	// AllowUnauthenticated serves requests that carry neither the secret
+	// nor a verified client certificate. Without it, New refuses a Config
+	// with no Secret and no ClientCerts: hooks are closed by default.
+	AllowUnauthenticated bool
+	// UnauthLogEvery is the least time between two log lines about
+	// unauthenticated requests (each line counts them): a flood of bad
+	// requests must not become a flood of log lines. Default 1s.
+	UnauthLogEvery time.Duration
 	// MosquittoMode selects the go-auth response mode; default status.
 	MosquittoMode MosquittoMode
 	// RabbitCertLogin declares the RabbitMQ broker certificate-authenticated
@@ -64,10 +82,14 @@ type Config struct {
 	Log     *slog.Logger
 }
 
+// MinSecretLen is the shortest accepted shared secret, in bytes.
+const MinSecretLen = 16
+
 // Handler serves every dialect under /hooks/.
 type Handler struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg    Config
+	mux    *http.ServeMux
+	unauth *throttledLog
 }
 
 // New returns the hooks handler.
@@ -83,13 +105,23 @@ func New(cfg Config) (*Handler, error) {
 	default:
 		return nil, errors.New("hooks: mosquitto mode must be status, json or text")
 	}
+	if cfg.Secret != "" && len(cfg.Secret) < MinSecretLen {
+		return nil, fmt.Errorf("hooks: the shared secret must be at least %d bytes", MinSecretLen)
+	}
+	if cfg.Secret == "" && !cfg.ClientCerts && !cfg.AllowUnauthenticated {
+		return nil, errors.New("hooks: no shared secret and no client certificates; " +
+			"serving hooks without authentication needs AllowUnauthenticated")
+	}
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 64 << 10
+	}
+	if cfg.UnauthLogEvery == 0 {
+		cfg.UnauthLogEvery = time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(), unauth: newThrottledLog(cfg.Log, cfg.UnauthLogEvery)}
 	h.routes()
 	return h, nil
 }
@@ -118,12 +150,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 var noStore = []string{"no-store"}
 
 // errUnauthenticated marks a request without the shared secret.
-var errUnauthenticated = errors.New("hook request without the shared secret")
+var errUnauthenticated = errors.New("hook request without the shared secret or a client certificate")
 
-// authenticated checks the shared secret in constant time.
+// authenticated reports whether the request carries the shared secret
+// (compared in constant time) or came over mutual TLS. With neither
+// configured, New only built the handler because the operator opened it.
 func (h *Handler) authenticated(r *http.Request) bool {
-	if h.cfg.Secret == "" {
+	if h.cfg.AllowUnauthenticated {
 		return true
+	}
+	if h.cfg.ClientCerts && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return true
+	}
+	if h.cfg.Secret == "" {
+		return false
 	}
 	got := r.Header.Get("X-Gatehouse-Hook-Secret")
 	if got == "" {
@@ -154,8 +194,16 @@ func (h *Handler) decide(r *http.Request, req authz.Request) (authz.Decision, er
 }
 
 // allowed folds a decision and an error into the one bit brokers get.
-func (h *Handler) allowed(dialect string, req authz.Request, d authz.Decision, err error) bool {
+// Failures of authenticated callers (the broker) are logged each; those of
+// unauthenticated callers, malformed or not, are only counted and logged at
+// most once per UnauthLogEvery, since anyone who reaches the listener can
+// send them.
+func (h *Handler) allowed(r *http.Request, dialect string, req authz.Request, d authz.Decision, err error) bool {
 	if err != nil {
+		if errors.Is(err, errUnauthenticated) || !h.authenticated(r) {
+			h.unauth.note(dialect, r.RemoteAddr)
+			return false
+		}
 		h.cfg.Log.Warn("hook request denied on error", "dialect", dialect, "action", string(req.Action),
 			"identity", req.Identity, "err", err)
 		return false

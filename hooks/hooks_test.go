@@ -165,7 +165,7 @@ func TestErrorsAreExplicitDenies(t *testing.T) {
 		{"rabbitmq", "GET", "/hooks/rabbitmq/user?username=dev1", "", "", ""},
 		{"native", "POST", "/hooks/v1/authorize", "application/json", `{"action":"connect","client_id":"dev1","identity":"dev1"}`, ""},
 	}
-	h, err := hooks.New(hooks.Config{Authorizer: failing{}, RabbitCertLogin: true})
+	h, err := hooks.New(hooks.Config{Authorizer: failing{}, Secret: secret, RabbitCertLogin: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +178,7 @@ func TestErrorsAreExplicitDenies(t *testing.T) {
 			if tc.hook != "" {
 				req.Header.Set("vernemq-hook", tc.hook)
 			}
+			req.Header.Set("X-Gatehouse-Hook-Secret", secret)
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
 			if allowedBy(tc.dialect, rec.Code, rec.Body.String()) || rec.Code >= 500 {

@@ -96,7 +96,7 @@ func (h *Handler) mosquittoUser(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		d, err = h.decide(r, areq)
 	}
-	h.mosqAnswer(w, h.allowed("mosquitto", areq, d, err))
+	h.mosqAnswer(w, h.allowed(r, "mosquitto", areq, d, err))
 }
 
 // mosquittoSuperuser always denies: no device bypasses the ACL.
@@ -131,10 +131,10 @@ func (h *Handler) mosquittoACL(w http.ResponseWriter, r *http.Request) {
 		areq := base
 		areq.Action = a
 		d, derr := h.decide(r, areq)
-		allow = h.allowed("mosquitto", areq, d, derr)
+		allow = h.allowed(r, "mosquitto", areq, d, derr)
 	}
 	if err != nil {
-		h.allowed("mosquitto", base, authz.Decision{}, err)
+		h.allowed(r, "mosquitto", base, authz.Decision{}, err)
 	}
 	h.mosqAnswer(w, allow)
 }

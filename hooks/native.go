@@ -37,6 +37,11 @@ func (h *Handler) native(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			return authz.Request{}, malformed("method " + r.Method)
 		}
+		// Checked before the certificate is parsed and verified, so an
+		// anonymous caller cannot make the server do that work.
+		if !h.authenticated(r) {
+			return authz.Request{}, errUnauthenticated
+		}
 		b, err := h.body(w, r)
 		if err != nil {
 			return authz.Request{}, malformed("body: " + err.Error())
@@ -75,5 +80,5 @@ func (h *Handler) native(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		d, err = h.decide(r, areq)
 	}
-	writeJSON(w, http.StatusOK, NativeResponse{Allow: h.allowed("native", areq, d, err)})
+	writeJSON(w, http.StatusOK, NativeResponse{Allow: h.allowed(r, "native", areq, d, err)})
 }

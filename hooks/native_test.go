@@ -55,7 +55,7 @@ func TestNativeCertificate(t *testing.T) {
 	p := newAuthorizer(t)
 	p.UpsertDevice(authz.Device{ID: "dev1", Fleet: "plant", Active: true, Status: "active", Roles: []string{"telemetry"},
 		CertSerial: serial, CertNotAfter: time.Now().Add(time.Hour)})
-	h, err := hooks.New(hooks.Config{Authorizer: p, Certs: mine})
+	h, err := hooks.New(hooks.Config{Authorizer: p, Certs: mine, Secret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +77,7 @@ func TestNativeCertificate(t *testing.T) {
 			rec := httptest.NewRecorder()
 			r := httptest.NewRequest("POST", "/hooks/v1/authorize", strings.NewReader(string(b)))
 			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("X-Gatehouse-Hook-Secret", secret)
 			h.ServeHTTP(rec, r)
 			var out hooks.NativeResponse
 			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 || out.Allow != tc.allow {

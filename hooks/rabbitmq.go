@@ -67,7 +67,7 @@ func (h *Handler) rabbitUser(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		d, err = h.decide(r, areq)
 	}
-	rabbitAnswer(w, h.allowed("rabbitmq", areq, d, err))
+	rabbitAnswer(w, h.allowed(r, "rabbitmq", areq, d, err))
 }
 
 // rabbitVhost allows the default vhost to an active device whose client id
@@ -83,7 +83,7 @@ func (h *Handler) rabbitVhost(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		d, err = h.decide(r, areq)
 	}
-	rabbitAnswer(w, h.allowed("rabbitmq", areq, d, err))
+	rabbitAnswer(w, h.allowed(r, "rabbitmq", areq, d, err))
 }
 
 // rabbitResource allows the MQTT plugin's own plumbing and nothing else:
@@ -108,7 +108,7 @@ func (h *Handler) rabbitResource(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		d, err = h.decide(r, areq)
 	}
-	rabbitAnswer(w, h.allowed("rabbitmq", areq, d, err))
+	rabbitAnswer(w, h.allowed(r, "rabbitmq", areq, d, err))
 }
 
 // rabbitTopic decides PUBLISH (write) and SUBSCRIBE (read) on a routing key.
@@ -138,5 +138,5 @@ func (h *Handler) rabbitTopic(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		d, err = h.decide(r, areq)
 	}
-	rabbitAnswer(w, h.allowed("rabbitmq", areq, d, err))
+	rabbitAnswer(w, h.allowed(r, "rabbitmq", areq, d, err))
 }

@@ -77,7 +77,7 @@ func (h *Handler) vernemq(w http.ResponseWriter, r *http.Request) {
 	case "auth_on_subscribe":
 		writeJSON(w, http.StatusOK, h.vmqSubscribe(r, base, req.Topics, m5, err))
 	default:
-		h.allowed("vernemq", base, authz.Decision{}, malformed("unknown hook "+hook))
+		h.allowed(r, "vernemq", base, authz.Decision{}, malformed("unknown hook "+hook))
 		writeJSON(w, http.StatusOK, vmqDeny)
 	}
 }
@@ -87,7 +87,7 @@ func (h *Handler) vmqOne(r *http.Request, req authz.Request, err error) vmqResul
 	if err == nil {
 		d, err = h.decide(r, req)
 	}
-	if h.allowed("vernemq", req, d, err) {
+	if h.allowed(r, "vernemq", req, d, err) {
 		return vmqResult{Result: "ok"}
 	}
 	return vmqDeny
@@ -102,7 +102,7 @@ func (h *Handler) vmqSubscribe(r *http.Request, base authz.Request, topics []vmq
 		err = malformed("no topics")
 	}
 	if err != nil {
-		h.allowed("vernemq", base, authz.Decision{}, err)
+		h.allowed(r, "vernemq", base, authz.Decision{}, err)
 		return vmqDeny
 	}
 	reject := 128
@@ -116,11 +116,11 @@ func (h *Handler) vmqSubscribe(r *http.Request, base authz.Request, topics []vmq
 		req.Action, req.Topic, req.QoS = authz.Subscribe, t.Topic, t.QoS.v
 		d, err := h.decide(r, req)
 		if errorsIsUnauthenticated(err) {
-			h.allowed("vernemq", req, d, err)
+			h.allowed(r, "vernemq", req, d, err)
 			return vmqDeny
 		}
 		out[i] = vmqTopicOut{Topic: t.Topic, QoS: t.QoS.v}
-		if !h.allowed("vernemq", req, d, err) {
+		if !h.allowed(r, "vernemq", req, d, err) {
 			out[i].QoS = reject
 			allAllowed = false
 		}

@@ -33,6 +33,8 @@ const (
 	keyHooksAddr      = "hooks.addr"
 	keyDiagAddr       = "diag.addr"
 	keyHooksSecret    = "hooks.secret"
+	keyHooksSecretF   = "hooks.secret_file"
+	keyHooksOpen      = "hooks.allow_unauthenticated"
 	keyHooksTLSCert   = "hooks.tls_cert"
 	keyHooksTLSKey    = "hooks.tls_key"
 	keyHooksClientCA  = "hooks.client_ca"
@@ -69,6 +71,8 @@ var defaults = map[string]any{
 	keyHooksAddr:      "127.0.0.1:8081",
 	keyDiagAddr:       "127.0.0.1:9090",
 	keyHooksSecret:    "",
+	keyHooksSecretF:   "",
+	keyHooksOpen:      false,
 	keyHooksTLSCert:   "",
 	keyHooksTLSKey:    "",
 	keyHooksClientCA:  "",

@@ -32,6 +32,7 @@ var (
 	adminTokenLine    = regexp.MustCompile(`(?m)^admin-token: (gha_[A-Za-z0-9_-]{43})$`)
 	adminUserLine     = regexp.MustCompile(`(?m)^admin-user: (\S+)$`)
 	adminPasswordLine = regexp.MustCompile(`(?m)^admin-password: ([A-Za-z0-9_-]{24})$`)
+	hooksSecretLine   = regexp.MustCompile(`(?m)^hooks-secret: ([0-9a-f]{64})$`)
 )
 
 // tokensCSVHeader is the first line of every token batch CSV.
@@ -43,11 +44,15 @@ type gatehouse struct {
 	dir  string // the test's scratch dir: device dirs, broker files
 	data string // the data dir, in dir
 	// env is given to every command: the CA passphrase source, and an
-	// empty admin token so nothing inherited from the shell takes part.
+	// empty admin token and hook settings so nothing inherited from the
+	// shell takes part.
 	env []string
 
 	initOut                              runResult
 	adminToken, adminUser, adminPassword string
+	// hookSecret is the broker hook secret init generated; serve reads it
+	// from the data dir, and brokers (and tests) must send it.
+	hookSecret string
 
 	// Addresses are chosen before serve starts: brokers are configured
 	// with the hook address before Gatehouse runs.
@@ -71,19 +76,23 @@ func newGatehouse(t *testing.T, env ...string) *gatehouse {
 	dir := t.TempDir()
 	g := &gatehouse{
 		bin: buildBinary(t), dir: dir, data: filepath.Join(dir, "data"),
-		env:     append([]string{"GATEHOUSE_CA_PASSPHRASE=", "GATEHOUSE_ADMIN_TOKEN="}, env...),
+		env: append([]string{"GATEHOUSE_CA_PASSPHRASE=", "GATEHOUSE_ADMIN_TOKEN=", "GATEHOUSE_HOOKS_SECRET=",
+			"GATEHOUSE_HOOKS_SECRET_FILE=", "GATEHOUSE_HOOKS_ALLOW_UNAUTHENTICATED="}, env...),
 		apiAddr: freeAddr(t), hooksAddr: freeAddr(t), diagAddr: freeAddr(t),
 		client: &http.Client{Timeout: 10 * time.Second}, logs: &logBuffer{}, stop: func() {},
 	}
 	g.initOut = g.run(t, nil, "init", "--data-dir", g.data)
 	out := g.initOut.stdout
 	tok, user, pw := adminTokenLine.FindStringSubmatch(out), adminUserLine.FindStringSubmatch(out), adminPasswordLine.FindStringSubmatch(out)
-	if g.initOut.code != 0 || tok == nil || user == nil || pw == nil {
-		t.Fatalf("init: %d, want admin-token/admin-user/admin-password lines\n%s%s", g.initOut.code, out, g.initOut.stderr)
+	hs := hooksSecretLine.FindStringSubmatch(out)
+	if g.initOut.code != 0 || tok == nil || user == nil || pw == nil || hs == nil {
+		t.Fatalf("init: %d, want admin-token/admin-user/admin-password/hooks-secret lines\n%s%s", g.initOut.code, out, g.initOut.stderr)
 	}
-	g.adminToken, g.adminUser, g.adminPassword = tok[1], user[1], pw[1]
+	g.adminToken, g.adminUser, g.adminPassword, g.hookSecret = tok[1], user[1], pw[1], hs[1]
+	// serve finds the hook secret in the data dir, readable by its owner only.
+	checkHookSecretFile(t, g.data, g.hookSecret)
 	// Printed once for the operator, never logged.
-	for _, secret := range []string{g.adminToken, g.adminPassword} {
+	for _, secret := range []string{g.adminToken, g.adminPassword, g.hookSecret} {
 		if strings.Contains(g.initOut.stderr, secret) {
 			t.Fatal("init logged a secret it prints")
 		}

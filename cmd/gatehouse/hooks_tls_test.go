@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,20 +9,25 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/hooks"
 )
 
 // TestHooksMutualTLS: with hooks.client_ca the hook listener refuses a
-// broker without a certificate from that CA.
+// broker without a certificate from that CA, and serves one with it
+// without a secret (mutual TLS is the broker's authentication).
 func TestHooksMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -40,6 +46,9 @@ func TestHooksMutualTLS(t *testing.T) {
 	_ = os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
 
 	t.Setenv("GATEHOUSE_HOOKS_CLIENT_CA", crt)
+	t.Setenv("GATEHOUSE_DATA_DIR", dir) // holds no hooks-secret
+	t.Setenv("GATEHOUSE_HOOKS_SECRET", "")
+	t.Setenv("GATEHOUSE_HOOKS_SECRET_FILE", "")
 	cmd := newServeCmd()
 	if err := cmd.ParseFlags(nil); err != nil {
 		t.Fatal(err)
@@ -60,7 +69,17 @@ func TestHooksMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	// The hook handler as serve builds it with mutual TLS and no secret:
+	// the verified client certificate is the broker's authentication.
+	a, err := hooksAuth(v)
+	if err != nil || a.secret != "" || !a.clientCerts {
+		t.Fatalf("hook auth with a client CA and no secret: %+v, %v", a, err)
+	}
+	h, err := hooks.New(hooks.Config{Authorizer: allowAll{}, ClientCerts: a.clientCerts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = cfg
 	srv.StartTLS()
 	defer srv.Close()
@@ -76,14 +95,26 @@ func TestHooksMutualTLS(t *testing.T) {
 		ok    bool
 	}{{"without client certificate", nil, false}, {"with client certificate", []tls.Certificate{pair}, true}} {
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: tc.certs}}}
-		resp, err := c.Get(srv.URL)
+		resp, err := c.Post(srv.URL+"/hooks/v1/authorize", "application/json",
+			strings.NewReader(`{"action":"connect","client_id":"dev1","identity":"dev1"}`))
 		if (err == nil) != tc.ok {
 			t.Fatalf("%s: err %v, want ok=%v", tc.name, err, tc.ok)
 		}
 		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if strings.TrimSpace(string(body)) != `{"allow":true}` {
+				t.Fatalf("%s: %d %s, want the request served", tc.name, resp.StatusCode, body)
+			}
 		}
 	}
+}
+
+// allowAll is a decision core that allows everything.
+type allowAll struct{}
+
+func (allowAll) Authorize(context.Context, authz.Request) (authz.Decision, error) {
+	return authz.Decision{Allow: true}, nil
 }
 
 func mustParse(t *testing.T, der []byte) *x509.Certificate {

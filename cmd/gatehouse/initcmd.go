@@ -32,7 +32,9 @@ func newInitCmd() *cobra.Command {
 			if ca.Initialized(caDir(v)) {
 				if ifMissing {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s is already initialised\n", dataDir(v))
-					return nil
+					// A data directory from before init generated hook
+					// secrets gets one now: serve refuses to start without.
+					return ensureHookSecret(v, cmd.OutOrStdout())
 				}
 				return fault.New(fault.AlreadyExists, "%s is already initialised; refusing to create a second CA over it", dataDir(v))
 			}
@@ -40,7 +42,7 @@ func newInitCmd() *cobra.Command {
 		},
 	}
 	addServerFlags(cmd)
-	cmd.Flags().Bool("if-missing", false, "succeed without changes when the data directory is already initialised")
+	cmd.Flags().Bool("if-missing", false, "on an initialised data directory, only add what is missing (the hook secret)")
 	return cmd
 }
 
@@ -64,6 +66,9 @@ func runInit(cmd *cobra.Command, vp *viper.Viper) error {
 		return err
 	}
 	fmt.Fprintf(out, "created root and issuing CA in %s (keys encrypted)\n", caDir(vp))
+	if err := ensureHookSecret(vp, out); err != nil {
+		return err
+	}
 	log := newLogger(vp)
 	st, err := openStore(ctx, vp, log)
 	if err != nil {

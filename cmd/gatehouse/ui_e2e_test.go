@@ -385,8 +385,14 @@ func TestWebUI(t *testing.T) {
 		}
 		// A broker asks about a publish outside the device's subtree: a deny,
 		// which the dashboard lists among the recent denies.
-		resp, err := http.Post("http://"+g.hooksAddr+"/hooks/emqx/authz", "application/json", strings.NewReader(
+		req, err := http.NewRequest("POST", "http://"+g.hooksAddr+"/hooks/emqx/authz", strings.NewReader(
 			`{"clientid":"ui-sensor-2","cert_common_name":"ui-sensor-2","action":"publish","topic":"devices/ui-sensor-1/telemetry/t","qos":0,"retain":false}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Gatehouse-Hook-Secret", g.hookSecret)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

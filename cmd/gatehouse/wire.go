@@ -72,6 +72,12 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before anything opens: a server whose hooks could not authenticate
+	// brokers must not start.
+	hauth, err := hooksAuth(v)
+	if err != nil {
+		return nil, err
+	}
 	st, err := openStore(ctx, v, log)
 	if err != nil {
 		return nil, err
@@ -160,12 +166,14 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, fmt.Errorf("load device state: %w", err)
 	}
-	hk, err := hooks.New(hooks.Config{Authorizer: az, Certs: authority, Secret: v.GetString(keyHooksSecret),
+	hk, err := hooks.New(hooks.Config{Authorizer: az, Certs: authority, Secret: hauth.secret,
+		ClientCerts: hauth.clientCerts, AllowUnauthenticated: hauth.open,
 		MosquittoMode: hooks.MosquittoMode(v.GetString(keyHooksMosqMode)), RabbitCertLogin: v.GetBool(keyHooksRabbitCL),
 		Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
 	}
+	logHookAuth(log, v, hauth)
 	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv, authz: az, sync: syncer, policies: pol, hooks: hk, revoke: rev, crl: crls, kick: kicker}, nil
 }
