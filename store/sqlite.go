@@ -3,6 +3,10 @@ package store
 import (
 	"database/sql"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
 	"strings"
 
 	"gorm.io/gorm"
@@ -88,6 +92,66 @@ func sqliteDSN(path string) string {
 }
 
 var uriPathEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
+// sqliteFilePath is the file a DSN names, or "" for an in-memory database.
+func sqliteFilePath(dsn string) string {
+	rest, isURI := strings.CutPrefix(dsn, "file:")
+	if !isURI {
+		if dsn == ":memory:" {
+			return ""
+		}
+		return dsn
+	}
+	path, query, _ := strings.Cut(rest, "?")
+	if q, err := url.ParseQuery(query); err == nil && q.Get("mode") == "memory" {
+		return ""
+	}
+	if p, err := url.PathUnescape(path); err == nil {
+		path = p
+	}
+	if path == "" || path == ":memory:" {
+		return ""
+	}
+	return path
+}
+
+// sqliteOwnerOnly makes the database file, and its WAL and shared-memory
+// files if present, readable by their owner only: the database holds token,
+// password and session hashes and the audit trail. SQLite would create the
+// file with the process umask (typically 0644) and gives the -wal and -shm
+// files it creates later the database file's mode, so creating the file
+// 0600 before SQLite opens it covers all three. Files left group- or
+// world-readable by an earlier version are tightened.
+func sqliteOwnerOnly(dsn string, log *slog.Logger) error {
+	path := sqliteFilePath(dsn)
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("create sqlite file: %w", err)
+		}
+	case !errors.Is(err, os.ErrExist):
+		return fmt.Errorf("create sqlite file: %w", err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("sqlite file mode: %w", err)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, st.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("sqlite file mode: %w", err)
+			}
+			log.Info("database file made readable by its owner only", "file", p, "was", st.Mode().Perm().String())
+		}
+	}
+	return nil
+}
 
 func sqliteErrCode(err error) (int, bool) {
 	var se *sqlite.Error

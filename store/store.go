@@ -128,6 +128,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		dialector = postgres.New(postgres.Config{DSN: cfg.DSN})
 		dialect = goose.DialectPostgres
 	} else {
+		if err := sqliteOwnerOnly(cfg.DSN, cfg.Logger); err != nil {
+			return nil, err
+		}
 		conn, err := sql.Open("sqlite", sqliteDSN(cfg.DSN))
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)

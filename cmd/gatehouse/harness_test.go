@@ -91,6 +91,11 @@ func newGatehouse(t *testing.T, env ...string) *gatehouse {
 	g.adminToken, g.adminUser, g.adminPassword, g.hookSecret = tok[1], user[1], pw[1], hs[1]
 	// serve finds the hook secret in the data dir, readable by its owner only.
 	checkHookSecretFile(t, g.data, g.hookSecret)
+	if st, err := os.Stat(filepath.Join(g.data, "gatehouse.db")); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("the SQLite database has mode %v, want 0600", st.Mode().Perm())
+	}
 	// Printed once for the operator, never logged.
 	for _, secret := range []string{g.adminToken, g.adminPassword, g.hookSecret} {
 		if strings.Contains(g.initOut.stderr, secret) {

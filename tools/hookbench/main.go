@@ -2,6 +2,10 @@
 // Gatehouse's real handler over an in-memory decision core with 100k devices,
 // or a no-op echo handler as the baseline. run.sh pins it to one core and
 // drives it with wrk from another.
+//
+// It listens on a free port by default and writes the address to -addr-file
+// once it listens; GET /healthz answers "hookbench pid=<pid> nonce=<nonce>",
+// so run.sh measures the server it started and not whatever else listens.
 package main
 
 import (
@@ -10,7 +14,10 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -22,9 +29,13 @@ import (
 
 func main() {
 	mode := flag.String("mode", "gatehouse", "gatehouse or noop")
-	addr := flag.String("addr", "127.0.0.1:18081", "listen address")
+	addr := flag.String("addr", "127.0.0.1:0", "listen address (port 0: a free one)")
+	addrFile := flag.String("addr-file", "", "write the address listened on to this file once listening")
+	nonce := flag.String("nonce", "", "reported by GET /healthz with the pid")
 	devices := flag.Int("devices", 100000, "devices loaded into the decision core")
 	flag.Parse()
+	// Hooks are closed by default: the load generator sends this secret.
+	secret := os.Getenv("HOOKBENCH_SECRET")
 
 	var h http.Handler
 	switch *mode {
@@ -37,6 +48,9 @@ func main() {
 		})
 		h = e
 	case "gatehouse":
+		if secret == "" {
+			log.Fatal("set HOOKBENCH_SECRET (at least 16 bytes): Gatehouse hooks are closed by default")
+		}
 		p, err := policy.Compile(context.Background(), policy.Default())
 		if err != nil {
 			log.Fatal(err)
@@ -56,7 +70,7 @@ func main() {
 			log.Fatal(err)
 		}
 		log.Printf("warmed grants of %d devices in %s", n, time.Since(start))
-		hk, err := hooks.New(hooks.Config{Authorizer: az})
+		hk, err := hooks.New(hooks.Config{Authorizer: az, Secret: secret})
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -64,7 +78,30 @@ func main() {
 	default:
 		log.Fatalf("unknown mode %q", *mode)
 	}
-	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	log.Printf("hookbench %s listening on %s", *mode, *addr)
-	log.Fatal(srv.ListenAndServe())
+	id := fmt.Sprintf("hookbench pid=%d nonce=%s", os.Getpid(), *nonce)
+	bench := h
+	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			_, _ = io.WriteString(w, id)
+			return
+		}
+		bench.ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if *addrFile != "" {
+		// Renamed into place, so a reader never sees half an address.
+		tmp := filepath.Join(filepath.Dir(*addrFile), "."+filepath.Base(*addrFile)+".tmp")
+		if err := os.WriteFile(tmp, []byte(ln.Addr().String()), 0o600); err != nil {
+			log.Fatal(err)
+		}
+		if err := os.Rename(tmp, *addrFile); err != nil {
+			log.Fatal(err)
+		}
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	log.Printf("hookbench %s listening on %s", *mode, ln.Addr())
+	log.Fatal(srv.Serve(ln))
 }
