@@ -15,8 +15,9 @@ export GATEHOUSE_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?ss
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
 
-# First run: creates the CA, the SQLite database and prints the admin token.
-# Later runs reuse ./data.
+# First run: creates the CA, the SQLite database and prints the admin token,
+# UI password and hook secret. Later runs reuse ./data (init --if-missing only
+# adds a hook secret to a data dir made before init generated one).
 run: build
 	./$(BIN) init --data-dir $(DATA_DIR) --if-missing
 	./$(BIN) serve --data-dir $(DATA_DIR)
