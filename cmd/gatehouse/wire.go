@@ -101,11 +101,6 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: authority})
-	if err != nil {
-		_ = st.Close()
-		return nil, err
-	}
 	staleness, err := maxStaleness(v)
 	if err != nil {
 		_ = st.Close()
@@ -125,6 +120,13 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		return nil, fmt.Errorf("load the active policy: %w", err)
 	}
 	syncer, err := authzsync.New(authzsync.Config{Source: st, Roles: authority, Sink: az, Fresh: az, Log: log})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	// Enrollment and renewal refresh this replica's core before they
+	// return, so a device may connect at once.
+	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: authority, Core: syncer, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
