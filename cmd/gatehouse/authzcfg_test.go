@@ -9,7 +9,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
-func TestMaxStaleness(t *testing.T) {
+func TestMaxStalenessConfig(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
 		want time.Duration
