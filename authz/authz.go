@@ -83,13 +83,21 @@ type Config struct {
 	CacheSize int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// Log receives the sampled decision log; nil disables it.
+	// Log receives the sampled decision log and the stale transitions; nil
+	// disables both.
 	Log *slog.Logger
 	// LogEvery logs one decision in N (denies included); 0 logs none.
 	LogEvery uint64
 	// RecentDenies is how many of the last denies RecentDenies keeps;
 	// default 256.
 	RecentDenies int
+	// MaxStaleness bounds how old the device and policy views may be (see
+	// DevicesSynced, PolicySynced): past it every decision is a deny with
+	// reason ReasonStale until a sync succeeds again. Bounded, the core is
+	// stale until both views have synced once. 0 means no bound: a replica
+	// cut off from the database keeps deciding on what it last knew
+	// (availability over safety).
+	MaxStaleness time.Duration
 }
 
 type activePolicy struct {
@@ -119,6 +127,7 @@ type Authorizer struct {
 	cache   *decisionCache
 	logged  atomic.Uint64
 	denies  *recentDenies
+	fresh   freshness
 }
 
 // New returns an Authorizer with no policy: until SetPolicy, every request
@@ -130,8 +139,10 @@ func New(cfg Config) *Authorizer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize),
+	a := &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize),
 		denies: newRecentDenies(cfg.RecentDenies)}
+	a.fresh.init(cfg.MaxStaleness)
+	return a
 }
 
 // SetPolicy activates a compiled policy version; every cached decision made
@@ -189,6 +200,14 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 		return Decision{}, ErrNoPolicy
 	}
 	id := req.Identity
+	// One clock read serves the staleness bound and the certificate expiry.
+	now := a.cfg.Now()
+	if a.fresh.isStale(now) {
+		if !a.fresh.stale.Load() {
+			a.enterStale(now)
+		}
+		return deny(id, ReasonStale), nil
+	}
 	if id == "" {
 		return deny("", "no certificate identity"), nil
 	}
@@ -209,7 +228,7 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 		return deny(id, "device is "+dev.Status), nil
 	case dev.CertNotAfter.IsZero():
 		return deny(id, "device has no current certificate"), nil
-	case !a.cfg.Now().Before(dev.CertNotAfter):
+	case !now.Before(dev.CertNotAfter):
 		return deny(id, "certificate has expired"), nil
 	case req.CertSerial != "" && req.CertSerial != dev.CertSerial:
 		return deny(id, "certificate is not the device's current certificate"), nil

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
@@ -32,6 +33,12 @@ type Sink interface {
 	UpsertDevice(d authz.Device)
 }
 
+// Freshness learns when the device view last matched the database: the
+// decision core, which denies as stale past its bound.
+type Freshness interface {
+	DevicesSynced(at time.Time)
+}
+
 // Config wires a Syncer.
 type Config struct {
 	Source Source
@@ -42,7 +49,13 @@ type Config struct {
 	// Overlap re-reads this much before the last mark, absorbing clock skew
 	// between replicas; default 2s.
 	Overlap time.Duration
-	Log     *slog.Logger
+	// Fresh, when set, is told the start time of every sync that succeeded
+	// (a poll, a notified sync or a direct Sync): the view is at least that
+	// fresh. A change announcement alone proves nothing; the query does.
+	Fresh Freshness
+	// Now is the clock for Fresh; default time.Now.
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // Syncer copies device state into the decision core.
@@ -51,6 +64,11 @@ type Syncer struct {
 	mu    sync.Mutex // serialises Sync: Run's polls and callers' SyncNow
 	since time.Time
 	kick  chan struct{}
+	// started counts syncs that began reading (written under mu); ok is the
+	// number of the last one that succeeded. A caller that arrives after
+	// sync n began and finds a later one succeeded is covered by it.
+	started atomic.Uint64
+	ok      uint64
 }
 
 // New returns a Syncer.
@@ -67,6 +85,9 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Syncer{cfg: cfg, kick: make(chan struct{}, 1)}, nil
 }
 
@@ -74,13 +95,24 @@ func New(cfg Config) (*Syncer, error) {
 // Concurrent calls are serialised. A caller that just changed a device calls
 // it directly, so its own replica decides on the new state as soon as the
 // call returns.
+//
+// Callers that queue behind a running sync share the next one: a sync that
+// began reading after a caller arrived saw everything the caller committed
+// before calling, so when one has succeeded meanwhile the caller returns at
+// once (0 devices). A burst of enrollments costs a few reads, not one each.
 func (s *Syncer) Sync(ctx context.Context) (int, error) {
+	arrived := s.started.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ok > arrived {
+		return 0, nil
+	}
+	n := s.started.Add(1)
 	since := s.since
 	if !since.IsZero() {
 		since = since.Add(-s.cfg.Overlap)
 	}
+	at := s.cfg.Now()
 	devs, mark, err := s.cfg.Source.DevicesChangedSince(ctx, since)
 	if err != nil {
 		return 0, err
@@ -89,6 +121,10 @@ func (s *Syncer) Sync(ctx context.Context) (int, error) {
 		s.cfg.Sink.UpsertDevice(s.state(d))
 	}
 	s.since = mark
+	s.ok = n
+	if s.cfg.Fresh != nil {
+		s.cfg.Fresh.DevicesSynced(at)
+	}
 	return len(devs), nil
 }
 
@@ -113,8 +149,8 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}
 		if n, err := s.Sync(ctx); err != nil {
 			// Keep serving the last known state; a deny-on-error here would
-			// lock every device out during a database blip, and state only
-			// ever gets stale towards the past few seconds.
+			// lock every device out during a database blip. The core's
+			// staleness bound (Fresh) turns a long outage into denies.
 			s.cfg.Log.Error("device state sync failed", "err", err)
 		} else if n > 0 {
 			s.cfg.Log.Debug("device state synced", "devices", n)

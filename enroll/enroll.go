@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
@@ -65,6 +66,10 @@ type Config struct {
 	MaxTTL time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Core, when set, is refreshed after every enrollment and renewal
+	// (core.go); Log receives a refresh that failed.
+	Core Core
+	Log  *slog.Logger
 }
 
 // Service runs enrollment.
@@ -83,6 +88,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{cfg: cfg}, nil
 }
@@ -241,6 +249,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	s.refresh(ctx, "enrollment", deviceID)
 	return Result{Device: dev, Serial: ca.SerialHex(iss.Leaf.SerialNumber), Certificate: iss.Leaf, Chain: iss.Chain}, nil
 }
 
@@ -315,6 +324,7 @@ func (s *Service) Renew(ctx context.Context, req RenewRequest) (Result, error) {
 		return Result{}, err
 	}
 	s.cfg.Audit.Record(ctx, "device:"+dev.ID, "device.renew", "device", dev.ID, "old="+serial+" new="+ca.SerialHex(iss.Leaf.SerialNumber))
+	s.refresh(ctx, "renewal", dev.ID)
 	return Result{Device: dev, Serial: ca.SerialHex(iss.Leaf.SerialNumber), Certificate: iss.Leaf, Chain: iss.Chain}, nil
 }
 

@@ -32,6 +32,12 @@ type Activator interface {
 	PolicyVersion() int64
 }
 
+// Freshness learns when the policy view last matched the database: the
+// decision core, which denies as stale past its bound.
+type Freshness interface {
+	PolicySynced(at time.Time)
+}
+
 // ServiceConfig wires a Service.
 type ServiceConfig struct {
 	Versions Versions
@@ -39,7 +45,12 @@ type ServiceConfig struct {
 	Active   Activator
 	// Interval between checks for activations made by other replicas; default 2s.
 	Interval time.Duration
-	Log      *slog.Logger
+	// Fresh, when set, is told the start time of every check of the active
+	// version that succeeded (EnsureActive, Run's polls and notified checks).
+	Fresh Freshness
+	// Now is the clock for Fresh; default time.Now.
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // Service manages versions: create, validate, test, activate, roll back,
@@ -63,6 +74,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	return &Service{cfg: cfg, compiled: map[int64]*Policy{}, kick: make(chan struct{}, 1)}, nil
 }
@@ -151,19 +165,34 @@ func (s *Service) Activate(ctx context.Context, actor string, version int64) (Te
 // EnsureActive loads the active version into the decision core; on a fresh
 // database it first stores and activates the built-in default policy.
 func (s *Service) EnsureActive(ctx context.Context) error {
+	at := s.cfg.Now()
 	act, err := s.cfg.Versions.ActivePolicy(ctx)
 	if fault.Is(err, fault.NotFound) {
 		v, err := s.Create(ctx, "system", Default(), "built-in default policy")
 		if err != nil {
 			return err
 		}
-		_, err = s.Activate(ctx, "system", v.Version)
-		return err
+		if _, err = s.Activate(ctx, "system", v.Version); err != nil {
+			return err
+		}
+		s.synced(at)
+		return nil
 	}
 	if err != nil {
 		return err
 	}
-	return s.load(ctx, act.Version)
+	if err := s.load(ctx, act.Version); err != nil {
+		return err
+	}
+	s.synced(at)
+	return nil
+}
+
+// synced tells Fresh that the policy view matched the database as of at.
+func (s *Service) synced(at time.Time) {
+	if s.cfg.Fresh != nil {
+		s.cfg.Fresh.PolicySynced(at)
+	}
 }
 
 func (s *Service) load(ctx context.Context, version int64) error {
@@ -200,9 +229,13 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-s.kick:
 		}
+		at := s.cfg.Now()
 		act, err := s.cfg.Versions.ActivePolicy(ctx)
 		if err == nil {
 			err = s.load(ctx, act.Version)
+		}
+		if err == nil {
+			s.synced(at)
 		}
 		if err != nil && ctx.Err() == nil {
 			// The previous version stays active: a database blip must not

@@ -41,6 +41,7 @@ const (
 	keyHooksMosqMode  = "hooks.mosquitto.mode"
 	keyHooksRabbitCL  = "hooks.rabbitmq.cert_login"
 	keyDecisionLog    = "authz.decision_log_every"
+	keyMaxStaleness   = "authz.max_staleness"
 	keyPassphrase     = "ca.passphrase"
 	keyPassphraseFile = "ca.passphrase_file"
 	keyRoleOIDs       = "ca.role_oids"
@@ -79,6 +80,7 @@ var defaults = map[string]any{
 	keyHooksMosqMode:  "status",
 	keyHooksRabbitCL:  false,
 	keyDecisionLog:    0,
+	keyMaxStaleness:   "30s",
 	keyPassphrase:     "",
 	keyPassphraseFile: "",
 	keyRoleOIDs:       map[string]string{},

@@ -68,7 +68,7 @@ func newServeCmd() *cobra.Command {
 			}{
 				{"api", v.GetString(keyAPIAddr), a.api, apiTLSConfig},
 				{"hooks", v.GetString(keyHooksAddr), a.hooks, hooksTLSConfig},
-				{"diag", v.GetString(keyDiagAddr), api.Diagnostics(a.store), nil},
+				{"diag", v.GetString(keyDiagAddr), api.Diagnostics(a.store, a.authz), nil},
 			}
 			g, gctx := errgroup.WithContext(ctx)
 			for _, s := range servers {
@@ -110,6 +110,8 @@ func newServeCmd() *cobra.Command {
 			g.Go(func() error { return a.kick.Run(gctx) })
 			// Grants are computed in the background when devices or the policy
 			// change, so the broker's requests never wait on the policy engine.
+			// The same tick checks staleness, so entering the stale state is
+			// logged within a second even when no broker asks.
 			g.Go(func() error {
 				t := time.NewTicker(time.Second)
 				defer t.Stop()
@@ -117,6 +119,7 @@ func newServeCmd() *cobra.Command {
 					if _, err := a.authz.WarmGrants(gctx); err != nil && gctx.Err() == nil {
 						log.Error("computing device grants failed", "err", err)
 					}
+					a.authz.Stale()
 					select {
 					case <-gctx.Done():
 						return nil

@@ -107,13 +107,16 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: authority})
+	staleness, err := maxStaleness(v)
 	if err != nil {
 		_ = st.Close()
 		return nil, err
 	}
-	az := authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0))})
-	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: rec, Active: az, Log: log})
+	az := authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0)), MaxStaleness: staleness})
+	if staleness == 0 {
+		log.Warn("authz.max_staleness is 0: a replica cut off from the database keeps allowing what it last knew, revoked devices included")
+	}
+	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: rec, Active: az, Fresh: az, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
@@ -122,7 +125,14 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, fmt.Errorf("load the active policy: %w", err)
 	}
-	syncer, err := authzsync.New(authzsync.Config{Source: st, Roles: authority, Sink: az, Log: log})
+	syncer, err := authzsync.New(authzsync.Config{Source: st, Roles: authority, Sink: az, Fresh: az, Log: log})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	// Enrollment and renewal refresh this replica's core before they
+	// return, so a device may connect at once.
+	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: authority, Core: syncer, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
