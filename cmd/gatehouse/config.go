@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -39,6 +40,7 @@ const (
 	keyHooksMosqMode  = "hooks.mosquitto.mode"
 	keyHooksRabbitCL  = "hooks.rabbitmq.cert_login"
 	keyDecisionLog    = "authz.decision_log_every"
+	keyPolicyEval     = "policy.eval_timeout"
 	keyPassphrase     = "ca.passphrase"
 	keyPassphraseFile = "ca.passphrase_file"
 	keyRoleOIDs       = "ca.role_oids"
@@ -75,6 +77,7 @@ var defaults = map[string]any{
 	keyHooksMosqMode:  "status",
 	keyHooksRabbitCL:  false,
 	keyDecisionLog:    0,
+	keyPolicyEval:     "100ms",
 	keyPassphrase:     "",
 	keyPassphraseFile: "",
 	keyRoleOIDs:       map[string]string{},
@@ -253,6 +256,18 @@ func generatePassphrase(path string) ([]byte, error) {
 		return nil, err
 	}
 	return p, f.Close()
+}
+
+// policyEvalTimeout reads policy.eval_timeout: the bound of one evaluation
+// of a device's grants (and of a simulation). There is no "unbounded":
+// a policy that runs away must be cut off.
+func policyEvalTimeout(v *viper.Viper) (time.Duration, error) {
+	s := v.GetString(keyPolicyEval)
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Millisecond || d > 10*time.Second {
+		return 0, fault.New(fault.InvalidArgument, "%s: %q is not a duration between 1ms and 10s", keyPolicyEval, s)
+	}
+	return d, nil
 }
 
 // roleOIDs reads ca.role_oids; an empty map means the built-in defaults.

@@ -106,7 +106,12 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	az := authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0))})
+	evalTimeout, err := policyEvalTimeout(v)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	az := authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0)), EvalTimeout: evalTimeout})
 	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: rec, Active: az, Log: log})
 	if err != nil {
 		_ = st.Close()
