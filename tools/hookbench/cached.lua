@@ -2,4 +2,4 @@
 -- first comes from the cache.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"clientid":"dev-000042","username":"dev-000042","cert_common_name":"dev-000042","action":"publish","topic":"devices/dev-000042/telemetry/temp","qos":"1","retain":"false"}'
+wrk.body = '{"clientid":"dev-000042","username":"dev-000042","cert_common_name":"dev-000042","action":"publish","topic":"fleets/plant/devices/dev-000042/telemetry/temp","qos":"1","retain":"false"}'
