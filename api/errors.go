@@ -27,7 +27,7 @@ func statusOf(code fault.Code) int {
 		return http.StatusConflict
 	case policy.Invalid:
 		return http.StatusBadRequest
-	case policy.TestsFailed:
+	case policy.TestsFailed, policy.EvalFailed, policy.Timeout:
 		return http.StatusUnprocessableEntity
 	case auth.LoginThrottled:
 		return http.StatusTooManyRequests

@@ -96,9 +96,9 @@ func TestPolicyLifecycle(t *testing.T) {
 	}
 	s.call(t, "POST", "/api/v1/policies", s.admin, map[string]any{"policy": broken, "tests": policy.Default().Tests}, 400, nil)
 
-	// Version 2 lets sensors also publish under devices/<id>/logs/#.
+	// Version 2 lets sensors also publish under fleets/<fleet>/devices/<id>/logs/#.
 	v2 := policy.Default()
-	v2.Policy += "\ngrants contains {\"action\": \"publish\", \"filter\": concat(\"/\", [\"devices\", input.device.id, \"logs\", \"#\"]), \"rule\": \"own-logs\"}\n"
+	v2.Policy += "\ngrants contains {\"action\": \"publish\", \"filter\": concat(\"/\", [own, \"logs\", \"#\"]), \"rule\": \"own-logs\"}\n"
 	var created map[string]any
 	s.call(t, "POST", "/api/v1/policies", s.admin, map[string]any{"policy": v2.Policy, "tests": v2.Tests, "comment": "logs"}, 201, &created)
 	if created["version"].(float64) != 2 || created["active"].(bool) {
@@ -115,7 +115,7 @@ func TestPolicyLifecycle(t *testing.T) {
 			Topic: topic, Version: version}, 200, &out)
 		return out
 	}
-	logs := "devices/" + dev + "/logs/boot"
+	logs := "fleets/default/devices/" + dev + "/logs/boot"
 	if d := simulate(2, logs); d["allow"] != true || d["rule"] != "own-logs" {
 		t.Fatalf("simulate v2: %v", d)
 	}
@@ -143,7 +143,7 @@ func TestPolicyLifecycle(t *testing.T) {
 		Diff string `json:"diff"`
 	}
 	s.call(t, "GET", "/api/v1/policies/diff?from=1&to=2", s.viewer, nil, 200, &diff)
-	if !strings.Contains(diff.Diff, "+ grants contains {\"action\": \"publish\", \"filter\": concat(\"/\", [\"devices\", input.device.id, \"logs\"") {
+	if !strings.Contains(diff.Diff, "+ grants contains {\"action\": \"publish\", \"filter\": concat(\"/\", [own, \"logs\"") {
 		t.Fatalf("diff:\n%s", diff.Diff)
 	}
 	// Roll back: activate version 1 again.

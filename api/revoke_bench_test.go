@@ -45,7 +45,7 @@ func BenchmarkRevokeToDeny(b *testing.B) {
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 			allow := func(b *testing.B, id string) bool {
 				body := `{"clientid":"` + id + `","username":"` + id + `","cert_common_name":"` + id +
-					`","action":"publish","topic":"devices/` + id + `/telemetry/t","qos":"1","retain":"false"}`
+					`","action":"publish","topic":"fleets/default/devices/` + id + `/telemetry/t","qos":"1","retain":"false"}`
 				req, err := http.NewRequest("POST", hs.URL+"/hooks/emqx/authz", strings.NewReader(body))
 				if err != nil {
 					b.Fatal(err)

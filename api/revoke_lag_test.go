@@ -58,7 +58,7 @@ func TestRevokeCommittedWhileFollowUpsLag(t *testing.T) {
 	})
 	ctx := context.Background()
 	allowed := func(id string) bool {
-		d, err := core.Authorize(ctx, authz.Request{Action: authz.Publish, Identity: id, ClientID: id, Topic: "devices/" + id + "/telemetry/t"})
+		d, err := core.Authorize(ctx, authz.Request{Action: authz.Publish, Identity: id, ClientID: id, Topic: "fleets/default/devices/" + id + "/telemetry/t"})
 		if err != nil {
 			t.Fatal(err)
 		}

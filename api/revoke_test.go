@@ -22,7 +22,7 @@ func TestRevocationBites(t *testing.T) {
 		return enr.DeviceID
 	}
 	allowed := func(id string) bool {
-		d, err := s.core.Authorize(ctx, authz.Request{Action: authz.Publish, Identity: id, ClientID: id, Topic: "devices/" + id + "/telemetry/t"})
+		d, err := s.core.Authorize(ctx, authz.Request{Action: authz.Publish, Identity: id, ClientID: id, Topic: "fleets/default/devices/" + id + "/telemetry/t"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -101,8 +101,8 @@ func TestDashboardEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range []authz.Request{
-		{Action: authz.Publish, Identity: a.DeviceID, ClientID: a.DeviceID, Topic: "devices/" + a.DeviceID + "/telemetry/t"}, // allowed
-		{Action: authz.Publish, Identity: a.DeviceID, ClientID: a.DeviceID, Topic: "devices/other/telemetry/t"},
+		{Action: authz.Publish, Identity: a.DeviceID, ClientID: a.DeviceID, Topic: "fleets/default/devices/" + a.DeviceID + "/telemetry/t"}, // allowed
+		{Action: authz.Publish, Identity: a.DeviceID, ClientID: a.DeviceID, Topic: "fleets/default/devices/other/telemetry/t"},
 		{Action: authz.Connect, Identity: b.DeviceID, ClientID: b.DeviceID},
 	} {
 		if _, err := ps.core.Authorize(ctx, r); err != nil {
@@ -126,7 +126,7 @@ func TestDashboardEndpoints(t *testing.T) {
 	var all, one, none deniesJSON
 	s.call(t, "GET", "/api/v1/decisions/recent-denies", s.viewer, nil, 200, &all)
 	if len(all.Denies) != 2 || all.Denies[0].Device != b.DeviceID || all.Denies[0].Reason != "device is suspended" ||
-		all.Denies[1].Topic != "devices/other/telemetry/t" || all.Denies[1].Reason != "no grant matches" {
+		all.Denies[1].Topic != "fleets/default/devices/other/telemetry/t" || all.Denies[1].Reason != "no grant matches" {
 		t.Fatalf("recent denies: %+v", all)
 	}
 	s.call(t, "GET", "/api/v1/decisions/recent-denies?device="+url.QueryEscape(a.DeviceID), s.viewer, nil, 200, &one)

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/topic"
 )
@@ -98,7 +99,24 @@ type Config struct {
 	// cut off from the database keeps deciding on what it last knew
 	// (availability over safety).
 	MaxStaleness time.Duration
+	// EvalTimeout bounds one evaluation of a device's grants; an evaluation
+	// cut off is a deny with ReasonPolicyTimeout. Default 100ms.
+	EvalTimeout time.Duration
 }
+
+// DefaultEvalTimeout is Config.EvalTimeout's default: grants are computed
+// once per device and policy version, and the default policy takes well
+// under a millisecond, so 100ms only stops a runaway policy.
+const DefaultEvalTimeout = 100 * time.Millisecond
+
+// ReasonPolicyTimeout is the reason of a deny whose grant evaluation was
+// cut off at Config.EvalTimeout.
+const ReasonPolicyTimeout = "policy_timeout"
+
+// timeoutRetry is how long a device whose grants timed out is denied
+// without evaluating again: a slow policy then costs at most one cut-off
+// evaluation per device per interval, not one per broker request.
+const timeoutRetry = time.Second
 
 type activePolicy struct {
 	p       *policy.Policy
@@ -115,7 +133,14 @@ type deviceEntry struct {
 type grantSet struct {
 	policyGen uint64
 	grants    []policy.Grant
+	// timedOutUntil, when set, marks an evaluation that was cut off: the
+	// device is denied until then, then evaluated again.
+	timedOutUntil time.Time
 }
+
+// errPolicyTimeout is what grants returns for a cut-off evaluation; decide
+// turns it into a deny.
+var errPolicyTimeout = errors.New("authz: policy evaluation timed out")
 
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
@@ -128,6 +153,10 @@ type Authorizer struct {
 	logged  atomic.Uint64
 	denies  *recentDenies
 	fresh   freshness
+
+	// timeoutLogged is the policy generation whose first cut-off evaluation
+	// was logged: one line per policy version, not one per device.
+	timeoutLogged atomic.Uint64
 }
 
 // New returns an Authorizer with no policy: until SetPolicy, every request
@@ -138,6 +167,9 @@ func New(cfg Config) *Authorizer {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.EvalTimeout <= 0 {
+		cfg.EvalTimeout = DefaultEvalTimeout
 	}
 	a := &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize),
 		denies: newRecentDenies(cfg.RecentDenies)}
@@ -251,7 +283,9 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 	if err != nil {
 		return Decision{}, err
 	}
-	a.cache.put(key, cacheEntry{decision: d, policyGen: ap.gen, deviceGen: e.gen})
+	if d.Reason != ReasonPolicyTimeout { // retried after timeoutRetry, so never cached
+		a.cache.put(key, cacheEntry{decision: d, policyGen: ap.gen, deviceGen: e.gen})
+	}
 	return d, nil
 }
 
@@ -271,6 +305,9 @@ func (a *Authorizer) decide(ctx context.Context, ap *activePolicy, e *deviceEntr
 		_, filter, _ = topic.SplitShared(req.Topic)
 	}
 	grants, err := a.grants(ctx, ap, e)
+	if errors.Is(err, errPolicyTimeout) {
+		return Decision{Device: id, Reason: ReasonPolicyTimeout, PolicyVersion: ap.version}, nil
+	}
 	if err != nil {
 		return Decision{}, err
 	}
@@ -308,12 +345,29 @@ func (a *Authorizer) decide(ctx context.Context, ap *activePolicy, e *deviceEntr
 
 // grants returns the device's grants under the active policy, evaluating
 // the policy only when the device or the policy changed since last time.
+// The evaluation is bounded by Config.EvalTimeout; a cut-off one returns
+// errPolicyTimeout, for that evaluation and for timeoutRetry after it.
 func (a *Authorizer) grants(ctx context.Context, ap *activePolicy, e *deviceEntry) ([]policy.Grant, error) {
 	if gs := e.grants.Load(); gs != nil && gs.policyGen == ap.gen {
-		return gs.grants, nil
+		if gs.timedOutUntil.IsZero() {
+			return gs.grants, nil
+		}
+		if a.cfg.Now().Before(gs.timedOutUntil) {
+			return nil, errPolicyTimeout
+		}
 	}
 	d := e.dev
-	gs, err := ap.p.Grants(ctx, policy.Device{ID: d.ID, Fleet: d.Fleet, Profile: d.Profile, Roles: d.Roles, Labels: d.Labels})
+	ectx, cancel := context.WithTimeout(ctx, a.cfg.EvalTimeout)
+	defer cancel()
+	gs, err := ap.p.Grants(ectx, policy.Device{ID: d.ID, Fleet: d.Fleet, Profile: d.Profile, Roles: d.Roles, Labels: d.Labels})
+	if fault.Is(err, policy.Timeout) {
+		e.grants.Store(&grantSet{policyGen: ap.gen, timedOutUntil: a.cfg.Now().Add(timeoutRetry)})
+		if a.cfg.Log != nil && a.timeoutLogged.Swap(ap.gen) != ap.gen {
+			a.cfg.Log.Warn("policy evaluation cut off at its time limit: the device is denied (further timeouts under this version are not logged; see the recent denies)",
+				"device", d.ID, "policy_version", ap.version, "eval_timeout", a.cfg.EvalTimeout)
+		}
+		return nil, errPolicyTimeout
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -333,20 +387,24 @@ func (a *Authorizer) Device(id string) (Device, bool) {
 }
 
 // Simulate answers req for dev under policy p, with a throwaway core, so a
-// what-if never touches the live cache or decision log. The request's
-// identity and client id are the device's.
-func Simulate(ctx context.Context, p *policy.Policy, version int64, dev Device, req Request) (Decision, error) {
-	a := New(Config{CacheSize: 64})
-	a.SetPolicy(p, version)
-	a.UpsertDevice(dev)
+// what-if never touches the live cache or decision log, under the same
+// evaluation bound as the live core (a cut-off evaluation is the same
+// ReasonPolicyTimeout deny). The request's identity and client id are the
+// device's.
+func (a *Authorizer) Simulate(ctx context.Context, p *policy.Policy, version int64, dev Device, req Request) (Decision, error) {
+	sim := New(Config{CacheSize: 64, EvalTimeout: a.cfg.EvalTimeout, Now: a.cfg.Now})
+	sim.SetPolicy(p, version)
+	sim.UpsertDevice(dev)
 	req.Identity, req.ClientID = dev.ID, dev.ID
-	return a.Authorize(ctx, req)
+	return sim.Authorize(ctx, req)
 }
 
 // WarmGrants computes the grants of every device that lacks them under the
 // active policy, so decisions for those devices never wait on the policy
 // engine. It returns how many it computed; devices whose grants fail are
-// left cold (their requests then return the error, failing closed).
+// left cold (their requests then return the error, failing closed), and
+// devices whose evaluation was cut off are skipped (denied with
+// ReasonPolicyTimeout until their requests retry).
 func (a *Authorizer) WarmGrants(ctx context.Context) (int, error) {
 	ap := a.policy.Load()
 	if ap == nil {
@@ -365,7 +423,11 @@ func (a *Authorizer) WarmGrants(ctx context.Context) (int, error) {
 		if ctx.Err() != nil {
 			return n, ctx.Err()
 		}
-		if _, err := a.grants(ctx, ap, e); err != nil {
+		_, err := a.grants(ctx, ap, e)
+		if errors.Is(err, errPolicyTimeout) {
+			continue
+		}
+		if err != nil {
 			return n, err
 		}
 		n++

@@ -49,34 +49,34 @@ func TestAuthorize(t *testing.T) {
 		{"connect", req(authz.Connect, "temp-1", ""), true, "device active"},
 		{"connect with spoofed client id", authz.Request{Action: authz.Connect, Identity: "temp-1", ClientID: "temp-2"}, false, "client id does not match the certificate"},
 		{"connect without client id", authz.Request{Action: authz.Connect, Identity: "temp-1"}, false, "client id does not match the certificate"},
-		{"publish with spoofed client id", authz.Request{Action: authz.Publish, Identity: "temp-1", ClientID: "temp-2", Topic: "devices/temp-2/telemetry/t"}, false, "client id does not match the certificate"},
+		{"publish with spoofed client id", authz.Request{Action: authz.Publish, Identity: "temp-1", ClientID: "temp-2", Topic: "fleets/plant/devices/temp-2/telemetry/t"}, false, "client id does not match the certificate"},
 		{"no certificate identity", authz.Request{Action: authz.Connect, ClientID: "temp-1"}, false, "no certificate identity"},
 		{"unknown device", req(authz.Connect, "ghost", ""), false, "unknown device"},
 		{"suspended", req(authz.Connect, "susp-1", ""), false, "device is suspended"},
 		{"expired certificate", req(authz.Connect, "old-1", ""), false, "certificate has expired"},
 		{"no certificate yet", req(authz.Connect, "new-1", ""), false, "device has no current certificate"},
-		{"own telemetry", req(authz.Publish, "temp-1", "devices/temp-1/telemetry/celsius"), true, "granted"},
-		{"own telemetry root", req(authz.Publish, "temp-1", "devices/temp-1/telemetry"), true, "granted"},
-		{"other device's telemetry", req(authz.Publish, "temp-1", "devices/temp-2/telemetry/celsius"), false, "no grant matches"},
-		{"sensor sends a command", req(authz.Publish, "temp-1", "devices/temp-2/cmd/reboot"), false, "no grant matches"},
-		{"sensor commands itself", req(authz.Publish, "temp-1", "devices/temp-1/cmd/reboot"), false, "no grant matches"},
-		{"controller sends a command", authz.Request{Action: authz.Publish, Identity: "ctl-1", ClientID: "ctl-1", Topic: "devices/temp-1/cmd/reboot", QoS: 1}, true, "granted"},
-		{"controller qos 2 above max", authz.Request{Action: authz.Publish, Identity: "ctl-1", ClientID: "ctl-1", Topic: "devices/temp-1/cmd/reboot", QoS: 2}, false, "qos above the grant's maximum"},
-		{"controller retained command", authz.Request{Action: authz.Publish, Identity: "ctl-1", ClientID: "ctl-1", Topic: "devices/temp-1/cmd/reboot", Retain: true}, false, "retain not allowed by the grant"},
-		{"publish wildcard", req(authz.Publish, "temp-1", "devices/temp-1/telemetry/#"), false, "invalid topic name"},
-		{"publish NUL", req(authz.Publish, "temp-1", "devices/temp-1/telemetry/\x00"), false, "invalid topic name"},
-		{"subscribe own commands", req(authz.Subscribe, "temp-1", "devices/temp-1/cmd/#"), true, "granted"},
-		{"subscribe one own command", req(authz.Subscribe, "temp-1", "devices/temp-1/cmd/+"), true, "granted"},
+		{"own telemetry", req(authz.Publish, "temp-1", "fleets/plant/devices/temp-1/telemetry/celsius"), true, "granted"},
+		{"own telemetry root", req(authz.Publish, "temp-1", "fleets/plant/devices/temp-1/telemetry"), true, "granted"},
+		{"other device's telemetry", req(authz.Publish, "temp-1", "fleets/plant/devices/temp-2/telemetry/celsius"), false, "no grant matches"},
+		{"sensor sends a command", req(authz.Publish, "temp-1", "fleets/plant/devices/temp-2/cmd/reboot"), false, "no grant matches"},
+		{"sensor commands itself", req(authz.Publish, "temp-1", "fleets/plant/devices/temp-1/cmd/reboot"), false, "no grant matches"},
+		{"controller sends a command", authz.Request{Action: authz.Publish, Identity: "ctl-1", ClientID: "ctl-1", Topic: "fleets/plant/devices/temp-1/cmd/reboot", QoS: 1}, true, "granted"},
+		{"controller qos 2 above max", authz.Request{Action: authz.Publish, Identity: "ctl-1", ClientID: "ctl-1", Topic: "fleets/plant/devices/temp-1/cmd/reboot", QoS: 2}, false, "qos above the grant's maximum"},
+		{"controller retained command", authz.Request{Action: authz.Publish, Identity: "ctl-1", ClientID: "ctl-1", Topic: "fleets/plant/devices/temp-1/cmd/reboot", Retain: true}, false, "retain not allowed by the grant"},
+		{"publish wildcard", req(authz.Publish, "temp-1", "fleets/plant/devices/temp-1/telemetry/#"), false, "invalid topic name"},
+		{"publish NUL", req(authz.Publish, "temp-1", "fleets/plant/devices/temp-1/telemetry/\x00"), false, "invalid topic name"},
+		{"subscribe own commands", req(authz.Subscribe, "temp-1", "fleets/plant/devices/temp-1/cmd/#"), true, "granted"},
+		{"subscribe one own command", req(authz.Subscribe, "temp-1", "fleets/plant/devices/temp-1/cmd/+"), true, "granted"},
 		{"subscribe everything", req(authz.Subscribe, "temp-1", "#"), false, "no grant matches"},
-		{"subscribe all commands", req(authz.Subscribe, "temp-1", "devices/+/cmd/#"), false, "no grant matches"},
-		{"subscribe other's commands", req(authz.Subscribe, "temp-1", "devices/temp-2/cmd/#"), false, "no grant matches"},
+		{"subscribe all commands", req(authz.Subscribe, "temp-1", "fleets/plant/devices/+/cmd/#"), false, "no grant matches"},
+		{"subscribe other's commands", req(authz.Subscribe, "temp-1", "fleets/plant/devices/temp-2/cmd/#"), false, "no grant matches"},
 		{"subscribe $SYS", req(authz.Subscribe, "temp-1", "$SYS/#"), false, "no grant matches"},
 		{"subscribe fleet broadcast", req(authz.Subscribe, "temp-1", "fleets/plant/broadcast/#"), true, "granted"},
 		{"subscribe other fleet broadcast", req(authz.Subscribe, "temp-1", "fleets/other/broadcast/#"), false, "no grant matches"},
-		{"shared subscription on own commands", req(authz.Subscribe, "temp-1", "$share/g1/devices/temp-1/cmd/#"), true, "granted"},
+		{"shared subscription on own commands", req(authz.Subscribe, "temp-1", "$share/g1/fleets/plant/devices/temp-1/cmd/#"), true, "granted"},
 		{"shared subscription on everything", req(authz.Subscribe, "temp-1", "$share/g1/#"), false, "no grant matches"},
-		{"malformed filter", req(authz.Subscribe, "temp-1", "devices/#/cmd"), false, "invalid topic filter"},
-		{"bad qos", authz.Request{Action: authz.Publish, Identity: "temp-1", ClientID: "temp-1", Topic: "devices/temp-1/telemetry/x", QoS: 3}, false, "invalid qos"},
+		{"malformed filter", req(authz.Subscribe, "temp-1", "fleets/plant/devices/#/cmd"), false, "invalid topic filter"},
+		{"bad qos", authz.Request{Action: authz.Publish, Identity: "temp-1", ClientID: "temp-1", Topic: "fleets/plant/devices/temp-1/telemetry/x", QoS: 3}, false, "invalid qos"},
 		{"unknown action", req("delete", "temp-1", "x"), false, "unknown action"},
 	}
 	for _, tc := range cases {
@@ -107,7 +107,7 @@ func TestNoPolicyFailsClosed(t *testing.T) {
 func TestInvalidation(t *testing.T) {
 	a := newAuthorizer(t)
 	ctx := context.Background()
-	pub := req(authz.Publish, "temp-1", "devices/temp-1/telemetry/x")
+	pub := req(authz.Publish, "temp-1", "fleets/plant/devices/temp-1/telemetry/x")
 	mustAllow := func(want bool, what string) {
 		t.Helper()
 		d, err := a.Authorize(ctx, pub)
@@ -166,7 +166,7 @@ func BenchmarkAuthorize(b *testing.B) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("dev-%06d", i)
 		// Warm each device's grants so "uncached" measures decision misses.
-		if _, err := a.Authorize(ctx, req(authz.Publish, ids[i], "devices/"+ids[i]+"/telemetry/warm")); err != nil {
+		if _, err := a.Authorize(ctx, req(authz.Publish, ids[i], "fleets/plant/devices/"+ids[i]+"/telemetry/warm")); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -189,7 +189,7 @@ func BenchmarkAuthorize(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			id := ids[i%len(ids)]
-			d, err := a.Authorize(ctx, req(authz.Publish, id, "devices/"+id+"/"+topics[(i/len(ids))%len(topics)]))
+			d, err := a.Authorize(ctx, req(authz.Publish, id, "fleets/plant/devices/"+id+"/"+topics[(i/len(ids))%len(topics)]))
 			if err != nil || !d.Allow {
 				b.Fatal(d, err)
 			}
@@ -197,7 +197,7 @@ func BenchmarkAuthorize(b *testing.B) {
 		}
 	})
 	b.Run("cached", func(b *testing.B) {
-		r := req(authz.Publish, ids[42], "devices/"+ids[42]+"/telemetry/warm")
+		r := req(authz.Publish, ids[42], "fleets/plant/devices/"+ids[42]+"/telemetry/warm")
 		for b.Loop() {
 			if d, err := a.Authorize(ctx, r); err != nil || !d.Allow {
 				b.Fatal(d, err)

@@ -16,11 +16,11 @@ func TestRecentDenies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ask(req(authz.Connect, "temp-1", ""))                                 // allow: not kept
-	ask(req(authz.Publish, "temp-1", "devices/temp-2/telemetry/celsius")) // deny by rule
-	ask(req(authz.Connect, "susp-1", ""))                                 // deny by status
-	ask(req(authz.Publish, "temp-1", "devices/temp-1/telemetry/x"))       // allow
-	ask(authz.Request{Action: authz.Connect, ClientID: "anon"})           // deny, no identity
+	ask(req(authz.Connect, "temp-1", ""))                                              // allow: not kept
+	ask(req(authz.Publish, "temp-1", "fleets/plant/devices/temp-2/telemetry/celsius")) // deny by rule
+	ask(req(authz.Connect, "susp-1", ""))                                              // deny by status
+	ask(req(authz.Publish, "temp-1", "fleets/plant/devices/temp-1/telemetry/x"))       // allow
+	ask(authz.Request{Action: authz.Connect, ClientID: "anon"})                        // deny, no identity
 
 	all := a.RecentDenies("", 0)
 	if len(all) != 3 {
@@ -30,7 +30,7 @@ func TestRecentDenies(t *testing.T) {
 		t.Fatalf("not newest first: %+v", all)
 	}
 	d := all[2]
-	if d.Action != authz.Publish || d.Topic != "devices/temp-2/telemetry/celsius" || d.Reason != "no grant matches" ||
+	if d.Action != authz.Publish || d.Topic != "fleets/plant/devices/temp-2/telemetry/celsius" || d.Reason != "no grant matches" ||
 		d.PolicyVersion != 1 || !d.At.Equal(now) {
 		t.Errorf("deny record = %+v", d)
 	}
@@ -67,7 +67,7 @@ func TestRecentDeniesRingWraps(t *testing.T) {
 func BenchmarkAuthorizeDenyRecorded(b *testing.B) {
 	a := newAuthorizer(b)
 	ctx := context.Background()
-	r := req(authz.Publish, "temp-1", "devices/temp-2/telemetry/celsius")
+	r := req(authz.Publish, "temp-1", "fleets/plant/devices/temp-2/telemetry/celsius")
 	b.ReportAllocs()
 	for b.Loop() {
 		_, _ = a.Authorize(ctx, r)

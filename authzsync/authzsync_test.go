@@ -96,7 +96,7 @@ func TestSync(t *testing.T) {
 				}
 				return d.Allow
 			}
-			if !allow("ctl", "devices/sensor/cmd/reboot") || allow("sensor", "devices/ctl/cmd/reboot") {
+			if !allow("ctl", "fleets/plant/devices/sensor/cmd/reboot") || allow("sensor", "fleets/plant/devices/ctl/cmd/reboot") {
 				t.Fatal("roles from certificates are not applied")
 			}
 			// Nothing changed: an incremental sync reads nothing new... except
@@ -115,10 +115,10 @@ func TestSync(t *testing.T) {
 			if n, err := s.Sync(ctx); err != nil || n != 1 {
 				t.Fatalf("incremental sync: %d %v", n, err)
 			}
-			if allow("sensor", "devices/sensor/telemetry/t") {
+			if allow("sensor", "fleets/plant/devices/sensor/telemetry/t") {
 				t.Fatal("suspension did not reach the core")
 			}
-			if !allow("ctl", "devices/ctl/telemetry/t") {
+			if !allow("ctl", "fleets/plant/devices/ctl/telemetry/t") {
 				t.Fatal("unchanged device lost access")
 			}
 		})

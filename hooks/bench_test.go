@@ -15,7 +15,7 @@ func BenchmarkEMQXAuthz(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	body := `{"clientid":"dev1","username":"dev1","cert_common_name":"dev1","action":"publish","topic":"devices/dev1/telemetry/temp","qos":"1","retain":"false"}`
+	body := `{"clientid":"dev1","username":"dev1","cert_common_name":"dev1","action":"publish","topic":"fleets/plant/devices/dev1/telemetry/temp","qos":"1","retain":"false"}`
 	b.ReportAllocs()
 	for b.Loop() {
 		req := httptest.NewRequest("POST", "/hooks/emqx/authz", strings.NewReader(body))

@@ -158,10 +158,10 @@ func TestErrorsAreExplicitDenies(t *testing.T) {
 		hook    string
 	}{
 		{"emqx", "POST", "/hooks/emqx/authn", "application/json", `{"clientid":"dev1","cert_common_name":"dev1"}`, ""},
-		{"emqx", "POST", "/hooks/emqx/authz", "application/json", `{"clientid":"dev1","cert_common_name":"dev1","action":"publish","topic":"devices/dev1/telemetry"}`, ""},
-		{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1","topic":"devices/dev1/telemetry","qos":0}`, "auth_on_publish"},
-		{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1","topics":[{"topic":"devices/dev1/cmd/#","qos":0}]}`, "auth_on_subscribe"},
-		{"mosquitto-status", "POST", "/hooks/mosquitto/acl", "application/json", `{"username":"dev1","clientid":"dev1","topic":"devices/dev1/telemetry","acc":2}`, ""},
+		{"emqx", "POST", "/hooks/emqx/authz", "application/json", `{"clientid":"dev1","cert_common_name":"dev1","action":"publish","topic":"fleets/plant/devices/dev1/telemetry"}`, ""},
+		{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1","topic":"fleets/plant/devices/dev1/telemetry","qos":0}`, "auth_on_publish"},
+		{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1","topics":[{"topic":"fleets/plant/devices/dev1/cmd/#","qos":0}]}`, "auth_on_subscribe"},
+		{"mosquitto-status", "POST", "/hooks/mosquitto/acl", "application/json", `{"username":"dev1","clientid":"dev1","topic":"fleets/plant/devices/dev1/telemetry","acc":2}`, ""},
 		{"rabbitmq", "GET", "/hooks/rabbitmq/user?username=dev1", "", "", ""},
 		{"native", "POST", "/hooks/v1/authorize", "application/json", `{"action":"connect","client_id":"dev1","identity":"dev1"}`, ""},
 	}

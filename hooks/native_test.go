@@ -64,8 +64,8 @@ func TestNativeCertificate(t *testing.T) {
 		req   hooks.NativeRequest
 		allow bool
 	}{
-		{"current certificate", hooks.NativeRequest{Action: "publish", ClientID: "dev1", Certificate: current, Topic: "devices/dev1/telemetry/t"}, true},
-		{"current certificate, other device's topic", hooks.NativeRequest{Action: "publish", ClientID: "dev1", Certificate: current, Topic: "devices/dev2/telemetry/t"}, false},
+		{"current certificate", hooks.NativeRequest{Action: "publish", ClientID: "dev1", Certificate: current, Topic: "fleets/plant/devices/dev1/telemetry/t"}, true},
+		{"current certificate, other device's topic", hooks.NativeRequest{Action: "publish", ClientID: "dev1", Certificate: current, Topic: "fleets/plant/devices/dev2/telemetry/t"}, false},
 		{"superseded certificate", hooks.NativeRequest{Action: "connect", ClientID: "dev1", Certificate: old}, false},
 		{"certificate from another CA", hooks.NativeRequest{Action: "connect", ClientID: "dev1", Certificate: other}, false},
 		{"identity contradicts certificate", hooks.NativeRequest{Action: "connect", ClientID: "dev1", Identity: "dev2", Certificate: current}, false},

@@ -10,18 +10,26 @@
 #                   "rule": <name shown as the decision's reason>}
 package gatehouse.authz
 
+# Topic namespace: every device topic sits under its fleet,
+#   fleets/<fleet>/devices/<id>/{telemetry,state,events,cmd}/...
+#   fleets/<fleet>/broadcast/...
+# so "the devices of my fleet" is one MQTT filter and no grant below
+# reaches another fleet. Fleet names and device ids are [A-Za-z0-9._-]:
+# they can be neither a wildcard nor span topic levels.
+own := concat("/", ["fleets", input.device.fleet, "devices", input.device.id])
+
 # Per-device isolation: a device writes only under its own subtree...
-grants contains {"action": "publish", "filter": concat("/", ["devices", input.device.id, sub, "#"]), "rule": concat("", ["own-", sub])} if {
+grants contains {"action": "publish", "filter": concat("/", [own, sub, "#"]), "rule": concat("", ["own-", sub])} if {
 	some sub in {"telemetry", "state", "events"}
 }
 
 # ...reads only its own command topics and its fleet's broadcasts...
-grants contains {"action": "subscribe", "filter": concat("/", ["devices", input.device.id, "cmd", "#"]), "rule": "own-commands"}
+grants contains {"action": "subscribe", "filter": concat("/", [own, "cmd", "#"]), "rule": "own-commands"}
 
 grants contains {"action": "subscribe", "filter": concat("/", ["fleets", input.device.fleet, "broadcast", "#"]), "rule": "fleet-broadcast"}
 
-# ...and only a certificate that carries the command role may send commands
-# to the other devices of its fleet. A sensor's certificate never does.
-grants contains {"action": "publish", "filter": "devices/+/cmd/#", "max_qos": 1, "retain": false, "rule": "command-role"} if {
+# ...and only a certificate that carries the command role may send commands,
+# and only to the devices of its own fleet. A sensor's certificate never does.
+grants contains {"action": "publish", "filter": concat("/", ["fleets", input.device.fleet, "devices", "+", "cmd", "#"]), "max_qos": 1, "retain": false, "rule": "command-role"} if {
 	"command" in input.device.roles
 }

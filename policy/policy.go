@@ -21,6 +21,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/topic"
@@ -29,8 +30,17 @@ import (
 // Query is the rule every policy must define.
 const Query = "data.gatehouse.authz.grants"
 
-// Code for a policy that does not compile or whose grants are malformed.
-const Invalid fault.Code = "policy_invalid"
+// Codes of policy failures.
+const (
+	// Invalid: the policy does not compile (or calls a built-in outside the
+	// sandbox), or its grants are malformed.
+	Invalid fault.Code = "policy_invalid"
+	// EvalFailed: the policy compiles but its evaluation fails for this
+	// input (conflicting rule outputs, a built-in error in strict mode…).
+	EvalFailed fault.Code = "policy_eval_failed"
+	// Timeout: the evaluation was cut off at its deadline.
+	Timeout fault.Code = "policy_timeout"
+)
 
 //go:embed default.rego
 var defaultPolicy string
@@ -145,7 +155,9 @@ func Compile(ctx context.Context, src Source) (*Policy, error) {
 		return nil, &CompileError{Problems: []Problem{{Module: "policy", Line: modules[policyFile].Package.Location.Row,
 			Column: modules[policyFile].Package.Location.Col, Message: "package must be gatehouse.authz, not " + strings.TrimPrefix(pkg, "data.")}}}
 	}
-	compiler := ast.NewCompiler().WithStrict(false)
+	// Built-ins outside the sandbox (network, environment, clock,
+	// randomness: sandbox.go) fail here as located problems.
+	compiler := newCompiler().WithStrict(false)
 	compiler.Compile(modules)
 	if compiler.Failed() {
 		return nil, &CompileError{Problems: problemsOf(compiler.Errors, "")}
@@ -153,7 +165,7 @@ func Compile(ctx context.Context, src Source) (*Policy, error) {
 	if !definesGrants(modules[policyFile]) {
 		return nil, &CompileError{Problems: []Problem{{Module: "policy", Line: 1, Column: 1, Message: "policy must define the rule grants"}}}
 	}
-	q, err := rego.New(rego.Query(Query), rego.Compiler(compiler)).PrepareForEval(ctx)
+	q, err := rego.New(rego.Query(Query), rego.Compiler(compiler), rego.Capabilities(sandbox())).PrepareForEval(ctx)
 	if err != nil {
 		return nil, &CompileError{Problems: problemsOf(err, "policy")}
 	}
@@ -177,7 +189,7 @@ func problemsOf(err error, module string) []Problem {
 	}
 	out := make([]Problem, 0, len(errs))
 	for _, e := range errs {
-		p := Problem{Module: module, Message: e.Message}
+		p := Problem{Module: module, Message: explainRefused(e.Message)}
 		if e.Location != nil {
 			p.Line, p.Column = e.Location.Row, e.Location.Col
 			switch e.Location.File {
@@ -196,7 +208,10 @@ func problemsOf(err error, module string) []Problem {
 func (p *Policy) Source() Source { return p.source }
 
 // Grants evaluates the policy for a device. A grant the policy returns in a
-// wrong shape is an error, never silently dropped or widened.
+// wrong shape is an error, never silently dropped or widened. The caller
+// bounds the evaluation with ctx: OPA checks it between steps (and inside
+// the generating built-ins) and stops; a cut-off evaluation is a Timeout
+// error, a failing one EvalFailed, so neither reads as "no grants".
 func (p *Policy) Grants(ctx context.Context, d Device) ([]Grant, error) {
 	if d.Roles == nil {
 		d.Roles = []string{}
@@ -206,7 +221,7 @@ func (p *Policy) Grants(ctx context.Context, d Device) ([]Grant, error) {
 	}
 	rs, err := p.query.Eval(ctx, rego.EvalInput(map[string]any{"device": d}))
 	if err != nil {
-		return nil, fmt.Errorf("evaluate policy: %w", err)
+		return nil, evalError(ctx, err)
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return nil, nil // grants undefined: nothing is granted
@@ -232,6 +247,18 @@ func (p *Policy) Grants(ctx context.Context, d Device) ([]Grant, error) {
 		return out[i].Filter < out[j].Filter
 	})
 	return out, nil
+}
+
+// evalError classifies an evaluation error: cut off by the context's
+// deadline, or a failure of the policy for this input.
+func evalError(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return fmt.Errorf("evaluate policy: %w", ctx.Err()) // the caller gave up: not the policy's fault
+	}
+	if ctx.Err() != nil || topdown.IsCancel(err) {
+		return fault.Wrap(err, Timeout, "policy evaluation exceeded its time limit and was cut off")
+	}
+	return fault.Wrap(err, EvalFailed, "policy evaluation failed: %v", err)
 }
 
 func grantOf(v any) (Grant, error) {
@@ -313,9 +340,18 @@ type TestReport struct {
 // OK reports whether at least one test ran and none failed.
 func (r TestReport) OK() bool { return r.Failed == 0 && r.Passed > 0 }
 
-// Test runs the policy's test_ rules in-process, like `opa test`.
+// Bounds of a test run: each test rule's evaluation, and the whole run
+// (Service applies it). A test cut off fails, so the version cannot be
+// activated.
+const (
+	TestTimeout    = time.Second
+	TestRunTimeout = 10 * time.Second
+)
+
+// Test runs the policy's test_ rules in-process, like `opa test`, inside
+// the same sandbox as the grants.
 func (p *Policy) Test(ctx context.Context) (TestReport, error) {
-	ch, err := tester.NewRunner().SetCompiler(ast.NewCompiler()).SetTimeout(10*time.Second).
+	ch, err := tester.NewRunner().SetCompiler(newCompiler()).SetTimeout(TestTimeout).
 		SetDefaultRegoVersion(ast.RegoV1).Run(ctx, p.modules)
 	if err != nil {
 		return TestReport{}, fmt.Errorf("run policy tests: %w", err)
@@ -328,6 +364,9 @@ func (p *Policy) Test(ctx context.Context) (TestReport, error) {
 		}
 		if r.Error != nil {
 			tr.Error = r.Error.Error()
+			if topdown.IsCancel(r.Error) {
+				tr.Error = fmt.Sprintf("test cut off: it exceeded its time limit (%s per test, %s per run)", TestTimeout, TestRunTimeout)
+			}
 		} else if r.Fail {
 			tr.Error = "test failed"
 		}

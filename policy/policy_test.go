@@ -20,7 +20,7 @@ func TestDefaultPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() || rep.Passed < 4 {
+	if !rep.OK() || rep.Passed < 6 {
 		t.Fatalf("default policy tests: %+v", rep)
 	}
 	cases := []struct {
@@ -30,13 +30,15 @@ func TestDefaultPolicy(t *testing.T) {
 		avoid []string
 	}{
 		{"sensor", policy.Device{ID: "temp-1", Fleet: "plant", Roles: []string{"telemetry"}},
-			[]string{"publish devices/temp-1/telemetry/#", "publish devices/temp-1/state/#", "publish devices/temp-1/events/#",
-				"subscribe devices/temp-1/cmd/#", "subscribe fleets/plant/broadcast/#"},
-			[]string{"publish devices/+/cmd/#"}},
+			[]string{"publish fleets/plant/devices/temp-1/telemetry/#", "publish fleets/plant/devices/temp-1/state/#",
+				"publish fleets/plant/devices/temp-1/events/#", "subscribe fleets/plant/devices/temp-1/cmd/#",
+				"subscribe fleets/plant/broadcast/#"},
+			[]string{"publish fleets/plant/devices/+/cmd/#"}},
 		{"controller", policy.Device{ID: "ctl-1", Fleet: "plant", Roles: []string{"command"}},
-			[]string{"publish devices/+/cmd/#", "subscribe devices/ctl-1/cmd/#"}, nil},
-		{"no roles, nil labels", policy.Device{ID: "x", Fleet: "f"}, []string{"publish devices/x/telemetry/#"},
-			[]string{"publish devices/+/cmd/#"}},
+			[]string{"publish fleets/plant/devices/+/cmd/#", "subscribe fleets/plant/devices/ctl-1/cmd/#"},
+			[]string{"publish devices/+/cmd/#", "publish fleets/+/devices/+/cmd/#"}},
+		{"no roles, nil labels", policy.Device{ID: "x", Fleet: "f"}, []string{"publish fleets/f/devices/x/telemetry/#"},
+			[]string{"publish fleets/f/devices/+/cmd/#"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,7 +60,7 @@ func TestDefaultPolicy(t *testing.T) {
 					t.Errorf("unexpected grant %q", a)
 				}
 			}
-			if g, ok := have["publish devices/+/cmd/#"]; ok && (g.MaxQoS != 1 || g.Retain) {
+			if g, ok := have["publish fleets/plant/devices/+/cmd/#"]; ok && (g.MaxQoS != 1 || g.Retain) {
 				t.Errorf("command grant %+v, want max_qos 1 and no retain", g)
 			}
 		})

@@ -133,6 +133,13 @@ func (s *Service) Test(ctx context.Context, version int64) (TestReport, error) {
 	if err != nil {
 		return TestReport{}, err
 	}
+	return runTests(ctx, p)
+}
+
+// runTests runs p's tests within TestRunTimeout.
+func runTests(ctx context.Context, p *Policy) (TestReport, error) {
+	ctx, cancel := context.WithTimeout(ctx, TestRunTimeout)
+	defer cancel()
 	return p.Test(ctx)
 }
 
@@ -147,7 +154,7 @@ func (s *Service) Activate(ctx context.Context, actor string, version int64) (Te
 	if err != nil {
 		return TestReport{}, err
 	}
-	rep, err := p.Test(ctx)
+	rep, err := runTests(ctx, p)
 	if err != nil {
 		return rep, err
 	}
@@ -181,7 +188,18 @@ func (s *Service) EnsureActive(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.load(ctx, act.Version); err != nil {
+	err = s.load(ctx, act.Version)
+	var ce *CompileError
+	if errors.As(err, &ce) {
+		// A version stored before the sandbox (or under a newer Gatehouse)
+		// no longer compiles. Start anyway with no policy, so every decision
+		// is denied while an operator activates a version that compiles
+		// through the API: refusing to start would leave no way to fix it.
+		s.cfg.Log.Error("the active policy version is refused; every decision is denied until a version that compiles is activated",
+			"version", act.Version, "err", err)
+		err = nil
+	}
+	if err != nil {
 		return err
 	}
 	s.synced(at)
@@ -222,6 +240,9 @@ func (s *Service) Notify() {
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
+	// The same failure (a database down, an active version the sandbox
+	// refuses) is logged once, not on every tick.
+	var lastErr string
 	for {
 		select {
 		case <-ctx.Done():
@@ -237,9 +258,13 @@ func (s *Service) Run(ctx context.Context) error {
 		if err == nil {
 			s.synced(at)
 		}
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case err == nil || ctx.Err() != nil:
+			lastErr = ""
+		case err.Error() != lastErr:
 			// The previous version stays active: a database blip must not
 			// leave the broker without a policy.
+			lastErr = err.Error()
 			s.cfg.Log.Error("policy sync failed", "err", err)
 		}
 	}

@@ -22,6 +22,21 @@ func BenchmarkMatch(b *testing.B) {
 			}
 		})
 	}
+	// The default policy's namespace, one fleet level deeper: its own
+	// telemetry grant, and a controller's command grant missing it.
+	const fleetName = "fleets/plant/devices/dev-123/telemetry/temp"
+	for _, bm := range []struct{ label, filter string }{
+		{"fleet-own-hash", "fleets/plant/devices/dev-123/telemetry/#"},
+		{"fleet-miss-deep", "fleets/plant/devices/+/cmd/#"},
+		{"fleet-miss-fleet", "fleets/depot/devices/+/cmd/#"},
+	} {
+		b.Run(bm.label, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				sink = Match(bm.filter, fleetName)
+			}
+		})
+	}
 }
 
 // BenchmarkContains measures an ACL check of a realistic SUBSCRIBE.
@@ -32,6 +47,9 @@ func BenchmarkContains(b *testing.B) {
 		{"name", "devices/+/cmd/#", "devices/dev-123/cmd/reboot"},
 		{"wider", "devices/dev-123/#", "devices/+/cmd/#"},
 		{"miss-deep", "devices/+/cmd/#", "devices/dev-123/telemetry/temp"},
+		{"fleet-narrower", "fleets/plant/devices/+/cmd/#", "fleets/plant/devices/dev-123/cmd/+"},
+		{"fleet-own", "fleets/plant/devices/dev-123/cmd/#", "fleets/plant/devices/dev-123/cmd/#"},
+		{"fleet-other", "fleets/plant/devices/dev-123/cmd/#", "fleets/depot/devices/+/cmd/#"},
 	} {
 		b.Run(bm.label, func(b *testing.B) {
 			b.ReportAllocs()

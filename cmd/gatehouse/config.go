@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -42,6 +43,7 @@ const (
 	keyHooksRabbitCL  = "hooks.rabbitmq.cert_login"
 	keyDecisionLog    = "authz.decision_log_every"
 	keyMaxStaleness   = "authz.max_staleness"
+	keyPolicyEval     = "policy.eval_timeout"
 	keyPassphrase     = "ca.passphrase"
 	keyPassphraseFile = "ca.passphrase_file"
 	keyRoleOIDs       = "ca.role_oids"
@@ -81,6 +83,7 @@ var defaults = map[string]any{
 	keyHooksRabbitCL:  false,
 	keyDecisionLog:    0,
 	keyMaxStaleness:   "30s",
+	keyPolicyEval:     "100ms",
 	keyPassphrase:     "",
 	keyPassphraseFile: "",
 	keyRoleOIDs:       map[string]string{},
@@ -259,6 +262,18 @@ func generatePassphrase(path string) ([]byte, error) {
 		return nil, err
 	}
 	return p, f.Close()
+}
+
+// policyEvalTimeout reads policy.eval_timeout: the bound of one evaluation
+// of a device's grants (and of a simulation). There is no "unbounded":
+// a policy that runs away must be cut off.
+func policyEvalTimeout(v *viper.Viper) (time.Duration, error) {
+	s := v.GetString(keyPolicyEval)
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Millisecond || d > 10*time.Second {
+		return 0, fault.New(fault.InvalidArgument, "%s: %q is not a duration between 1ms and 10s", keyPolicyEval, s)
+	}
+	return d, nil
 }
 
 // roleOIDs reads ca.role_oids; an empty map means the built-in defaults.

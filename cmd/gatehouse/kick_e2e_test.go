@@ -90,13 +90,13 @@ func TestRabbitMQSessionKick(t *testing.T) {
 
 	subs := map[string]*rmqSub{}
 	for _, id := range []string{"victim", "suspendee", "bystander"} {
-		subs[id] = c.subscribe(t, devs[id], id, "devices/"+id+"/cmd/#")
+		subs[id] = c.subscribe(t, devs[id], id, "fleets/default/devices/"+id+"/cmd/#")
 	}
 	for id := range subs {
 		waitConnected(id)
 	}
 	// The bystander's subscription works before anything happens.
-	c.publishUntilSeen(t, subs["bystander"], devs["ctl"], "devices/bystander/cmd/ping", "ping-1")
+	c.publishUntilSeen(t, subs["bystander"], devs["ctl"], "fleets/default/devices/bystander/cmd/ping", "ping-1")
 
 	type kickStatus struct {
 		Kicks []struct {
@@ -145,7 +145,7 @@ func TestRabbitMQSessionKick(t *testing.T) {
 			t.Errorf("%s reconnected after the %s: %v", id, reason, names)
 		}
 		// Its next connect is refused.
-		if out, err := c.publish(devs[id], id, "devices/"+id+"/telemetry/t", "after-"+reason); err == nil {
+		if out, err := c.publish(devs[id], id, "fleets/default/devices/"+id+"/telemetry/t", "after-"+reason); err == nil {
 			t.Errorf("%s connected and published after the %s:\n%s", id, reason, out)
 		}
 		var st kickStatus
@@ -171,7 +171,7 @@ func TestRabbitMQSessionKick(t *testing.T) {
 		t.Fatalf("the bystander's subscriber exited (%v):\n%s", err, subs["bystander"].out.String())
 	default:
 	}
-	c.publishUntilSeen(t, subs["bystander"], devs["ctl"], "devices/bystander/cmd/ping", "ping-2")
+	c.publishUntilSeen(t, subs["bystander"], devs["ctl"], "fleets/default/devices/bystander/cmd/ping", "ping-2")
 	// The unreachable hook's kicks are listed as still pending, retried.
 	var pending kickStatus
 	g.api(t, "GET", "/api/v1/session-kicks?status=pending", nil, http.StatusOK, &pending)

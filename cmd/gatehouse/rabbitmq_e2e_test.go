@@ -91,22 +91,22 @@ func TestRabbitMQEndToEnd(t *testing.T) {
 	// Operator-side queues on amq.topic (where the MQTT plugin publishes):
 	// the telemetry pipeline's view of sensor-1, and a watch on everything
 	// addressed to sensor-2.
-	mg.queue("e2e-telemetry", "devices.sensor-1.telemetry.#")
-	mg.queue("e2e-sensor2", "devices.sensor-2.#")
+	mg.queue("e2e-telemetry", "fleets.default.devices.sensor-1.telemetry.#")
+	mg.queue("e2e-sensor2", "fleets.default.devices.sensor-2.#")
 
 	// 1. sensor-1 publishes its own telemetry; it is delivered.
-	if out, err := c.publish(sensor1, sensor1.id, "devices/sensor-1/telemetry/temp", "21.5"); err != nil {
+	if out, err := c.publish(sensor1, sensor1.id, "fleets/default/devices/sensor-1/telemetry/temp", "21.5"); err != nil {
 		t.Fatalf("sensor-1 publishing its telemetry: %v\n%s\n%s", err, out, b.LogTail(30))
 	}
 	msgs := mg.waitMessages("e2e-telemetry", 1, 10*time.Second)
-	if msgs[0].RoutingKey != "devices.sensor-1.telemetry.temp" || msgs[0].Payload != "21.5" {
+	if msgs[0].RoutingKey != "fleets.default.devices.sensor-1.telemetry.temp" || msgs[0].Payload != "21.5" {
 		t.Fatalf("telemetry delivered as %+v", msgs[0])
 	}
 
 	// 2. sensor-2 subscribes to its command topics; ctl-1 (command role)
 	// sends it a command, which arrives.
-	s2 := c.subscribe(t, sensor2, sensor2.id, "devices/sensor-2/cmd/#")
-	c.publishUntilSeen(t, s2, ctl1, "devices/sensor-2/cmd/reboot", "reboot-1")
+	s2 := c.subscribe(t, sensor2, sensor2.id, "fleets/default/devices/sensor-2/cmd/#")
+	c.publishUntilSeen(t, s2, ctl1, "fleets/default/devices/sensor-2/cmd/reboot", "reboot-1")
 
 	// 3. sensor-1 may not write into sensor-2's telemetry: RabbitMQ closes
 	// the connection and routes nothing.
@@ -121,17 +121,17 @@ func TestRabbitMQEndToEnd(t *testing.T) {
 		t.Logf("sensor-1 → %s refused in %s: %v: %s", topic, time.Since(start).Round(time.Millisecond), err, strings.TrimSpace(out))
 		logs.waitLine(t, "msg=decision", "action=publish", "device=sensor-1", "topic="+topic, "allow=false")
 	}
-	refusedPublish("devices/sensor-2/telemetry/x", "forged-telemetry")
+	refusedPublish("fleets/default/devices/sensor-2/telemetry/x", "forged-telemetry")
 
 	// 4. A temperature sensor's certificate never sends commands.
-	refusedPublish("devices/sensor-2/cmd/reboot", "forged-command")
+	refusedPublish("fleets/default/devices/sensor-2/cmd/reboot", "forged-command")
 
 	// 5. sensor-1 may not subscribe to everything. With -E mosquitto_sub
 	// exits 0 as soon as its subscription is acknowledged, as it does for
 	// sensor-1's own command topics; RabbitMQ answers a refused SUBSCRIBE
 	// by closing the connection (no SUBACK), and mosquitto_sub reconnects,
 	// is refused again, and gives up at -W.
-	if out, err := c.run(15*time.Second, c.sub, c.args(sensor1, sensor1.id, "-t", "devices/sensor-1/cmd/#", "-q", "1", "-E", "-W", "10")...); err != nil {
+	if out, err := c.run(15*time.Second, c.sub, c.args(sensor1, sensor1.id, "-t", "fleets/default/devices/sensor-1/cmd/#", "-q", "1", "-E", "-W", "10")...); err != nil {
 		t.Fatalf("sensor-1 subscribing to its own commands: %v\n%s", err, out)
 	}
 	start := time.Now()
@@ -145,7 +145,7 @@ func TestRabbitMQEndToEnd(t *testing.T) {
 
 	// 6. A certificate is bound to its client id: sensor-1's certificate
 	// with client id sensor-2 is refused at CONNECT (CONNACK 5)...
-	out, err = c.publish(sensor1, "sensor-2", "devices/sensor-2/telemetry/x", "spoofed-client-id")
+	out, err = c.publish(sensor1, "sensor-2", "fleets/default/devices/sensor-2/telemetry/x", "spoofed-client-id")
 	if err == nil {
 		t.Errorf("sensor-1's certificate connected as client sensor-2:\n%s", out)
 	} else {
@@ -157,7 +157,7 @@ func TestRabbitMQEndToEnd(t *testing.T) {
 	// username with a password — even an empty one — is a password login,
 	// which Gatehouse refuses (CONNACK 4): devices have no passwords.
 	for _, pw := range []string{"", "guess"} {
-		args := c.args(sensor1, "sensor-2", "-u", "sensor-2", "-P", pw, "-t", "devices/sensor-2/telemetry/x",
+		args := c.args(sensor1, "sensor-2", "-u", "sensor-2", "-P", pw, "-t", "fleets/default/devices/sensor-2/telemetry/x",
 			"-m", "spoofed-username", "-q", "1")
 		out, err := c.run(15*time.Second, c.pub, args...)
 		if err == nil {
@@ -171,7 +171,7 @@ func TestRabbitMQEndToEnd(t *testing.T) {
 
 	// A second command from ctl-1 arrives after all of the above: sensor-2's
 	// subscription was live throughout, and nothing forged reached it.
-	c.publishUntilSeen(t, s2, ctl1, "devices/sensor-2/cmd/reboot", "reboot-2")
+	c.publishUntilSeen(t, s2, ctl1, "fleets/default/devices/sensor-2/cmd/reboot", "reboot-2")
 	if o := s2.out.String(); strings.Contains(o, "forged") || strings.Contains(o, "spoof") {
 		t.Errorf("sensor-2 received a refused message:\n%s", o)
 	}
@@ -179,10 +179,10 @@ func TestRabbitMQEndToEnd(t *testing.T) {
 	if blog, err := os.ReadFile(b.LogPath); err != nil || strings.Contains(string(blog), "duplicate id 'sensor-2'") {
 		t.Errorf("sensor-2's subscriber was disconnected by a refused client (%v):\n%s", err, b.LogTail(30))
 	}
-	// The operator's watch on devices.sensor-2.# holds both commands (at
+	// The operator's watch on fleets.default.devices.sensor-2.# holds both commands (at
 	// least) and nothing else.
 	for _, m := range append(mg.waitMessages("e2e-sensor2", 2, 10*time.Second), mg.drain("e2e-sensor2")...) {
-		if !strings.HasPrefix(m.Payload, "reboot-") || m.RoutingKey != "devices.sensor-2.cmd.reboot" {
+		if !strings.HasPrefix(m.Payload, "reboot-") || m.RoutingKey != "fleets.default.devices.sensor-2.cmd.reboot" {
 			t.Errorf("a refused publish was routed: %+v", m)
 		}
 	}

@@ -386,7 +386,7 @@ func TestWebUI(t *testing.T) {
 		// A broker asks about a publish outside the device's subtree: a deny,
 		// which the dashboard lists among the recent denies.
 		req, err := http.NewRequest("POST", "http://"+g.hooksAddr+"/hooks/emqx/authz", strings.NewReader(
-			`{"clientid":"ui-sensor-2","cert_common_name":"ui-sensor-2","action":"publish","topic":"devices/ui-sensor-1/telemetry/t","qos":0,"retain":false}`))
+			`{"clientid":"ui-sensor-2","cert_common_name":"ui-sensor-2","action":"publish","topic":"fleets/default/devices/ui-sensor-1/telemetry/t","qos":0,"retain":false}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -434,8 +434,8 @@ func TestWebUI(t *testing.T) {
 		u.shot("06-policy-syntax-error")
 
 		// Fix it with a real change: a grant for a UI topic, and its test.
-		fixed := string(policy) + "\n# Added from the web UI.\ngrants contains {\"action\": \"publish\", \"filter\": concat(\"/\", [\"devices\", input.device.id, \"ui\", \"#\"]), \"rule\": \"ui-demo\"}\n"
-		fixedTests := string(tests) + "\ntest_ui_demo if {\n\t{\"action\": \"publish\", \"filter\": \"devices/temp-1/ui/#\", \"rule\": \"ui-demo\"} in authz.grants with input as sensor\n}\n"
+		fixed := string(policy) + "\n# Added from the web UI.\ngrants contains {\"action\": \"publish\", \"filter\": concat(\"/\", [own, \"ui\", \"#\"]), \"rule\": \"ui-demo\"}\n"
+		fixedTests := string(tests) + "\ntest_ui_demo if {\n\t{\"action\": \"publish\", \"filter\": \"fleets/plant/devices/temp-1/ui/#\", \"rule\": \"ui-demo\"} in authz.grants with input as sensor\n}\n"
 		u.setSource("policy-source", fixed)
 		u.setSource("policy-tests", fixedTests)
 		if n := u.count(`li[data-testid="problem"]`); n != 0 {
@@ -459,7 +459,7 @@ func TestWebUI(t *testing.T) {
 		u.run("simulate allow",
 			chromedp.SetValue(chromedp.CSS("#sim-device"), "ui-sensor-1"),
 			chromedp.SetValue(chromedp.CSS("#sim-action"), "publish"),
-			chromedp.SetValue(chromedp.CSS("#sim-topic"), "devices/ui-sensor-1/ui/hello"),
+			chromedp.SetValue(chromedp.CSS("#sim-topic"), "fleets/default/devices/ui-sensor-1/ui/hello"),
 			chromedp.Click(chromedp.CSS("#sim-submit")),
 			chromedp.WaitVisible(chromedp.CSS("#sim-result")))
 		if v, r := u.text("#sim-verdict"), u.text("#sim-rule"); v != "ALLOW" || r != "ui-demo" {
@@ -467,7 +467,7 @@ func TestWebUI(t *testing.T) {
 		}
 		u.shot("08-policy-simulate")
 		u.run("simulate deny",
-			chromedp.SetValue(chromedp.CSS("#sim-topic"), "devices/ui-sensor-2/ui/hello"),
+			chromedp.SetValue(chromedp.CSS("#sim-topic"), "fleets/default/devices/ui-sensor-2/ui/hello"),
 			chromedp.Click(chromedp.CSS("#sim-submit")),
 			chromedp.WaitVisible(chromedp.CSS(`#sim-result[data-allow="false"]`)))
 		if v, r := u.text("#sim-verdict"), u.text("#sim-reason"); v != "DENY" || r == "" {

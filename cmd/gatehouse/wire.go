@@ -112,7 +112,13 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	az := authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0)), MaxStaleness: staleness})
+	evalTimeout, err := policyEvalTimeout(v)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	az := authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0)), MaxStaleness: staleness,
+		EvalTimeout: evalTimeout})
 	if staleness == 0 {
 		log.Warn("authz.max_staleness is 0: a replica cut off from the database keeps allowing what it last knew, revoked devices included")
 	}

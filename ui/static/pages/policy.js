@@ -150,7 +150,7 @@ export async function render({ params, query, can, navigate, href }) {
 function simulator(version, href) {
   const device = h('input', { id: 'sim-device', required: true, testid: 'sim-device', placeholder: 'device id' });
   const action = h('select', { id: 'sim-action', testid: 'sim-action' }, ['publish', 'subscribe', 'connect'].map((a) => h('option', { value: a }, a)));
-  const topic = h('input', { id: 'sim-topic', testid: 'sim-topic', placeholder: 'devices/<id>/telemetry/temp' });
+  const topic = h('input', { id: 'sim-topic', testid: 'sim-topic', placeholder: 'fleets/<fleet>/devices/<id>/telemetry/temp' });
   const qos = h('select', { id: 'sim-qos', testid: 'sim-qos' }, [0, 1, 2].map((q) => h('option', { value: q }, 'QoS ' + q)));
   const retain = h('input', { type: 'checkbox', id: 'sim-retain', testid: 'sim-retain' });
   const out = h('div', { id: 'sim-result-slot', role: 'status' });

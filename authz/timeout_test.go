@@ -1,0 +1,83 @@
+package authz_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/policy"
+)
+
+// Runaway grants for the device "slow" only: a built-in generating 2e6
+// numbers (seconds and ~200 MB uncut), or a 9e6-step loop. Every other
+// device publishes under ok/.
+var runawayPolicies = map[string]string{
+	"numbers.range 2e6": `count(numbers.range(1, 2000000)) > 0`,
+	"busy loop":         `count([1 | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000); i * j == -1]) == 0`,
+}
+
+func runawayPolicy(t testing.TB, body string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Compile(context.Background(), policy.Source{Policy: "package gatehouse.authz\n\n" +
+		"grants contains {\"action\": \"publish\", \"filter\": \"ok/#\", \"rule\": \"ok\"} if input.device.id != \"slow\"\n\n" +
+		"grants contains {\"action\": \"publish\", \"filter\": \"#\", \"rule\": \"runaway\"} if {\n\tinput.device.id == \"slow\"\n\t" + body + "\n}\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestRunawayPolicyIsATimeoutDeny: on the decision path a runaway grant
+// evaluation is cut off at Config.EvalTimeout and answered as a deny with
+// reason policy_timeout (a value, not an error, never an allow); the device
+// is not evaluated again for a second, then is; other devices are not
+// affected; WarmGrants goes on past it; Simulate answers the same deny.
+func TestRunawayPolicyIsATimeoutDeny(t *testing.T) {
+	for name, body := range runawayPolicies {
+		t.Run(name, func(t *testing.T) {
+			var clock atomic.Int64
+			clock.Store(now.UnixNano())
+			a := authz.New(authz.Config{Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+			p := runawayPolicy(t, body)
+			a.SetPolicy(p, 7)
+			for _, id := range []string{"slow", "fast"} {
+				a.UpsertDevice(authz.Device{ID: id, Fleet: "f", Active: true, Status: "active", CertNotAfter: now.Add(time.Hour)})
+			}
+			ctx := context.Background()
+			if n, err := a.WarmGrants(ctx); err != nil || n != 1 {
+				t.Fatalf("WarmGrants = %d, %v: want the fast device warmed and the slow one skipped", n, err)
+			}
+			ask := func(what string, maxTook time.Duration) {
+				t.Helper()
+				start := time.Now()
+				d, err := a.Authorize(ctx, req(authz.Publish, "slow", "ok/x"))
+				took := time.Since(start)
+				if err != nil || d.Allow || d.Reason != authz.ReasonPolicyTimeout || d.PolicyVersion != 7 {
+					t.Fatalf("%s: %+v, %v: want a policy_timeout deny", what, d, err)
+				}
+				if took > maxTook {
+					t.Fatalf("%s took %v, want at most %v", what, took, maxTook)
+				}
+			}
+			// The timed-out evaluation was WarmGrants'; then a request's.
+			ask("retry window after warm", 50*time.Millisecond)
+			clock.Add(int64(2 * time.Second))
+			ask("evaluation after the retry window", time.Second)
+			ask("within the retry window", 50*time.Millisecond)
+			if d, err := a.Authorize(ctx, req(authz.Publish, "fast", "ok/x")); err != nil || !d.Allow {
+				t.Fatalf("fast device: %+v %v", d, err)
+			}
+			if got := a.RecentDenies("slow", 1); len(got) != 1 || got[0].Reason != authz.ReasonPolicyTimeout {
+				t.Fatalf("recent denies: %+v", got)
+			}
+			dev, _ := a.Device("slow")
+			start := time.Now()
+			d, err := a.Simulate(ctx, p, 7, dev, authz.Request{Action: authz.Publish, Topic: "ok/x"})
+			if err != nil || d.Allow || d.Reason != authz.ReasonPolicyTimeout || time.Since(start) > time.Second {
+				t.Fatalf("simulate: %+v %v after %v", d, err, time.Since(start))
+			}
+		})
+	}
+}
