@@ -81,8 +81,9 @@ func (r route) url() string {
 // certificate) and the login itself.
 var cookieless = map[string]bool{
 	"POST /api/v1/enroll":  true,
-	"POST /api/v1/renew":   true,
-	"POST /api/v1/session": true,
+	"POST /api/v1/renew":           true,
+	"POST /api/v1/renew/challenge": true,
+	"POST /api/v1/session":         true,
 }
 
 // Unsafe routes a viewer may call: its own session and password, and the

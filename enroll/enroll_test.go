@@ -51,7 +51,9 @@ func TestCreateBatch(t *testing.T) {
 		{"ttl over a year", with(func(r *enroll.BatchRequest) { r.TTL = 365*24*time.Hour + time.Second }), fault.InvalidArgument, nil, 0},
 		{"duplicate device ids", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"a", "b", "a"} }),
 			fault.InvalidArgument, nil, 0},
-		{"device id with colon", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"ok", "a:b"} }),
+		{"device id with space", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"ok", "a b"} }),
+			fault.InvalidArgument, nil, 0},
+		{"device id dot-dot", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{".."} }),
 			fault.InvalidArgument, nil, 0},
 		{"device id with slash", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"../etc"} }),
 			fault.InvalidArgument, nil, 0},
@@ -67,8 +69,8 @@ func TestCreateBatch(t *testing.T) {
 
 		{"one token", ok, "", []string{""}, 1},
 		{"ttl exactly a year", with(func(r *enroll.BatchRequest) { r.TTL = 365 * 24 * time.Hour }), "", []string{""}, 1},
-		{"device ids", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"gw-1", "gw.2", "GW_3"} }),
-			"", []string{"gw-1", "gw.2", "GW_3"}, 3},
+		{"device ids", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"gw-1", "gw.2", "GW_3", "mac:00:11"} }),
+			"", []string{"gw-1", "gw.2", "GW_3", "mac:00:11"}, 4},
 		{"device ids with matching count", with(func(r *enroll.BatchRequest) { r.Count = 2; r.DeviceIDs = []string{"m-1", "m-2"} }),
 			"", []string{"m-1", "m-2"}, 2},
 		{"device id 64 chars", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{strings.Repeat("d", 64)} }),
@@ -150,7 +152,8 @@ func TestEnrollClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr := []byte(testpki.CSRPEM(t, testpki.Key(t, "P-256")))
+	key := testpki.Key(t, "P-256")
+	csr := []byte(testpki.CSRPEM(t, key))
 	created := clk.Now()
 	cases := []struct {
 		name  string
@@ -159,7 +162,9 @@ func TestEnrollClock(t *testing.T) {
 		code  fault.Code
 	}{
 		{"just before expiry", created.Add(time.Hour - time.Millisecond), 0, ""},
-		{"spent", created.Add(time.Minute), 0, fault.TokenUsed},
+		// The same key again is a retry and gets the same certificate (see
+		// TestEnrollRetry); only within the token's TTL.
+		{"spent, retried after expiry", created.Add(time.Hour), 0, fault.TokenUsed},
 		{"at expiry", created.Add(time.Hour), 1, fault.TokenExpired},
 		{"after expiry", created.Add(48 * time.Hour), 2, fault.TokenExpired},
 		{"unknown", created, -1, fault.TokenInvalid},
@@ -337,7 +342,6 @@ func TestEnrollDeviceClaims(t *testing.T) {
 	for _, d := range []store.Device{
 		{ID: "pending-1", Fleet: "default", Profile: "default", Status: store.DevicePending},
 		{ID: "pending-2", Fleet: "default", Profile: "default", Status: store.DevicePending},
-		{ID: "elsewhere", Fleet: "other", Profile: "default", Status: store.DevicePending},
 	} {
 		if _, err := e.st.CreateDevice(ctx, d); err != nil {
 			t.Fatal(err)
@@ -346,6 +350,11 @@ func TestEnrollDeviceClaims(t *testing.T) {
 	fixed, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default",
 		DeviceIDs: []string{"pending-1", "elsewhere", "fresh-fixed"}, TTL: time.Hour})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered in another fleet after the batch (a batch would refuse it).
+	if _, err := e.st.CreateDevice(ctx, store.Device{ID: "elsewhere", Fleet: "other", Profile: "default",
+		Status: store.DevicePending}); err != nil {
 		t.Fatal(err)
 	}
 	generic, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default", Count: 3, TTL: time.Hour})
@@ -362,8 +371,9 @@ func TestEnrollDeviceClaims(t *testing.T) {
 		code   fault.Code
 		device string // enrolled device, "" for a generated id
 	}{
-		{"generic token cannot hijack a pending device", "generic:0", "pending-1", fault.AlreadyExists, ""},
-		{"generic token cannot claim another fleet's device", "generic:0", "elsewhere", fault.AlreadyExists, ""},
+		// Both ids are fixed to live tokens, so reserved before anything else.
+		{"generic token cannot hijack a pending device", "generic:0", "pending-1", fault.DeviceIDReserved, ""},
+		{"generic token cannot claim another fleet's device", "generic:0", "elsewhere", fault.DeviceIDReserved, ""},
 		{"fixed token claims its pending device", "fixed:pending-1", "", "", "pending-1"},
 		{"generic token cannot take an active device", "generic:0", "pending-1", fault.AlreadyExists, ""},
 		{"fixed token cannot claim another fleet's device", "fixed:elsewhere", "", fault.AlreadyExists, ""},

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/deviceid"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
@@ -79,6 +80,11 @@ type enrollResult struct {
 func runEnroll(server, token, out, deviceID, keyType, caFile string, force bool) (enrollResult, error) {
 	if token == "" {
 		return enrollResult{}, fault.New(fault.TokenInvalid, "--token is required")
+	}
+	if deviceID != "" {
+		if err := deviceid.Check("--device-id", deviceID); err != nil {
+			return enrollResult{}, err
+		}
 	}
 	keyPath := filepath.Join(out, deviceKeyFile)
 	if _, err := os.Stat(keyPath); err == nil && !force {
