@@ -80,7 +80,7 @@ func (r route) url() string {
 // Routes a cookie never authenticates: devices (bootstrap token or client
 // certificate) and the login itself.
 var cookieless = map[string]bool{
-	"POST /api/v1/enroll":  true,
+	"POST /api/v1/enroll":          true,
 	"POST /api/v1/renew":           true,
 	"POST /api/v1/renew/challenge": true,
 	"POST /api/v1/session":         true,
