@@ -37,7 +37,7 @@ var oidChallengePassword = encasn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 7}
 func ChallengeOf(csr *x509.CertificateRequest) (string, bool, error) {
 	v, ok, err := challengeFromTBS(csr.RawTBSCertificateRequest)
 	if err != nil {
-		return "", false, fault.Wrap(err, fault.CSRInvalid, "csr challengePassword: %v", err)
+		return "", false, fault.New(fault.CSRInvalid, "csr attributes: %v", err)
 	}
 	return v, ok, nil
 }
