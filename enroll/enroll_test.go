@@ -10,6 +10,7 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -406,5 +407,34 @@ func TestEnrollDeviceClaims(t *testing.T) {
 	}
 	if b, err := e.st.GetTokenBatch(ctx, generic.ID); err != nil || b.Used != 2 {
 		t.Fatalf("generic batch used %d (%v), want 2", b.Used, err)
+	}
+}
+
+// TestBatchReservedIDs: a batch that fixes an id already fixed to a live
+// token is refused whole, wherever the id sits among thousands (the check
+// runs in chunks); once the other batch has expired, the id is free again.
+func TestBatchReservedIDs(t *testing.T) {
+	ctx := context.Background()
+	clk := &fixedClock{now: time.Now()}
+	e := newEnv(t, t.TempDir(), clk.Now)
+	ids := make([]string, 1200)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("unit-%04d", i)
+	}
+	first, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default", DeviceIDs: ids, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, clash := range []string{"unit-0000", "unit-0499", "unit-0500", "unit-1199"} {
+		_, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default",
+			DeviceIDs: []string{"fresh-1", clash, "fresh-2"}, TTL: time.Hour})
+		if !fault.Is(err, fault.DeviceIDReserved) {
+			t.Fatalf("batch fixing %s again: %v, want device_id_reserved", clash, err)
+		}
+	}
+	clk.Set(clk.Now().Add(time.Hour))
+	if _, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default",
+		DeviceIDs: []string{"unit-0500"}, TTL: time.Hour}); err != nil {
+		t.Fatalf("id of an expired batch (%s): %v", first.ID, err)
 	}
 }

@@ -84,21 +84,25 @@ func (s *Store) checkIDsFree(tx *gorm.DB, ids []string, fleet string, at time.Ti
 			return classify(err, "device id reservations")
 		}
 	}
-	// Half of each backend's bind-parameter limit: every id is bound twice.
-	for start := 0; start < len(ids); start += tokenInsertChunk / 2 {
-		chunk := ids[start:min(start+tokenInsertChunk/2, len(ids))]
-		ph := strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")
-		args := make([]any, 0, 2*len(chunk)+2)
-		for _, id := range chunk {
-			args = append(args, id)
+	// Every id is bound twice: chunks of half an insert chunk stay under
+	// both backends' bind-parameter limits. A short chunk is padded with
+	// its first id, so the statement has one shape (prepared once), whatever
+	// the batch size.
+	const n = tokenInsertChunk / 2
+	query := fmt.Sprintf(sqlIDsTaken, strings.TrimSuffix(strings.Repeat("?,", n), ","))
+	for start := 0; start < len(ids); start += n {
+		chunk := ids[start:min(start+n, len(ids))]
+		in := make([]any, n)
+		for i := range in {
+			in[i] = chunk[0]
+			if i < len(chunk) {
+				in[i] = chunk[i]
+			}
 		}
-		args = append(args, fleet)
-		for _, id := range chunk {
-			args = append(args, id)
-		}
-		args = append(args, ms(at))
+		args := make([]any, 0, 2*n+2)
+		args = append(append(append(append(args, in...), fleet), in...), ms(at))
 		var taken []string
-		if err := tx.Raw(fmt.Sprintf(sqlIDsTaken, ph), args...).Scan(&taken).Error; err != nil {
+		if err := tx.Raw(query, args...).Scan(&taken).Error; err != nil {
 			return classify(err, "device id reservations")
 		}
 		if len(taken) > 0 {
