@@ -24,9 +24,10 @@ func newRenewCmd() *cobra.Command {
 		Use:   "renew",
 		Short: "Renew this device's certificate with its current one",
 		Long: "Renews device.crt in --dir. Over https the current certificate authenticates the TLS " +
-			"connection, which proves possession of its key, and --rotate-key may replace the key; over " +
-			"http renew first asks for a single-use challenge and signs it into the CSR with the current " +
-			"key (PKCS#9 challengePassword), so an old CSR can never be replayed.",
+			"connection, which proves possession of its key, and --rotate-key may replace the key. " +
+			"Without --rotate-key renew also asks for a single-use challenge and signs it into the CSR " +
+			"with the current key (PKCS#9 challengePassword): the proof over plain http, where an old " +
+			"CSR could otherwise be replayed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := cmd.Flags()
@@ -91,11 +92,14 @@ func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollRe
 		}
 	}
 	var csrDER []byte
-	if mtls {
+	if rotate {
+		// Only mutual TLS can prove the old key when the CSR names a new one.
 		csrDER, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
 	} else {
-		// Plain http: the proof of possession is a fresh server nonce
-		// signed by the current key.
+		// The proof of possession without mutual TLS is a fresh server nonce
+		// signed by the current key. It is sent over https too, where the
+		// handshake proves the key already: a TLS-terminating proxy in front
+		// of Gatehouse would leave the handshake's proof behind.
 		var chBody []byte
 		if chBody, err = c.do("POST", "/api/v1/renew/challenge", "", api.RenewChallengeRequest{Certificate: string(certPEM)}); err != nil {
 			return enrollResult{}, err
