@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -104,7 +105,7 @@ func runEnroll(server, token, out, deviceID, keyType, caFile string, force bool)
 		return enrollResult{}, err
 	}
 	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
-	body, err := c.do("POST", "/api/v1/enroll", "", api.EnrollRequest{Token: token, CSR: string(csrPEM), DeviceID: deviceID})
+	body, err := postEnroll(c, api.EnrollRequest{Token: token, CSR: string(csrPEM), DeviceID: deviceID})
 	if err != nil {
 		return enrollResult{}, err
 	}
@@ -139,6 +140,26 @@ func runEnroll(server, token, out, deviceID, keyType, caFile string, force bool)
 	}
 	return enrollResult{OK: true, Files: files, DeviceID: res.DeviceID, Identity: res.Identity, Serial: res.Serial,
 		NotAfter: jsonTime{res.NotAfter}}, nil
+}
+
+// enrollRetryDelays are the pauses before resending an enrollment whose
+// answer was lost.
+var enrollRetryDelays = []time.Duration{500 * time.Millisecond, 2 * time.Second}
+
+// postEnroll sends the enrollment, and sends the very same request again
+// (same token, same key) when no answer came back: the server may have
+// committed it, and then answers the retry with the same certificate
+// instead of token_used. Refusals are final.
+func postEnroll(c *client, req api.EnrollRequest) ([]byte, error) {
+	body, err := c.do("POST", "/api/v1/enroll", "", req)
+	for _, d := range enrollRetryDelays {
+		if !fault.Is(err, fault.Unavailable) {
+			break
+		}
+		time.Sleep(d)
+		body, err = c.do("POST", "/api/v1/enroll", "", req)
+	}
+	return body, err
 }
 
 func generateKey(kind string) (crypto.Signer, error) {
