@@ -554,7 +554,7 @@ func TestRenew(t *testing.T) {
 		code   fault.Code
 	}{
 		{"too early", nil, func() string { return young.Certificate },
-			func(t *testing.T) string { return testpki.CSRPEM(t, youngKey) }, 409, fault.RenewalTooEarly},
+			func(t *testing.T) string { return s.challengeCSR(t, young.Certificate, youngKey) }, 409, fault.RenewalTooEarly},
 		{"no certificate", nil, func() string { return "" },
 			func(t *testing.T) string { return testpki.CSRPEM(t, key) }, 401, fault.Unauthenticated},
 		{"certificate not PEM", nil, func() string { return "MIIB" },
@@ -576,9 +576,11 @@ func TestRenew(t *testing.T) {
 					map[string]any{"key_types": []string{"P-256"}, "validity": "1h", "renew_window": "1h"}, http.StatusOK, nil)
 			})
 		}, func() string { return first.Certificate },
-			func(t *testing.T) string { return testpki.CSRPEM(t, key) }, 400, fault.KeyTypeNotAllowed},
+			func(t *testing.T) string { return s.challengeCSR(t, first.Certificate, key) }, 400, fault.KeyTypeNotAllowed},
+		{"no challenge", nil, func() string { return first.Certificate },
+			func(t *testing.T) string { return testpki.CSRPEM(t, key) }, 401, fault.ChallengeRequired},
 		{"renews", nil, func() string { return first.Certificate },
-			func(t *testing.T) string { return testpki.CSRPEM(t, key) }, 201, ""},
+			func(t *testing.T) string { return s.challengeCSR(t, first.Certificate, key) }, 201, ""},
 		{"old certificate again", nil, func() string { return first.Certificate },
 			func(t *testing.T) string { return testpki.CSRPEM(t, key) }, 401, fault.CertInvalid},
 		{"expired certificate", func(t *testing.T) {
@@ -596,7 +598,7 @@ func TestRenew(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, func() string { return second.Certificate },
-			func(t *testing.T) string { return testpki.CSRPEM(t, key) }, 403, fault.DeviceNotActive},
+			func(t *testing.T) string { return s.challengeCSR(t, second.Certificate, key) }, 403, fault.DeviceNotActive},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -130,6 +130,20 @@ var enrollGolden = []struct {
 	{"long_device_id", 400, fault.InvalidArgument, func(g gen) []byte {
 		return g.body(map[string]string{"token": liveToken, "csr": g.csr, "device_id": strings.Repeat("d", 65)})
 	}},
+	// Browsers and curl drop "." and ".." from URLs: such a device could not
+	// be reached in the UI (issue 9).
+	{"dot_device_id", 400, fault.InvalidArgument, func(g gen) []byte {
+		return g.body(map[string]string{"token": liveToken, "csr": g.csr, "device_id": "."})
+	}},
+	{"dotdot_device_id", 400, fault.InvalidArgument, func(g gen) []byte {
+		return g.body(map[string]string{"token": liveToken, "csr": g.csr, "device_id": ".."})
+	}},
+	{"leading_dash_device_id", 400, fault.InvalidArgument, func(g gen) []byte {
+		return g.body(map[string]string{"token": liveToken, "csr": g.csr, "device_id": "-rf"})
+	}},
+	{"nul_device_id", 400, fault.InvalidArgument, func(g gen) []byte {
+		return g.body(map[string]string{"token": liveToken, "csr": g.csr, "device_id": "a\x00b"})
+	}},
 }
 
 func selfSignedPEM(t *testing.T) string {

@@ -17,13 +17,14 @@ func statusOf(code fault.Code) int {
 	switch code {
 	case fault.InvalidArgument, fault.CSRInvalid, fault.KeyTypeNotAllowed:
 		return http.StatusBadRequest
-	case fault.Unauthenticated, fault.TokenInvalid, fault.CertInvalid:
+	case fault.Unauthenticated, fault.TokenInvalid, fault.CertInvalid,
+		fault.ChallengeRequired, fault.ChallengeInvalid, fault.ChallengeExpired:
 		return http.StatusUnauthorized
 	case fault.PermissionDenied, fault.TokenRevoked, fault.DeviceNotActive, fault.CSRFFailed:
 		return http.StatusForbidden
 	case fault.NotFound:
 		return http.StatusNotFound
-	case fault.AlreadyExists, fault.Conflict, fault.TokenUsed, fault.RenewalTooEarly:
+	case fault.AlreadyExists, fault.Conflict, fault.TokenUsed, fault.RenewalTooEarly, fault.DeviceIDReserved:
 		return http.StatusConflict
 	case policy.Invalid:
 		return http.StatusBadRequest

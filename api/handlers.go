@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/x509"
 	"encoding/csv"
 	"net/http"
 	"strings"
@@ -23,7 +24,41 @@ func (s *Server) enroll(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if res.Repeated {
+		// A retry of a committed enrollment: the same certificate, nothing new.
+		return c.JSON(http.StatusOK, viewEnroll(res))
+	}
 	return c.JSON(http.StatusCreated, viewEnroll(res))
+}
+
+// currentCert is the certificate a renewal (or its challenge) is about: the
+// client certificate of the TLS handshake, which also proves possession of
+// its key now, or else the one in the body.
+func currentCert(c echo.Context, bodyPEM string) (cert *x509.Certificate, proven bool, err error) {
+	if tls := c.Request().TLS; tls != nil && len(tls.PeerCertificates) > 0 {
+		return tls.PeerCertificates[0], true, nil
+	}
+	if bodyPEM == "" {
+		return nil, false, nil
+	}
+	cert, err = enroll.ParseCertificatePEM([]byte(bodyPEM))
+	return cert, false, err
+}
+
+func (s *Server) renewChallenge(c echo.Context) error {
+	var req RenewChallengeRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	cert, _, err := currentCert(c, req.Certificate)
+	if err != nil {
+		return err
+	}
+	ch, err := s.cfg.Enroll.Challenge(c.Request().Context(), cert)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, RenewChallengeResponse{Nonce: ch.Nonce, ExpiresAt: ch.ExpiresAt.UTC()})
 }
 
 func (s *Server) renew(c echo.Context) error {
@@ -32,16 +67,9 @@ func (s *Server) renew(c echo.Context) error {
 		return err
 	}
 	rr := enroll.RenewRequest{CSR: []byte(req.CSR)}
-	// A client certificate from the TLS handshake proves possession of its
-	// key; a certificate in the body needs the CSR to prove it instead.
-	if tls := c.Request().TLS; tls != nil && len(tls.PeerCertificates) > 0 {
-		rr.Current, rr.KeyProven = tls.PeerCertificates[0], true
-	} else if req.Certificate != "" {
-		cert, err := enroll.ParseCertificatePEM([]byte(req.Certificate))
-		if err != nil {
-			return err
-		}
-		rr.Current = cert
+	var err error
+	if rr.Current, rr.KeyProven, err = currentCert(c, req.Certificate); err != nil {
+		return err
 	}
 	res, err := s.cfg.Enroll.Renew(c.Request().Context(), rr)
 	if err != nil {

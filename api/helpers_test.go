@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -340,6 +341,27 @@ func (s *stack) enrollOK(t testing.TB, token string) (enrollReply, crypto.Signer
 		t.Fatalf("enroll reply certificate: %v", err)
 	}
 	return out, key, cert
+}
+
+// challengeCSR asks for a renewal challenge for certPEM and returns a PEM
+// CSR signed by key that carries it: the proof a renewal over plain HTTP
+// needs.
+func (s *stack) challengeCSR(t testing.TB, certPEM string, key crypto.Signer) string {
+	t.Helper()
+	var ch api.RenewChallengeResponse
+	s.call(t, http.MethodPost, "/api/v1/renew/challenge", "", api.RenewChallengeRequest{Certificate: certPEM},
+		http.StatusCreated, &ch)
+	return nonceCSR(t, key, ch.Nonce)
+}
+
+// nonceCSR is a PEM CSR signed by key carrying nonce as its challengePassword.
+func nonceCSR(t testing.TB, key crypto.Signer, nonce string) string {
+	t.Helper()
+	der, err := enroll.NewChallengeCSR(key, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
 }
 
 func mustJSON(t testing.TB, v any) []byte {

@@ -25,6 +25,7 @@ func (s *Server) routes() {
 	dev := []echo.MiddlewareFunc{secureHeaders, limitBody(s.cfg.DeviceBodyBytes)}
 	v1.POST("/enroll", s.enroll, dev...)
 	v1.POST("/renew", s.renew, dev...)
+	v1.POST("/renew/challenge", s.renewChallenge, dev...)
 	v1.GET("/ca/root", s.caRoot, dev...)
 	v1.GET("/ca/chain", s.caChain, dev...)
 	v1.GET("/version", s.version, dev...)
@@ -45,11 +46,11 @@ func (s *Server) routes() {
 	v1.DELETE("/profiles/:name", s.deleteProfile, write...)
 
 	v1.GET("/devices", s.listDevices, read...)
-	v1.GET("/devices/:id", s.getDevice, read...)
-	v1.GET("/devices/:id/certificates", s.listDeviceCertificates, read...)
+	v1.GET("/devices/:id", s.getDevice, withDeviceID(read)...)
+	v1.GET("/devices/:id/certificates", s.listDeviceCertificates, withDeviceID(read)...)
 	v1.POST("/devices", s.registerDevice, write...)
-	v1.PATCH("/devices/:id", s.updateDevice, write...)
-	v1.DELETE("/devices/:id", s.deleteDevice, write...)
+	v1.PATCH("/devices/:id", s.updateDevice, withDeviceID(write)...)
+	v1.DELETE("/devices/:id", s.deleteDevice, withDeviceID(write)...)
 
 	v1.GET("/token-batches", s.listBatches, read...)
 	v1.GET("/token-batches/:id", s.getBatch, read...)
@@ -66,9 +67,9 @@ func (s *Server) routes() {
 	}
 
 	if s.cfg.Revoke != nil {
-		v1.POST("/devices/:id/revoke", s.revokeDevice, write...)
-		v1.POST("/devices/:id/suspend", s.suspendDevice, write...)
-		v1.POST("/devices/:id/reinstate", s.reinstateDevice, write...)
+		v1.POST("/devices/:id/revoke", s.revokeDevice, withDeviceID(write)...)
+		v1.POST("/devices/:id/suspend", s.suspendDevice, withDeviceID(write)...)
+		v1.POST("/devices/:id/reinstate", s.reinstateDevice, withDeviceID(write)...)
 		v1.POST("/certificates/:serial/revoke", s.revokeCertificate, write...)
 		v1.POST("/token-batches/:id/revoke", s.revokeBatch, write...)
 		v1.GET("/revocation-jobs", s.listRevocationJobs, read...)
@@ -90,7 +91,7 @@ func (s *Server) routes() {
 	}
 
 	if s.cfg.SessionKicks != nil {
-		v1.GET("/devices/:id/sessions", s.deviceSessions, read...)
+		v1.GET("/devices/:id/sessions", s.deviceSessions, withDeviceID(read)...)
 		v1.GET("/session-kicks", s.listSessionKicks, read...)
 	}
 

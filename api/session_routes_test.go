@@ -80,9 +80,10 @@ func (r route) url() string {
 // Routes a cookie never authenticates: devices (bootstrap token or client
 // certificate) and the login itself.
 var cookieless = map[string]bool{
-	"POST /api/v1/enroll":  true,
-	"POST /api/v1/renew":   true,
-	"POST /api/v1/session": true,
+	"POST /api/v1/enroll":          true,
+	"POST /api/v1/renew":           true,
+	"POST /api/v1/renew/challenge": true,
+	"POST /api/v1/session":         true,
 }
 
 // Unsafe routes a viewer may call: its own session and password, and the

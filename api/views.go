@@ -140,10 +140,25 @@ type EnrollRequest struct {
 }
 
 // RenewRequest is the body of POST /api/v1/renew. Certificate is optional
-// when the client authenticates with it over mutual TLS.
+// when the client authenticates with it over mutual TLS. Without mutual TLS
+// the CSR carries a challenge (RenewChallengeResponse.Nonce) as its PKCS#9
+// challengePassword.
 type RenewRequest struct {
 	Certificate string `json:"certificate,omitempty"`
 	CSR         string `json:"csr"`
+}
+
+// RenewChallengeRequest is the body of POST /api/v1/renew/challenge.
+// Certificate is optional over mutual TLS.
+type RenewChallengeRequest struct {
+	Certificate string `json:"certificate,omitempty"`
+}
+
+// RenewChallengeResponse is a single-use renewal challenge for the
+// certificate asked about, redeemable until ExpiresAt.
+type RenewChallengeResponse struct {
+	Nonce     string    `json:"nonce"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 func nonNil(v []string) []string {

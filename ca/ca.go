@@ -33,6 +33,7 @@ import (
 	"github.com/smallstep/certificates/authority/provisioner"
 	"go.step.sm/crypto/x509util"
 
+	"github.com/gatehouse-iot/gatehouse/deviceid"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -42,7 +43,8 @@ const URIScheme = "urn:gatehouse:"
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-// ValidName reports whether s may be used as a device id or fleet name.
+// ValidName reports whether s may be used as a fleet, profile or label name.
+// Device ids have a grammar of their own (package deviceid).
 func ValidName(s string) bool { return namePattern.MatchString(s) }
 
 // IdentityURI returns the SAN URI that names a device.
@@ -64,7 +66,7 @@ func IdentityOf(cert *x509.Certificate) (Identity, error) {
 			continue
 		}
 		fleet, dev, ok := strings.Cut(strings.TrimPrefix(s, URIScheme), ":")
-		if !ok || !ValidName(fleet) || !ValidName(dev) {
+		if !ok || !ValidName(fleet) || !deviceid.ValidRef(dev) {
 			return Identity{}, fault.New(fault.CertInvalid, "certificate has a malformed identity URI")
 		}
 		found = append(found, Identity{Fleet: fleet, DeviceID: dev})
@@ -222,6 +224,9 @@ func (c *CA) Intermediate() *x509.Certificate { return c.inter }
 // ChainPEM returns the issuing chain a device needs: intermediate then root.
 func (c *CA) ChainPEM() []byte { return EncodePEM(c.inter, c.root) }
 
+// Chain is what Issue returns with a leaf: the intermediate and the root.
+func (c *CA) Chain() []*x509.Certificate { return []*x509.Certificate{c.inter, c.root} }
+
 // RolesOf returns the role names whose OIDs a certificate carries as
 // extended key usages, in the CA's role order.
 func (c *CA) RolesOf(cert *x509.Certificate) []string {
@@ -302,8 +307,13 @@ func (c *CA) Issue(ctx context.Context, req LeafRequest) (Issued, error) {
 	if req.CSR == nil {
 		return Issued{}, fault.New(fault.CSRInvalid, "no certificate request")
 	}
-	if !ValidName(req.Fleet) || !ValidName(req.DeviceID) {
-		return Issued{}, fault.New(fault.InvalidArgument, "fleet and device id must match [A-Za-z0-9._-]{1,64}")
+	if !ValidName(req.Fleet) {
+		return Issued{}, fault.New(fault.InvalidArgument, "fleet must match [A-Za-z0-9._-]{1,64}")
+	}
+	// Enrollment admits only valid ids; a device named under the older
+	// grammar may still renew.
+	if err := deviceid.CheckRef("device id", req.DeviceID); err != nil {
+		return Issued{}, err
 	}
 	if req.Validity <= 0 {
 		return Issued{}, fault.New(fault.InvalidArgument, "validity must be positive")

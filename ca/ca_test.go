@@ -146,7 +146,7 @@ func TestIssueRefusals(t *testing.T) {
 	}{
 		{"nil csr", ca.LeafRequest{Fleet: "f", DeviceID: "d", Validity: time.Hour}, fault.CSRInvalid},
 		{"bad signature", ca.LeafRequest{CSR: tampered, Fleet: "f", DeviceID: "d", Validity: time.Hour}, fault.CSRInvalid},
-		{"bad device id", ca.LeafRequest{CSR: good, Fleet: "f", DeviceID: "a:b", Validity: time.Hour}, fault.InvalidArgument},
+		{"bad device id", ca.LeafRequest{CSR: good, Fleet: "f", DeviceID: "a/b", Validity: time.Hour}, fault.InvalidArgument},
 		{"bad fleet", ca.LeafRequest{CSR: good, Fleet: "", DeviceID: "d", Validity: time.Hour}, fault.InvalidArgument},
 		{"unknown role", ca.LeafRequest{CSR: good, Fleet: "f", DeviceID: "d", Validity: time.Hour, Roles: []string{"root"}}, fault.InvalidArgument},
 		{"zero validity", ca.LeafRequest{CSR: good, Fleet: "f", DeviceID: "d"}, fault.InvalidArgument},

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/deviceid"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -45,12 +46,16 @@ type Records interface {
 	GetDevice(ctx context.Context, id string) (store.Device, error)
 	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
 	RecordRenewal(ctx context.Context, r store.Renewal) error
+	CreateRenewalChallenge(ctx context.Context, c store.RenewalChallenge, keep int) error
+	GetRenewalChallenge(ctx context.Context, hash string) (store.RenewalChallenge, error)
 }
 
 // Issuer signs and checks device certificates.
 type Issuer interface {
 	Issue(ctx context.Context, req ca.LeafRequest) (ca.Issued, error)
 	VerifyLeaf(cert *x509.Certificate) (ca.Identity, error)
+	// Chain is the chain Issue returns with a leaf, for a retried enrollment.
+	Chain() []*x509.Certificate
 }
 
 // Config wires the service. All interfaces are usually one *store.Store and one *ca.CA.
@@ -64,6 +69,13 @@ type Config struct {
 	MaxBatch int
 	// MaxTTL caps a token's lifetime; default one year.
 	MaxTTL time.Duration
+	// ChallengeTTL is how long a renewal challenge stays redeemable;
+	// default 5 minutes.
+	ChallengeTTL time.Duration
+	// ChallengesPerCert caps the live challenges of one certificate (the
+	// oldest is dropped); default 8. A certificate is public, so anyone may
+	// ask for its challenges: the cap bounds what they can store.
+	ChallengesPerCert int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Core, when set, is refreshed after every enrollment and renewal
@@ -85,6 +97,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.MaxTTL == 0 {
 		cfg.MaxTTL = 365 * 24 * time.Hour
+	}
+	if cfg.ChallengeTTL == 0 {
+		cfg.ChallengeTTL = 5 * time.Minute
+	}
+	if cfg.ChallengesPerCert == 0 {
+		cfg.ChallengesPerCert = 8
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -134,8 +152,8 @@ func (s *Service) CreateBatch(ctx context.Context, req BatchRequest) (Batch, err
 	}
 	seen := make(map[string]bool, len(req.DeviceIDs))
 	for _, id := range req.DeviceIDs {
-		if !ca.ValidName(id) {
-			return Batch{}, fault.New(fault.InvalidArgument, "device id %q must match [A-Za-z0-9._-]{1,64}", id)
+		if err := deviceid.Check("device id", id); err != nil {
+			return Batch{}, err
 		}
 		if seen[id] {
 			return Batch{}, fault.New(fault.InvalidArgument, "device id %q appears twice", id)
@@ -185,6 +203,9 @@ type Result struct {
 	Serial      string
 	Certificate *x509.Certificate
 	Chain       []*x509.Certificate
+	// Repeated: the enrollment had committed before, and this retry (same
+	// token, same key) got its certificate again; nothing was issued.
+	Repeated bool
 }
 
 // Enroll exchanges a bootstrap token and a CSR for a device certificate.
@@ -192,8 +213,10 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	if req.Token == "" {
 		return Result{}, fault.New(fault.TokenInvalid, "token is required")
 	}
-	if req.DeviceID != "" && !ca.ValidName(req.DeviceID) {
-		return Result{}, fault.New(fault.InvalidArgument, "device_id must match [A-Za-z0-9._-]{1,64}")
+	if req.DeviceID != "" {
+		if err := deviceid.Check("device_id", req.DeviceID); err != nil {
+			return Result{}, err
+		}
 	}
 	// The signature is verified once, by the CA, just before signing.
 	csr, err := parseCSR(req.CSR, false)
@@ -207,7 +230,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	case err != nil:
 		return Result{}, err
 	case tok.UsedAt != nil:
-		return Result{}, fault.New(fault.TokenUsed, "bootstrap token was already used")
+		return s.repeat(ctx, tok, req, csr, now)
 	case tok.BatchRevokedAt != nil:
 		return Result{}, fault.New(fault.TokenRevoked, "bootstrap token's batch was revoked")
 	case !now.Before(tok.ExpiresAt):
@@ -224,6 +247,11 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 		deviceID = req.DeviceID
 	case deviceID == "":
 		deviceID = newDeviceID()
+	}
+	// Also a token's fixed id: one from before the grammar (say "..") is
+	// refused rather than enrolled.
+	if err := deviceid.Check("device id", deviceID); err != nil {
+		return Result{}, err
 	}
 	if err := keyAllowed(profile.KeyTypes, csr.PublicKey); err != nil {
 		return Result{}, err
@@ -243,9 +271,19 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 		Cert:         certRecord(deviceID, iss.Leaf),
 		At:           now,
 		ClaimPending: tok.DeviceID != "",
+		// An id fixed to another unused token is reserved for it.
+		CheckReserved: tok.DeviceID == "",
 		Audit: &store.AuditEvent{Actor: "device:" + deviceID, Action: "device.enroll", ObjectType: "device",
 			ObjectID: deviceID, Detail: "batch=" + tok.BatchID + " serial=" + ca.SerialHex(iss.Leaf.SerialNumber)},
 	})
+	if fault.Is(err, fault.TokenUsed) {
+		// A concurrent request with this token won; if it was this device
+		// retrying (same key), it gets the winner's certificate.
+		if tok, _, err = s.cfg.Tokens.GetEnrollmentToken(ctx, tok.Hash); err != nil {
+			return Result{}, err
+		}
+		return s.repeat(ctx, tok, req, csr, now)
+	}
 	if err != nil {
 		return Result{}, err
 	}
@@ -253,10 +291,61 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	return Result{Device: dev, Serial: ca.SerialHex(iss.Leaf.SerialNumber), Certificate: iss.Leaf, Chain: iss.Chain}, nil
 }
 
+// repeat answers an enrollment whose token is used already. A factory line
+// whose reply was lost retries with the same token and the same key: it
+// gets the certificate the first enrollment issued, as long as the token
+// is within its TTL, its batch is not revoked, and that certificate is
+// still the active certificate of an active device. Anything else, a
+// different key above all, is token_used: the token enrolls one key, once.
+func (s *Service) repeat(ctx context.Context, tok store.BootstrapToken, req Request, csr *x509.CertificateRequest, now time.Time) (Result, error) {
+	used := fault.New(fault.TokenUsed, "bootstrap token was already used")
+	if tok.UsedAt == nil || tok.UsedSerial == "" || tok.BatchRevokedAt != nil || !now.Before(tok.ExpiresAt) ||
+		(req.DeviceID != "" && req.DeviceID != tok.UsedBy) {
+		return Result{}, used
+	}
+	rec, err := s.cfg.Records.GetCertificate(ctx, tok.UsedSerial)
+	if fault.Is(err, fault.NotFound) {
+		return Result{}, used
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if rec.Status != store.CertActive || rec.DeviceID != tok.UsedBy {
+		return Result{}, used
+	}
+	leaf, err := ParseCertificatePEM([]byte(rec.PEM))
+	if err != nil {
+		return Result{}, err
+	}
+	// Nothing is signed on this path, so the CSR's signature is checked
+	// here: only the holder of the key gets its certificate back.
+	if !samePublicKey(csr.PublicKey, leaf.PublicKey) {
+		return Result{}, used
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return Result{}, fault.Wrap(err, fault.CSRInvalid, "csr signature does not verify")
+	}
+	dev, err := s.cfg.Records.GetDevice(ctx, tok.UsedBy)
+	if fault.Is(err, fault.NotFound) {
+		return Result{}, used
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if dev.Status != store.DeviceActive || !now.Before(leaf.NotAfter) {
+		return Result{}, used
+	}
+	s.cfg.Audit.Record(ctx, "device:"+dev.ID, "device.enroll_repeat", "device", dev.ID, "batch="+tok.BatchID+" serial="+rec.Serial)
+	return Result{Device: dev, Serial: rec.Serial, Certificate: leaf, Chain: s.cfg.Issuer.Chain(), Repeated: true}, nil
+}
+
 // RenewRequest renews a device certificate. Current is the certificate in
-// use. With KeyProven (the caller authenticated Current over mutual TLS) the
-// CSR may carry a new key; otherwise the CSR must be signed by Current's key,
-// which is the proof of possession.
+// use. With KeyProven (the caller authenticated Current over mutual TLS: the
+// handshake proved possession just now) the CSR may carry a new key.
+// Otherwise the CSR must be signed by Current's key and carry, as its
+// challengePassword, a live challenge issued for Current (Challenge): a
+// signature over a fresh server nonce is the proof of possession, and an
+// old CSR, the enrollment's one included, proves nothing.
 type RenewRequest struct {
 	Current   *x509.Certificate
 	CSR       []byte
@@ -296,6 +385,12 @@ func (s *Service) Renew(ctx context.Context, req RenewRequest) (Result, error) {
 	case store.CertSuperseded:
 		return Result{}, fault.New(fault.CertInvalid, "certificate was already renewed")
 	}
+	var challengeHash string
+	if !req.KeyProven {
+		if challengeHash, err = s.checkChallenge(ctx, csr, serial); err != nil {
+			return Result{}, err
+		}
+	}
 	dev, err := s.cfg.Records.GetDevice(ctx, id.DeviceID)
 	if err != nil {
 		return Result{}, err
@@ -320,12 +415,77 @@ func (s *Service) Renew(ctx context.Context, req RenewRequest) (Result, error) {
 		return Result{}, err
 	}
 	if err := s.cfg.Records.RecordRenewal(ctx, store.Renewal{DeviceID: dev.ID, OldSerial: serial,
-		Cert: certRecord(dev.ID, iss.Leaf)}); err != nil {
+		Cert: certRecord(dev.ID, iss.Leaf), ChallengeHash: challengeHash}); err != nil {
 		return Result{}, err
 	}
 	s.cfg.Audit.Record(ctx, "device:"+dev.ID, "device.renew", "device", dev.ID, "old="+serial+" new="+ca.SerialHex(iss.Leaf.SerialNumber))
 	s.refresh(ctx, "renewal", dev.ID)
 	return Result{Device: dev, Serial: ca.SerialHex(iss.Leaf.SerialNumber), Certificate: iss.Leaf, Chain: iss.Chain}, nil
+}
+
+// Challenge is a renewal challenge as handed to a device.
+type Challenge struct {
+	Nonce     string
+	ExpiresAt time.Time
+}
+
+// Challenge issues a single-use nonce for renewing current over plain HTTP.
+// The certificate must be Gatehouse's, active, and its device's; no secret
+// is needed to ask (the nonce is worthless without the key that signs it
+// into the CSR), which is why the store keeps only a few per certificate.
+func (s *Service) Challenge(ctx context.Context, current *x509.Certificate) (Challenge, error) {
+	if current == nil {
+		return Challenge{}, fault.New(fault.Unauthenticated, "the current certificate is required")
+	}
+	id, err := s.cfg.Issuer.VerifyLeaf(current)
+	if err != nil {
+		return Challenge{}, err
+	}
+	serial := ca.SerialHex(current.SerialNumber)
+	rec, err := s.cfg.Records.GetCertificate(ctx, serial)
+	if err != nil {
+		if fault.Is(err, fault.NotFound) {
+			return Challenge{}, fault.New(fault.CertInvalid, "certificate is not known to Gatehouse")
+		}
+		return Challenge{}, err
+	}
+	if rec.DeviceID != id.DeviceID || rec.Status != store.CertActive {
+		return Challenge{}, fault.New(fault.CertInvalid, "certificate is not the device's active certificate")
+	}
+	now := s.cfg.Now()
+	c := Challenge{Nonce: NewSecret(ChallengePrefix), ExpiresAt: now.Add(s.cfg.ChallengeTTL)}
+	if err := s.cfg.Records.CreateRenewalChallenge(ctx, store.RenewalChallenge{Hash: HashSecret(c.Nonce), Serial: serial,
+		ExpiresAt: c.ExpiresAt, CreatedAt: now}, s.cfg.ChallengesPerCert); err != nil {
+		return Challenge{}, err
+	}
+	return c, nil
+}
+
+// checkChallenge finds the CSR's challenge and checks it before anything is
+// signed; the renewal's transaction redeems it (store.Renewal.ChallengeHash),
+// which is what makes it single use.
+func (s *Service) checkChallenge(ctx context.Context, csr *x509.CertificateRequest, serial string) (string, error) {
+	nonce, ok, err := ChallengeOf(csr)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fault.New(fault.ChallengeRequired,
+			"without mutual TLS the csr must carry a challenge from POST /api/v1/renew/challenge as its challengePassword")
+	}
+	hash := HashSecret(nonce)
+	c, err := s.cfg.Records.GetRenewalChallenge(ctx, hash)
+	switch {
+	case fault.Is(err, fault.NotFound):
+		return "", fault.New(fault.ChallengeInvalid, "renewal challenge is unknown or was already used")
+	case err != nil:
+		return "", err
+	case c.Serial != serial:
+		return "", fault.New(fault.ChallengeInvalid, "renewal challenge was issued for another certificate")
+	case !s.cfg.Now().Before(c.ExpiresAt):
+		return "", fault.New(fault.ChallengeExpired, "renewal challenge has expired; ask for a new one")
+	}
+	return hash, nil
 }
 
 func certRecord(deviceID string, leaf *x509.Certificate) store.Certificate {

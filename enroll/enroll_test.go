@@ -10,6 +10,7 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -51,7 +52,9 @@ func TestCreateBatch(t *testing.T) {
 		{"ttl over a year", with(func(r *enroll.BatchRequest) { r.TTL = 365*24*time.Hour + time.Second }), fault.InvalidArgument, nil, 0},
 		{"duplicate device ids", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"a", "b", "a"} }),
 			fault.InvalidArgument, nil, 0},
-		{"device id with colon", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"ok", "a:b"} }),
+		{"device id with space", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"ok", "a b"} }),
+			fault.InvalidArgument, nil, 0},
+		{"device id dot-dot", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{".."} }),
 			fault.InvalidArgument, nil, 0},
 		{"device id with slash", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"../etc"} }),
 			fault.InvalidArgument, nil, 0},
@@ -67,8 +70,8 @@ func TestCreateBatch(t *testing.T) {
 
 		{"one token", ok, "", []string{""}, 1},
 		{"ttl exactly a year", with(func(r *enroll.BatchRequest) { r.TTL = 365 * 24 * time.Hour }), "", []string{""}, 1},
-		{"device ids", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"gw-1", "gw.2", "GW_3"} }),
-			"", []string{"gw-1", "gw.2", "GW_3"}, 3},
+		{"device ids", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{"gw-1", "gw.2", "GW_3", "mac:00:11"} }),
+			"", []string{"gw-1", "gw.2", "GW_3", "mac:00:11"}, 4},
 		{"device ids with matching count", with(func(r *enroll.BatchRequest) { r.Count = 2; r.DeviceIDs = []string{"m-1", "m-2"} }),
 			"", []string{"m-1", "m-2"}, 2},
 		{"device id 64 chars", with(func(r *enroll.BatchRequest) { r.Count = 0; r.DeviceIDs = []string{strings.Repeat("d", 64)} }),
@@ -150,7 +153,8 @@ func TestEnrollClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr := []byte(testpki.CSRPEM(t, testpki.Key(t, "P-256")))
+	key := testpki.Key(t, "P-256")
+	csr := []byte(testpki.CSRPEM(t, key))
 	created := clk.Now()
 	cases := []struct {
 		name  string
@@ -159,7 +163,9 @@ func TestEnrollClock(t *testing.T) {
 		code  fault.Code
 	}{
 		{"just before expiry", created.Add(time.Hour - time.Millisecond), 0, ""},
-		{"spent", created.Add(time.Minute), 0, fault.TokenUsed},
+		// The same key again is a retry and gets the same certificate (see
+		// TestEnrollRetry); only within the token's TTL.
+		{"spent, retried after expiry", created.Add(time.Hour), 0, fault.TokenUsed},
 		{"at expiry", created.Add(time.Hour), 1, fault.TokenExpired},
 		{"after expiry", created.Add(48 * time.Hour), 2, fault.TokenExpired},
 		{"unknown", created, -1, fault.TokenInvalid},
@@ -337,7 +343,6 @@ func TestEnrollDeviceClaims(t *testing.T) {
 	for _, d := range []store.Device{
 		{ID: "pending-1", Fleet: "default", Profile: "default", Status: store.DevicePending},
 		{ID: "pending-2", Fleet: "default", Profile: "default", Status: store.DevicePending},
-		{ID: "elsewhere", Fleet: "other", Profile: "default", Status: store.DevicePending},
 	} {
 		if _, err := e.st.CreateDevice(ctx, d); err != nil {
 			t.Fatal(err)
@@ -346,6 +351,11 @@ func TestEnrollDeviceClaims(t *testing.T) {
 	fixed, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default",
 		DeviceIDs: []string{"pending-1", "elsewhere", "fresh-fixed"}, TTL: time.Hour})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered in another fleet after the batch (a batch would refuse it).
+	if _, err := e.st.CreateDevice(ctx, store.Device{ID: "elsewhere", Fleet: "other", Profile: "default",
+		Status: store.DevicePending}); err != nil {
 		t.Fatal(err)
 	}
 	generic, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default", Count: 3, TTL: time.Hour})
@@ -362,8 +372,9 @@ func TestEnrollDeviceClaims(t *testing.T) {
 		code   fault.Code
 		device string // enrolled device, "" for a generated id
 	}{
-		{"generic token cannot hijack a pending device", "generic:0", "pending-1", fault.AlreadyExists, ""},
-		{"generic token cannot claim another fleet's device", "generic:0", "elsewhere", fault.AlreadyExists, ""},
+		// Both ids are fixed to live tokens, so reserved before anything else.
+		{"generic token cannot hijack a pending device", "generic:0", "pending-1", fault.DeviceIDReserved, ""},
+		{"generic token cannot claim another fleet's device", "generic:0", "elsewhere", fault.DeviceIDReserved, ""},
 		{"fixed token claims its pending device", "fixed:pending-1", "", "", "pending-1"},
 		{"generic token cannot take an active device", "generic:0", "pending-1", fault.AlreadyExists, ""},
 		{"fixed token cannot claim another fleet's device", "fixed:elsewhere", "", fault.AlreadyExists, ""},
@@ -396,5 +407,34 @@ func TestEnrollDeviceClaims(t *testing.T) {
 	}
 	if b, err := e.st.GetTokenBatch(ctx, generic.ID); err != nil || b.Used != 2 {
 		t.Fatalf("generic batch used %d (%v), want 2", b.Used, err)
+	}
+}
+
+// TestBatchReservedIDs: a batch that fixes an id already fixed to a live
+// token is refused whole, wherever the id sits among thousands (the check
+// runs in chunks); once the other batch has expired, the id is free again.
+func TestBatchReservedIDs(t *testing.T) {
+	ctx := context.Background()
+	clk := &fixedClock{now: time.Now()}
+	e := newEnv(t, t.TempDir(), clk.Now)
+	ids := make([]string, 1200)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("unit-%04d", i)
+	}
+	first, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default", DeviceIDs: ids, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, clash := range []string{"unit-0000", "unit-0499", "unit-0500", "unit-1199"} {
+		_, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default",
+			DeviceIDs: []string{"fresh-1", clash, "fresh-2"}, TTL: time.Hour})
+		if !fault.Is(err, fault.DeviceIDReserved) {
+			t.Fatalf("batch fixing %s again: %v, want device_id_reserved", clash, err)
+		}
+	}
+	clk.Set(clk.Now().Add(time.Hour))
+	if _, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default",
+		DeviceIDs: []string{"unit-0500"}, TTL: time.Hour}); err != nil {
+		t.Fatalf("id of an expired batch (%s): %v", first.ID, err)
 	}
 }

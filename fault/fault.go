@@ -36,6 +36,17 @@ const (
 	// CSRFFailed: a cookie-authenticated change without the session's CSRF
 	// token, or a cross-site login.
 	CSRFFailed Code = "csrf_failed"
+	// ChallengeRequired: a renewal without mutual TLS whose CSR carries no
+	// server challenge (POST /api/v1/renew/challenge).
+	ChallengeRequired Code = "challenge_required"
+	// ChallengeInvalid: the CSR's challenge is unknown, already used, or was
+	// issued for another certificate.
+	ChallengeInvalid Code = "challenge_invalid"
+	// ChallengeExpired: the CSR's challenge outlived its TTL.
+	ChallengeExpired Code = "challenge_expired"
+	// DeviceIDReserved: the device id is fixed to another unused bootstrap
+	// token (or, for a new batch, already enrolled).
+	DeviceIDReserved Code = "device_id_reserved"
 )
 
 // Error is a failure with a stable code and a message safe to show a client.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/deviceid"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -222,7 +223,7 @@ func checkLabels(labels map[string]string) error {
 // RegisterDevice creates a pending device, to be claimed by an enrollment
 // with a token for its id.
 func (s *Service) RegisterDevice(ctx context.Context, actor string, d store.Device) (store.Device, error) {
-	if err := checkName("device", d.ID); err != nil {
+	if err := deviceid.Check("device id", d.ID); err != nil {
 		return store.Device{}, err
 	}
 	if err := checkLabels(d.Labels); err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,7 +27,18 @@ func (s *Store) CreateTokenBatch(ctx context.Context, b TokenBatch, tokens []New
 	for i, t := range tokens {
 		rows[i] = tokenRow{Hash: t.Hash, BatchID: b.ID, DeviceID: strPtr(t.DeviceID), ExpiresAt: br.ExpiresAt}
 	}
+	var fixed []string
+	for _, t := range tokens {
+		if t.DeviceID != "" {
+			fixed = append(fixed, t.DeviceID)
+		}
+	}
 	err := s.write(ctx, func(tx *gorm.DB) error {
+		if len(fixed) > 0 {
+			if err := s.checkIDsFree(tx, fixed, b.Fleet, b.CreatedAt); err != nil {
+				return err
+			}
+		}
 		if err := tx.Create(&br).Error; err != nil {
 			return classify(err, "token batch")
 		}
@@ -38,6 +51,66 @@ func (s *Store) CreateTokenBatch(ctx context.Context, b TokenBatch, tokens []New
 		return TokenBatch{}, err
 	}
 	return b, nil
+}
+
+// reservationLock is the PostgreSQL advisory lock that orders the two
+// writers of device id reservations: a batch that fixes ids takes it
+// exclusively, an enrollment that picks its own id shares it. Without it
+// a batch could check that an id is free while an enrollment of that id,
+// checking the batch's tokens did not exist yet, commits: each misses the
+// other's write (under READ COMMITTED each statement sees only what was
+// committed when it began). SQLite needs no lock: its writes are
+// serialised already.
+const reservationLock = 0x6761746568 // "gateh"
+
+// sqlIDsTaken finds the first of a batch's fixed ids that is taken: by a
+// device that the batch could not claim (enrolled, or pending in another
+// fleet), or by a live unused token. One statement, so one snapshot: an
+// enrollment committing meanwhile (token used and device created together)
+// is seen either wholly or not at all. The id list is spliced in as
+// placeholders (idsPlaceholder).
+const sqlIDsTaken = `SELECT id FROM devices WHERE id IN (%[1]s) AND (status <> 'pending' OR fleet <> ?)
+UNION ALL
+SELECT t.device_id FROM bootstrap_tokens t JOIN token_batches b ON b.id = t.batch_id
+WHERE t.device_id IN (%[1]s) AND t.used_at IS NULL AND t.expires_at > ? AND b.revoked_at IS NULL
+LIMIT 1`
+
+// checkIDsFree refuses a batch whose fixed ids are already enrolled or
+// reserved by another live token (device_id_reserved). Run inside the
+// batch's transaction.
+func (s *Store) checkIDsFree(tx *gorm.DB, ids []string, fleet string, at time.Time) error {
+	if s.postgres {
+		if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", reservationLock).Error; err != nil {
+			return classify(err, "device id reservations")
+		}
+	}
+	// Every id is bound twice: chunks of half an insert chunk stay under
+	// both backends' bind-parameter limits. A short chunk is padded with
+	// its first id, so the statement has one shape (prepared once), whatever
+	// the batch size.
+	const n = tokenInsertChunk / 2
+	query := fmt.Sprintf(sqlIDsTaken, strings.TrimSuffix(strings.Repeat("?,", n), ","))
+	for start := 0; start < len(ids); start += n {
+		chunk := ids[start:min(start+n, len(ids))]
+		in := make([]any, n)
+		for i := range in {
+			in[i] = chunk[0]
+			if i < len(chunk) {
+				in[i] = chunk[i]
+			}
+		}
+		args := make([]any, 0, 2*n+2)
+		args = append(append(append(append(args, in...), fleet), in...), ms(at))
+		var taken []string
+		if err := tx.Raw(query, args...).Scan(&taken).Error; err != nil {
+			return classify(err, "device id reservations")
+		}
+		if len(taken) > 0 {
+			return fault.New(fault.DeviceIDReserved,
+				"device id %q is already enrolled or fixed to another unused bootstrap token", taken[0])
+		}
+	}
+	return nil
 }
 
 // GetTokenBatch returns a batch with its count of used tokens.
@@ -126,7 +199,7 @@ func (s *Store) GetBootstrapToken(ctx context.Context, hash string) (BootstrapTo
 
 // sqlEnrollmentToken reads what an enrollment needs before it signs: the
 // token, its batch, and the batch's profile, in one query and one snapshot.
-const sqlEnrollmentToken = `SELECT t.hash, t.batch_id, t.device_id, t.expires_at, t.used_at, t.used_by,
+const sqlEnrollmentToken = `SELECT t.hash, t.batch_id, t.device_id, t.expires_at, t.used_at, t.used_by, t.used_serial,
 b.fleet, b.revoked_at, p.name, p.key_types, p.validity_seconds, p.renew_window_seconds, p.roles,
 p.created_at, p.updated_at
 FROM bootstrap_tokens t JOIN token_batches b ON b.id = t.batch_id JOIN profiles p ON p.name = b.profile
@@ -140,11 +213,12 @@ func (s *Store) GetEnrollmentToken(ctx context.Context, hash string) (BootstrapT
 		t                 BootstrapToken
 		p                 profileRow
 		deviceID, usedBy  *string
+		usedSerial        *string
 		expiresAt         int64
 		usedAt, revokedAt *int64
 	)
 	err := s.readRow(ctx, sqlEnrollmentToken, []any{hash}, &t.Hash, &t.BatchID, &deviceID, &expiresAt, &usedAt, &usedBy,
-		&t.Fleet, &revokedAt, &p.Name, &p.KeyTypes, &p.ValiditySeconds, &p.RenewWindowSeconds, &p.Roles,
+		&usedSerial, &t.Fleet, &revokedAt, &p.Name, &p.KeyTypes, &p.ValiditySeconds, &p.RenewWindowSeconds, &p.Roles,
 		&p.CreatedAt, &p.UpdatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return BootstrapToken{}, Profile{}, fault.New(fault.TokenInvalid, "unknown bootstrap token")
@@ -152,7 +226,7 @@ func (s *Store) GetEnrollmentToken(ctx context.Context, hash string) (BootstrapT
 	if err != nil {
 		return BootstrapToken{}, Profile{}, classify(err, "bootstrap token")
 	}
-	t.DeviceID, t.UsedBy, t.Profile = deref(deviceID), deref(usedBy), p.Name
+	t.DeviceID, t.UsedBy, t.UsedSerial, t.Profile = deref(deviceID), deref(usedBy), deref(usedSerial), p.Name
 	t.ExpiresAt, t.UsedAt, t.BatchRevokedAt = fromMS(expiresAt), fromOptMS(usedAt), fromOptMS(revokedAt)
 	return t, p.domain(), nil
 }
@@ -168,10 +242,15 @@ const (
 	// batch check is a correlated EXISTS, a primary key lookup: SQLite runs
 	// "batch_id IN (SELECT id … WHERE revoked_at IS NULL)" as a scan of every
 	// batch.
-	sqlConsumeToken = `UPDATE bootstrap_tokens SET used_at = ?, used_by = ?
+	sqlConsumeToken = `UPDATE bootstrap_tokens SET used_at = ?, used_by = ?, used_serial = ?
 WHERE hash = ? AND used_at IS NULL AND expires_at > ?
 AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id AND b.revoked_at IS NULL)`
 	sqlTokenState = `SELECT used_at, expires_at FROM bootstrap_tokens WHERE hash = ?`
+	// sqlIDReserved finds a live unused token that fixes an id. The
+	// enrollment's own token is used already (consumed just before).
+	sqlIDReserved = `SELECT 1 FROM bootstrap_tokens t JOIN token_batches b ON b.id = t.batch_id
+WHERE t.device_id = ? AND t.used_at IS NULL AND t.expires_at > ? AND b.revoked_at IS NULL LIMIT 1`
+	sqlReservationShare = `SELECT pg_advisory_xact_lock_shared(?)`
 	// A pending device is claimed the same way: of concurrent claims only one
 	// changes the row.
 	sqlClaimDevice = `UPDATE devices SET status = ?, profile = ?, updated_at = ?
@@ -202,7 +281,7 @@ func (s *Store) CompleteEnrollment(ctx context.Context, e Enrollment) (Device, e
 // enrollTx writes one enrollment with ex, inside a transaction.
 func (s *Store) enrollTx(ctx context.Context, ex execer, e Enrollment) (Device, error) {
 	at := ms(e.At)
-	res, err := ex.ExecContext(ctx, sqlConsumeToken, at, e.Device.ID, e.TokenHash, at)
+	res, err := ex.ExecContext(ctx, sqlConsumeToken, at, e.Device.ID, e.Cert.Serial, e.TokenHash, at)
 	if err != nil {
 		return Device{}, classify(err, "bootstrap token")
 	}
@@ -211,6 +290,11 @@ func (s *Store) enrollTx(ctx context.Context, ex execer, e Enrollment) (Device, 
 			return Device{}, classify(err, "bootstrap token")
 		}
 		return Device{}, tokenRefusal(ctx, ex, e.TokenHash, e.At)
+	}
+	if e.CheckReserved {
+		if err := s.checkNotReserved(ctx, ex, e.Device.ID, at); err != nil {
+			return Device{}, err
+		}
 	}
 	dev, err := upsertEnrolledDevice(ctx, ex, e.Device, e.At, e.ClaimPending)
 	if err != nil {
@@ -237,6 +321,29 @@ func (s *Store) enrollTx(ctx context.Context, ex execer, e Enrollment) (Device, 
 		}
 	}
 	return dev, nil
+}
+
+// checkNotReserved refuses an id fixed to another live unused token, so a
+// token that fixes no id cannot squat one that does. The device row's
+// primary key settles a race with the rightful token (one of the two
+// inserts fails); the shared reservation lock (reservationLock) settles one
+// with a batch creating the reservation.
+func (s *Store) checkNotReserved(ctx context.Context, ex execer, id string, at int64) error {
+	if s.postgres {
+		if _, err := ex.ExecContext(ctx, sqlReservationShare, reservationLock); err != nil {
+			return classify(err, "device id reservations")
+		}
+	}
+	var one int
+	err := ex.QueryRowContext(ctx, sqlIDReserved, id, at).Scan(&one)
+	switch {
+	case err == nil:
+		return fault.New(fault.DeviceIDReserved, "device id %q is reserved for another bootstrap token", id)
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	default:
+		return classify(err, "device id reservations")
+	}
 }
 
 // tokenRefusal explains why a token could not be consumed.
@@ -299,6 +406,13 @@ func upsertEnrolledDevice(ctx context.Context, ex execer, d Device, at time.Time
 // replaces, provided the old one is still active and the device is active.
 func (s *Store) RecordRenewal(ctx context.Context, r Renewal) error {
 	return s.write(ctx, func(tx *gorm.DB) error {
+		// The challenge first: of concurrent renewals with one challenge,
+		// exactly one deletes it; the others wait on its row and find it gone.
+		if r.ChallengeHash != "" {
+			if err := s.redeemChallenge(tx, r.ChallengeHash, r.OldSerial); err != nil {
+				return err
+			}
+		}
 		var dev deviceRow
 		if err := tx.Where("id = ?", r.DeviceID).Take(&dev).Error; err != nil {
 			return classify(err, "device "+r.DeviceID)

@@ -106,12 +106,14 @@ type TokenBatch struct {
 // BootstrapToken is a one-time enrollment token; only its hash is stored.
 // Fleet, Profile and BatchRevokedAt come from its batch.
 type BootstrapToken struct {
-	Hash           string
-	BatchID        string
-	DeviceID       string
-	ExpiresAt      time.Time
-	UsedAt         *time.Time
-	UsedBy         string
+	Hash      string
+	BatchID   string
+	DeviceID  string
+	ExpiresAt time.Time
+	UsedAt    *time.Time
+	UsedBy    string
+	// UsedSerial is the certificate the token's enrollment issued.
+	UsedSerial     string
 	Fleet          string
 	Profile        string
 	BatchRevokedAt *time.Time
@@ -181,6 +183,10 @@ type Enrollment struct {
 	// device of the same fleet. Only a token issued for that device id may
 	// set it; any other token can only create a new device.
 	ClaimPending bool
+	// CheckReserved refuses the enrollment (device_id_reserved) when
+	// another unused, unexpired token of an unrevoked batch fixes the
+	// device's id. Set for every token that does not fix the id itself.
+	CheckReserved bool
 	// Audit, when set, is written in the same transaction.
 	Audit *AuditEvent
 }
@@ -190,4 +196,17 @@ type Renewal struct {
 	DeviceID  string
 	OldSerial string
 	Cert      Certificate
+	// ChallengeHash, when set, is the hash of the renewal challenge the CSR
+	// carried: it is redeemed (deleted) in the renewal's transaction, and
+	// the renewal fails unless it was live and issued for OldSerial.
+	ChallengeHash string
+}
+
+// RenewalChallenge is a single-use nonce issued to the holder of the
+// certificate Serial for one renewal; only its hash is stored.
+type RenewalChallenge struct {
+	Hash      string
+	Serial    string
+	ExpiresAt time.Time
+	CreatedAt time.Time
 }

@@ -14,10 +14,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/deviceid"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
@@ -80,6 +82,11 @@ func runEnroll(server, token, out, deviceID, keyType, caFile string, force bool)
 	if token == "" {
 		return enrollResult{}, fault.New(fault.TokenInvalid, "--token is required")
 	}
+	if deviceID != "" {
+		if err := deviceid.Check("--device-id", deviceID); err != nil {
+			return enrollResult{}, err
+		}
+	}
 	keyPath := filepath.Join(out, deviceKeyFile)
 	if _, err := os.Stat(keyPath); err == nil && !force {
 		return enrollResult{}, fault.New(fault.AlreadyExists, "%s exists; this device looks enrolled (use --force to replace it)", keyPath)
@@ -98,7 +105,7 @@ func runEnroll(server, token, out, deviceID, keyType, caFile string, force bool)
 		return enrollResult{}, err
 	}
 	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
-	body, err := c.do("POST", "/api/v1/enroll", "", api.EnrollRequest{Token: token, CSR: string(csrPEM), DeviceID: deviceID})
+	body, err := postEnroll(c, api.EnrollRequest{Token: token, CSR: string(csrPEM), DeviceID: deviceID})
 	if err != nil {
 		return enrollResult{}, err
 	}
@@ -133,6 +140,26 @@ func runEnroll(server, token, out, deviceID, keyType, caFile string, force bool)
 	}
 	return enrollResult{OK: true, Files: files, DeviceID: res.DeviceID, Identity: res.Identity, Serial: res.Serial,
 		NotAfter: jsonTime{res.NotAfter}}, nil
+}
+
+// enrollRetryDelays are the pauses before resending an enrollment whose
+// answer was lost.
+var enrollRetryDelays = []time.Duration{500 * time.Millisecond, 2 * time.Second}
+
+// postEnroll sends the enrollment, and sends the very same request again
+// (same token, same key) when no answer came back: the server may have
+// committed it, and then answers the retry with the same certificate
+// instead of token_used. Refusals are final.
+func postEnroll(c *client, req api.EnrollRequest) ([]byte, error) {
+	body, err := c.do("POST", "/api/v1/enroll", "", req)
+	for _, d := range enrollRetryDelays {
+		if !fault.Is(err, fault.Unavailable) {
+			break
+		}
+		time.Sleep(d)
+		body, err = c.do("POST", "/api/v1/enroll", "", req)
+	}
+	return body, err
 }
 
 func generateKey(kind string) (crypto.Signer, error) {

@@ -89,3 +89,48 @@ func TestRenewOverMutualTLS(t *testing.T) {
 		t.Fatalf("renew with superseded certificate: %d %s", again.code, again.stdout)
 	}
 }
+
+// TestRenewOverHTTP: without TLS, `gatehouse renew` fetches a single-use
+// challenge and signs it into the CSR with the current key; the key stays,
+// each renewal needs a new challenge, and the enrollment CSR replayed by
+// hand is refused (issue 9).
+func TestRenewOverHTTP(t *testing.T) {
+	g := newGatehouse(t, "GATEHOUSE_CA_PASSPHRASE=a-test-passphrase-123")
+	g.serve(t)
+	g.api(t, "POST", "/api/v1/profiles", map[string]any{"name": "short", "key_types": []string{"P-256"},
+		"validity": "2h", "renew_window": "2h"}, http.StatusCreated, nil)
+	dev := g.enroll(t, g.tokens(t, "short", 1)[0], "cam-10")
+	oldKey, _ := os.ReadFile(dev.key)
+	if r := g.run(t, nil, "renew", "--server", g.server, "--dir", dev.dir, "--rotate-key"); r.code == 0 {
+		t.Fatal("--rotate-key over http succeeded")
+	}
+	for i := range 2 {
+		before, _ := os.ReadFile(dev.cert)
+		rn := g.run(t, nil, "renew", "--server", g.server, "--dir", dev.dir, "--json")
+		if rn.code != 0 {
+			t.Fatalf("renew %d over http: %d %s %s", i, rn.code, rn.stdout, rn.stderr)
+		}
+		after, _ := os.ReadFile(dev.cert)
+		key, _ := os.ReadFile(dev.key)
+		if bytes.Equal(before, after) || !bytes.Equal(key, oldKey) {
+			t.Fatalf("renew %d over http: certificate replaced %v, key kept %v", i, !bytes.Equal(before, after), bytes.Equal(key, oldKey))
+		}
+	}
+	// A CSR without the challenge (what renew sent before) is refused.
+	certPEM, _ := os.ReadFile(dev.cert)
+	keyPEM, _ := os.ReadFile(dev.key)
+	block, _ := pem.Decode(keyPEM)
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body := g.call(t, "POST", "/api/v1/renew", map[string]string{"certificate": string(certPEM),
+		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}))})
+	if status != http.StatusUnauthorized || !strings.Contains(string(body), "challenge_required") {
+		t.Fatalf("renewal without a challenge: %d %s", status, body)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
@@ -23,8 +24,10 @@ func newRenewCmd() *cobra.Command {
 		Use:   "renew",
 		Short: "Renew this device's certificate with its current one",
 		Long: "Renews device.crt in --dir. Over https the current certificate authenticates the TLS " +
-			"connection, and --rotate-key may replace the key; over http the CSR is signed with the " +
-			"current key, which proves possession.",
+			"connection, which proves possession of its key, and --rotate-key may replace the key. " +
+			"Without --rotate-key renew also asks for a single-use challenge and signs it into the CSR " +
+			"with the current key (PKCS#9 challengePassword): the proof over plain http, where an old " +
+			"CSR could otherwise be replayed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := cmd.Flags()
@@ -88,7 +91,25 @@ func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollRe
 			return enrollResult{}, err
 		}
 	}
-	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	var csrDER []byte
+	if rotate {
+		// Only mutual TLS can prove the old key when the CSR names a new one.
+		csrDER, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	} else {
+		// The proof of possession without mutual TLS is a fresh server nonce
+		// signed by the current key. It is sent over https too, where the
+		// handshake proves the key already: a TLS-terminating proxy in front
+		// of Gatehouse would leave the handshake's proof behind.
+		var chBody []byte
+		if chBody, err = c.do("POST", "/api/v1/renew/challenge", "", api.RenewChallengeRequest{Certificate: string(certPEM)}); err != nil {
+			return enrollResult{}, err
+		}
+		var ch api.RenewChallengeResponse
+		if err := json.Unmarshal(chBody, &ch); err != nil || ch.Nonce == "" {
+			return enrollResult{}, fault.New(fault.Unavailable, "server sent an unreadable renewal challenge")
+		}
+		csrDER, err = enroll.NewChallengeCSR(key, ch.Nonce)
+	}
 	if err != nil {
 		return enrollResult{}, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/deviceid"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
@@ -40,6 +41,11 @@ func newTokenCmd() *cobra.Command {
 				ids, err := readLines(path)
 				if err != nil {
 					return err
+				}
+				for i, id := range ids {
+					if err := deviceid.Check(fmt.Sprintf("%s: entry %d:", path, i+1), id); err != nil {
+						return err
+					}
 				}
 				req.DeviceIDs, req.Count = ids, len(ids)
 			}
