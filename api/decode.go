@@ -17,7 +17,8 @@ import (
 )
 
 // decode reads one strict JSON object into v: unknown fields, trailing data,
-// wrong types and oversize bodies are client errors with codes, never 500s.
+// wrong types, oversize bodies and text no database can store (text.go) are
+// client errors with codes, never 500s.
 func decode(c echo.Context, v any) error {
 	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -40,6 +41,9 @@ func decode(c echo.Context, v any) error {
 	// with a type error naming no field: neither is the object asked for.
 	if len(raw) == 0 || raw[0] != '{' {
 		return fault.New(fault.InvalidArgument, "request body must be a JSON object")
+	}
+	if p := jsonTextProblem(raw); p != "" {
+		return fault.New(fault.InvalidArgument, "request body %s: text may hold neither NUL characters nor invalid UTF-8", p)
 	}
 	obj := json.NewDecoder(bytes.NewReader(raw))
 	obj.DisallowUnknownFields()

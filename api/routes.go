@@ -16,13 +16,15 @@ import (
 // registers catch-all routes that run the group's middleware, so with role
 // groups an unknown path answered 401/403 (whichever group was registered
 // last) instead of 404, and a wrong method never reached 405. Everything
-// under /api that no route takes goes to apiFallback instead.
+// under /api that no route takes goes to apiFallback instead. Every route
+// list starts with secureHeaders and plainText (text.go);
+// TestBadTextOverEveryRoute walks the router to keep it so.
 func (s *Server) routes() {
 	e := s.echo
 	v1 := e.Group("/api/v1")
 
 	// Device-facing: authenticated by bootstrap token or current certificate.
-	dev := []echo.MiddlewareFunc{secureHeaders, limitBody(s.cfg.DeviceBodyBytes)}
+	dev := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.DeviceBodyBytes)}
 	v1.POST("/enroll", s.enroll, dev...)
 	v1.POST("/renew", s.renew, dev...)
 	v1.POST("/renew/challenge", s.renewChallenge, dev...)
@@ -30,8 +32,8 @@ func (s *Server) routes() {
 	v1.GET("/ca/chain", s.caChain, dev...)
 	v1.GET("/version", s.version, dev...)
 
-	read := []echo.MiddlewareFunc{secureHeaders, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleViewer)}
-	write := []echo.MiddlewareFunc{secureHeaders, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleOperator)}
+	read := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleViewer)}
+	write := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleOperator)}
 
 	v1.GET("/fleets", s.listFleets, read...)
 	v1.GET("/fleets/:name", s.getFleet, read...)
@@ -78,7 +80,7 @@ func (s *Server) routes() {
 
 	if s.cfg.Policies != nil {
 		// Activation changes every broker decision at once: admins only.
-		admin := []echo.MiddlewareFunc{secureHeaders, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleAdmin)}
+		admin := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleAdmin)}
 		v1.GET("/policies", s.listPolicies, read...)
 		v1.GET("/policies/diff", s.diffPolicies, read...)
 		v1.GET("/policies/:version", s.getPolicy, read...)

@@ -38,9 +38,9 @@ func (s *Server) sessionRoutes(v1 *echo.Group) {
 	if s.cfg.Auth == nil {
 		return
 	}
-	small := []echo.MiddlewareFunc{secureHeaders, limitBody(loginBodyBytes)}
+	small := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(loginBodyBytes)}
 	signedIn := append(small[:len(small):len(small)], s.requireSession)
-	admin := []echo.MiddlewareFunc{secureHeaders, limitBody(loginBodyBytes), s.requireRole(store.RoleAdmin)}
+	admin := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(loginBodyBytes), s.requireRole(store.RoleAdmin)}
 
 	v1.POST("/session", s.login, small...)
 	v1.GET("/session", s.getSession, signedIn...)

@@ -25,6 +25,8 @@ func FuzzDialects(f *testing.F) {
 	}
 	f.Add(uint8(3), "username=dev1&acc=2&topic=%00")
 	f.Add(uint8(9), `{"topics":[{"topic":"#","qos":"x"}]}`)
+	f.Add(uint8(11), "{\"action\":\"publish\",\"client_id\":\"dev1\",\"identity\":\"dev1\",\"topic\":\"t/\xff\"}")
+	f.Add(uint8(11), `{"action":"publish","client_id":"dev1","identity":"dev1","topic":"t/\u0000"}`)
 	endpoints := []struct{ path, ctype, hook string }{
 		{"/hooks/emqx/authn", "application/json", ""},
 		{"/hooks/emqx/authz", "application/json", ""},

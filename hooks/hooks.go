@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
 )
@@ -174,10 +175,30 @@ func (h *Handler) authenticated(r *http.Request) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.Secret)) == 1
 }
 
-// body reads a capped request body.
+// body reads a capped request body. Invalid UTF-8 is refused here, raw:
+// encoding/json would quietly turn it into U+FFFD, and the decision would be
+// about another topic than the one the broker holds.
 func (h *Handler) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
-	return io.ReadAll(r.Body)
+	b, err := io.ReadAll(r.Body)
+	if err == nil && !utf8.Valid(b) {
+		return nil, malformed("body is not valid UTF-8")
+	}
+	return b, err
+}
+
+// badText names the first string of req that is not text MQTT allows (UTF-8
+// without U+0000, MQTT 5 §1.5.4), or "". A broker never sends one for a
+// well-formed client; whatever the dialect decoded, such a request is
+// denied before the core sees it.
+func badText(req authz.Request) string {
+	for _, f := range [...]struct{ name, v string }{{"identity", req.Identity}, {"client id", req.ClientID},
+		{"username", req.Username}, {"topic", req.Topic}, {"certificate serial", req.CertSerial}} {
+		if !utf8.ValidString(f.v) || strings.IndexByte(f.v, 0) >= 0 {
+			return f.name
+		}
+	}
+	return ""
 }
 
 // decide authenticates the hook call and asks the core. Any failure is
@@ -185,6 +206,9 @@ func (h *Handler) body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 func (h *Handler) decide(r *http.Request, req authz.Request) (authz.Decision, error) {
 	if !h.authenticated(r) {
 		return authz.Decision{}, errUnauthenticated
+	}
+	if f := badText(req); f != "" {
+		return authz.Decision{}, malformed(f + " holds a NUL character or invalid UTF-8")
 	}
 	d, err := h.cfg.Authorizer.Authorize(r.Context(), req)
 	if err != nil {

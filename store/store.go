@@ -222,6 +222,12 @@ func classify(err error, what string) error {
 			return fault.Wrap(err, fault.Conflict, "%s refers to a missing or in-use object", what)
 		case "23514":
 			return fault.Wrap(err, fault.InvalidArgument, "%s has an invalid value", what)
+		case "22021", "22P05":
+			// character_not_in_repertoire, untranslatable_character: a NUL
+			// or invalid UTF-8 in a text value. The API refuses such text at
+			// the edge (api/text.go); here it is still the caller's input,
+			// not a malfunction.
+			return fault.Wrap(err, fault.InvalidArgument, "%s: text holds a NUL character or invalid UTF-8", what)
 		}
 	}
 	if code, ok := sqliteErrCode(err); ok {

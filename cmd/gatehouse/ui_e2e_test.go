@@ -138,6 +138,37 @@ func (u *uiSession) count(sel string) int {
 	return n
 }
 
+// visible reports whether sel is rendered where a user sees it: its computed
+// style shows it, it takes part in layout (offsetParent) and it has an area.
+// Being in the DOM says nothing, and neither does the hidden attribute: an
+// author rule like "nav { display: flex }" overrides it.
+func (u *uiSession) visible(sel string) bool {
+	u.t.Helper()
+	v, err := chromedp.Run(u.ctx, chromedp.Evaluate[bool](`(() => {
+		const e = document.querySelector(`+jsString(sel)+`);
+		if (!e) return false;
+		const cs = getComputedStyle(e), r = e.getBoundingClientRect();
+		return cs.display !== 'none' && cs.visibility !== 'hidden' && cs.opacity !== '0' &&
+			e.offsetParent !== null && r.width > 0 && r.height > 0;
+	})()`))
+	if err != nil {
+		u.t.Fatalf("visible %s: %v", sel, err)
+	}
+	return v
+}
+
+// wantVisible checks that each selector is, or is not, visible.
+func (u *uiSession) wantVisible(want bool, sels ...string) {
+	u.t.Helper()
+	for _, sel := range sels {
+		if got := u.visible(sel); got != want {
+			hash, _ := chromedp.Run(u.ctx, chromedp.Evaluate[string](`location.hash`))
+			u.shot("failure-visibility")
+			u.t.Errorf("at %q: %s visible = %v, want %v", hash, sel, got, want)
+		}
+	}
+}
+
 // fetch runs fetch() in the page and returns the status and error code.
 func (u *uiSession) fetch(js string) (int, string) {
 	u.t.Helper()
@@ -291,6 +322,9 @@ func TestWebUI(t *testing.T) {
 		}
 	}()
 	u.shot("01-login")
+	// An anonymous visitor sees the sign-in form and nothing of the app.
+	u.wantVisible(true, "#login-username", "#login-submit")
+	u.wantVisible(false, "#nav", "#session", "#logout", "#current-user", `#nav a[data-testid="nav-dashboard"]`)
 
 	// Wrong password: a visible error, still on the login page.
 	u.run("bad login",
@@ -308,6 +342,7 @@ func TestWebUI(t *testing.T) {
 		if role := u.text("#current-role"); role != "admin" {
 			t.Errorf("role shown %q", role)
 		}
+		u.wantVisible(true, "#nav", "#logout", "#current-user", `#nav a[data-testid="nav-devices"]`, `#nav a[data-testid="nav-users"]`)
 		u.shot("02-dashboard-empty")
 	})
 
@@ -322,6 +357,10 @@ func TestWebUI(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS("#batch-download")),
 			chromedp.WaitVisible(chromedp.CSS(`#batches-table tbody tr[data-row="0"]`)))
 		u.shot("03-batch-created")
+		u.wantVisible(true, `#flash [data-testid="flash-ok"]`)
+		if f := u.text("#flash"); !strings.HasPrefix(f, "Token batch created") {
+			t.Errorf("flash after creating a batch: %q", f)
+		}
 		u.run("download", chromedp.Click(chromedp.CSS("#batch-download")))
 		var guid string
 		select {
@@ -350,6 +389,9 @@ func TestWebUI(t *testing.T) {
 			u.text(`#batches-table tbody tr[data-row="0"] td[data-col="unused"]`); used != "0" || unused != "3" {
 			t.Errorf("batch list used/unused = %s/%s, want 0/3", used, unused)
 		}
+		// The flash reported on this page; the next page does not repeat it.
+		u.visit("#/devices", "#devices-table")
+		u.wantVisible(false, "#flash .flash")
 	})
 	if len(tokens) != 3 {
 		t.Fatal("no tokens to enroll with")
@@ -556,14 +598,26 @@ func TestWebUI(t *testing.T) {
 	t.Run("fleets and profiles", func(t *testing.T) {
 		u.t = t
 		u.visit("#/fleets", "#fleet-form")
+		u.wantVisible(false, "#fleet-cancel") // nothing to cancel yet
 		u.rerendered("create fleet",
 			chromedp.SetValue(chromedp.CSS("#fleet-name"), "lab"),
 			chromedp.SetValue(chromedp.CSS("#fleet-description"), "test bench"),
 			chromedp.Click(chromedp.CSS("#fleet-submit")))
+		// The save reloads the list, and its flash comes along to it...
+		u.wantVisible(true, `#flash [data-testid="flash-ok"]`)
+		if f := u.text("#flash"); f != "Fleet lab created." {
+			t.Errorf("flash after creating a fleet: %q", f)
+		}
+		// ...but not to the page after, however soon the user goes there.
+		u.visit("#/profiles", "#profiles-table")
+		u.wantVisible(false, "#flash .flash")
+		u.visit("#/fleets", `[data-testid="fleet-edit-lab"]`)
+		u.run("start editing", chromedp.Click(chromedp.CSS(`[data-testid="fleet-edit-lab"]`)))
+		u.wantVisible(true, "#fleet-cancel")
 		u.rerendered("edit fleet",
-			chromedp.Click(chromedp.CSS(`[data-testid="fleet-edit-lab"]`)),
 			chromedp.SetValue(chromedp.CSS("#fleet-description"), "bench two"),
 			chromedp.Click(chromedp.CSS("#fleet-submit")))
+		u.wantVisible(false, "#fleet-cancel")
 		if !strings.Contains(u.text("#fleets-table tbody"), "bench two") {
 			t.Errorf("fleet edit not shown: %s", u.text("#fleets-table tbody"))
 		}
@@ -663,7 +717,11 @@ func TestWebUI(t *testing.T) {
 		}
 		u.shot("19-users")
 		u.run("log out", chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-username")))
+		u.wantVisible(false, "#nav", "#session", "#logout")
+		u.shot("19b-logged-out")
 		u.login("vera", "viewer-password-123")
+		u.wantVisible(true, "#nav", "#logout")
+		u.wantVisible(false, `#nav a[data-testid="nav-users"]`)
 		u.visit("#/devices/ui-sensor-2", `#device-denies-table tbody tr[data-row="0"]`)
 		if n := u.count("#device-revoke, #device-suspend"); n != 0 {
 			t.Errorf("viewer sees %d change buttons", n)

@@ -3,7 +3,7 @@
 // module under pages/ exporting render(ctx) that returns an element.
 
 import { api, ApiError, setCsrfToken } from './api.js';
-import { h, errorBox, flash, clearStaleFlash } from './dom.js';
+import { h, errorBox, flash, flashNext, navigated } from './dom.js';
 
 const ROUTES = [
   { re: /^\/$/, page: 'dashboard', nav: 'dashboard' },
@@ -80,7 +80,7 @@ let renderSeq = 0;
 
 async function route() {
   const seq = ++renderSeq;
-  clearStaleFlash();
+  navigated();
   const { path, query } = parseHash();
   const main = document.getElementById('main');
   let match = null;
@@ -130,15 +130,14 @@ async function logout() {
     if (!(e instanceof ApiError && e.status === 401)) { flash('Logout failed: ' + e.message, 'error'); return; }
   }
   setSession(null);
-  clearStaleFlash(true);
-  location.hash = '#/login';
+  navigate('/login');
 }
 
 window.addEventListener('gatehouse:unauthenticated', () => {
   if (!session.user) return;
   setSession(null);
-  flash('Your session has ended; sign in again.', 'error');
-  location.hash = '#/login';
+  flashNext('Your session has ended; sign in again.', 'error');
+  navigate('/login');
 });
 
 async function start() {

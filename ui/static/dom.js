@@ -109,19 +109,36 @@ export function confirmDialog({ id, title, body, confirmLabel = 'Confirm', dange
   });
 }
 
-/** Show a short message in the flash area; testid names it for tests. */
+/** Show a short message in the flash area of this page; testid names it for tests. */
 export function flash(text, kind = 'ok', testid) {
   const el = document.getElementById('flash');
   el.replaceChildren(h('p', { class: 'flash flash-' + kind, testid: testid || 'flash-' + kind }, text));
   clearTimeout(flash.timer);
-  flash.at = Date.now();
   flash.timer = setTimeout(() => el.replaceChildren(), 8000);
 }
 
+let handedOver = null;
+
 /**
- * Clear a flash on navigation unless it was just shown: a page that flashes
- * and then navigates keeps its message, a stale one does not follow along.
+ * Show a message on the page the app goes to next: for an action that ends
+ * by navigating (saved, back to the list), the message belongs to the page
+ * it lands on.
  */
-export function clearStaleFlash(force) {
-  if (force || Date.now() - (flash.at || 0) > 1500) document.getElementById('flash').replaceChildren();
+export function flashNext(text, kind = 'ok', testid) {
+  handedOver = [text, kind, testid];
+}
+
+/**
+ * Called on every navigation. A flash belongs to the page that showed it,
+ * so it goes, however soon the user moves on, unless flashNext handed one
+ * to the page being entered.
+ */
+export function navigated() {
+  clearTimeout(flash.timer);
+  document.getElementById('flash').replaceChildren();
+  if (handedOver) {
+    const [text, kind, testid] = handedOver;
+    handedOver = null;
+    flash(text, kind, testid);
+  }
 }

@@ -1,5 +1,5 @@
 import { get, post, getOptional, qs } from '../api.js';
-import { h, table, badge, fmtTime, fmtRelative, heading, errorBox, flash, confirmDialog, field } from '../dom.js';
+import { h, table, badge, fmtTime, fmtRelative, heading, errorBox, flash, flashNext, confirmDialog, field } from '../dom.js';
 import { denyTable } from './dashboard.js';
 
 // RFC 5280 CRLReason names the API accepts (revoke.Reasons).
@@ -31,7 +31,7 @@ export async function render({ params, can, navigate, href }) {
   async function act(kind, body) {
     try {
       await post(path + '/' + kind, body);
-      flash(`Device ${id}: ${kind} done.`);
+      flashNext(`Device ${id}: ${kind} done.`);
       navigate('/devices/' + id);
     } catch (e) {
       flash(e.code + ': ' + e.message, 'error');

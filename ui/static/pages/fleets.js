@@ -1,5 +1,5 @@
 import { get, post, patch, del } from '../api.js';
-import { h, table, fmtTime, heading, errorBox, field, flash, confirmDialog } from '../dom.js';
+import { h, table, fmtTime, heading, errorBox, field, flash, flashNext, confirmDialog } from '../dom.js';
 
 export async function render({ can, href, navigate }) {
   const { fleets } = await get('/fleets');
@@ -25,10 +25,10 @@ export async function render({ can, href, navigate }) {
       try {
         if (editing) {
           await patch('/fleets/' + encodeURIComponent(editing), { description: desc.value });
-          flash('Fleet ' + editing + ' updated.');
+          flashNext('Fleet ' + editing + ' updated.');
         } else {
           await post('/fleets', { name: name.value, description: desc.value });
-          flash('Fleet ' + name.value + ' created.');
+          flashNext('Fleet ' + name.value + ' created.');
         }
         navigate('/fleets');
       } catch (e) {
@@ -49,7 +49,7 @@ export async function render({ can, href, navigate }) {
       } }, 'Edit'),
       h('button', { type: 'button', class: 'small danger', testid: 'fleet-delete-' + f.name, onclick: async () => {
         if (!await confirmDialog({ id: 'confirm-delete-fleet', title: 'Delete fleet ' + f.name + '?', body: h('p', {}, 'Only an empty fleet can be deleted.'), confirmLabel: 'Delete', danger: true })) return;
-        try { await del('/fleets/' + encodeURIComponent(f.name)); flash('Fleet deleted.'); navigate('/fleets'); } catch (e) { flash(e.code + ': ' + e.message, 'error'); }
+        try { await del('/fleets/' + encodeURIComponent(f.name)); flashNext('Fleet deleted.'); navigate('/fleets'); } catch (e) { flash(e.code + ': ' + e.message, 'error'); }
       } }, 'Delete')) : '' },
   ], fleets, 'No fleets yet.');
 

@@ -1,5 +1,5 @@
 import { get, post } from '../api.js';
-import { h, table, badge, fmtTime, heading, flash, confirmDialog } from '../dom.js';
+import { h, table, badge, fmtTime, heading, flash, flashNext, confirmDialog } from '../dom.js';
 
 /** Activate a version (admin). Shared with the policy page. */
 export async function activate(version, active, navigate) {
@@ -9,7 +9,7 @@ export async function activate(version, active, navigate) {
     confirmLabel: rollback ? 'Roll back' : 'Activate' })) return false;
   try {
     const r = await post('/policies/' + version + '/activate', {});
-    flash(`Policy v${r.active} is active (${r.tests.passed} tests passed).`, 'ok', 'flash-activated-' + r.active);
+    flashNext(`Policy v${r.active} is active (${r.tests.passed} tests passed).`, 'ok', 'flash-activated-' + r.active);
     navigate('/policies/' + version);
     return true;
   } catch (e) {

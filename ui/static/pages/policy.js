@@ -1,5 +1,5 @@
 import { get, post } from '../api.js';
-import { h, table, badge, fmtTime, heading, errorBox, field, flash } from '../dom.js';
+import { h, table, badge, fmtTime, heading, errorBox, field, flashNext } from '../dom.js';
 import { activate } from './policies.js';
 
 /**
@@ -96,7 +96,7 @@ export async function render({ params, query, can, navigate, href }) {
   async function save() {
     try {
       const v = await post('/policies', { policy: pol.ta.value, tests: tests.ta.value, comment: comment.value });
-      flash('Saved as policy v' + v.version + '.');
+      flashNext('Saved as policy v' + v.version + '.');
       navigate('/policies/' + v.version);
     } catch (e) {
       showProblems(e);

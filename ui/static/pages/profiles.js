@@ -1,5 +1,5 @@
 import { get, post, put, del } from '../api.js';
-import { h, table, heading, errorBox, field, flash, confirmDialog } from '../dom.js';
+import { h, table, heading, errorBox, field, flash, flashNext, confirmDialog } from '../dom.js';
 
 const KEY_TYPES = ['P-256', 'P-384', 'Ed25519', 'RSA'];
 
@@ -45,7 +45,7 @@ export async function render({ can, navigate }) {
       try {
         if (editing) await put('/profiles/' + encodeURIComponent(editing), body);
         else await post('/profiles', body);
-        flash('Profile ' + body.name + ' saved.');
+        flashNext('Profile ' + body.name + ' saved.');
         navigate('/profiles');
       } catch (e) {
         msg.replaceChildren(errorBox(e, 'profile-form-error'));
@@ -69,7 +69,7 @@ export async function render({ can, navigate }) {
       h('button', { type: 'button', class: 'small secondary', testid: 'profile-edit-' + p.name, onclick: () => { fill(p); validity.focus(); } }, 'Edit'),
       h('button', { type: 'button', class: 'small danger', testid: 'profile-delete-' + p.name, onclick: async () => {
         if (!await confirmDialog({ id: 'confirm-delete-profile', title: 'Delete profile ' + p.name + '?', body: h('p', {}, 'Only a profile no device uses can be deleted.'), confirmLabel: 'Delete', danger: true })) return;
-        try { await del('/profiles/' + encodeURIComponent(p.name)); flash('Profile deleted.'); navigate('/profiles'); } catch (e) { flash(e.code + ': ' + e.message, 'error'); }
+        try { await del('/profiles/' + encodeURIComponent(p.name)); flashNext('Profile deleted.'); navigate('/profiles'); } catch (e) { flash(e.code + ': ' + e.message, 'error'); }
       } }, 'Delete')) : '' },
   ], profiles, 'No profiles yet.');
   return h('div', {}, heading('Profiles'), list, writable ? form : h('p', { class: 'muted' }, 'Your role can view profiles only.'));

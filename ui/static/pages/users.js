@@ -1,5 +1,5 @@
 import { get, post, patch, del } from '../api.js';
-import { h, table, badge, fmtTime, heading, errorBox, field, flash, confirmDialog } from '../dom.js';
+import { h, table, badge, fmtTime, heading, errorBox, field, flash, flashNext, confirmDialog } from '../dom.js';
 
 const ROLES = ['viewer', 'operator', 'admin'];
 
@@ -27,7 +27,7 @@ export async function render({ can, session, navigate }) {
       msg.replaceChildren();
       try {
         const u = await post('/users', { username: name.value.trim(), password: pass.value, role: role.value });
-        flash(`User ${u.username} (${u.role}) created. Hand the password over now; it is not shown again.`);
+        flashNext(`User ${u.username} (${u.role}) created. Hand the password over now; it is not shown again.`);
         navigate('/users');
       } catch (e) {
         msg.replaceChildren(errorBox(e, 'user-form-error'));
@@ -41,7 +41,7 @@ export async function render({ can, session, navigate }) {
   msg, h('button', { type: 'submit', id: 'user-submit', testid: 'user-submit' }, 'Create user'), created);
 
   async function update(u, body, done) {
-    try { await patch('/users/' + encodeURIComponent(u.username), body); flash(done); navigate('/users'); } catch (e) { flash(e.code + ': ' + e.message, 'error'); }
+    try { await patch('/users/' + encodeURIComponent(u.username), body); flashNext(done); navigate('/users'); } catch (e) { flash(e.code + ': ' + e.message, 'error'); }
   }
   async function resetPassword(u) {
     const p = h('input', { id: 'reset-password', minlength: 12, value: randomPassword() });
@@ -64,7 +64,7 @@ export async function render({ can, session, navigate }) {
       h('button', { type: 'button', class: 'small secondary', testid: 'user-reset-' + u.username, onclick: () => resetPassword(u) }, 'Reset password'),
       h('button', { type: 'button', class: 'small danger', testid: 'user-delete-' + u.username, onclick: async () => {
         if (!await confirmDialog({ id: 'confirm-delete-user', title: 'Delete user ' + u.username + '?', body: h('p', {}, 'Their sessions end at once.'), confirmLabel: 'Delete', danger: true })) return;
-        try { await del('/users/' + encodeURIComponent(u.username)); flash('User deleted.'); navigate('/users'); } catch (e) { flash(e.code + ': ' + e.message, 'error'); }
+        try { await del('/users/' + encodeURIComponent(u.username)); flashNext('User deleted.'); navigate('/users'); } catch (e) { flash(e.code + ': ' + e.message, 'error'); }
       } }, 'Delete')) },
   ], users, 'No users.');
   return h('div', {}, heading('Users'), list, form);
