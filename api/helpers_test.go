@@ -136,7 +136,7 @@ func newCA(t testing.TB, st *store.Store, now func() time.Time) *ca.CA {
 	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: caPass}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := ca.New(ca.Config{Dir: dir, Passphrase: caPass, Store: st, Now: now})
+	c, err := ca.New(ca.Config{Dir: dir, Passphrase: caPass, Store: st, CRLStore: st, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
@@ -404,6 +405,15 @@ func upsertEnrolledDevice(ctx context.Context, ex execer, d Device, at time.Time
 
 // RecordRenewal stores a renewed certificate and supersedes the one it
 // replaces, provided the old one is still active and the device is active.
+//
+// The device row is read locked (FOR UPDATE on PostgreSQL; SQLite's single
+// writer serialises the whole transaction): revocation and suspension
+// update that row first (RevokeDevice, TransitionDevice), so either they
+// commit first and this renewal sees the device no longer active, or they
+// wait for this commit and their later certificate statements, each with a
+// new READ COMMITTED snapshot, see and revoke the renewed certificate. An
+// unlocked read let a revocation commit between the check and the insert
+// and leave the revoked device with a good certificate.
 func (s *Store) RecordRenewal(ctx context.Context, r Renewal) error {
 	return s.write(ctx, func(tx *gorm.DB) error {
 		// The challenge first: of concurrent renewals with one challenge,
@@ -414,7 +424,11 @@ func (s *Store) RecordRenewal(ctx context.Context, r Renewal) error {
 			}
 		}
 		var dev deviceRow
-		if err := tx.Where("id = ?", r.DeviceID).Take(&dev).Error; err != nil {
+		q := tx.Where("id = ?", r.DeviceID)
+		if s.postgres {
+			q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate})
+		}
+		if err := q.Take(&dev).Error; err != nil {
 			return classify(err, "device "+r.DeviceID)
 		}
 		if dev.Status != string(DeviceActive) {

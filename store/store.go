@@ -116,8 +116,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		Logger:                 logger.Discard,
 		SkipDefaultTransaction: true,
 		// Statements are prepared once per connection and reused: parsing SQL
-		// was a sixth of an enrollment's cost.
-		PrepareStmt: true,
+		// was a sixth of an enrollment's cost. On SQLite gorm keeps them; on
+		// PostgreSQL pgx does (its per-connection statement cache), and
+		// gorm's cache must stay off there: a transaction that meets a
+		// statement another goroutine is preparing waits for it while
+		// holding its connection, and that preparation waits for a free
+		// connection of the pool, so with every connection in such a
+		// transaction the process stopped for good (go-gorm/gorm#7465; 60
+		// concurrent renew+revoke pairs hit it, TestRenewRevokeRace).
+		PrepareStmt: !s.postgres,
 		NowFunc:     func() time.Time { return s.now().UTC() },
 	}
 	var (

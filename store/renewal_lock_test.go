@@ -1,0 +1,81 @@
+package store_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/testdb"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+// TestRenewalWaitsForDeviceChange holds a revocation or suspension open in
+// another connection, as RevokeDevice and TransitionDevice do after their
+// first statement (the device row updated, the transaction not committed),
+// and renews meanwhile. The renewal must wait for that transaction and then
+// be refused: committed beside it, it left a revoked or suspended device
+// with a certificate issued after the change (PostgreSQL read the device
+// without a lock).
+func TestRenewalWaitsForDeviceChange(t *testing.T) {
+	for _, backend := range testdb.All() {
+		for _, to := range []store.DeviceStatus{store.DeviceRevoked, store.DeviceSuspended} {
+			t.Run(backend+"/"+string(to), func(t *testing.T) {
+				ctx := context.Background()
+				dsn := testdb.DSN(t, backend)
+				s := open(t, dsn, nil)
+				clk := &clock{now: base}
+				s.SetClock(clk.Now)
+				must(s.CreateFleet(ctx, store.Fleet{Name: fleet}))(t)
+				must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},
+					Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}))(t)
+				batch(t, s, "b", base.Add(time.Hour), "t1")
+				must(s.CompleteEnrollment(ctx, enrollment("t1", "dev-1", "s1", base)))(t)
+
+				driver, src := "sqlite", "file:"+dsn+"?_pragma=busy_timeout(10000)&_txlock=immediate"
+				if store.IsPostgres(dsn) {
+					driver, src = "pgx", dsn
+				}
+				raw, err := sql.Open(driver, src)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer raw.Close()
+				tx, err := raw.BeginTx(ctx, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = tx.Rollback() }()
+				q := "UPDATE devices SET status = $1 WHERE id = 'dev-1'"
+				if driver == "sqlite" {
+					q = "UPDATE devices SET status = ? WHERE id = 'dev-1'"
+				}
+				if _, err := tx.ExecContext(ctx, q, string(to)); err != nil {
+					t.Fatal(err)
+				}
+
+				done := make(chan error, 1)
+				go func() {
+					done <- s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s1",
+						Cert: certificate("dev-1", "s2", base.Add(time.Minute))})
+				}()
+				select {
+				case err := <-done:
+					t.Fatalf("renewal finished (%v) while the device's %s was uncommitted", err, to)
+				case <-time.After(300 * time.Millisecond):
+				}
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case err := <-done:
+					wantCode(t, err, fault.DeviceNotActive)
+				case <-time.After(15 * time.Second):
+					t.Fatal("renewal still waiting 15s after the change committed")
+				}
+				wantCode(t, second(s.GetCertificate(ctx, "s2")), fault.NotFound)
+			})
+		}
+	}
+}
