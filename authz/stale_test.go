@@ -253,3 +253,27 @@ func TestMaxStalenessConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAuthorizeBounded is the cached decision with the staleness bound
+// on and the real clock, as serve runs it (compare BenchmarkAuthorize/cached,
+// whose core is unbounded on a fixed clock).
+func BenchmarkAuthorizeBounded(b *testing.B) {
+	p, err := policy.Compile(context.Background(), policy.Default())
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := authz.New(authz.Config{MaxStaleness: time.Hour})
+	a.SetPolicy(p, 1)
+	a.UpsertDevice(authz.Device{ID: "temp-1", Fleet: "plant", Roles: []string{"telemetry"}, Active: true, Status: "active",
+		CertNotAfter: time.Now().Add(time.Hour)})
+	a.DevicesSynced(time.Now())
+	a.PolicySynced(time.Now())
+	r := req(authz.Publish, "temp-1", "devices/temp-1/telemetry/celsius")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if d, err := a.Authorize(ctx, r); err != nil || !d.Allow {
+			b.Fatal(d, err)
+		}
+	}
+}
