@@ -201,6 +201,25 @@ func TestMaxStalenessUnbounded(t *testing.T) {
 	if n := logs.count(enterMsg); n != 0 {
 		t.Errorf("unbounded core logged staleness %d times", n)
 	}
+	// Not even a clock that starts at the zero time and then jumps two
+	// thousand years (the offset from start saturates) makes it stale.
+	var zero atomic.Bool
+	zero.Store(true)
+	jumpy := authz.New(authz.Config{Now: func() time.Time {
+		if zero.Load() {
+			return time.Time{}
+		}
+		return time.Now()
+	}})
+	p, err := policy.Compile(context.Background(), policy.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	jumpy.SetPolicy(p, 1)
+	zero.Store(false)
+	if d := decide(t, jumpy, req(authz.Connect, "ghost", "")); d.Reason == authz.ReasonStale {
+		t.Errorf("unbounded core after a clock jump: %+v", d)
+	}
 }
 
 // TestMaxStalenessConcurrent crosses the bound and back while many
