@@ -173,7 +173,7 @@ func New(cfg Config) *Authorizer {
 	}
 	a := &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize),
 		denies: newRecentDenies(cfg.RecentDenies)}
-	a.fresh.init(cfg.MaxStaleness)
+	a.fresh.init(cfg.MaxStaleness, cfg.Now())
 	return a
 }
 

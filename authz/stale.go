@@ -18,6 +18,10 @@ const ReasonStale = "stale"
 // the decision path reads only deadline.
 type freshness struct {
 	max time.Duration // 0: no bound
+	// base is the clock at New: the deadline is kept as an offset from it
+	// so that, with the real clock, comparisons use the monotonic reading
+	// and a wall-clock step (NTP) neither hides nor fakes staleness.
+	base time.Time
 
 	mu       sync.Mutex
 	devices  time.Time // last good device sync; zero: never
@@ -28,8 +32,8 @@ type freshness struct {
 	stale atomic.Bool
 }
 
-func (f *freshness) init(max time.Duration) {
-	f.max = max
+func (f *freshness) init(max time.Duration, now time.Time) {
+	f.max, f.base = max, now
 	f.recompute()
 }
 
@@ -47,14 +51,16 @@ func (f *freshness) recompute() {
 		if f.policy.Before(oldest) {
 			oldest = f.policy
 		}
-		f.deadline.Store(oldest.Add(f.max).UnixNano())
+		// Stale from the deadline itself on: isStale compares with >.
+		f.deadline.Store(int64(oldest.Add(f.max).Sub(f.base)) - 1)
 	}
 }
 
 // isStale reports whether a decision at now must be the stale deny: one
-// atomic load and a compare.
+// atomic load and a compare. Sub saturates at MaxInt64, which never exceeds
+// the unbounded deadline, whatever the clock says.
 func (f *freshness) isStale(now time.Time) bool {
-	return now.UnixNano() >= f.deadline.Load()
+	return int64(now.Sub(f.base)) > f.deadline.Load()
 }
 
 // DevicesSynced records that the device view matched the database as of at

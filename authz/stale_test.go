@@ -201,6 +201,25 @@ func TestMaxStalenessUnbounded(t *testing.T) {
 	if n := logs.count(enterMsg); n != 0 {
 		t.Errorf("unbounded core logged staleness %d times", n)
 	}
+	// Not even a clock that starts at the zero time and then jumps two
+	// thousand years (the offset from start saturates) makes it stale.
+	var zero atomic.Bool
+	zero.Store(true)
+	jumpy := authz.New(authz.Config{Now: func() time.Time {
+		if zero.Load() {
+			return time.Time{}
+		}
+		return time.Now()
+	}})
+	p, err := policy.Compile(context.Background(), policy.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	jumpy.SetPolicy(p, 1)
+	zero.Store(false)
+	if d := decide(t, jumpy, req(authz.Connect, "ghost", "")); d.Reason == authz.ReasonStale {
+		t.Errorf("unbounded core after a clock jump: %+v", d)
+	}
 }
 
 // TestMaxStalenessConcurrent crosses the bound and back while many
@@ -250,6 +269,30 @@ func TestMaxStalenessConcurrent(t *testing.T) {
 		}
 		if e, r := logs.count(enterMsg), logs.count(recoverMsg); e != round || r != round {
 			t.Fatalf("round %d: %d enter and %d recover logs, want %d each", round, e, r, round)
+		}
+	}
+}
+
+// BenchmarkAuthorizeBounded is the cached decision with the staleness bound
+// on and the real clock, as serve runs it (compare BenchmarkAuthorize/cached,
+// whose core is unbounded on a fixed clock).
+func BenchmarkAuthorizeBounded(b *testing.B) {
+	p, err := policy.Compile(context.Background(), policy.Default())
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := authz.New(authz.Config{MaxStaleness: time.Hour})
+	a.SetPolicy(p, 1)
+	a.UpsertDevice(authz.Device{ID: "temp-1", Fleet: "plant", Roles: []string{"telemetry"}, Active: true, Status: "active",
+		CertNotAfter: time.Now().Add(time.Hour)})
+	a.DevicesSynced(time.Now())
+	a.PolicySynced(time.Now())
+	r := req(authz.Publish, "temp-1", "devices/temp-1/telemetry/celsius")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if d, err := a.Authorize(ctx, r); err != nil || !d.Allow {
+			b.Fatal(d, err)
 		}
 	}
 }
