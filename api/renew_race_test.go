@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/crl"
+	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
@@ -75,6 +76,12 @@ func newRevocationStack(t testing.TB, dsn string) *revocationStack {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Renewals on a profile with superseded_grace 0 republish the CRL.
+			enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: theCA, CRL: pub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Enroll = enr
 			cfg.Policies, cfg.PolicyVersions, cfg.Decisions, cfg.Revoke, cfg.OCSP, cfg.CRL = svc, st, az, rev, resp, pub
 			rs.core, rs.sync, rs.crl = az, syncer, pub
 		}

@@ -57,8 +57,8 @@ func TestRenewalWaitsForDeviceChange(t *testing.T) {
 
 				done := make(chan error, 1)
 				go func() {
-					done <- s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s1",
-						Cert: certificate("dev-1", "s2", base.Add(time.Minute))})
+					done <- second(s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s1",
+						Cert: certificate("dev-1", "s2", base.Add(time.Minute))}))
 				}()
 				select {
 				case err := <-done:

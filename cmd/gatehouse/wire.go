@@ -43,6 +43,9 @@ type app struct {
 	hooks     *hooks.Handler
 	crl       *crl.Publisher
 	kick      *kick.Service
+	// superseded revokes certificates replaced by renewals once their
+	// profile's superseded_grace has passed.
+	superseded *revoke.Sweeper
 }
 
 func newLogger(v *viper.Viper) *slog.Logger {
@@ -101,7 +104,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: authority})
+	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: authority, CRL: crls})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
@@ -128,6 +131,11 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	rev, err := revoke.New(revoke.Config{Store: st, Core: syncer, CRL: crls, Sessions: kicker, Log: log})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	sweeper, err := revoke.NewSweeper(revoke.SweeperConfig{Store: st, CRL: crls, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
@@ -167,5 +175,5 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
 	}
-	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv, authz: az, sync: syncer, policies: pol, hooks: hk, revoke: rev, crl: crls, kick: kicker}, nil
+	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv, authz: az, sync: syncer, policies: pol, hooks: hk, revoke: rev, crl: crls, kick: kicker, superseded: sweeper}, nil
 }
