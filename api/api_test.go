@@ -397,22 +397,27 @@ func TestFleetProfileCRUD(t *testing.T) {
 			}
 		}
 	}
-	profileIs := func(t *testing.T, validity, window string, keys, roles []string) func([]byte) {
+	profileIsGrace := func(t *testing.T, validity, window, grace string, keys, roles []string) func([]byte) {
 		return func(b []byte) {
 			var p struct {
-				Name        string
-				KeyTypes    []string `json:"key_types"`
-				Validity    string
-				RenewWindow string `json:"renew_window"`
-				Roles       []string
-				CreatedAt   time.Time `json:"created_at"`
-				UpdatedAt   time.Time `json:"updated_at"`
+				Name            string
+				KeyTypes        []string `json:"key_types"`
+				Validity        string
+				RenewWindow     string `json:"renew_window"`
+				SupersededGrace string `json:"superseded_grace"`
+				Roles           []string
+				CreatedAt       time.Time `json:"created_at"`
+				UpdatedAt       time.Time `json:"updated_at"`
 			}
 			if err := jsonUnmarshal(b, &p); err != nil || p.Validity != validity || p.RenewWindow != window ||
-				!slices.Equal(p.KeyTypes, keys) || !slices.Equal(p.Roles, roles) {
-				t.Errorf("profile %s (%v), want validity %s window %s keys %v roles %v", b, err, validity, window, keys, roles)
+				p.SupersededGrace != grace || !slices.Equal(p.KeyTypes, keys) || !slices.Equal(p.Roles, roles) {
+				t.Errorf("profile %s (%v), want validity %s window %s grace %s keys %v roles %v", b, err, validity, window, grace, keys, roles)
 			}
 		}
+	}
+	// The superseded grace is 1h unless a profile says otherwise.
+	profileIs := func(t *testing.T, validity, window string, keys, roles []string) func([]byte) {
+		return profileIsGrace(t, validity, window, "1h0m0s", keys, roles)
 	}
 	long := strings.Repeat("x", 65)
 	steps := []step{
@@ -475,6 +480,20 @@ func TestFleetProfileCRUD(t *testing.T) {
 			400, fault.InvalidArgument, nil},
 		{"update profile", "PUT", "/api/v1/profiles/sensor", `{"key_types":["P-384"],"validity":"14d","renew_window":"7d","roles":["command","firmware"]}`,
 			200, "", profileIs(t, "336h0m0s", "168h0m0s", []string{"P-384"}, []string{"command", "firmware"})},
+		{"grace 0 revokes at renewal", "POST", "/api/v1/profiles", `{"name":"at-once","key_types":["P-256"],"validity":"1d","superseded_grace":"0"}`,
+			201, "", profileIsGrace(t, "24h0m0s", "8h0m0s", "0s", []string{"P-256"}, []string{})},
+		{"update keeps an unset grace", "PUT", "/api/v1/profiles/at-once", `{"key_types":["P-256"],"validity":"2d"}`,
+			200, "", profileIsGrace(t, "48h0m0s", "16h0m0s", "0s", []string{"P-256"}, []string{})},
+		{"update sets the grace", "PUT", "/api/v1/profiles/at-once", `{"key_types":["P-256"],"validity":"2d","superseded_grace":"36h"}`,
+			200, "", profileIsGrace(t, "48h0m0s", "16h0m0s", "36h0m0s", []string{"P-256"}, []string{})},
+		{"grace negative", "POST", "/api/v1/profiles", `{"name":"p","key_types":["P-256"],"validity":"1d","superseded_grace":"-1s"}`,
+			400, fault.InvalidArgument, nil},
+		{"grace over 30d", "POST", "/api/v1/profiles", `{"name":"p","key_types":["P-256"],"validity":"1d","superseded_grace":"31d"}`,
+			400, fault.InvalidArgument, nil},
+		{"grace not whole seconds", "POST", "/api/v1/profiles", `{"name":"p","key_types":["P-256"],"validity":"1d","superseded_grace":"500ms"}`,
+			400, fault.InvalidArgument, nil},
+		{"grace abc", "PUT", "/api/v1/profiles/at-once", `{"key_types":["P-256"],"validity":"1d","superseded_grace":"abc"}`,
+			400, fault.InvalidArgument, nil},
 		{"update profile invalid", "PUT", "/api/v1/profiles/sensor", `{"key_types":["P-384"],"validity":"abc"}`,
 			400, fault.InvalidArgument, nil},
 		{"update missing profile", "PUT", "/api/v1/profiles/nope", `{"key_types":["P-256"],"validity":"1d"}`,

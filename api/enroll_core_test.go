@@ -17,7 +17,6 @@ import (
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/hooks"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
-	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -107,7 +106,7 @@ func TestEnrollThenConnectAtOnce(t *testing.T) {
 					t.Fatalf("enrollment %d: CONNECT right after the enroll call returned is denied (%q)", i, reason)
 				}
 				if !hookAllows(t, hooksURL, hooks.NativeRequest{Action: "publish", ClientID: id, Certificate: enr.Certificate,
-					Topic: "devices/" + id + "/telemetry/t", QoS: 1}) {
+					Topic: "fleets/default/devices/" + id + "/telemetry/t", QoS: 1}) {
 					_, reason := reasonOf(t, core, id)
 					t.Fatalf("enrollment %d: PUBLISH with the new certificate right after enrolling is denied (%q)", i, reason)
 				}
@@ -119,7 +118,7 @@ func TestEnrollThenConnectAtOnce(t *testing.T) {
 			tok := s.batch(t, map[string]any{"fleet": "default", "profile": "eager", "count": 1, "ttl": "1h"}).Tokens[0].Token
 			first, key, _ := s.enrollOK(t, tok)
 			var renewed enrollReply
-			s.call(t, http.MethodPost, "/api/v1/renew", "", api.RenewRequest{Certificate: first.Certificate, CSR: testpki.CSRPEM(t, key)},
+			s.call(t, http.MethodPost, "/api/v1/renew", "", api.RenewRequest{Certificate: first.Certificate, CSR: s.challengeCSR(t, first.Certificate, key)},
 				http.StatusCreated, &renewed)
 			id := first.DeviceID
 			if !hookAllows(t, hooksURL, hooks.NativeRequest{Action: "connect", ClientID: id, Certificate: renewed.Certificate}) {

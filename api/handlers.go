@@ -153,7 +153,10 @@ type profileBody struct {
 	KeyTypes    []string `json:"key_types"`
 	Validity    string   `json:"validity"`
 	RenewWindow string   `json:"renew_window"`
-	Roles       []string `json:"roles"`
+	// SupersededGrace left out is the default (1h) when a profile is
+	// created and unchanged when one is updated; "0" revokes at renewal.
+	SupersededGrace string   `json:"superseded_grace"`
+	Roles           []string `json:"roles"`
 }
 
 func (b profileBody) profile() (store.Profile, error) {
@@ -167,7 +170,15 @@ func (b profileBody) profile() (store.Profile, error) {
 	} else if window, err = parseDuration("renew_window", b.RenewWindow); err != nil {
 		return store.Profile{}, err
 	}
-	return store.Profile{Name: b.Name, KeyTypes: b.KeyTypes, Validity: validity, RenewWindow: window, Roles: b.Roles}, nil
+	p := store.Profile{Name: b.Name, KeyTypes: b.KeyTypes, Validity: validity, RenewWindow: window, Roles: b.Roles}
+	if b.SupersededGrace != "" {
+		grace, err := parseDuration("superseded_grace", b.SupersededGrace)
+		if err != nil {
+			return store.Profile{}, err
+		}
+		p.SupersededGrace = &grace
+	}
+	return p, nil
 }
 
 func (s *Server) createProfile(c echo.Context) error {

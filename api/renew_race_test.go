@@ -20,9 +20,9 @@ import (
 	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/crl"
+	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
-	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/ocsp"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/revoke"
@@ -75,6 +75,12 @@ func newRevocationStack(t testing.TB, dsn string) *revocationStack {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Renewals on a profile with superseded_grace 0 republish the CRL.
+			enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: theCA, CRL: pub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Enroll = enr
 			cfg.Policies, cfg.PolicyVersions, cfg.Decisions, cfg.Revoke, cfg.OCSP, cfg.CRL = svc, st, az, rev, resp, pub
 			rs.core, rs.sync, rs.crl = az, syncer, pub
 		}
@@ -198,7 +204,7 @@ func TestRenewRevokeRace(t *testing.T) {
 			devs := s.enrollRenewable(t, pairs)
 			renewBodies := make([][]byte, pairs)
 			for i, d := range devs {
-				renewBodies[i] = mustJSON(t, api.RenewRequest{Certificate: d.cert, CSR: testpki.CSRPEM(t, d.key)})
+				renewBodies[i] = mustJSON(t, api.RenewRequest{Certificate: d.cert, CSR: s.challengeCSR(t, d.cert, d.key)})
 			}
 			revokeBody := mustJSON(t, map[string]any{"reason": "keyCompromise"})
 			type outcome struct {

@@ -208,7 +208,7 @@ func newStaleReplica(t testing.TB, dsn string, roles authzsync.Roles, maxStalene
 func reasonOf(t testing.TB, core *authz.Authorizer, id string) (bool, string) {
 	t.Helper()
 	d, err := core.Authorize(context.Background(), authz.Request{Action: authz.Publish, Identity: id, ClientID: id,
-		Topic: "devices/" + id + "/telemetry/t", QoS: 1})
+		Topic: "fleets/default/devices/" + id + "/telemetry/t", QoS: 1})
 	if err != nil {
 		t.Fatalf("authorize %s: %v", id, err)
 	}

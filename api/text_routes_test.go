@@ -28,8 +28,9 @@ var badTexts = []struct{ name, url, json string }{
 // a route that reads no body. A route missing here fails the test, so a new
 // route gets its strings checked the day it is added.
 var textBodies = map[string][]string{
-	"POST /api/v1/enroll": {`{"token":@,"csr":"x"}`, `{"token":"x","csr":@}`, `{"token":"x","csr":"x","device_id":@}`},
-	"POST /api/v1/renew":  {`{"certificate":@,"csr":"x"}`, `{"csr":@}`},
+	"POST /api/v1/enroll":          {`{"token":@,"csr":"x"}`, `{"token":"x","csr":@}`, `{"token":"x","csr":"x","device_id":@}`},
+	"POST /api/v1/renew":           {`{"certificate":@,"csr":"x"}`, `{"csr":@}`},
+	"POST /api/v1/renew/challenge": {`{"certificate":@}`},
 
 	"POST /api/v1/fleets":         {`{"name":@}`, `{"name":"f","description":@}`},
 	"PATCH /api/v1/fleets/:name":  {`{"description":@}`},

@@ -468,8 +468,11 @@ func TestDeviceIDGrammarAPI(t *testing.T) {
 		r = s.send(t, request{method: http.MethodGet, path: "/api/v1/devices/" + p + "/certificates", bearer: s.viewer})
 		wantError(t, r, http.StatusBadRequest, fault.InvalidArgument)
 	}
-	// Authentication comes first; a valid unknown id is still 404.
-	wantError(t, s.send(t, request{method: http.MethodGet, path: "/api/v1/devices/a%00b"}), http.StatusUnauthorized, fault.Unauthenticated)
+	// Authentication comes before the grammar (text that is not text at
+	// all — NUL, invalid UTF-8 — is refused at the edge, before anything);
+	// a valid unknown id is still 404.
+	wantError(t, s.send(t, request{method: http.MethodGet, path: "/api/v1/devices/a%20b"}), http.StatusUnauthorized, fault.Unauthenticated)
+	wantError(t, s.send(t, request{method: http.MethodGet, path: "/api/v1/devices/a%00b"}), http.StatusBadRequest, fault.InvalidArgument)
 	wantError(t, s.send(t, request{method: http.MethodGet, path: "/api/v1/devices/mac:00:11", bearer: s.viewer}), http.StatusNotFound, fault.NotFound)
 	// The token was never spent by the refusals.
 	var out enrollReply

@@ -23,18 +23,20 @@ func viewFleet(f store.Fleet) fleetView {
 }
 
 type profileView struct {
-	Name        string    `json:"name"`
-	KeyTypes    []string  `json:"key_types"`
-	Validity    string    `json:"validity"`
-	RenewWindow string    `json:"renew_window"`
-	Roles       []string  `json:"roles"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	Name            string    `json:"name"`
+	KeyTypes        []string  `json:"key_types"`
+	Validity        string    `json:"validity"`
+	RenewWindow     string    `json:"renew_window"`
+	SupersededGrace string    `json:"superseded_grace"`
+	Roles           []string  `json:"roles"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
 }
 
 func viewProfile(p store.Profile) profileView {
 	return profileView{Name: p.Name, KeyTypes: nonNil(p.KeyTypes), Validity: p.Validity.String(),
-		RenewWindow: p.RenewWindow.String(), Roles: nonNil(p.Roles), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		RenewWindow: p.RenewWindow.String(), SupersededGrace: p.Grace().String(), Roles: nonNil(p.Roles),
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 }
 
 type deviceView struct {

@@ -78,9 +78,9 @@ func newStaleCore(t *testing.T, clk *fakeClock, bound time.Duration) (*authz.Aut
 // denies before looking at the device: past the bound every one is "stale".
 var staleRequests = []authz.Request{
 	req(authz.Connect, "temp-1", ""),
-	req(authz.Publish, "temp-1", "devices/temp-1/telemetry/celsius"),
-	req(authz.Subscribe, "temp-1", "devices/temp-1/cmd/#"),
-	req(authz.Publish, "temp-1", "devices/temp-2/telemetry/celsius"),
+	req(authz.Publish, "temp-1", "fleets/plant/devices/temp-1/telemetry/celsius"),
+	req(authz.Subscribe, "temp-1", "fleets/plant/devices/temp-1/cmd/#"),
+	req(authz.Publish, "temp-1", "fleets/plant/devices/temp-2/telemetry/celsius"),
 	req(authz.Connect, "ghost", ""),
 	{Action: authz.Connect, ClientID: "temp-1"},
 	{Action: authz.Connect, Identity: "temp-1", ClientID: "temp-2"},
@@ -287,7 +287,7 @@ func BenchmarkAuthorizeBounded(b *testing.B) {
 		CertNotAfter: time.Now().Add(time.Hour)})
 	a.DevicesSynced(time.Now())
 	a.PolicySynced(time.Now())
-	r := req(authz.Publish, "temp-1", "devices/temp-1/telemetry/celsius")
+	r := req(authz.Publish, "temp-1", "fleets/plant/devices/temp-1/telemetry/celsius")
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

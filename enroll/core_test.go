@@ -3,6 +3,7 @@ package enroll_test
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"errors"
 	"log/slog"
 	"strings"
@@ -76,7 +77,16 @@ func TestEnrollRefreshesCore(t *testing.T) {
 	if core.calls != 1 || len(core.saw) != 1 || core.saw[0] != res.Serial {
 		t.Fatalf("after enrollment: %d refreshes seeing serials %v, want 1 seeing %s", core.calls, core.saw, res.Serial)
 	}
-	ren, err := svc.Renew(ctx, enroll.RenewRequest{Current: res.Certificate, CSR: []byte(testpki.CSRPEM(t, key))})
+	ch, err := svc.Challenge(ctx, res.Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrDER, err := enroll.NewChallengeCSR(key, ch.Nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ren, err := svc.Renew(ctx, enroll.RenewRequest{Current: res.Certificate,
+		CSR: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,9 +45,17 @@ type Tokens interface {
 type Records interface {
 	GetDevice(ctx context.Context, id string) (store.Device, error)
 	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
-	RecordRenewal(ctx context.Context, r store.Renewal) error
+	// RecordRenewal returns the replaced certificate as it now is:
+	// superseded, or revoked at once when its profile's grace is 0.
+	RecordRenewal(ctx context.Context, r store.Renewal) (store.Certificate, error)
 	CreateRenewalChallenge(ctx context.Context, c store.RenewalChallenge, keep int) error
 	GetRenewalChallenge(ctx context.Context, hash string) (store.RenewalChallenge, error)
+}
+
+// CRL republishes the certificate revocation list; Publish returns once a
+// list with every revocation committed before the call is served.
+type CRL interface {
+	Publish(ctx context.Context) error
 }
 
 // Issuer signs and checks device certificates.
@@ -76,6 +84,12 @@ type Config struct {
 	// oldest is dropped); default 8. A certificate is public, so anyone may
 	// ask for its challenges: the cap bounds what they can store.
 	ChallengesPerCert int
+	// CRL, when set, is republished after a renewal that revoked the
+	// certificate it replaced (a profile with superseded_grace 0), within
+	// CRLWait (default 15s); a slower or failed publication is finished or
+	// retried by the CRL's own loop.
+	CRL     CRL
+	CRLWait time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Core, when set, is refreshed after every enrollment and renewal
@@ -109,6 +123,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CRLWait <= 0 {
+		cfg.CRLWait = 15 * time.Second
 	}
 	return &Service{cfg: cfg}, nil
 }
@@ -414,12 +431,28 @@ func (s *Service) Renew(ctx context.Context, req RenewRequest) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := s.cfg.Records.RecordRenewal(ctx, store.Renewal{DeviceID: dev.ID, OldSerial: serial,
-		Cert: certRecord(dev.ID, iss.Leaf), ChallengeHash: challengeHash}); err != nil {
+	old, err := s.cfg.Records.RecordRenewal(ctx, store.Renewal{DeviceID: dev.ID, OldSerial: serial,
+		Cert: certRecord(dev.ID, iss.Leaf), ChallengeHash: challengeHash})
+	if err != nil {
 		return Result{}, err
 	}
-	s.cfg.Audit.Record(ctx, "device:"+dev.ID, "device.renew", "device", dev.ID, "old="+serial+" new="+ca.SerialHex(iss.Leaf.SerialNumber))
+	detail := "old=" + serial + " new=" + ca.SerialHex(iss.Leaf.SerialNumber)
+	switch {
+	case old.Status == store.CertRevoked:
+		detail += fmt.Sprintf(" old_revoked=superseded(%d)", store.ReasonSuperseded)
+	case old.RevokeAfter != nil:
+		detail += " old_revoked_after=" + old.RevokeAfter.UTC().Format(time.RFC3339)
+	}
+	s.cfg.Audit.Record(ctx, "device:"+dev.ID, "device.renew", "device", dev.ID, detail)
 	s.refresh(ctx, "renewal", dev.ID)
+	if old.Status == store.CertRevoked && s.cfg.CRL != nil {
+		// The renewal is committed and OCSP already answers revoked; the
+		// CRL follows. Its failure does not undo the renewal the device
+		// needs, and the CRL's loop retries it.
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.CRLWait)
+		_ = s.cfg.CRL.Publish(cctx)
+		cancel()
+	}
 	return Result{Device: dev, Serial: ca.SerialHex(iss.Leaf.SerialNumber), Certificate: iss.Leaf, Chain: iss.Chain}, nil
 }
 

@@ -23,14 +23,14 @@ var dialectCases = []struct {
 	dialect, method, path, ctype, body, hook string
 }{
 	{"emqx", "POST", "/hooks/emqx/authn", "application/json", `{"clientid":"dev1","cert_common_name":"dev1"}`, ""},
-	{"emqx", "POST", "/hooks/emqx/authz", "application/json", `{"clientid":"dev1","cert_common_name":"dev1","action":"publish","topic":"devices/dev1/telemetry/t"}`, ""},
+	{"emqx", "POST", "/hooks/emqx/authz", "application/json", `{"clientid":"dev1","cert_common_name":"dev1","action":"publish","topic":"fleets/plant/devices/dev1/telemetry/t"}`, ""},
 	{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1"}`, "auth_on_register"},
-	{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1","topic":"devices/dev1/telemetry/t","qos":0}`, "auth_on_publish"},
-	{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1","topics":[{"topic":"devices/dev1/cmd/#","qos":0}]}`, "auth_on_subscribe"},
+	{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1","topic":"fleets/plant/devices/dev1/telemetry/t","qos":0}`, "auth_on_publish"},
+	{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1","topics":[{"topic":"fleets/plant/devices/dev1/cmd/#","qos":0}]}`, "auth_on_subscribe"},
 	{"mosquitto-status", "POST", "/hooks/mosquitto/user", "application/json", `{"username":"dev1","clientid":"dev1"}`, ""},
-	{"mosquitto-status", "POST", "/hooks/mosquitto/acl", "application/json", `{"username":"dev1","clientid":"dev1","topic":"devices/dev1/telemetry/t","acc":2}`, ""},
+	{"mosquitto-status", "POST", "/hooks/mosquitto/acl", "application/json", `{"username":"dev1","clientid":"dev1","topic":"fleets/plant/devices/dev1/telemetry/t","acc":2}`, ""},
 	{"rabbitmq", "POST", "/hooks/rabbitmq/user", "application/x-www-form-urlencoded", "username=dev1", ""},
-	{"rabbitmq", "POST", "/hooks/rabbitmq/topic", "application/x-www-form-urlencoded", "username=dev1&vhost=%2F&resource=topic&name=amq.topic&permission=write&routing_key=devices.dev1.telemetry.t&variable_map.client_id=dev1", ""},
+	{"rabbitmq", "POST", "/hooks/rabbitmq/topic", "application/x-www-form-urlencoded", "username=dev1&vhost=%2F&resource=topic&name=amq.topic&permission=write&routing_key=fleets.plant.devices.dev1.telemetry.t&variable_map.client_id=dev1", ""},
 	{"native", "POST", "/hooks/v1/authorize", "application/json", `{"action":"connect","client_id":"dev1","identity":"dev1"}`, ""},
 }
 

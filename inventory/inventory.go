@@ -148,6 +148,11 @@ func (s *Service) checkProfile(p store.Profile) error {
 	if p.RenewWindow < 0 || p.RenewWindow > p.Validity {
 		return fault.New(fault.InvalidArgument, "renew_window must be between 0 and the validity")
 	}
+	// A grace is kept in whole seconds: "500ms" would silently become 0,
+	// a revocation at renewal.
+	if g := p.SupersededGrace; g != nil && (*g < 0 || *g > MaxSupersededGrace || *g%time.Second != 0) {
+		return fault.New(fault.InvalidArgument, "superseded_grace must be whole seconds between 0 and %s", MaxSupersededGrace)
+	}
 	for _, r := range p.Roles {
 		if !slices.Contains(s.cfg.Roles, r) {
 			return fault.New(fault.InvalidArgument, "role %q has no OID configured (known roles: %s)", r, strings.Join(s.cfg.Roles, ", "))
@@ -160,6 +165,9 @@ func (s *Service) checkProfile(p store.Profile) error {
 func (s *Service) CreateProfile(ctx context.Context, actor string, p store.Profile) (store.Profile, error) {
 	if err := s.checkProfile(p); err != nil {
 		return store.Profile{}, err
+	}
+	if p.SupersededGrace == nil {
+		p.SupersededGrace = new(store.DefaultSupersededGrace)
 	}
 	out, err := s.cfg.Profiles.CreateProfile(ctx, p)
 	if err == nil {
@@ -200,9 +208,18 @@ func (s *Service) DeleteProfile(ctx context.Context, actor, name string) error {
 	return err
 }
 
+// MaxSupersededGrace bounds a profile's superseded_grace: a replaced
+// certificate that stays good for longer than a month is a second identity,
+// not a rollout margin.
+const MaxSupersededGrace = 30 * 24 * time.Hour
+
 func profileDetail(p store.Profile) string {
-	return fmt.Sprintf("key_types=%s validity=%s renew_window=%s roles=%s",
-		strings.Join(p.KeyTypes, ","), p.Validity, p.RenewWindow, strings.Join(p.Roles, ","))
+	grace := "unchanged"
+	if p.SupersededGrace != nil {
+		grace = p.SupersededGrace.String()
+	}
+	return fmt.Sprintf("key_types=%s validity=%s renew_window=%s superseded_grace=%s roles=%s",
+		strings.Join(p.KeyTypes, ","), p.Validity, p.RenewWindow, grace, strings.Join(p.Roles, ","))
 }
 
 func checkLabels(labels map[string]string) error {

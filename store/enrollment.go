@@ -201,8 +201,8 @@ func (s *Store) GetBootstrapToken(ctx context.Context, hash string) (BootstrapTo
 // sqlEnrollmentToken reads what an enrollment needs before it signs: the
 // token, its batch, and the batch's profile, in one query and one snapshot.
 const sqlEnrollmentToken = `SELECT t.hash, t.batch_id, t.device_id, t.expires_at, t.used_at, t.used_by, t.used_serial,
-b.fleet, b.revoked_at, p.name, p.key_types, p.validity_seconds, p.renew_window_seconds, p.roles,
-p.created_at, p.updated_at
+b.fleet, b.revoked_at, p.name, p.key_types, p.validity_seconds, p.renew_window_seconds,
+p.superseded_grace_seconds, p.roles, p.created_at, p.updated_at
 FROM bootstrap_tokens t JOIN token_batches b ON b.id = t.batch_id JOIN profiles p ON p.name = b.profile
 WHERE t.hash = ?`
 
@@ -219,7 +219,8 @@ func (s *Store) GetEnrollmentToken(ctx context.Context, hash string) (BootstrapT
 		usedAt, revokedAt *int64
 	)
 	err := s.readRow(ctx, sqlEnrollmentToken, []any{hash}, &t.Hash, &t.BatchID, &deviceID, &expiresAt, &usedAt, &usedBy,
-		&usedSerial, &t.Fleet, &revokedAt, &p.Name, &p.KeyTypes, &p.ValiditySeconds, &p.RenewWindowSeconds, &p.Roles,
+		&usedSerial, &t.Fleet, &revokedAt, &p.Name, &p.KeyTypes, &p.ValiditySeconds, &p.RenewWindowSeconds,
+		&p.SupersededGraceSeconds, &p.Roles,
 		&p.CreatedAt, &p.UpdatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return BootstrapToken{}, Profile{}, fault.New(fault.TokenInvalid, "unknown bootstrap token")
@@ -405,6 +406,10 @@ func upsertEnrolledDevice(ctx context.Context, ex execer, d Device, at time.Time
 
 // RecordRenewal stores a renewed certificate and supersedes the one it
 // replaces, provided the old one is still active and the device is active.
+// It returns the old certificate as it now is: superseded and due for
+// revocation after the device profile's superseded grace, or, with a grace
+// of 0, already revoked with reason superseded (the caller then has the CRL
+// republished).
 //
 // The device row is read locked (FOR UPDATE on PostgreSQL; SQLite's single
 // writer serialises the whole transaction): revocation and suspension
@@ -414,8 +419,9 @@ func upsertEnrolledDevice(ctx context.Context, ex execer, d Device, at time.Time
 // new READ COMMITTED snapshot, see and revoke the renewed certificate. An
 // unlocked read let a revocation commit between the check and the insert
 // and leave the revoked device with a good certificate.
-func (s *Store) RecordRenewal(ctx context.Context, r Renewal) error {
-	return s.write(ctx, func(tx *gorm.DB) error {
+func (s *Store) RecordRenewal(ctx context.Context, r Renewal) (Certificate, error) {
+	var old certRow
+	err := s.write(ctx, func(tx *gorm.DB) error {
 		// The challenge first: of concurrent renewals with one challenge,
 		// exactly one deletes it; the others wait on its row and find it gone.
 		if r.ChallengeHash != "" {
@@ -434,15 +440,31 @@ func (s *Store) RecordRenewal(ctx context.Context, r Renewal) error {
 		if dev.Status != string(DeviceActive) {
 			return fault.New(fault.DeviceNotActive, "device %s is %s", r.DeviceID, dev.Status)
 		}
+		// The grace is read in this transaction, under the device's lock:
+		// the profile a device renews under is the one it has now.
+		var grace int64
+		if err := tx.Model(&profileRow{}).Where("name = ?", dev.Profile).
+			Pluck("superseded_grace_seconds", &grace).Error; err != nil {
+			return classify(err, "profile "+dev.Profile)
+		}
+		now := s.now()
+		set := map[string]any{"status": string(CertSuperseded), "revoke_after": ms(now) + grace*1000}
+		if grace == 0 {
+			set = map[string]any{"status": string(CertRevoked), "revoked_at": ms(now),
+				"revocation_reason": ReasonSuperseded}
+		}
 		res := tx.Model(&certRow{}).Where("serial = ? AND device_id = ? AND status = ?",
-			r.OldSerial, r.DeviceID, string(CertActive)).Update("status", string(CertSuperseded))
+			r.OldSerial, r.DeviceID, string(CertActive)).Updates(set)
 		if res.Error != nil {
 			return classify(res.Error, "certificate "+r.OldSerial)
 		}
 		if res.RowsAffected != 1 {
 			return fault.New(fault.CertInvalid, "certificate %s is not the device's current certificate", r.OldSerial)
 		}
-		r.Cert.CreatedAt = s.now()
+		if err := tx.Where("serial = ?", r.OldSerial).Take(&old).Error; err != nil {
+			return classify(err, "certificate "+r.OldSerial)
+		}
+		r.Cert.CreatedAt = now
 		r.Cert.Status = CertActive
 		c := newCertRow(r.Cert)
 		if err := tx.Create(&c).Error; err != nil {
@@ -450,6 +472,10 @@ func (s *Store) RecordRenewal(ctx context.Context, r Renewal) error {
 		}
 		return s.notify(tx, TopicDevices)
 	})
+	if err != nil {
+		return Certificate{}, err
+	}
+	return old.domain(), nil
 }
 
 // GetCertificate returns one certificate record by serial.

@@ -63,7 +63,7 @@ func (s *Store) CreateProfile(ctx context.Context, p Profile) (Profile, error) {
 	now := s.now()
 	r := profileRow{Name: p.Name, KeyTypes: joinList(p.KeyTypes), Roles: joinList(p.Roles),
 		ValiditySeconds: int64(p.Validity / time.Second), RenewWindowSeconds: int64(p.RenewWindow / time.Second),
-		CreatedAt: ms(now), UpdatedAt: ms(now)}
+		SupersededGraceSeconds: int64(p.Grace() / time.Second), CreatedAt: ms(now), UpdatedAt: ms(now)}
 	if err := s.db.WithContext(ctx).Create(&r).Error; err != nil {
 		return Profile{}, classify(err, "profile "+p.Name)
 	}
@@ -92,14 +92,19 @@ func (s *Store) ListProfiles(ctx context.Context) ([]Profile, error) {
 	return out, nil
 }
 
-// UpdateProfile replaces a profile's settings.
+// UpdateProfile replaces a profile's settings; a nil SupersededGrace keeps
+// the stored one.
 func (s *Store) UpdateProfile(ctx context.Context, p Profile) (Profile, error) {
-	res := s.db.WithContext(ctx).Model(&profileRow{}).Where("name = ?", p.Name).Updates(map[string]any{
+	set := map[string]any{
 		"key_types": joinList(p.KeyTypes), "roles": joinList(p.Roles),
 		"validity_seconds":     int64(p.Validity / time.Second),
 		"renew_window_seconds": int64(p.RenewWindow / time.Second),
 		"updated_at":           ms(s.now()),
-	})
+	}
+	if p.SupersededGrace != nil {
+		set["superseded_grace_seconds"] = int64(*p.SupersededGrace / time.Second)
+	}
+	res := s.db.WithContext(ctx).Model(&profileRow{}).Where("name = ?", p.Name).Updates(set)
 	if err := mustAffect(res, "profile "+p.Name); err != nil {
 		return Profile{}, err
 	}

@@ -134,7 +134,7 @@ func TestListenPostgres(t *testing.T) {
 			return err
 		}},
 		{"RecordRenewal", store.TopicDevices, func() error {
-			return s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-3", OldSerial: "s3", Cert: certificate("dev-3", "s3b", base)})
+			return second(s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-3", OldSerial: "s3", Cert: certificate("dev-3", "s3b", base)}))
 		}},
 		{"RevokeCertificate", store.TopicDevices, func() error { return s.RevokeCertificate(ctx, "s3b", 1, base) }},
 		{"UpdateDevice", store.TopicDevices, func() error {

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,8 +59,8 @@ func TestRenewalWaitsForDeviceChange(t *testing.T) {
 
 				done := make(chan error, 1)
 				go func() {
-					done <- s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s1",
-						Cert: certificate("dev-1", "s2", base.Add(time.Minute))})
+					done <- second(s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s1",
+						Cert: certificate("dev-1", "s2", base.Add(time.Minute))}))
 				}()
 				select {
 				case err := <-done:
@@ -77,5 +79,67 @@ func TestRenewalWaitsForDeviceChange(t *testing.T) {
 				wantCode(t, second(s.GetCertificate(ctx, "s2")), fault.NotFound)
 			})
 		}
+	}
+}
+
+// TestClaimRevokeRace races the enrollment that claims a pre-registered
+// pending device against the revocation of that device, 40 devices at
+// once. Both start by writing the device row, so they are serialised there:
+// either the revocation wins and the claim is refused, or the claim commits
+// first and the revocation revokes the new certificate. A revoked device
+// never ends with a certificate that is not revoked.
+func TestClaimRevokeRace(t *testing.T) {
+	const n = 40
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			s, _ := seeded(t, backend)
+			toks := make([]store.NewToken, n)
+			for i := range toks {
+				id := fmt.Sprintf("pending-%02d", i)
+				toks[i] = store.NewToken{Hash: "h-" + id, DeviceID: id}
+				must(s.CreateDevice(ctx, store.Device{ID: id, Fleet: fleet, Profile: profile, Status: store.DevicePending}))(t)
+			}
+			must(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "b", Fleet: fleet, Profile: profile, ExpiresAt: base.Add(time.Hour),
+				CreatedBy: "test"}, toks))(t)
+			warm(t, s)
+			start := make(chan struct{})
+			claimed := make([]error, n)
+			var wg sync.WaitGroup
+			for i, tok := range toks {
+				wg.Go(func() {
+					<-start
+					e := enrollment(tok.Hash, tok.DeviceID, tok.DeviceID+"-s1", base)
+					e.ClaimPending = true
+					_, claimed[i] = s.CompleteEnrollment(ctx, e)
+				})
+				wg.Go(func() {
+					<-start
+					if _, err := s.RevokeDevice(ctx, tok.DeviceID, 1, base, nil); err != nil {
+						t.Errorf("revoke %s: %v", tok.DeviceID, err)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			won := 0
+			for i, tok := range toks {
+				if claimed[i] == nil {
+					won++
+				} else if c := fault.CodeOf(claimed[i]); c != fault.AlreadyExists {
+					t.Errorf("claim %s: %v (code %q)", tok.DeviceID, claimed[i], c)
+				}
+				d := must(s.GetDevice(ctx, tok.DeviceID))(t)
+				if d.Status != store.DeviceRevoked {
+					t.Errorf("%s is %s after its revocation", d.ID, d.Status)
+				}
+				for _, c := range must(s.ListCertificates(ctx, tok.DeviceID))(t) {
+					if c.Status != store.CertRevoked {
+						t.Errorf("revoked device %s holds %s certificate %s", d.ID, c.Status, c.Serial)
+					}
+				}
+			}
+			t.Logf("%d of %d claims committed before their revocation", won, n)
+		})
 	}
 }

@@ -22,9 +22,11 @@ type profileRow struct {
 	KeyTypes           string `gorm:"column:key_types"`
 	ValiditySeconds    int64  `gorm:"column:validity_seconds"`
 	RenewWindowSeconds int64  `gorm:"column:renew_window_seconds"`
-	Roles              string `gorm:"column:roles"`
-	CreatedAt          int64  `gorm:"column:created_at;autoCreateTime:false"`
-	UpdatedAt          int64  `gorm:"column:updated_at;autoUpdateTime:false"`
+	// SupersededGraceSeconds is migrations/00009.
+	SupersededGraceSeconds int64  `gorm:"column:superseded_grace_seconds"`
+	Roles                  string `gorm:"column:roles"`
+	CreatedAt              int64  `gorm:"column:created_at;autoCreateTime:false"`
+	UpdatedAt              int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
 
 func (profileRow) TableName() string { return "profiles" }
@@ -32,9 +34,10 @@ func (profileRow) TableName() string { return "profiles" }
 func (r profileRow) domain() Profile {
 	return Profile{
 		Name: r.Name, KeyTypes: splitList(r.KeyTypes), Roles: splitList(r.Roles),
-		Validity:    secs(r.ValiditySeconds),
-		RenewWindow: secs(r.RenewWindowSeconds),
-		CreatedAt:   fromMS(r.CreatedAt), UpdatedAt: fromMS(r.UpdatedAt),
+		Validity:        secs(r.ValiditySeconds),
+		RenewWindow:     secs(r.RenewWindowSeconds),
+		SupersededGrace: new(secs(r.SupersededGraceSeconds)),
+		CreatedAt:       fromMS(r.CreatedAt), UpdatedAt: fromMS(r.UpdatedAt),
 	}
 }
 
@@ -82,6 +85,7 @@ type certRow struct {
 	RevokedAt        *int64 `gorm:"column:revoked_at"`
 	RevocationReason *int   `gorm:"column:revocation_reason"`
 	CreatedAt        int64  `gorm:"column:created_at;autoCreateTime:false"`
+	RevokeAfter      *int64 `gorm:"column:revoke_after"`
 }
 
 func (certRow) TableName() string { return "certificates" }
@@ -89,7 +93,7 @@ func (certRow) TableName() string { return "certificates" }
 func (r certRow) domain() Certificate {
 	c := Certificate{Serial: r.Serial, Fingerprint: r.Fingerprint, DeviceID: r.DeviceID,
 		NotBefore: fromMS(r.NotBefore), NotAfter: fromMS(r.NotAfter), Status: CertStatus(r.Status),
-		PEM: r.PEM, RevokedAt: fromOptMS(r.RevokedAt), CreatedAt: fromMS(r.CreatedAt)}
+		PEM: r.PEM, RevokedAt: fromOptMS(r.RevokedAt), CreatedAt: fromMS(r.CreatedAt), RevokeAfter: fromOptMS(r.RevokeAfter)}
 	if r.RevocationReason != nil {
 		c.RevocationReason = *r.RevocationReason
 	}

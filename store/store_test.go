@@ -389,13 +389,14 @@ func testProfiles(t *testing.T, backend string) {
 
 	cases := []store.Profile{
 		{Name: "full", KeyTypes: []string{"ecdsa-p256", "ed25519", "rsa-2048"}, Roles: []string{"telemetry", "ota"},
-			Validity: 90 * 24 * time.Hour, RenewWindow: 30 * 24 * time.Hour},
+			Validity: 90 * 24 * time.Hour, RenewWindow: 30 * 24 * time.Hour, SupersededGrace: new(time.Duration(0))},
 		{Name: "minimal", KeyTypes: []string{"ed25519"}, Validity: 90 * time.Second},
 	}
 	for _, p := range cases {
 		t.Run(p.Name, func(t *testing.T) {
 			got := must(s.CreateProfile(ctx, p))(t)
-			p.CreatedAt, p.UpdatedAt = base, base
+			// Unset, the grace is the default.
+			p.CreatedAt, p.UpdatedAt, p.SupersededGrace = base, base, new(p.Grace())
 			if !reflect.DeepEqual(got, p) {
 				t.Errorf("CreateProfile = %+v, want %+v", got, p)
 			}
@@ -413,9 +414,14 @@ func testProfiles(t *testing.T, backend string) {
 	upd := store.Profile{Name: "full", KeyTypes: []string{"ed25519"}, Roles: []string{"admin-ish"},
 		Validity: 7 * 24 * time.Hour, RenewWindow: 0}
 	got := must(s.UpdateProfile(ctx, upd))(t)
-	upd.CreatedAt, upd.UpdatedAt = base, base.Add(time.Minute)
+	// Unset in an update, the grace is kept (0 above).
+	upd.CreatedAt, upd.UpdatedAt, upd.SupersededGrace = base, base.Add(time.Minute), new(time.Duration(0))
 	if !reflect.DeepEqual(got, upd) {
 		t.Errorf("UpdateProfile = %+v, want %+v", got, upd)
+	}
+	upd.SupersededGrace = new(90 * time.Minute)
+	if got := must(s.UpdateProfile(ctx, upd))(t); got.Grace() != 90*time.Minute {
+		t.Errorf("UpdateProfile grace = %v, want 1h30m", got.Grace())
 	}
 
 	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}))(t)
@@ -1055,7 +1061,7 @@ func testRecordRenewal(t *testing.T, backend string) {
 
 	renewedAt := base.Add(20 * 24 * time.Hour)
 	clk.Set(renewedAt)
-	noErr(t, s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s1", Cert: certificate("dev-1", "s2", renewedAt)}))
+	must(s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s1", Cert: certificate("dev-1", "s2", renewedAt)}))(t)
 
 	old := must(s.GetCertificate(ctx, "s1"))(t)
 	if old.Status != store.CertSuperseded || old.RevokedAt != nil {
@@ -1084,7 +1090,7 @@ func testRecordRenewal(t *testing.T, backend string) {
 	}
 	for _, c := range errCases {
 		t.Run(c.name, func(t *testing.T) {
-			wantCode(t, s.RecordRenewal(ctx, c.r), c.code)
+			wantCode(t, second(s.RecordRenewal(ctx, c.r)), c.code)
 			wantCode(t, second(s.GetCertificate(ctx, "s3")), fault.NotFound)
 			if c := must(s.GetCertificate(ctx, "s2"))(t); c.Status != store.CertActive {
 				t.Errorf("s2 status = %s after refused renewal, want active (rolled back)", c.Status)
@@ -1099,7 +1105,7 @@ func testRecordRenewal(t *testing.T, backend string) {
 		d := must(s.GetDevice(ctx, "dev-1"))(t)
 		d.Status = store.DeviceSuspended
 		must(s.UpdateDevice(ctx, d))(t)
-		err := s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s2", Cert: certificate("dev-1", "s3", renewedAt)})
+		err := second(s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s2", Cert: certificate("dev-1", "s3", renewedAt)}))
 		wantCode(t, err, fault.DeviceNotActive)
 		wantCode(t, second(s.GetCertificate(ctx, "s3")), fault.NotFound)
 		if c := must(s.GetCertificate(ctx, "s2"))(t); c.Status != store.CertActive {
@@ -1125,8 +1131,8 @@ func testRenewalRace(t *testing.T, backend string) {
 		wg.Go(func() {
 			<-start
 			at := base.Add(time.Duration(i+1) * time.Minute)
-			errs[i] = s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s1",
-				Cert: certificate("dev-1", fmt.Sprintf("renewed-%03d", i), at)})
+			errs[i] = second(s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s1",
+				Cert: certificate("dev-1", fmt.Sprintf("renewed-%03d", i), at)}))
 		})
 	}
 	close(start)

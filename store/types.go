@@ -54,15 +54,33 @@ type Fleet struct {
 	UpdatedAt   time.Time
 }
 
+// DefaultSupersededGrace is how long a certificate replaced by a renewal
+// stays good when its profile does not say.
+const DefaultSupersededGrace = time.Hour
+
 // Profile says what a device's certificate looks like.
 type Profile struct {
 	Name        string
 	KeyTypes    []string
 	Validity    time.Duration
 	RenewWindow time.Duration
-	Roles       []string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// SupersededGrace is how long the certificate a renewal replaces stays
+	// good before it is revoked with reason superseded; 0 revokes it with
+	// the renewal. nil means DefaultSupersededGrace when a profile is
+	// created and "unchanged" when one is updated; profiles read from the
+	// store always have it.
+	SupersededGrace *time.Duration
+	Roles           []string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// Grace is p's superseded grace, the default when unset.
+func (p Profile) Grace() time.Duration {
+	if p.SupersededGrace == nil {
+		return DefaultSupersededGrace
+	}
+	return *p.SupersededGrace
 }
 
 // Device is one identity in a fleet.
@@ -88,6 +106,9 @@ type Certificate struct {
 	RevokedAt        *time.Time
 	RevocationReason int
 	CreatedAt        time.Time
+	// RevokeAfter is when a superseded certificate is due to be revoked
+	// (its profile's grace after the renewal); nil for other states.
+	RevokeAfter *time.Time
 }
 
 // TokenBatch is a set of bootstrap tokens created together.
@@ -190,6 +211,10 @@ type Enrollment struct {
 	// Audit, when set, is written in the same transaction.
 	Audit *AuditEvent
 }
+
+// ReasonSuperseded is RFC 5280's CRLReason superseded: the certificate was
+// replaced by a renewal.
+const ReasonSuperseded = 4
 
 // Renewal records a renewed certificate that supersedes OldSerial.
 type Renewal struct {

@@ -53,7 +53,7 @@ func TestEnrollThenConnect(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !g.hookAllows(t, map[string]any{"action": "publish", "client_id": id, "certificate": string(cert),
-			"topic": "devices/" + id + "/telemetry/t", "qos": 1}) {
+			"topic": "fleets/default/devices/" + id + "/telemetry/t", "qos": 1}) {
 			t.Fatalf("%s: PUBLISH with the new certificate right after enrolling is denied", id)
 		}
 	}

@@ -108,6 +108,9 @@ func newServeCmd() *cobra.Command {
 			g.Go(func() error { return a.revoke.Run(gctx) })
 			// Live-session kicks: delivered at once, failures retried.
 			g.Go(func() error { return a.kick.Run(gctx) })
+			// Certificates replaced by renewals, revoked (reason superseded)
+			// once their profile's grace has passed; safe on every replica.
+			g.Go(func() error { return a.superseded.Run(gctx) })
 			// Grants are computed in the background when devices or the policy
 			// change, so the broker's requests never wait on the policy engine.
 			// The same tick checks staleness, so entering the stale state is

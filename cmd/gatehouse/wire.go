@@ -43,6 +43,9 @@ type app struct {
 	hooks     *hooks.Handler
 	crl       *crl.Publisher
 	kick      *kick.Service
+	// superseded revokes certificates replaced by renewals once their
+	// profile's superseded_grace has passed.
+	superseded *revoke.Sweeper
 }
 
 func newLogger(v *viper.Viper) *slog.Logger {
@@ -138,7 +141,8 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 	}
 	// Enrollment and renewal refresh this replica's core before they
 	// return, so a device may connect at once.
-	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: authority, Core: syncer, Log: log})
+	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: authority, CRL: crls,
+		Core: syncer, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
@@ -150,6 +154,11 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	rev, err := revoke.New(revoke.Config{Store: st, Core: syncer, CRL: crls, Sessions: kicker, Log: log})
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	sweeper, err := revoke.NewSweeper(revoke.SweeperConfig{Store: st, CRL: crls, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
@@ -191,5 +200,5 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
 	}
 	logHookAuth(log, v, hauth)
-	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv, authz: az, sync: syncer, policies: pol, hooks: hk, revoke: rev, crl: crls, kick: kicker}, nil
+	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv, authz: az, sync: syncer, policies: pol, hooks: hk, revoke: rev, crl: crls, kick: kicker, superseded: sweeper}, nil
 }

@@ -15,6 +15,7 @@ export async function render({ can, navigate }) {
     h('input', { type: 'checkbox', id: 'profile-key-' + k, value: k, testid: 'profile-key-' + k }), ' ', k));
   const validity = h('input', { id: 'profile-validity', required: true, placeholder: '720h', testid: 'profile-validity' });
   const renew = h('input', { id: 'profile-renew-window', placeholder: 'a third of validity', testid: 'profile-renew-window' });
+  const grace = h('input', { id: 'profile-superseded-grace', placeholder: '1h', testid: 'profile-superseded-grace' });
   const roles = h('input', { id: 'profile-roles', placeholder: 'telemetry, command', testid: 'profile-roles' });
   const title = h('h2', {}, 'New profile');
   const submit = h('button', { type: 'submit', id: 'profile-submit', testid: 'profile-submit' }, 'Create profile');
@@ -25,6 +26,7 @@ export async function render({ can, navigate }) {
     for (const l of keys) { const i = l.querySelector('input'); i.checked = p ? p.key_types.includes(i.value) : i.value === 'P-256'; }
     validity.value = p ? shortDur(p.validity) : '';
     renew.value = p ? shortDur(p.renew_window) : '';
+    grace.value = p ? shortDur(p.superseded_grace) : '';
     roles.value = p ? p.roles.join(', ') : '';
     title.textContent = p ? 'Edit profile ' + p.name : 'New profile';
     submit.textContent = p ? 'Save' : 'Create profile';
@@ -40,6 +42,7 @@ export async function render({ can, navigate }) {
         key_types: keys.map((l) => l.querySelector('input')).filter((i) => i.checked).map((i) => i.value),
         validity: validity.value.trim(),
         renew_window: renew.value.trim(),
+        superseded_grace: grace.value.trim(),
         roles: roles.value.split(',').map((s) => s.trim()).filter(Boolean),
       };
       try {
@@ -56,6 +59,7 @@ export async function render({ can, navigate }) {
   h('fieldset', { class: 'field' }, h('legend', {}, 'Allowed key types'), keys),
   field('Validity', validity, 'Certificate lifetime, e.g. 720h (30 days).'),
   field('Renewal window', renew, 'How long before expiry a device may renew, e.g. 240h. Empty: a third of the validity.'),
+  field('Superseded grace', grace, 'How long a certificate replaced by a renewal stays valid before it is revoked (reason superseded), e.g. 1h; 0 revokes it at renewal. Empty: 1h for a new profile, unchanged when editing.'),
   field('Roles', roles, 'Comma-separated roles written into certificates; policies grant by role.'),
   msg, h('div', { class: 'row' }, submit, h('button', { type: 'button', class: 'secondary', id: 'profile-cancel', onclick: () => fill(null) }, 'Clear')));
 
@@ -64,6 +68,7 @@ export async function render({ can, navigate }) {
     { label: 'Key types', key: 'key_types', cell: (p) => p.key_types.join(', ') },
     { label: 'Validity', key: 'validity', cell: (p) => shortDur(p.validity) },
     { label: 'Renewal window', key: 'renew_window', cell: (p) => shortDur(p.renew_window) },
+    { label: 'Superseded grace', key: 'superseded_grace', cell: (p) => shortDur(p.superseded_grace) },
     { label: 'Roles', key: 'roles', cell: (p) => p.roles.join(', ') || h('span', { class: 'muted' }, 'none') },
     { label: '', key: 'actions', cell: (p) => writable ? h('div', { class: 'row' },
       h('button', { type: 'button', class: 'small secondary', testid: 'profile-edit-' + p.name, onclick: () => { fill(p); validity.focus(); } }, 'Edit'),
