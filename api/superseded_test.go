@@ -9,7 +9,6 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/api"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
-	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/revoke"
 )
 
