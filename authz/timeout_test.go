@@ -2,6 +2,8 @@ package authz_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,6 +70,24 @@ func TestRunawayPolicyIsATimeoutDeny(t *testing.T) {
 			ask("within the retry window", 50*time.Millisecond)
 			if d, err := a.Authorize(ctx, req(authz.Publish, "fast", "ok/x")); err != nil || !d.Allow {
 				t.Fatalf("fast device: %+v %v", d, err)
+			}
+			// Concurrent requests racing the retry: every one a timeout deny.
+			clock.Add(int64(2 * time.Second))
+			var wg sync.WaitGroup
+			bad := make(chan string, 32)
+			for range 32 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if d, err := a.Authorize(ctx, req(authz.Publish, "slow", "ok/x")); err != nil || d.Allow || d.Reason != authz.ReasonPolicyTimeout {
+						bad <- fmt.Sprintf("%+v %v", d, err)
+					}
+				}()
+			}
+			wg.Wait()
+			close(bad)
+			for b := range bad {
+				t.Errorf("concurrent request: %s", b)
 			}
 			if got := a.RecentDenies("slow", 1); len(got) != 1 || got[0].Reason != authz.ReasonPolicyTimeout {
 				t.Fatalf("recent denies: %+v", got)

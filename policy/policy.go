@@ -157,7 +157,8 @@ func Compile(ctx context.Context, src Source) (*Policy, error) {
 	}
 	// Built-ins outside the sandbox (network, environment, clock,
 	// randomness: sandbox.go) fail here as located problems.
-	compiler := newCompiler().WithStrict(false)
+	caps := sandbox()
+	compiler := ast.NewCompiler().WithCapabilities(caps).WithStrict(false)
 	compiler.Compile(modules)
 	if compiler.Failed() {
 		return nil, &CompileError{Problems: problemsOf(compiler.Errors, "")}
@@ -165,7 +166,7 @@ func Compile(ctx context.Context, src Source) (*Policy, error) {
 	if !definesGrants(modules[policyFile]) {
 		return nil, &CompileError{Problems: []Problem{{Module: "policy", Line: 1, Column: 1, Message: "policy must define the rule grants"}}}
 	}
-	q, err := rego.New(rego.Query(Query), rego.Compiler(compiler), rego.Capabilities(sandbox())).PrepareForEval(ctx)
+	q, err := rego.New(rego.Query(Query), rego.Compiler(compiler), rego.Capabilities(caps)).PrepareForEval(ctx)
 	if err != nil {
 		return nil, &CompileError{Problems: problemsOf(err, "policy")}
 	}

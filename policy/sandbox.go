@@ -3,7 +3,6 @@ package policy
 import (
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -134,10 +133,12 @@ func setOf(names ...string) map[string]bool {
 	return m
 }
 
-// sandbox is the capabilities every policy is compiled and evaluated with:
-// this OPA's built-ins cut down to the allow-list, and no host for the
-// features that fetch (allow_net: nil would mean any host).
-var sandbox = sync.OnceValue(func() *ast.Capabilities {
+// sandbox returns the capabilities every policy is compiled and evaluated
+// with: this OPA's built-ins cut down to the allow-list, and no host for
+// the features that fetch (allow_net: nil would mean any host). A fresh
+// value per compiler (microseconds, at compile time only): the compiler
+// keeps a pointer, and nothing is shared between concurrent compilations.
+func sandbox() *ast.Capabilities {
 	c := ast.CapabilitiesForThisVersion(ast.CapabilitiesRegoVersion(ast.RegoV1))
 	kept := make([]*ast.Builtin, 0, len(allowedBuiltins))
 	for _, b := range c.Builtins {
@@ -148,7 +149,7 @@ var sandbox = sync.OnceValue(func() *ast.Capabilities {
 	c.Builtins = kept
 	c.AllowNet = []string{}
 	return c
-})
+}
 
 // newCompiler returns a compiler confined to the sandbox.
 func newCompiler() *ast.Compiler {
