@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -157,6 +158,13 @@ type Authorizer struct {
 	// timeoutLogged is the policy generation whose first cut-off evaluation
 	// was logged: one line per policy version, not one per device.
 	timeoutLogged atomic.Uint64
+	// evalSlots admits at most GOMAXPROCS grant evaluations at once, and
+	// an evaluation's time bound starts only when it holds a slot: in a
+	// CONNECT storm after a policy activation, thousands of cold devices
+	// would otherwise share the CPUs and each take longer than the bound
+	// in wall-clock time, so a good policy would be cut off (a deny) for
+	// want of a CPU rather than for running away.
+	evalSlots chan struct{}
 }
 
 // New returns an Authorizer with no policy: until SetPolicy, every request
@@ -172,7 +180,7 @@ func New(cfg Config) *Authorizer {
 		cfg.EvalTimeout = DefaultEvalTimeout
 	}
 	a := &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize),
-		denies: newRecentDenies(cfg.RecentDenies)}
+		denies: newRecentDenies(cfg.RecentDenies), evalSlots: make(chan struct{}, max(runtime.GOMAXPROCS(0), 1))}
 	a.fresh.init(cfg.MaxStaleness, cfg.Now())
 	return a
 }
@@ -357,6 +365,12 @@ func (a *Authorizer) grants(ctx context.Context, ap *activePolicy, e *deviceEntr
 		}
 	}
 	d := e.dev
+	select {
+	case a.evalSlots <- struct{}{}:
+		defer func() { <-a.evalSlots }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	ectx, cancel := context.WithTimeout(ctx, a.cfg.EvalTimeout)
 	defer cancel()
 	gs, err := ap.p.Grants(ectx, policy.Device{ID: d.ID, Fleet: d.Fleet, Profile: d.Profile, Roles: d.Roles, Labels: d.Labels})

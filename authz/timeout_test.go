@@ -3,6 +3,7 @@ package authz_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -99,5 +100,67 @@ func TestRunawayPolicyIsATimeoutDeny(t *testing.T) {
 				t.Fatalf("simulate: %+v %v after %v", d, err, time.Since(start))
 			}
 		})
+	}
+}
+
+// TestColdStormIsNotCutOff: after a policy activation every device is cold;
+// when many of them ask at once (a CONNECT storm), their evaluations must
+// not share the CPUs so thinly that a well-behaved policy runs past the
+// bound in wall-clock time and the whole fleet is denied policy_timeout.
+// The bound is set to 8× what one evaluation takes alone; 32 devices per
+// CPU ask at once. Without the evaluation slots each took ~16× as long and
+// most were cut off.
+func TestColdStormIsNotCutOff(t *testing.T) {
+	p, err := policy.Compile(context.Background(), policy.Source{Policy: "package gatehouse.authz\n\n" +
+		"grants contains {\"action\": \"publish\", \"filter\": \"ok/#\", \"rule\": \"ok\"} if {\n\t" +
+		"count([1 | some i in numbers.range(1, 20000); i == -1]) == 0\n}\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// One evaluation alone, unbounded for the measurement (best of 3).
+	alone := time.Duration(1<<63 - 1)
+	for i := range 3 {
+		a := authz.New(authz.Config{EvalTimeout: 10 * time.Second})
+		a.SetPolicy(p, 1)
+		id := fmt.Sprintf("probe-%d", i)
+		a.UpsertDevice(authz.Device{ID: id, Fleet: "f", Active: true, Status: "active", CertNotAfter: time.Now().Add(time.Hour)})
+		start := time.Now()
+		if d, err := a.Authorize(ctx, req(authz.Publish, id, "ok/x")); err != nil || !d.Allow {
+			t.Fatalf("probe: %+v %v", d, err)
+		}
+		alone = min(alone, time.Since(start))
+	}
+	bound := max(8*alone, 5*time.Millisecond)
+	a := authz.New(authz.Config{EvalTimeout: bound})
+	a.SetPolicy(p, 1)
+	n := 32 * runtime.GOMAXPROCS(0)
+	for i := range n {
+		a.UpsertDevice(authz.Device{ID: fmt.Sprintf("d%d", i), Fleet: "f", Active: true, Status: "active",
+			CertNotAfter: time.Now().Add(time.Hour)})
+	}
+	var wg sync.WaitGroup
+	var cut, other atomic.Int64
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			d, err := a.Authorize(ctx, req(authz.Publish, fmt.Sprintf("d%d", i), "ok/x"))
+			switch {
+			case err == nil && d.Reason == authz.ReasonPolicyTimeout:
+				cut.Add(1)
+			case err != nil || !d.Allow:
+				other.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	t.Logf("one evaluation alone %v, bound %v, %d devices at once: %d cut off, %d other denies", alone, bound, n, cut.Load(), other.Load())
+	if cut.Load() != 0 || other.Load() != 0 {
+		t.Fatalf("%d of %d cold devices cut off (%d other denies) by a policy that takes %v alone under a %v bound",
+			cut.Load(), n, other.Load(), alone, bound)
 	}
 }
