@@ -481,6 +481,75 @@ func TestDeviceIDReservationRace(t *testing.T) {
 	}
 }
 
+// TestDeviceIDReservationRegister: pre-registering a device is the other
+// way to take an id. A batch refuses ids pending in another fleet (they
+// could never be claimed); registering an id fixed to another fleet's
+// unused token must be refused the same way, or the rightful token gets
+// already_exists. Registering it in the token's own fleet is the intended
+// flow (the token claims it). Both at once never both succeed.
+func TestDeviceIDReservationRegister(t *testing.T) {
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			s := newStack(t, testdb.DSN(t, backend))
+			s.call(t, http.MethodPost, "/api/v1/fleets", s.admin, map[string]any{"name": "fleet-b"}, http.StatusCreated, nil)
+			rightful := s.batch(t, map[string]any{"fleet": "default", "profile": "default", "device_ids": []string{"sensor-777", "sensor-778"}, "ttl": "1h"})
+			register := func(id, fleet string, want int) reply {
+				return s.call(t, http.MethodPost, "/api/v1/devices", s.admin, map[string]any{"id": id, "fleet": fleet,
+					"profile": "default"}, want, nil)
+			}
+			wantError(t, register("sensor-777", "fleet-b", http.StatusConflict), http.StatusConflict, fault.DeviceIDReserved)
+			register("sensor-778", "default", http.StatusCreated)
+			for i, want := range []string{`"sensor-777"`, `"sensor-778"`} {
+				r := s.send(t, request{method: http.MethodPost, path: "/api/v1/enroll", contentType: "application/json",
+					body: bytes.NewReader(mustJSON(t, api.EnrollRequest{Token: rightful.Tokens[i].Token,
+						CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))})
+				if r.status != http.StatusCreated || !strings.Contains(r.String(), want) {
+					t.Fatalf("rightful token %d: %s", i, r)
+				}
+			}
+
+			both := 0
+			const rounds = 12
+			for round := range rounds {
+				id := fmt.Sprintf("raced-reg-%d", round)
+				var wg sync.WaitGroup
+				var batchStatus, regStatus int
+				start := make(chan struct{})
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					<-start
+					resp, err := s.srv.Client().Do(mustRequest(t, s, "/api/v1/token-batches", s.admin, map[string]any{
+						"fleet": "default", "profile": "default", "device_ids": []string{id}, "ttl": "1h"}))
+					if err == nil {
+						batchStatus = readReply(resp).status
+					}
+				}()
+				go func() {
+					defer wg.Done()
+					<-start
+					resp, err := s.srv.Client().Do(mustRequest(t, s, "/api/v1/devices", s.admin, map[string]any{
+						"id": id, "fleet": "fleet-b", "profile": "default"}))
+					if err == nil {
+						regStatus = readReply(resp).status
+					}
+				}()
+				close(start)
+				wg.Wait()
+				if batchStatus == http.StatusCreated && regStatus == http.StatusCreated {
+					both++
+				}
+				if batchStatus != http.StatusCreated && regStatus != http.StatusCreated {
+					t.Fatalf("round %d: neither succeeded (batch %d, register %d)", round, batchStatus, regStatus)
+				}
+			}
+			if both != 0 {
+				t.Fatalf("%d of %d rounds both fixed an id to a token and registered it in another fleet", both, rounds)
+			}
+		})
+	}
+}
+
 func mustRequest(t testing.TB, s *stack, path, bearer string, body any) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, s.srv.URL+path, bytes.NewReader(mustJSON(t, body)))
