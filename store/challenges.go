@@ -46,19 +46,31 @@ func (s *Store) CreateRenewalChallenge(ctx context.Context, c RenewalChallenge, 
 	}
 	now := ms(s.now())
 	r := challengeRow{Hash: c.Hash, Nonce: c.Nonce, Serial: c.Serial, ExpiresAt: ms(c.ExpiresAt), CreatedAt: ms(c.CreatedAt)}
+	live := func(tx *gorm.DB) (challengeRow, bool, error) {
+		var rows []challengeRow
+		err := tx.Where("serial = ? AND expires_at > ?", c.Serial, ms(reuseUntil)).
+			Order("expires_at DESC, hash").Limit(1).Find(&rows).Error
+		if err != nil || len(rows) == 0 {
+			return challengeRow{}, false, classify(err, "renewal challenges")
+		}
+		return rows[0], true, nil
+	}
+	// Most askers find the live one: a read, without taking the writer.
+	if got, ok, err := live(s.db.WithContext(ctx)); err != nil || ok {
+		return got.domain(), err
+	}
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		if s.postgres {
 			if err := tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", challengeLock, c.Serial).Error; err != nil {
 				return classify(err, "renewal challenges")
 			}
 		}
-		var live []challengeRow
-		if err := tx.Where("serial = ? AND expires_at > ?", c.Serial, ms(reuseUntil)).
-			Order("expires_at DESC, hash").Limit(1).Find(&live).Error; err != nil {
-			return classify(err, "renewal challenges")
+		got, ok, err := live(tx)
+		if err != nil {
+			return err
 		}
-		if len(live) == 1 {
-			r = live[0]
+		if ok {
+			r = got
 			return nil
 		}
 		if err := tx.Where("expires_at <= ?", now).Delete(&challengeRow{}).Error; err != nil {
@@ -69,7 +81,7 @@ func (s *Store) CreateRenewalChallenge(ctx context.Context, c RenewalChallenge, 
 		}
 		newest := tx.Model(&challengeRow{}).Select("hash").Where("serial = ?", c.Serial).
 			Order("created_at DESC, hash DESC").Limit(keep)
-		err := tx.Where("serial = ? AND hash NOT IN (?)", c.Serial, newest).Delete(&challengeRow{}).Error
+		err = tx.Where("serial = ? AND hash NOT IN (?)", c.Serial, newest).Delete(&challengeRow{}).Error
 		return classify(err, "renewal challenges")
 	})
 	if err != nil {
