@@ -106,14 +106,6 @@ func TestRenewReplay(t *testing.T) {
 				fault.ChallengeExpired)
 			s.clock.Advance(-5*time.Minute - time.Second)
 
-			// Only a few live challenges per certificate: the oldest go.
-			oldest := s.challenge(t, third.Certificate)
-			for range 8 {
-				s.challenge(t, third.Certificate)
-			}
-			wantError(t, s.renewRaw(t, third.Certificate, nonceCSR(t, key, oldest.Nonce)), http.StatusUnauthorized,
-				fault.ChallengeInvalid)
-
 			// No challenge for a superseded, unknown or missing certificate.
 			for name, body := range map[string]api.RenewChallengeRequest{
 				"superseded": {Certificate: second.Certificate}, "none": {}, "not PEM": {Certificate: "MIIB"}} {
@@ -125,6 +117,82 @@ func TestRenewReplay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRenewChallengeFlood: a certificate is public, so anyone may ask for
+// its challenges. Asking must not take the device's challenge away: before,
+// the store kept 8 per certificate and dropped the oldest, so 8 requests
+// from someone who had only seen the certificate, between the device's
+// challenge and its renewal, refused every plain-http renewal of it. Every
+// asker gets the live challenge (a nonce is no secret: it is worthless
+// without the key); a new one is drawn only when less than half its
+// lifetime is left, and the older one stays redeemable until it expires.
+func TestRenewChallengeFlood(t *testing.T) {
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			s := newStack(t, testdb.DSN(t, backend))
+			_, first, key := eagerDevice(t, s)
+			mine := s.challenge(t, first.Certificate)
+
+			// Concurrent askers, after the device asked: all get its challenge.
+			for i, got := range askAtOnce(t, s, first.Certificate, 40) {
+				if got != mine.Nonce {
+					t.Fatalf("asker %d got another challenge than the device's live one", i)
+				}
+			}
+
+			// Past half its lifetime, one new challenge, however many ask at
+			// once (issuing is serialised per certificate); the device's
+			// older one still works.
+			s.clock.Advance(3 * time.Minute)
+			fresh := askAtOnce(t, s, first.Certificate, 40)
+			for i, got := range fresh {
+				if got == mine.Nonce || got != fresh[0] {
+					t.Fatalf("after 3 of 5 minutes, concurrent asker %d got the old or a second new challenge", i)
+				}
+			}
+			for range 80 {
+				s.challenge(t, first.Certificate)
+			}
+			r := s.renewRaw(t, first.Certificate, nonceCSR(t, key, mine.Nonce))
+			s.clock.Advance(-3 * time.Minute)
+			if r.status != http.StatusCreated {
+				t.Fatalf("the device's renewal after a flood of challenge requests: %s", r)
+			}
+		})
+	}
+}
+
+// askAtOnce asks for certPEM's renewal challenge n times at once and
+// returns the nonces.
+func askAtOnce(t *testing.T, s *stack, certPEM string, n int) []string {
+	t.Helper()
+	body := mustJSON(t, api.RenewChallengeRequest{Certificate: certPEM})
+	nonces := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := s.srv.Client().Post(s.srv.URL+"/api/v1/renew/challenge", "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			r := readReply(resp)
+			var ch api.RenewChallengeResponse
+			if r.status != http.StatusCreated || json.Unmarshal(r.body, &ch) != nil {
+				t.Errorf("challenge: %s", r)
+				return
+			}
+			nonces[i] = ch.Nonce
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return nonces
 }
 
 // TestRenewChallengeRace: one challenge, many concurrent renewals with it:
@@ -421,6 +489,75 @@ func TestDeviceIDReservationRace(t *testing.T) {
 			}
 			if both != 0 {
 				t.Fatalf("%d of %d rounds both fixed an id in a batch and enrolled it with a free token", both, rounds)
+			}
+		})
+	}
+}
+
+// TestDeviceIDReservationRegister: pre-registering a device is the other
+// way to take an id. A batch refuses ids pending in another fleet (they
+// could never be claimed); registering an id fixed to another fleet's
+// unused token must be refused the same way, or the rightful token gets
+// already_exists. Registering it in the token's own fleet is the intended
+// flow (the token claims it). Both at once never both succeed.
+func TestDeviceIDReservationRegister(t *testing.T) {
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			s := newStack(t, testdb.DSN(t, backend))
+			s.call(t, http.MethodPost, "/api/v1/fleets", s.admin, map[string]any{"name": "fleet-b"}, http.StatusCreated, nil)
+			rightful := s.batch(t, map[string]any{"fleet": "default", "profile": "default", "device_ids": []string{"sensor-777", "sensor-778"}, "ttl": "1h"})
+			register := func(id, fleet string, want int) reply {
+				return s.call(t, http.MethodPost, "/api/v1/devices", s.admin, map[string]any{"id": id, "fleet": fleet,
+					"profile": "default"}, want, nil)
+			}
+			wantError(t, register("sensor-777", "fleet-b", http.StatusConflict), http.StatusConflict, fault.DeviceIDReserved)
+			register("sensor-778", "default", http.StatusCreated)
+			for i, want := range []string{`"sensor-777"`, `"sensor-778"`} {
+				r := s.send(t, request{method: http.MethodPost, path: "/api/v1/enroll", contentType: "application/json",
+					body: bytes.NewReader(mustJSON(t, api.EnrollRequest{Token: rightful.Tokens[i].Token,
+						CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))})
+				if r.status != http.StatusCreated || !strings.Contains(r.String(), want) {
+					t.Fatalf("rightful token %d: %s", i, r)
+				}
+			}
+
+			both := 0
+			const rounds = 12
+			for round := range rounds {
+				id := fmt.Sprintf("raced-reg-%d", round)
+				var wg sync.WaitGroup
+				var batchStatus, regStatus int
+				start := make(chan struct{})
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					<-start
+					resp, err := s.srv.Client().Do(mustRequest(t, s, "/api/v1/token-batches", s.admin, map[string]any{
+						"fleet": "default", "profile": "default", "device_ids": []string{id}, "ttl": "1h"}))
+					if err == nil {
+						batchStatus = readReply(resp).status
+					}
+				}()
+				go func() {
+					defer wg.Done()
+					<-start
+					resp, err := s.srv.Client().Do(mustRequest(t, s, "/api/v1/devices", s.admin, map[string]any{
+						"id": id, "fleet": "fleet-b", "profile": "default"}))
+					if err == nil {
+						regStatus = readReply(resp).status
+					}
+				}()
+				close(start)
+				wg.Wait()
+				if batchStatus == http.StatusCreated && regStatus == http.StatusCreated {
+					both++
+				}
+				if batchStatus != http.StatusCreated && regStatus != http.StatusCreated {
+					t.Fatalf("round %d: neither succeeded (batch %d, register %d)", round, batchStatus, regStatus)
+				}
+			}
+			if both != 0 {
+				t.Fatalf("%d of %d rounds both fixed an id to a token and registered it in another fleet", both, rounds)
 			}
 		})
 	}

@@ -48,7 +48,9 @@ type Records interface {
 	// RecordRenewal returns the replaced certificate as it now is:
 	// superseded, or revoked at once when its profile's grace is 0.
 	RecordRenewal(ctx context.Context, r store.Renewal) (store.Certificate, error)
-	CreateRenewalChallenge(ctx context.Context, c store.RenewalChallenge, keep int) error
+	// CreateRenewalChallenge returns the certificate's live challenge that
+	// expires after reuseUntil, or else stores c and returns it.
+	CreateRenewalChallenge(ctx context.Context, c store.RenewalChallenge, keep int, reuseUntil time.Time) (store.RenewalChallenge, error)
 	GetRenewalChallenge(ctx context.Context, hash string) (store.RenewalChallenge, error)
 }
 
@@ -80,9 +82,11 @@ type Config struct {
 	// ChallengeTTL is how long a renewal challenge stays redeemable;
 	// default 5 minutes.
 	ChallengeTTL time.Duration
-	// ChallengesPerCert caps the live challenges of one certificate (the
+	// ChallengesPerCert caps the stored challenges of one certificate (the
 	// oldest is dropped); default 8. A certificate is public, so anyone may
-	// ask for its challenges: the cap bounds what they can store.
+	// ask for its challenges: they all get the live one (Challenge), and a
+	// new one is drawn only when less than half of ChallengeTTL is left, so
+	// the cap is a backstop that asking alone never reaches.
 	ChallengesPerCert int
 	// CRL, when set, is republished after a renewal that revoked the
 	// certificate it replaced (a profile with superseded_grace 0), within
@@ -465,7 +469,9 @@ type Challenge struct {
 // Challenge issues a single-use nonce for renewing current over plain HTTP.
 // The certificate must be Gatehouse's, active, and its device's; no secret
 // is needed to ask (the nonce is worthless without the key that signs it
-// into the CSR), which is why the store keeps only a few per certificate.
+// into the CSR). So asking must not cost the device its challenge: every
+// asker gets the certificate's live challenge, as long as at least half of
+// its lifetime is left, and only then a new one.
 func (s *Service) Challenge(ctx context.Context, current *x509.Certificate) (Challenge, error) {
 	if current == nil {
 		return Challenge{}, fault.New(fault.Unauthenticated, "the current certificate is required")
@@ -486,12 +492,14 @@ func (s *Service) Challenge(ctx context.Context, current *x509.Certificate) (Cha
 		return Challenge{}, fault.New(fault.CertInvalid, "certificate is not the device's active certificate")
 	}
 	now := s.cfg.Now()
-	c := Challenge{Nonce: NewSecret(ChallengePrefix), ExpiresAt: now.Add(s.cfg.ChallengeTTL)}
-	if err := s.cfg.Records.CreateRenewalChallenge(ctx, store.RenewalChallenge{Hash: HashSecret(c.Nonce), Serial: serial,
-		ExpiresAt: c.ExpiresAt, CreatedAt: now}, s.cfg.ChallengesPerCert); err != nil {
+	nonce := NewSecret(ChallengePrefix)
+	got, err := s.cfg.Records.CreateRenewalChallenge(ctx, store.RenewalChallenge{Hash: HashSecret(nonce), Nonce: nonce,
+		Serial: serial, ExpiresAt: now.Add(s.cfg.ChallengeTTL), CreatedAt: now}, s.cfg.ChallengesPerCert,
+		now.Add(s.cfg.ChallengeTTL/2))
+	if err != nil {
 		return Challenge{}, err
 	}
-	return c, nil
+	return Challenge{Nonce: got.Nonce, ExpiresAt: got.ExpiresAt}, nil
 }
 
 // checkChallenge finds the CSR's challenge and checks it before anything is

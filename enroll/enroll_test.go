@@ -353,10 +353,11 @@ func TestEnrollDeviceClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Registered in another fleet after the batch (a batch would refuse it).
+	// Registering it in another fleet after the batch is refused, as a batch
+	// refuses an id pending in another fleet: the token could never claim it.
 	if _, err := e.st.CreateDevice(ctx, store.Device{ID: "elsewhere", Fleet: "other", Profile: "default",
-		Status: store.DevicePending}); err != nil {
-		t.Fatal(err)
+		Status: store.DevicePending}); fault.CodeOf(err) != fault.DeviceIDReserved {
+		t.Fatalf("registering a reserved id in another fleet: %v, want device_id_reserved", err)
 	}
 	generic, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default", Count: 3, TTL: time.Hour})
 	if err != nil {
@@ -374,10 +375,10 @@ func TestEnrollDeviceClaims(t *testing.T) {
 	}{
 		// Both ids are fixed to live tokens, so reserved before anything else.
 		{"generic token cannot hijack a pending device", "generic:0", "pending-1", fault.DeviceIDReserved, ""},
-		{"generic token cannot claim another fleet's device", "generic:0", "elsewhere", fault.DeviceIDReserved, ""},
+		{"generic token cannot take another token's id", "generic:0", "elsewhere", fault.DeviceIDReserved, ""},
 		{"fixed token claims its pending device", "fixed:pending-1", "", "", "pending-1"},
 		{"generic token cannot take an active device", "generic:0", "pending-1", fault.AlreadyExists, ""},
-		{"fixed token cannot claim another fleet's device", "fixed:elsewhere", "", fault.AlreadyExists, ""},
+		{"fixed token enrolls the id registration could not take", "fixed:elsewhere", "", "", "elsewhere"},
 		{"fixed token creates a new device", "fixed:fresh-fixed", "fresh-fixed", "", "fresh-fixed"},
 		{"generic token names a new device", "generic:0", "brand-new", "", "brand-new"},
 		{"generic token, generated id", "generic:1", "", "", ""},

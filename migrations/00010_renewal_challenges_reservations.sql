@@ -1,11 +1,15 @@
 -- +goose Up
 -- A renewal over plain HTTP proves a fresh possession of the device key by
--- signing a server nonce into its CSR (issue 9). Only the nonce's hash is
--- stored, bound to the serial of the certificate it was issued for; it is
--- deleted when redeemed (single use) or once expired, so any replica can
--- redeem a nonce another one issued.
+-- signing a server nonce into its CSR (issue 9). The nonce is bound to the
+-- serial of the certificate it was issued for and looked up by its hash; it
+-- is deleted when redeemed (single use) or once expired, so any replica can
+-- redeem a nonce another one issued. The nonce itself is kept too: it is no
+-- secret (worthless without the key), and everyone who asks for a
+-- certificate's challenge gets the live one, so asking cannot evict the
+-- device's own.
 CREATE TABLE renewal_challenges (
     hash       TEXT PRIMARY KEY,
+    nonce      TEXT NOT NULL,
     serial     TEXT NOT NULL,
     expires_at BIGINT NOT NULL,
     created_at BIGINT NOT NULL

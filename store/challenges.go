@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -12,6 +13,7 @@ import (
 // challengeRow is one stored renewal challenge (migration 00010).
 type challengeRow struct {
 	Hash      string `gorm:"column:hash;primaryKey"`
+	Nonce     string `gorm:"column:nonce"`
 	Serial    string `gorm:"column:serial"`
 	ExpiresAt int64  `gorm:"column:expires_at"`
 	CreatedAt int64  `gorm:"column:created_at;autoCreateTime:false"`
@@ -20,21 +22,57 @@ type challengeRow struct {
 func (challengeRow) TableName() string { return "renewal_challenges" }
 
 func (r challengeRow) domain() RenewalChallenge {
-	return RenewalChallenge{Hash: r.Hash, Serial: r.Serial, ExpiresAt: fromMS(r.ExpiresAt), CreatedAt: fromMS(r.CreatedAt)}
+	return RenewalChallenge{Hash: r.Hash, Nonce: r.Nonce, Serial: r.Serial, ExpiresAt: fromMS(r.ExpiresAt),
+		CreatedAt: fromMS(r.CreatedAt)}
 }
 
-// CreateRenewalChallenge stores a challenge and keeps at most keep live
-// challenges per certificate, dropping the oldest. Anyone who has seen a
-// certificate may ask for challenges, so neither the table nor one serial's
-// share of it may grow without bound: expired challenges of every
-// certificate are swept here too.
-func (s *Store) CreateRenewalChallenge(ctx context.Context, c RenewalChallenge, keep int) error {
+// challengeLock is the class of the PostgreSQL advisory locks, one per
+// serial, that serialise issuing a certificate's challenges: without it,
+// concurrent askers each find no live challenge and each store one.
+const challengeLock = 0x67686331 // "ghc1"
+
+// CreateRenewalChallenge hands out the certificate's live challenge that
+// expires after reuseUntil, or else stores c and returns it. Anyone who has
+// seen a certificate may ask for its challenges, so asking must neither
+// take the device's challenge away nor grow the table: every asker gets
+// the same live nonce (no secret: it is worthless without the key), a new
+// one is stored only once the live one is near its end (the older stays
+// redeemable until it expires), at most keep per certificate are kept
+// (dropping the oldest; with reuse, never more than a few are live), and
+// expired challenges of every certificate are swept here too.
+func (s *Store) CreateRenewalChallenge(ctx context.Context, c RenewalChallenge, keep int, reuseUntil time.Time) (RenewalChallenge, error) {
 	if keep < 1 {
 		keep = 1
 	}
 	now := ms(s.now())
-	r := challengeRow{Hash: c.Hash, Serial: c.Serial, ExpiresAt: ms(c.ExpiresAt), CreatedAt: ms(c.CreatedAt)}
-	return s.write(ctx, func(tx *gorm.DB) error {
+	r := challengeRow{Hash: c.Hash, Nonce: c.Nonce, Serial: c.Serial, ExpiresAt: ms(c.ExpiresAt), CreatedAt: ms(c.CreatedAt)}
+	live := func(tx *gorm.DB) (challengeRow, bool, error) {
+		var rows []challengeRow
+		err := tx.Where("serial = ? AND expires_at > ?", c.Serial, ms(reuseUntil)).
+			Order("expires_at DESC, hash").Limit(1).Find(&rows).Error
+		if err != nil || len(rows) == 0 {
+			return challengeRow{}, false, classify(err, "renewal challenges")
+		}
+		return rows[0], true, nil
+	}
+	// Most askers find the live one: a read, without taking the writer.
+	if got, ok, err := live(s.db.WithContext(ctx)); err != nil || ok {
+		return got.domain(), err
+	}
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		if s.postgres {
+			if err := tx.Exec("SELECT pg_advisory_xact_lock(?, hashtext(?))", challengeLock, c.Serial).Error; err != nil {
+				return classify(err, "renewal challenges")
+			}
+		}
+		got, ok, err := live(tx)
+		if err != nil {
+			return err
+		}
+		if ok {
+			r = got
+			return nil
+		}
 		if err := tx.Where("expires_at <= ?", now).Delete(&challengeRow{}).Error; err != nil {
 			return classify(err, "renewal challenges")
 		}
@@ -43,9 +81,13 @@ func (s *Store) CreateRenewalChallenge(ctx context.Context, c RenewalChallenge, 
 		}
 		newest := tx.Model(&challengeRow{}).Select("hash").Where("serial = ?", c.Serial).
 			Order("created_at DESC, hash DESC").Limit(keep)
-		err := tx.Where("serial = ? AND hash NOT IN (?)", c.Serial, newest).Delete(&challengeRow{}).Error
+		err = tx.Where("serial = ? AND hash NOT IN (?)", c.Serial, newest).Delete(&challengeRow{}).Error
 		return classify(err, "renewal challenges")
 	})
+	if err != nil {
+		return RenewalChallenge{}, err
+	}
+	return r.domain(), nil
 }
 
 // GetRenewalChallenge returns a stored challenge by hash (not_found when

@@ -247,6 +247,18 @@ const (
 	sqlConsumeToken = `UPDATE bootstrap_tokens SET used_at = ?, used_by = ?, used_serial = ?
 WHERE hash = ? AND used_at IS NULL AND expires_at > ?
 AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id AND b.revoked_at IS NULL)`
+	// sqlConsumeTokenLocked is sqlConsumeToken for PostgreSQL: the batch
+	// row is share-locked until the enrollment commits. A batch revocation
+	// updates that row first (StartBatchRevocation), so it waits for an
+	// enrollment in flight, and its job, which finds the batch's devices by
+	// their used tokens, sees it; or it went first, and the lock's re-check
+	// of revoked_at refuses the token. Without the lock an enrollment that
+	// had passed the check but not committed was invisible to the job,
+	// which could finish without it: a revoked batch's device kept an
+	// active certificate. SQLite's single writer orders the two already.
+	sqlConsumeTokenLocked = `UPDATE bootstrap_tokens SET used_at = ?, used_by = ?, used_serial = ?
+WHERE hash = ? AND used_at IS NULL AND expires_at > ?
+AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id AND b.revoked_at IS NULL FOR SHARE)`
 	sqlTokenState = `SELECT used_at, expires_at FROM bootstrap_tokens WHERE hash = ?`
 	// sqlIDReserved finds a live unused token that fixes an id. The
 	// enrollment's own token is used already (consumed just before).
@@ -283,7 +295,11 @@ func (s *Store) CompleteEnrollment(ctx context.Context, e Enrollment) (Device, e
 // enrollTx writes one enrollment with ex, inside a transaction.
 func (s *Store) enrollTx(ctx context.Context, ex execer, e Enrollment) (Device, error) {
 	at := ms(e.At)
-	res, err := ex.ExecContext(ctx, sqlConsumeToken, at, e.Device.ID, e.Cert.Serial, e.TokenHash, at)
+	consume := sqlConsumeToken
+	if s.postgres {
+		consume = sqlConsumeTokenLocked
+	}
+	res, err := ex.ExecContext(ctx, consume, at, e.Device.ID, e.Cert.Serial, e.TokenHash, at)
 	if err != nil {
 		return Device{}, classify(err, "bootstrap token")
 	}

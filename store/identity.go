@@ -116,13 +116,39 @@ func (s *Store) DeleteProfile(ctx context.Context, name string) error {
 	return mustAffect(s.db.WithContext(ctx).Where("name = ?", name).Delete(&profileRow{}), "profile "+name)
 }
 
-// CreateDevice registers a device (usually pending, before enrollment).
+// sqlIDReservedElsewhere finds a live unused token of another fleet that
+// fixes an id: a device pending in that other fleet could never be claimed
+// by it (sqlClaimDevice matches the fleet), so it would squat the id.
+const sqlIDReservedElsewhere = `SELECT 1 FROM bootstrap_tokens t JOIN token_batches b ON b.id = t.batch_id
+WHERE t.device_id = ? AND t.used_at IS NULL AND t.expires_at > ? AND b.revoked_at IS NULL AND b.fleet <> ? LIMIT 1`
+
+// CreateDevice registers a device (usually pending, before enrollment). A
+// pending device may not take an id fixed to another fleet's unused token
+// (device_id_reserved), the mirror of the check a batch makes
+// (checkIDsFree); the shared reservation lock orders the two.
 func (s *Store) CreateDevice(ctx context.Context, d Device) (Device, error) {
 	now := s.now()
 	d.CreatedAt, d.UpdatedAt = now, now
 	r := newDeviceRow(d)
-	if err := s.db.WithContext(ctx).Create(&r).Error; err != nil {
-		return Device{}, classify(err, "device "+d.ID)
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		if d.Status == DevicePending {
+			if s.postgres {
+				if err := tx.Exec(sqlReservationShare, reservationLock).Error; err != nil {
+					return classify(err, "device id reservations")
+				}
+			}
+			var hits []int
+			if err := tx.Raw(sqlIDReservedElsewhere, d.ID, ms(now), d.Fleet).Scan(&hits).Error; err != nil {
+				return classify(err, "device id reservations")
+			}
+			if len(hits) > 0 {
+				return fault.New(fault.DeviceIDReserved, "device id %q is fixed to an unused bootstrap token of another fleet", d.ID)
+			}
+		}
+		return classify(tx.Create(&r).Error, "device "+d.ID)
+	})
+	if err != nil {
+		return Device{}, err
 	}
 	return r.domain(), nil
 }

@@ -228,9 +228,10 @@ type Renewal struct {
 }
 
 // RenewalChallenge is a single-use nonce issued to the holder of the
-// certificate Serial for one renewal; only its hash is stored.
+// certificate Serial for one renewal, found by its hash.
 type RenewalChallenge struct {
 	Hash      string
+	Nonce     string
 	Serial    string
 	ExpiresAt time.Time
 	CreatedAt time.Time
