@@ -103,6 +103,10 @@ type Config struct {
 	// EvalTimeout bounds one evaluation of a device's grants; an evaluation
 	// cut off is a deny with ReasonPolicyTimeout. Default 100ms.
 	EvalTimeout time.Duration
+	// EvalSlots is how many grant evaluations may run at once; an
+	// evaluation's EvalTimeout starts when it gets a slot. Default
+	// GOMAXPROCS: more only share the CPUs and pass the bound together.
+	EvalSlots int
 }
 
 // DefaultEvalTimeout is Config.EvalTimeout's default: grants are computed
@@ -179,8 +183,11 @@ func New(cfg Config) *Authorizer {
 	if cfg.EvalTimeout <= 0 {
 		cfg.EvalTimeout = DefaultEvalTimeout
 	}
+	if cfg.EvalSlots <= 0 {
+		cfg.EvalSlots = max(runtime.GOMAXPROCS(0), 1)
+	}
 	a := &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize),
-		denies: newRecentDenies(cfg.RecentDenies), evalSlots: make(chan struct{}, max(runtime.GOMAXPROCS(0), 1))}
+		denies: newRecentDenies(cfg.RecentDenies), evalSlots: make(chan struct{}, cfg.EvalSlots)}
 	a.fresh.init(cfg.MaxStaleness, cfg.Now())
 	return a
 }
