@@ -43,6 +43,9 @@ func TestSandboxRefusesBuiltins(t *testing.T) {
 		{"strings.render_template", `	r := strings.render_template("{{.a}}", {"a": "b"})`},
 		{"graph.reachable_paths", `	r := sprintf("%v", [graph.reachable_paths({}, [])])`},
 		{"rego.parse_module", `	r := sprintf("%v", [rego.parse_module("m", "package m")])`},
+		// One call allocates 2^n bits: bits.lsh(1, 1e12) is a 125 GB
+		// allocation the runtime cannot survive (fatal, not a panic).
+		{"bits.lsh", `	r := sprintf("%d", [bits.lsh(1, 1000000000000)])`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.builtin, func(t *testing.T) {
@@ -149,4 +152,65 @@ func TestPolicyTestsCutOff(t *testing.T) {
 	if rep.OK() || rep.Failed != 1 || rep.Passed != 1 || !strings.Contains(rep.Results[0].Error, "cut off") {
 		t.Fatalf("report %+v, want test_slow cut off and test_fast passed", rep)
 	}
+}
+
+// oneLongCall is a policy whose grants for the device "slow" spend seconds
+// in one built-in call that never looks at the deadline: regex.match is
+// linear in the text, but times the automaton's size (300 alternatives
+// over 512 KiB here). Every other device gets its grant at once.
+func oneLongCall(t *testing.T) *policy.Policy {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("package gatehouse.authz\n\ngrants contains {\"action\": \"publish\", \"filter\": \"ok/#\"} if input.device.id != \"slow\"\n\n")
+	b.WriteString("grants contains {\"action\": \"publish\", \"filter\": \"#\"} if {\n\tinput.device.id == \"slow\"\n\ts0 := \"ab\"\n")
+	for i := 1; i <= 18; i++ {
+		fmt.Fprintf(&b, "\ts%d := concat(\"\", [s%d, s%d])\n", i, i-1, i-1)
+	}
+	b.WriteString("\tregex.match(\"(?:a|b){0,300}c\", s18)\n}\n")
+	p, err := policy.Compile(context.Background(), policy.Source{Policy: b.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestGrantsReturnAtDeadlineInsideOneCall: OPA checks the deadline between
+// steps, not inside every built-in; an evaluation stuck in one long call
+// still answers policy_timeout near its deadline (the decision must not
+// wait for the call), and while that call runs on, further evaluations of
+// the same version are refused at once instead of each starting another
+// one (a slow policy would otherwise cost a core per broker request). When
+// it ends, evaluations resume.
+func TestGrantsReturnAtDeadlineInsideOneCall(t *testing.T) {
+	p := oneLongCall(t)
+	grants := func(id string) ([]policy.Grant, error, time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		gs, err := p.Grants(ctx, policy.Device{ID: id, Fleet: "f"})
+		return gs, err, time.Since(start)
+	}
+	start := time.Now()
+	gs, err, took := grants("slow")
+	if fault.CodeOf(err) != policy.Timeout || gs != nil || took > time.Second {
+		t.Fatalf("slow: grants %v, err %v after %v: want policy_timeout near 100ms", gs, err, took)
+	}
+	gs, err, took = grants("fast")
+	if fault.CodeOf(err) != policy.Timeout || took > 50*time.Millisecond {
+		t.Fatalf("fast, while the slow call runs on: grants %v, err %v after %v: want policy_timeout at once", gs, err, took)
+	}
+	for {
+		gs, err, _ = grants("fast")
+		if err == nil {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("evaluations still refused a minute later: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(gs) != 1 || gs[0].Filter != "ok/#" {
+		t.Fatalf("fast after the slow call ended: %v", gs)
+	}
+	t.Logf("the slow call ran %v; the decision took %v", time.Since(start).Round(time.Millisecond), took)
 }
