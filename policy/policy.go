@@ -169,6 +169,17 @@ func Compile(ctx context.Context, src Source) (*Policy, error) {
 	if !definesGrants(modules[policyFile]) {
 		return nil, &CompileError{Problems: []Problem{{Module: "policy", Line: 1, Column: 1, Message: "policy must define the rule grants"}}}
 	}
+	// The grants query sees the policy module alone. The tests module may
+	// declare package gatehouse.authz too (OPA allows it), and a rule it
+	// adds there would otherwise grant live: a version's grants are what
+	// its policy text says, never something hidden among its tests.
+	if _, ok := modules[testsFile]; ok {
+		compiler = newCompiler().WithStrict(false)
+		compiler.Compile(map[string]*ast.Module{policyFile: modules[policyFile]})
+		if compiler.Failed() {
+			return nil, &CompileError{Problems: problemsOf(compiler.Errors, "policy")}
+		}
+	}
 	q, err := rego.New(rego.Query(Query), rego.Compiler(compiler), rego.Capabilities(sandbox())).PrepareForEval(ctx)
 	if err != nil {
 		return nil, &CompileError{Problems: problemsOf(err, "policy")}

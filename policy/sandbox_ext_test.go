@@ -214,3 +214,25 @@ func TestGrantsReturnAtDeadlineInsideOneCall(t *testing.T) {
 	}
 	t.Logf("the slow call ran %v; the decision took %v", time.Since(start).Round(time.Millisecond), took)
 }
+
+// TestTestsModuleGrantsNothing: the tests module is compiled with the
+// policy for the test run, but a rule it adds to package gatehouse.authz
+// never reaches the live grants: what the policy text says is all a device
+// gets, whatever a reviewer did not read in the tests.
+func TestTestsModuleGrantsNothing(t *testing.T) {
+	p, err := policy.Compile(context.Background(), policy.Source{
+		Policy: "package gatehouse.authz\n\ngrants contains {\"action\": \"publish\", \"filter\": \"own/#\", \"rule\": \"own\"}\n",
+		Tests: "package gatehouse.authz\n\ngrants contains {\"action\": \"subscribe\", \"filter\": \"#\", \"rule\": \"hidden\"}\n\n" +
+			"test_own if { count(grants) >= 1 }\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, err := p.Grants(context.Background(), policy.Device{ID: "d", Fleet: "f"})
+	if err != nil || len(gs) != 1 || gs[0].Rule != "own" {
+		t.Fatalf("grants %+v, %v: want only the policy's own grant", gs, err)
+	}
+	rep, err := p.Test(context.Background())
+	if err != nil || !rep.OK() {
+		t.Fatalf("tests %+v, %v: want them to run against policy and tests together", rep, err)
+	}
+}
