@@ -410,8 +410,38 @@ const (
 )
 
 // Test runs the policy's test_ rules in-process, like `opa test`, inside
-// the same sandbox as the grants.
+// the same sandbox as the grants. It returns by ctx's end (plus
+// overrunGrace) even if a test is stuck in one built-in call that ignores
+// the deadline (see eval); that call runs on to its end unobserved.
 func (p *Policy) Test(ctx context.Context) (TestReport, error) {
+	type result struct {
+		rep TestReport
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := p.test(ctx)
+		done <- result{rep, err}
+	}()
+	select {
+	case r := <-done:
+		return r.rep, r.err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(overrunGrace)
+	defer grace.Stop()
+	select {
+	case r := <-done:
+		return r.rep, r.err
+	case <-grace.C:
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return TestReport{}, fmt.Errorf("run policy tests: %w", ctx.Err())
+	}
+	return TestReport{}, fault.New(Timeout, "policy tests exceeded their time limit (%s per test, %s per run) and were cut off", TestTimeout, TestRunTimeout)
+}
+
+func (p *Policy) test(ctx context.Context) (TestReport, error) {
 	ch, err := tester.NewRunner().SetCompiler(newCompiler()).SetTimeout(TestTimeout).
 		SetDefaultRegoVersion(ast.RegoV1).Run(ctx, p.modules)
 	if err != nil {

@@ -236,3 +236,22 @@ func TestTestsModuleGrantsNothing(t *testing.T) {
 		t.Fatalf("tests %+v, %v: want them to run against policy and tests together", rep, err)
 	}
 }
+
+// TestPolicyTestsReturnAtDeadlineInsideOneCall: a test stuck in one
+// built-in call that ignores the deadline does not hold the test run (and
+// the activation or test request) past its bound.
+func TestPolicyTestsReturnAtDeadlineInsideOneCall(t *testing.T) {
+	src := oneLongCall(t).Source()
+	src.Tests = "package gatehouse.authz_test\n\nimport data.gatehouse.authz\n\ntest_slow if { count(authz.grants) == 1 with input as {\"device\": {\"id\": \"slow\"}} }\n"
+	p, err := policy.Compile(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	rep, err := p.Test(ctx)
+	if took := time.Since(start); fault.CodeOf(err) != policy.Timeout || rep.OK() || took > time.Second {
+		t.Fatalf("tests %+v, %v after %v: want policy_timeout near 200ms", rep, err, took)
+	}
+}
