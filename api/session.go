@@ -166,7 +166,7 @@ func (s *Server) login(c echo.Context) error {
 		return fault.New(fault.InvalidArgument, "username and password are required")
 	}
 	sess, err := s.cfg.Auth.Login(c.Request().Context(), auth.Credentials{Username: b.Username, Password: b.Password,
-		ClientIP: remoteIP(c.Request()), UserAgent: c.Request().UserAgent()})
+		ClientIP: remoteIP(c.Request()), UserAgent: userAgent(c.Request())})
 	if err != nil {
 		var te *auth.ThrottledError
 		if errors.As(err, &te) {

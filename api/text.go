@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"net/http"
 	"net/url"
 	"strings"
 	"unicode/utf8"
@@ -110,4 +111,12 @@ func nulEscape(raw []byte) int {
 		off = i + 1
 	}
 	return -1
+}
+
+// userAgent is the request's User-Agent as storable text. The header is
+// recorded, not typed by the user: a browser may send Latin-1 bytes in it
+// (HTTP allows them; NUL it does not), which must not refuse a login on
+// PostgreSQL, so they become U+FFFD instead.
+func userAgent(r *http.Request) string {
+	return strings.ToValidUTF8(r.UserAgent(), "\uFFFD")
 }

@@ -184,6 +184,32 @@ func TestLoginBadUsername(t *testing.T) {
 	}
 }
 
+// TestLoginUserAgentNotUTF8: the User-Agent header is the one string the
+// server stores that the user did not type (the session records it). A
+// browser may send Latin-1 in it; a correct login answered 200 on SQLite
+// and 400 on PostgreSQL. It signs in on both.
+func TestLoginUserAgentNotUTF8(t *testing.T) {
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			u := newUIStack(t, backend)
+			body := []byte(`{"username":"root","password":"` + uiPassword + `"}`)
+			req, err := http.NewRequest("POST", u.srv.URL+"/api/v1/session", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("User-Agent", "Mozilla/5.0 (caf\xe9)")
+			resp, err := u.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := readReply(resp); r.status != http.StatusOK {
+				t.Fatalf("login with a Latin-1 User-Agent: %s", r)
+			}
+		})
+	}
+}
+
 // TestGoodTextStillAccepted: the check refuses bad text only. Non-ASCII,
 // U+FFFD itself, a lone surrogate escape (decoded to U+FFFD, as JSON
 // parsers do) and the six characters \u0000 after an escaped backslash are

@@ -153,13 +153,15 @@ var noStore = []string{"no-store"}
 // errUnauthenticated marks a request without the shared secret.
 var errUnauthenticated = errors.New("hook request without the shared secret or a client certificate")
 
-// authenticated reports whether the request carries the shared secret
-// (compared in constant time) or came over mutual TLS. With neither
-// configured, New only built the handler because the operator opened it.
+// authenticated reports whether the request may be served: it carries
+// credentials, or the operator opened the hooks.
 func (h *Handler) authenticated(r *http.Request) bool {
-	if h.cfg.AllowUnauthenticated {
-		return true
-	}
+	return h.cfg.AllowUnauthenticated || h.credentialed(r)
+}
+
+// credentialed reports whether the request carries the shared secret
+// (compared in constant time) or came over mutual TLS.
+func (h *Handler) credentialed(r *http.Request) bool {
 	if h.cfg.ClientCerts && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		return true
 	}
@@ -218,13 +220,13 @@ func (h *Handler) decide(r *http.Request, req authz.Request) (authz.Decision, er
 }
 
 // allowed folds a decision and an error into the one bit brokers get.
-// Failures of authenticated callers (the broker) are logged each; those of
-// unauthenticated callers, malformed or not, are only counted and logged at
-// most once per UnauthLogEvery, since anyone who reaches the listener can
-// send them.
+// Failures of callers with credentials (the broker) are logged each; those
+// of callers without, malformed or not, are only counted and logged at most
+// once per UnauthLogEvery, since anyone who reaches the listener can send
+// them — also when the operator opened the hooks to such callers.
 func (h *Handler) allowed(r *http.Request, dialect string, req authz.Request, d authz.Decision, err error) bool {
 	if err != nil {
-		if errors.Is(err, errUnauthenticated) || !h.authenticated(r) {
+		if errors.Is(err, errUnauthenticated) || !h.credentialed(r) {
 			h.unauth.note(dialect, r.RemoteAddr)
 			return false
 		}

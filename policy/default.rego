@@ -14,8 +14,8 @@ package gatehouse.authz
 #   fleets/<fleet>/devices/<id>/{telemetry,state,events,cmd}/...
 #   fleets/<fleet>/broadcast/...
 # so "the devices of my fleet" is one MQTT filter and no grant below
-# reaches another fleet. Fleet names and device ids are [A-Za-z0-9._-]:
-# they can be neither a wildcard nor span topic levels.
+# reaches another fleet. Fleet names are [A-Za-z0-9._-], device ids
+# [A-Za-z0-9._:-]: they can be neither a wildcard nor span topic levels.
 own := concat("/", ["fleets", input.device.fleet, "devices", input.device.id])
 
 # Per-device isolation: a device writes only under its own subtree...

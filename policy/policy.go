@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -122,6 +123,9 @@ type Policy struct {
 	modules  map[string]*ast.Module
 	compiler *ast.Compiler
 	query    rego.PreparedEvalQuery
+	// overruns counts evaluations still running past their deadline (see
+	// eval); while there is one, Grants refuses to start another.
+	overruns atomic.Int32
 }
 
 const (
@@ -165,6 +169,17 @@ func Compile(ctx context.Context, src Source) (*Policy, error) {
 	}
 	if !definesGrants(modules[policyFile]) {
 		return nil, &CompileError{Problems: []Problem{{Module: "policy", Line: 1, Column: 1, Message: "policy must define the rule grants"}}}
+	}
+	// The grants query sees the policy module alone. The tests module may
+	// declare package gatehouse.authz too (OPA allows it), and a rule it
+	// adds there would otherwise grant live: a version's grants are what
+	// its policy text says, never something hidden among its tests.
+	if _, ok := modules[testsFile]; ok {
+		compiler = ast.NewCompiler().WithCapabilities(caps).WithStrict(false)
+		compiler.Compile(map[string]*ast.Module{policyFile: modules[policyFile]})
+		if compiler.Failed() {
+			return nil, &CompileError{Problems: problemsOf(compiler.Errors, "policy")}
+		}
 	}
 	q, err := rego.New(rego.Query(Query), rego.Compiler(compiler), rego.Capabilities(caps)).PrepareForEval(ctx)
 	if err != nil {
@@ -220,7 +235,11 @@ func (p *Policy) Grants(ctx context.Context, d Device) ([]Grant, error) {
 	if d.Labels == nil {
 		d.Labels = map[string]string{}
 	}
-	rs, err := p.query.Eval(ctx, rego.EvalInput(map[string]any{"device": d}))
+	if p.overruns.Load() > 0 {
+		return nil, fault.New(Timeout, "an earlier evaluation of this policy version is still running past its time limit; "+
+			"evaluations are cut off until it ends")
+	}
+	rs, err := p.eval(ctx, map[string]any{"device": d})
 	if err != nil {
 		return nil, evalError(ctx, err)
 	}
@@ -248,6 +267,48 @@ func (p *Policy) Grants(ctx context.Context, d Device) ([]Grant, error) {
 		return out[i].Filter < out[j].Filter
 	})
 	return out, nil
+}
+
+// overrunGrace is how long eval waits, once its context is done, for the
+// evaluation to stop by itself, which it normally does within microseconds.
+const overrunGrace = 50 * time.Millisecond
+
+// eval runs the grants query, returning by the context's end plus
+// overrunGrace whatever the evaluation does. OPA checks the context between
+// steps and inside its generating built-ins, but not inside every built-in:
+// one call of regex.match over a long text, or a deep comparison, runs for
+// seconds. Such an evaluation cannot be stopped, so it is left to finish on
+// its own and counted in p.overruns meanwhile: the decision does not wait
+// for it, and Grants starts no other evaluation of this version (each would
+// cost a core) until it ends.
+func (p *Policy) eval(ctx context.Context, input map[string]any) (rego.ResultSet, error) {
+	type result struct {
+		rs  rego.ResultSet
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rs, err := p.query.Eval(ctx, rego.EvalInput(input))
+		done <- result{rs, err}
+	}()
+	select {
+	case r := <-done:
+		return r.rs, r.err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(overrunGrace)
+	defer grace.Stop()
+	select {
+	case r := <-done:
+		return r.rs, r.err
+	case <-grace.C:
+	}
+	p.overruns.Add(1)
+	go func() {
+		<-done
+		p.overruns.Add(-1)
+	}()
+	return nil, ctx.Err()
 }
 
 // evalError classifies an evaluation error: cut off by the context's
@@ -350,8 +411,38 @@ const (
 )
 
 // Test runs the policy's test_ rules in-process, like `opa test`, inside
-// the same sandbox as the grants.
+// the same sandbox as the grants. It returns by ctx's end (plus
+// overrunGrace) even if a test is stuck in one built-in call that ignores
+// the deadline (see eval); that call runs on to its end unobserved.
 func (p *Policy) Test(ctx context.Context) (TestReport, error) {
+	type result struct {
+		rep TestReport
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := p.test(ctx)
+		done <- result{rep, err}
+	}()
+	select {
+	case r := <-done:
+		return r.rep, r.err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(overrunGrace)
+	defer grace.Stop()
+	select {
+	case r := <-done:
+		return r.rep, r.err
+	case <-grace.C:
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return TestReport{}, fmt.Errorf("run policy tests: %w", ctx.Err())
+	}
+	return TestReport{}, fault.New(Timeout, "policy tests exceeded their time limit (%s per test, %s per run) and were cut off", TestTimeout, TestRunTimeout)
+}
+
+func (p *Policy) test(ctx context.Context) (TestReport, error) {
 	ch, err := tester.NewRunner().SetCompiler(newCompiler()).SetTimeout(TestTimeout).
 		SetDefaultRegoVersion(ast.RegoV1).Run(ctx, p.modules)
 	if err != nil {

@@ -43,6 +43,9 @@ func TestSandboxRefusesBuiltins(t *testing.T) {
 		{"strings.render_template", `	r := strings.render_template("{{.a}}", {"a": "b"})`},
 		{"graph.reachable_paths", `	r := sprintf("%v", [graph.reachable_paths({}, [])])`},
 		{"rego.parse_module", `	r := sprintf("%v", [rego.parse_module("m", "package m")])`},
+		// One call allocates 2^n bits: bits.lsh(1, 1e12) is a 125 GB
+		// allocation the runtime cannot survive (fatal, not a panic).
+		{"bits.lsh", `	r := sprintf("%d", [bits.lsh(1, 1000000000000)])`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.builtin, func(t *testing.T) {
@@ -148,5 +151,107 @@ func TestPolicyTestsCutOff(t *testing.T) {
 	}
 	if rep.OK() || rep.Failed != 1 || rep.Passed != 1 || !strings.Contains(rep.Results[0].Error, "cut off") {
 		t.Fatalf("report %+v, want test_slow cut off and test_fast passed", rep)
+	}
+}
+
+// oneLongCall is a policy whose grants for the device "slow" spend seconds
+// in one built-in call that never looks at the deadline: regex.match is
+// linear in the text, but times the automaton's size (300 alternatives
+// over 512 KiB here). Every other device gets its grant at once.
+func oneLongCall(t *testing.T) *policy.Policy {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("package gatehouse.authz\n\ngrants contains {\"action\": \"publish\", \"filter\": \"ok/#\"} if input.device.id != \"slow\"\n\n")
+	b.WriteString("grants contains {\"action\": \"publish\", \"filter\": \"#\"} if {\n\tinput.device.id == \"slow\"\n\ts0 := \"ab\"\n")
+	for i := 1; i <= 18; i++ {
+		fmt.Fprintf(&b, "\ts%d := concat(\"\", [s%d, s%d])\n", i, i-1, i-1)
+	}
+	b.WriteString("\tregex.match(\"(?:a|b){0,300}c\", s18)\n}\n")
+	p, err := policy.Compile(context.Background(), policy.Source{Policy: b.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestGrantsReturnAtDeadlineInsideOneCall: OPA checks the deadline between
+// steps, not inside every built-in; an evaluation stuck in one long call
+// still answers policy_timeout near its deadline (the decision must not
+// wait for the call), and while that call runs on, further evaluations of
+// the same version are refused at once instead of each starting another
+// one (a slow policy would otherwise cost a core per broker request). When
+// it ends, evaluations resume.
+func TestGrantsReturnAtDeadlineInsideOneCall(t *testing.T) {
+	p := oneLongCall(t)
+	grants := func(id string) ([]policy.Grant, error, time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		gs, err := p.Grants(ctx, policy.Device{ID: id, Fleet: "f"})
+		return gs, err, time.Since(start)
+	}
+	start := time.Now()
+	gs, err, took := grants("slow")
+	if fault.CodeOf(err) != policy.Timeout || gs != nil || took > time.Second {
+		t.Fatalf("slow: grants %v, err %v after %v: want policy_timeout near 100ms", gs, err, took)
+	}
+	gs, err, took = grants("fast")
+	if fault.CodeOf(err) != policy.Timeout || took > 50*time.Millisecond {
+		t.Fatalf("fast, while the slow call runs on: grants %v, err %v after %v: want policy_timeout at once", gs, err, took)
+	}
+	for {
+		gs, err, _ = grants("fast")
+		if err == nil {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("evaluations still refused a minute later: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(gs) != 1 || gs[0].Filter != "ok/#" {
+		t.Fatalf("fast after the slow call ended: %v", gs)
+	}
+	t.Logf("the slow call ran %v; the decision took %v", time.Since(start).Round(time.Millisecond), took)
+}
+
+// TestTestsModuleGrantsNothing: the tests module is compiled with the
+// policy for the test run, but a rule it adds to package gatehouse.authz
+// never reaches the live grants: what the policy text says is all a device
+// gets, whatever a reviewer did not read in the tests.
+func TestTestsModuleGrantsNothing(t *testing.T) {
+	p, err := policy.Compile(context.Background(), policy.Source{
+		Policy: "package gatehouse.authz\n\ngrants contains {\"action\": \"publish\", \"filter\": \"own/#\", \"rule\": \"own\"}\n",
+		Tests: "package gatehouse.authz\n\ngrants contains {\"action\": \"subscribe\", \"filter\": \"#\", \"rule\": \"hidden\"}\n\n" +
+			"test_own if { count(grants) >= 1 }\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, err := p.Grants(context.Background(), policy.Device{ID: "d", Fleet: "f"})
+	if err != nil || len(gs) != 1 || gs[0].Rule != "own" {
+		t.Fatalf("grants %+v, %v: want only the policy's own grant", gs, err)
+	}
+	rep, err := p.Test(context.Background())
+	if err != nil || !rep.OK() {
+		t.Fatalf("tests %+v, %v: want them to run against policy and tests together", rep, err)
+	}
+}
+
+// TestPolicyTestsReturnAtDeadlineInsideOneCall: a test stuck in one
+// built-in call that ignores the deadline does not hold the test run (and
+// the activation or test request) past its bound.
+func TestPolicyTestsReturnAtDeadlineInsideOneCall(t *testing.T) {
+	src := oneLongCall(t).Source()
+	src.Tests = "package gatehouse.authz_test\n\nimport data.gatehouse.authz\n\ntest_slow if { count(authz.grants) == 1 with input as {\"device\": {\"id\": \"slow\"}} }\n"
+	p, err := policy.Compile(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	rep, err := p.Test(ctx)
+	if took := time.Since(start); fault.CodeOf(err) != policy.Timeout || rep.OK() || took > time.Second {
+		t.Fatalf("tests %+v, %v after %v: want policy_timeout near 200ms", rep, err, took)
 	}
 }
