@@ -27,7 +27,7 @@ var dialectCases = []struct {
 	{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1"}`, "auth_on_register"},
 	{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1","topic":"fleets/plant/devices/dev1/telemetry/t","qos":0}`, "auth_on_publish"},
 	{"vernemq", "POST", "/hooks/vernemq", "application/json", `{"username":"dev1","client_id":"dev1","topics":[{"topic":"fleets/plant/devices/dev1/cmd/#","qos":0}]}`, "auth_on_subscribe"},
-	{"mosquitto-status", "POST", "/hooks/mosquitto/user", "application/json", `{"username":"dev1","clientid":"dev1"}`, ""},
+	{"mosquitto-status", "POST", "/hooks/mosquitto/acl", "application/json", `{"username":"dev1","clientid":"dev1","topic":"fleets/plant/devices/dev1/cmd/reboot","acc":1}`, ""},
 	{"mosquitto-status", "POST", "/hooks/mosquitto/acl", "application/json", `{"username":"dev1","clientid":"dev1","topic":"fleets/plant/devices/dev1/telemetry/t","acc":2}`, ""},
 	{"rabbitmq", "POST", "/hooks/rabbitmq/user", "application/x-www-form-urlencoded", "username=dev1", ""},
 	{"rabbitmq", "POST", "/hooks/rabbitmq/topic", "application/x-www-form-urlencoded", "username=dev1&vhost=%2F&resource=topic&name=amq.topic&permission=write&routing_key=fleets.plant.devices.dev1.telemetry.t&variable_map.client_id=dev1", ""},

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -12,14 +13,30 @@ import (
 // require_certificate and use_identity_as_username, so username is the
 // certificate's CN. go-auth treats 5xx as an error, so a deny is always 403
 // (status mode) or a 200 with a negative body (json, text).
+//
+// go-auth sends only Content-Type and User-Agent (backends/http.go,
+// httpRequest); the hook secret reaches Gatehouse as the basic-auth password
+// Go's HTTP client derives from userinfo put in auth_opt_http_host.
 
-// go-auth access codes.
+// go-auth access codes: Mosquitto's MOSQ_ACL_* bits, passed through
+// unchanged (auth-plugin.c, AuthAclCheck). Mosquitto asks about one access
+// at a time — read on delivery, write on publish, subscribe on subscribe —
+// and answers unsubscribe itself for v4 plugins such as go-auth, so no
+// combined value (3, read|write) ever arrives; anything else is denied.
 const (
 	mosqRead      = 1
 	mosqWrite     = 2
-	mosqReadWrite = 3
 	mosqSubscribe = 4
 )
+
+// errPasswordListener is the answer to every go-auth user check. Mosquitto
+// skips the plugin's basic auth on a listener with use_identity_as_username
+// (handle_connect.c: "Authentication assumed to be cleared"), so a call here
+// comes from a listener where the username is whatever the client typed,
+// and Gatehouse, which ignores passwords, cannot tell a device from anyone
+// claiming its name. Denying it keeps such a listener closed.
+var errPasswordListener = errors.New("mosquitto user check: go-auth calls it only for listeners " +
+	"without use_identity_as_username, where the username is not a certificate identity; denied")
 
 type mosqRequest struct {
 	Username string  `json:"username"`
@@ -89,14 +106,20 @@ func (h *Handler) mosqAnswer(w http.ResponseWriter, allow bool) {
 	}
 }
 
+// mosquittoUser always denies (errPasswordListener). Connect-time checks —
+// suspended or unknown device, client id not the device id — therefore do
+// not run on Mosquitto through go-auth; publish and subscribe of such a
+// device are still denied by the ACL check.
 func (h *Handler) mosquittoUser(w http.ResponseWriter, r *http.Request) {
 	req, err := h.mosqDecode(w, r)
 	areq := authz.Request{Action: authz.Connect, Identity: req.Username, ClientID: req.ClientID, Username: req.Username}
-	var d authz.Decision
 	if err == nil {
-		d, err = h.decide(r, areq)
+		err = errPasswordListener
+		if !h.authenticated(r) {
+			err = errUnauthenticated
+		}
 	}
-	h.mosqAnswer(w, h.allowed(r, "mosquitto", areq, d, err))
+	h.mosqAnswer(w, h.allowed(r, "mosquitto", areq, authz.Decision{}, err))
 }
 
 // mosquittoSuperuser always denies: no device bypasses the ACL.
@@ -116,8 +139,6 @@ func (h *Handler) mosquittoACL(w http.ResponseWriter, r *http.Request) {
 		actions = []authz.Action{authz.Subscribe}
 	case mosqWrite:
 		actions = []authz.Action{authz.Publish}
-	case mosqReadWrite:
-		actions = []authz.Action{authz.Subscribe, authz.Publish}
 	default:
 		if err == nil {
 			err = malformed("unknown acc " + strconv.Itoa(req.Acc.v))

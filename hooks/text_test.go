@@ -44,7 +44,7 @@ func TestBadTextIsDenied(t *testing.T) {
 		{"mosquitto-status", "POST", "/hooks/mosquitto/acl", "application/json", "", `{"username":"dev1","clientid":"dev1","topic":"t/@","acc":2}`, false},
 		{"mosquitto-status", "POST", "/hooks/mosquitto/acl", "application/x-www-form-urlencoded", "", `username=dev1&clientid=dev1&topic=t%2F@&acc=2`, true},
 		{"mosquitto-status", "GET", "/hooks/mosquitto/acl?username=dev1&clientid=dev1&topic=t%2F@&acc=1", "", "", "", true},
-		{"mosquitto-status", "POST", "/hooks/mosquitto/user", "application/json", "", `{"username":"dev1@","password":"","clientid":"dev1@"}`, false},
+		{"mosquitto-status", "POST", "/hooks/mosquitto/acl", "application/json", "", `{"username":"dev1@","clientid":"dev1@","topic":"t","acc":4}`, false},
 		{"rabbitmq", "GET", "/hooks/rabbitmq/topic?username=dev1&vhost=%2F&resource=topic&name=amq.topic&permission=write&routing_key=t.@&variable_map.client_id=dev1", "", "", "", true},
 		{"rabbitmq", "POST", "/hooks/rabbitmq/topic", "application/x-www-form-urlencoded", "", `username=dev1&vhost=%2F&resource=topic&name=amq.topic&permission=write&routing_key=t.@&variable_map.client_id=dev1`, true},
 		{"rabbitmq", "GET", "/hooks/rabbitmq/user?username=dev1@", "", "", "", true},
