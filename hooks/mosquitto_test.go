@@ -114,3 +114,30 @@ func TestGoAuthUserinfoSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestMosquittoAccValues: with a core that allows everything, the ACL check
+// allows exactly the access values Mosquitto passes to go-auth — read 1,
+// write 2, subscribe 4 — and denies every other, including 3 (read|write),
+// which Mosquitto never sends and which used to be served as subscribe and
+// publish together, and 8 (unsubscribe), which Mosquitto answers itself for
+// go-auth's plugin interface.
+func TestMosquittoAccValues(t *testing.T) {
+	h, err := hooks.New(hooks.Config{Authorizer: allowAll{}, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		acc   string
+		allow bool
+	}{{"1", true}, {"2", true}, {"4", true}, {"0", false}, {"3", false}, {"5", false}, {"8", false}, {"-1", false}} {
+		req := httptest.NewRequest("POST", "/hooks/mosquitto/acl",
+			strings.NewReader(`{"acc":`+tc.acc+`,"clientid":"dev1","topic":"t","username":"dev1"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.SetBasicAuth("gatehouse", secret)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if got := rec.Code == http.StatusOK; got != tc.allow || rec.Code >= 500 {
+			t.Errorf("acc %s: %d %s, want allow=%v", tc.acc, rec.Code, rec.Body, tc.allow)
+		}
+	}
+}
