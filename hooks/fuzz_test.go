@@ -27,6 +27,8 @@ func FuzzDialects(f *testing.F) {
 	f.Add(uint8(9), `{"topics":[{"topic":"#","qos":"x"}]}`)
 	f.Add(uint8(11), "{\"action\":\"publish\",\"client_id\":\"dev1\",\"identity\":\"dev1\",\"topic\":\"t/\xff\"}")
 	f.Add(uint8(11), `{"action":"publish","client_id":"dev1","identity":"dev1","topic":"t/\u0000"}`)
+	f.Add(uint8(12), `{"username":"dev1","client_id":"dev1","topics":[{"topic":"#","qos":1,"no_local":"x","retain_handling":7}]}`)
+	f.Add(uint8(13), `{"username":"dev1","client_id":"dev1","listener_type":7}`)
 	endpoints := []struct{ path, ctype, hook string }{
 		{"/hooks/emqx/authn", "application/json", ""},
 		{"/hooks/emqx/authz", "application/json", ""},
@@ -40,8 +42,10 @@ func FuzzDialects(f *testing.F) {
 		{"/hooks/rabbitmq/resource", "application/x-www-form-urlencoded", ""},
 		{"/hooks/rabbitmq/topic", "application/x-www-form-urlencoded", ""},
 		{"/hooks/v1/authorize", "application/json", ""},
+		{"/hooks/vernemq", "application/json", "auth_on_subscribe_m5"},
+		{"/hooks/vernemq", "application/json", "auth_on_register_m5"},
 	}
-	h, err := hooks.New(hooks.Config{Authorizer: newAuthorizer(f), Secret: secret, RabbitCertLogin: true})
+	h, err := hooks.New(hooks.Config{Authorizer: newAuthorizer(f), Secret: secret, RabbitCertLogin: true, VerneMQPerFilterSuback: true})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -78,7 +78,13 @@ type Config struct {
 	// only a username is then the certificate's CN. Off, such requests are
 	// denied, since devices have no passwords.
 	RabbitCertLogin bool
-	// MaxBody caps request bodies; default 64 KiB.
+	// VerneMQPerFilterSuback declares VerneMQ 2.2.0 or newer: an MQTT 5
+	// SUBSCRIBE with some refused filters is then answered filter by filter
+	// (135 for each refused one). Older VerneMQ may subscribe a filter
+	// answered 135, so without it such a SUBSCRIBE is refused whole.
+	VerneMQPerFilterSuback bool
+	// MaxBody caps request bodies; default 64 KiB. The payload of VerneMQ
+	// publish hooks is skipped and does not count.
 	MaxBody int64
 	Log     *slog.Logger
 }

@@ -59,7 +59,7 @@ func allowedBy(dialect string, status int, body string) bool {
 	switch dialect {
 	case "emqx":
 		return status == 200 && strings.Contains(body, `"result":"allow"`)
-	case "vernemq":
+	case "vernemq", "vernemq-2.2":
 		return status == 200 && body == `{"result":"ok"}`
 	case "mosquitto-status":
 		return status == 200
@@ -95,7 +95,13 @@ func TestCorpus(t *testing.T) {
 				if m, ok := strings.CutPrefix(dialect, "mosquitto-"); ok {
 					mode = hooks.MosquittoMode(m)
 				}
-				h = newHandler(t, mode)
+				cfg := hooks.Config{Authorizer: newAuthorizer(t), Secret: secret, MosquittoMode: mode, RabbitCertLogin: true}
+				// vernemq-2.2 holds the cases answered differently when the
+				// operator declares VerneMQ 2.2.0 or newer.
+				cfg.VerneMQPerFilterSuback = dialect == "vernemq-2.2"
+				if h, err = hooks.New(cfg); err != nil {
+					t.Fatal(err)
+				}
 				handlers[dialect] = h
 			}
 			raw, err := os.ReadFile(f)

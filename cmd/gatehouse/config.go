@@ -41,6 +41,7 @@ const (
 	keyHooksClientCA  = "hooks.client_ca"
 	keyHooksMosqMode  = "hooks.mosquitto.mode"
 	keyHooksRabbitCL  = "hooks.rabbitmq.cert_login"
+	keyHooksVMQ22     = "hooks.vernemq.per_filter_suback"
 	keyDecisionLog    = "authz.decision_log_every"
 	keyMaxStaleness   = "authz.max_staleness"
 	keyPolicyEval     = "policy.eval_timeout"
@@ -81,6 +82,7 @@ var defaults = map[string]any{
 	keyHooksClientCA:  "",
 	keyHooksMosqMode:  "status",
 	keyHooksRabbitCL:  false,
+	keyHooksVMQ22:     false,
 	keyDecisionLog:    0,
 	keyMaxStaleness:   "30s",
 	keyPolicyEval:     "100ms",

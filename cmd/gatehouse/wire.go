@@ -194,7 +194,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 	hk, err := hooks.New(hooks.Config{Authorizer: az, Certs: authority, Secret: hauth.secret,
 		ClientCerts: hauth.clientCerts, AllowUnauthenticated: hauth.open,
 		MosquittoMode: hooks.MosquittoMode(v.GetString(keyHooksMosqMode)), RabbitCertLogin: v.GetBool(keyHooksRabbitCL),
-		Log: log})
+		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
