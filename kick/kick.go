@@ -135,6 +135,7 @@ type Service struct {
 	brokers map[string]Broker
 	names   []string
 	wake    chan struct{}
+	health  health
 }
 
 // New returns a Service.
@@ -143,7 +144,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("kick: Store is required")
 	}
 	cfg.setDefaults()
-	s := &Service{cfg: cfg, brokers: map[string]Broker{}, wake: make(chan struct{}, 1)}
+	s := &Service{cfg: cfg, brokers: map[string]Broker{}, wake: make(chan struct{}, 1), health: health{targets: map[string]*TargetHealth{}}}
 	for _, b := range cfg.Brokers {
 		if b == nil || b.Name() == "" {
 			return nil, fault.New(fault.InvalidArgument, "kick: a broker has no name")
@@ -153,6 +154,7 @@ func New(cfg Config) (*Service, error) {
 		}
 		s.brokers[b.Name()] = b
 		s.names = append(s.names, b.Name())
+		s.health.targets[b.Name()] = &TargetHealth{Broker: b.Name(), Status: TargetUnchecked}
 	}
 	return s, nil
 }
@@ -254,6 +256,11 @@ func (s *Service) deliver(ctx context.Context, k store.SessionKick) {
 	defer rcancel()
 	now := s.cfg.Now()
 	if err == nil {
+		// A delivery proves the credentials: a target that failed its
+		// check recovers here too.
+		if _, ok := b.(Checker); ok && s.health.delivered(k.Broker, now) {
+			log.Info("kick target verified by a delivery")
+		}
 		if _, ferr := s.cfg.Store.FinishKick(rctx, k.DeviceID, k.Broker, k.Generation, now); ferr != nil {
 			log.Error("session kick delivered, but its status was not saved", "err", ferr)
 			return
@@ -269,6 +276,7 @@ func (s *Service) deliver(ctx context.Context, k store.SessionKick) {
 		log.Error("session kick failed, and its status was not saved; retried when its lease ends", "err", err, "save_err", rerr)
 		return
 	}
+	s.recheckAfterFailure(rctx, k.Broker)
 	if failed {
 		log.Error("session kick failed; retrying slowly", "err", err, "next_in", wait)
 	} else {
