@@ -8,9 +8,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,4 +338,49 @@ func readyz(t *testing.T, g *gatehouse) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestServeRefusesDeviceShapedOperator: serve does not start while the
+// RabbitMQ kick target has an internal user whose name could be a device
+// id (a device enrolled under it would log in as that user), and says
+// which; one named with '@' is accepted. A fake management API stands in
+// for RabbitMQ (TestRabbitMQSessionKick checks the real one finds such a
+// user).
+func TestServeRefusesDeviceShapedOperator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	var users atomic.Value
+	users.Store(`[{"name":"gatehouse-kick@ops"},{"name":"admin"}]`)
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/api/whoami":
+			_, _ = io.WriteString(w, `{"name":"gatehouse-kick@ops","tags":["administrator"]}`)
+		case "/api/users":
+			_, _ = io.WriteString(w, users.Load().(string))
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer fake.Close()
+	g := newGatehouse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, g.bin, "serve", "--data-dir", g.data, "--hooks-addr", g.hooksAddr, "--diag-addr", g.diagAddr)
+	cmd.Env = append(append(os.Environ(), g.env...), "GATEHOUSE_API_ADDR="+g.apiAddr,
+		"GATEHOUSE_KICK_RABBITMQ_URL="+fake.URL, "GATEHOUSE_KICK_RABBITMQ_USER=gatehouse-kick@ops", "GATEHOUSE_KICK_RABBITMQ_PASSWORD=pw")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil || err == nil {
+		t.Fatalf("serve did not refuse to start (%v):\n%s", err, out)
+	}
+	if !strings.Contains(string(out), `internal users ["admin"] could be device ids`) {
+		t.Errorf("serve's refusal does not name the user:\n%s", out)
+	}
+	// Without the device-shaped user it starts.
+	users.Store(`[{"name":"gatehouse-kick@ops"}]`)
+	g.serve(t, "GATEHOUSE_KICK_RABBITMQ_URL="+fake.URL, "GATEHOUSE_KICK_RABBITMQ_USER=gatehouse-kick@ops", "GATEHOUSE_KICK_RABBITMQ_PASSWORD=pw")
+	if st := kickTargets(t, g); len(st) != 1 || st[0].Status != "ok" {
+		t.Errorf("kick targets: %+v", st)
+	}
 }
