@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,4 +184,46 @@ func TestCheckTargets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunChecksPeriodically: a password changed at the broker shows as the
+// target's error within CheckEvery, with no kick to deliver.
+func TestRunChecksPeriodically(t *testing.T) {
+	var pass atomic.Value
+	pass.Store(rabbitPass)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, p, _ := r.BasicAuth(); p != pass.Load().(string) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		switch r.URL.Path {
+		case "/api/whoami":
+			_, _ = w.Write([]byte(`{"name":"ops@gatehouse","tags":["administrator"]}`))
+		case "/api/users":
+			_, _ = w.Write([]byte(`[{"name":"ops@gatehouse"}]`))
+		}
+	}))
+	defer srv.Close()
+	rmq, _ := kick.NewRabbitMQ(kick.RabbitMQConfig{URL: srv.URL, User: "ops@gatehouse", Password: rabbitPass})
+	s, err := kick.New(kick.Config{Store: openDSN(t, testdb.SQLite(t)), Brokers: []kick.Broker{rmq},
+		Poll: 10 * time.Millisecond, CheckEvery: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Run(ctx) }()
+	status := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for s.Targets()[0].Status != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("target %+v, want %s", s.Targets()[0], want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	status(kick.TargetOK)
+	pass.Store("changed at the broker")
+	status(kick.TargetError)
 }

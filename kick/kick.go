@@ -91,6 +91,10 @@ type Config struct {
 	Timeout, Lease time.Duration
 	// Concurrency caps parallel deliveries (default 8).
 	Concurrency int
+	// CheckEvery is how often Run checks the targets again (Checker), so
+	// a password changed at the broker, or an operator account added under
+	// a name a device could have, shows before the next kick (default 5m).
+	CheckEvery time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -126,6 +130,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8
+	}
+	if c.CheckEvery <= 0 {
+		c.CheckEvery = 5 * time.Minute
 	}
 }
 
@@ -196,6 +203,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
+	// serve checked the targets just before Run starts.
+	checked := s.cfg.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -204,6 +213,10 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-s.wake:
 		}
 		s.DeliverDue(ctx)
+		if now := s.cfg.Now(); now.Sub(checked) >= s.cfg.CheckEvery {
+			checked = now
+			_ = s.CheckTargets(ctx) // logged and recorded; a running server keeps running
+		}
 		t.Reset(s.cfg.Poll)
 	}
 }
