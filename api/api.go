@@ -71,6 +71,9 @@ type Config struct {
 	// SessionKicks shows live-session kick status (kicks.go); nil leaves
 	// its routes out.
 	SessionKicks SessionKicks
+	// KickTargets, when set, adds the kick targets' state ("targets") to
+	// GET /session-kicks.
+	KickTargets KickTargets
 	// OCSP answers /ocsp (public, no auth); nil leaves its routes out.
 	OCSP OCSP
 	// CRL serves /crl and /crl.pem (public, no auth) and the CRL status;

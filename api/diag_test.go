@@ -55,3 +55,24 @@ func TestReadyz(t *testing.T) {
 		})
 	}
 }
+
+type fakeDegraded []string
+
+func (f fakeDegraded) Degraded() []string { return f }
+
+// TestReadyzDegraded: a failing kick target is reported by /readyz but
+// keeps it 200 (the replica still answers brokers); a real outage is still
+// 503 and lists both.
+func TestReadyzDegraded(t *testing.T) {
+	d := fakeDegraded{"kick target rabbitmq: GET http://r/api/whoami: 401 Unauthorized"}
+	rec := httptest.NewRecorder()
+	api.Diagnostics(fakePinger{}, nil, d, fakeDegraded(nil)).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if rec.Code != 200 || rec.Body.String() != "ok (degraded)\ndegraded: "+d[0]+"\n" {
+		t.Errorf("degraded: %d %q", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	api.Diagnostics(fakePinger{}, nil, fakeDegraded(nil)).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if rec.Code != 200 || rec.Body.String() != "ok\n" {
+		t.Errorf("healthy: %d %q", rec.Code, rec.Body)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/kick"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -17,6 +18,13 @@ import (
 type SessionKicks interface {
 	DeviceKicks(ctx context.Context, deviceID string) ([]store.SessionKick, error)
 	ListKicks(ctx context.Context, f store.KickFilter) ([]store.SessionKick, error)
+}
+
+// KickTargets reports each configured kick target's last check (package
+// kick): a wrong management password shows here, not only as one failed
+// kick at a time.
+type KickTargets interface {
+	Targets() []kick.TargetHealth
 }
 
 type kickView struct {
@@ -75,5 +83,9 @@ func (s *Server) listSessionKicks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"kicks": mapSlice(ks, viewKick)})
+	out := map[string]any{"kicks": mapSlice(ks, viewKick)}
+	if s.cfg.KickTargets != nil {
+		out["targets"] = s.cfg.KickTargets.Targets()
+	}
+	return c.JSON(http.StatusOK, out)
 }

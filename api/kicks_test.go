@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse-iot/gatehouse/api"
@@ -20,8 +21,9 @@ type noCore struct{}
 func (noCore) Sync(context.Context) (int, error) { return 0, nil }
 
 type kicksReply struct {
-	Device string `json:"device"`
-	Kicks  []struct {
+	Device  string              `json:"device"`
+	Targets []kick.TargetHealth `json:"targets"`
+	Kicks   []struct {
 		Device        string  `json:"device"`
 		Broker        string  `json:"broker"`
 		Status        string  `json:"status"`
@@ -61,6 +63,7 @@ func TestSessionKickStatus(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg.SessionKicks = st
+			cfg.KickTargets = svc
 		}
 	})
 	enr, _, _ := s.enrollOK(t, s.token(t))
@@ -96,6 +99,14 @@ func TestSessionKickStatus(t *testing.T) {
 	s.call(t, "GET", "/api/v1/session-kicks", s.viewer, nil, 200, &list)
 	if len(list.Kicks) != 2 {
 		t.Errorf("all kicks: %+v", list)
+	}
+	// The failed delivery re-checked the EMQX target: the list says it
+	// fails, not only the kick; the webhook cannot be checked.
+	var targets kicksReply
+	s.call(t, "GET", "/api/v1/session-kicks", s.viewer, nil, 200, &targets)
+	if tg := targets.Targets; len(tg) != 2 || tg[0].Broker != "webhook" || tg[0].Status != "unchecked" ||
+		tg[1].Broker != "emqx" || tg[1].Status != "error" || !strings.Contains(tg[1].Error, "503") {
+		t.Errorf("kick targets: %+v", tg)
 	}
 
 	// Reinstating cancels the kick still waiting on EMQX: a late retry must

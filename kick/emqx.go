@@ -3,6 +3,7 @@ package kick
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 )
@@ -64,4 +65,14 @@ func emqxKicked(status int, body []byte) bool {
 		return json.Unmarshal(body, &e) == nil && e.Code == "CLIENTID_NOT_FOUND"
 	}
 	return false
+}
+
+// Check implements Checker with the cheapest authenticated read, one page
+// of one client.
+func (e *EMQX) Check(ctx context.Context) error {
+	_, err := e.api.get(ctx, "/api/v5/clients", "limit=1")
+	if err != nil && strings.Contains(err.Error(), ": 401 ") {
+		return fmt.Errorf("%w (wrong API key or secret)", err)
+	}
+	return err
 }

@@ -91,6 +91,10 @@ type Config struct {
 	Timeout, Lease time.Duration
 	// Concurrency caps parallel deliveries (default 8).
 	Concurrency int
+	// CheckEvery is how often Run checks the targets again (Checker), so
+	// a password changed at the broker, or an operator account added under
+	// a name a device could have, shows before the next kick (default 5m).
+	CheckEvery time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -127,6 +131,9 @@ func (c *Config) setDefaults() {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8
 	}
+	if c.CheckEvery <= 0 {
+		c.CheckEvery = 5 * time.Minute
+	}
 }
 
 // Service records kicks and delivers them.
@@ -135,6 +142,7 @@ type Service struct {
 	brokers map[string]Broker
 	names   []string
 	wake    chan struct{}
+	health  health
 }
 
 // New returns a Service.
@@ -143,7 +151,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("kick: Store is required")
 	}
 	cfg.setDefaults()
-	s := &Service{cfg: cfg, brokers: map[string]Broker{}, wake: make(chan struct{}, 1)}
+	s := &Service{cfg: cfg, brokers: map[string]Broker{}, wake: make(chan struct{}, 1), health: health{targets: map[string]*TargetHealth{}}}
 	for _, b := range cfg.Brokers {
 		if b == nil || b.Name() == "" {
 			return nil, fault.New(fault.InvalidArgument, "kick: a broker has no name")
@@ -153,6 +161,7 @@ func New(cfg Config) (*Service, error) {
 		}
 		s.brokers[b.Name()] = b
 		s.names = append(s.names, b.Name())
+		s.health.targets[b.Name()] = &TargetHealth{Broker: b.Name(), Status: TargetUnchecked}
 	}
 	return s, nil
 }
@@ -194,6 +203,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
+	// serve checked the targets just before Run starts.
+	checked := s.cfg.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -202,6 +213,10 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-s.wake:
 		}
 		s.DeliverDue(ctx)
+		if now := s.cfg.Now(); now.Sub(checked) >= s.cfg.CheckEvery {
+			checked = now
+			_ = s.CheckTargets(ctx) // logged and recorded; a running server keeps running
+		}
 		t.Reset(s.cfg.Poll)
 	}
 }
@@ -254,6 +269,11 @@ func (s *Service) deliver(ctx context.Context, k store.SessionKick) {
 	defer rcancel()
 	now := s.cfg.Now()
 	if err == nil {
+		// A delivery proves the credentials: a target that failed its
+		// check recovers here too.
+		if _, ok := b.(Checker); ok && s.health.delivered(k.Broker, now) {
+			log.Info("kick target verified by a delivery")
+		}
 		if _, ferr := s.cfg.Store.FinishKick(rctx, k.DeviceID, k.Broker, k.Generation, now); ferr != nil {
 			log.Error("session kick delivered, but its status was not saved", "err", ferr)
 			return
@@ -269,6 +289,7 @@ func (s *Service) deliver(ctx context.Context, k store.SessionKick) {
 		log.Error("session kick failed, and its status was not saved; retried when its lease ends", "err", err, "save_err", rerr)
 		return
 	}
+	s.recheckAfterFailure(rctx, k.Broker)
 	if failed {
 		log.Error("session kick failed; retrying slowly", "err", err, "next_in", wait)
 	} else {

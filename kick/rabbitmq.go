@@ -2,7 +2,13 @@ package kick
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/gatehouse-iot/gatehouse/deviceid"
 )
 
 // RabbitMQConfig reaches the RabbitMQ management API.
@@ -57,4 +63,57 @@ func (r *RabbitMQ) Disconnect(ctx context.Context, k Request) error {
 	// broker's log.
 	return r.api.deleteDevice(ctx, "/api/connections/username/", k.Device,
 		http.Header{"X-Reason": {"gatehouse: " + k.Reason}}, statuses(http.StatusNoContent, http.StatusOK))
+}
+
+// Check implements Checker: the credentials log in to the management API
+// (GET /api/whoami) as a user with the administrator tag, and no user of
+// the broker's internal database has a name a device could have (GET
+// /api/users). A 401 is most often the internal backend missing before the
+// http backend in auth_backends: the login then goes to Gatehouse's hook,
+// which refuses password logins.
+func (r *RabbitMQ) Check(ctx context.Context) error {
+	raw, err := r.api.get(ctx, "/api/whoami", "")
+	if err != nil {
+		if strings.Contains(err.Error(), ": 401 ") {
+			return fmt.Errorf("%w (wrong user or password, or auth_backends does not list internal before http)", err)
+		}
+		return err
+	}
+	var who struct {
+		Name string          `json:"name"`
+		Tags json.RawMessage `json:"tags"`
+	}
+	if err := json.Unmarshal(raw, &who); err != nil {
+		return fmt.Errorf("GET /api/whoami: not a RabbitMQ management API answer: %v", err)
+	}
+	// 3.10+ lists tags as an array, older versions as a comma-separated string.
+	var tags []string
+	if json.Unmarshal(who.Tags, &tags) != nil {
+		var s string
+		_ = json.Unmarshal(who.Tags, &s)
+		tags = strings.Split(s, ",")
+	}
+	if !slices.Contains(tags, "administrator") {
+		return fmt.Errorf("management user %q lacks the administrator tag, needed to close other users' connections", who.Name)
+	}
+	raw, err = r.api.get(ctx, "/api/users", "columns=name")
+	if err != nil {
+		return err
+	}
+	var users []struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(raw, &users); err != nil {
+		return fmt.Errorf("GET /api/users: not a RabbitMQ management API answer: %v", err)
+	}
+	var clash []string
+	for _, u := range users {
+		if deviceid.ValidRef(u.Name) {
+			clash = append(clash, u.Name)
+		}
+	}
+	if len(clash) > 0 {
+		return &CollisionError{Broker: r.cfg.Name, Users: clash}
+	}
+	return nil
 }

@@ -47,6 +47,13 @@ func newServeCmd() *cobra.Command {
 				}
 				log.Error("no new CRL yet; the CRL file keeps the previous list", "err", err)
 			}
+			// Kick targets are checked before the listeners open: a wrong
+			// management password is logged now and shown by /readyz and
+			// the API, not discovered at the first revocation. Only an
+			// operator account that could be a device id stops the start.
+			if err := a.kick.CheckTargets(ctx); err != nil {
+				return fmt.Errorf("kick target check: %w", err)
+			}
 			// The intermediate is an anchor too, so devices whose TLS stacks send
 			// only their leaf can still authenticate; renewal re-verifies the
 			// full chain to the root.
@@ -68,7 +75,7 @@ func newServeCmd() *cobra.Command {
 			}{
 				{"api", v.GetString(keyAPIAddr), a.api, apiTLSConfig},
 				{"hooks", v.GetString(keyHooksAddr), a.hooks, hooksTLSConfig},
-				{"diag", v.GetString(keyDiagAddr), api.Diagnostics(a.store, a.authz), nil},
+				{"diag", v.GetString(keyDiagAddr), api.Diagnostics(a.store, a.authz, a.kick), nil},
 			}
 			g, gctx := errgroup.WithContext(ctx)
 			for _, s := range servers {

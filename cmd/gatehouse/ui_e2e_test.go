@@ -591,7 +591,14 @@ func TestWebUI(t *testing.T) {
 			t.Errorf("audit actor %q does not name the user", actor)
 		}
 		u.shot("13-audit")
-		u.visit("#/revocations", "#crl-status")
+		u.visit("#/revocations", `#kick-targets-table tbody tr[data-row="0"]`)
+		// The kick targets' state is shown above the kicks (a webhook
+		// cannot be checked; a failed RabbitMQ or EMQX check would be an
+		// error line here).
+		if b, st := u.text(`#kick-targets-table tbody tr[data-row="0"] td[data-col="broker"]`),
+			u.text(`#kick-targets-table tbody tr[data-row="0"] td[data-col="status"]`); b != "webhook" || st != "unchecked" {
+			t.Errorf("kick target shown as %q %q", b, st)
+		}
 		u.shot("14-revocations")
 	})
 

@@ -181,7 +181,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	srv, err := api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st,
-		CA: authority, Policies: pol, PolicyVersions: st, Decisions: az, Revoke: rev, SessionKicks: st, OCSP: ocspResp, CRL: crls, Stats: st,
+		CA: authority, Policies: pol, PolicyVersions: st, Decisions: az, Revoke: rev, SessionKicks: st, KickTargets: kicker, OCSP: ocspResp, CRL: crls, Stats: st,
 		Auth: users, SecureCookies: strings.HasPrefix(base, "https://"), PublicURL: base, UI: ui.Handler(), Logger: log, Version: version})
 	if err != nil {
 		_ = st.Close()

@@ -43,6 +43,10 @@ type RabbitConfig struct {
 	// internal backend is consulted first (see RabbitMQ) so the harness's
 	// administrator can use the management API without the webhook's help.
 	HTTPAuthOnly bool
+	// AuthConfig, when set, replaces the auth_backends and auth_http lines
+	// above verbatim (AuthHTTPBase, AuthHTTPMethod and HTTPAuthOnly are
+	// then ignored): a test runs a configuration exactly as documented.
+	AuthConfig string
 
 	// ExtraConfig is appended verbatim to rabbitmq.conf.
 	ExtraConfig string
@@ -110,7 +114,7 @@ func RabbitMQ(t testing.TB, cfg RabbitConfig) *Broker {
 	if cfg.CertLogin && cfg.CertFile == "" {
 		t.Fatalf("testbroker: RabbitConfig.CertLogin needs the TLS files")
 	}
-	if cfg.HTTPAuthOnly && cfg.AuthHTTPBase == "" {
+	if cfg.HTTPAuthOnly && cfg.AuthHTTPBase == "" && cfg.AuthConfig == "" {
 		t.Fatalf("testbroker: RabbitConfig.HTTPAuthOnly needs AuthHTTPBase")
 	}
 	switch cfg.AuthHTTPMethod {
@@ -172,7 +176,7 @@ func startRabbit(t testing.TB, cfg RabbitConfig) (*Broker, error) {
 		AMQPPort:   freePort(t),
 		MQTTPort:   freePort(t),
 		MgmtPort:   freePort(t),
-		MgmtUser:   "ghtest-admin-" + randomHex(4),
+		MgmtUser:   "ghtest-admin@" + randomHex(4),
 		MgmtPass:   randomHex(12),
 		tb:         t,
 		fastStop:   cfg.FastStop,
@@ -315,6 +319,9 @@ func rabbitConf(testName string, b *Broker, cfg RabbitConfig) string {
 	}
 	line("")
 	switch {
+	case cfg.AuthConfig != "":
+		line("# AuthConfig")
+		line("%s", strings.TrimRight(cfg.AuthConfig, "\n"))
 	case cfg.AuthHTTPBase == "":
 		line("auth_backends.1 = internal")
 	case cfg.HTTPAuthOnly:
@@ -323,7 +330,7 @@ func rabbitConf(testName string, b *Broker, cfg RabbitConfig) string {
 		line("auth_backends.1 = internal")
 		line("auth_backends.2 = http")
 	}
-	if cfg.AuthHTTPBase != "" {
+	if cfg.AuthHTTPBase != "" && cfg.AuthConfig == "" {
 		method := cfg.AuthHTTPMethod
 		if method == "" {
 			method = "get"

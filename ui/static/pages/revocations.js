@@ -29,6 +29,18 @@ function show(k, v) {
   return String(v);
 }
 
+// kicks shows the kick targets' state (a wrong management password is an
+// error here at start, before any revocation) above the kicks themselves.
+function kicks(r) {
+  const targets = r.targets || [];
+  const broken = targets.filter((t) => t.status === 'error');
+  return h('div', {},
+    broken.map((t) => h('p', { class: 'error', testid: 'kick-target-error' }, 'Kick target ', h('strong', {}, t.broker), ' fails its check; kicks to it will fail: ', t.error)),
+    targets.length ? h('div', {}, h('h3', {}, 'Targets'), genericList('kick-targets-table', targets)) : null,
+    h('h3', {}, 'Kicks'),
+    genericList('kicks-table', r.kicks || []));
+}
+
 export async function render() {
   const ocspURL = location.origin + '/ocsp';
   const sections = await Promise.all([
@@ -38,7 +50,7 @@ export async function render() {
     Promise.resolve(h('section', { class: 'card', id: 'ocsp-info', testid: 'ocsp-info' }, h('h2', {}, 'OCSP'),
       h('p', {}, 'Responder URL (also in every device certificate’s Authority Information Access): ', h('code', { id: 'ocsp-url' }, ocspURL)),
       h('p', { class: 'hint' }, 'Answers GET and POST requests per RFC 6960 from the same revocation data as the CRL.'))),
-    section('session-kicks', 'Broker session kicks', '/session-kicks', (r) => genericList('kicks-table', r)),
+    section('session-kicks', 'Broker session kicks', '/session-kicks', kicks),
     section('revocation-jobs', 'Revocation jobs', '/revocation-jobs?limit=50', (r) => genericList('jobs-table', r)),
   ]);
   return h('div', {}, heading('Revocations'), h('div', { class: 'grid' }, sections[0], sections[1]), sections[2], sections[3]);
