@@ -3,6 +3,7 @@ package hooks_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -183,5 +184,39 @@ func TestVerneMQLargePublish(t *testing.T) {
 		`"padding":"` + strings.Repeat("x", 70<<10) + `","retain":false}`
 	if answer := vmqServe(t, h, "auth_on_publish", big); allowedBy("vernemq", 200, answer) {
 		t.Errorf("a body over the cap outside the payload was allowed")
+	}
+}
+
+// countingReader counts the bytes the handler pulled from the request body.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// TestVerneMQUnauthenticatedBodyCapped: the payload is exempt from the body
+// cap only for the broker. A caller without the secret must not make
+// Gatehouse stream hundreds of MiB per request: its body is read no further
+// than the cap, then denied.
+func TestVerneMQUnauthenticatedBodyCapped(t *testing.T) {
+	h := newHandler(t, hooks.MosquittoStatus)
+	payload := strings.Repeat("A", 8<<20)
+	body := &countingReader{r: strings.NewReader(`{"username":"dev1","mountpoint":"","client_id":"dev1","qos":1,` +
+		`"topic":"fleets/plant/devices/dev1/telemetry/t","payload":"` + payload + `","retain":false}`)}
+	req := httptest.NewRequest("POST", "/hooks/vernemq", body)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("vernemq-hook", "auth_on_publish")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if allowedBy("vernemq", rec.Code, rec.Body.String()) {
+		t.Fatalf("unauthenticated publish allowed: %s", rec.Body.String())
+	}
+	if body.n > 1<<20 {
+		t.Errorf("read %d bytes of an unauthenticated body; want at most the cap", body.n)
 	}
 }
