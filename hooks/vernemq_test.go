@@ -220,3 +220,29 @@ func TestVerneMQUnauthenticatedBodyCapped(t *testing.T) {
 		t.Errorf("read %d bytes of an unauthenticated body; want at most the cap", body.n)
 	}
 }
+
+// TestVerneMQSubscribeAllRefusedIsError: when no filter is granted the
+// answer is the explicit error, never "ok" with every filter at 128/135.
+// The SUBACK is the same (vmq_mqtt_fsm / vmq_mqtt5_fsm answer an error
+// with "not authorized" for every filter), but VerneMQ's other caller of
+// the hook, reauthorize_subscriptions in vmq_server (one filter per call), adds
+// whatever an "ok" lists — {Topic, 135} included — and removes the
+// subscription only on an error.
+func TestVerneMQSubscribeAllRefusedIsError(t *testing.T) {
+	for _, perFilter := range []bool{false, true} {
+		h, err := hooks.New(hooks.Config{Authorizer: newAuthorizer(t), Secret: secret, VerneMQPerFilterSuback: perFilter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct{ hook, body string }{
+			{"auth_on_subscribe", `{"username":"dev1","mountpoint":"","client_id":"dev1","topics":[{"topic":"#","qos":0}]}`},
+			{"auth_on_subscribe", `{"username":"dev1","mountpoint":"","client_id":"dev1","topics":[{"topic":"#","qos":0},{"topic":"fleets/plant/devices/dev2/cmd/#","qos":1}]}`},
+			{"auth_on_subscribe_m5", `{"username":"dev1","mountpoint":"","client_id":"dev1","topics":[` +
+				`{"topic":"#","qos":0,"no_local":false,"rap":false,"retain_handling":"send_retain"}],"properties":{}}`},
+		} {
+			if got := vmqServe(t, h, tc.hook, tc.body); strings.TrimSpace(got) != `{"result":{"error":"not_allowed"}}` {
+				t.Errorf("per-filter %v, %s %s: answer %s, want the explicit error", perFilter, tc.hook, tc.body, got)
+			}
+		}
+	}
+}
