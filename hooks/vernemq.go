@@ -170,7 +170,7 @@ func (h *Handler) vmqSubscribe(r *http.Request, base authz.Request, topics []vmq
 		reject = 135
 	}
 	out := make([]vmqTopicOut, len(topics))
-	allAllowed := true
+	allAllowed, noneAllowed := true, true
 	for i, t := range topics {
 		req := base
 		req.Action, req.Topic, req.QoS = authz.Subscribe, t.Topic, t.QoS.v
@@ -183,13 +183,21 @@ func (h *Handler) vmqSubscribe(r *http.Request, base authz.Request, topics []vmq
 		if !h.allowed(r, "vernemq", req, d, err) {
 			out[i].QoS = reject
 			allAllowed = false
-		} else if m5 {
+			continue
+		}
+		noneAllowed = false
+		if m5 {
 			out[i].NoLocal, out[i].Rap, out[i].RetainHandling = vmqOptions(t)
 		}
 	}
 	switch {
 	case allAllowed:
 		return vmqResult{Result: "ok"}
+	case noneAllowed:
+		// Same SUBACK as every filter at 128/135, but explicit: VerneMQ's
+		// reauthorize_subscriptions (vmq_server) re-adds whatever an "ok"
+		// lists and removes a subscription only on an error.
+		return vmqDeny
 	case !m5:
 		return vmqResult{Result: "ok", Topics: out}
 	case !h.cfg.VerneMQPerFilterSuback:

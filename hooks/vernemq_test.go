@@ -3,6 +3,7 @@ package hooks_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -183,5 +184,65 @@ func TestVerneMQLargePublish(t *testing.T) {
 		`"padding":"` + strings.Repeat("x", 70<<10) + `","retain":false}`
 	if answer := vmqServe(t, h, "auth_on_publish", big); allowedBy("vernemq", 200, answer) {
 		t.Errorf("a body over the cap outside the payload was allowed")
+	}
+}
+
+// countingReader counts the bytes the handler pulled from the request body.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// TestVerneMQUnauthenticatedBodyCapped: the payload is exempt from the body
+// cap only for the broker. A caller without the secret must not make
+// Gatehouse stream hundreds of MiB per request: its body is read no further
+// than the cap, then denied.
+func TestVerneMQUnauthenticatedBodyCapped(t *testing.T) {
+	h := newHandler(t, hooks.MosquittoStatus)
+	payload := strings.Repeat("A", 8<<20)
+	body := &countingReader{r: strings.NewReader(`{"username":"dev1","mountpoint":"","client_id":"dev1","qos":1,` +
+		`"topic":"fleets/plant/devices/dev1/telemetry/t","payload":"` + payload + `","retain":false}`)}
+	req := httptest.NewRequest("POST", "/hooks/vernemq", body)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("vernemq-hook", "auth_on_publish")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if allowedBy("vernemq", rec.Code, rec.Body.String()) {
+		t.Fatalf("unauthenticated publish allowed: %s", rec.Body.String())
+	}
+	if body.n > 1<<20 {
+		t.Errorf("read %d bytes of an unauthenticated body; want at most the cap", body.n)
+	}
+}
+
+// TestVerneMQSubscribeAllRefusedIsError: when no filter is granted the
+// answer is the explicit error, never "ok" with every filter at 128/135.
+// The SUBACK is the same (vmq_mqtt_fsm / vmq_mqtt5_fsm answer an error
+// with "not authorized" for every filter), but VerneMQ's other caller of
+// the hook, reauthorize_subscriptions in vmq_server (one filter per call), adds
+// whatever an "ok" lists — {Topic, 135} included — and removes the
+// subscription only on an error.
+func TestVerneMQSubscribeAllRefusedIsError(t *testing.T) {
+	for _, perFilter := range []bool{false, true} {
+		h, err := hooks.New(hooks.Config{Authorizer: newAuthorizer(t), Secret: secret, VerneMQPerFilterSuback: perFilter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct{ hook, body string }{
+			{"auth_on_subscribe", `{"username":"dev1","mountpoint":"","client_id":"dev1","topics":[{"topic":"#","qos":0}]}`},
+			{"auth_on_subscribe", `{"username":"dev1","mountpoint":"","client_id":"dev1","topics":[{"topic":"#","qos":0},{"topic":"fleets/plant/devices/dev2/cmd/#","qos":1}]}`},
+			{"auth_on_subscribe_m5", `{"username":"dev1","mountpoint":"","client_id":"dev1","topics":[` +
+				`{"topic":"#","qos":0,"no_local":false,"rap":false,"retain_handling":"send_retain"}],"properties":{}}`},
+		} {
+			if got := vmqServe(t, h, tc.hook, tc.body); strings.TrimSpace(got) != `{"result":{"error":"not_allowed"}}` {
+				t.Errorf("per-filter %v, %s %s: answer %s, want the explicit error", perFilter, tc.hook, tc.body, got)
+			}
+		}
 	}
 }

@@ -20,8 +20,16 @@ const maxVMQPayload = 358 << 20
 // The rest is capped at MaxBody and must be valid UTF-8; the payload, which
 // with base64_payload = off may hold any bytes, is only bounded in length.
 // The member is replaced by null, so what remains is still one JSON object.
+//
+// Only the broker gets the payload allowance: a caller without the secret
+// could otherwise make Gatehouse stream hundreds of MiB per request before
+// being denied, so its whole body, payload included, stays under MaxBody.
 func (h *Handler) bodyWithoutPayload(r *http.Request) ([]byte, error) {
-	b, err := stripPayload(bufio.NewReader(io.LimitReader(r.Body, h.cfg.MaxBody+maxVMQPayload+1)), h.cfg.MaxBody)
+	limit := h.cfg.MaxBody + 1
+	if h.authenticated(r) {
+		limit += maxVMQPayload
+	}
+	b, err := stripPayload(bufio.NewReader(io.LimitReader(r.Body, limit)), h.cfg.MaxBody)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func strip(in string, max int64) (string, error) {
@@ -75,6 +76,73 @@ func FuzzStripPayload(f *testing.F) {
 		}
 		if !reflect.DeepEqual(orig, stripped) {
 			t.Fatalf("strip(%q) = %q", in, got)
+		}
+	})
+}
+
+// vmqDecodeBoth decodes a body the way the VerneMQ hook does (payload
+// stripped) and straight with encoding/json. ok is false when the stripped
+// path refused the body (a deny, which is always safe).
+func vmqDecodeBoth(t *testing.T, in string) (stripped, direct vmqRequest, ok bool) {
+	t.Helper()
+	b, err := stripPayload(bufio.NewReader(strings.NewReader(in)), 1<<20)
+	if err != nil || !utf8.Valid(b) || decodeObject(b, &stripped) != nil {
+		return stripped, direct, false
+	}
+	if json.Unmarshal([]byte(in), &direct) != nil {
+		// Only the payload's own text can make the original invalid
+		// (raw control bytes, bad escapes): nothing to compare with.
+		return stripped, direct, false
+	}
+	return stripped, direct, true
+}
+
+// TestStripPayloadDifferential: whatever the payload holds or where it
+// stands, the fields decided on (username, client id, topic, topics, qos,
+// retain, listener type, mountpoint) are those encoding/json reads from the
+// full body — or the body is refused.
+func TestStripPayloadDifferential(t *testing.T) {
+	const head = `{"username":"dev1","mountpoint":"","client_id":"dev1","qos":1,`
+	for _, in := range []string{
+		head + `"topic":"a/b","payload":"\",\"topic\":\"evil\",\"x\":\"","retain":false}`,
+		head + `"payload":"\",\"topic\":\"evil","topic":"a/b","retain":false}`,
+		head + `"topic":"a/b","payload":"x\\","topic":"second","retain":false}`,
+		head + `"topic":"a/b","payload":"x\\\"","retain":false,"topic":"dup"}`,
+		head + `"topic":"a/b","pay\u006coad":"\",\"topic\":\"evil","retain":false}`,
+		head + `"topic":"a/b","payload":{"topic":"evil","payload":"x"},"retain":false}`,
+		head + `"topic":"a/b","payload":["topic","evil"],"retain":false}`,
+		head + `"topic":"a/b","payload":"\u0022,\"topic\":\"evil","retain":false}`,
+		head + `"topic":"a/b","payload":"` + "\xff\xfe\x80\"" + `,"retain":false}`,
+		head + `"topic":"a/b","payload":"ok","retain":false,"username":"other"}`,
+		`{"payload":"x","username":"dev2","topic":"t","qos":99999999999999999999999}`,
+		`{"payload":"x","username":"dev2","topic":"t","qos":1e400}`,
+		`{"Payload":"\",\"topic\":\"evil","topic":"t"}`,
+		`{"PAYLOAD":"x","TOPIC":"upper","topic":"t"}`,
+		`{"payload" :` + "\n" + `"a\"b","topic":"t"}`,
+		`{"topics":[{"topic":"a","qos":1},{"payload":"x","topic":"b"}],"payload":"\"}],\"topics\":[{\"topic\":\"#\"}"}`,
+		`{"topic":"t","payload":"unterminated`,
+		`{"topic":"t","payload":"x"}{"topic":"evil"}`,
+		`{"topic":"t","payload":"x"}]`,
+		`{"username":"dev1","listener_type":"mqtts","payload":"\",\"listener_type\":\"mqtt"}`,
+	} {
+		s, d, ok := vmqDecodeBoth(t, in)
+		if !ok {
+			continue
+		}
+		if !reflect.DeepEqual(s, d) {
+			t.Errorf("%q:\nstripped %+v\ndirect   %+v", in, s, d)
+		}
+	}
+}
+
+// FuzzStripPayloadDifferential: the same property on any input.
+func FuzzStripPayloadDifferential(f *testing.F) {
+	f.Add(`{"topic":"a/b","payload":"\",\"topic\":\"evil","retain":false}`)
+	f.Add(`{"topics":[{"topic":"a","qos":1}],"payload":"x","username":"u"}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		s, d, ok := vmqDecodeBoth(t, in)
+		if ok && !reflect.DeepEqual(s, d) {
+			t.Fatalf("%q:\nstripped %+v\ndirect   %+v", in, s, d)
 		}
 	})
 }
