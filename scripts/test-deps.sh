@@ -111,7 +111,7 @@ pg_login() { PGCONNECT_TIMEOUT=5 "${psql:-psql}" "$dsn" -w -Atqc 'select 1' >/de
 pg_login && exit 0
 
 if ! pg_ready; then
-  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1) || true
   if [ -z "$version" ] || [ ! -d "/etc/postgresql/$version/main" ]; then
     version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
     is_root || { say "no PostgreSQL cluster: run as root: pg_createcluster $version main --start"; exit 1; }
