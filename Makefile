@@ -7,10 +7,11 @@ DATA_DIR ?= ./data
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 
-# Tests run against PostgreSQL too; scripts/test-services.sh starts it if needed.
+# Tests run against PostgreSQL too; scripts/test-deps.sh installs what the
+# tests need (Debian packages, as root) and starts PostgreSQL if needed.
 export GATEHOUSE_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: build run test test-race bench bench-hooks lint fmt tidy clean
+.PHONY: build run test test-deps test-race bench bench-hooks lint fmt tidy clean
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
@@ -22,12 +23,14 @@ run: build
 	./$(BIN) init --data-dir $(DATA_DIR) --if-missing
 	./$(BIN) serve --data-dir $(DATA_DIR)
 
-test:
-	bash scripts/test-services.sh
+test: test-deps
 	$(GO) test -count=1 -timeout 30m ./...
 
-test-race:
-	bash scripts/test-services.sh
+# A no-op when everything is there; `make test-deps DRY_RUN=1` only prints.
+test-deps:
+	bash scripts/test-deps.sh $(if $(DRY_RUN),--dry-run)
+
+test-race: test-deps
 	$(GO) test -count=1 -race -timeout 45m ./...
 
 bench:

@@ -121,7 +121,7 @@ func TestNoUnsafeSinks(t *testing.T) {
 
 // h() itself drops URL attributes that leave the origin and string event
 // handlers, whatever a page passes it. Runs dom.js in Node with a minimal
-// document; skipped where Node is not installed, except in CI (.ci/run
+// document; skipped where Node is not installed, except in CI (make test
 // installs it), where a skip would hide the check.
 func TestDomDropsUnsafeAttributes(t *testing.T) {
 	node, err := exec.LookPath("node")
