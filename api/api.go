@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -35,9 +36,10 @@ type Batches interface {
 	ListTokenBatches(ctx context.Context, limit int) ([]store.TokenBatch, error)
 }
 
-// AuditLog reads audit events.
+// AuditLog reads audit events and checks their hash chain.
 type AuditLog interface {
 	ListAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error)
+	VerifyAuditChain(ctx context.Context, since time.Time) (store.AuditVerification, error)
 }
 
 // PolicyVersions reads stored policy versions.

@@ -59,6 +59,7 @@ func (s *Server) routes() {
 	v1.POST("/token-batches", s.createBatch, write...)
 
 	v1.GET("/audit", s.listAudit, read...)
+	v1.GET("/audit/verify", s.verifyAudit, read...)
 
 	if s.cfg.Stats != nil {
 		v1.GET("/stats", s.stats, read...)

@@ -274,8 +274,6 @@ RETURNING id, fleet, profile, status, labels, created_at, updated_at`
 VALUES (?, ?, ?, ?, ?, ?, ?)`
 	sqlInsertCert = `INSERT INTO certificates (serial, fingerprint, device_id, not_before, not_after, status, pem,
 revoked_at, revocation_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	sqlInsertAudit = `INSERT INTO audit_events (id, at, actor, action, object_type, object_id, detail)
-VALUES (?, ?, ?, ?, ?, ?, ?)`
 )
 
 // CompleteEnrollment consumes the token, creates or activates the device and
@@ -331,12 +329,10 @@ func (s *Store) enrollTx(ctx context.Context, ex execer, e Enrollment) (Device, 
 		c.Status, c.PEM, c.RevokedAt, c.RevocationReason, c.CreatedAt); err != nil {
 		return Device{}, classify(err, "certificate "+e.Cert.Serial)
 	}
-	if a := e.Audit; a != nil {
-		r := s.auditRow(a)
-		if _, err := ex.ExecContext(ctx, sqlInsertAudit, r.ID, r.At, r.Actor, r.Action, r.ObjectType, r.ObjectID,
-			r.Detail); err != nil {
-			return Device{}, classify(err, "audit event")
-		}
+	// Last, so that on PostgreSQL the audit chain's lock is held only
+	// from here to commit (auditchain.go).
+	if err := s.appendAudit(ctx, ex, e.Audit); err != nil {
+		return Device{}, err
 	}
 	return dev, nil
 }
@@ -563,17 +559,17 @@ func (s *Store) CountAdminTokens(ctx context.Context) (int, error) {
 	return int(n), classify(err, "admin tokens")
 }
 
-// AppendAudit records an audit event. ID and At are filled in when empty.
+// AppendAudit records an audit event, in a transaction of its own (the
+// chain's append reads the head and inserts atomically). ID and At are
+// filled in when empty.
 func (s *Store) AppendAudit(ctx context.Context, e AuditEvent) error {
-	return s.appendAuditTx(s.db.WithContext(ctx), &e)
+	return s.write(ctx, func(tx *gorm.DB) error { return s.appendAuditTx(tx, &e) })
 }
 
+// appendAuditTx chains e onto the audit trail inside the gorm transaction
+// tx; every audit write goes through appendAudit.
 func (s *Store) appendAuditTx(tx *gorm.DB, e *AuditEvent) error {
-	if e == nil {
-		return nil
-	}
-	r := s.auditRow(e)
-	return classify(tx.Create(&r).Error, "audit event")
+	return s.appendAudit(tx.Statement.Context, gormExecer{tx}, e)
 }
 
 // auditRow fills in e's ID and At when empty and returns its row.

@@ -329,9 +329,8 @@ func (s *Store) RevokeBatchChunk(ctx context.Context, req ChunkRequest) (Chunk, 
 					continue
 				}
 				e := req.DeviceAudit(id, serials[id])
-				a := s.auditRow(&e)
-				if err := tx.Exec(sqlInsertAudit, a.ID, a.At, a.Actor, a.Action, a.ObjectType, a.ObjectID, a.Detail).Error; err != nil {
-					return classify(err, "audit event")
+				if err := s.appendAuditTx(tx, &e); err != nil {
+					return err
 				}
 			}
 			r.Cursor = last

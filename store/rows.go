@@ -159,6 +159,10 @@ type auditRow struct {
 	ObjectType string `gorm:"column:object_type"`
 	ObjectID   string `gorm:"column:object_id"`
 	Detail     string `gorm:"column:detail"`
+	// The chain (auditchain.go); NULL on rows from before it.
+	Seq      *int64  `gorm:"column:seq"`
+	PrevHash *string `gorm:"column:prev_hash"`
+	Hash     *string `gorm:"column:hash"`
 }
 
 func (auditRow) TableName() string { return "audit_events" }

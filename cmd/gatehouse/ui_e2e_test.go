@@ -590,6 +590,10 @@ func TestWebUI(t *testing.T) {
 		if actor := u.text(`#audit-table tbody tr[data-row="0"] td[data-col="actor"]`); !strings.Contains(actor, adminUser) {
 			t.Errorf("audit actor %q does not name the user", actor)
 		}
+		u.visit("#/audit", `#audit-chain.badge-done`)
+		if b := u.text(`#audit-chain`); !strings.Contains(b, "Chain verified") {
+			t.Errorf("audit chain badge %q", b)
+		}
 		u.shot("13-audit")
 		u.visit("#/revocations", `#kick-targets-table tbody tr[data-row="0"]`)
 		// The kick targets' state is shown above the kicks (a webhook

@@ -43,6 +43,28 @@ export async function render({ query, navigate, href }) {
       ? h('a', { href: href('/devices/' + encodeURIComponent(e.object_id)) }, e.object_id) : h('code', {}, e.object_id)] },
     { label: 'Detail', key: 'detail', cell: (e) => e.detail || '' },
   ], events, 'No audit event matches.');
-  return h('div', {}, heading('Audit log'), form, list,
+  return h('div', {}, heading('Audit log', chainBadge()), form, list,
     events.length === limit ? h('p', { class: 'hint' }, `Showing the newest ${limit}; narrow the filters or the time range to see older events.`) : null);
+}
+
+// chainBadge shows whether the audit trail's hash chain holds (GET
+// /audit/verify). The walk reads the whole chain, so the page does not wait
+// for it: the badge fills in when the answer comes.
+function chainBadge() {
+  const badge = h('span', { id: 'audit-chain', testid: 'audit-chain', class: 'badge', title: 'Audit hash chain' }, 'Chain: checking\u2026');
+  get('/audit/verify').then((v) => {
+    if (v.ok) {
+      badge.className = 'badge badge-done';
+      badge.textContent = `Chain verified (${v.checked} rows)`;
+    } else {
+      badge.className = 'badge badge-failed';
+      badge.textContent = `Chain broken at ${v.first_broken}`;
+      badge.title = `First row failing the check (${v.reason}); run gatehouse audit verify`;
+    }
+  }, (err) => {
+    badge.className = 'badge badge-suspended';
+    badge.textContent = 'Chain: not checked';
+    badge.title = String(err && err.message || err);
+  });
+  return badge;
 }
