@@ -66,14 +66,14 @@ func TestSyncStaleness(t *testing.T) {
 			clk.ns.Store(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC).UnixNano())
 			t0 := clk.Now()
 
-			if _, err := st.CreateFleet(ctx, store.Fleet{Name: "plant"}); err != nil {
+			if _, err := st.CreateFleet(ctx, store.Fleet{Name: "plant"}, nil); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := st.CreateProfile(ctx, store.Profile{Name: "p", KeyTypes: []string{"P-256"}, Validity: time.Hour}); err != nil {
+			if _, err := st.CreateProfile(ctx, store.Profile{Name: "p", KeyTypes: []string{"P-256"}, Validity: time.Hour}, nil); err != nil {
 				t.Fatal(err)
 			}
 			for _, id := range []string{"sensor", "other"} {
-				if _, err := st.CreateDevice(ctx, store.Device{ID: id, Fleet: "plant", Profile: "p", Status: store.DeviceActive}); err != nil {
+				if _, err := st.CreateDevice(ctx, store.Device{ID: id, Fleet: "plant", Profile: "p", Status: store.DeviceActive}, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -138,7 +138,7 @@ func TestSyncStaleness(t *testing.T) {
 				t.Fatal(err)
 			}
 			dev.Status = store.DeviceSuspended
-			if _, err := st.UpdateDevice(ctx, dev); err != nil {
+			if _, err := st.UpdateDevice(ctx, dev, nil); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.Sync(ctx); !errors.Is(err, errCut) {

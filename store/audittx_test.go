@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -25,12 +26,17 @@ func testAuditInTransaction(t *testing.T, backend string) {
 	s := open(t, dsn, nil)
 	clk := &clock{now: base}
 	s.SetClock(clk.Now)
-	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}))(t)
+	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
 	must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},
-		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}))(t)
+		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}, nil))(t)
 	batch(t, s, "b", base.Add(time.Hour), "t1", "t2")
 	must(s.CompleteEnrollment(ctx, enrollment("t1", "dev-1", "s1", base)))(t)
 	must(s.CompleteEnrollment(ctx, enrollment("t2", "dev-2", "s2", base)))(t)
+	must(s.CreateFleet(ctx, store.Fleet{Name: "f2", Description: "kept"}, nil))(t)
+	must(s.CreateProfile(ctx, store.Profile{Name: "p2", KeyTypes: []string{"ecdsa-p256"},
+		Validity: time.Hour, RenewWindow: time.Minute}, nil))(t)
+	must(s.CreateDevice(ctx, store.Device{ID: "dev-p", Fleet: fleet, Profile: profile, Status: store.DevicePending,
+		Labels: map[string]string{"k": "kept"}}, nil))(t)
 	clk.Set(base.Add(20 * 24 * time.Hour))
 
 	// While audit inserts work, the event commits with the change.
@@ -65,6 +71,52 @@ func testAuditInTransaction(t *testing.T, backend string) {
 				t.Error("the renewed certificate was stored")
 			}
 		}},
+		{"fleet create", func() error {
+			_, err := s.CreateFleet(ctx, store.Fleet{Name: "f3"}, ev("fleet.create"))
+			return err
+		}, gone(func() error { _, err := s.GetFleet(ctx, "f3"); return err })},
+		{"fleet update", func() error {
+			_, err := s.UpdateFleet(ctx, store.Fleet{Name: "f2", Description: "changed"}, ev("fleet.update"))
+			return err
+		}, func(t *testing.T) {
+			if f := must(s.GetFleet(ctx, "f2"))(t); f.Description != "kept" {
+				t.Errorf("description = %q, want kept", f.Description)
+			}
+		}},
+		{"fleet delete", func() error { return s.DeleteFleet(ctx, "f2", ev("fleet.delete")) },
+			kept(func() error { _, err := s.GetFleet(ctx, "f2"); return err })},
+		{"profile create", func() error {
+			_, err := s.CreateProfile(ctx, store.Profile{Name: "p3", KeyTypes: []string{"ecdsa-p256"},
+				Validity: time.Hour}, ev("profile.create"))
+			return err
+		}, gone(func() error { _, err := s.GetProfile(ctx, "p3"); return err })},
+		{"profile update", func() error {
+			_, err := s.UpdateProfile(ctx, store.Profile{Name: "p2", KeyTypes: []string{"ecdsa-p384"},
+				Validity: 2 * time.Hour}, ev("profile.update"))
+			return err
+		}, func(t *testing.T) {
+			if p := must(s.GetProfile(ctx, "p2"))(t); p.Validity != time.Hour {
+				t.Errorf("validity = %s, want 1h", p.Validity)
+			}
+		}},
+		{"profile delete", func() error { return s.DeleteProfile(ctx, "p2", ev("profile.delete")) },
+			kept(func() error { _, err := s.GetProfile(ctx, "p2"); return err })},
+		{"device create", func() error {
+			_, err := s.CreateDevice(ctx, store.Device{ID: "dev-new", Fleet: fleet, Profile: profile,
+				Status: store.DevicePending}, ev("device.register"))
+			return err
+		}, gone(func() error { _, err := s.GetDevice(ctx, "dev-new"); return err })},
+		{"device update", func() error {
+			_, err := s.UpdateDevice(ctx, store.Device{ID: "dev-p", Fleet: fleet, Profile: "p2",
+				Status: store.DevicePending, Labels: map[string]string{"k": "changed"}}, ev("device.update"))
+			return err
+		}, func(t *testing.T) {
+			if d := must(s.GetDevice(ctx, "dev-p"))(t); d.Profile != profile || d.Labels["k"] != "kept" {
+				t.Errorf("device = %+v, want profile %s and label kept", d, profile)
+			}
+		}},
+		{"device delete", func() error { return s.DeleteDevice(ctx, "dev-p", ev("device.delete")) },
+			kept(func() error { _, err := s.GetDevice(ctx, "dev-p"); return err })},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -77,5 +129,25 @@ func testAuditInTransaction(t *testing.T, backend string) {
 	after := must(s.ListAudit(ctx, store.AuditFilter{Limit: 1000}))(t)
 	if len(after) != len(before) {
 		t.Errorf("audit events: %d before, %d after", len(before), len(after))
+	}
+}
+
+// gone checks that get finds nothing: a create was rolled back.
+func gone(get func() error) func(t *testing.T) {
+	return func(t *testing.T) {
+		t.Helper()
+		if err := get(); !fault.Is(err, fault.NotFound) {
+			t.Errorf("get after the failed create: %v, want not found", err)
+		}
+	}
+}
+
+// kept checks that get still finds the object: a delete was rolled back.
+func kept(get func() error) func(t *testing.T) {
+	return func(t *testing.T) {
+		t.Helper()
+		if err := get(); err != nil {
+			t.Errorf("get after the failed delete: %v", err)
+		}
 	}
 }

@@ -105,7 +105,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 	}
 	rec := audit.New(st, log)
 	inv, err := inventory.New(inventory.Config{Fleets: st, Profiles: st, Devices: st, Certificates: st,
-		Audit: rec, Roles: authority.Roles()})
+		Roles: authority.Roles()})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
