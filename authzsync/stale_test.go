@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
@@ -79,7 +78,7 @@ func TestSyncStaleness(t *testing.T) {
 			}
 
 			core := authz.New(authz.Config{Now: clk.Now, MaxStaleness: 30 * time.Second})
-			pol, err := policy.NewService(policy.ServiceConfig{Versions: db, Audit: audit.New(st, nil), Active: core,
+			pol, err := policy.NewService(policy.ServiceConfig{Versions: db, Active: core,
 				Fresh: core, Now: clk.Now, Interval: time.Hour})
 			if err != nil {
 				t.Fatal(err)

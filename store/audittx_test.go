@@ -37,12 +37,18 @@ func testAuditInTransaction(t *testing.T, backend string) {
 		Validity: time.Hour, RenewWindow: time.Minute}, nil))(t)
 	must(s.CreateDevice(ctx, store.Device{ID: "dev-p", Fleet: fleet, Profile: profile, Status: store.DevicePending,
 		Labels: map[string]string{"k": "kept"}}, nil))(t)
-	clk.Set(base.Add(20 * 24 * time.Hour))
-
-	// While audit inserts work, the event commits with the change.
 	ev := func(action string) *store.AuditEvent {
 		return &store.AuditEvent{Actor: "test", Action: action, ObjectType: "x", ObjectID: "y", Detail: "d"}
 	}
+	pv := must(s.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: "p1", CreatedBy: "test"}, ev("policy.create")))(t)
+	if es := must(s.ListAudit(ctx, store.AuditFilter{Action: "policy.create"}))(t); len(es) != 1 || es[0].ObjectID != "1" {
+		t.Fatalf("policy.create audit = %+v, want object id 1", es)
+	}
+	must(s.ActivatePolicyVersion(ctx, pv.Version, "test", nil))(t)
+	pv2 := must(s.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: "p2", CreatedBy: "test"}, nil))(t)
+	clk.Set(base.Add(20 * 24 * time.Hour))
+
+	// While audit inserts work, the event commits with the change.
 	must(s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-2", OldSerial: "s2",
 		Cert: certificate("dev-2", "s2b", clk.Now()), Audit: ev("device.renew")}))(t)
 	es := must(s.ListAudit(ctx, store.AuditFilter{Action: "device.renew"}))(t)
@@ -117,6 +123,18 @@ func testAuditInTransaction(t *testing.T, backend string) {
 		}},
 		{"device delete", func() error { return s.DeleteDevice(ctx, "dev-p", ev("device.delete")) },
 			kept(func() error { _, err := s.GetDevice(ctx, "dev-p"); return err })},
+		{"policy create", func() error {
+			_, err := s.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: "p3", CreatedBy: "test"}, ev("policy.create"))
+			return err
+		}, gone(func() error { _, err := s.GetPolicyVersion(ctx, pv2.Version+1); return err })},
+		{"policy activate", func() error {
+			_, err := s.ActivatePolicyVersion(ctx, pv2.Version, "test", ev("policy.activate"))
+			return err
+		}, func(t *testing.T) {
+			if a := must(s.ActivePolicy(ctx))(t); a.Version != pv.Version {
+				t.Errorf("active version = %d, want %d", a.Version, pv.Version)
+			}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -99,7 +99,7 @@ func TestListenPostgres(t *testing.T) {
 	batch(t, s, "b", base.Add(time.Hour), "t1", "t2", "t3")
 	must(s.CompleteEnrollment(ctx, enrollment("t1", "dev-1", "s1", base)))(t)
 	must(s.CompleteEnrollment(ctx, enrollment("t2", "dev-2", "s2", base)))(t)
-	pv := must(s.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: "package x", CreatedBy: "test"}))(t)
+	pv := must(s.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: "package x", CreatedBy: "test"}, nil))(t)
 	noErr(t, s.AppendAudit(ctx, store.AuditEvent{ID: "taken", Action: "test"}))
 
 	l := listen(t, s)
@@ -173,7 +173,7 @@ func TestListenPostgres(t *testing.T) {
 			return err
 		}},
 		{"ActivatePolicyVersion", store.TopicPolicy, func() error {
-			_, err := s.ActivatePolicyVersion(ctx, pv.Version, "test")
+			_, err := s.ActivatePolicyVersion(ctx, pv.Version, "test", nil)
 			return err
 		}},
 		{"StoreCRL", store.TopicCRL, func() error {
