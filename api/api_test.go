@@ -613,7 +613,7 @@ func TestRenew(t *testing.T) {
 				t.Fatal(err)
 			}
 			d.Status = store.DeviceSuspended
-			if _, err := s.st.UpdateDevice(ctx, d); err != nil {
+			if _, err := s.st.UpdateDevice(ctx, d, nil); err != nil {
 				t.Fatal(err)
 			}
 		}, func() string { return second.Certificate },

@@ -32,7 +32,7 @@ func withEnrollCore(core **authz.Authorizer, hooksURL *string) stackOpt {
 		c.build = func(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder, cfg *api.Config) {
 			ctx, cancel := context.WithCancel(context.Background())
 			az := authz.New(authz.Config{})
-			svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: rec, Active: az})
+			svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: az})
 			if err != nil {
 				t.Fatal(err)
 			}

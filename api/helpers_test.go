@@ -82,7 +82,7 @@ func newStack(t testing.TB, dsn string, opts ...stackOpt) *stack {
 	theCA := newCA(t, st, clk.Now)
 	rec := audit.New(st, nil)
 	inv, err := inventory.New(inventory.Config{Fleets: st, Profiles: st, Devices: st, Certificates: st,
-		Audit: rec, Roles: theCA.Roles()})
+		Roles: theCA.Roles()})
 	if err != nil {
 		t.Fatal(err)
 	}

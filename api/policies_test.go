@@ -29,7 +29,7 @@ func withPolicies(core **authz.Authorizer, syncer **authzsync.Syncer) stackOpt {
 	return func(c *stackCfg) {
 		c.build = func(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder, cfg *api.Config) {
 			az := authz.New(authz.Config{})
-			svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: rec, Active: az})
+			svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: az})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -55,7 +55,7 @@ func TestPolicySandboxOverAPI(t *testing.T) {
 			}
 
 			// As if stored by an earlier Gatehouse, behind the API's back.
-			old, err := s.st.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: fetching, Tests: policy.Default().Tests, CreatedBy: "earlier release"})
+			old, err := s.st.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: fetching, Tests: policy.Default().Tests, CreatedBy: "earlier release"}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

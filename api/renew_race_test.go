@@ -45,7 +45,7 @@ func newRevocationStack(t testing.TB, dsn string) *revocationStack {
 		c.build = func(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder, cfg *api.Config) {
 			ctx := context.Background()
 			az := authz.New(authz.Config{})
-			svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: rec, Active: az})
+			svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: az})
 			if err != nil {
 				t.Fatal(err)
 			}

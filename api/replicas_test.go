@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
@@ -35,7 +34,7 @@ func newReplica(t testing.TB, dsn string, roles authzsync.Roles) *replica {
 		t.Fatalf("replica store: %v", err)
 	}
 	r := &replica{st: st, core: authz.New(authz.Config{})}
-	if r.pol, err = policy.NewService(policy.ServiceConfig{Versions: st, Audit: audit.New(st, nil), Active: r.core,
+	if r.pol, err = policy.NewService(policy.ServiceConfig{Versions: st, Active: r.core,
 		Interval: replicaPoll}); err != nil {
 		t.Fatal(err)
 	}

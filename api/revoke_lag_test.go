@@ -39,7 +39,7 @@ func TestRevokeCommittedWhileFollowUpsLag(t *testing.T) {
 	s := newStack(t, testdb.SQLite(t), func(c *stackCfg) {
 		c.build = func(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder, cfg *api.Config) {
 			core = authz.New(authz.Config{})
-			svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: rec, Active: core})
+			svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: core})
 			if err != nil {
 				t.Fatal(err)
 			}

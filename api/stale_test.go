@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/api"
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
@@ -169,7 +168,7 @@ func newStaleReplica(t testing.TB, dsn string, roles authzsync.Roles, maxStalene
 		t.Fatalf("replica store: %v", err)
 	}
 	core := authz.New(authz.Config{MaxStaleness: maxStaleness})
-	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: audit.New(st, nil), Active: core,
+	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: core,
 		Fresh: core, Interval: poll})
 	if err != nil {
 		t.Fatal(err)

@@ -327,7 +327,7 @@ func TestEnrollRetry(t *testing.T) {
 				t.Fatal(err)
 			}
 			dev.Status = store.DeviceSuspended
-			if _, err := s.st.UpdateDevice(t.Context(), dev); err != nil {
+			if _, err := s.st.UpdateDevice(t.Context(), dev, nil); err != nil {
 				t.Fatal(err)
 			}
 			refused("device suspended", req2)

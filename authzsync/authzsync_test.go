@@ -39,10 +39,10 @@ func TestSync(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := st.CreateFleet(ctx, store.Fleet{Name: "plant"}); err != nil {
+			if _, err := st.CreateFleet(ctx, store.Fleet{Name: "plant"}, nil); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := st.CreateProfile(ctx, store.Profile{Name: "p", KeyTypes: []string{"P-256"}, Validity: time.Hour}); err != nil {
+			if _, err := st.CreateProfile(ctx, store.Profile{Name: "p", KeyTypes: []string{"P-256"}, Validity: time.Hour}, nil); err != nil {
 				t.Fatal(err)
 			}
 			tokens := []store.NewToken{{Hash: "h1"}, {Hash: "h2"}}
@@ -66,7 +66,7 @@ func TestSync(t *testing.T) {
 			}
 			enroll("h1", "sensor", []string{"telemetry"})
 			enroll("h2", "ctl", []string{"command", "telemetry"})
-			if _, err := st.CreateDevice(ctx, store.Device{ID: "pending", Fleet: "plant", Profile: "p", Status: store.DevicePending}); err != nil {
+			if _, err := st.CreateDevice(ctx, store.Device{ID: "pending", Fleet: "plant", Profile: "p", Status: store.DevicePending}, nil); err != nil {
 				t.Fatal(err)
 			}
 
@@ -109,7 +109,7 @@ func TestSync(t *testing.T) {
 			dev, _ := st.GetDevice(ctx, "sensor")
 			dev.Status = store.DeviceSuspended
 			clock = clock.Add(time.Second)
-			if _, err := st.UpdateDevice(ctx, dev); err != nil {
+			if _, err := st.UpdateDevice(ctx, dev, nil); err != nil {
 				t.Fatal(err)
 			}
 			if n, err := s.Sync(ctx); err != nil || n != 1 {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
@@ -66,20 +65,20 @@ func TestSyncStaleness(t *testing.T) {
 			clk.ns.Store(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC).UnixNano())
 			t0 := clk.Now()
 
-			if _, err := st.CreateFleet(ctx, store.Fleet{Name: "plant"}); err != nil {
+			if _, err := st.CreateFleet(ctx, store.Fleet{Name: "plant"}, nil); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := st.CreateProfile(ctx, store.Profile{Name: "p", KeyTypes: []string{"P-256"}, Validity: time.Hour}); err != nil {
+			if _, err := st.CreateProfile(ctx, store.Profile{Name: "p", KeyTypes: []string{"P-256"}, Validity: time.Hour}, nil); err != nil {
 				t.Fatal(err)
 			}
 			for _, id := range []string{"sensor", "other"} {
-				if _, err := st.CreateDevice(ctx, store.Device{ID: id, Fleet: "plant", Profile: "p", Status: store.DeviceActive}); err != nil {
+				if _, err := st.CreateDevice(ctx, store.Device{ID: id, Fleet: "plant", Profile: "p", Status: store.DeviceActive}, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
 
 			core := authz.New(authz.Config{Now: clk.Now, MaxStaleness: 30 * time.Second})
-			pol, err := policy.NewService(policy.ServiceConfig{Versions: db, Audit: audit.New(st, nil), Active: core,
+			pol, err := policy.NewService(policy.ServiceConfig{Versions: db, Active: core,
 				Fresh: core, Now: clk.Now, Interval: time.Hour})
 			if err != nil {
 				t.Fatal(err)
@@ -138,7 +137,7 @@ func TestSyncStaleness(t *testing.T) {
 				t.Fatal(err)
 			}
 			dev.Status = store.DeviceSuspended
-			if _, err := st.UpdateDevice(ctx, dev); err != nil {
+			if _, err := st.UpdateDevice(ctx, dev, nil); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.Sync(ctx); !errors.Is(err, errCut) {

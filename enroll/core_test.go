@@ -60,7 +60,7 @@ func TestEnrollRefreshesCore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A profile whose renewal window is open at once.
-	if _, err := e.st.CreateProfile(ctx, store.Profile{Name: "eager", KeyTypes: []string{"P-256"}, Validity: time.Hour, RenewWindow: time.Hour}); err != nil {
+	if _, err := e.st.CreateProfile(ctx, store.Profile{Name: "eager", KeyTypes: []string{"P-256"}, Validity: time.Hour, RenewWindow: time.Hour}, nil); err != nil {
 		t.Fatal(err)
 	}
 	b, err := svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "eager", Count: 2, TTL: time.Hour,

@@ -435,19 +435,15 @@ func (s *Service) Renew(ctx context.Context, req RenewRequest) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	// The audit event commits with the renewal or not at all; the store
+	// adds the old certificate's fate to its detail.
 	old, err := s.cfg.Records.RecordRenewal(ctx, store.Renewal{DeviceID: dev.ID, OldSerial: serial,
-		Cert: certRecord(dev.ID, iss.Leaf), ChallengeHash: challengeHash})
+		Cert: certRecord(dev.ID, iss.Leaf), ChallengeHash: challengeHash,
+		Audit: &store.AuditEvent{Actor: "device:" + dev.ID, Action: "device.renew", ObjectType: "device", ObjectID: dev.ID,
+			Detail: "old=" + serial + " new=" + ca.SerialHex(iss.Leaf.SerialNumber)}})
 	if err != nil {
 		return Result{}, err
 	}
-	detail := "old=" + serial + " new=" + ca.SerialHex(iss.Leaf.SerialNumber)
-	switch {
-	case old.Status == store.CertRevoked:
-		detail += fmt.Sprintf(" old_revoked=superseded(%d)", store.ReasonSuperseded)
-	case old.RevokeAfter != nil:
-		detail += " old_revoked_after=" + old.RevokeAfter.UTC().Format(time.RFC3339)
-	}
-	s.cfg.Audit.Record(ctx, "device:"+dev.ID, "device.renew", "device", dev.ID, detail)
 	s.refresh(ctx, "renewal", dev.ID)
 	if old.Status == store.CertRevoked && s.cfg.CRL != nil {
 		// The renewal is committed and OCSP already answers revoked; the

@@ -337,14 +337,14 @@ func FuzzParseCSR(f *testing.F) {
 func TestEnrollDeviceClaims(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, t.TempDir(), nil)
-	if _, err := e.st.CreateFleet(ctx, store.Fleet{Name: "other"}); err != nil {
+	if _, err := e.st.CreateFleet(ctx, store.Fleet{Name: "other"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []store.Device{
 		{ID: "pending-1", Fleet: "default", Profile: "default", Status: store.DevicePending},
 		{ID: "pending-2", Fleet: "default", Profile: "default", Status: store.DevicePending},
 	} {
-		if _, err := e.st.CreateDevice(ctx, d); err != nil {
+		if _, err := e.st.CreateDevice(ctx, d, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -356,7 +356,7 @@ func TestEnrollDeviceClaims(t *testing.T) {
 	// Registering it in another fleet after the batch is refused, as a batch
 	// refuses an id pending in another fleet: the token could never claim it.
 	if _, err := e.st.CreateDevice(ctx, store.Device{ID: "elsewhere", Fleet: "other", Profile: "default",
-		Status: store.DevicePending}); fault.CodeOf(err) != fault.DeviceIDReserved {
+		Status: store.DevicePending}, nil); fault.CodeOf(err) != fault.DeviceIDReserved {
 		t.Fatalf("registering a reserved id in another fleet: %v, want device_id_reserved", err)
 	}
 	generic, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default", Count: 3, TTL: time.Hour})

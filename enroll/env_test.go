@@ -59,10 +59,10 @@ func newEnv(tb testing.TB, dir string, now func() time.Time) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := st.CreateFleet(ctx, store.Fleet{Name: "default"}); err != nil {
+	if _, err := st.CreateFleet(ctx, store.Fleet{Name: "default"}, nil); err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := st.CreateProfile(ctx, inventory.DefaultProfile()); err != nil {
+	if _, err := st.CreateProfile(ctx, inventory.DefaultProfile(), nil); err != nil {
 		tb.Fatal(err)
 	}
 	return &env{st: st, ca: theCA, svc: svc}

@@ -1,5 +1,6 @@
 // Package inventory manages fleets, device profiles and devices: the
-// validation rules for each, and an audit event for every change.
+// validation rules for each, and an audit event for every change, written
+// by the store in the change's transaction.
 package inventory
 
 import (
@@ -20,29 +21,29 @@ import (
 
 // Fleets stores fleets.
 type Fleets interface {
-	CreateFleet(ctx context.Context, f store.Fleet) (store.Fleet, error)
+	CreateFleet(ctx context.Context, f store.Fleet, audit *store.AuditEvent) (store.Fleet, error)
 	GetFleet(ctx context.Context, name string) (store.Fleet, error)
 	ListFleets(ctx context.Context) ([]store.Fleet, error)
-	UpdateFleet(ctx context.Context, f store.Fleet) (store.Fleet, error)
-	DeleteFleet(ctx context.Context, name string) error
+	UpdateFleet(ctx context.Context, f store.Fleet, audit *store.AuditEvent) (store.Fleet, error)
+	DeleteFleet(ctx context.Context, name string, audit *store.AuditEvent) error
 }
 
 // Profiles stores device profiles.
 type Profiles interface {
-	CreateProfile(ctx context.Context, p store.Profile) (store.Profile, error)
+	CreateProfile(ctx context.Context, p store.Profile, audit *store.AuditEvent) (store.Profile, error)
 	GetProfile(ctx context.Context, name string) (store.Profile, error)
 	ListProfiles(ctx context.Context) ([]store.Profile, error)
-	UpdateProfile(ctx context.Context, p store.Profile) (store.Profile, error)
-	DeleteProfile(ctx context.Context, name string) error
+	UpdateProfile(ctx context.Context, p store.Profile, audit *store.AuditEvent) (store.Profile, error)
+	DeleteProfile(ctx context.Context, name string, audit *store.AuditEvent) error
 }
 
 // Devices stores devices.
 type Devices interface {
-	CreateDevice(ctx context.Context, d store.Device) (store.Device, error)
+	CreateDevice(ctx context.Context, d store.Device, audit *store.AuditEvent) (store.Device, error)
 	GetDevice(ctx context.Context, id string) (store.Device, error)
 	ListDevices(ctx context.Context, f store.DeviceFilter) ([]store.Device, error)
-	UpdateDevice(ctx context.Context, d store.Device) (store.Device, error)
-	DeleteDevice(ctx context.Context, id string) error
+	UpdateDevice(ctx context.Context, d store.Device, audit *store.AuditEvent) (store.Device, error)
+	DeleteDevice(ctx context.Context, id string, audit *store.AuditEvent) error
 }
 
 // Certificates lists a device's certificates.
@@ -56,7 +57,6 @@ type Config struct {
 	Profiles     Profiles
 	Devices      Devices
 	Certificates Certificates
-	Audit        *audit.Recorder
 	// Roles lists the role names the CA can encode; profiles may use only these.
 	Roles []string
 	// MaxValidity caps a profile's certificate validity; default 397 days.
@@ -68,8 +68,8 @@ type Service struct{ cfg Config }
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Fleets == nil || cfg.Profiles == nil || cfg.Devices == nil || cfg.Certificates == nil || cfg.Audit == nil {
-		return nil, errors.New("inventory: Fleets, Profiles, Devices, Certificates and Audit are required")
+	if cfg.Fleets == nil || cfg.Profiles == nil || cfg.Devices == nil || cfg.Certificates == nil {
+		return nil, errors.New("inventory: Fleets, Profiles, Devices and Certificates are required")
 	}
 	if cfg.MaxValidity == 0 {
 		cfg.MaxValidity = 397 * 24 * time.Hour
@@ -92,11 +92,7 @@ func (s *Service) CreateFleet(ctx context.Context, actor string, f store.Fleet) 
 	if len(f.Description) > 1024 {
 		return store.Fleet{}, fault.New(fault.InvalidArgument, "description is longer than 1024 bytes")
 	}
-	out, err := s.cfg.Fleets.CreateFleet(ctx, f)
-	if err == nil {
-		s.cfg.Audit.Record(ctx, actor, "fleet.create", "fleet", f.Name, "")
-	}
-	return out, err
+	return s.cfg.Fleets.CreateFleet(ctx, f, audit.Event(actor, "fleet.create", "fleet", f.Name, ""))
 }
 
 // GetFleet returns a fleet.
@@ -114,20 +110,12 @@ func (s *Service) UpdateFleet(ctx context.Context, actor string, f store.Fleet) 
 	if len(f.Description) > 1024 {
 		return store.Fleet{}, fault.New(fault.InvalidArgument, "description is longer than 1024 bytes")
 	}
-	out, err := s.cfg.Fleets.UpdateFleet(ctx, f)
-	if err == nil {
-		s.cfg.Audit.Record(ctx, actor, "fleet.update", "fleet", f.Name, "")
-	}
-	return out, err
+	return s.cfg.Fleets.UpdateFleet(ctx, f, audit.Event(actor, "fleet.update", "fleet", f.Name, ""))
 }
 
 // DeleteFleet removes an unused fleet.
 func (s *Service) DeleteFleet(ctx context.Context, actor, name string) error {
-	err := s.cfg.Fleets.DeleteFleet(ctx, name)
-	if err == nil {
-		s.cfg.Audit.Record(ctx, actor, "fleet.delete", "fleet", name, "")
-	}
-	return err
+	return s.cfg.Fleets.DeleteFleet(ctx, name, audit.Event(actor, "fleet.delete", "fleet", name, ""))
 }
 
 func (s *Service) checkProfile(p store.Profile) error {
@@ -169,11 +157,7 @@ func (s *Service) CreateProfile(ctx context.Context, actor string, p store.Profi
 	if p.SupersededGrace == nil {
 		p.SupersededGrace = new(store.DefaultSupersededGrace)
 	}
-	out, err := s.cfg.Profiles.CreateProfile(ctx, p)
-	if err == nil {
-		s.cfg.Audit.Record(ctx, actor, "profile.create", "profile", p.Name, profileDetail(p))
-	}
-	return out, err
+	return s.cfg.Profiles.CreateProfile(ctx, p, audit.Event(actor, "profile.create", "profile", p.Name, profileDetail(p)))
 }
 
 // GetProfile returns a profile.
@@ -192,20 +176,12 @@ func (s *Service) UpdateProfile(ctx context.Context, actor string, p store.Profi
 	if err := s.checkProfile(p); err != nil {
 		return store.Profile{}, err
 	}
-	out, err := s.cfg.Profiles.UpdateProfile(ctx, p)
-	if err == nil {
-		s.cfg.Audit.Record(ctx, actor, "profile.update", "profile", p.Name, profileDetail(p))
-	}
-	return out, err
+	return s.cfg.Profiles.UpdateProfile(ctx, p, audit.Event(actor, "profile.update", "profile", p.Name, profileDetail(p)))
 }
 
 // DeleteProfile removes an unused profile.
 func (s *Service) DeleteProfile(ctx context.Context, actor, name string) error {
-	err := s.cfg.Profiles.DeleteProfile(ctx, name)
-	if err == nil {
-		s.cfg.Audit.Record(ctx, actor, "profile.delete", "profile", name, "")
-	}
-	return err
+	return s.cfg.Profiles.DeleteProfile(ctx, name, audit.Event(actor, "profile.delete", "profile", name, ""))
 }
 
 // MaxSupersededGrace bounds a profile's superseded_grace: a replaced
@@ -253,11 +229,7 @@ func (s *Service) RegisterDevice(ctx context.Context, actor string, d store.Devi
 		return store.Device{}, err
 	}
 	d.Status = store.DevicePending
-	out, err := s.cfg.Devices.CreateDevice(ctx, d)
-	if err == nil {
-		s.cfg.Audit.Record(ctx, actor, "device.register", "device", d.ID, "fleet="+d.Fleet)
-	}
-	return out, err
+	return s.cfg.Devices.CreateDevice(ctx, d, audit.Event(actor, "device.register", "device", d.ID, "fleet="+d.Fleet))
 }
 
 // GetDevice returns a device.
@@ -307,21 +279,14 @@ func (s *Service) UpdateDevice(ctx context.Context, actor, id string, u DeviceUp
 		}
 		d.Labels = u.Labels
 	}
-	out, err := s.cfg.Devices.UpdateDevice(ctx, d)
-	if err == nil {
-		s.cfg.Audit.Record(ctx, actor, "device.update", "device", id, "")
-	}
-	return out, err
+	return s.cfg.Devices.UpdateDevice(ctx, d, audit.Event(actor, "device.update", "device", id, ""))
 }
 
 // DeleteDevice removes a device that was never issued a certificate.
 func (s *Service) DeleteDevice(ctx context.Context, actor, id string) error {
-	err := s.cfg.Devices.DeleteDevice(ctx, id)
+	err := s.cfg.Devices.DeleteDevice(ctx, id, audit.Event(actor, "device.delete", "device", id, ""))
 	if fault.Is(err, fault.Conflict) {
 		return fault.New(fault.Conflict, "device %s holds certificates: revoke it instead of deleting it", id)
-	}
-	if err == nil {
-		s.cfg.Audit.Record(ctx, actor, "device.delete", "device", id, "")
 	}
 	return err
 }

@@ -81,11 +81,11 @@ func newEnv(t testing.TB, dsn string) *env {
 		t.Fatal(err)
 	}
 	e := &env{r: r, st: st, ca: c, signer: signer, clock: clk}
-	if _, err := st.CreateFleet(ctx, store.Fleet{Name: "f"}); err != nil {
+	if _, err := st.CreateFleet(ctx, store.Fleet{Name: "f"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.CreateProfile(ctx, store.Profile{Name: "p", KeyTypes: []string{"P-256"},
-		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}); err != nil {
+		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}, nil); err != nil {
 		t.Fatal(err)
 	}
 	e.leaf, e.serial = e.enroll(t, "dev-1")

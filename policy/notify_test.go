@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/policy"
@@ -23,7 +22,7 @@ func TestNotifyWakesRun(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	core := authz.New(authz.Config{})
-	svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: audit.New(st, nil), Active: core,
+	svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: core,
 		Interval: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -38,11 +37,11 @@ func TestNotifyWakesRun(t *testing.T) {
 
 	v2 := policy.Default()
 	v2.Policy += "\n# v2\n"
-	pv, err := st.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: v2.Policy, Tests: v2.Tests, CreatedBy: "test"})
+	pv, err := st.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: v2.Policy, Tests: v2.Tests, CreatedBy: "test"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.ActivatePolicyVersion(ctx, pv.Version, "other replica"); err != nil {
+	if _, err := st.ActivatePolicyVersion(ctx, pv.Version, "other replica", nil); err != nil {
 		t.Fatal(err)
 	}
 	svc.Notify()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/policy"
@@ -23,15 +22,16 @@ func TestEnsureActiveRefusedVersion(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	pv, err := st.CreatePolicyVersion(ctx, store.PolicyVersion{CreatedBy: "earlier release",
-		Policy: "package gatehouse.authz\n\ngrants contains {\"action\": \"publish\", \"filter\": http.send({\"method\": \"GET\", \"url\": \"http://127.0.0.1:1/\"}).body.f}\n"})
+		Policy: "package gatehouse.authz\n\ngrants contains {\"action\": \"publish\", \"filter\": http.send({\"method\": \"GET\", \"url\": \"http://127.0.0.1:1/\"}).body.f}\n"}, nil)
+
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.ActivatePolicyVersion(ctx, pv.Version, "earlier release"); err != nil {
+	if _, err := st.ActivatePolicyVersion(ctx, pv.Version, "earlier release", nil); err != nil {
 		t.Fatal(err)
 	}
 	core := authz.New(authz.Config{})
-	svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: audit.New(st, nil), Active: core})
+	svc, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: core})
 	if err != nil {
 		t.Fatal(err)
 	}

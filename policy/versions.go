@@ -5,25 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
 // Versions stores policy versions and activations.
 type Versions interface {
-	CreatePolicyVersion(ctx context.Context, v store.PolicyVersion) (store.PolicyVersion, error)
+	CreatePolicyVersion(ctx context.Context, v store.PolicyVersion, audit *store.AuditEvent) (store.PolicyVersion, error)
 	GetPolicyVersion(ctx context.Context, version int64) (store.PolicyVersion, error)
 	ListPolicyVersions(ctx context.Context) ([]store.PolicyVersion, error)
-	ActivatePolicyVersion(ctx context.Context, version int64, actor string) (store.PolicyActivation, error)
+	ActivatePolicyVersion(ctx context.Context, version int64, actor string, audit *store.AuditEvent) (store.PolicyActivation, error)
 	ActivePolicy(ctx context.Context) (store.PolicyActivation, error)
-}
-
-// Auditor records changes.
-type Auditor interface {
-	Record(ctx context.Context, actor, action, objType, objID, detail string)
 }
 
 // Activator receives the compiled active policy (the decision core).
@@ -41,7 +38,6 @@ type Freshness interface {
 // ServiceConfig wires a Service.
 type ServiceConfig struct {
 	Versions Versions
-	Audit    Auditor
 	Active   Activator
 	// Interval between checks for activations made by other replicas; default 2s.
 	Interval time.Duration
@@ -66,8 +62,8 @@ type Service struct {
 
 // NewService returns a Service.
 func NewService(cfg ServiceConfig) (*Service, error) {
-	if cfg.Versions == nil || cfg.Audit == nil || cfg.Active == nil {
-		return nil, errors.New("policy: Versions, Audit and Active are required")
+	if cfg.Versions == nil || cfg.Active == nil {
+		return nil, errors.New("policy: Versions and Active are required")
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = 2 * time.Second
@@ -119,11 +115,12 @@ func (s *Service) Create(ctx context.Context, actor string, src Source, comment 
 		return store.PolicyVersion{}, err
 	}
 	v, err := s.cfg.Versions.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: src.Policy, Tests: src.Tests,
-		Digest: src.Digest(), Comment: comment, CreatedBy: actor})
+		Digest: src.Digest(), Comment: comment, CreatedBy: actor},
+		// The store fills in the version number it assigns.
+		audit.Event(actor, "policy.create", "policy", "", comment))
 	if err != nil {
 		return store.PolicyVersion{}, err
 	}
-	s.cfg.Audit.Record(ctx, actor, "policy.create", "policy", fmt.Sprint(v.Version), comment)
 	return v, nil
 }
 
@@ -161,11 +158,11 @@ func (s *Service) Activate(ctx context.Context, actor string, version int64) (Te
 	if !rep.OK() {
 		return rep, fault.New(TestsFailed, "version %d cannot be activated: %d tests passed, %d failed (a version needs at least one passing test and no failures)", version, rep.Passed, rep.Failed)
 	}
-	if _, err := s.cfg.Versions.ActivatePolicyVersion(ctx, version, actor); err != nil {
+	if _, err := s.cfg.Versions.ActivatePolicyVersion(ctx, version, actor,
+		audit.Event(actor, "policy.activate", "policy", strconv.FormatInt(version, 10), "")); err != nil {
 		return rep, err
 	}
 	s.cfg.Active.SetPolicy(p, version)
-	s.cfg.Audit.Record(ctx, actor, "policy.activate", "policy", fmt.Sprint(version), "")
 	return rep, nil
 }
 

@@ -42,10 +42,10 @@ func fixture(t testing.TB, dsn string, n int) (*store.Store, []string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	if _, err := st.CreateFleet(ctx, store.Fleet{Name: "f"}); err != nil {
+	if _, err := st.CreateFleet(ctx, store.Fleet{Name: "f"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.CreateProfile(ctx, store.Profile{Name: "p", KeyTypes: []string{"ecdsa-p256"}, Validity: time.Hour}); err != nil {
+	if _, err := st.CreateProfile(ctx, store.Profile{Name: "p", KeyTypes: []string{"ecdsa-p256"}, Validity: time.Hour}, nil); err != nil {
 		t.Fatal(err)
 	}
 	toks := make([]store.NewToken, n)

@@ -482,7 +482,20 @@ func (s *Store) RecordRenewal(ctx context.Context, r Renewal) (Certificate, erro
 		if err := tx.Create(&c).Error; err != nil {
 			return classify(err, "certificate "+r.Cert.Serial)
 		}
-		return s.notify(tx, TopicDevices)
+		if err := s.notify(tx, TopicDevices); err != nil {
+			return err
+		}
+		if r.Audit != nil {
+			e, o := *r.Audit, old.domain()
+			switch {
+			case o.Status == CertRevoked:
+				e.Detail += fmt.Sprintf(" old_revoked=superseded(%d)", ReasonSuperseded)
+			case o.RevokeAfter != nil:
+				e.Detail += " old_revoked_after=" + o.RevokeAfter.UTC().Format(time.RFC3339)
+			}
+			return s.appendAuditTx(tx, &e)
+		}
+		return nil
 	})
 	if err != nil {
 		return Certificate{}, err

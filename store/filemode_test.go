@@ -38,7 +38,7 @@ func TestSQLiteFileMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateFleet(ctx, store.Fleet{Name: "f1"}); err != nil {
+	if _, err := s.CreateFleet(ctx, store.Fleet{Name: "f1"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	check(t, path) // open: the WAL and shared-memory files exist
@@ -64,7 +64,7 @@ func TestSQLiteFileMode(t *testing.T) {
 	if _, err := s.GetFleet(ctx, "f1"); err != nil {
 		t.Fatalf("the earlier database's data: %v", err)
 	}
-	if _, err := s.CreateFleet(ctx, store.Fleet{Name: "f2"}); err != nil {
+	if _, err := s.CreateFleet(ctx, store.Fleet{Name: "f2"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	check(t, path)

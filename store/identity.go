@@ -11,12 +11,19 @@ import (
 
 func secs(v int64) time.Duration { return time.Duration(v) * time.Second }
 
-// CreateFleet inserts a fleet.
-func (s *Store) CreateFleet(ctx context.Context, f Fleet) (Fleet, error) {
+// CreateFleet inserts a fleet and writes audit (when not nil) in the same
+// transaction.
+func (s *Store) CreateFleet(ctx context.Context, f Fleet, audit *AuditEvent) (Fleet, error) {
 	now := s.now()
 	r := fleetRow{Name: f.Name, Description: f.Description, CreatedAt: ms(now), UpdatedAt: ms(now)}
-	if err := s.db.WithContext(ctx).Create(&r).Error; err != nil {
-		return Fleet{}, classify(err, "fleet "+f.Name)
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(&r).Error; err != nil {
+			return classify(err, "fleet "+f.Name)
+		}
+		return s.appendAuditTx(tx, audit)
+	})
+	if err != nil {
+		return Fleet{}, err
 	}
 	return r.domain(), nil
 }
@@ -43,29 +50,47 @@ func (s *Store) ListFleets(ctx context.Context) ([]Fleet, error) {
 	return out, nil
 }
 
-// UpdateFleet changes a fleet's description.
-func (s *Store) UpdateFleet(ctx context.Context, f Fleet) (Fleet, error) {
-	res := s.db.WithContext(ctx).Model(&fleetRow{}).Where("name = ?", f.Name).
-		Updates(map[string]any{"description": f.Description, "updated_at": ms(s.now())})
-	if err := mustAffect(res, "fleet "+f.Name); err != nil {
+// UpdateFleet changes a fleet's description, with its audit event.
+func (s *Store) UpdateFleet(ctx context.Context, f Fleet, audit *AuditEvent) (Fleet, error) {
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&fleetRow{}).Where("name = ?", f.Name).
+			Updates(map[string]any{"description": f.Description, "updated_at": ms(s.now())})
+		if err := mustAffect(res, "fleet "+f.Name); err != nil {
+			return err
+		}
+		return s.appendAuditTx(tx, audit)
+	})
+	if err != nil {
 		return Fleet{}, err
 	}
 	return s.GetFleet(ctx, f.Name)
 }
 
-// DeleteFleet removes a fleet that no device or batch refers to.
-func (s *Store) DeleteFleet(ctx context.Context, name string) error {
-	return mustAffect(s.db.WithContext(ctx).Where("name = ?", name).Delete(&fleetRow{}), "fleet "+name)
+// DeleteFleet removes a fleet that no device or batch refers to, with its
+// audit event.
+func (s *Store) DeleteFleet(ctx context.Context, name string, audit *AuditEvent) error {
+	return s.write(ctx, func(tx *gorm.DB) error {
+		if err := mustAffect(tx.Where("name = ?", name).Delete(&fleetRow{}), "fleet "+name); err != nil {
+			return err
+		}
+		return s.appendAuditTx(tx, audit)
+	})
 }
 
-// CreateProfile inserts a device profile.
-func (s *Store) CreateProfile(ctx context.Context, p Profile) (Profile, error) {
+// CreateProfile inserts a device profile, with its audit event.
+func (s *Store) CreateProfile(ctx context.Context, p Profile, audit *AuditEvent) (Profile, error) {
 	now := s.now()
 	r := profileRow{Name: p.Name, KeyTypes: joinList(p.KeyTypes), Roles: joinList(p.Roles),
 		ValiditySeconds: int64(p.Validity / time.Second), RenewWindowSeconds: int64(p.RenewWindow / time.Second),
 		SupersededGraceSeconds: int64(p.Grace() / time.Second), CreatedAt: ms(now), UpdatedAt: ms(now)}
-	if err := s.db.WithContext(ctx).Create(&r).Error; err != nil {
-		return Profile{}, classify(err, "profile "+p.Name)
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(&r).Error; err != nil {
+			return classify(err, "profile "+p.Name)
+		}
+		return s.appendAuditTx(tx, audit)
+	})
+	if err != nil {
+		return Profile{}, err
 	}
 	return r.domain(), nil
 }
@@ -93,8 +118,8 @@ func (s *Store) ListProfiles(ctx context.Context) ([]Profile, error) {
 }
 
 // UpdateProfile replaces a profile's settings; a nil SupersededGrace keeps
-// the stored one.
-func (s *Store) UpdateProfile(ctx context.Context, p Profile) (Profile, error) {
+// the stored one. audit is written in the same transaction.
+func (s *Store) UpdateProfile(ctx context.Context, p Profile, audit *AuditEvent) (Profile, error) {
 	set := map[string]any{
 		"key_types": joinList(p.KeyTypes), "roles": joinList(p.Roles),
 		"validity_seconds":     int64(p.Validity / time.Second),
@@ -104,16 +129,28 @@ func (s *Store) UpdateProfile(ctx context.Context, p Profile) (Profile, error) {
 	if p.SupersededGrace != nil {
 		set["superseded_grace_seconds"] = int64(*p.SupersededGrace / time.Second)
 	}
-	res := s.db.WithContext(ctx).Model(&profileRow{}).Where("name = ?", p.Name).Updates(set)
-	if err := mustAffect(res, "profile "+p.Name); err != nil {
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&profileRow{}).Where("name = ?", p.Name).Updates(set)
+		if err := mustAffect(res, "profile "+p.Name); err != nil {
+			return err
+		}
+		return s.appendAuditTx(tx, audit)
+	})
+	if err != nil {
 		return Profile{}, err
 	}
 	return s.GetProfile(ctx, p.Name)
 }
 
-// DeleteProfile removes a profile that no device or batch refers to.
-func (s *Store) DeleteProfile(ctx context.Context, name string) error {
-	return mustAffect(s.db.WithContext(ctx).Where("name = ?", name).Delete(&profileRow{}), "profile "+name)
+// DeleteProfile removes a profile that no device or batch refers to, with
+// its audit event.
+func (s *Store) DeleteProfile(ctx context.Context, name string, audit *AuditEvent) error {
+	return s.write(ctx, func(tx *gorm.DB) error {
+		if err := mustAffect(tx.Where("name = ?", name).Delete(&profileRow{}), "profile "+name); err != nil {
+			return err
+		}
+		return s.appendAuditTx(tx, audit)
+	})
 }
 
 // sqlIDReservedElsewhere finds a live unused token of another fleet that
@@ -125,8 +162,9 @@ WHERE t.device_id = ? AND t.used_at IS NULL AND t.expires_at > ? AND b.revoked_a
 // CreateDevice registers a device (usually pending, before enrollment). A
 // pending device may not take an id fixed to another fleet's unused token
 // (device_id_reserved), the mirror of the check a batch makes
-// (checkIDsFree); the shared reservation lock orders the two.
-func (s *Store) CreateDevice(ctx context.Context, d Device) (Device, error) {
+// (checkIDsFree); the shared reservation lock orders the two. audit is
+// written in the same transaction.
+func (s *Store) CreateDevice(ctx context.Context, d Device, audit *AuditEvent) (Device, error) {
 	now := s.now()
 	d.CreatedAt, d.UpdatedAt = now, now
 	r := newDeviceRow(d)
@@ -145,7 +183,10 @@ func (s *Store) CreateDevice(ctx context.Context, d Device) (Device, error) {
 				return fault.New(fault.DeviceIDReserved, "device id %q is fixed to an unused bootstrap token of another fleet", d.ID)
 			}
 		}
-		return classify(tx.Create(&r).Error, "device "+d.ID)
+		if err := tx.Create(&r).Error; err != nil {
+			return classify(err, "device "+d.ID)
+		}
+		return s.appendAuditTx(tx, audit)
 	})
 	if err != nil {
 		return Device{}, err
@@ -217,28 +258,41 @@ func (s *Store) ListDevices(ctx context.Context, f DeviceFilter) ([]Device, erro
 	return out, nil
 }
 
-// UpdateDevice writes a device's profile, status and labels.
-func (s *Store) UpdateDevice(ctx context.Context, d Device) (Device, error) {
+// UpdateDevice writes a device's profile, status and labels, with its
+// audit event.
+func (s *Store) UpdateDevice(ctx context.Context, d Device, audit *AuditEvent) (Device, error) {
 	r := newDeviceRow(d)
-	res := s.db.WithContext(ctx).Model(&deviceRow{}).Where("id = ?", d.ID).Updates(map[string]any{
-		"profile": r.Profile, "status": r.Status, "labels": r.Labels, "updated_at": ms(s.now()),
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&deviceRow{}).Where("id = ?", d.ID).Updates(map[string]any{
+			"profile": r.Profile, "status": r.Status, "labels": r.Labels, "updated_at": ms(s.now()),
+		})
+		if err := mustAffect(res, "device "+d.ID); err != nil {
+			return err
+		}
+		if err := s.notify(tx, TopicDevices); err != nil {
+			return err
+		}
+		return s.appendAuditTx(tx, audit)
 	})
-	if err := mustAffect(res, "device "+d.ID); err != nil {
+	if err != nil {
 		return Device{}, err
 	}
-	s.notifyAfter(ctx, TopicDevices)
 	return s.GetDevice(ctx, d.ID)
 }
 
 // DeleteDevice removes a device that holds no certificate. A device that
 // was ever issued a certificate is revoked, not deleted, so its history and
-// CRL entries survive.
-func (s *Store) DeleteDevice(ctx context.Context, id string) error {
-	if err := mustAffect(s.db.WithContext(ctx).Where("id = ?", id).Delete(&deviceRow{}), "device "+id); err != nil {
-		return err
-	}
-	s.notifyAfter(ctx, TopicDevices)
-	return nil
+// CRL entries survive. audit is written in the same transaction.
+func (s *Store) DeleteDevice(ctx context.Context, id string, audit *AuditEvent) error {
+	return s.write(ctx, func(tx *gorm.DB) error {
+		if err := mustAffect(tx.Where("id = ?", id).Delete(&deviceRow{}), "device "+id); err != nil {
+			return err
+		}
+		if err := s.notify(tx, TopicDevices); err != nil {
+			return err
+		}
+		return s.appendAuditTx(tx, audit)
+	})
 }
 
 func mustAffect(res *gorm.DB, what string) error {

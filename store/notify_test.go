@@ -93,13 +93,13 @@ func TestListenPostgres(t *testing.T) {
 	s := open(t, dsn, nil)
 	c := &clock{now: base}
 	s.SetClock(c.Now)
-	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}))(t)
+	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
 	must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},
-		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}))(t)
+		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}, nil))(t)
 	batch(t, s, "b", base.Add(time.Hour), "t1", "t2", "t3")
 	must(s.CompleteEnrollment(ctx, enrollment("t1", "dev-1", "s1", base)))(t)
 	must(s.CompleteEnrollment(ctx, enrollment("t2", "dev-2", "s2", base)))(t)
-	pv := must(s.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: "package x", CreatedBy: "test"}))(t)
+	pv := must(s.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: "package x", CreatedBy: "test"}, nil))(t)
 	noErr(t, s.AppendAudit(ctx, store.AuditEvent{ID: "taken", Action: "test"}))
 
 	l := listen(t, s)
@@ -139,7 +139,8 @@ func TestListenPostgres(t *testing.T) {
 		{"RevokeCertificate", store.TopicDevices, func() error { return s.RevokeCertificate(ctx, "s3b", 1, base) }},
 		{"UpdateDevice", store.TopicDevices, func() error {
 			_, err := s.UpdateDevice(ctx, store.Device{ID: "dev-3", Profile: profile, Status: store.DeviceActive,
-				Labels: map[string]string{"k": "v"}})
+				Labels: map[string]string{"k": "v"}}, nil)
+
 			return err
 		}},
 		{"RevokeCertificateAudited", store.TopicDevices, func() error {
@@ -148,10 +149,10 @@ func TestListenPostgres(t *testing.T) {
 		}},
 		{"DeleteDevice", store.TopicDevices, func() error {
 			if _, err := s.CreateDevice(ctx, store.Device{ID: "dev-4", Fleet: fleet, Profile: profile,
-				Status: store.DevicePending}); err != nil {
+				Status: store.DevicePending}, nil); err != nil {
 				return err
 			}
-			if err := s.DeleteDevice(ctx, "dev-4"); err != nil {
+			if err := s.DeleteDevice(ctx, "dev-4", nil); err != nil {
 				return err
 			}
 			return nil
@@ -172,7 +173,7 @@ func TestListenPostgres(t *testing.T) {
 			return err
 		}},
 		{"ActivatePolicyVersion", store.TopicPolicy, func() error {
-			_, err := s.ActivatePolicyVersion(ctx, pv.Version, "test")
+			_, err := s.ActivatePolicyVersion(ctx, pv.Version, "test", nil)
 			return err
 		}},
 		{"StoreCRL", store.TopicCRL, func() error {
@@ -213,9 +214,9 @@ func BenchmarkCompleteEnrollmentPostgres(b *testing.B) {
 	ctx := context.Background()
 	s := open(b, testdb.Postgres(b), nil)
 	s.SetClock((&clock{now: base}).Now)
-	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}))(b)
+	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(b)
 	must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},
-		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}))(b)
+		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}, nil))(b)
 	toks := make([]store.NewToken, b.N)
 	for i := range toks {
 		toks[i].Hash = fmt.Sprintf("bench-%09d", i)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -55,8 +56,10 @@ type activationRow struct {
 
 func (activationRow) TableName() string { return "policy_activations" }
 
-// CreatePolicyVersion stores a new version numbered one past the newest.
-func (s *Store) CreatePolicyVersion(ctx context.Context, v PolicyVersion) (PolicyVersion, error) {
+// CreatePolicyVersion stores a new version numbered one past the newest,
+// and audit, when not nil, in the same transaction with the new version
+// number as its ObjectID (only the transaction knows it).
+func (s *Store) CreatePolicyVersion(ctx context.Context, v PolicyVersion, audit *AuditEvent) (PolicyVersion, error) {
 	var out PolicyVersion
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		var last int64
@@ -74,7 +77,12 @@ func (s *Store) CreatePolicyVersion(ctx context.Context, v PolicyVersion) (Polic
 			return err
 		}
 		out = r.domain()
-		return nil
+		if audit == nil {
+			return nil
+		}
+		e := *audit
+		e.ObjectID = strconv.FormatInt(r.Version, 10)
+		return s.appendAuditTx(tx, &e)
 	})
 	return out, err
 }
@@ -101,18 +109,27 @@ func (s *Store) ListPolicyVersions(ctx context.Context) ([]PolicyVersion, error)
 	return out, nil
 }
 
-// ActivatePolicyVersion makes version the active one.
-func (s *Store) ActivatePolicyVersion(ctx context.Context, version int64, actor string) (PolicyActivation, error) {
+// ActivatePolicyVersion makes version the active one, and writes audit
+// (when not nil) in the same transaction.
+func (s *Store) ActivatePolicyVersion(ctx context.Context, version int64, actor string, audit *AuditEvent) (PolicyActivation, error) {
 	at := s.now()
 	r := activationRow{ID: uuid.Must(uuid.NewV7()).String(), Version: version, ActivatedBy: actor, ActivatedAt: ms(at)}
-	if err := s.db.WithContext(ctx).Create(&r).Error; err != nil {
-		err = classify(err, "policy activation")
-		if fault.Is(err, fault.Conflict) {
-			return PolicyActivation{}, fault.New(fault.NotFound, "policy version %d not found", version)
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(&r).Error; err != nil {
+			err = classify(err, "policy activation")
+			if fault.Is(err, fault.Conflict) {
+				return fault.New(fault.NotFound, "policy version %d not found", version)
+			}
+			return err
 		}
+		if err := s.notify(tx, TopicPolicy); err != nil {
+			return err
+		}
+		return s.appendAuditTx(tx, audit)
+	})
+	if err != nil {
 		return PolicyActivation{}, err
 	}
-	s.notifyAfter(ctx, TopicPolicy)
 	return PolicyActivation{Version: version, ActivatedBy: actor, ActivatedAt: fromMS(r.ActivatedAt)}, nil
 }
 

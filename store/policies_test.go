@@ -18,16 +18,16 @@ func TestPolicyVersions(t *testing.T) {
 				t.Fatalf("active on empty store: %v", err)
 			}
 			for i := 1; i <= 3; i++ {
-				v, err := s.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: "p", Tests: "t", Digest: "d", CreatedBy: "me"})
+				v, err := s.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: "p", Tests: "t", Digest: "d", CreatedBy: "me"}, nil)
 				if err != nil || v.Version != int64(i) {
 					t.Fatalf("create %d: %+v %v", i, v, err)
 				}
 			}
-			if _, err := s.ActivatePolicyVersion(ctx, 42, "me"); fault.CodeOf(err) != fault.NotFound {
+			if _, err := s.ActivatePolicyVersion(ctx, 42, "me", nil); fault.CodeOf(err) != fault.NotFound {
 				t.Fatalf("activate missing version: %v", err)
 			}
 			for _, v := range []int64{2, 3, 1} {
-				if _, err := s.ActivatePolicyVersion(ctx, v, "me"); err != nil {
+				if _, err := s.ActivatePolicyVersion(ctx, v, "me", nil); err != nil {
 					t.Fatal(err)
 				}
 			}

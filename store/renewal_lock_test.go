@@ -29,9 +29,9 @@ func TestRenewalWaitsForDeviceChange(t *testing.T) {
 				s := open(t, dsn, nil)
 				clk := &clock{now: base}
 				s.SetClock(clk.Now)
-				must(s.CreateFleet(ctx, store.Fleet{Name: fleet}))(t)
+				must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
 				must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},
-					Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}))(t)
+					Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}, nil))(t)
 				batch(t, s, "b", base.Add(time.Hour), "t1")
 				must(s.CompleteEnrollment(ctx, enrollment("t1", "dev-1", "s1", base)))(t)
 
@@ -98,7 +98,7 @@ func TestClaimRevokeRace(t *testing.T) {
 			for i := range toks {
 				id := fmt.Sprintf("pending-%02d", i)
 				toks[i] = store.NewToken{Hash: "h-" + id, DeviceID: id}
-				must(s.CreateDevice(ctx, store.Device{ID: id, Fleet: fleet, Profile: profile, Status: store.DevicePending}))(t)
+				must(s.CreateDevice(ctx, store.Device{ID: id, Fleet: fleet, Profile: profile, Status: store.DevicePending}, nil))(t)
 			}
 			must(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "b", Fleet: fleet, Profile: profile, ExpiresAt: base.Add(time.Hour),
 				CreatedBy: "test"}, toks))(t)

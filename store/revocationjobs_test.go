@@ -73,9 +73,9 @@ func testBatchRevocationResume(t *testing.T, backend string) {
 	s1 := open(t, dsn, nil)
 	c := &clock{now: base}
 	s1.SetClock(c.Now)
-	must(s1.CreateFleet(ctx, store.Fleet{Name: fleet}))(t)
+	must(s1.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
 	must(s1.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},
-		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}))(t)
+		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}, nil))(t)
 	devs := lot(t, s1, "lot", 26, 23)
 	others := lot(t, s1, "other", 2, 2)
 	// A suspended device of the lot is revoked too; a device revoked before
@@ -218,9 +218,9 @@ func testRevocationJobClaimRace(t *testing.T, backend string) {
 	dsn := testdb.DSN(t, backend)
 	s1 := open(t, dsn, nil)
 	s2 := open(t, dsn, nil)
-	must(s1.CreateFleet(ctx, store.Fleet{Name: fleet}))(t)
+	must(s1.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
 	must(s1.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},
-		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}))(t)
+		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}, nil))(t)
 	lot(t, s1, "lot", 3, 3)
 	job := startJob(t, s1, "lot")
 	warm(t, s1)

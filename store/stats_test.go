@@ -27,7 +27,7 @@ func testCountDevices(t *testing.T, backend string) {
 	if got := must(s.CountDevices(ctx))(t); len(got) != 0 {
 		t.Fatalf("empty store: %v", got)
 	}
-	must(s.CreateFleet(ctx, store.Fleet{Name: "lab"}))(t)
+	must(s.CreateFleet(ctx, store.Fleet{Name: "lab"}, nil))(t)
 	devs := []struct {
 		id, fleet string
 		status    store.DeviceStatus
@@ -37,7 +37,7 @@ func testCountDevices(t *testing.T, backend string) {
 		{"g", "lab", store.DevicePending},
 	}
 	for _, d := range devs {
-		must(s.CreateDevice(ctx, store.Device{ID: d.id, Fleet: d.fleet, Profile: profile, Status: d.status}))(t)
+		must(s.CreateDevice(ctx, store.Device{ID: d.id, Fleet: d.fleet, Profile: profile, Status: d.status}, nil))(t)
 	}
 	want := []store.DeviceCount{
 		{Fleet: fleet, Status: store.DeviceActive, Count: 2}, {Fleet: fleet, Status: store.DeviceSuspended, Count: 1},
@@ -60,7 +60,7 @@ func testListDevicesByLabel(t *testing.T, backend string) {
 		"e": {"room": "<lab>", "ünï": "çødé"},
 		"f": nil,
 	} {
-		must(s.CreateDevice(ctx, store.Device{ID: id, Fleet: fleet, Profile: profile, Status: store.DeviceActive, Labels: labels}))(t)
+		must(s.CreateDevice(ctx, store.Device{ID: id, Fleet: fleet, Profile: profile, Status: store.DeviceActive, Labels: labels}, nil))(t)
 	}
 	cases := []struct {
 		key, value string
@@ -158,8 +158,8 @@ func BenchmarkDashboard(b *testing.B) {
 			dsn := testdb.DSN(b, backend)
 			s := open(b, dsn, nil)
 			ctx := context.Background()
-			must(s.CreateFleet(ctx, store.Fleet{Name: fleet}))(b)
-			must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"}, Validity: time.Hour}))(b)
+			must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(b)
+			must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"}, Validity: time.Hour}, nil))(b)
 			driver := map[string]string{"sqlite": "sqlite", "postgres": "pgx"}[backend]
 			db, err := sql.Open(driver, dsn)
 			noErr(b, err)

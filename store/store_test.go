@@ -103,9 +103,9 @@ func seeded(t testing.TB, backend string) (*store.Store, *clock) {
 	t.Helper()
 	s, c := newStore(t, backend)
 	ctx := context.Background()
-	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}))(t)
+	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
 	must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},
-		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}))(t)
+		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}, nil))(t)
 	return s, c
 }
 
@@ -238,7 +238,7 @@ func testMigrations(t *testing.T, backend string) {
 	if err != nil || len(fleets) != 0 {
 		t.Fatalf("fresh database: ListFleets = %v, %v; want empty", fleets, err)
 	}
-	must(s1.CreateFleet(ctx, store.Fleet{Name: "kept", Description: "survives reopen"}))(t)
+	must(s1.CreateFleet(ctx, store.Fleet{Name: "kept", Description: "survives reopen"}, nil))(t)
 
 	// A second store on the same database while the first is open (a second
 	// replica), then after the first closed (a restart): neither migrates again.
@@ -299,7 +299,7 @@ func TestSQLitePath(t *testing.T) {
 			noErr(t, os.Mkdir(dir, 0o700))
 			path := filepath.Join(dir, "gatehouse.db")
 			s := open(t, path, nil)
-			must(s.CreateFleet(ctx, store.Fleet{Name: fleet}))(t)
+			must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
 			if _, err := os.Stat(path); err != nil {
 				t.Fatalf("database not at %q: %v", path, err)
 			}
@@ -307,7 +307,7 @@ func TestSQLitePath(t *testing.T) {
 			if _, err := os.Stat(path + "-wal"); err != nil {
 				t.Errorf("no WAL file beside the database: %v", err)
 			}
-			_, err := s.CreateDevice(ctx, store.Device{ID: "d", Fleet: "nope", Profile: "nope", Status: store.DevicePending})
+			_, err := s.CreateDevice(ctx, store.Device{ID: "d", Fleet: "nope", Profile: "nope", Status: store.DevicePending}, nil)
 			wantCode(t, err, fault.Conflict)
 			entries, err := os.ReadDir(filepath.Dir(dir))
 			noErr(t, err)
@@ -330,7 +330,7 @@ func testFleets(t *testing.T, backend string) {
 	ctx := context.Background()
 	s, clk := newStore(t, backend)
 
-	f := must(s.CreateFleet(ctx, store.Fleet{Name: fleet, Description: "line 1"}))(t)
+	f := must(s.CreateFleet(ctx, store.Fleet{Name: fleet, Description: "line 1"}, nil))(t)
 	if f.Name != fleet || f.Description != "line 1" {
 		t.Errorf("CreateFleet returned %+v", f)
 	}
@@ -339,13 +339,13 @@ func testFleets(t *testing.T, backend string) {
 	if got := must(s.GetFleet(ctx, fleet))(t); !reflect.DeepEqual(got, f) {
 		t.Errorf("GetFleet = %+v, want %+v", got, f)
 	}
-	must(s.CreateFleet(ctx, store.Fleet{Name: "aardvark"}))(t)
+	must(s.CreateFleet(ctx, store.Fleet{Name: "aardvark"}, nil))(t)
 	if got := must(s.ListFleets(ctx))(t); len(got) != 2 || got[0].Name != "aardvark" || got[1].Name != fleet {
 		t.Errorf("ListFleets = %+v, want aardvark, %s", got, fleet)
 	}
 
 	clk.Set(base.Add(time.Hour))
-	u := must(s.UpdateFleet(ctx, store.Fleet{Name: fleet, Description: "line 2"}))(t)
+	u := must(s.UpdateFleet(ctx, store.Fleet{Name: fleet, Description: "line 2"}, nil))(t)
 	if u.Description != "line 2" {
 		t.Errorf("UpdateFleet description = %q", u.Description)
 	}
@@ -355,19 +355,19 @@ func testFleets(t *testing.T, backend string) {
 		t.Errorf("GetFleet after update: description %q", got.Description)
 	}
 
-	must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ed25519"}, Validity: time.Hour}))(t)
-	must(s.CreateDevice(ctx, store.Device{ID: "dev-1", Fleet: fleet, Profile: profile, Status: store.DevicePending}))(t)
+	must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ed25519"}, Validity: time.Hour}, nil))(t)
+	must(s.CreateDevice(ctx, store.Device{ID: "dev-1", Fleet: fleet, Profile: profile, Status: store.DevicePending}, nil))(t)
 
 	errCases := []struct {
 		name string
 		err  error
 		code fault.Code
 	}{
-		{"duplicate create", second(s.CreateFleet(ctx, store.Fleet{Name: fleet})), fault.AlreadyExists},
+		{"duplicate create", second(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil)), fault.AlreadyExists},
 		{"get missing", second(s.GetFleet(ctx, "nope")), fault.NotFound},
-		{"update missing", second(s.UpdateFleet(ctx, store.Fleet{Name: "nope"})), fault.NotFound},
-		{"delete missing", s.DeleteFleet(ctx, "nope"), fault.NotFound},
-		{"delete referenced by device", s.DeleteFleet(ctx, fleet), fault.Conflict},
+		{"update missing", second(s.UpdateFleet(ctx, store.Fleet{Name: "nope"}, nil)), fault.NotFound},
+		{"delete missing", s.DeleteFleet(ctx, "nope", nil), fault.NotFound},
+		{"delete referenced by device", s.DeleteFleet(ctx, fleet, nil), fault.Conflict},
 	}
 	for _, c := range errCases {
 		t.Run(c.name, func(t *testing.T) { wantCode(t, c.err, c.code) })
@@ -376,7 +376,7 @@ func testFleets(t *testing.T, backend string) {
 		t.Errorf("referenced fleet is gone after refused delete: %v", err)
 	}
 
-	noErr(t, s.DeleteFleet(ctx, "aardvark"))
+	noErr(t, s.DeleteFleet(ctx, "aardvark", nil))
 	wantCode(t, second(s.GetFleet(ctx, "aardvark")), fault.NotFound)
 }
 
@@ -394,7 +394,7 @@ func testProfiles(t *testing.T, backend string) {
 	}
 	for _, p := range cases {
 		t.Run(p.Name, func(t *testing.T) {
-			got := must(s.CreateProfile(ctx, p))(t)
+			got := must(s.CreateProfile(ctx, p, nil))(t)
 			// Unset, the grace is the default.
 			p.CreatedAt, p.UpdatedAt, p.SupersededGrace = base, base, new(p.Grace())
 			if !reflect.DeepEqual(got, p) {
@@ -413,46 +413,46 @@ func testProfiles(t *testing.T, backend string) {
 	clk.Set(base.Add(time.Minute))
 	upd := store.Profile{Name: "full", KeyTypes: []string{"ed25519"}, Roles: []string{"admin-ish"},
 		Validity: 7 * 24 * time.Hour, RenewWindow: 0}
-	got := must(s.UpdateProfile(ctx, upd))(t)
+	got := must(s.UpdateProfile(ctx, upd, nil))(t)
 	// Unset in an update, the grace is kept (0 above).
 	upd.CreatedAt, upd.UpdatedAt, upd.SupersededGrace = base, base.Add(time.Minute), new(time.Duration(0))
 	if !reflect.DeepEqual(got, upd) {
 		t.Errorf("UpdateProfile = %+v, want %+v", got, upd)
 	}
 	upd.SupersededGrace = new(90 * time.Minute)
-	if got := must(s.UpdateProfile(ctx, upd))(t); got.Grace() != 90*time.Minute {
+	if got := must(s.UpdateProfile(ctx, upd, nil))(t); got.Grace() != 90*time.Minute {
 		t.Errorf("UpdateProfile grace = %v, want 1h30m", got.Grace())
 	}
 
-	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}))(t)
-	must(s.CreateDevice(ctx, store.Device{ID: "dev-1", Fleet: fleet, Profile: "full", Status: store.DevicePending}))(t)
+	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
+	must(s.CreateDevice(ctx, store.Device{ID: "dev-1", Fleet: fleet, Profile: "full", Status: store.DevicePending}, nil))(t)
 	errCases := []struct {
 		name string
 		err  error
 		code fault.Code
 	}{
-		{"duplicate create", second(s.CreateProfile(ctx, store.Profile{Name: "full", Validity: time.Hour})), fault.AlreadyExists},
-		{"zero validity", second(s.CreateProfile(ctx, store.Profile{Name: "zero", KeyTypes: []string{"ed25519"}})), fault.InvalidArgument},
+		{"duplicate create", second(s.CreateProfile(ctx, store.Profile{Name: "full", Validity: time.Hour}, nil)), fault.AlreadyExists},
+		{"zero validity", second(s.CreateProfile(ctx, store.Profile{Name: "zero", KeyTypes: []string{"ed25519"}}, nil)), fault.InvalidArgument},
 		{"get missing", second(s.GetProfile(ctx, "nope")), fault.NotFound},
-		{"update missing", second(s.UpdateProfile(ctx, store.Profile{Name: "nope", Validity: time.Hour})), fault.NotFound},
-		{"delete missing", s.DeleteProfile(ctx, "nope"), fault.NotFound},
-		{"delete referenced by device", s.DeleteProfile(ctx, "full"), fault.Conflict},
+		{"update missing", second(s.UpdateProfile(ctx, store.Profile{Name: "nope", Validity: time.Hour}, nil)), fault.NotFound},
+		{"delete missing", s.DeleteProfile(ctx, "nope", nil), fault.NotFound},
+		{"delete referenced by device", s.DeleteProfile(ctx, "full", nil), fault.Conflict},
 	}
 	for _, c := range errCases {
 		t.Run(c.name, func(t *testing.T) { wantCode(t, c.err, c.code) })
 	}
-	noErr(t, s.DeleteProfile(ctx, "minimal"))
+	noErr(t, s.DeleteProfile(ctx, "minimal", nil))
 	wantCode(t, second(s.GetProfile(ctx, "minimal")), fault.NotFound)
 }
 
 func testDevices(t *testing.T, backend string) {
 	ctx := context.Background()
 	s, clk := seeded(t, backend)
-	must(s.CreateProfile(ctx, store.Profile{Name: "gateway", KeyTypes: []string{"ed25519"}, Validity: time.Hour}))(t)
+	must(s.CreateProfile(ctx, store.Profile{Name: "gateway", KeyTypes: []string{"ed25519"}, Validity: time.Hour}, nil))(t)
 
 	d := store.Device{ID: "dev-1", Fleet: fleet, Profile: profile, Status: store.DevicePending,
 		Labels: map[string]string{"site": "berlin", "rack": "r7", "quote": `a"b,c`}}
-	got := must(s.CreateDevice(ctx, d))(t)
+	got := must(s.CreateDevice(ctx, d, nil))(t)
 	d.CreatedAt, d.UpdatedAt = base, base
 	if !reflect.DeepEqual(got, d) {
 		t.Errorf("CreateDevice = %+v, want %+v", got, d)
@@ -460,14 +460,14 @@ func testDevices(t *testing.T, backend string) {
 	if got := must(s.GetDevice(ctx, "dev-1"))(t); !reflect.DeepEqual(got, d) {
 		t.Errorf("GetDevice = %+v, want %+v", got, d)
 	}
-	bare := must(s.CreateDevice(ctx, store.Device{ID: "dev-2", Fleet: fleet, Profile: profile, Status: store.DeviceActive}))(t)
+	bare := must(s.CreateDevice(ctx, store.Device{ID: "dev-2", Fleet: fleet, Profile: profile, Status: store.DeviceActive}, nil))(t)
 	if len(bare.Labels) != 0 {
 		t.Errorf("device without labels has labels %v", bare.Labels)
 	}
 
 	clk.Set(base.Add(time.Second))
 	d.Status, d.Profile, d.Labels = store.DeviceSuspended, "gateway", map[string]string{"site": "paris"}
-	got = must(s.UpdateDevice(ctx, d))(t)
+	got = must(s.UpdateDevice(ctx, d, nil))(t)
 	d.UpdatedAt = base.Add(time.Second)
 	if !reflect.DeepEqual(got, d) {
 		t.Errorf("UpdateDevice = %+v, want %+v", got, d)
@@ -478,15 +478,15 @@ func testDevices(t *testing.T, backend string) {
 		err  error
 		code fault.Code
 	}{
-		{"duplicate id", second(s.CreateDevice(ctx, store.Device{ID: "dev-1", Fleet: fleet, Profile: profile, Status: store.DevicePending})), fault.AlreadyExists},
-		{"missing fleet", second(s.CreateDevice(ctx, store.Device{ID: "dev-3", Fleet: "nope", Profile: profile, Status: store.DevicePending})), fault.Conflict},
-		{"missing profile", second(s.CreateDevice(ctx, store.Device{ID: "dev-3", Fleet: fleet, Profile: "nope", Status: store.DevicePending})), fault.Conflict},
-		{"create invalid status", second(s.CreateDevice(ctx, store.Device{ID: "dev-3", Fleet: fleet, Profile: profile, Status: "bogus"})), fault.InvalidArgument},
-		{"update invalid status", second(s.UpdateDevice(ctx, store.Device{ID: "dev-2", Profile: profile, Status: "bogus"})), fault.InvalidArgument},
-		{"update missing profile", second(s.UpdateDevice(ctx, store.Device{ID: "dev-2", Profile: "nope", Status: store.DeviceActive})), fault.Conflict},
-		{"update missing", second(s.UpdateDevice(ctx, store.Device{ID: "nope", Profile: profile, Status: store.DeviceActive})), fault.NotFound},
+		{"duplicate id", second(s.CreateDevice(ctx, store.Device{ID: "dev-1", Fleet: fleet, Profile: profile, Status: store.DevicePending}, nil)), fault.AlreadyExists},
+		{"missing fleet", second(s.CreateDevice(ctx, store.Device{ID: "dev-3", Fleet: "nope", Profile: profile, Status: store.DevicePending}, nil)), fault.Conflict},
+		{"missing profile", second(s.CreateDevice(ctx, store.Device{ID: "dev-3", Fleet: fleet, Profile: "nope", Status: store.DevicePending}, nil)), fault.Conflict},
+		{"create invalid status", second(s.CreateDevice(ctx, store.Device{ID: "dev-3", Fleet: fleet, Profile: profile, Status: "bogus"}, nil)), fault.InvalidArgument},
+		{"update invalid status", second(s.UpdateDevice(ctx, store.Device{ID: "dev-2", Profile: profile, Status: "bogus"}, nil)), fault.InvalidArgument},
+		{"update missing profile", second(s.UpdateDevice(ctx, store.Device{ID: "dev-2", Profile: "nope", Status: store.DeviceActive}, nil)), fault.Conflict},
+		{"update missing", second(s.UpdateDevice(ctx, store.Device{ID: "nope", Profile: profile, Status: store.DeviceActive}, nil)), fault.NotFound},
 		{"get missing", second(s.GetDevice(ctx, "nope")), fault.NotFound},
-		{"delete missing", s.DeleteDevice(ctx, "nope"), fault.NotFound},
+		{"delete missing", s.DeleteDevice(ctx, "nope", nil), fault.NotFound},
 	}
 	for _, c := range errCases {
 		t.Run(c.name, func(t *testing.T) { wantCode(t, c.err, c.code) })
@@ -499,15 +499,15 @@ func testDevices(t *testing.T, backend string) {
 	// A device that holds a certificate cannot be deleted; one that does not can.
 	batch(t, s, "b1", base.Add(time.Hour), "tok-1")
 	must(s.CompleteEnrollment(ctx, enrollment("tok-1", "dev-4", "s-4", base)))(t)
-	wantCode(t, s.DeleteDevice(ctx, "dev-4"), fault.Conflict)
-	noErr(t, s.DeleteDevice(ctx, "dev-2"))
+	wantCode(t, s.DeleteDevice(ctx, "dev-4", nil), fault.Conflict)
+	noErr(t, s.DeleteDevice(ctx, "dev-2", nil))
 	wantCode(t, second(s.GetDevice(ctx, "dev-2")), fault.NotFound)
 }
 
 func testListDevices(t *testing.T, backend string) {
 	ctx := context.Background()
 	s, _ := seeded(t, backend)
-	must(s.CreateFleet(ctx, store.Fleet{Name: "lab"}))(t)
+	must(s.CreateFleet(ctx, store.Fleet{Name: "lab"}, nil))(t)
 
 	type dev struct {
 		id     string
@@ -528,7 +528,7 @@ func testListDevices(t *testing.T, backend string) {
 		{"other", "lab", store.DeviceActive},
 	}
 	for _, d := range devs {
-		must(s.CreateDevice(ctx, store.Device{ID: d.id, Fleet: d.fleet, Profile: profile, Status: d.status}))(t)
+		must(s.CreateDevice(ctx, store.Device{ID: d.id, Fleet: d.fleet, Profile: profile, Status: d.status}, nil))(t)
 	}
 	sorted := func(v ...string) []string { sort.Strings(v); return v }
 	all := make([]string, len(devs))
@@ -578,7 +578,7 @@ func testListDevices(t *testing.T, backend string) {
 			if i%3 == 0 {
 				f = "lab"
 			}
-			must(s.CreateDevice(ctx, store.Device{ID: id, Fleet: f, Profile: profile, Status: store.DevicePending}))(t)
+			must(s.CreateDevice(ctx, store.Device{ID: id, Fleet: f, Profile: profile, Status: store.DevicePending}, nil))(t)
 			want = append(want, id)
 		}
 		sort.Strings(want)
@@ -613,11 +613,11 @@ func testListDevices(t *testing.T, backend string) {
 func TestListDevicesCollation(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, icuPostgres(t), nil)
-	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}))(t)
-	must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ed25519"}, Validity: time.Hour}))(t)
+	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
+	must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ed25519"}, Validity: time.Hour}, nil))(t)
 	all := []string{"dev-1", "DEV-1", "Dev-10", "dev-10", "dev10", "dev1", "dev-2", "dev_1", "dev.1", "dév-1", "dev-1z"}
 	for _, id := range all {
-		must(s.CreateDevice(ctx, store.Device{ID: id, Fleet: fleet, Profile: profile, Status: store.DevicePending}))(t)
+		must(s.CreateDevice(ctx, store.Device{ID: id, Fleet: fleet, Profile: profile, Status: store.DevicePending}, nil))(t)
 	}
 	sort.Strings(all)
 
@@ -785,7 +785,7 @@ func testTokenBatches(t *testing.T, backend string) {
 func testCompleteEnrollment(t *testing.T, backend string) {
 	ctx := context.Background()
 	s, _ := seeded(t, backend)
-	must(s.CreateFleet(ctx, store.Fleet{Name: "lab"}))(t)
+	must(s.CreateFleet(ctx, store.Fleet{Name: "lab"}, nil))(t)
 	expires := base.Add(24 * time.Hour)
 	batch(t, s, "b", expires, "ok", "again", "late", "edge", "taken", "pending", "foreign", "dup-serial")
 	at := base.Add(time.Hour)
@@ -870,7 +870,7 @@ func testCompleteEnrollment(t *testing.T, backend string) {
 	})
 
 	t.Run("pending device in another fleet", func(t *testing.T) {
-		must(s.CreateDevice(ctx, store.Device{ID: "dev-lab", Fleet: "lab", Profile: profile, Status: store.DevicePending}))(t)
+		must(s.CreateDevice(ctx, store.Device{ID: "dev-lab", Fleet: "lab", Profile: profile, Status: store.DevicePending}, nil))(t)
 		_, err := s.CompleteEnrollment(ctx, enrollment("foreign", "dev-lab", "serial-lab", at))
 		wantCode(t, err, fault.AlreadyExists)
 		tokenUnused(t, "foreign")
@@ -887,9 +887,9 @@ func testCompleteEnrollment(t *testing.T, backend string) {
 	})
 
 	t.Run("pre-registered pending device", func(t *testing.T) {
-		must(s.CreateProfile(ctx, store.Profile{Name: "gateway", KeyTypes: []string{"ed25519"}, Validity: time.Hour}))(t)
+		must(s.CreateProfile(ctx, store.Profile{Name: "gateway", KeyTypes: []string{"ed25519"}, Validity: time.Hour}, nil))(t)
 		pre := must(s.CreateDevice(ctx, store.Device{ID: "dev-pre", Fleet: fleet, Profile: "gateway",
-			Status: store.DevicePending, Labels: map[string]string{"site": "berlin"}}))(t)
+			Status: store.DevicePending, Labels: map[string]string{"site": "berlin"}}, nil))(t)
 		// An enrollment without ClaimPending (a token not issued for this id)
 		// must not take the pre-registered device.
 		_, err := s.CompleteEnrollment(ctx, enrollment("pending", "dev-pre", "serial-pre", at))
@@ -998,7 +998,7 @@ func testSameDeviceRace(t *testing.T, backend string) {
 		hashes[i] = fmt.Sprintf("tok-%03d", i)
 	}
 	batch(t, s, "same", base.Add(time.Hour), hashes...)
-	must(s.CreateDevice(ctx, store.Device{ID: "pre", Fleet: fleet, Profile: profile, Status: store.DevicePending}))(t)
+	must(s.CreateDevice(ctx, store.Device{ID: "pre", Fleet: fleet, Profile: profile, Status: store.DevicePending}, nil))(t)
 
 	for round, id := range []string{"pre", "fresh"} {
 		t.Run(id, func(t *testing.T) {
@@ -1104,7 +1104,7 @@ func testRecordRenewal(t *testing.T, backend string) {
 	t.Run("device suspended", func(t *testing.T) {
 		d := must(s.GetDevice(ctx, "dev-1"))(t)
 		d.Status = store.DeviceSuspended
-		must(s.UpdateDevice(ctx, d))(t)
+		must(s.UpdateDevice(ctx, d, nil))(t)
 		err := second(s.RecordRenewal(ctx, store.Renewal{DeviceID: "dev-1", OldSerial: "s2", Cert: certificate("dev-1", "s3", renewedAt)}))
 		wantCode(t, err, fault.DeviceNotActive)
 		wantCode(t, second(s.GetCertificate(ctx, "s3")), fault.NotFound)

@@ -21,7 +21,7 @@ func TestSupersededGrace(t *testing.T) {
 			ctx := context.Background()
 			s, clk := seeded(t, backend)
 			must(s.CreateProfile(ctx, store.Profile{Name: "at-once", KeyTypes: []string{"ecdsa-p256"},
-				Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour, SupersededGrace: new(time.Duration(0))}))(t)
+				Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour, SupersededGrace: new(time.Duration(0))}, nil))(t)
 			const n = 20
 			toks := []string{"t-now"}
 			for i := range n {

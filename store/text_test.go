@@ -20,7 +20,7 @@ func TestBadTextIsInvalidArgument(t *testing.T) {
 			ctx := context.Background()
 			for _, bad := range []string{"a\x00b", "a\xffb", "\xc0\x80"} {
 				_, errGet := s.GetFleet(ctx, bad)
-				_, errCreate := s.CreateFleet(ctx, store.Fleet{Name: "bad-text", Description: bad})
+				_, errCreate := s.CreateFleet(ctx, store.Fleet{Name: "bad-text", Description: bad}, nil)
 				_, errList := s.ListDevices(ctx, store.DeviceFilter{Search: bad, Limit: 10})
 				if backend == "postgres" {
 					wantCode(t, errGet, fault.InvalidArgument)
@@ -34,7 +34,7 @@ func TestBadTextIsInvalidArgument(t *testing.T) {
 						t.Errorf("%q: %v", bad, err)
 					}
 				}
-				_ = s.DeleteFleet(ctx, "bad-text")
+				_ = s.DeleteFleet(ctx, "bad-text", nil)
 			}
 		})
 	}

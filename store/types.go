@@ -225,6 +225,10 @@ type Renewal struct {
 	// carried: it is redeemed (deleted) in the renewal's transaction, and
 	// the renewal fails unless it was live and issued for OldSerial.
 	ChallengeHash string
+	// Audit, when set, is written in the renewal's transaction; the store
+	// appends the old certificate's fate (revoked now, or revoked after the
+	// grace) to its Detail, which only the transaction knows.
+	Audit *AuditEvent
 }
 
 // RenewalChallenge is a single-use nonce issued to the holder of the

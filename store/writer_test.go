@@ -15,7 +15,7 @@ func TestWriterReopens(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.CreateFleet(ctx, Fleet{Name: "f1"}); err != nil {
+	if _, err := s.CreateFleet(ctx, Fleet{Name: "f1"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	s.writeMu.Lock()

@@ -76,7 +76,7 @@ func runInit(cmd *cobra.Command, vp *viper.Viper) error {
 	}
 	defer st.Close()
 	inv, err := inventory.New(inventory.Config{Fleets: st, Profiles: st, Devices: st, Certificates: st,
-		Audit: audit.New(st, log), Roles: nil})
+		Roles: nil})
 	if err != nil {
 		return err
 	}

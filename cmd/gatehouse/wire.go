@@ -105,7 +105,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 	}
 	rec := audit.New(st, log)
 	inv, err := inventory.New(inventory.Config{Fleets: st, Profiles: st, Devices: st, Certificates: st,
-		Audit: rec, Roles: authority.Roles()})
+		Roles: authority.Roles()})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
@@ -125,7 +125,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 	if staleness == 0 {
 		log.Warn("authz.max_staleness is 0: a replica cut off from the database keeps allowing what it last knew, revoked devices included")
 	}
-	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Audit: rec, Active: az, Fresh: az, Log: log})
+	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: az, Fresh: az, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
