@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/internal/loop"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -63,7 +64,7 @@ type Syncer struct {
 	cfg   Config
 	mu    sync.Mutex // serialises Sync: Run's polls and callers' SyncNow
 	since time.Time
-	kick  chan struct{}
+	wake  *loop.Waker
 	// started counts syncs that began reading (written under mu); ok is the
 	// number of the last one that succeeded. A caller that arrives after
 	// sync n began and finds a later one succeeded is covered by it.
@@ -88,7 +89,7 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Syncer{cfg: cfg, kick: make(chan struct{}, 1)}, nil
+	return &Syncer{cfg: cfg, wake: loop.NewWaker()}, nil
 }
 
 // Sync applies every change since the last call (everything on the first).
@@ -129,24 +130,11 @@ func (s *Syncer) Sync(ctx context.Context) (int, error) {
 }
 
 // Notify asks Run to sync now, e.g. right after a local change.
-func (s *Syncer) Notify() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
+func (s *Syncer) Notify() { s.wake.Wake() }
 
 // Run syncs until ctx ends: on every tick and on every Notify.
 func (s *Syncer) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-s.kick:
-		}
+	loop.Run(ctx, s.cfg.Interval, s.wake.C(), func(ctx context.Context) {
 		if n, err := s.Sync(ctx); err != nil {
 			// Keep serving the last known state; a deny-on-error here would
 			// lock every device out during a database blip. The core's
@@ -155,7 +143,8 @@ func (s *Syncer) Run(ctx context.Context) error {
 		} else if n > 0 {
 			s.cfg.Log.Debug("device state synced", "devices", n)
 		}
-	}
+	})
+	return nil
 }
 
 func (s *Syncer) state(d store.DeviceWithCert) authz.Device {

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/loop"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -153,7 +154,7 @@ type Publisher struct {
 	// a failed write, which install retries.
 	fileNumber int64
 	// kick wakes Run before its next tick (Notify).
-	kick chan struct{}
+	wake *loop.Waker
 }
 
 // New returns a Publisher.
@@ -173,7 +174,7 @@ func New(cfg Config) (*Publisher, error) {
 		return nil, fault.New(fault.InvalidArgument, "crl.reload_command needs crl.file")
 	}
 	return &Publisher{cfg: cfg, status: Status{File: cfg.File, ReloadCommand: cfg.ReloadCommand != ""},
-		kick: make(chan struct{}, 1)}, nil
+		wake: loop.NewWaker()}, nil
 }
 
 // Publish returns once a list that includes every revocation committed
@@ -261,12 +262,7 @@ func (p *Publisher) fresh(c store.CRL) bool {
 
 // Notify asks Run to look for a list another replica stored now, e.g. when
 // that replica announces it; it never blocks.
-func (p *Publisher) Notify() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
+func (p *Publisher) Notify() { p.wake.Wake() }
 
 // Run keeps the list current until ctx ends: it installs lists other
 // replicas store, regenerates before nextUpdate, and retries a failed
@@ -275,19 +271,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 	if err := p.Ensure(ctx); err != nil && ctx.Err() == nil {
 		p.cfg.Log.Error("CRL not available yet, retrying", "err", err)
 	}
-	t := time.NewTicker(p.cfg.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-p.kick:
-		}
+	loop.Run(ctx, p.cfg.PollInterval, p.wake.C(), func(ctx context.Context) {
 		if err := p.tick(ctx); err != nil && ctx.Err() == nil {
 			p.cfg.Log.Error("CRL upkeep failed", "err", err)
 		}
-	}
+	})
+	return nil
 }
 
 func (p *Publisher) tick(ctx context.Context) error {

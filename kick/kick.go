@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/loop"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -141,7 +142,7 @@ type Service struct {
 	cfg     Config
 	brokers map[string]Broker
 	names   []string
-	wake    chan struct{}
+	wake    *loop.Waker
 	health  health
 }
 
@@ -151,7 +152,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("kick: Store is required")
 	}
 	cfg.setDefaults()
-	s := &Service{cfg: cfg, brokers: map[string]Broker{}, wake: make(chan struct{}, 1), health: health{targets: map[string]*TargetHealth{}}}
+	s := &Service{cfg: cfg, brokers: map[string]Broker{}, wake: loop.NewWaker(), health: health{targets: map[string]*TargetHealth{}}}
 	for _, b := range cfg.Brokers {
 		if b == nil || b.Name() == "" {
 			return nil, fault.New(fault.InvalidArgument, "kick: a broker has no name")
@@ -178,10 +179,7 @@ func (s *Service) Kick(ctx context.Context, deviceID, reason string) error {
 	if err := s.cfg.Store.EnqueueKicks(ctx, deviceID, reason, s.names, s.cfg.Now()); err != nil {
 		return err
 	}
-	select {
-	case s.wake <- struct{}{}:
-	default: // a wake-up is already pending
-	}
+	s.wake.Wake()
 	return nil
 }
 
@@ -201,24 +199,16 @@ func (s *Service) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	t := time.NewTimer(0)
-	defer t.Stop()
 	// serve checked the targets just before Run starts.
 	checked := s.cfg.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-s.wake:
-		}
+	loop.RunNow(ctx, s.cfg.Poll, s.wake.C(), func(ctx context.Context) {
 		s.DeliverDue(ctx)
 		if now := s.cfg.Now(); now.Sub(checked) >= s.cfg.CheckEvery {
 			checked = now
 			_ = s.CheckTargets(ctx) // logged and recorded; a running server keeps running
 		}
-		t.Reset(s.cfg.Poll)
-	}
+	})
+	return nil
 }
 
 // DeliverDue claims and delivers due kicks until none is left, and returns

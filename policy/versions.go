@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/loop"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -57,7 +58,7 @@ type Service struct {
 	// compiled caches compiled versions; versions are immutable.
 	compiled map[int64]*Policy
 	// kick wakes Run before its next tick (Notify).
-	kick chan struct{}
+	wake *loop.Waker
 }
 
 // NewService returns a Service.
@@ -74,7 +75,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, compiled: map[int64]*Policy{}, kick: make(chan struct{}, 1)}, nil
+	return &Service{cfg: cfg, compiled: map[int64]*Policy{}, wake: loop.NewWaker()}, nil
 }
 
 // Compiled returns a stored version, compiled (cached: versions never change).
@@ -225,28 +226,15 @@ func (s *Service) load(ctx context.Context, version int64) error {
 
 // Notify asks Run to check the active version now, e.g. when another
 // replica announces an activation; it never blocks.
-func (s *Service) Notify() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
+func (s *Service) Notify() { s.wake.Wake() }
 
 // Run follows activations made through other replicas until ctx ends: on
 // every tick and on every Notify.
 func (s *Service) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
 	// The same failure (a database down, an active version the sandbox
 	// refuses) is logged once, not on every tick.
 	var lastErr string
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-s.kick:
-		}
+	loop.Run(ctx, s.cfg.Interval, s.wake.C(), func(ctx context.Context) {
 		at := s.cfg.Now()
 		act, err := s.cfg.Versions.ActivePolicy(ctx)
 		if err == nil {
@@ -264,7 +252,8 @@ func (s *Service) Run(ctx context.Context) error {
 			lastErr = err.Error()
 			s.cfg.Log.Error("policy sync failed", "err", err)
 		}
-	}
+	})
+	return nil
 }
 
 // Diff returns a unified-style line diff of two stored versions.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/loop"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -83,10 +84,7 @@ func (s *Service) RevokeBatch(ctx context.Context, batchID string, req Request) 
 		return store.RevocationJob{}, false, err
 	}
 	if job.Status == store.JobRunning {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		s.wake.Wake()
 	}
 	return job, created, nil
 }
@@ -118,18 +116,11 @@ func (s *Service) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	t := time.NewTicker(s.cfg.PollInterval)
-	defer t.Stop()
-	for {
+	loop.RunNow(ctx, s.cfg.PollInterval, s.wake.C(), func(ctx context.Context) {
 		for ctx.Err() == nil && s.runOne(ctx) {
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-s.wake:
-		}
-	}
+	})
+	return nil
 }
 
 // runOne claims and runs one job; it reports whether it found one.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/loop"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -119,7 +120,7 @@ type Service struct {
 	cfg Config
 	// wake nudges Run when this replica starts a job, so it begins at once
 	// instead of at the next poll.
-	wake chan struct{}
+	wake *loop.Waker
 }
 
 // New returns a Service.
@@ -155,7 +156,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{cfg: cfg, wake: make(chan struct{}, 1)}, nil
+	return &Service{cfg: cfg, wake: loop.NewWaker()}, nil
 }
 
 // Request names why and by whom.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/internal/loop"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -66,18 +67,12 @@ func NewSweeper(cfg SweeperConfig) (*Sweeper, error) {
 // Run sweeps every Interval until ctx ends. Failures are logged and retried
 // at the next sweep; they never stop it.
 func (w *Sweeper) Run(ctx context.Context) error {
-	t := time.NewTicker(w.cfg.Interval)
-	defer t.Stop()
-	for {
+	loop.RunNow(ctx, w.cfg.Interval, nil, func(ctx context.Context) {
 		if _, err := w.Sweep(ctx); err != nil && ctx.Err() == nil {
 			w.cfg.Log.Error("revoking superseded certificates failed", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	})
+	return nil
 }
 
 // Sweep revokes every superseded certificate whose grace has ended, in

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/gatehouse-iot/gatehouse/internal/loop"
 )
 
 // SQLite WAL checkpoints run in the background, not in whichever commit
@@ -41,14 +43,14 @@ const (
 )
 
 type checkpointer struct {
-	kick     chan struct{} // a write committed
+	wake     *loop.Waker // a write committed
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
 }
 
 func (s *Store) startCheckpointer() {
-	s.ckpt = &checkpointer{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	s.ckpt = &checkpointer{wake: loop.NewWaker(), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.runCheckpointer()
 }
 
@@ -57,10 +59,7 @@ func (s *Store) wrote() {
 	if s.ckpt == nil {
 		return
 	}
-	select {
-	case s.ckpt.kick <- struct{}{}:
-	default:
-	}
+	s.ckpt.wake.Wake()
 }
 
 func (s *Store) stopCheckpointer() {
@@ -79,7 +78,7 @@ func (s *Store) runCheckpointer() {
 		select {
 		case <-s.ckpt.stop:
 			return
-		case <-s.ckpt.kick:
+		case <-s.ckpt.wake.C():
 		}
 		t.Reset(checkpointDelay)
 		select {
