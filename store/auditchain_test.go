@@ -96,6 +96,24 @@ func TestAuditChainTamper(t *testing.T) {
 			noErr(t, err)
 			wantVerify(t, s, time.Time{}, store.AuditVerification{FirstBroken: "ev-02", Reason: "gap", Checked: 1})
 		}},
+		{"since", func(t *testing.T, backend string) {
+			// --since checks from the row before the first one in range:
+			// a break before that is out of scope, one at the boundary is
+			// not.
+			dsn := testdb.DSN(t, backend)
+			s := open(t, dsn, nil)
+			c := &clock{now: base}
+			s.SetClock(c.Now)
+			for i := 1; i <= 6; i++ {
+				c.Set(base.Add(time.Duration(i-1) * time.Minute))
+				noErr(t, s.AppendAudit(ctx, store.AuditEvent{ID: fmt.Sprintf("ev-%02d", i), Action: "t"}))
+			}
+			db, q := rawDB(t, backend, dsn)
+			_, err := db.ExecContext(ctx, q(`UPDATE audit_events SET actor = 'x' WHERE id = ?`), "ev-02")
+			noErr(t, err)
+			wantVerify(t, s, base.Add(3*time.Minute), store.AuditVerification{OK: true, Checked: 4})
+			wantVerify(t, s, base.Add(2*time.Minute), store.AuditVerification{FirstBroken: "ev-02", Reason: "hash", Checked: 1})
+		}},
 		{"legacy-rows-and-since", func(t *testing.T, backend string) {
 			// Rows from before migration 00011 carry no chain; the chain
 			// starts at the genesis hash after them.
