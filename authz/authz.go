@@ -85,8 +85,8 @@ type Config struct {
 	CacheSize int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// Log receives the sampled decision log and the stale transitions; nil
-	// disables both.
+	// Log receives the sampled decision log, the stale transitions and
+	// Run's failures to compute grants; nil disables all three.
 	Log *slog.Logger
 	// LogEvery logs one decision in N (denies included); 0 logs none.
 	LogEvery uint64
@@ -107,6 +107,9 @@ type Config struct {
 	// evaluation's EvalTimeout starts when it gets a slot. Default
 	// GOMAXPROCS: more only share the CPUs and pass the bound together.
 	EvalSlots int
+	// WarmEvery is how often Run computes missing grants and checks
+	// staleness; default 1s.
+	WarmEvery time.Duration
 }
 
 // DefaultEvalTimeout is Config.EvalTimeout's default: grants are computed
@@ -185,6 +188,9 @@ func New(cfg Config) *Authorizer {
 	}
 	if cfg.EvalSlots <= 0 {
 		cfg.EvalSlots = max(runtime.GOMAXPROCS(0), 1)
+	}
+	if cfg.WarmEvery <= 0 {
+		cfg.WarmEvery = time.Second
 	}
 	a := &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize),
 		denies: newRecentDenies(cfg.RecentDenies), evalSlots: make(chan struct{}, cfg.EvalSlots)}

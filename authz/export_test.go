@@ -12,3 +12,18 @@ func HoldEvalSlots(a *Authorizer) (release func()) {
 		}
 	}
 }
+
+// ColdDevices counts a's active devices without grants under the active
+// policy: what WarmGrants has left to do.
+func ColdDevices(a *Authorizer) int {
+	ap := a.policy.Load()
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	n := 0
+	for _, e := range a.devices {
+		if gs := e.grants.Load(); (gs == nil || ap == nil || gs.policyGen != ap.gen) && e.dev.Active {
+			n++
+		}
+	}
+	return n
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/viper"
 
@@ -28,21 +29,18 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ui"
 )
 
-// app is the wired control plane.
+// app is the wired control plane: what serve runs and listens with.
 type app struct {
-	log       *slog.Logger
-	store     *store.Store
-	ca        *ca.CA
-	inventory *inventory.Service
-	enroll    *enroll.Service
-	api       *api.Server
-	authz     *authz.Authorizer
-	sync      *authzsync.Syncer
-	policies  *policy.Service
-	revoke    *revoke.Service
-	hooks     *hooks.Handler
-	crl       *crl.Publisher
-	kick      *kick.Service
+	store    *store.Store
+	ca       *ca.CA
+	api      *api.Server
+	authz    *authz.Authorizer
+	sync     *authzsync.Syncer
+	policies *policy.Service
+	revoke   *revoke.Service
+	hooks    *hooks.Handler
+	crl      *crl.Publisher
+	kick     *kick.Service
 	// superseded revokes certificates replaced by renewals once their
 	// profile's superseded_grace has passed.
 	superseded *revoke.Sweeper
@@ -66,8 +64,10 @@ func openStore(ctx context.Context, v *viper.Viper, log *slog.Logger) (*store.St
 }
 
 // wire builds every component from configuration. It needs an initialised
-// data directory.
-func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
+// data directory. Components are built in dependency order by the newX
+// helpers below; whatever fails after the store opened closes it once, in
+// the deferred close.
+func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err error) {
 	if !ca.Initialized(caDir(v)) {
 		return nil, fault.New(fault.NotFound, "%s holds no CA: run `gatehouse init --data-dir %s` first", dataDir(v), dataDir(v))
 	}
@@ -85,120 +85,136 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			_ = st.Close()
+		}
+	}()
+	a := &app{store: st}
 	base := publicURL(v)
 	crlValidity, err := crlValidity(v)
 	if err != nil {
-		_ = st.Close()
 		return nil, err
 	}
-	authority, err := ca.New(ca.Config{Dir: caDir(v), Passphrase: pass, Store: st, RoleOIDs: roleOIDs(v),
-		CRLURL: base + "/crl", OCSPURL: base + "/ocsp", CRLStore: st, CRLValidity: crlValidity})
-	if err != nil {
-		_ = st.Close()
+	if a.ca, err = newCA(v, st, pass, base, crlValidity); err != nil {
 		return nil, err
 	}
-	crls, err := crl.New(crl.Config{Generator: authority, Numbers: st, Issuer: authority.Intermediate(),
-		File: v.GetString(keyCRLFile), ReloadCommand: v.GetString(keyCRLReload), Validity: crlValidity, Log: log})
-	if err != nil {
-		_ = st.Close()
+	if a.crl, err = newCRL(v, a.ca, st, crlValidity, log); err != nil {
 		return nil, err
 	}
 	rec := audit.New(st, log)
 	inv, err := inventory.New(inventory.Config{Fleets: st, Profiles: st, Devices: st, Certificates: st,
-		Roles: authority.Roles()})
+		Roles: a.ca.Roles()})
 	if err != nil {
-		_ = st.Close()
 		return nil, err
 	}
-	staleness, err := maxStaleness(v)
-	if err != nil {
-		_ = st.Close()
+	if a.authz, err = newAuthz(v, log); err != nil {
 		return nil, err
 	}
-	evalTimeout, err := policyEvalTimeout(v)
-	if err != nil {
-		_ = st.Close()
+	if a.policies, err = newPolicies(ctx, st, a.authz, log); err != nil {
 		return nil, err
 	}
-	az := authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0)), MaxStaleness: staleness,
-		EvalTimeout: evalTimeout})
-	if staleness == 0 {
-		log.Warn("authz.max_staleness is 0: a replica cut off from the database keeps allowing what it last knew, revoked devices included")
-	}
-	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: az, Fresh: az, Log: log})
-	if err != nil {
-		_ = st.Close()
-		return nil, err
-	}
-	if err := pol.EnsureActive(ctx); err != nil {
-		_ = st.Close()
-		return nil, fmt.Errorf("load the active policy: %w", err)
-	}
-	syncer, err := authzsync.New(authzsync.Config{Source: st, Roles: authority, Sink: az, Fresh: az, Log: log})
-	if err != nil {
-		_ = st.Close()
+	if a.sync, err = authzsync.New(authzsync.Config{Source: st, Roles: a.ca, Sink: a.authz, Fresh: a.authz, Log: log}); err != nil {
 		return nil, err
 	}
 	// Enrollment and renewal refresh this replica's core before they
 	// return, so a device may connect at once.
-	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: authority, CRL: crls,
-		Core: syncer, Log: log})
+	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: a.ca, CRL: a.crl,
+		Core: a.sync, Log: log})
 	if err != nil {
-		_ = st.Close()
 		return nil, err
 	}
 	// Cuts the live broker sessions of revoked and suspended devices.
-	kicker, err := newKicker(v, st, log)
-	if err != nil {
-		_ = st.Close()
+	if a.kick, err = newKicker(v, st, log); err != nil {
 		return nil, err
 	}
-	rev, err := revoke.New(revoke.Config{Store: st, Core: syncer, CRL: crls, Sessions: kicker, Log: log})
-	if err != nil {
-		_ = st.Close()
+	if a.revoke, err = revoke.New(revoke.Config{Store: st, Core: a.sync, CRL: a.crl, Sessions: a.kick, Log: log}); err != nil {
 		return nil, err
 	}
-	sweeper, err := revoke.NewSweeper(revoke.SweeperConfig{Store: st, CRL: crls, Log: log})
-	if err != nil {
-		_ = st.Close()
+	if a.superseded, err = revoke.NewSweeper(revoke.SweeperConfig{Store: st, CRL: a.crl, Log: log}); err != nil {
 		return nil, err
 	}
-	// The responder key is made fresh and certified by the intermediate at
-	// every start (see ca/ocsp.go); it never touches the disk.
-	ocspSigner, err := authority.NewOCSPSigner(ctx, 0)
+	ocspResp, err := newOCSP(ctx, a.ca, st, log)
 	if err != nil {
-		_ = st.Close()
-		return nil, err
-	}
-	ocspResp, err := ocsp.New(ocsp.Config{Certs: st, Signer: ocspSigner, Issuer: authority.Intermediate(), Log: log})
-	if err != nil {
-		_ = st.Close()
 		return nil, err
 	}
 	users, err := auth.New(auth.Config{Users: st, Sessions: st, Audit: rec, Log: log})
 	if err != nil {
-		_ = st.Close()
 		return nil, err
 	}
-	srv, err := api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st,
-		CA: authority, Policies: pol, PolicyVersions: st, Decisions: az, Revoke: rev, SessionKicks: st, KickTargets: kicker, OCSP: ocspResp, CRL: crls, Stats: st,
+	a.api, err = api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st,
+		CA: a.ca, Policies: a.policies, PolicyVersions: st, Decisions: a.authz, Revoke: a.revoke, SessionKicks: st, KickTargets: a.kick, OCSP: ocspResp, CRL: a.crl, Stats: st,
 		Auth: users, SecureCookies: strings.HasPrefix(base, "https://"), PublicURL: base, UI: ui.Handler(), Logger: log, Version: version})
 	if err != nil {
-		_ = st.Close()
 		return nil, err
 	}
-	if _, err := syncer.Sync(ctx); err != nil {
-		_ = st.Close()
+	if _, err := a.sync.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("load device state: %w", err)
 	}
+	if a.hooks, err = newHooks(v, a.authz, a.ca, hauth, log); err != nil {
+		return nil, err
+	}
+	logHookAuth(log, v, hauth)
+	return a, nil
+}
+
+func newCA(v *viper.Viper, st *store.Store, pass []byte, base string, crlValidity time.Duration) (*ca.CA, error) {
+	return ca.New(ca.Config{Dir: caDir(v), Passphrase: pass, Store: st, RoleOIDs: roleOIDs(v),
+		CRLURL: base + "/crl", OCSPURL: base + "/ocsp", CRLStore: st, CRLValidity: crlValidity})
+}
+
+func newCRL(v *viper.Viper, authority *ca.CA, st *store.Store, validity time.Duration, log *slog.Logger) (*crl.Publisher, error) {
+	return crl.New(crl.Config{Generator: authority, Numbers: st, Issuer: authority.Intermediate(),
+		File: v.GetString(keyCRLFile), ReloadCommand: v.GetString(keyCRLReload), Validity: validity, Log: log})
+}
+
+func newAuthz(v *viper.Viper, log *slog.Logger) (*authz.Authorizer, error) {
+	staleness, err := maxStaleness(v)
+	if err != nil {
+		return nil, err
+	}
+	evalTimeout, err := policyEvalTimeout(v)
+	if err != nil {
+		return nil, err
+	}
+	if staleness == 0 {
+		log.Warn("authz.max_staleness is 0: a replica cut off from the database keeps allowing what it last knew, revoked devices included")
+	}
+	return authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0)), MaxStaleness: staleness,
+		EvalTimeout: evalTimeout}), nil
+}
+
+// newPolicies returns the policy service with the active version loaded
+// into az.
+func newPolicies(ctx context.Context, st *store.Store, az *authz.Authorizer, log *slog.Logger) (*policy.Service, error) {
+	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: az, Fresh: az, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := pol.EnsureActive(ctx); err != nil {
+		return nil, fmt.Errorf("load the active policy: %w", err)
+	}
+	return pol, nil
+}
+
+// newOCSP returns the OCSP responder. Its key is made fresh and certified by
+// the intermediate at every start (see ca/ocsp.go); it never touches the
+// disk.
+func newOCSP(ctx context.Context, authority *ca.CA, st *store.Store, log *slog.Logger) (*ocsp.Responder, error) {
+	signer, err := authority.NewOCSPSigner(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	return ocsp.New(ocsp.Config{Certs: st, Signer: signer, Issuer: authority.Intermediate(), Log: log})
+}
+
+func newHooks(v *viper.Viper, az *authz.Authorizer, authority *ca.CA, hauth hookAuth, log *slog.Logger) (*hooks.Handler, error) {
 	hk, err := hooks.New(hooks.Config{Authorizer: az, Certs: authority, Secret: hauth.secret,
 		ClientCerts: hauth.clientCerts, AllowUnauthenticated: hauth.open,
 		MosquittoMode: hooks.MosquittoMode(v.GetString(keyHooksMosqMode)), RabbitCertLogin: v.GetBool(keyHooksRabbitCL),
 		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log})
 	if err != nil {
-		_ = st.Close()
 		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
 	}
-	logHookAuth(log, v, hauth)
-	return &app{log: log, store: st, ca: authority, inventory: inv, enroll: enr, api: srv, authz: az, sync: syncer, policies: pol, hooks: hk, revoke: rev, crl: crls, kick: kicker, superseded: sweeper}, nil
+	return hk, nil
 }
