@@ -175,7 +175,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (*app, error) {
 		_ = st.Close()
 		return nil, err
 	}
-	users, err := auth.New(auth.Config{Users: st, Sessions: st, Audit: rec, Log: log})
+	users, err := auth.New(auth.Config{Users: st, Sessions: st, Log: log})
 	if err != nil {
 		_ = st.Close()
 		return nil, err
