@@ -172,6 +172,16 @@ func testAuditInTransaction(t *testing.T, backend string) {
 		}},
 		{"session logout", func() error { return s.DeleteAdminSession(ctx, "sess-1", ev("session.logout")) },
 			kept(func() error { _, _, err := s.GetAdminSession(ctx, "sess-1"); return err })},
+		{"token batch create", func() error {
+			_, err := s.CreateTokenBatch(ctx, store.TokenBatch{ID: "b-new", Fleet: fleet, Profile: profile,
+				ExpiresAt: base.Add(48 * time.Hour), CreatedBy: "test"}, []store.NewToken{{Hash: "t-new"}}, ev("token_batch.create"))
+			return err
+		}, gone(func() error { _, err := s.GetTokenBatch(ctx, "b-new"); return err })},
+		{"admin token create", func() error {
+			_, err := s.CreateAdminToken(ctx, store.AdminToken{Name: "n", Hash: "admin-new", Role: store.RoleAdmin},
+				ev("admin_token.create"))
+			return err
+		}, gone(func() error { _, err := s.GetAdminTokenByHash(ctx, "admin-new"); return err })},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
