@@ -122,7 +122,7 @@ func newStack(t testing.TB, dsn string, opts ...stackOpt) *stack {
 		secret string
 		role   store.Role
 	}{"admin": {s.admin, store.RoleAdmin}, "viewer": {s.viewer, store.RoleViewer}} {
-		if _, err := st.CreateAdminToken(ctx, store.AdminToken{Name: name, Hash: enroll.HashSecret(tok.secret), Role: tok.role}); err != nil {
+		if _, err := st.CreateAdminToken(ctx, store.AdminToken{Name: name, Hash: enroll.HashSecret(tok.secret), Role: tok.role}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -46,7 +46,7 @@ func withAuth(clk *uiClock, secure bool, out **auth.Service) stackOpt {
 			if prev != nil {
 				prev(t, st, theCA, rec, cfg)
 			}
-			svc, err := auth.New(auth.Config{Users: st, Sessions: st, Audit: rec, Now: clk.Now,
+			svc, err := auth.New(auth.Config{Users: st, Sessions: st, Now: clk.Now,
 				Params: auth.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
 			if err != nil {
 				t.Fatal(err)

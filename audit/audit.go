@@ -7,9 +7,10 @@
 // change without its event never commits, and a failed audit insert fails
 // and rolls back the change.
 //
-// Recorder is left for what is not a state change of Gatehouse's own data:
-// events with nothing to commit alongside (a failed login attempt, a repeated
-// enrollment answered from what is stored, a token issued by a CLI command).
+// Recorder is kept only for events that accompany no state change, so have
+// no transaction to join: today a repeated enrollment answered from what is
+// stored (device.enroll_repeat). Failed logins are not audit events; they
+// are throttled in memory (package auth).
 package audit
 
 import (

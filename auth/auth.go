@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -30,33 +31,27 @@ func (e *ThrottledError) Error() string { return "retry after " + e.RetryAfter.S
 
 // Users stores user accounts.
 type Users interface {
-	CreateAdminUser(ctx context.Context, u store.AdminUser) (store.AdminUser, error)
+	CreateAdminUser(ctx context.Context, u store.AdminUser, audit *store.AuditEvent) (store.AdminUser, error)
 	GetAdminUser(ctx context.Context, username string) (store.AdminUser, error)
 	ListAdminUsers(ctx context.Context) ([]store.AdminUser, error)
-	UpdateAdminUser(ctx context.Context, username string, upd store.AdminUserUpdate) (store.AdminUser, error)
-	DeleteAdminUser(ctx context.Context, username string) error
+	UpdateAdminUser(ctx context.Context, username string, upd store.AdminUserUpdate, audit *store.AuditEvent) (store.AdminUser, error)
+	DeleteAdminUser(ctx context.Context, username string, audit *store.AuditEvent) error
 	CountActiveAdmins(ctx context.Context) (int, error)
 }
 
 // Sessions stores signed-in sessions.
 type Sessions interface {
-	CreateAdminSession(ctx context.Context, s store.AdminSession) (store.AdminSession, error)
+	CreateAdminSession(ctx context.Context, s store.AdminSession, audit *store.AuditEvent) (store.AdminSession, error)
 	GetAdminSession(ctx context.Context, id string) (store.AdminSession, store.AdminUser, error)
 	TouchAdminSession(ctx context.Context, id string, at time.Time) error
-	DeleteAdminSession(ctx context.Context, id string) error
+	DeleteAdminSession(ctx context.Context, id string, audit *store.AuditEvent) error
 	DeleteStaleAdminSessions(ctx context.Context, now, idleBefore time.Time) (int64, error)
-}
-
-// Auditor records changes (package audit's Recorder).
-type Auditor interface {
-	Record(ctx context.Context, actor, action, objType, objID, detail string)
 }
 
 // Config wires the service. Users and Sessions are required.
 type Config struct {
 	Users    Users
 	Sessions Sessions
-	Audit    Auditor
 	// Params for new password hashes; default DefaultParams.
 	Params Params
 	// AbsoluteTTL ends a session this long after login whatever happens
@@ -111,14 +106,7 @@ func (c *Config) setDefaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	if c.Audit == nil {
-		c.Audit = nopAuditor{}
-	}
 }
-
-type nopAuditor struct{}
-
-func (nopAuditor) Record(context.Context, string, string, string, string, string) {}
 
 // Service manages users and their sessions. It is safe for concurrent use.
 type Service struct {
@@ -254,7 +242,7 @@ func (s *Service) Login(ctx context.Context, cr Credentials) (Session, error) {
 		// is the same, so the user's sessions stay. Failure only postpones
 		// the upgrade.
 		if h, err := s.hash(ctx, cr.Password); err == nil {
-			if _, err := s.cfg.Users.UpdateAdminUser(ctx, u.Username, store.AdminUserUpdate{PasswordHash: &h}); err != nil {
+			if _, err := s.cfg.Users.UpdateAdminUser(ctx, u.Username, store.AdminUserUpdate{PasswordHash: &h}, nil); err != nil {
 				s.cfg.Log.Warn("password rehash failed", "user", u.Username, "err", err)
 			}
 		}
@@ -264,12 +252,12 @@ func (s *Service) Login(ctx context.Context, cr Credentials) (Session, error) {
 	}
 	secret := newSecret()
 	sess, err := s.cfg.Sessions.CreateAdminSession(ctx, store.AdminSession{ID: sessionID(secret), UserID: u.ID,
-		CreatedAt: now, ExpiresAt: now.Add(s.cfg.AbsoluteTTL), LastSeenAt: now, UserAgent: cr.UserAgent})
+		CreatedAt: now, ExpiresAt: now.Add(s.cfg.AbsoluteTTL), LastSeenAt: now, UserAgent: cr.UserAgent},
+		audit.Event(userOf(u).Actor(), "session.login", "admin_user", u.Username, "ip="+cr.ClientIP))
 	if err != nil {
 		return Session{}, err
 	}
 	u.LastLoginAt = &now
-	s.cfg.Audit.Record(ctx, userOf(u).Actor(), "session.login", "admin_user", u.Username, "ip="+cr.ClientIP)
 	return Session{ID: sess.ID, Secret: secret, User: userOf(u), CSRFToken: csrfToken(secret),
 		ExpiresAt: s.deadline(sess.ExpiresAt, now)}, nil
 }
@@ -296,7 +284,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Session, err
 	}
 	now := s.cfg.Now()
 	if !now.Before(sess.ExpiresAt) || now.Sub(sess.LastSeenAt) >= s.cfg.IdleTTL || u.Disabled() {
-		if err := s.cfg.Sessions.DeleteAdminSession(ctx, id); err != nil {
+		if err := s.cfg.Sessions.DeleteAdminSession(ctx, id, nil); err != nil {
 			s.cfg.Log.Warn("deleting an expired session failed", "err", err)
 		}
 		return Session{}, gone
@@ -327,11 +315,8 @@ func CheckCSRF(sess Session, token string) bool {
 
 // Logout ends the session.
 func (s *Service) Logout(ctx context.Context, sess Session) error {
-	if err := s.cfg.Sessions.DeleteAdminSession(ctx, sess.ID); err != nil {
-		return err
-	}
-	s.cfg.Audit.Record(ctx, sess.User.Actor(), "session.logout", "admin_user", sess.User.Username, "")
-	return nil
+	return s.cfg.Sessions.DeleteAdminSession(ctx, sess.ID,
+		audit.Event(sess.User.Actor(), "session.logout", "admin_user", sess.User.Username, ""))
 }
 
 // ChangeOwnPassword sets a new password after checking the current one;
@@ -359,10 +344,10 @@ func (s *Service) ChangeOwnPassword(ctx context.Context, sess Session, current, 
 		return err
 	}
 	if _, err := s.cfg.Users.UpdateAdminUser(ctx, u.Username, store.AdminUserUpdate{PasswordHash: &h,
-		EndSessions: true, KeepSession: sess.ID}); err != nil {
+		EndSessions: true, KeepSession: sess.ID},
+		audit.Event(sess.User.Actor(), "admin_user.password_change", "admin_user", u.Username, "own password")); err != nil {
 		return err
 	}
-	s.cfg.Audit.Record(ctx, sess.User.Actor(), "admin_user.password_change", "admin_user", u.Username, "own password")
 	return nil
 }
 
@@ -381,11 +366,11 @@ func (s *Service) CreateUser(ctx context.Context, actor, username, password stri
 	if err != nil {
 		return User{}, err
 	}
-	u, err := s.cfg.Users.CreateAdminUser(ctx, store.AdminUser{Username: username, PasswordHash: h, Role: role})
+	u, err := s.cfg.Users.CreateAdminUser(ctx, store.AdminUser{Username: username, PasswordHash: h, Role: role},
+		audit.Event(actor, "admin_user.create", "admin_user", username, "role="+string(role)))
 	if err != nil {
 		return User{}, err
 	}
-	s.cfg.Audit.Record(ctx, actor, "admin_user.create", "admin_user", username, "role="+string(role))
 	return userOf(u), nil
 }
 
@@ -436,11 +421,11 @@ func (s *Service) UpdateUser(ctx context.Context, actor, username string, upd Us
 		st.PasswordHash = &h
 		details = append(details, "password=reset")
 	}
-	u, err := s.cfg.Users.UpdateAdminUser(ctx, username, st)
+	u, err := s.cfg.Users.UpdateAdminUser(ctx, username, st,
+		audit.Event(actor, "admin_user.update", "admin_user", username, strings.Join(details, " ")))
 	if err != nil {
 		return User{}, err
 	}
-	s.cfg.Audit.Record(ctx, actor, "admin_user.update", "admin_user", username, strings.Join(details, " "))
 	return userOf(u), nil
 }
 
@@ -453,11 +438,7 @@ func (s *Service) DeleteUser(ctx context.Context, actor, username string) error 
 	if err := s.keepAnAdmin(ctx, cur); err != nil {
 		return err
 	}
-	if err := s.cfg.Users.DeleteAdminUser(ctx, username); err != nil {
-		return err
-	}
-	s.cfg.Audit.Record(ctx, actor, "admin_user.delete", "admin_user", username, "")
-	return nil
+	return s.cfg.Users.DeleteAdminUser(ctx, username, audit.Event(actor, "admin_user.delete", "admin_user", username, ""))
 }
 
 // keepAnAdmin refuses to take away the last enabled admin account, which

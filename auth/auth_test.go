@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
@@ -44,7 +43,7 @@ func newEnv(t *testing.T, backend string) env {
 	t.Cleanup(func() { _ = st.Close() })
 	clk := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	st.SetClock(clk.Now)
-	svc, err := auth.New(auth.Config{Users: st, Sessions: st, Audit: audit.New(st, nil), Params: testParams, Now: clk.Now})
+	svc, err := auth.New(auth.Config{Users: st, Sessions: st, Params: testParams, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

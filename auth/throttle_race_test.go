@@ -6,7 +6,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -19,7 +18,7 @@ func TestThrottleParallelBurst(t *testing.T) {
 	ctx := context.Background()
 	// A slow hash widens the window between check and count that a
 	// check-then-count throttle leaves open.
-	svc, err := auth.New(auth.Config{Users: e.st, Sessions: e.st, Audit: audit.New(e.st, nil), Now: e.clock.Now,
+	svc, err := auth.New(auth.Config{Users: e.st, Sessions: e.st, Now: e.clock.Now,
 		Params: auth.Params{Memory: 16 << 10, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}})
 	if err != nil {
 		t.Fatal(err)

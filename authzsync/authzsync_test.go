@@ -46,7 +46,7 @@ func TestSync(t *testing.T) {
 				t.Fatal(err)
 			}
 			tokens := []store.NewToken{{Hash: "h1"}, {Hash: "h2"}}
-			if _, err := st.CreateTokenBatch(ctx, store.TokenBatch{ID: "b", Fleet: "plant", Profile: "p", ExpiresAt: clock.Add(time.Hour)}, tokens); err != nil {
+			if _, err := st.CreateTokenBatch(ctx, store.TokenBatch{ID: "b", Fleet: "plant", Profile: "p", ExpiresAt: clock.Add(time.Hour)}, tokens, nil); err != nil {
 				t.Fatal(err)
 			}
 			enroll := func(hash, id string, roles []string) {

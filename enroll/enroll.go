@@ -35,7 +35,7 @@ type Catalog interface {
 
 // Tokens stores bootstrap tokens and commits enrollments.
 type Tokens interface {
-	CreateTokenBatch(ctx context.Context, b store.TokenBatch, tokens []store.NewToken) (store.TokenBatch, error)
+	CreateTokenBatch(ctx context.Context, b store.TokenBatch, tokens []store.NewToken, audit *store.AuditEvent) (store.TokenBatch, error)
 	// GetEnrollmentToken returns a token with its batch's profile.
 	GetEnrollmentToken(ctx context.Context, hash string) (store.BootstrapToken, store.Profile, error)
 	CompleteEnrollment(ctx context.Context, e store.Enrollment) (store.Device, error)
@@ -198,15 +198,16 @@ func (s *Service) CreateBatch(ctx context.Context, req BatchRequest) (Batch, err
 		out.Tokens[i] = IssuedToken{Token: tok, DeviceID: dev}
 		hashes[i] = store.NewToken{Hash: HashSecret(tok), DeviceID: dev}
 	}
+	id := uuid.Must(uuid.NewV7()).String()
 	b, err := s.cfg.Tokens.CreateTokenBatch(ctx, store.TokenBatch{
-		ID: uuid.Must(uuid.NewV7()).String(), Fleet: req.Fleet, Profile: req.Profile,
+		ID: id, Fleet: req.Fleet, Profile: req.Profile,
 		ExpiresAt: s.cfg.Now().Add(req.TTL), CreatedBy: req.Actor,
-	}, hashes)
+	}, hashes, audit.Event(req.Actor, "token_batch.create", "token_batch", id,
+		fmt.Sprintf("fleet=%s profile=%s count=%d", req.Fleet, req.Profile, len(hashes))))
 	if err != nil {
 		return Batch{}, err
 	}
 	out.TokenBatch = b
-	s.cfg.Audit.Record(ctx, req.Actor, "token_batch.create", "token_batch", b.ID, fmt.Sprintf("fleet=%s profile=%s count=%d", b.Fleet, b.Profile, b.Count))
 	return out, nil
 }
 

@@ -102,7 +102,7 @@ func (e *env) enroll(t testing.TB, id string) (*x509.Certificate, string) {
 		t.Fatal(err)
 	}
 	if _, err := e.st.CreateTokenBatch(ctx, store.TokenBatch{ID: "b-" + id, Fleet: "f", Profile: "p",
-		ExpiresAt: e.clock.Now().Add(time.Hour)}, []store.NewToken{{Hash: "h-" + id}}); err != nil {
+		ExpiresAt: e.clock.Now().Add(time.Hour)}, []store.NewToken{{Hash: "h-" + id}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	serial := ca.SerialHex(iss.Leaf.SerialNumber)

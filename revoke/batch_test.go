@@ -53,7 +53,7 @@ func fixture(t testing.TB, dsn string, n int) (*store.Store, []string) {
 		toks[i] = store.NewToken{Hash: fmt.Sprintf("h%06d", i)}
 	}
 	now := time.Now()
-	if _, err := st.CreateTokenBatch(ctx, store.TokenBatch{ID: "lot", Fleet: "f", Profile: "p", ExpiresAt: now.Add(time.Hour)}, toks); err != nil {
+	if _, err := st.CreateTokenBatch(ctx, store.TokenBatch{ID: "lot", Fleet: "f", Profile: "p", ExpiresAt: now.Add(time.Hour)}, toks, nil); err != nil {
 		t.Fatal(err)
 	}
 	devs := make([]string, n)

@@ -46,6 +46,9 @@ func testAuditInTransaction(t *testing.T, backend string) {
 	}
 	must(s.ActivatePolicyVersion(ctx, pv.Version, "test", nil))(t)
 	pv2 := must(s.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: "p2", CreatedBy: "test"}, nil))(t)
+	u1 := must(s.CreateAdminUser(ctx, store.AdminUser{Username: "u1", PasswordHash: "h1", Role: store.RoleViewer}, nil))(t)
+	must(s.CreateAdminSession(ctx, store.AdminSession{ID: "sess-1", UserID: u1.ID, CreatedAt: base,
+		ExpiresAt: base.Add(time.Hour), LastSeenAt: base}, nil))(t)
 	clk.Set(base.Add(20 * 24 * time.Hour))
 
 	// While audit inserts work, the event commits with the change.
@@ -113,12 +116,12 @@ func testAuditInTransaction(t *testing.T, backend string) {
 			return err
 		}, gone(func() error { _, err := s.GetDevice(ctx, "dev-new"); return err })},
 		{"device update", func() error {
-			_, err := s.UpdateDevice(ctx, store.Device{ID: "dev-p", Fleet: fleet, Profile: "p2",
+			_, err := s.UpdateDevice(ctx, store.Device{ID: "dev-p", Fleet: fleet, Profile: profile,
 				Status: store.DevicePending, Labels: map[string]string{"k": "changed"}}, ev("device.update"))
 			return err
 		}, func(t *testing.T) {
-			if d := must(s.GetDevice(ctx, "dev-p"))(t); d.Profile != profile || d.Labels["k"] != "kept" {
-				t.Errorf("device = %+v, want profile %s and label kept", d, profile)
+			if d := must(s.GetDevice(ctx, "dev-p"))(t); d.Labels["k"] != "kept" {
+				t.Errorf("device = %+v, want label kept", d)
 			}
 		}},
 		{"device delete", func() error { return s.DeleteDevice(ctx, "dev-p", ev("device.delete")) },
@@ -135,6 +138,50 @@ func testAuditInTransaction(t *testing.T, backend string) {
 				t.Errorf("active version = %d, want %d", a.Version, pv.Version)
 			}
 		}},
+		{"user create", func() error {
+			_, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "u2", PasswordHash: "h", Role: store.RoleAdmin},
+				ev("admin_user.create"))
+			return err
+		}, gone(func() error { _, err := s.GetAdminUser(ctx, "u2"); return err })},
+		{"user update", func() error {
+			h, role := "h2", store.RoleAdmin
+			_, err := s.UpdateAdminUser(ctx, "u1", store.AdminUserUpdate{Role: &role, PasswordHash: &h, EndSessions: true},
+				ev("admin_user.update"))
+			return err
+		}, func(t *testing.T) {
+			if u := must(s.GetAdminUser(ctx, "u1"))(t); u.Role != store.RoleViewer || u.PasswordHash != "h1" {
+				t.Errorf("user = %+v, want role viewer and the old password", u)
+			}
+			if _, _, err := s.GetAdminSession(ctx, "sess-1"); err != nil {
+				t.Errorf("session ended by the failed update: %v", err)
+			}
+		}},
+		{"user delete", func() error { return s.DeleteAdminUser(ctx, "u1", ev("admin_user.delete")) },
+			kept(func() error { _, err := s.GetAdminUser(ctx, "u1"); return err })},
+		{"session login", func() error {
+			_, err := s.CreateAdminSession(ctx, store.AdminSession{ID: "sess-2", UserID: u1.ID, CreatedAt: clk.Now(),
+				ExpiresAt: clk.Now().Add(time.Hour), LastSeenAt: clk.Now()}, ev("session.login"))
+			return err
+		}, func(t *testing.T) {
+			if _, _, err := s.GetAdminSession(ctx, "sess-2"); !fault.Is(err, fault.NotFound) {
+				t.Errorf("session after the failed login: %v, want not found", err)
+			}
+			if u := must(s.GetAdminUser(ctx, "u1"))(t); u.LastLoginAt == nil || !u.LastLoginAt.Equal(base) {
+				t.Errorf("last login = %v, want %v", u.LastLoginAt, base)
+			}
+		}},
+		{"session logout", func() error { return s.DeleteAdminSession(ctx, "sess-1", ev("session.logout")) },
+			kept(func() error { _, _, err := s.GetAdminSession(ctx, "sess-1"); return err })},
+		{"token batch create", func() error {
+			_, err := s.CreateTokenBatch(ctx, store.TokenBatch{ID: "b-new", Fleet: fleet, Profile: profile,
+				ExpiresAt: base.Add(48 * time.Hour), CreatedBy: "test"}, []store.NewToken{{Hash: "t-new"}}, ev("token_batch.create"))
+			return err
+		}, gone(func() error { _, err := s.GetTokenBatch(ctx, "b-new"); return err })},
+		{"admin token create", func() error {
+			_, err := s.CreateAdminToken(ctx, store.AdminToken{Name: "n", Hash: "admin-new", Role: store.RoleAdmin},
+				ev("admin_token.create"))
+			return err
+		}, gone(func() error { _, err := s.GetAdminTokenByHash(ctx, "admin-new"); return err })},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

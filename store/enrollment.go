@@ -18,8 +18,9 @@ import (
 // tokenInsertChunk keeps one INSERT under both backends' bind-parameter limits.
 const tokenInsertChunk = 1000
 
-// CreateTokenBatch stores a batch and the hashes of its tokens in one transaction.
-func (s *Store) CreateTokenBatch(ctx context.Context, b TokenBatch, tokens []NewToken) (TokenBatch, error) {
+// CreateTokenBatch stores a batch, the hashes of its tokens and audit (when
+// not nil) in one transaction.
+func (s *Store) CreateTokenBatch(ctx context.Context, b TokenBatch, tokens []NewToken, audit *AuditEvent) (TokenBatch, error) {
 	b.CreatedAt = s.now()
 	b.Count = len(tokens)
 	br := batchRow{ID: b.ID, Fleet: b.Fleet, Profile: b.Profile, Count: b.Count, ExpiresAt: ms(b.ExpiresAt),
@@ -43,10 +44,12 @@ func (s *Store) CreateTokenBatch(ctx context.Context, b TokenBatch, tokens []New
 		if err := tx.Create(&br).Error; err != nil {
 			return classify(err, "token batch")
 		}
-		if len(rows) == 0 {
-			return nil
+		if len(rows) > 0 {
+			if err := tx.CreateInBatches(rows, tokenInsertChunk).Error; err != nil {
+				return classify(err, "bootstrap token")
+			}
 		}
-		return classify(tx.CreateInBatches(rows, tokenInsertChunk).Error, "bootstrap token")
+		return s.appendAuditTx(tx, audit)
 	})
 	if err != nil {
 		return TokenBatch{}, err
@@ -544,14 +547,26 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, reason int
 	return nil
 }
 
-// CreateAdminToken stores an admin API token's hash.
-func (s *Store) CreateAdminToken(ctx context.Context, t AdminToken) (AdminToken, error) {
+// CreateAdminToken stores an admin API token's hash, and audit (when not
+// nil) in the same transaction, its ObjectID set to the token's id.
+func (s *Store) CreateAdminToken(ctx context.Context, t AdminToken, audit *AuditEvent) (AdminToken, error) {
 	if t.ID == "" {
 		t.ID = uuid.Must(uuid.NewV7()).String()
 	}
 	r := adminTokenRow{ID: t.ID, Name: t.Name, Hash: t.Hash, Role: string(t.Role), CreatedAt: ms(s.now())}
-	if err := s.db.WithContext(ctx).Create(&r).Error; err != nil {
-		return AdminToken{}, classify(err, "admin token")
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(&r).Error; err != nil {
+			return classify(err, "admin token")
+		}
+		if audit == nil {
+			return nil
+		}
+		e := *audit
+		e.ObjectID = t.ID
+		return s.appendAuditTx(tx, &e)
+	})
+	if err != nil {
+		return AdminToken{}, err
 	}
 	return r.domain(), nil
 }

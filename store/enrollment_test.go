@@ -20,8 +20,7 @@ func TestEnrollmentToken(t *testing.T) {
 			ctx := context.Background()
 			s, _ := seeded(t, backend)
 			expires := base.Add(time.Hour)
-			must(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "b", Fleet: fleet, Profile: profile, ExpiresAt: expires},
-				[]store.NewToken{{Hash: "free"}, {Hash: "fixed", DeviceID: "dev-fixed"}}))(t)
+			must(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "b", Fleet: fleet, Profile: profile, ExpiresAt: expires}, []store.NewToken{{Hash: "free"}, {Hash: "fixed", DeviceID: "dev-fixed"}}, nil))(t)
 			wantProfile := must(s.GetProfile(ctx, profile))(t)
 
 			tok, p, err := s.GetEnrollmentToken(ctx, "fixed")

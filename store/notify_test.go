@@ -222,7 +222,7 @@ func BenchmarkCompleteEnrollmentPostgres(b *testing.B) {
 		toks[i].Hash = fmt.Sprintf("bench-%09d", i)
 	}
 	must(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "bench", Fleet: fleet, Profile: profile,
-		ExpiresAt: base.Add(time.Hour)}, toks))(b)
+		ExpiresAt: base.Add(time.Hour)}, toks, nil))(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {

@@ -101,7 +101,7 @@ func TestClaimRevokeRace(t *testing.T) {
 				must(s.CreateDevice(ctx, store.Device{ID: id, Fleet: fleet, Profile: profile, Status: store.DevicePending}, nil))(t)
 			}
 			must(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "b", Fleet: fleet, Profile: profile, ExpiresAt: base.Add(time.Hour),
-				CreatedBy: "test"}, toks))(t)
+				CreatedBy: "test"}, toks, nil))(t)
 			warm(t, s)
 			start := make(chan struct{})
 			claimed := make([]error, n)

@@ -39,8 +39,9 @@ func (r adminSessionRow) domain() AdminSession {
 // maxUserAgent bounds the stored User-Agent; it is informational only.
 const maxUserAgent = 256
 
-// CreateAdminSession stores a session and records the user's login time.
-func (s *Store) CreateAdminSession(ctx context.Context, sess AdminSession) (AdminSession, error) {
+// CreateAdminSession stores a session and records the user's login time,
+// with audit (when not nil) in the same transaction.
+func (s *Store) CreateAdminSession(ctx context.Context, sess AdminSession, audit *AuditEvent) (AdminSession, error) {
 	ua := sess.UserAgent
 	if len(ua) > maxUserAgent {
 		ua = ua[:maxUserAgent]
@@ -51,8 +52,11 @@ func (s *Store) CreateAdminSession(ctx context.Context, sess AdminSession) (Admi
 		if err := tx.Create(&r).Error; err != nil {
 			return classify(err, "session")
 		}
-		return classify(tx.Model(&adminUserRow{}).Where("id = ?", sess.UserID).
-			Update("last_login_at", ms(sess.CreatedAt)).Error, "user")
+		if err := tx.Model(&adminUserRow{}).Where("id = ?", sess.UserID).
+			Update("last_login_at", ms(sess.CreatedAt)).Error; err != nil {
+			return classify(err, "user")
+		}
+		return s.appendAuditTx(tx, audit)
 	})
 	if err != nil {
 		return AdminSession{}, err
@@ -108,10 +112,14 @@ func (s *Store) TouchAdminSession(ctx context.Context, id string, at time.Time) 
 	})
 }
 
-// DeleteAdminSession ends one session; ending a missing one is not an error.
-func (s *Store) DeleteAdminSession(ctx context.Context, id string) error {
+// DeleteAdminSession ends one session, with audit (when not nil) in the
+// same transaction; ending a missing one is not an error.
+func (s *Store) DeleteAdminSession(ctx context.Context, id string, audit *AuditEvent) error {
 	return s.write(ctx, func(tx *gorm.DB) error {
-		return classify(tx.Where("id = ?", id).Delete(&adminSessionRow{}).Error, "session")
+		if err := tx.Where("id = ?", id).Delete(&adminSessionRow{}).Error; err != nil {
+			return classify(err, "session")
+		}
+		return s.appendAuditTx(tx, audit)
 	})
 }
 

@@ -158,8 +158,7 @@ func batch(t testing.TB, s *store.Store, id string, expires time.Time, hashes ..
 	for i, h := range hashes {
 		toks[i] = store.NewToken{Hash: h}
 	}
-	return must(s.CreateTokenBatch(context.Background(),
-		store.TokenBatch{ID: id, Fleet: fleet, Profile: profile, ExpiresAt: expires, CreatedBy: "test"}, toks))(t)
+	return must(s.CreateTokenBatch(context.Background(), store.TokenBatch{ID: id, Fleet: fleet, Profile: profile, ExpiresAt: expires, CreatedBy: "test"}, toks, nil))(t)
 }
 
 // enrollment builds an enrollment of device id with a certificate whose
@@ -701,7 +700,7 @@ func testTokenBatches(t *testing.T, backend string) {
 		}
 	}
 	b := must(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "big", Fleet: fleet, Profile: profile,
-		ExpiresAt: expires, CreatedBy: "alice"}, toks))(t)
+		ExpiresAt: expires, CreatedBy: "alice"}, toks, nil))(t)
 	if b.Count != n || b.ID != "big" {
 		t.Errorf("CreateTokenBatch = %+v, want count %d", b, n)
 	}
@@ -762,7 +761,7 @@ func testTokenBatches(t *testing.T, backend string) {
 		dup[i].Hash = fmt.Sprintf("dup-%04d", i)
 	}
 	dup[1400].Hash = "hash-0042" // already stored, in the second chunk
-	_, err := s.CreateTokenBatch(ctx, store.TokenBatch{ID: "dup", Fleet: fleet, Profile: profile, ExpiresAt: expires}, dup)
+	_, err := s.CreateTokenBatch(ctx, store.TokenBatch{ID: "dup", Fleet: fleet, Profile: profile, ExpiresAt: expires}, dup, nil)
 	wantCode(t, err, fault.AlreadyExists)
 	wantCode(t, second(s.GetTokenBatch(ctx, "dup")), fault.NotFound)
 	wantCode(t, second(s.GetBootstrapToken(ctx, "dup-0000")), fault.TokenInvalid)
@@ -774,8 +773,8 @@ func testTokenBatches(t *testing.T, backend string) {
 	}{
 		{"unknown token", second(s.GetBootstrapToken(ctx, "no-such-hash")), fault.TokenInvalid},
 		{"missing batch", second(s.GetTokenBatch(ctx, "nope")), fault.NotFound},
-		{"duplicate batch id", second(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "big", Fleet: fleet, Profile: profile, ExpiresAt: expires}, nil)), fault.AlreadyExists},
-		{"missing fleet", second(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "x", Fleet: "nope", Profile: profile, ExpiresAt: expires}, nil)), fault.Conflict},
+		{"duplicate batch id", second(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "big", Fleet: fleet, Profile: profile, ExpiresAt: expires}, nil, nil)), fault.AlreadyExists},
+		{"missing fleet", second(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "x", Fleet: "nope", Profile: profile, ExpiresAt: expires}, nil, nil)), fault.Conflict},
 	}
 	for _, c := range errCases {
 		t.Run(c.name, func(t *testing.T) { wantCode(t, c.err, c.code) })
@@ -1191,12 +1190,12 @@ func testAdminTokens(t *testing.T, backend string) {
 	if n := must(s.CountAdminTokens(ctx))(t); n != 0 {
 		t.Errorf("CountAdminTokens on a fresh database = %d", n)
 	}
-	a := must(s.CreateAdminToken(ctx, store.AdminToken{Name: "root", Hash: "h-admin", Role: store.RoleAdmin}))(t)
+	a := must(s.CreateAdminToken(ctx, store.AdminToken{Name: "root", Hash: "h-admin", Role: store.RoleAdmin}, nil))(t)
 	if a.ID == "" || a.Name != "root" || a.Role != store.RoleAdmin || a.RevokedAt != nil {
 		t.Errorf("CreateAdminToken = %+v", a)
 	}
 	wantTime(t, "CreatedAt", a.CreatedAt, base)
-	v := must(s.CreateAdminToken(ctx, store.AdminToken{ID: "fixed-id", Name: "dash", Hash: "h-viewer", Role: store.RoleViewer}))(t)
+	v := must(s.CreateAdminToken(ctx, store.AdminToken{ID: "fixed-id", Name: "dash", Hash: "h-viewer", Role: store.RoleViewer}, nil))(t)
 	if v.ID != "fixed-id" {
 		t.Errorf("given ID not kept: %q", v.ID)
 	}
@@ -1212,9 +1211,9 @@ func testAdminTokens(t *testing.T, backend string) {
 		err  error
 		code fault.Code
 	}{
-		{"duplicate hash", second(s.CreateAdminToken(ctx, store.AdminToken{Name: "x", Hash: "h-admin", Role: store.RoleOperator})), fault.AlreadyExists},
-		{"duplicate id", second(s.CreateAdminToken(ctx, store.AdminToken{ID: "fixed-id", Name: "x", Hash: "h-new", Role: store.RoleOperator})), fault.AlreadyExists},
-		{"invalid role", second(s.CreateAdminToken(ctx, store.AdminToken{Name: "x", Hash: "h-bad", Role: "superuser"})), fault.InvalidArgument},
+		{"duplicate hash", second(s.CreateAdminToken(ctx, store.AdminToken{Name: "x", Hash: "h-admin", Role: store.RoleOperator}, nil)), fault.AlreadyExists},
+		{"duplicate id", second(s.CreateAdminToken(ctx, store.AdminToken{ID: "fixed-id", Name: "x", Hash: "h-new", Role: store.RoleOperator}, nil)), fault.AlreadyExists},
+		{"invalid role", second(s.CreateAdminToken(ctx, store.AdminToken{Name: "x", Hash: "h-bad", Role: "superuser"}, nil)), fault.InvalidArgument},
 		{"unknown hash", second(s.GetAdminTokenByHash(ctx, "nope")), fault.NotFound},
 	}
 	for _, c := range errCases {
@@ -1304,7 +1303,7 @@ func BenchmarkCompleteEnrollment(b *testing.B) {
 		toks[i].Hash = fmt.Sprintf("bench-%09d", i)
 	}
 	must(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "bench", Fleet: fleet, Profile: profile,
-		ExpiresAt: base.Add(time.Hour)}, toks))(b)
+		ExpiresAt: base.Add(time.Hour)}, toks, nil))(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -58,14 +58,19 @@ func (r adminUserRow) domain() AdminUser {
 }
 
 // CreateAdminUser stores a new user; fault.AlreadyExists when the username is taken.
-func (s *Store) CreateAdminUser(ctx context.Context, u AdminUser) (AdminUser, error) {
+func (s *Store) CreateAdminUser(ctx context.Context, u AdminUser, audit *AuditEvent) (AdminUser, error) {
 	if u.ID == "" {
 		u.ID = uuid.Must(uuid.NewV7()).String()
 	}
 	now := ms(s.now())
 	r := adminUserRow{ID: u.ID, Username: u.Username, PasswordHash: u.PasswordHash, Role: string(u.Role),
 		CreatedAt: now, UpdatedAt: now, DisabledAt: optMS(u.DisabledAt)}
-	err := s.write(ctx, func(tx *gorm.DB) error { return classify(tx.Create(&r).Error, "user "+u.Username) })
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(&r).Error; err != nil {
+			return classify(err, "user "+u.Username)
+		}
+		return s.appendAuditTx(tx, audit)
+	})
 	if err != nil {
 		return AdminUser{}, err
 	}
@@ -103,7 +108,7 @@ func (s *Store) CountActiveAdmins(ctx context.Context) (int, error) {
 }
 
 // UpdateAdminUser applies upd to the user.
-func (s *Store) UpdateAdminUser(ctx context.Context, username string, upd AdminUserUpdate) (AdminUser, error) {
+func (s *Store) UpdateAdminUser(ctx context.Context, username string, upd AdminUserUpdate, audit *AuditEvent) (AdminUser, error) {
 	var out AdminUser
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		var r adminUserRow
@@ -142,13 +147,13 @@ func (s *Store) UpdateAdminUser(ctx context.Context, username string, upd AdminU
 			return classify(err, "user "+username)
 		}
 		out = r.domain()
-		return nil
+		return s.appendAuditTx(tx, audit)
 	})
 	return out, err
 }
 
 // DeleteAdminUser removes a user and all of its sessions.
-func (s *Store) DeleteAdminUser(ctx context.Context, username string) error {
+func (s *Store) DeleteAdminUser(ctx context.Context, username string, audit *AuditEvent) error {
 	return s.write(ctx, func(tx *gorm.DB) error {
 		var r adminUserRow
 		if err := tx.Where("username = ?", username).Take(&r).Error; err != nil {
@@ -164,6 +169,6 @@ func (s *Store) DeleteAdminUser(ctx context.Context, username string) error {
 		if res.RowsAffected == 0 {
 			return fault.New(fault.NotFound, "user %s not found", username)
 		}
-		return nil
+		return s.appendAuditTx(tx, audit)
 	})
 }

@@ -16,17 +16,17 @@ func TestAdminUsersAndSessions(t *testing.T) {
 			ctx := context.Background()
 			s := open(t, testdb.DSN(t, backend), nil)
 
-			alice, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "alice", PasswordHash: "h1", Role: store.RoleAdmin})
+			alice, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "alice", PasswordHash: "h1", Role: store.RoleAdmin}, nil)
 			if err != nil || alice.ID == "" || alice.Disabled() || alice.LastLoginAt != nil {
 				t.Fatalf("create: %+v %v", alice, err)
 			}
-			if _, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "alice", PasswordHash: "h", Role: store.RoleViewer}); fault.CodeOf(err) != fault.AlreadyExists {
+			if _, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "alice", PasswordHash: "h", Role: store.RoleViewer}, nil); fault.CodeOf(err) != fault.AlreadyExists {
 				t.Fatalf("duplicate username: %v", err)
 			}
-			if _, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "x", PasswordHash: "h", Role: "root"}); fault.CodeOf(err) != fault.InvalidArgument {
+			if _, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "x", PasswordHash: "h", Role: "root"}, nil); fault.CodeOf(err) != fault.InvalidArgument {
 				t.Fatalf("bad role: %v", err)
 			}
-			bob, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "bob", PasswordHash: "h2", Role: store.RoleViewer})
+			bob, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "bob", PasswordHash: "h2", Role: store.RoleViewer}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -41,14 +41,14 @@ func TestAdminUsersAndSessions(t *testing.T) {
 			mk := func(id, user string) {
 				t.Helper()
 				if _, err := s.CreateAdminSession(ctx, store.AdminSession{ID: id, UserID: user, CreatedAt: now,
-					ExpiresAt: now.Add(12 * time.Hour), LastSeenAt: now, UserAgent: "test"}); err != nil {
+					ExpiresAt: now.Add(12 * time.Hour), LastSeenAt: now, UserAgent: "test"}, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
 			mk("s1", alice.ID)
 			mk("s2", alice.ID)
 			mk("s3", bob.ID)
-			if _, err := s.CreateAdminSession(ctx, store.AdminSession{ID: "s4", UserID: "nobody", CreatedAt: now, ExpiresAt: now, LastSeenAt: now}); fault.CodeOf(err) != fault.Conflict {
+			if _, err := s.CreateAdminSession(ctx, store.AdminSession{ID: "s4", UserID: "nobody", CreatedAt: now, ExpiresAt: now, LastSeenAt: now}, nil); fault.CodeOf(err) != fault.Conflict {
 				t.Fatalf("session for a missing user: %v", err)
 			}
 			sess, u, err := s.GetAdminSession(ctx, "s1")
@@ -73,7 +73,7 @@ func TestAdminUsersAndSessions(t *testing.T) {
 
 			// A role change is seen through the session at once.
 			viewer := store.RoleViewer
-			if _, err := s.UpdateAdminUser(ctx, "alice", store.AdminUserUpdate{Role: &viewer}); err != nil {
+			if _, err := s.UpdateAdminUser(ctx, "alice", store.AdminUserUpdate{Role: &viewer}, nil); err != nil {
 				t.Fatal(err)
 			}
 			if _, u, _ := s.GetAdminSession(ctx, "s2"); u.Role != store.RoleViewer {
@@ -81,7 +81,7 @@ func TestAdminUsersAndSessions(t *testing.T) {
 			}
 			// A password change with EndSessions keeps only KeepSession.
 			h := "h3"
-			if _, err := s.UpdateAdminUser(ctx, "alice", store.AdminUserUpdate{PasswordHash: &h, EndSessions: true, KeepSession: "s2"}); err != nil {
+			if _, err := s.UpdateAdminUser(ctx, "alice", store.AdminUserUpdate{PasswordHash: &h, EndSessions: true, KeepSession: "s2"}, nil); err != nil {
 				t.Fatal(err)
 			}
 			if _, _, err := s.GetAdminSession(ctx, "s1"); fault.CodeOf(err) != fault.NotFound {
@@ -91,27 +91,27 @@ func TestAdminUsersAndSessions(t *testing.T) {
 				t.Fatalf("s2 after password change: %+v %v", u, err)
 			}
 			yes, no := true, false
-			got, err := s.UpdateAdminUser(ctx, "bob", store.AdminUserUpdate{Disabled: &yes, EndSessions: true})
+			got, err := s.UpdateAdminUser(ctx, "bob", store.AdminUserUpdate{Disabled: &yes, EndSessions: true}, nil)
 			if err != nil || !got.Disabled() {
 				t.Fatalf("disable: %+v %v", got, err)
 			}
 			if _, _, err := s.GetAdminSession(ctx, "s3"); fault.CodeOf(err) != fault.NotFound {
 				t.Fatalf("s3 after disable: %v", err)
 			}
-			if got, err := s.UpdateAdminUser(ctx, "bob", store.AdminUserUpdate{Disabled: &no}); err != nil || got.Disabled() {
+			if got, err := s.UpdateAdminUser(ctx, "bob", store.AdminUserUpdate{Disabled: &no}, nil); err != nil || got.Disabled() {
 				t.Fatalf("enable: %+v %v", got, err)
 			}
-			if _, err := s.UpdateAdminUser(ctx, "carol", store.AdminUserUpdate{Disabled: &no}); fault.CodeOf(err) != fault.NotFound {
+			if _, err := s.UpdateAdminUser(ctx, "carol", store.AdminUserUpdate{Disabled: &no}, nil); fault.CodeOf(err) != fault.NotFound {
 				t.Fatalf("update missing: %v", err)
 			}
 
 			// Stale sessions: one past its absolute expiry, one idle.
 			if _, err := s.CreateAdminSession(ctx, store.AdminSession{ID: "old", UserID: bob.ID, CreatedAt: now.Add(-13 * time.Hour),
-				ExpiresAt: now.Add(-time.Hour), LastSeenAt: now}); err != nil {
+				ExpiresAt: now.Add(-time.Hour), LastSeenAt: now}, nil); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.CreateAdminSession(ctx, store.AdminSession{ID: "idle", UserID: bob.ID, CreatedAt: now.Add(-2 * time.Hour),
-				ExpiresAt: now.Add(time.Hour), LastSeenAt: now.Add(-2 * time.Hour)}); err != nil {
+				ExpiresAt: now.Add(time.Hour), LastSeenAt: now.Add(-2 * time.Hour)}, nil); err != nil {
 				t.Fatal(err)
 			}
 			if n, err := s.DeleteStaleAdminSessions(ctx, now, now.Add(-time.Hour)); err != nil || n != 2 {
@@ -121,20 +121,20 @@ func TestAdminUsersAndSessions(t *testing.T) {
 				t.Fatalf("alice sessions: %+v %v", list, err)
 			}
 
-			if err := s.DeleteAdminSession(ctx, "s2"); err != nil {
+			if err := s.DeleteAdminSession(ctx, "s2", nil); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.DeleteAdminSession(ctx, "s2"); err != nil {
+			if err := s.DeleteAdminSession(ctx, "s2", nil); err != nil {
 				t.Fatalf("deleting twice: %v", err)
 			}
 			mk("s5", alice.ID)
-			if err := s.DeleteAdminUser(ctx, "alice"); err != nil {
+			if err := s.DeleteAdminUser(ctx, "alice", nil); err != nil {
 				t.Fatal(err)
 			}
 			if _, _, err := s.GetAdminSession(ctx, "s5"); fault.CodeOf(err) != fault.NotFound {
 				t.Fatalf("session of a deleted user: %v", err)
 			}
-			if err := s.DeleteAdminUser(ctx, "alice"); fault.CodeOf(err) != fault.NotFound {
+			if err := s.DeleteAdminUser(ctx, "alice", nil); fault.CodeOf(err) != fault.NotFound {
 				t.Fatalf("delete twice: %v", err)
 			}
 			users, err := s.ListAdminUsers(ctx)

@@ -115,10 +115,10 @@ func runInit(cmd *cobra.Command, vp *viper.Viper) error {
 // createAdminToken makes an admin API token and stores only its hash.
 func createAdminToken(ctx context.Context, st *store.Store, name string, role store.Role, actor string) (string, error) {
 	secret := enroll.NewSecret(enroll.AdminPrefix)
-	tok, err := st.CreateAdminToken(ctx, store.AdminToken{Name: name, Hash: enroll.HashSecret(secret), Role: role})
-	if err != nil {
+	// The store sets the event's object id to the token's.
+	if _, err := st.CreateAdminToken(ctx, store.AdminToken{Name: name, Hash: enroll.HashSecret(secret), Role: role},
+		audit.Event(actor, "admin_token.create", "admin_token", "", "name="+name+" role="+string(role))); err != nil {
 		return "", err
 	}
-	audit.New(st, nil).Record(ctx, actor, "admin_token.create", "admin_token", tok.ID, "name="+name+" role="+string(role))
 	return secret, nil
 }

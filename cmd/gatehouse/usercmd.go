@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -110,7 +109,7 @@ func withUsers(cmd *cobra.Command, fn func(context.Context, *auth.Service) error
 
 func newUsers(st *store.Store, v *viper.Viper) (*auth.Service, error) {
 	log := newLogger(v)
-	return auth.New(auth.Config{Users: st, Sessions: st, Audit: audit.New(st, log), Log: log})
+	return auth.New(auth.Config{Users: st, Sessions: st, Log: log})
 }
 
 // passwordInput reads the password from stdin's first line with

@@ -138,7 +138,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, err
 	}
-	users, err := auth.New(auth.Config{Users: st, Sessions: st, Audit: rec, Log: log})
+	users, err := auth.New(auth.Config{Users: st, Sessions: st, Log: log})
 	if err != nil {
 		return nil, err
 	}
