@@ -415,14 +415,26 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// handedOut remembers every address freeAddr gave in this test binary: the
+// kernel may offer a just-closed port again, and two listeners of one
+// server (api and diag) were once given the same one.
+var handedOut sync.Map
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no fresh loopback port in 100 tries")
+	return ""
 }
 
 func waitReady(t *testing.T, url string) {
