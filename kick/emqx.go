@@ -31,6 +31,12 @@ type EMQX struct {
 	api restAPI
 }
 
+// EMQX is a Broker that can be health-checked; a signature drift breaks the build here.
+var (
+	_ Broker  = (*EMQX)(nil)
+	_ Checker = (*EMQX)(nil)
+)
+
 // NewEMQX checks the settings and returns the client.
 func NewEMQX(cfg EMQXConfig) (*EMQX, error) {
 	if cfg.Name == "" {

@@ -41,6 +41,12 @@ type RabbitMQ struct {
 	api restAPI
 }
 
+// RabbitMQ is a Broker that can be health-checked; a signature drift breaks the build here.
+var (
+	_ Broker  = (*RabbitMQ)(nil)
+	_ Checker = (*RabbitMQ)(nil)
+)
+
 // NewRabbitMQ checks the settings and returns the client.
 func NewRabbitMQ(cfg RabbitMQConfig) (*RabbitMQ, error) {
 	if cfg.Name == "" {

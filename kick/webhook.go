@@ -44,6 +44,11 @@ type Webhook struct {
 	client *http.Client
 }
 
+// Webhook is a Broker; a signature drift breaks the build here.
+var (
+	_ Broker = (*Webhook)(nil)
+)
+
 // WebhookBody is the JSON a kick hook receives.
 type WebhookBody struct {
 	Device string    `json:"device"`
