@@ -5,12 +5,12 @@ import (
 	"errors"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -19,18 +19,10 @@ import (
 // BenchmarkHashPassword and checked by TestHashFormat.
 var testParams = auth.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 type env struct {
 	svc   *auth.Service
 	st    *store.Store
-	clock *fakeClock
+	clock *testclock.Clock
 }
 
 func newEnv(t *testing.T, backend string) env {
@@ -41,7 +33,7 @@ func newEnv(t *testing.T, backend string) env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	clk := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	st.SetClock(clk.Now)
 	svc, err := auth.New(auth.Config{Users: st, Sessions: st, Params: testParams, Now: clk.Now})
 	if err != nil {
@@ -253,7 +245,7 @@ func TestThrottle(t *testing.T) {
 	if err := login("bob", "whatever-password", "192.0.2.9"); fault.CodeOf(err) != fault.Unauthenticated {
 		t.Fatalf("other user: %v", err)
 	}
-	e.clock.Advance(1100 * time.Millisecond)
+	e.clock.Add(1100 * time.Millisecond)
 	if err := login("alice", goodPassword, "192.0.2.9"); err != nil {
 		t.Fatalf("after the backoff: %v", err)
 	}
@@ -303,13 +295,13 @@ func TestSessionExpiry(t *testing.T) {
 				t.Fatalf("expires_at %v, want idle deadline", s.ExpiresAt)
 			}
 			for i := range 5 {
-				e.clock.Advance(59 * time.Minute)
+				e.clock.Add(59 * time.Minute)
 				if !alive(s) {
 					t.Fatalf("idle %d: session ended early", i)
 				}
 			}
 			// ...an hour without one ends it.
-			e.clock.Advance(time.Hour)
+			e.clock.Add(time.Hour)
 			if alive(s) {
 				t.Fatal("session survived an hour idle")
 			}
@@ -319,7 +311,7 @@ func TestSessionExpiry(t *testing.T) {
 			start := e.clock.Now()
 			var last auth.Session
 			for {
-				e.clock.Advance(50 * time.Minute)
+				e.clock.Add(50 * time.Minute)
 				got, err := e.svc.Authenticate(ctx, s.Secret)
 				if err != nil {
 					break

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/policy"
 )
 
@@ -14,7 +15,7 @@ import (
 // device at once and again after a policy change, logs entering the stale
 // state without any request, and returns when ctx ends.
 func TestRunWarmsGrantsAndLogsStale(t *testing.T) {
-	clk := newFakeClock(now)
+	clk := testclock.New(now)
 	logs := &logCounter{}
 	p, err := policy.Compile(context.Background(), policy.Default())
 	if err != nil {
@@ -47,7 +48,7 @@ func TestRunWarmsGrantsAndLogsStale(t *testing.T) {
 	waitFor("warmed the devices", func() bool { return authz.ColdDevices(a) == 0 })
 	a.SetPolicy(p, 2) // every device's grants are now out of date
 	waitFor("warmed the devices under the new policy", func() bool { return authz.ColdDevices(a) == 0 })
-	clk.Advance(2 * time.Minute)
+	clk.Add(2 * time.Minute)
 	waitFor("logged the stale state", func() bool { return logs.count(enterMsg) == 1 })
 	cancel()
 	select {

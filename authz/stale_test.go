@@ -10,20 +10,9 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/policy"
 )
-
-// fakeClock is a clock a test moves by hand; safe for concurrent use.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock(t time.Time) *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(t.UnixNano())
-	return c
-}
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // logCounter counts log records by message prefix.
 type logCounter struct {
@@ -58,7 +47,7 @@ const (
 	recoverMsg = "decision state is fresh again"
 )
 
-func newStaleCore(t *testing.T, clk *fakeClock, bound time.Duration) (*authz.Authorizer, *logCounter) {
+func newStaleCore(t *testing.T, clk *testclock.Clock, bound time.Duration) (*authz.Authorizer, *logCounter) {
 	t.Helper()
 	p, err := policy.Compile(context.Background(), policy.Default())
 	if err != nil {
@@ -117,7 +106,7 @@ func wantStale(t *testing.T, a *authz.Authorizer, stale bool) {
 // transition, and recovery as soon as both views sync again.
 func TestMaxStaleness(t *testing.T) {
 	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	clk := newFakeClock(t0)
+	clk := testclock.New(t0)
 	a, logs := newStaleCore(t, clk, 30*time.Second)
 
 	// Bounded, a core that never synced fails closed.
@@ -139,19 +128,19 @@ func TestMaxStaleness(t *testing.T) {
 
 	// The device view keeps syncing; the policy view stops: the older one
 	// sets the deadline.
-	clk.Advance(29 * time.Second)
+	clk.Add(29 * time.Second)
 	a.DevicesSynced(clk.Now())
 	wantStale(t, a, false)
-	clk.Advance(time.Second - time.Nanosecond)
+	clk.Add(time.Second - time.Nanosecond)
 	wantStale(t, a, false)
-	clk.Advance(time.Nanosecond) // exactly t0 + 30s
+	clk.Add(time.Nanosecond) // exactly t0 + 30s
 	wantStale(t, a, true)
 	if _, synced := a.Stale(); !synced.Equal(t0) {
 		t.Errorf("Stale() synced = %v, want the older view's %v", synced, t0)
 	}
 	// A mark older than the one held changes nothing.
 	a.PolicySynced(t0.Add(-time.Minute))
-	clk.Advance(time.Minute)
+	clk.Add(time.Minute)
 	wantStale(t, a, true)
 	// The device view alone catching up is not enough.
 	a.DevicesSynced(clk.Now())
@@ -178,7 +167,7 @@ func TestMaxStaleness(t *testing.T) {
 	}
 
 	// A second outage is a second transition.
-	clk.Advance(31 * time.Second)
+	clk.Add(31 * time.Second)
 	wantStale(t, a, true)
 	a.DevicesSynced(clk.Now())
 	a.PolicySynced(clk.Now())
@@ -191,12 +180,12 @@ func TestMaxStaleness(t *testing.T) {
 // TestMaxStalenessUnbounded: 0 is no bound, whatever the clock says and
 // whether or not the views ever synced (availability over safety).
 func TestMaxStalenessUnbounded(t *testing.T) {
-	clk := newFakeClock(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
+	clk := testclock.New(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
 	a, logs := newStaleCore(t, clk, 0)
 	wantStale(t, a, false)
 	a.DevicesSynced(clk.Now())
 	a.PolicySynced(clk.Now())
-	clk.Advance(1000 * time.Hour)
+	clk.Add(1000 * time.Hour)
 	wantStale(t, a, false)
 	if n := logs.count(enterMsg); n != 0 {
 		t.Errorf("unbounded core logged staleness %d times", n)
@@ -227,13 +216,13 @@ func TestMaxStalenessUnbounded(t *testing.T) {
 // sync, and exactly one log line per transition.
 func TestMaxStalenessConcurrent(t *testing.T) {
 	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	clk := newFakeClock(t0)
+	clk := testclock.New(t0)
 	a, logs := newStaleCore(t, clk, 30*time.Second)
 	a.DevicesSynced(t0)
 	a.PolicySynced(t0)
 	const workers = 32
 	for round := 1; round <= 5; round++ {
-		clk.Advance(31 * time.Second) // stale
+		clk.Add(31 * time.Second) // stale
 		var wg sync.WaitGroup
 		var allowed atomic.Int64
 		for range workers {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -40,12 +41,6 @@ func (c *cuttable) ActivePolicy(ctx context.Context) (store.PolicyActivation, er
 	return c.Store.ActivePolicy(ctx)
 }
 
-// fakeClock is moved by hand; safe for concurrent use.
-type fakeClock struct{ ns atomic.Int64 }
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 // TestSyncStaleness wires the device sync and the policy loop to a core
 // bounded at 30s, on a fake clock, on both backends: a failed sync proves
 // nothing, so once the older view's last good sync is 30s old every decision
@@ -61,8 +56,7 @@ func TestSyncStaleness(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = st.Close() })
 			db := &cuttable{Store: st}
-			clk := &fakeClock{}
-			clk.ns.Store(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC).UnixNano())
+			clk := testclock.New(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
 			t0 := clk.Now()
 
 			if _, err := st.CreateFleet(ctx, store.Fleet{Name: "plant"}, nil); err != nil {
@@ -118,7 +112,7 @@ func TestSyncStaleness(t *testing.T) {
 
 			// The database goes away; the loops keep trying and failing.
 			db.cut.Store(true)
-			clk.Advance(10 * time.Second)
+			clk.Add(10 * time.Second)
 			if _, err := s.Sync(ctx); !errors.Is(err, errCut) {
 				t.Fatalf("sync while cut: %v", err)
 			}
@@ -127,7 +121,7 @@ func TestSyncStaleness(t *testing.T) {
 			if r := reason("sensor"); r != fresh {
 				t.Fatalf("10s into the outage (bound 30s): %q, want %q", r, fresh)
 			}
-			clk.Advance(20 * time.Second)
+			clk.Add(20 * time.Second)
 			if r := reason("sensor"); r != authz.ReasonStale {
 				t.Fatalf("30s after the last good sync: %q, want %q", r, authz.ReasonStale)
 			}
