@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/kick"
 )
@@ -127,7 +128,7 @@ func TestCheckTargets(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			ctx := context.Background()
 			st := openStore(t, backend)
-			clk := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+			clk := testclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 			good := fakeRabbit(t, rabbitPass, `["administrator"]`)
 			rmq, _ := kick.NewRabbitMQ(kick.RabbitMQConfig{Name: "rmq", URL: good.URL, User: "ops@gatehouse", Password: rabbitPass})
 			bad, _ := kick.NewRabbitMQ(kick.RabbitMQConfig{Name: "rmq-bad", URL: good.URL, User: "ops@gatehouse", Password: "wrong"})

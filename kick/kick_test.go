@@ -9,22 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/kick"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
 var base = time.Date(2030, time.March, 1, 12, 0, 0, 0, time.UTC)
-
-// clock is a settable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
 // broker is a programmable Broker: it fails while failing is set, and
 // counts deliveries per device.
@@ -74,7 +65,7 @@ func openDSN(t *testing.T, dsn string) *store.Store {
 	return s
 }
 
-func newService(t *testing.T, st kick.Store, clk *clock, bs ...kick.Broker) *kick.Service {
+func newService(t *testing.T, st kick.Store, clk *testclock.Clock, bs ...kick.Broker) *kick.Service {
 	t.Helper()
 	s, err := kick.New(kick.Config{Store: st, Brokers: bs, Now: clk.Now, Poll: time.Hour,
 		Retry: kick.Retry{Initial: time.Second, Max: 4 * time.Second, Attempts: 4, Slow: time.Minute}})
@@ -111,7 +102,7 @@ func TestService(t *testing.T) {
 // and done once the broker answers.
 func testDeliverAndRetry(t *testing.T, backend string) {
 	st := openStore(t, backend)
-	clk := &clock{now: base}
+	clk := testclock.New(base)
 	ok, bad := newBroker("ok"), newBroker("bad")
 	bad.fail(errors.New("DELETE http://bad/api: 503 Service Unavailable"))
 	svc := newService(t, st, clk, ok, bad)
@@ -184,7 +175,7 @@ func testDeliverAndRetry(t *testing.T, backend string) {
 
 // Two replicas on one database: every kick reaches the broker once.
 func testReplicas(t *testing.T, backend string) {
-	dsn, clk := testdb.DSN(t, backend), &clock{now: base}
+	dsn, clk := testdb.DSN(t, backend), testclock.New(base)
 	st1 := openDSN(t, dsn)
 	st2 := st1
 	if backend == "postgres" {
