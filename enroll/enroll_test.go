@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -26,7 +27,7 @@ import (
 func TestCreateBatch(t *testing.T) {
 	ctx := context.Background()
 	start := time.Date(2031, time.January, 2, 3, 4, 5, 0, time.UTC)
-	clk := &fixedClock{now: start}
+	clk := testclock.New(start)
 	e := newEnv(t, t.TempDir(), clk.Now)
 	ids := func(n int) []string {
 		out := make([]string, n)
@@ -147,7 +148,7 @@ func TestCreateBatch(t *testing.T) {
 // and an expired or spent token issues nothing.
 func TestEnrollClock(t *testing.T) {
 	ctx := context.Background()
-	clk := &fixedClock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	e := newEnv(t, t.TempDir(), clk.Now)
 	b, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "default", Count: 3, TTL: time.Hour})
 	if err != nil {
@@ -416,7 +417,7 @@ func TestEnrollDeviceClaims(t *testing.T) {
 // runs in chunks); once the other batch has expired, the id is free again.
 func TestBatchReservedIDs(t *testing.T) {
 	ctx := context.Background()
-	clk := &fixedClock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	e := newEnv(t, t.TempDir(), clk.Now)
 	ids := make([]string, 1200)
 	for i := range ids {

@@ -3,7 +3,6 @@ package enroll_test
 import (
 	"context"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,16 +14,6 @@ import (
 )
 
 var caPass = []byte("correct horse battery staple")
-
-// fixedClock is a settable clock for the service and the store.
-type fixedClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fixedClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *fixedClock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
 
 // env is an enrollment service over a real SQLite file and a real CA, with
 // fleet "default" and inventory.DefaultProfile seeded.

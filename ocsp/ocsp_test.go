@@ -12,12 +12,12 @@ import (
 	"errors"
 	"math/big"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -33,19 +33,7 @@ type env struct {
 	signer *ca.OCSPSigner
 	leaf   *x509.Certificate
 	serial string
-	clock  *clock
-}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+	clock  *testclock.Clock
 }
 
 func dsnFor(t testing.TB, backend string) string {
@@ -58,7 +46,7 @@ func dsnFor(t testing.TB, backend string) string {
 func newEnv(t testing.TB, dsn string) *env {
 	t.Helper()
 	ctx := context.Background()
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := testclock.New(time.Now().Truncate(time.Second))
 	dir := filepath.Join(t.TempDir(), "ca")
 	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass}); err != nil {
 		t.Fatal(err)
@@ -476,11 +464,11 @@ func TestResponderRenewal(t *testing.T) {
 		first.Cert.KeyUsage != x509.KeyUsageDigitalSignature {
 		t.Errorf("responder certificate: nocheck %v, OCSP %v, URIs %v, KU %v", noCheck, first.Cert.OCSPServer, first.Cert.URIs, first.Cert.KeyUsage)
 	}
-	e.clock.Advance(4 * 24 * time.Hour)
+	e.clock.Add(4 * 24 * time.Hour)
 	if c, _ := e.signer.Current(ctx); c.Cert != first.Cert {
 		t.Fatal("renewed too early")
 	}
-	e.clock.Advance(24 * time.Hour)
+	e.clock.Add(24 * time.Hour)
 	second, err := e.signer.Current(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -539,7 +527,7 @@ func TestAnswerNeverOutlivesSigner(t *testing.T) {
 		{0, time.Time{}, TryLater},
 		{-time.Minute, time.Time{}, TryLater},
 	} {
-		e.clock.Advance(end.Sub(e.clock.Now()) - tc.left)
+		e.clock.Add(end.Sub(e.clock.Now()) - tc.left)
 		if tc.left == 2*time.Hour {
 			tc.wantNext = e.clock.Now().UTC().Add(time.Hour)
 		}
