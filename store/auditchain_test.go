@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -102,7 +103,7 @@ func TestAuditChainTamper(t *testing.T) {
 			// not.
 			dsn := testdb.DSN(t, backend)
 			s := open(t, dsn, nil)
-			c := &clock{now: base}
+			c := testclock.New(base)
 			s.SetClock(c.Now)
 			for i := 1; i <= 6; i++ {
 				c.Set(base.Add(time.Duration(i-1) * time.Minute))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -24,7 +25,7 @@ func testAuditInTransaction(t *testing.T, backend string) {
 	ctx := context.Background()
 	dsn := testdb.DSN(t, backend)
 	s := open(t, dsn, nil)
-	clk := &clock{now: base}
+	clk := testclock.New(base)
 	s.SetClock(clk.Now)
 	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
 	must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},

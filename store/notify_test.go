@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -91,7 +92,7 @@ func TestListenPostgres(t *testing.T) {
 	ctx := context.Background()
 	dsn := testdb.Postgres(t)
 	s := open(t, dsn, nil)
-	c := &clock{now: base}
+	c := testclock.New(base)
 	s.SetClock(c.Now)
 	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
 	must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},
@@ -213,7 +214,7 @@ WHERE application_name = 'gatehouse-listen' AND datname = current_database()`).S
 func BenchmarkCompleteEnrollmentPostgres(b *testing.B) {
 	ctx := context.Background()
 	s := open(b, testdb.Postgres(b), nil)
-	s.SetClock((&clock{now: base}).Now)
+	s.SetClock(testclock.New(base).Now)
 	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(b)
 	must(s.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},
 		Validity: 30 * 24 * time.Hour, RenewWindow: 10 * 24 * time.Hour}, nil))(b)

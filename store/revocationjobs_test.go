@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -71,7 +72,7 @@ func testBatchRevocationResume(t *testing.T, backend string) {
 	ctx := context.Background()
 	dsn := testdb.DSN(t, backend)
 	s1 := open(t, dsn, nil)
-	c := &clock{now: base}
+	c := testclock.New(base)
 	s1.SetClock(c.Now)
 	must(s1.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
 	must(s1.CreateProfile(ctx, store.Profile{Name: profile, KeyTypes: []string{"ecdsa-p256"},

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -64,16 +65,6 @@ func TestStore(t *testing.T) {
 
 // --- helpers ---------------------------------------------------------------
 
-// clock is a settable time source for Store.SetClock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
-
 // open opens dsn, failing the test on error, and closes the store at the end.
 func open(t testing.TB, dsn string, log *slog.Logger) *store.Store {
 	t.Helper()
@@ -90,16 +81,16 @@ func open(t testing.TB, dsn string, log *slog.Logger) *store.Store {
 }
 
 // newStore returns a store on a fresh database of backend, its clock set to base.
-func newStore(t testing.TB, backend string) (*store.Store, *clock) {
+func newStore(t testing.TB, backend string) (*store.Store, *testclock.Clock) {
 	t.Helper()
 	s := open(t, testdb.DSN(t, backend), nil)
-	c := &clock{now: base}
+	c := testclock.New(base)
 	s.SetClock(c.Now)
 	return s, c
 }
 
 // seeded is newStore plus the fleet and profile most cases need.
-func seeded(t testing.TB, backend string) (*store.Store, *clock) {
+func seeded(t testing.TB, backend string) (*store.Store, *testclock.Clock) {
 	t.Helper()
 	s, c := newStore(t, backend)
 	ctx := context.Background()
