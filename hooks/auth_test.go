@@ -1,7 +1,6 @@
 package hooks_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-iot/gatehouse/internal/testlog"
 
 	"github.com/gatehouse-iot/gatehouse/hooks"
 )
@@ -111,24 +112,6 @@ func TestNewRefusesOpenHooks(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestUnauthenticatedLogThrottled: 3000 requests without the secret, from
 // many goroutines over every dialect and some malformed, write a handful of
 // log lines (at most one per second) whose counts add up to 3000. Hooks the
@@ -151,7 +134,7 @@ func TestUnauthenticatedLogThrottled(t *testing.T) {
 }
 
 func testUnauthenticatedLogThrottled(t *testing.T, cfg hooks.Config, malformedEvery int) {
-	var logs syncBuffer
+	var logs testlog.Buffer
 	cfg.Authorizer, cfg.RabbitCertLogin, cfg.Log = newAuthorizer(t), true, slog.New(slog.NewTextHandler(&logs, nil))
 	h, err := hooks.New(cfg)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatehouse-iot/gatehouse/internal/testlog"
+
 	"github.com/gatehouse-iot/gatehouse/hooks"
 )
 
@@ -39,7 +41,7 @@ func TestMosquittoUserAlwaysDenied(t *testing.T) {
 	for _, a := range auths {
 		for _, mode := range []hooks.MosquittoMode{hooks.MosquittoStatus, hooks.MosquittoJSON, hooks.MosquittoText} {
 			t.Run(a.name+"/"+string(mode), func(t *testing.T) {
-				var logs syncBuffer
+				var logs testlog.Buffer
 				cfg := a.cfg
 				cfg.Authorizer, cfg.MosquittoMode, cfg.Log = newAuthorizer(t), mode, slog.New(slog.NewTextHandler(&logs, nil))
 				h, err := hooks.New(cfg)

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-iot/gatehouse/internal/testlog"
 )
 
 // The end-to-end tests drive the real binary the way an operator does:
@@ -331,22 +333,7 @@ func (g *gatehouse) caChain(t *testing.T) string {
 }
 
 // logBuffer collects a process's output while it runs.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer struct{ testlog.Buffer }
 
 // waitLine waits (up to 5 s) for a log line holding every field, e.g.
 // "msg=decision", "action=publish", "allow=false". A field matches at the

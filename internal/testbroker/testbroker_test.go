@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/internal/testlog"
+
 	"github.com/gatehouse-iot/gatehouse/internal/testbroker"
 )
 
@@ -176,14 +178,14 @@ func (c mqttClient) publish(dev certFiles, clientID, topic, msg string) (string,
 // subscription is a running mosquitto_sub waiting for one message.
 type subscription struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testlog.Buffer
 	done chan error
 }
 
 func (c mqttClient) subscribe(t *testing.T, dev certFiles, clientID, topic string) *subscription {
 	t.Helper()
 	args := append(c.tlsArgs(dev, clientID), "-t", topic, "-q", "1", "-C", "1", "-W", "20", "-v")
-	s := &subscription{out: &syncBuffer{}, done: make(chan error, 1)}
+	s := &subscription{out: &testlog.Buffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(c.sub, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
@@ -219,23 +221,6 @@ func (c mqttClient) publishUntilDelivered(t *testing.T, sub *subscription, dev c
 			t.Fatalf("message %q on %q not delivered; subscriber output:\n%s", msg, topic, sub.out.String())
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // tlsAlert completes a TLS handshake as dev and waits briefly for the
