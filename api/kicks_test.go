@@ -59,7 +59,7 @@ func TestSessionKickStatus(t *testing.T) {
 			if svc, err = kick.New(kick.Config{Store: st, Brokers: []kick.Broker{wh, em}}); err != nil {
 				t.Fatal(err)
 			}
-			if cfg.Revoke, err = revoke.New(revoke.Config{Store: st, Core: noCore{}, Sessions: svc}); err != nil {
+			if cfg.Revoke, err = revoke.New(revoke.Config{Store: st, Jobs: st, Core: noCore{}, Sessions: svc}); err != nil {
 				t.Fatal(err)
 			}
 			cfg.SessionKicks = st

@@ -40,7 +40,7 @@ func withPolicies(core **authz.Authorizer, syncer **authzsync.Syncer) stackOpt {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rev, err := revoke.New(revoke.Config{Store: st, Core: s})
+			rev, err := revoke.New(revoke.Config{Store: st, Jobs: st, Core: s})
 			if err != nil {
 				t.Fatal(err)
 			}

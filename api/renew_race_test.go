@@ -63,7 +63,7 @@ func newRevocationStack(t testing.TB, dsn string) *revocationStack {
 			if err := pub.Ensure(ctx); err != nil {
 				t.Fatal(err)
 			}
-			rev, err := revoke.New(revoke.Config{Store: st, Core: syncer, CRL: pub})
+			rev, err := revoke.New(revoke.Config{Store: st, Jobs: st, Core: syncer, CRL: pub})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -49,7 +49,7 @@ func TestRevokeCommittedWhileFollowUpsLag(t *testing.T) {
 			if syncer, err = authzsync.New(authzsync.Config{Source: st, Roles: theCA, Sink: core}); err != nil {
 				t.Fatal(err)
 			}
-			rev, err := revoke.New(revoke.Config{Store: st, Core: syncer, CRL: downCRL{}, Sessions: downSessions{}})
+			rev, err := revoke.New(revoke.Config{Store: st, Jobs: st, Core: syncer, CRL: downCRL{}, Sessions: downSessions{}})
 			if err != nil {
 				t.Fatal(err)
 			}

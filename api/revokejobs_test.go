@@ -27,7 +27,7 @@ func withBatchRevoke(chunk int) stackOpt {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rev, err := revoke.New(revoke.Config{Store: st, Core: syncer, ChunkSize: chunk, PollInterval: 50 * time.Millisecond})
+			rev, err := revoke.New(revoke.Config{Store: st, Jobs: st, Core: syncer, ChunkSize: chunk, PollInterval: 50 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}

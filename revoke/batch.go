@@ -42,13 +42,6 @@ type JobStore interface {
 // a job is marked failed; it keeps its cursor and resumes when started again.
 const maxStepFailures = 5
 
-func (s *Service) jobs() (JobStore, error) {
-	if s.cfg.Jobs == nil {
-		return nil, fault.New(fault.Unavailable, "bulk revocation is not configured")
-	}
-	return s.cfg.Jobs, nil
-}
-
 // RevokeBatch revokes a token batch — its unused tokens stop working at
 // once — and starts the job that revokes every device enrolled with one of
 // its tokens, with their certificates. The job runs in the background (Run,
@@ -57,10 +50,6 @@ func (s *Service) jobs() (JobStore, error) {
 // retried request never revokes a device twice. created reports whether a
 // new job was started.
 func (s *Service) RevokeBatch(ctx context.Context, batchID string, req Request) (job store.RevocationJob, created bool, err error) {
-	js, err := s.jobs()
-	if err != nil {
-		return store.RevocationJob{}, false, err
-	}
 	code, err := ReasonCode(req.Reason)
 	if err != nil {
 		return store.RevocationJob{}, false, err
@@ -76,7 +65,7 @@ func (s *Service) RevokeBatch(ctx context.Context, batchID string, req Request) 
 	}
 	now := s.cfg.Now()
 	id := uuid.Must(uuid.NewV7()).String()
-	job, created, err = js.StartBatchRevocation(ctx, store.RevocationJob{ID: id, Kind: store.JobKindBatch, Target: batchID,
+	job, created, err = s.cfg.Jobs.StartBatchRevocation(ctx, store.RevocationJob{ID: id, Kind: store.JobKindBatch, Target: batchID,
 		Reason: req.Reason, ReasonCode: code, Note: req.Note, Actor: req.Actor, CreatedAt: now},
 		&store.AuditEvent{At: now, Actor: req.Actor, Action: "token_batch.revoke", ObjectType: "token_batch",
 			ObjectID: batchID, Detail: req.detail(code) + " job=" + id + " started"})
@@ -91,20 +80,12 @@ func (s *Service) RevokeBatch(ctx context.Context, batchID string, req Request) 
 
 // Job returns one bulk revocation job.
 func (s *Service) Job(ctx context.Context, id string) (store.RevocationJob, error) {
-	js, err := s.jobs()
-	if err != nil {
-		return store.RevocationJob{}, err
-	}
-	return js.GetRevocationJob(ctx, id)
+	return s.cfg.Jobs.GetRevocationJob(ctx, id)
 }
 
 // Jobs returns the newest bulk revocation jobs.
 func (s *Service) Jobs(ctx context.Context, limit int) ([]store.RevocationJob, error) {
-	js, err := s.jobs()
-	if err != nil {
-		return nil, err
-	}
-	return js.ListRevocationJobs(ctx, limit)
+	return s.cfg.Jobs.ListRevocationJobs(ctx, limit)
 }
 
 // Run works bulk revocation jobs until ctx ends: it claims any running job
@@ -112,10 +93,6 @@ func (s *Service) Jobs(ctx context.Context, limit int) ([]store.RevocationJob, e
 // replica left half done — and runs it step by step from its cursor.
 // Every replica runs this; the lease keeps one replica per job.
 func (s *Service) Run(ctx context.Context) error {
-	if s.cfg.Jobs == nil {
-		<-ctx.Done()
-		return nil
-	}
 	loop.RunNow(ctx, s.cfg.PollInterval, s.wake.C(), func(ctx context.Context) {
 		for ctx.Err() == nil && s.runOne(ctx) {
 		}

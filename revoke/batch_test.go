@@ -72,7 +72,7 @@ func fixture(t testing.TB, dsn string, n int) (*store.Store, []string) {
 
 func newService(t testing.TB, st *store.Store, e *effects, chunk int) *revoke.Service {
 	t.Helper()
-	s, err := revoke.New(revoke.Config{Store: st, Core: e, CRL: e, Sessions: e, ChunkSize: chunk,
+	s, err := revoke.New(revoke.Config{Store: st, Jobs: st, Core: e, CRL: e, Sessions: e, ChunkSize: chunk,
 		PollInterval: 20 * time.Millisecond, Lease: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +301,7 @@ func TestBatchStepsDoNotWaitForTheCRL(t *testing.T) {
 	st, devs := fixture(t, testdb.SQLite(t), 60)
 	e := &effects{}
 	const took = 1500 * time.Millisecond
-	s, err := revoke.New(revoke.Config{Store: st, Core: e, CRL: slowCRL{e, took}, Sessions: e, ChunkSize: 10,
+	s, err := revoke.New(revoke.Config{Store: st, Jobs: st, Core: e, CRL: slowCRL{e, took}, Sessions: e, ChunkSize: 10,
 		PollInterval: 20 * time.Millisecond, Lease: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -59,7 +59,7 @@ func TestFollowUpsAfterCommit(t *testing.T) {
 			for _, f := range tc.fail {
 				o.fail[f] = true
 			}
-			s, err := revoke.New(revoke.Config{Store: st, Core: o, CRL: o, Sessions: o})
+			s, err := revoke.New(revoke.Config{Store: st, Jobs: st, Core: o, CRL: o, Sessions: o})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +100,7 @@ func TestFollowUpsAfterCommit(t *testing.T) {
 func TestRevokeDoesNotWaitForeverForTheCRL(t *testing.T) {
 	st, devs := fixture(t, testdb.SQLite(t), 1)
 	e := &effects{}
-	s, err := revoke.New(revoke.Config{Store: st, Core: e, CRL: slowCRL{e, time.Minute}, Sessions: e, CRLWait: 200 * time.Millisecond})
+	s, err := revoke.New(revoke.Config{Store: st, Jobs: st, Core: e, CRL: slowCRL{e, time.Minute}, Sessions: e, CRLWait: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

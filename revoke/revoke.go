@@ -91,8 +91,9 @@ type Config struct {
 	// CRL and Sessions are optional.
 	CRL      CRL
 	Sessions Sessions
-	// Jobs records and runs bulk (batch) revocations; when nil and Store
-	// implements JobStore (the real store does), Store is used.
+	// Jobs records and runs bulk (batch) revocations. Required: every
+	// replica runs batch jobs, so a service without it would answer a batch
+	// revocation with an error only at the moment it is needed.
 	Jobs JobStore
 	// ChunkSize is how many devices one step of a bulk revocation revokes
 	// in one transaction (default 500).
@@ -125,16 +126,18 @@ type Service struct {
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Store == nil || cfg.Core == nil {
-		return nil, errors.New("revoke: Store and Core are required")
+	var missing []string
+	for name, absent := range map[string]bool{"Store": cfg.Store == nil, "Core": cfg.Core == nil, "Jobs": cfg.Jobs == nil} {
+		if absent {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, errors.New("revoke: missing " + strings.Join(missing, ", ") + " (required)")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.Jobs == nil {
-		if js, ok := cfg.Store.(JobStore); ok {
-			cfg.Jobs = js
-		}
 	}
 	if cfg.ChunkSize <= 0 {
 		cfg.ChunkSize = 500

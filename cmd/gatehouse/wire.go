@@ -128,7 +128,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if a.kick, err = newKicker(v, st, log); err != nil {
 		return nil, err
 	}
-	if a.revoke, err = revoke.New(revoke.Config{Store: st, Core: a.sync, CRL: a.crl, Sessions: a.kick, Log: log}); err != nil {
+	if a.revoke, err = revoke.New(revoke.Config{Store: st, Jobs: st, Core: a.sync, CRL: a.crl, Sessions: a.kick, Log: log}); err != nil {
 		return nil, err
 	}
 	if a.superseded, err = revoke.NewSweeper(revoke.SweeperConfig{Store: st, CRL: a.crl, Log: log}); err != nil {
