@@ -54,7 +54,9 @@ type CAInfo interface {
 	RootPEM() []byte
 }
 
-// Config wires the API.
+// Config wires the API. Every dependency is required (New names the
+// missing ones): each route is always registered, so a server that lacked
+// one would otherwise fail only when its route is first called.
 type Config struct {
 	Inventory   *inventory.Service
 	Enroll      *enroll.Service
@@ -66,23 +68,22 @@ type Config struct {
 	Policies       *policy.Service
 	PolicyVersions PolicyVersions
 	Decisions      Decisions
-	// Stats answers the dashboard's counts; nil leaves its routes out.
+	// Stats answers the dashboard's counts.
 	Stats Stats
-	// Revoke takes access away; nil leaves its routes out.
+	// Revoke takes access away.
 	Revoke *revoke.Service
-	// SessionKicks shows live-session kick status (kicks.go); nil leaves
-	// its routes out.
+	// SessionKicks shows live-session kick status (kicks.go).
 	SessionKicks SessionKicks
-	// KickTargets, when set, adds the kick targets' state ("targets") to
-	// GET /session-kicks.
+	// KickTargets reports the kick targets' state ("targets" in GET
+	// /session-kicks). The kick service always exists; with no target
+	// configured it reports none.
 	KickTargets KickTargets
-	// OCSP answers /ocsp (public, no auth); nil leaves its routes out.
+	// OCSP answers /ocsp (public, no auth).
 	OCSP OCSP
-	// CRL serves /crl and /crl.pem (public, no auth) and the CRL status;
-	// nil leaves its routes out.
+	// CRL serves /crl and /crl.pem (public, no auth) and the CRL status.
 	CRL CRL
-	// Auth signs web UI users in; nil leaves the session and user routes out
-	// and admits bearer tokens only.
+	// Auth signs web UI users in (session and user routes); bearer tokens
+	// work alongside.
 	Auth *auth.Service
 	// SecureCookies marks the session cookie Secure even on plain HTTP
 	// (behind a TLS-terminating proxy); over TLS it always is.
@@ -91,7 +92,7 @@ type Config struct {
 	// a reverse proxy that rewrites Host, a browser's Origin matches this
 	// rather than the Host the server sees.
 	PublicURL string
-	// UI serves everything outside /api; nil serves nothing there.
+	// UI serves everything outside /api (package ui).
 	UI http.Handler
 	// Logger receives malfunctions; default discards.
 	Logger *slog.Logger
@@ -103,6 +104,27 @@ type Config struct {
 	Version string
 }
 
+// missing names the required dependencies cfg lacks, in field order.
+func (cfg *Config) missing() []string {
+	var out []string
+	for _, d := range []struct {
+		name   string
+		absent bool
+	}{
+		{"Inventory", cfg.Inventory == nil}, {"Enroll", cfg.Enroll == nil}, {"AdminTokens", cfg.AdminTokens == nil},
+		{"Batches", cfg.Batches == nil}, {"Audit", cfg.Audit == nil}, {"CA", cfg.CA == nil},
+		{"Policies", cfg.Policies == nil}, {"PolicyVersions", cfg.PolicyVersions == nil}, {"Decisions", cfg.Decisions == nil},
+		{"Stats", cfg.Stats == nil}, {"Revoke", cfg.Revoke == nil}, {"SessionKicks", cfg.SessionKicks == nil},
+		{"KickTargets", cfg.KickTargets == nil}, {"OCSP", cfg.OCSP == nil}, {"CRL", cfg.CRL == nil},
+		{"Auth", cfg.Auth == nil}, {"UI", cfg.UI == nil},
+	} {
+		if d.absent {
+			out = append(out, d.name)
+		}
+	}
+	return out
+}
+
 // Server is the HTTP API.
 type Server struct {
 	cfg       Config
@@ -112,11 +134,8 @@ type Server struct {
 
 // New builds the API handler.
 func New(cfg Config) (*Server, error) {
-	if cfg.Inventory == nil || cfg.Enroll == nil || cfg.AdminTokens == nil || cfg.Batches == nil || cfg.Audit == nil || cfg.CA == nil {
-		return nil, errors.New("api: Inventory, Enroll, AdminTokens, Batches, Audit and CA are required")
-	}
-	if (cfg.Policies == nil) != (cfg.Decisions == nil) || (cfg.Policies == nil) != (cfg.PolicyVersions == nil) {
-		return nil, errors.New("api: Policies, PolicyVersions and Decisions go together")
+	if m := cfg.missing(); len(m) > 0 {
+		return nil, errors.New("api: missing " + strings.Join(m, ", ") + " (required)")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

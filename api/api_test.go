@@ -295,7 +295,7 @@ func TestAdminAuth(t *testing.T) {
 		{"unknown route, viewer", false, "GET", "/api/v1/nope", "Bearer " + viewer, "", 404, fault.NotFound, ""},
 		{"unknown route, admin", false, "POST", "/api/v1/nope", "Bearer " + admin, "{}", 404, fault.NotFound, ""},
 		{"unknown api version", false, "GET", "/api/v2/devices", none, "", 404, fault.NotFound, ""},
-		{"outside api, no UI", false, "GET", "/index.html", none, "", 404, fault.NotFound, ""},
+		{"outside api, UI double", false, "GET", "/index.html", none, "", 404, "", ""},
 		{"wrong method, device endpoint", false, "GET", "/api/v1/enroll", none, "", 405, "method_not_allowed", "OPTIONS, POST"},
 		{"wrong method, admin endpoint", false, "PUT", "/api/v1/fleets", "Bearer " + admin, "{}", 405, "method_not_allowed", "GET, OPTIONS, POST"},
 		{"wrong method, no credentials", false, "DELETE", "/api/v1/devices", none, "", 405, "method_not_allowed", "GET, OPTIONS, POST"},

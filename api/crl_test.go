@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,24 +15,9 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/crl"
-	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
-
-type fakeCRL struct {
-	cur    *crl.Current
-	status crl.Status
-}
-
-func (f *fakeCRL) Serve(context.Context) (*crl.Current, error) {
-	if f.cur == nil {
-		return nil, fault.New(fault.NotFound, "no CRL has been generated yet")
-	}
-	return f.cur, nil
-}
-
-func (f *fakeCRL) Status() crl.Status { return f.status }
 
 func signedCRL(t *testing.T, number int64) *crl.Current {
 	t.Helper()

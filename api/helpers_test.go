@@ -19,11 +19,17 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/api"
 	"github.com/gatehouse-iot/gatehouse/audit"
+	"github.com/gatehouse-iot/gatehouse/auth"
+	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/inventory"
+	"github.com/gatehouse-iot/gatehouse/kick"
+	"github.com/gatehouse-iot/gatehouse/policy"
+	"github.com/gatehouse-iot/gatehouse/revoke"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -66,8 +72,8 @@ func withUI(h http.Handler) stackOpt { return func(c *stackCfg) { c.api.UI = h }
 // verifying it: the renew handler verifies it against the CA.
 func withTLS() stackOpt { return func(c *stackCfg) { c.tls = true } }
 
-// newStack builds store, CA, audit, inventory, enroll and API on dsn and
-// serves it; fleet "default", profile "default", an admin and a viewer token
+// newStack builds store, CA, audit and every API dependency (fullConfig) on
+// dsn, applies opts and serves it; fleet "default", profile "default", an admin and a viewer token
 // are seeded.
 func newStack(t testing.TB, dsn string, opts ...stackOpt) *stack {
 	t.Helper()
@@ -81,16 +87,8 @@ func newStack(t testing.TB, dsn string, opts ...stackOpt) *stack {
 	st.SetClock(clk.Now)
 	theCA := newCA(t, st, clk.Now)
 	rec := audit.New(st, nil)
-	inv, err := inventory.New(inventory.Config{Fleets: st, Profiles: st, Devices: st, Certificates: st,
-		Roles: theCA.Roles()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: theCA, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := stackCfg{api: api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st, CA: theCA, Version: "test"}}
+	cfg := stackCfg{api: fullConfig(t, st, theCA, rec, clk.Now)}
+	inv := cfg.api.Inventory
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -127,6 +125,48 @@ func newStack(t testing.TB, dsn string, opts ...stackOpt) *stack {
 		}
 	}
 	return s
+}
+
+// fullConfig is every dependency api.New requires, over st and theCA: real
+// services where they cost nothing until used, doubles (doubles_test.go)
+// for the OCSP responder, the CRL and the UI. The policy service has no
+// active version loaded (EnsureActive would store one); the revocation
+// service runs no batch jobs (withBatchRevoke does). Options replace parts.
+func fullConfig(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder, now func() time.Time) api.Config {
+	t.Helper()
+	inv, err := inventory.New(inventory.Config{Fleets: st, Profiles: st, Devices: st, Certificates: st,
+		Roles: theCA.Roles()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: theCA, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	az := authz.New(authz.Config{})
+	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: az})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncer, err := authzsync.New(authzsync.Config{Source: st, Roles: theCA, Sink: az})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := revoke.New(revoke.Config{Store: st, Jobs: st, Core: syncer, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kicks, err := kick.New(kick.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := auth.New(auth.Config{Users: st, Sessions: st, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st, CA: theCA,
+		Policies: pol, PolicyVersions: st, Decisions: az, Stats: st, Revoke: rev, SessionKicks: st, KickTargets: kicks,
+		OCSP: noOCSP{}, CRL: &fakeCRL{}, Auth: users, UI: noUI, Version: "test"}
 }
 
 // newCA initializes a fresh CA hierarchy in a temp dir and loads it.

@@ -83,9 +83,5 @@ func (s *Server) listSessionKicks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := map[string]any{"kicks": mapSlice(ks, viewKick)}
-	if s.cfg.KickTargets != nil {
-		out["targets"] = s.cfg.KickTargets.Targets()
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, map[string]any{"kicks": mapSlice(ks, viewKick), "targets": s.cfg.KickTargets.Targets()})
 }

@@ -16,10 +16,6 @@ import (
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
-type noCore struct{}
-
-func (noCore) Sync(context.Context) (int, error) { return 0, nil }
-
 type kicksReply struct {
 	Device  string              `json:"device"`
 	Targets []kick.TargetHealth `json:"targets"`

@@ -237,11 +237,6 @@ func TestOCSPBadHTTPRequests(t *testing.T) {
 			}
 		})
 	}
-	// Without the responder wired, /ocsp is not served.
-	plain := newStack(t, testdb.SQLite(t))
-	if r := plain.send(t, request{method: "POST", path: "/ocsp", body: strings.NewReader("x")}); r.status != 404 && r.status != 405 {
-		t.Errorf("no responder: HTTP %d", r.status)
-	}
 }
 
 // BenchmarkOCSPHandler measures OCSP answers per second through the real

@@ -14,11 +14,14 @@ import (
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
-// Decisions is the live decision core, read by the simulator.
+// Decisions is the live decision core, read by the simulator, the
+// dashboard (active version) and the recent-denies list.
 type Decisions interface {
 	Device(id string) (authz.Device, bool)
 	PolicyVersion() int64
 	Simulate(ctx context.Context, p *policy.Policy, version int64, dev authz.Device, req authz.Request) (authz.Decision, error)
+	// RecentDenies is the core's last denies, newest first (in memory).
+	RecentDenies(device string, limit int) []authz.DeniedRequest
 }
 
 type policyVersionView struct {

@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -17,17 +16,6 @@ import (
 	"github.com/gatehouse-iot/gatehouse/revoke"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
-
-// downCRL and downSessions are follow-ups that cannot complete: the CRL
-// signer and the kick queue are away.
-type downCRL struct{}
-
-func (downCRL) Publish(context.Context) error { return errors.New("CA key unavailable") }
-
-type downSessions struct{}
-
-func (downSessions) Kick(context.Context, string, string) error { return errors.New("queue away") }
-func (downSessions) Cancel(context.Context, string) error       { return errors.New("queue away") }
 
 // TestRevokeCommittedWhileFollowUpsLag: a revocation whose CRL publication
 // and session kick fail is committed (the device is denied, the certificate

@@ -34,6 +34,8 @@ func (s *Server) routes() {
 
 	read := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleViewer)}
 	write := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleOperator)}
+	// Policy activation changes every broker decision at once: admins only.
+	admin := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleAdmin)}
 
 	v1.GET("/fleets", s.listFleets, read...)
 	v1.GET("/fleets/:name", s.getFleet, read...)
@@ -61,59 +63,43 @@ func (s *Server) routes() {
 	v1.GET("/audit", s.listAudit, read...)
 	v1.GET("/audit/verify", s.verifyAudit, read...)
 
-	if s.cfg.Stats != nil {
-		v1.GET("/stats", s.stats, read...)
-		v1.GET("/certificates", s.listCertificates, read...)
-	}
-	if s.cfg.Decisions != nil {
-		v1.GET("/decisions/recent-denies", s.recentDenies, read...)
-	}
+	v1.GET("/stats", s.stats, read...)
+	v1.GET("/certificates", s.listCertificates, read...)
+	v1.GET("/decisions/recent-denies", s.recentDenies, read...)
 
-	if s.cfg.Revoke != nil {
-		v1.POST("/devices/:id/revoke", s.revokeDevice, withDeviceID(write)...)
-		v1.POST("/devices/:id/suspend", s.suspendDevice, withDeviceID(write)...)
-		v1.POST("/devices/:id/reinstate", s.reinstateDevice, withDeviceID(write)...)
-		v1.POST("/certificates/:serial/revoke", s.revokeCertificate, write...)
-		v1.POST("/token-batches/:id/revoke", s.revokeBatch, write...)
-		v1.GET("/revocation-jobs", s.listRevocationJobs, read...)
-		v1.GET("/revocation-jobs/:id", s.getRevocationJob, read...)
-	}
+	v1.POST("/devices/:id/revoke", s.revokeDevice, withDeviceID(write)...)
+	v1.POST("/devices/:id/suspend", s.suspendDevice, withDeviceID(write)...)
+	v1.POST("/devices/:id/reinstate", s.reinstateDevice, withDeviceID(write)...)
+	v1.POST("/certificates/:serial/revoke", s.revokeCertificate, write...)
+	v1.POST("/token-batches/:id/revoke", s.revokeBatch, write...)
+	v1.GET("/revocation-jobs", s.listRevocationJobs, read...)
+	v1.GET("/revocation-jobs/:id", s.getRevocationJob, read...)
 
-	if s.cfg.Policies != nil {
-		// Activation changes every broker decision at once: admins only.
-		admin := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleAdmin)}
-		v1.GET("/policies", s.listPolicies, read...)
-		v1.GET("/policies/diff", s.diffPolicies, read...)
-		v1.GET("/policies/:version", s.getPolicy, read...)
-		v1.POST("/policies", s.createPolicy, write...)
-		v1.POST("/policies/validate", s.validatePolicy, write...)
-		v1.POST("/policies/:version/test", s.testPolicy, write...)
-		v1.POST("/policies/:version/activate", s.activatePolicy, admin...)
-		// A what-if reads only; viewers may ask.
-		v1.POST("/decisions/simulate", s.simulate, read...)
-	}
+	v1.GET("/policies", s.listPolicies, read...)
+	v1.GET("/policies/diff", s.diffPolicies, read...)
+	v1.GET("/policies/:version", s.getPolicy, read...)
+	v1.POST("/policies", s.createPolicy, write...)
+	v1.POST("/policies/validate", s.validatePolicy, write...)
+	v1.POST("/policies/:version/test", s.testPolicy, write...)
+	v1.POST("/policies/:version/activate", s.activatePolicy, admin...)
+	// A what-if reads only; viewers may ask.
+	v1.POST("/decisions/simulate", s.simulate, read...)
 
-	if s.cfg.SessionKicks != nil {
-		v1.GET("/devices/:id/sessions", s.deviceSessions, withDeviceID(read)...)
-		v1.GET("/session-kicks", s.listSessionKicks, read...)
-	}
+	v1.GET("/devices/:id/sessions", s.deviceSessions, withDeviceID(read)...)
+	v1.GET("/session-kicks", s.listSessionKicks, read...)
 
 	// OCSP is public and outside /api: its URL is in every leaf's AIA.
-	if s.cfg.OCSP != nil {
-		e.POST("/ocsp", s.ocspPost)
-		e.GET("/ocsp", s.ocspGet) // no request: malformedRequest, not the UI
-		e.GET("/ocsp/*", s.ocspGet)
-	}
+	e.POST("/ocsp", s.ocspPost)
+	e.GET("/ocsp", s.ocspGet) // no request: malformedRequest, not the UI
+	e.GET("/ocsp/*", s.ocspGet)
 
 	// The CRL is public and outside /api: its URL is in every leaf's CRL
 	// distribution points (crl.go).
-	if s.cfg.CRL != nil {
-		e.GET("/crl", s.crlDER)
-		e.HEAD("/crl", s.crlDER)
-		e.GET("/crl.pem", s.crlPEM)
-		e.HEAD("/crl.pem", s.crlPEM)
-		v1.GET("/crl", s.crlStatus, read...)
-	}
+	e.GET("/crl", s.crlDER)
+	e.HEAD("/crl", s.crlDER)
+	e.GET("/crl.pem", s.crlPEM)
+	e.HEAD("/crl.pem", s.crlPEM)
+	v1.GET("/crl", s.crlStatus, read...)
 
 	s.sessionRoutes(v1) // session.go: login, logout, users
 
@@ -126,11 +112,7 @@ func (s *Server) routes() {
 		e.RouteNotFound(p, s.apiFallback, secureHeaders)
 	}
 	// The UI serves everything outside /api, and nothing inside it.
-	if s.cfg.UI != nil {
-		e.Any("/*", echo.WrapHandler(s.cfg.UI))
-	} else {
-		e.Any("/*", func(c echo.Context) error { return echo.NewHTTPError(http.StatusNotFound) })
-	}
+	e.Any("/*", echo.WrapHandler(s.cfg.UI))
 }
 
 // apiRoute is one registered API route, its path split at slashes.

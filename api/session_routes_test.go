@@ -8,18 +8,16 @@ import (
 	"testing"
 
 	"github.com/gatehouse-iot/gatehouse/api"
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
-	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
-// fullUIStack enables every optional part of the API, so that Routes()
-// holds every route the server binary can register, and signs in root
-// (admin), olga (operator) and vic (viewer).
+// fullUIStack wires the real policy, OCSP and auth services, so that
+// every route answers as in the server binary, and signs in root (admin),
+// olga (operator) and vic (viewer).
 func fullUIStack(t *testing.T, backend string) (*uiStack, []route) {
 	t.Helper()
 	var (
@@ -28,15 +26,8 @@ func fullUIStack(t *testing.T, backend string) (*uiStack, []route) {
 	)
 	u := &uiStack{clock: &uiClock{}}
 	// withPolicies replaces the build chain, so it goes first.
-	u.stack = newStack(t, testdb.DSN(t, backend), withPolicies(&core, &sync), withStats(), withOCSP(),
-		withAuth(u.clock, false, &u.auth), func(c *stackCfg) {
-			c.api.CRL = &fakeCRL{}
-			prev := c.build
-			c.build = func(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder, cfg *api.Config) {
-				prev(t, st, theCA, rec, cfg)
-				cfg.SessionKicks = st
-			}
-		})
+	u.stack = newStack(t, testdb.DSN(t, backend), withPolicies(&core, &sync), withOCSP(),
+		withAuth(u.clock, false, &u.auth))
 	for name, role := range map[string]store.Role{"root": store.RoleAdmin, "olga": store.RoleOperator, "vic": store.RoleViewer} {
 		if _, err := u.auth.CreateUser(context.Background(), "seed", name, uiPassword, role); err != nil {
 			t.Fatal(err)
@@ -53,7 +44,7 @@ func fullUIStack(t *testing.T, backend string) (*uiStack, []route) {
 	}
 	sort.Slice(routes, func(i, j int) bool { return routes[i].String() < routes[j].String() })
 	if len(routes) < 40 {
-		t.Fatalf("only %d API routes: is an optional part missing from the stack?", len(routes))
+		t.Fatalf("only %d API routes: is a route group missing?", len(routes))
 	}
 	return u, routes
 }

@@ -18,12 +18,6 @@ type Stats interface {
 	ExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]store.Certificate, error)
 }
 
-// recentDenier is the part of the decision core that remembers its last
-// denies; the live authz.Authorizer has it, a test double may not.
-type recentDenier interface {
-	RecentDenies(device string, limit int) []authz.DeniedRequest
-}
-
 type fleetCountView struct {
 	Fleet    string           `json:"fleet"`
 	Total    int64            `json:"total"`
@@ -53,14 +47,7 @@ func (s *Server) stats(c echo.Context) error {
 		f.ByStatus[string(n.Status)] += n.Count
 	}
 	return c.JSON(http.StatusOK, map[string]any{"devices": map[string]any{"total": total, "by_status": byStatus, "by_fleet": fleets},
-		"policy_version": s.activeVersion()})
-}
-
-func (s *Server) activeVersion() int64 {
-	if s.cfg.Decisions == nil {
-		return 0
-	}
-	return s.cfg.Decisions.PolicyVersion()
+		"policy_version": s.cfg.Decisions.PolicyVersion()})
 }
 
 type expiringCertView struct {
@@ -125,11 +112,7 @@ func (s *Server) recentDenies(c echo.Context) error {
 	if limit <= 0 || limit > 1000 {
 		limit = 50
 	}
-	rd, ok := s.cfg.Decisions.(recentDenier)
-	if !ok {
-		return fault.New(fault.Unavailable, "this decision core keeps no recent denies")
-	}
-	ds := rd.RecentDenies(c.QueryParam("device"), limit)
+	ds := s.cfg.Decisions.RecentDenies(c.QueryParam("device"), limit)
 	return c.JSON(http.StatusOK, map[string]any{"denies": mapSlice(ds, func(d authz.DeniedRequest) denyView {
 		return denyView{At: d.At, Device: d.Device, ClientID: d.ClientID, Action: string(d.Action), Topic: d.Topic,
 			QoS: d.QoS, Retain: d.Retain, Reason: d.Reason, PolicyVersion: d.PolicyVersion, Error: d.Error}

@@ -7,27 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/api"
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
-	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
-	"github.com/gatehouse-iot/gatehouse/store"
 )
-
-// withStats adds the dashboard's store queries after the other components.
-func withStats() stackOpt {
-	return func(c *stackCfg) {
-		prev := c.build
-		c.build = func(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder, cfg *api.Config) {
-			if prev != nil {
-				prev(t, st, theCA, rec, cfg)
-			}
-			cfg.Stats = st
-		}
-	}
-}
 
 type statsJSON struct {
 	Devices struct {
@@ -46,7 +29,7 @@ type statsJSON struct {
 // device counts, expiring certificates, recent denies and audit filters.
 func TestDashboardEndpoints(t *testing.T) {
 	ps := &policyStack{}
-	ps.stack = newStack(t, testdb.SQLite(t), withPolicies(&ps.core, &ps.sync), withStats())
+	ps.stack = newStack(t, testdb.SQLite(t), withPolicies(&ps.core, &ps.sync))
 	s := ps.stack
 	ctx := context.Background()
 
