@@ -24,7 +24,7 @@ import (
 // live here, in the one package that already imports both sides. A
 // signature drift then breaks the build on this line instead of in wire.go's
 // struct literals or, for optional interfaces found by type assertion
-// (revoke.JobStore, kick.Checker), silently at run time.
+// (kick.Checker), silently at run time.
 
 // store.Store is the persistence behind every consumer.
 var (
