@@ -58,7 +58,6 @@ func TestSessionKickStatus(t *testing.T) {
 			if cfg.Revoke, err = revoke.New(revoke.Config{Store: st, Jobs: st, Core: noCore{}, Sessions: svc}); err != nil {
 				t.Fatal(err)
 			}
-			cfg.SessionKicks = st
 			cfg.KickTargets = svc
 		}
 	})
