@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/api"
 	"github.com/gatehouse-iot/gatehouse/audit"
+	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/ca"
@@ -37,7 +38,7 @@ func fullUIStack(t *testing.T, backend string) (*uiStack, []route) {
 				cfg.SessionKicks = st
 			}
 		})
-	for name, role := range map[string]store.Role{"root": store.RoleAdmin, "olga": store.RoleOperator, "vic": store.RoleViewer} {
+	for name, role := range map[string]auth.Role{"root": auth.RoleAdmin, "olga": auth.RoleOperator, "vic": auth.RoleViewer} {
 		if _, err := u.auth.CreateUser(context.Background(), "seed", name, uiPassword, role); err != nil {
 			t.Fatal(err)
 		}
