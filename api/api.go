@@ -176,12 +176,12 @@ const ctxToken = "gatehouse.admin"
 func (s *Server) requireRole(min auth.Role) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			auth := c.Request().Header.Get(echo.HeaderAuthorization)
-			if auth == "" && s.cfg.Auth != nil && hasSessionCookie(c) {
+			header := c.Request().Header.Get(echo.HeaderAuthorization)
+			if header == "" && s.cfg.Auth != nil && hasSessionCookie(c) {
 				// A browser: session cookie, CSRF token on changes (session.go).
 				return s.sessionAuth(c, min, next)
 			}
-			scheme, secret, ok := strings.Cut(auth, " ")
+			scheme, secret, ok := strings.Cut(header, " ")
 			if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
 				c.Response().Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
 				return fault.New(fault.Unauthenticated, "an admin bearer token is required")
