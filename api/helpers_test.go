@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/secret"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/inventory"
 	"github.com/gatehouse-iot/gatehouse/kick"
@@ -109,7 +110,7 @@ func newStack(t testing.TB, dsn string, opts ...stackOpt) *stack {
 	t.Cleanup(srv.Close)
 
 	s := &stack{srv: srv, st: st, ca: theCA, clock: clk,
-		admin: enroll.NewSecret(enroll.AdminPrefix), viewer: enroll.NewSecret(enroll.AdminPrefix)}
+		admin: secret.New(auth.TokenPrefix), viewer: secret.New(auth.TokenPrefix)}
 	if _, err := inv.CreateFleet(ctx, "seed", store.Fleet{Name: "default"}); err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +119,9 @@ func newStack(t testing.TB, dsn string, opts ...stackOpt) *stack {
 	}
 	for name, tok := range map[string]struct {
 		secret string
-		role   store.Role
-	}{"admin": {s.admin, store.RoleAdmin}, "viewer": {s.viewer, store.RoleViewer}} {
-		if _, err := st.CreateAdminToken(ctx, store.AdminToken{Name: name, Hash: enroll.HashSecret(tok.secret), Role: tok.role}, nil); err != nil {
+		role   auth.Role
+	}{"admin": {s.admin, auth.RoleAdmin}, "viewer": {s.viewer, auth.RoleViewer}} {
+		if _, err := st.CreateAdminToken(ctx, store.AdminToken{Name: name, Hash: secret.Hash(tok.secret), Role: string(tok.role)}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -164,7 +165,11 @@ func fullConfig(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder
 	if err != nil {
 		t.Fatal(err)
 	}
-	return api.Config{Inventory: inv, Enroll: enr, AdminTokens: st, Batches: st, Audit: st, CA: theCA,
+	tokens, err := auth.NewTokens(auth.TokensConfig{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.Config{Inventory: inv, Enroll: enr, AdminTokens: tokens, Batches: st, Audit: st, CA: theCA,
 		Policies: pol, PolicyVersions: st, Decisions: az, Stats: st, Revoke: rev, SessionKicks: st, KickTargets: kicks,
 		OCSP: noOCSP{}, CRL: &fakeCRL{}, Auth: users, UI: noUI, Version: "test"}
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/gatehouse-iot/gatehouse/store"
+	"github.com/gatehouse-iot/gatehouse/auth"
 )
 
 // routes is the whole HTTP surface of the API listener.
@@ -32,10 +32,10 @@ func (s *Server) routes() {
 	v1.GET("/ca/chain", s.caChain, dev...)
 	v1.GET("/version", s.version, dev...)
 
-	read := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleViewer)}
-	write := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleOperator)}
+	read := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(auth.RoleViewer)}
+	write := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(auth.RoleOperator)}
 	// Policy activation changes every broker decision at once: admins only.
-	admin := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(store.RoleAdmin)}
+	admin := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(auth.RoleAdmin)}
 
 	v1.GET("/fleets", s.listFleets, read...)
 	v1.GET("/fleets/:name", s.getFleet, read...)

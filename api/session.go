@@ -13,7 +13,6 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/fault"
-	"github.com/gatehouse-iot/gatehouse/store"
 )
 
 // Browser sessions for the web UI. The cookie holds a random secret (the
@@ -36,7 +35,7 @@ const (
 func (s *Server) sessionRoutes(v1 *echo.Group) {
 	small := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(loginBodyBytes)}
 	signedIn := append(small[:len(small):len(small)], s.requireSession)
-	admin := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(loginBodyBytes), s.requireRole(store.RoleAdmin)}
+	admin := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(loginBodyBytes), s.requireRole(auth.RoleAdmin)}
 
 	v1.POST("/session", s.login, small...)
 	v1.GET("/session", s.getSession, signedIn...)
@@ -62,7 +61,7 @@ func isSafeMethod(m string) bool {
 // sessionAuth authenticates by cookie, checks CSRF on unsafe methods, then
 // the role. The role is read from the user row on every request, so a
 // demotion or a disable takes effect at once.
-func (s *Server) sessionAuth(c echo.Context, min store.Role, next echo.HandlerFunc) error {
+func (s *Server) sessionAuth(c echo.Context, min auth.Role, next echo.HandlerFunc) error {
 	ck, _ := c.Cookie(SessionCookie)
 	sess, err := s.cfg.Auth.Authenticate(c.Request().Context(), ck.Value)
 	if err != nil {
@@ -79,8 +78,8 @@ func (s *Server) sessionAuth(c echo.Context, min store.Role, next echo.HandlerFu
 			return fault.New(fault.CSRFFailed, "missing or wrong %s header", CSRFHeader)
 		}
 	}
-	if rank(sess.User.Role) < rank(min) {
-		return fault.New(fault.PermissionDenied, "role %s may not do this (needs %s)", sess.User.Role, min)
+	if err := sess.User.Role.Require(min); err != nil {
+		return err
 	}
 	c.Set(ctxSession, sess)
 	return next(c)
@@ -92,7 +91,7 @@ func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 		if !hasSessionCookie(c) {
 			return fault.New(fault.Unauthenticated, "not signed in")
 		}
-		return s.sessionAuth(c, store.RoleViewer, next)
+		return s.sessionAuth(c, auth.RoleViewer, next)
 	}
 }
 
@@ -132,8 +131,8 @@ func (s *Server) clearCookie(c echo.Context) {
 }
 
 type sessionUserView struct {
-	Username string     `json:"username"`
-	Role     store.Role `json:"role"`
+	Username string    `json:"username"`
+	Role     auth.Role `json:"role"`
 }
 
 type sessionView struct {
@@ -230,7 +229,7 @@ func (s *Server) changeOwnPassword(c echo.Context) error {
 
 type userView struct {
 	Username    string     `json:"username"`
-	Role        store.Role `json:"role"`
+	Role        auth.Role  `json:"role"`
 	Disabled    bool       `json:"disabled"`
 	CreatedAt   time.Time  `json:"created_at"`
 	UpdatedAt   time.Time  `json:"updated_at"`
@@ -261,9 +260,9 @@ func (s *Server) getUser(c echo.Context) error {
 
 func (s *Server) createUser(c echo.Context) error {
 	var b struct {
-		Username string     `json:"username"`
-		Password string     `json:"password"`
-		Role     store.Role `json:"role"`
+		Username string    `json:"username"`
+		Password string    `json:"password"`
+		Role     auth.Role `json:"role"`
 	}
 	if err := decode(c, &b); err != nil {
 		return err
@@ -277,9 +276,9 @@ func (s *Server) createUser(c echo.Context) error {
 
 func (s *Server) updateUser(c echo.Context) error {
 	var b struct {
-		Role     *store.Role `json:"role"`
-		Password *string     `json:"password"`
-		Disabled *bool       `json:"disabled"`
+		Role     *auth.Role `json:"role"`
+		Password *string    `json:"password"`
+		Disabled *bool      `json:"disabled"`
 	}
 	if err := decode(c, &b); err != nil {
 		return err

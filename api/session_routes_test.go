@@ -8,11 +8,11 @@ import (
 	"testing"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
-	"github.com/gatehouse-iot/gatehouse/store"
 )
 
 // fullUIStack wires the real policy, OCSP and auth services, so that
@@ -28,7 +28,7 @@ func fullUIStack(t *testing.T, backend string) (*uiStack, []route) {
 	// withPolicies replaces the build chain, so it goes first.
 	u.stack = newStack(t, testdb.DSN(t, backend), withPolicies(&core, &sync), withOCSP(),
 		withAuth(u.clock, false, &u.auth))
-	for name, role := range map[string]store.Role{"root": store.RoleAdmin, "olga": store.RoleOperator, "vic": store.RoleViewer} {
+	for name, role := range map[string]auth.Role{"root": auth.RoleAdmin, "olga": auth.RoleOperator, "vic": auth.RoleViewer} {
 		if _, err := u.auth.CreateUser(context.Background(), "seed", name, uiPassword, role); err != nil {
 			t.Fatal(err)
 		}

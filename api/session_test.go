@@ -63,7 +63,7 @@ func newUIStack(t *testing.T, backend string, opts ...stackOpt) *uiStack {
 	u := &uiStack{clock: &uiClock{}}
 	opts = append([]stackOpt{withAuth(u.clock, false, &u.auth)}, opts...)
 	u.stack = newStack(t, testdb.DSN(t, backend), opts...)
-	for name, role := range map[string]store.Role{"root": store.RoleAdmin, "olga": store.RoleOperator, "vic": store.RoleViewer} {
+	for name, role := range map[string]auth.Role{"root": auth.RoleAdmin, "olga": auth.RoleOperator, "vic": auth.RoleViewer} {
 		if _, err := u.auth.CreateUser(context.Background(), "seed", name, uiPassword, role); err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/api"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/secret"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -95,7 +96,7 @@ func TestRenewReplay(t *testing.T) {
 				fault.ChallengeInvalid)
 
 			// Unknown and expired challenges.
-			wantError(t, s.renewRaw(t, third.Certificate, nonceCSR(t, key, enroll.NewSecret(enroll.ChallengePrefix))),
+			wantError(t, s.renewRaw(t, third.Certificate, nonceCSR(t, key, secret.New(enroll.ChallengePrefix))),
 				http.StatusUnauthorized, fault.ChallengeInvalid)
 			ch := s.challenge(t, third.Certificate)
 			if d := time.Until(ch.ExpiresAt); d < 4*time.Minute || d > 5*time.Minute+time.Second {

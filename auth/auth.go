@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/secret"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -146,7 +146,7 @@ func New(cfg Config) (*Service, error) {
 type User struct {
 	ID          string
 	Username    string
-	Role        store.Role
+	Role        Role
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	DisabledAt  *time.Time
@@ -154,7 +154,7 @@ type User struct {
 }
 
 func userOf(u store.AdminUser) User {
-	return User{ID: u.ID, Username: u.Username, Role: u.Role, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
+	return User{ID: u.ID, Username: u.Username, Role: Role(u.Role), CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt,
 		DisabledAt: u.DisabledAt, LastLoginAt: u.LastLoginAt}
 }
 
@@ -250,15 +250,15 @@ func (s *Service) Login(ctx context.Context, cr Credentials) (Session, error) {
 	if _, err := s.cfg.Sessions.DeleteStaleAdminSessions(ctx, now, now.Add(-s.cfg.IdleTTL)); err != nil {
 		s.cfg.Log.Warn("pruning stale sessions failed", "err", err)
 	}
-	secret := newSecret()
-	sess, err := s.cfg.Sessions.CreateAdminSession(ctx, store.AdminSession{ID: sessionID(secret), UserID: u.ID,
+	cookie := secret.New("")
+	sess, err := s.cfg.Sessions.CreateAdminSession(ctx, store.AdminSession{ID: sessionID(cookie), UserID: u.ID,
 		CreatedAt: now, ExpiresAt: now.Add(s.cfg.AbsoluteTTL), LastSeenAt: now, UserAgent: cr.UserAgent},
 		audit.Event(userOf(u).Actor(), "session.login", "admin_user", u.Username, "ip="+cr.ClientIP))
 	if err != nil {
 		return Session{}, err
 	}
 	u.LastLoginAt = &now
-	return Session{ID: sess.ID, Secret: secret, User: userOf(u), CSRFToken: csrfToken(secret),
+	return Session{ID: sess.ID, Secret: cookie, User: userOf(u), CSRFToken: csrfToken(cookie),
 		ExpiresAt: s.deadline(sess.ExpiresAt, now)}, nil
 }
 
@@ -269,12 +269,12 @@ const touchEvery = time.Minute
 // Authenticate returns the live session for a cookie secret. An unknown,
 // expired or signed-out session, or one whose user is disabled, is
 // fault.Unauthenticated.
-func (s *Service) Authenticate(ctx context.Context, secret string) (Session, error) {
+func (s *Service) Authenticate(ctx context.Context, cookie string) (Session, error) {
 	gone := fault.New(fault.Unauthenticated, "session expired or signed out; sign in again")
-	if !validSecret(secret) {
+	if !secret.WellFormed(cookie, "") {
 		return Session{}, gone
 	}
-	id := sessionID(secret)
+	id := sessionID(cookie)
 	sess, u, err := s.cfg.Sessions.GetAdminSession(ctx, id)
 	if fault.Is(err, fault.NotFound) {
 		return Session{}, gone
@@ -296,7 +296,7 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (Session, err
 		}
 		lastSeen = now
 	}
-	return Session{ID: id, User: userOf(u), CSRFToken: csrfToken(secret),
+	return Session{ID: id, User: userOf(u), CSRFToken: csrfToken(cookie),
 		ExpiresAt: s.deadline(sess.ExpiresAt, lastSeen)}, nil
 }
 
@@ -352,12 +352,12 @@ func (s *Service) ChangeOwnPassword(ctx context.Context, sess Session, current, 
 }
 
 // CreateUser adds a user.
-func (s *Service) CreateUser(ctx context.Context, actor, username, password string, role store.Role) (User, error) {
+func (s *Service) CreateUser(ctx context.Context, actor, username, password string, role Role) (User, error) {
 	if err := checkUsername(username); err != nil {
 		return User{}, err
 	}
 	if !role.Valid() {
-		return User{}, fault.New(fault.InvalidArgument, "role must be admin, operator or viewer")
+		return User{}, errBadRole
 	}
 	if err := checkPassword(password); err != nil {
 		return User{}, err
@@ -366,7 +366,7 @@ func (s *Service) CreateUser(ctx context.Context, actor, username, password stri
 	if err != nil {
 		return User{}, err
 	}
-	u, err := s.cfg.Users.CreateAdminUser(ctx, store.AdminUser{Username: username, PasswordHash: h, Role: role},
+	u, err := s.cfg.Users.CreateAdminUser(ctx, store.AdminUser{Username: username, PasswordHash: h, Role: string(role)},
 		audit.Event(actor, "admin_user.create", "admin_user", username, "role="+string(role)))
 	if err != nil {
 		return User{}, err
@@ -376,7 +376,7 @@ func (s *Service) CreateUser(ctx context.Context, actor, username, password stri
 
 // UserUpdate changes the set fields of a user.
 type UserUpdate struct {
-	Role     *store.Role
+	Role     *Role
 	Password *string
 	Disabled *bool
 }
@@ -389,19 +389,19 @@ func (s *Service) UpdateUser(ctx context.Context, actor, username string, upd Us
 		return User{}, fault.New(fault.InvalidArgument, "nothing to change: give role, password or disabled")
 	}
 	if upd.Role != nil && !upd.Role.Valid() {
-		return User{}, fault.New(fault.InvalidArgument, "role must be admin, operator or viewer")
+		return User{}, errBadRole
 	}
 	cur, err := s.cfg.Users.GetAdminUser(ctx, username)
 	if err != nil {
 		return User{}, err
 	}
-	losesAdmin := (upd.Role != nil && *upd.Role != store.RoleAdmin) || (upd.Disabled != nil && *upd.Disabled)
+	losesAdmin := (upd.Role != nil && *upd.Role != RoleAdmin) || (upd.Disabled != nil && *upd.Disabled)
 	if losesAdmin {
 		if err := s.keepAnAdmin(ctx, cur); err != nil {
 			return User{}, err
 		}
 	}
-	st := store.AdminUserUpdate{Role: upd.Role, Disabled: upd.Disabled,
+	st := store.AdminUserUpdate{Role: (*string)(upd.Role), Disabled: upd.Disabled,
 		EndSessions: upd.Password != nil || (upd.Disabled != nil && *upd.Disabled)}
 	var details []string
 	if upd.Role != nil {
@@ -445,7 +445,7 @@ func (s *Service) DeleteUser(ctx context.Context, actor, username string) error 
 // would leave the UI without anyone who can manage users. (Bearer tokens and
 // the local CLI still could; this guards against an accident, not a race.)
 func (s *Service) keepAnAdmin(ctx context.Context, u store.AdminUser) error {
-	if u.Role != store.RoleAdmin || u.Disabled() {
+	if Role(u.Role) != RoleAdmin || u.Disabled() {
 		return nil
 	}
 	n, err := s.cfg.Users.CountActiveAdmins(ctx)
@@ -555,34 +555,15 @@ func GeneratePassword() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-const secretLen = 43 // base64url of 32 bytes
-
-func newSecret() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func validSecret(s string) bool {
-	if len(s) != secretLen {
-		return false
-	}
-	_, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	return err == nil
-}
-
-// sessionID is the stored key of a session: the SHA-256 of its secret. The
-// secret has 256 bits of entropy, so a plain hash is enough.
-func sessionID(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
-}
+// sessionID is the stored key of a session: the hash of its cookie secret,
+// stored like every other bearer secret (internal/secret).
+func sessionID(cookie string) string { return secret.Hash(cookie) }
 
 // csrfToken derives the session's CSRF token from its secret, so it needs no
 // storage, survives on every replica, and cannot be computed from the
 // database (which holds only the secret's hash).
-func csrfToken(secret string) string {
-	m := hmac.New(sha256.New, []byte(secret))
+func csrfToken(cookie string) string {
+	m := hmac.New(sha256.New, []byte(cookie))
 	m.Write([]byte("gatehouse csrf v1"))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

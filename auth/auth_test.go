@@ -139,10 +139,10 @@ func TestLogin(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
 			ctx := context.Background()
-			if _, err := e.svc.CreateUser(ctx, "test", "alice", goodPassword, store.RoleOperator); err != nil {
+			if _, err := e.svc.CreateUser(ctx, "test", "alice", goodPassword, auth.RoleOperator); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.svc.CreateUser(ctx, "test", "dora", goodPassword, store.RoleViewer); err != nil {
+			if _, err := e.svc.CreateUser(ctx, "test", "dora", goodPassword, auth.RoleViewer); err != nil {
 				t.Fatal(err)
 			}
 			yes := true
@@ -173,7 +173,7 @@ func TestLogin(t *testing.T) {
 					}
 					continue
 				}
-				if sess.User.Username != "alice" || sess.User.Role != store.RoleOperator || len(sess.Secret) != 43 ||
+				if sess.User.Username != "alice" || sess.User.Role != auth.RoleOperator || len(sess.Secret) != 43 ||
 					sess.CSRFToken == "" || sess.CSRFToken == sess.Secret || strings.Contains(sess.ID, sess.Secret) {
 					t.Errorf("%s: session %+v", tc.name, sess)
 				}
@@ -198,7 +198,7 @@ func TestLoginTiming(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.CreateUser(ctx, "test", "alice", goodPassword, store.RoleViewer); err != nil {
+	if _, err := svc.CreateUser(ctx, "test", "alice", goodPassword, auth.RoleViewer); err != nil {
 		t.Fatal(err)
 	}
 	measure := func(user string) time.Duration {
@@ -222,7 +222,7 @@ func TestLoginTiming(t *testing.T) {
 func TestThrottle(t *testing.T) {
 	e := newEnv(t, "sqlite")
 	ctx := context.Background()
-	if _, err := e.svc.CreateUser(ctx, "test", "alice", goodPassword, store.RoleViewer); err != nil {
+	if _, err := e.svc.CreateUser(ctx, "test", "alice", goodPassword, auth.RoleViewer); err != nil {
 		t.Fatal(err)
 	}
 	login := func(user, pass, ip string) error {
@@ -269,7 +269,7 @@ func TestSessionExpiry(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			e := newEnv(t, backend)
 			ctx := context.Background()
-			if _, err := e.svc.CreateUser(ctx, "test", "alice", goodPassword, store.RoleViewer); err != nil {
+			if _, err := e.svc.CreateUser(ctx, "test", "alice", goodPassword, auth.RoleViewer); err != nil {
 				t.Fatal(err)
 			}
 			login := func() auth.Session {

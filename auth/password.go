@@ -1,6 +1,8 @@
-// Package auth signs people in to the web UI: argon2id password hashes,
-// user accounts with roles, database-backed sessions with idle and absolute
-// expiry, per-session CSRF tokens, and throttling of failed logins.
+// Package auth decides who may use the admin API and what they may do:
+// the roles and their ranking, admin API bearer tokens (issue and check),
+// and web UI sign-in: argon2id password hashes, user accounts, database-
+// backed sessions with idle and absolute expiry, per-session CSRF tokens,
+// and throttling of failed logins.
 package auth
 
 import (

@@ -8,7 +8,6 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/fault"
-	"github.com/gatehouse-iot/gatehouse/store"
 )
 
 // A burst of parallel guesses gets no more tries than the same guesses one
@@ -23,7 +22,7 @@ func TestThrottleParallelBurst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.CreateUser(ctx, "test", "alice", goodPassword, store.RoleViewer); err != nil {
+	if _, err := svc.CreateUser(ctx, "test", "alice", goodPassword, auth.RoleViewer); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -81,7 +80,7 @@ func TestThrottleParallelBurst(t *testing.T) {
 func TestThrottleAddressNotResetBySuccess(t *testing.T) {
 	e := newEnv(t, "sqlite")
 	ctx := context.Background()
-	if _, err := e.svc.CreateUser(ctx, "test", "mallory", goodPassword, store.RoleViewer); err != nil {
+	if _, err := e.svc.CreateUser(ctx, "test", "mallory", goodPassword, auth.RoleViewer); err != nil {
 		t.Fatal(err)
 	}
 	const ip = "203.0.113.5"

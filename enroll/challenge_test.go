@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/secret"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 )
 
@@ -28,7 +29,7 @@ func TestChallengeCSR(t *testing.T) {
 	for _, kt := range []string{"P-256", "P-384", "Ed25519", "RSA-2048"} {
 		t.Run(kt, func(t *testing.T) {
 			key := testpki.Key(t, kt)
-			nonce := enroll.NewSecret(enroll.ChallengePrefix)
+			nonce := secret.New(enroll.ChallengePrefix)
 			der, err := enroll.NewChallengeCSR(key, nonce)
 			if err != nil {
 				t.Fatal(err)
@@ -66,7 +67,7 @@ func TestChallengeFromOpenSSL(t *testing.T) {
 	if err := os.WriteFile(keyFile, testpki.KeyPEM(t, testpki.Key(t, "P-256")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	nonce := enroll.NewSecret(enroll.ChallengePrefix)
+	nonce := secret.New(enroll.ChallengePrefix)
 	conf := "[req]\nprompt = no\ndistinguished_name = dn\nattributes = attrs\n[dn]\nCN = ignored\n[attrs]\nchallengePassword = " + nonce + "\n"
 	if err := os.WriteFile(cnf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func TestChallengeOfRefuses(t *testing.T) {
 func FuzzChallengeOf(f *testing.F) {
 	key := testpki.Key(f, "P-256")
 	f.Add(testpki.ParseCSR(f, testpki.CSR(f, key)).RawTBSCertificateRequest)
-	der, err := enroll.NewChallengeCSR(key, enroll.NewSecret(enroll.ChallengePrefix))
+	der, err := enroll.NewChallengeCSR(key, secret.New(enroll.ChallengePrefix))
 	if err != nil {
 		f.Fatal(err)
 	}

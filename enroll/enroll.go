@@ -24,8 +24,14 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/deviceid"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/secret"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
+
+// BootstrapPrefix starts every bootstrap token, so that a leaked one is
+// recognisable (and greppable by secret scanners) without revealing
+// anything about it. Admin tokens have their own (auth.TokenPrefix).
+const BootstrapPrefix = "ghb_"
 
 // Catalog reads the fleets and profiles enrollment refers to.
 type Catalog interface {
@@ -190,13 +196,13 @@ func (s *Service) CreateBatch(ctx context.Context, req BatchRequest) (Batch, err
 	out := Batch{Tokens: make([]IssuedToken, req.Count)}
 	hashes := make([]store.NewToken, req.Count)
 	for i := range out.Tokens {
-		tok := NewSecret(BootstrapPrefix)
+		tok := secret.New(BootstrapPrefix)
 		var dev string
 		if len(req.DeviceIDs) > 0 {
 			dev = req.DeviceIDs[i]
 		}
 		out.Tokens[i] = IssuedToken{Token: tok, DeviceID: dev}
-		hashes[i] = store.NewToken{Hash: HashSecret(tok), DeviceID: dev}
+		hashes[i] = store.NewToken{Hash: secret.Hash(tok), DeviceID: dev}
 	}
 	id := uuid.Must(uuid.NewV7()).String()
 	b, err := s.cfg.Tokens.CreateTokenBatch(ctx, store.TokenBatch{
@@ -247,7 +253,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	}
 	now := s.cfg.Now()
 	// The batch's profile comes with the token, read in the same query.
-	tok, profile, err := s.cfg.Tokens.GetEnrollmentToken(ctx, HashSecret(req.Token))
+	tok, profile, err := s.cfg.Tokens.GetEnrollmentToken(ctx, secret.Hash(req.Token))
 	switch {
 	case err != nil:
 		return Result{}, err
@@ -489,8 +495,8 @@ func (s *Service) Challenge(ctx context.Context, current *x509.Certificate) (Cha
 		return Challenge{}, fault.New(fault.CertInvalid, "certificate is not the device's active certificate")
 	}
 	now := s.cfg.Now()
-	nonce := NewSecret(ChallengePrefix)
-	got, err := s.cfg.Records.CreateRenewalChallenge(ctx, store.RenewalChallenge{Hash: HashSecret(nonce), Nonce: nonce,
+	nonce := secret.New(ChallengePrefix)
+	got, err := s.cfg.Records.CreateRenewalChallenge(ctx, store.RenewalChallenge{Hash: secret.Hash(nonce), Nonce: nonce,
 		Serial: serial, ExpiresAt: now.Add(s.cfg.ChallengeTTL), CreatedAt: now}, s.cfg.ChallengesPerCert,
 		now.Add(s.cfg.ChallengeTTL/2))
 	if err != nil {
@@ -511,7 +517,7 @@ func (s *Service) checkChallenge(ctx context.Context, csr *x509.CertificateReque
 		return "", fault.New(fault.ChallengeRequired,
 			"without mutual TLS the csr must carry a challenge from POST /api/v1/renew/challenge as its challengePassword")
 	}
-	hash := HashSecret(nonce)
+	hash := secret.Hash(nonce)
 	c, err := s.cfg.Records.GetRenewalChallenge(ctx, hash)
 	switch {
 	case fault.Is(err, fault.NotFound):

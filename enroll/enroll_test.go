@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/secret"
 	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -129,7 +130,7 @@ func TestCreateBatch(t *testing.T) {
 				}
 				// Spot-check storage: only the hash is kept, and it finds the token.
 				if i%97 == 0 || i == len(b.Tokens)-1 {
-					bt, err := e.st.GetBootstrapToken(ctx, enroll.HashSecret(tk.Token))
+					bt, err := e.st.GetBootstrapToken(ctx, secret.Hash(tk.Token))
 					if err != nil || bt.BatchID != b.ID || bt.DeviceID != want || bt.Fleet != "default" || bt.UsedAt != nil ||
 						!bt.ExpiresAt.Equal(b.ExpiresAt) || strings.Contains(bt.Hash, tk.Token) {
 						t.Fatalf("stored token %+v, %v", bt, err)

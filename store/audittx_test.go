@@ -47,7 +47,7 @@ func testAuditInTransaction(t *testing.T, backend string) {
 	}
 	must(s.ActivatePolicyVersion(ctx, pv.Version, "test", nil))(t)
 	pv2 := must(s.CreatePolicyVersion(ctx, store.PolicyVersion{Policy: "p2", CreatedBy: "test"}, nil))(t)
-	u1 := must(s.CreateAdminUser(ctx, store.AdminUser{Username: "u1", PasswordHash: "h1", Role: store.RoleViewer}, nil))(t)
+	u1 := must(s.CreateAdminUser(ctx, store.AdminUser{Username: "u1", PasswordHash: "h1", Role: "viewer"}, nil))(t)
 	must(s.CreateAdminSession(ctx, store.AdminSession{ID: "sess-1", UserID: u1.ID, CreatedAt: base,
 		ExpiresAt: base.Add(time.Hour), LastSeenAt: base}, nil))(t)
 	clk.Set(base.Add(20 * 24 * time.Hour))
@@ -140,17 +140,17 @@ func testAuditInTransaction(t *testing.T, backend string) {
 			}
 		}},
 		{"user create", func() error {
-			_, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "u2", PasswordHash: "h", Role: store.RoleAdmin},
+			_, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "u2", PasswordHash: "h", Role: "admin"},
 				ev("admin_user.create"))
 			return err
 		}, gone(func() error { _, err := s.GetAdminUser(ctx, "u2"); return err })},
 		{"user update", func() error {
-			h, role := "h2", store.RoleAdmin
+			h, role := "h2", "admin"
 			_, err := s.UpdateAdminUser(ctx, "u1", store.AdminUserUpdate{Role: &role, PasswordHash: &h, EndSessions: true},
 				ev("admin_user.update"))
 			return err
 		}, func(t *testing.T) {
-			if u := must(s.GetAdminUser(ctx, "u1"))(t); u.Role != store.RoleViewer || u.PasswordHash != "h1" {
+			if u := must(s.GetAdminUser(ctx, "u1"))(t); u.Role != "viewer" || u.PasswordHash != "h1" {
 				t.Errorf("user = %+v, want role viewer and the old password", u)
 			}
 			if _, _, err := s.GetAdminSession(ctx, "sess-1"); err != nil {
@@ -179,7 +179,7 @@ func testAuditInTransaction(t *testing.T, backend string) {
 			return err
 		}, gone(func() error { _, err := s.GetTokenBatch(ctx, "b-new"); return err })},
 		{"admin token create", func() error {
-			_, err := s.CreateAdminToken(ctx, store.AdminToken{Name: "n", Hash: "admin-new", Role: store.RoleAdmin},
+			_, err := s.CreateAdminToken(ctx, store.AdminToken{Name: "n", Hash: "admin-new", Role: "admin"},
 				ev("admin_token.create"))
 			return err
 		}, gone(func() error { _, err := s.GetAdminTokenByHash(ctx, "admin-new"); return err })},

@@ -553,7 +553,7 @@ func (s *Store) CreateAdminToken(ctx context.Context, t AdminToken, audit *Audit
 	if t.ID == "" {
 		t.ID = uuid.Must(uuid.NewV7()).String()
 	}
-	r := adminTokenRow{ID: t.ID, Name: t.Name, Hash: t.Hash, Role: string(t.Role), CreatedAt: ms(s.now())}
+	r := adminTokenRow{ID: t.ID, Name: t.Name, Hash: t.Hash, Role: t.Role, CreatedAt: ms(s.now())}
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		if err := tx.Create(&r).Error; err != nil {
 			return classify(err, "admin token")

@@ -147,7 +147,7 @@ type adminTokenRow struct {
 func (adminTokenRow) TableName() string { return "admin_tokens" }
 
 func (r adminTokenRow) domain() AdminToken {
-	return AdminToken{ID: r.ID, Name: r.Name, Hash: r.Hash, Role: Role(r.Role),
+	return AdminToken{ID: r.ID, Name: r.Name, Hash: r.Hash, Role: r.Role,
 		CreatedAt: fromMS(r.CreatedAt), RevokedAt: fromOptMS(r.RevokedAt)}
 }
 

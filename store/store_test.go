@@ -1181,19 +1181,19 @@ func testAdminTokens(t *testing.T, backend string) {
 	if n := must(s.CountAdminTokens(ctx))(t); n != 0 {
 		t.Errorf("CountAdminTokens on a fresh database = %d", n)
 	}
-	a := must(s.CreateAdminToken(ctx, store.AdminToken{Name: "root", Hash: "h-admin", Role: store.RoleAdmin}, nil))(t)
-	if a.ID == "" || a.Name != "root" || a.Role != store.RoleAdmin || a.RevokedAt != nil {
+	a := must(s.CreateAdminToken(ctx, store.AdminToken{Name: "root", Hash: "h-admin", Role: "admin"}, nil))(t)
+	if a.ID == "" || a.Name != "root" || a.Role != "admin" || a.RevokedAt != nil {
 		t.Errorf("CreateAdminToken = %+v", a)
 	}
 	wantTime(t, "CreatedAt", a.CreatedAt, base)
-	v := must(s.CreateAdminToken(ctx, store.AdminToken{ID: "fixed-id", Name: "dash", Hash: "h-viewer", Role: store.RoleViewer}, nil))(t)
+	v := must(s.CreateAdminToken(ctx, store.AdminToken{ID: "fixed-id", Name: "dash", Hash: "h-viewer", Role: "viewer"}, nil))(t)
 	if v.ID != "fixed-id" {
 		t.Errorf("given ID not kept: %q", v.ID)
 	}
 	if got := must(s.GetAdminTokenByHash(ctx, "h-admin"))(t); !reflect.DeepEqual(got, a) {
 		t.Errorf("GetAdminTokenByHash = %+v, want %+v", got, a)
 	}
-	if got := must(s.GetAdminTokenByHash(ctx, "h-viewer"))(t); got.ID != "fixed-id" || got.Role != store.RoleViewer {
+	if got := must(s.GetAdminTokenByHash(ctx, "h-viewer"))(t); got.ID != "fixed-id" || got.Role != "viewer" {
 		t.Errorf("GetAdminTokenByHash(viewer) = %+v", got)
 	}
 
@@ -1202,8 +1202,8 @@ func testAdminTokens(t *testing.T, backend string) {
 		err  error
 		code fault.Code
 	}{
-		{"duplicate hash", second(s.CreateAdminToken(ctx, store.AdminToken{Name: "x", Hash: "h-admin", Role: store.RoleOperator}, nil)), fault.AlreadyExists},
-		{"duplicate id", second(s.CreateAdminToken(ctx, store.AdminToken{ID: "fixed-id", Name: "x", Hash: "h-new", Role: store.RoleOperator}, nil)), fault.AlreadyExists},
+		{"duplicate hash", second(s.CreateAdminToken(ctx, store.AdminToken{Name: "x", Hash: "h-admin", Role: "operator"}, nil)), fault.AlreadyExists},
+		{"duplicate id", second(s.CreateAdminToken(ctx, store.AdminToken{ID: "fixed-id", Name: "x", Hash: "h-new", Role: "operator"}, nil)), fault.AlreadyExists},
 		{"invalid role", second(s.CreateAdminToken(ctx, store.AdminToken{Name: "x", Hash: "h-bad", Role: "superuser"}, nil)), fault.InvalidArgument},
 		{"unknown hash", second(s.GetAdminTokenByHash(ctx, "nope")), fault.NotFound},
 	}

@@ -33,19 +33,6 @@ const (
 	CertRevoked    CertStatus = "revoked"
 )
 
-// Role of an admin API token.
-type Role string
-
-// Admin roles, from most to least privileged.
-const (
-	RoleAdmin    Role = "admin"
-	RoleOperator Role = "operator"
-	RoleViewer   Role = "viewer"
-)
-
-// Valid reports whether r is a known role.
-func (r Role) Valid() bool { return r == RoleAdmin || r == RoleOperator || r == RoleViewer }
-
 // Fleet groups devices that share an identity namespace.
 type Fleet struct {
 	Name        string
@@ -149,10 +136,12 @@ type NewToken struct {
 
 // AdminToken is a bearer credential for the admin API.
 type AdminToken struct {
-	ID        string
-	Name      string
-	Hash      string
-	Role      Role
+	ID   string
+	Name string
+	Hash string
+	// Role is package auth's role name, stored as is: roles and their
+	// ranking are auth's business (store must not import auth).
+	Role      string
 	CreatedAt time.Time
 	RevokedAt *time.Time
 }

@@ -17,11 +17,12 @@ type AdminUser struct {
 	ID           string
 	Username     string
 	PasswordHash string
-	Role         Role
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
-	DisabledAt   *time.Time
-	LastLoginAt  *time.Time
+	// Role is package auth's role name, stored as is (see AdminToken.Role).
+	Role        string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	DisabledAt  *time.Time
+	LastLoginAt *time.Time
 }
 
 // Disabled reports whether the user may no longer sign in.
@@ -29,7 +30,7 @@ func (u AdminUser) Disabled() bool { return u.DisabledAt != nil }
 
 // AdminUserUpdate changes the fields that are set; nil leaves a field alone.
 type AdminUserUpdate struct {
-	Role         *Role
+	Role         *string
 	PasswordHash *string
 	Disabled     *bool
 	// EndSessions deletes the user's sessions in the same transaction,
@@ -52,7 +53,7 @@ type adminUserRow struct {
 func (adminUserRow) TableName() string { return "admin_users" }
 
 func (r adminUserRow) domain() AdminUser {
-	return AdminUser{ID: r.ID, Username: r.Username, PasswordHash: r.PasswordHash, Role: Role(r.Role),
+	return AdminUser{ID: r.ID, Username: r.Username, PasswordHash: r.PasswordHash, Role: r.Role,
 		CreatedAt: fromMS(r.CreatedAt), UpdatedAt: fromMS(r.UpdatedAt),
 		DisabledAt: fromOptMS(r.DisabledAt), LastLoginAt: fromOptMS(r.LastLoginAt)}
 }
@@ -63,7 +64,7 @@ func (s *Store) CreateAdminUser(ctx context.Context, u AdminUser, audit *AuditEv
 		u.ID = uuid.Must(uuid.NewV7()).String()
 	}
 	now := ms(s.now())
-	r := adminUserRow{ID: u.ID, Username: u.Username, PasswordHash: u.PasswordHash, Role: string(u.Role),
+	r := adminUserRow{ID: u.ID, Username: u.Username, PasswordHash: u.PasswordHash, Role: u.Role,
 		CreatedAt: now, UpdatedAt: now, DisabledAt: optMS(u.DisabledAt)}
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		if err := tx.Create(&r).Error; err != nil {
@@ -99,11 +100,15 @@ func (s *Store) ListAdminUsers(ctx context.Context) ([]AdminUser, error) {
 	return out, nil
 }
 
+// adminRole is how auth.RoleAdmin is stored. CountActiveAdmins needs it in
+// its query; the rest of the store treats roles as opaque strings.
+const adminRole = "admin"
+
 // CountActiveAdmins counts enabled users with the admin role.
 func (s *Store) CountActiveAdmins(ctx context.Context) (int, error) {
 	var n int64
 	err := s.db.WithContext(ctx).Model(&adminUserRow{}).
-		Where("role = ? AND disabled_at IS NULL", string(RoleAdmin)).Count(&n).Error
+		Where("role = ? AND disabled_at IS NULL", adminRole).Count(&n).Error
 	return int(n), classify(err, "users")
 }
 
@@ -118,7 +123,7 @@ func (s *Store) UpdateAdminUser(ctx context.Context, username string, upd AdminU
 		now := ms(s.now())
 		set := map[string]any{"updated_at": now}
 		if upd.Role != nil {
-			set["role"] = string(*upd.Role)
+			set["role"] = *upd.Role
 		}
 		if upd.PasswordHash != nil {
 			set["password_hash"] = *upd.PasswordHash

@@ -16,17 +16,17 @@ func TestAdminUsersAndSessions(t *testing.T) {
 			ctx := context.Background()
 			s := open(t, testdb.DSN(t, backend), nil)
 
-			alice, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "alice", PasswordHash: "h1", Role: store.RoleAdmin}, nil)
+			alice, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "alice", PasswordHash: "h1", Role: "admin"}, nil)
 			if err != nil || alice.ID == "" || alice.Disabled() || alice.LastLoginAt != nil {
 				t.Fatalf("create: %+v %v", alice, err)
 			}
-			if _, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "alice", PasswordHash: "h", Role: store.RoleViewer}, nil); fault.CodeOf(err) != fault.AlreadyExists {
+			if _, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "alice", PasswordHash: "h", Role: "viewer"}, nil); fault.CodeOf(err) != fault.AlreadyExists {
 				t.Fatalf("duplicate username: %v", err)
 			}
 			if _, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "x", PasswordHash: "h", Role: "root"}, nil); fault.CodeOf(err) != fault.InvalidArgument {
 				t.Fatalf("bad role: %v", err)
 			}
-			bob, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "bob", PasswordHash: "h2", Role: store.RoleViewer}, nil)
+			bob, err := s.CreateAdminUser(ctx, store.AdminUser{Username: "bob", PasswordHash: "h2", Role: "viewer"}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,7 +52,7 @@ func TestAdminUsersAndSessions(t *testing.T) {
 				t.Fatalf("session for a missing user: %v", err)
 			}
 			sess, u, err := s.GetAdminSession(ctx, "s1")
-			if err != nil || sess.UserID != alice.ID || u.Username != "alice" || u.Role != store.RoleAdmin ||
+			if err != nil || sess.UserID != alice.ID || u.Username != "alice" || u.Role != "admin" ||
 				u.PasswordHash != "h1" || !sess.ExpiresAt.Equal(now.Add(12*time.Hour)) || u.LastLoginAt == nil || sess.UserAgent != "test" {
 				t.Fatalf("get session: %+v %+v %v", sess, u, err)
 			}
@@ -72,11 +72,11 @@ func TestAdminUsersAndSessions(t *testing.T) {
 			}
 
 			// A role change is seen through the session at once.
-			viewer := store.RoleViewer
+			viewer := "viewer"
 			if _, err := s.UpdateAdminUser(ctx, "alice", store.AdminUserUpdate{Role: &viewer}, nil); err != nil {
 				t.Fatal(err)
 			}
-			if _, u, _ := s.GetAdminSession(ctx, "s2"); u.Role != store.RoleViewer {
+			if _, u, _ := s.GetAdminSession(ctx, "s2"); u.Role != "viewer" {
 				t.Fatalf("role through session: %s", u.Role)
 			}
 			// A password change with EndSessions keeps only KeepSession.

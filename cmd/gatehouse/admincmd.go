@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/fault"
-	"github.com/gatehouse-iot/gatehouse/store"
 )
 
 func newAdminCmd() *cobra.Command {
@@ -22,7 +22,7 @@ func newAdminCmd() *cobra.Command {
 				return err
 			}
 			name, _ := cmd.Flags().GetString("name")
-			role := store.Role(must(cmd.Flags().GetString("role")))
+			role := auth.Role(must(cmd.Flags().GetString("role")))
 			if !role.Valid() {
 				return fault.New(fault.InvalidArgument, "role must be admin, operator or viewer")
 			}

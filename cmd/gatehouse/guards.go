@@ -31,6 +31,7 @@ var (
 	_ audit.Sink             = (*store.Store)(nil)
 	_ auth.Users             = (*store.Store)(nil)
 	_ auth.Sessions          = (*store.Store)(nil)
+	_ auth.TokenStore        = (*store.Store)(nil)
 	_ authzsync.Source       = (*store.Store)(nil)
 	_ ca.CertStore           = (*store.Store)(nil)
 	_ ca.CRLStore            = (*store.Store)(nil)
@@ -50,7 +51,6 @@ var (
 	_ revoke.JobQueue        = (*store.Store)(nil)
 	_ revoke.JobStore        = (*store.Store)(nil)
 	_ revoke.SupersededStore = (*store.Store)(nil)
-	_ api.AdminTokens        = (*store.Store)(nil)
 	_ api.Batches            = (*store.Store)(nil)
 	_ api.AuditLog           = (*store.Store)(nil)
 	_ api.PolicyVersions     = (*store.Store)(nil)
@@ -91,4 +91,9 @@ var (
 	_ revoke.Sessions = (*kick.Service)(nil)
 	_ api.KickTargets = (*kick.Service)(nil)
 	_ api.Degraded    = (*kick.Service)(nil)
+)
+
+// The operator edge: admin API tokens.
+var (
+	_ api.AdminTokens = (*auth.Tokens)(nil)
 )

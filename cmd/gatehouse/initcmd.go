@@ -9,10 +9,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/ca"
-	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/inventory"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -87,7 +85,7 @@ func runInit(cmd *cobra.Command, vp *viper.Viper) error {
 		return err
 	}
 	fmt.Fprintf(out, "database ready at %s with fleet \"default\" and profile \"default\" (P-256, 30 days)\n", redactDSN(databaseDSN(vp)))
-	secret, err := createAdminToken(ctx, st, "initial-admin", store.RoleAdmin, "init")
+	secret, err := createAdminToken(ctx, st, "initial-admin", auth.RoleAdmin, "init")
 	if err != nil {
 		return err
 	}
@@ -98,7 +96,7 @@ func runInit(cmd *cobra.Command, vp *viper.Viper) error {
 		return err
 	}
 	password := auth.GeneratePassword()
-	if _, err := users.CreateUser(ctx, "init", "admin", password, store.RoleAdmin); fault.Is(err, fault.AlreadyExists) {
+	if _, err := users.CreateUser(ctx, "init", "admin", password, auth.RoleAdmin); fault.Is(err, fault.AlreadyExists) {
 		// A new data directory on a shared PostgreSQL database that already
 		// has its users: keep them.
 		fmt.Fprintln(out, "web UI user admin already exists; its password is unchanged (reset it with `gatehouse admin user-passwd`)")
@@ -112,13 +110,12 @@ func runInit(cmd *cobra.Command, vp *viper.Viper) error {
 	return nil
 }
 
-// createAdminToken makes an admin API token and stores only its hash.
-func createAdminToken(ctx context.Context, st *store.Store, name string, role store.Role, actor string) (string, error) {
-	secret := enroll.NewSecret(enroll.AdminPrefix)
-	// The store sets the event's object id to the token's.
-	if _, err := st.CreateAdminToken(ctx, store.AdminToken{Name: name, Hash: enroll.HashSecret(secret), Role: role},
-		audit.Event(actor, "admin_token.create", "admin_token", "", "name="+name+" role="+string(role))); err != nil {
+// createAdminToken makes an admin API token (auth stores only its hash and
+// audits the creation) and returns its secret.
+func createAdminToken(ctx context.Context, st *store.Store, name string, role auth.Role, actor string) (string, error) {
+	tokens, err := auth.NewTokens(auth.TokensConfig{Store: st})
+	if err != nil {
 		return "", err
 	}
-	return secret, nil
+	return tokens.Issue(ctx, actor, name, role)
 }

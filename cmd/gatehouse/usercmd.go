@@ -26,7 +26,7 @@ func newUserCreateCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			username, _ := cmd.Flags().GetString("username")
-			role := store.Role(must(cmd.Flags().GetString("role")))
+			role := auth.Role(must(cmd.Flags().GetString("role")))
 			return withUsers(cmd, func(ctx context.Context, users *auth.Service) error {
 				password, generated, err := passwordInput(cmd)
 				if err != nil {
