@@ -196,7 +196,7 @@ func (s *Server) requireRole(min auth.Role) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			header := c.Request().Header.Get(echo.HeaderAuthorization)
-			if header == "" && s.cfg.Auth != nil && hasSessionCookie(c) {
+			if header == "" && hasSessionCookie(c) {
 				// A browser: session cookie, CSRF token on changes (session.go).
 				return s.sessionAuth(c, min, next)
 			}
