@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/policy"
@@ -114,7 +115,7 @@ func (s *Server) activatePolicy(c echo.Context) error {
 	rep, err := s.cfg.Policies.Activate(c.Request().Context(), actor(c), v)
 	if err != nil {
 		if fault.Is(err, policy.TestsFailed) {
-			return c.JSON(statusOf(policy.TestsFailed), map[string]any{"error": ErrorDetail{Code: policy.TestsFailed,
+			return c.JSON(statusOf(policy.TestsFailed), map[string]any{"error": apitypes.ErrorDetail{Code: policy.TestsFailed,
 				Message: fault.MessageOf(err)}, "tests": rep})
 		}
 		return err

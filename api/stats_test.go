@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/ca"
@@ -141,7 +142,7 @@ func TestDashboardEndpoints(t *testing.T) {
 
 	// Audit filters: action and a time window.
 	type auditList struct {
-		Events []auditJSON `json:"events"`
+		Events []apitypes.AuditEvent `json:"events"`
 	}
 	now := time.Now().UTC()
 	for _, c := range []struct {
