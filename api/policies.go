@@ -139,18 +139,8 @@ func (s *Server) diffPolicies(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"from": from, "to": to, "diff": d})
 }
 
-// SimulateRequest is the body of POST /api/v1/decisions/simulate.
-type SimulateRequest struct {
-	Device  string `json:"device"`
-	Action  string `json:"action"`
-	Topic   string `json:"topic"`
-	QoS     int    `json:"qos"`
-	Retain  bool   `json:"retain"`
-	Version int64  `json:"version"`
-}
-
 func (s *Server) simulate(c echo.Context) error {
-	var b SimulateRequest
+	var b apitypes.SimulateRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}

@@ -47,6 +47,8 @@ func TestViewShapes(t *testing.T) {
 		{"device revocation warnings", apitypes.DeviceRevocation{Device: "d1", Status: "revoked", RevokedSerials: []string{"01"}, Warnings: []string{"w"}},
 			`{"device":"d1","revoked_serials":["01"],"status":"revoked","warnings":["w"]}`},
 		{"device list", apitypes.DeviceList{Devices: []apitypes.Device{}}, `{"devices":[],"next":""}`},
+		{"crl status empty", apitypes.CRLStatus{},
+			`{"number":0,"this_update":null,"next_update":null,"entries":0,"file_written_at":null,"reload_command":false,"last_reload":null}`},
 		{"version", apitypes.Version{Version: "v1"}, `{"version":"v1"}`},
 		// Results embed the view and add warnings at its end.
 		{"certificate result", apitypes.CertificateResult{Certificate: viewCert(store.Certificate{Serial: "01", NotBefore: at, NotAfter: at, Status: store.CertActive}), Warnings: []string{"w"}},

@@ -59,3 +59,28 @@ type RevocationJob struct {
 type RevocationJobList struct {
 	Jobs []RevocationJob `json:"jobs"`
 }
+
+// CRLStatus answers GET /api/v1/crl: the installed list and its upkeep.
+// The times are null until the event has happened once.
+type CRLStatus struct {
+	Number        int64      `json:"number"`
+	ThisUpdate    *time.Time `json:"this_update"`
+	NextUpdate    *time.Time `json:"next_update"`
+	Entries       int        `json:"entries"`
+	File          string     `json:"file,omitempty"`
+	FileWrittenAt *time.Time `json:"file_written_at"`
+	ReloadCommand bool       `json:"reload_command"`
+	LastReload    *CRLReload `json:"last_reload"`
+	LastError     string     `json:"last_error,omitempty"`
+	LastErrorAt   *time.Time `json:"last_error_at,omitempty"`
+}
+
+// CRLReload is the outcome of the last CRL reload command.
+type CRLReload struct {
+	At         time.Time `json:"at"`
+	Number     int64     `json:"number"`
+	DurationMS int64     `json:"duration_ms"`
+	OK         bool      `json:"ok"`
+	Error      string    `json:"error,omitempty"`
+	Output     string    `json:"output,omitempty"`
+}
