@@ -110,7 +110,7 @@ func TestEnrollHappyPath(t *testing.T) {
 	if dev.ID != id || dev.Status != "active" || dev.Fleet != "default" || dev.Profile != "default" || dev.Identity != wantURI {
 		t.Errorf("device %+v", dev)
 	}
-	var certs struct{ Certificates []apitypes.Certificate }
+	var certs apitypes.CertificateList
 	s.call(t, http.MethodGet, "/api/v1/devices/"+id+"/certificates", s.viewer, nil, http.StatusOK, &certs)
 	if len(certs.Certificates) != 1 {
 		t.Fatalf("%d certificates, want 1", len(certs.Certificates))
@@ -125,7 +125,7 @@ func TestEnrollHappyPath(t *testing.T) {
 		t.Errorf("batch after one enrollment: used %d count %d", batch.Used, batch.Count)
 	}
 
-	var events struct{ Events []apitypes.AuditEvent }
+	var events apitypes.AuditEventList
 	s.call(t, http.MethodGet, "/api/v1/audit", s.viewer, nil, http.StatusOK, &events)
 	want := map[string]apitypes.AuditEvent{
 		"token_batch.create": {Actor: "token:admin", ObjectType: "token_batch", ObjectID: b.Batch.ID},
@@ -524,7 +524,7 @@ func TestFleetProfileCRUD(t *testing.T) {
 		{"delete unused profile", "DELETE", "/api/v1/profiles/thirds", "", 204, "", nil},
 		{"profile gone", "GET", "/api/v1/profiles/thirds", "", 404, fault.NotFound, nil},
 		{"audit trail", "GET", "/api/v1/audit?object_type=fleet&object_id=spare", "", 200, "", func(b []byte) {
-			var ev struct{ Events []apitypes.AuditEvent }
+			var ev apitypes.AuditEventList
 			if err := jsonUnmarshal(b, &ev); err != nil {
 				t.Fatal(err)
 			}
@@ -644,7 +644,7 @@ func TestRenew(t *testing.T) {
 				leaf.Subject.CommonName != first.DeviceID || !samePub(leaf.PublicKey, firstCert.PublicKey) {
 				t.Fatalf("renewed %+v, from %+v", second, first)
 			}
-			var certs struct{ Certificates []apitypes.Certificate }
+			var certs apitypes.CertificateList
 			s.call(t, http.MethodGet, "/api/v1/devices/"+first.DeviceID+"/certificates", s.viewer, nil, http.StatusOK, &certs)
 			status := map[string]string{}
 			for _, c := range certs.Certificates {
@@ -724,20 +724,17 @@ func TestEnrollRace(t *testing.T) {
 			if batch.Used != 1 {
 				t.Errorf("batch used %d, want 1", batch.Used)
 			}
-			var devs struct {
-				Devices []apitypes.Device
-				Next    string
-			}
+			var devs apitypes.DeviceList
 			s.call(t, http.MethodGet, "/api/v1/devices?limit=1000", s.viewer, nil, http.StatusOK, &devs)
 			if len(devs.Devices) != 1 || devs.Devices[0].ID != winner || devs.Devices[0].Status != "active" {
 				t.Fatalf("devices %+v, want only the winner %s", devs.Devices, winner)
 			}
-			var certs struct{ Certificates []apitypes.Certificate }
+			var certs apitypes.CertificateList
 			s.call(t, http.MethodGet, "/api/v1/devices/"+url.PathEscape(winner)+"/certificates", s.viewer, nil, http.StatusOK, &certs)
 			if len(certs.Certificates) != 1 {
 				t.Fatalf("%d certificates for the winner, want 1", len(certs.Certificates))
 			}
-			var events struct{ Events []apitypes.AuditEvent }
+			var events apitypes.AuditEventList
 			s.call(t, http.MethodGet, "/api/v1/audit?object_type=device&limit=1000", s.viewer, nil, http.StatusOK, &events)
 			if len(events.Events) != 1 || events.Events[0].Action != "device.enroll" || events.Events[0].ObjectID != winner {
 				t.Fatalf("device audit events %+v, want one enrollment of %s", events.Events, winner)

@@ -185,7 +185,7 @@ func (s *revocationStack) crlSerials(t *testing.T) map[string]x509.RevocationLis
 // certificates lists a device's certificates through the API.
 func (s *revocationStack) certificates(t *testing.T, id string) []apitypes.Certificate {
 	t.Helper()
-	var out struct{ Certificates []apitypes.Certificate }
+	var out apitypes.CertificateList
 	s.call(t, http.MethodGet, "/api/v1/devices/"+id+"/certificates", s.viewer, nil, http.StatusOK, &out)
 	return out.Certificates
 }

@@ -118,9 +118,7 @@ func TestRevokeBatch(t *testing.T) {
 	if again.ID != job.ID || again.Status != "done" {
 		t.Errorf("second revoke = %+v", again)
 	}
-	var list struct {
-		Jobs []apitypes.RevocationJob `json:"jobs"`
-	}
+	var list apitypes.RevocationJobList
 	s.call(t, "GET", "/api/v1/revocation-jobs", s.viewer, nil, 200, &list)
 	if len(list.Jobs) != 1 || list.Jobs[0].ID != job.ID {
 		t.Errorf("jobs = %+v", list.Jobs)
@@ -129,9 +127,7 @@ func TestRevokeBatch(t *testing.T) {
 	wantError(t, s.call(t, "GET", "/api/v1/revocation-jobs?limit=x", s.viewer, nil, 400, nil), 400, "invalid_argument")
 
 	// One audit event per device, plus the batch's start and finish.
-	var events struct {
-		Events []apitypes.AuditEvent `json:"events"`
-	}
+	var events apitypes.AuditEventList
 	s.call(t, "GET", "/api/v1/audit?object_type=token_batch&object_id="+b.Batch.ID, s.viewer, nil, 200, &events)
 	revokes := 0
 	for _, e := range events.Events {

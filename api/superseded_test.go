@@ -93,7 +93,7 @@ func TestSupersededRevokedAfterGrace(t *testing.T) {
 			if n := sweep(); n != 0 {
 				t.Fatalf("a second sweep revoked %d", n)
 			}
-			var events struct{ Events []apitypes.AuditEvent }
+			var events apitypes.AuditEventList
 			s.call(t, http.MethodGet, "/api/v1/audit?object_type=certificate&object_id="+old, s.viewer, nil, http.StatusOK, &events)
 			if len(events.Events) != 1 || events.Events[0].Action != "certificate.revoke" || events.Events[0].Actor != "system:superseded-grace" {
 				t.Errorf("audit of the swept certificate: %+v", events.Events)

@@ -297,10 +297,7 @@ func TestEnrollRetry(t *testing.T) {
 			refused("after the token's TTL", req)
 			s.clock.Advance(-time.Hour)
 
-			var devs struct {
-				Devices []apitypes.Device
-				Next    string
-			}
+			var devs apitypes.DeviceList
 			s.call(t, http.MethodGet, "/api/v1/devices", s.viewer, nil, http.StatusOK, &devs)
 			if len(devs.Devices) != 1 {
 				t.Fatalf("%d devices after retries, want 1", len(devs.Devices))
@@ -405,9 +402,7 @@ func TestDeviceIDReservation(t *testing.T) {
 				wantError(t, r, http.StatusConflict, fault.DeviceIDReserved)
 				_ = name
 			}
-			var batches struct {
-				TokenBatches []apitypes.TokenBatch `json:"token_batches"`
-			}
+			var batches apitypes.TokenBatchList
 			s.call(t, http.MethodGet, "/api/v1/token-batches", s.viewer, nil, http.StatusOK, &batches)
 			if len(batches.TokenBatches) != 3 {
 				t.Fatalf("%d batches, want the 3 created before the refusals", len(batches.TokenBatches))
