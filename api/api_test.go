@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
@@ -48,8 +48,8 @@ func TestEnrollHappyPath(t *testing.T) {
 	}
 
 	key := testpki.Key(t, "P-256")
-	var got enrollReply
-	s.call(t, http.MethodPost, "/api/v1/enroll", "", api.EnrollRequest{Token: b.Tokens[0].Token, CSR: testpki.CSRPEM(t, key)},
+	var got apitypes.EnrollResponse
+	s.call(t, http.MethodPost, "/api/v1/enroll", "", apitypes.EnrollRequest{Token: b.Tokens[0].Token, CSR: testpki.CSRPEM(t, key)},
 		http.StatusCreated, &got)
 	leaf, err := enroll.ParseCertificatePEM([]byte(got.Certificate))
 	if err != nil {
@@ -105,12 +105,12 @@ func TestEnrollHappyPath(t *testing.T) {
 		t.Errorf("leaf does not verify: %v", err)
 	}
 
-	var dev deviceJSON
+	var dev apitypes.Device
 	s.call(t, http.MethodGet, "/api/v1/devices/"+id, s.viewer, nil, http.StatusOK, &dev)
 	if dev.ID != id || dev.Status != "active" || dev.Fleet != "default" || dev.Profile != "default" || dev.Identity != wantURI {
 		t.Errorf("device %+v", dev)
 	}
-	var certs struct{ Certificates []certJSON }
+	var certs apitypes.CertificateList
 	s.call(t, http.MethodGet, "/api/v1/devices/"+id+"/certificates", s.viewer, nil, http.StatusOK, &certs)
 	if len(certs.Certificates) != 1 {
 		t.Fatalf("%d certificates, want 1", len(certs.Certificates))
@@ -119,15 +119,15 @@ func TestEnrollHappyPath(t *testing.T) {
 		c.RevokedAt != nil || !c.NotAfter.Equal(leaf.NotAfter) {
 		t.Errorf("certificate record %+v", c)
 	}
-	var batch batchJSON
+	var batch apitypes.TokenBatch
 	s.call(t, http.MethodGet, "/api/v1/token-batches/"+b.Batch.ID, s.viewer, nil, http.StatusOK, &batch)
 	if batch.Used != 1 || batch.Count != 3 {
 		t.Errorf("batch after one enrollment: used %d count %d", batch.Used, batch.Count)
 	}
 
-	var events struct{ Events []auditJSON }
+	var events apitypes.AuditEventList
 	s.call(t, http.MethodGet, "/api/v1/audit", s.viewer, nil, http.StatusOK, &events)
-	want := map[string]auditJSON{
+	want := map[string]apitypes.AuditEvent{
 		"token_batch.create": {Actor: "token:admin", ObjectType: "token_batch", ObjectID: b.Batch.ID},
 		"device.enroll":      {Actor: "device:" + id, ObjectType: "device", ObjectID: id},
 	}
@@ -194,7 +194,7 @@ func TestTokenBatchCSV(t *testing.T) {
 					t.Errorf("enrolled into %q", got.Fleet)
 				}
 			}
-			var batch batchJSON
+			var batch apitypes.TokenBatch
 			s.call(t, http.MethodGet, "/api/v1/token-batches/"+batchID, s.viewer, nil, http.StatusOK, &batch)
 			if batch.Used != 3 {
 				t.Errorf("used %d, want 3", batch.Used)
@@ -235,12 +235,12 @@ func TestDeviceIDBatch(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			key := testpki.Key(t, "P-256")
 			r := s.call(t, http.MethodPost, "/api/v1/enroll", "",
-				api.EnrollRequest{Token: tokens[c.device], CSR: testpki.CSRPEM(t, key), DeviceID: c.asked}, c.status, nil)
+				apitypes.EnrollRequest{Token: tokens[c.device], CSR: testpki.CSRPEM(t, key), DeviceID: c.asked}, c.status, nil)
 			if c.status != 201 {
 				wantError(t, r, c.status, c.code)
 				return
 			}
-			var got enrollReply
+			var got apitypes.EnrollResponse
 			if err := jsonUnmarshal(r.body, &got); err != nil {
 				t.Fatal(err)
 			}
@@ -524,7 +524,7 @@ func TestFleetProfileCRUD(t *testing.T) {
 		{"delete unused profile", "DELETE", "/api/v1/profiles/thirds", "", 204, "", nil},
 		{"profile gone", "GET", "/api/v1/profiles/thirds", "", 404, fault.NotFound, nil},
 		{"audit trail", "GET", "/api/v1/audit?object_type=fleet&object_id=spare", "", 200, "", func(b []byte) {
-			var ev struct{ Events []auditJSON }
+			var ev apitypes.AuditEventList
 			if err := jsonUnmarshal(b, &ev); err != nil {
 				t.Fatal(err)
 			}
@@ -563,7 +563,7 @@ func TestRenew(t *testing.T) {
 	}
 	foreignPEM := string(ca.EncodePEM(foreign.Leaf))
 
-	var second enrollReply // filled by the successful renewal
+	var second apitypes.EnrollResponse // filled by the successful renewal
 	cases := []struct {
 		name   string
 		setup  func(t *testing.T)
@@ -625,7 +625,7 @@ func TestRenew(t *testing.T) {
 				c.setup(t)
 			}
 			r := s.send(t, request{method: http.MethodPost, path: "/api/v1/renew", contentType: "application/json",
-				body: bytes.NewReader(mustJSON(t, api.RenewRequest{Certificate: c.cert(), CSR: c.csr(t)}))})
+				body: bytes.NewReader(mustJSON(t, apitypes.RenewRequest{Certificate: c.cert(), CSR: c.csr(t)}))})
 			if c.code != "" {
 				wantError(t, r, c.status, c.code)
 				return
@@ -644,7 +644,7 @@ func TestRenew(t *testing.T) {
 				leaf.Subject.CommonName != first.DeviceID || !samePub(leaf.PublicKey, firstCert.PublicKey) {
 				t.Fatalf("renewed %+v, from %+v", second, first)
 			}
-			var certs struct{ Certificates []certJSON }
+			var certs apitypes.CertificateList
 			s.call(t, http.MethodGet, "/api/v1/devices/"+first.DeviceID+"/certificates", s.viewer, nil, http.StatusOK, &certs)
 			status := map[string]string{}
 			for _, c := range certs.Certificates {
@@ -667,7 +667,7 @@ func TestEnrollRace(t *testing.T) {
 			const n = 100
 			bodies := make([][]byte, n)
 			for i := range bodies {
-				bodies[i] = mustJSON(t, api.EnrollRequest{Token: b.Tokens[0].Token, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))})
+				bodies[i] = mustJSON(t, apitypes.EnrollRequest{Token: b.Tokens[0].Token, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))})
 			}
 			type outcome struct {
 				status int
@@ -719,25 +719,22 @@ func TestEnrollRace(t *testing.T) {
 				t.Fatalf("outcomes %v, want exactly one 201 and %d × 409 token_used", tally, n-1)
 			}
 
-			var batch batchJSON
+			var batch apitypes.TokenBatch
 			s.call(t, http.MethodGet, "/api/v1/token-batches/"+b.Batch.ID, s.viewer, nil, http.StatusOK, &batch)
 			if batch.Used != 1 {
 				t.Errorf("batch used %d, want 1", batch.Used)
 			}
-			var devs struct {
-				Devices []deviceJSON
-				Next    string
-			}
+			var devs apitypes.DeviceList
 			s.call(t, http.MethodGet, "/api/v1/devices?limit=1000", s.viewer, nil, http.StatusOK, &devs)
 			if len(devs.Devices) != 1 || devs.Devices[0].ID != winner || devs.Devices[0].Status != "active" {
 				t.Fatalf("devices %+v, want only the winner %s", devs.Devices, winner)
 			}
-			var certs struct{ Certificates []certJSON }
+			var certs apitypes.CertificateList
 			s.call(t, http.MethodGet, "/api/v1/devices/"+url.PathEscape(winner)+"/certificates", s.viewer, nil, http.StatusOK, &certs)
 			if len(certs.Certificates) != 1 {
 				t.Fatalf("%d certificates for the winner, want 1", len(certs.Certificates))
 			}
-			var events struct{ Events []auditJSON }
+			var events apitypes.AuditEventList
 			s.call(t, http.MethodGet, "/api/v1/audit?object_type=device&limit=1000", s.viewer, nil, http.StatusOK, &events)
 			if len(events.Events) != 1 || events.Events[0].Action != "device.enroll" || events.Events[0].ObjectID != winner {
 				t.Fatalf("device audit events %+v, want one enrollment of %s", events.Events, winner)
@@ -767,19 +764,19 @@ func TestRenewMutualTLS(t *testing.T) {
 	cases := []struct {
 		name    string
 		client  *http.Client
-		body    api.RenewRequest
+		body    apitypes.RenewRequest
 		status  int
 		code    fault.Code
 		renewed string // device the new certificate names
 	}{
 		{"new key, certificate only in body", s.srv.Client(),
-			api.RenewRequest{Certificate: first.Certificate, CSR: testpki.CSRPEM(t, newKey)}, 401, fault.Unauthenticated, ""},
+			apitypes.RenewRequest{Certificate: first.Certificate, CSR: testpki.CSRPEM(t, newKey)}, 401, fault.Unauthenticated, ""},
 		{"TLS certificate wins over body", withClientCert(strangerCert, strangerKey),
-			api.RenewRequest{Certificate: first.Certificate, CSR: testpki.CSRPEM(t, newKey)}, 201, "", stranger.DeviceID},
+			apitypes.RenewRequest{Certificate: first.Certificate, CSR: testpki.CSRPEM(t, newKey)}, 201, "", stranger.DeviceID},
 		{"new key over mutual TLS", withClientCert(oldCert, oldKey),
-			api.RenewRequest{CSR: testpki.CSRPEM(t, newKey)}, 201, "", first.DeviceID},
+			apitypes.RenewRequest{CSR: testpki.CSRPEM(t, newKey)}, 201, "", first.DeviceID},
 		{"superseded TLS certificate", withClientCert(oldCert, oldKey),
-			api.RenewRequest{CSR: testpki.CSRPEM(t, newKey)}, 401, fault.CertInvalid, ""},
+			apitypes.RenewRequest{CSR: testpki.CSRPEM(t, newKey)}, 401, fault.CertInvalid, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -792,7 +789,7 @@ func TestRenewMutualTLS(t *testing.T) {
 				wantError(t, r, c.status, c.code)
 				return
 			}
-			var got enrollReply
+			var got apitypes.EnrollResponse
 			if r.status != c.status {
 				t.Fatalf("status %d, want %d: %s", r.status, c.status, r)
 			}

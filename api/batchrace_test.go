@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 )
@@ -57,12 +57,12 @@ func TestEnrollBatchRevokeRace(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				enrolled = s.send(t, request{method: http.MethodPost, path: "/api/v1/enroll", contentType: "application/json",
-					body: bytes.NewReader(mustJSON(t, api.EnrollRequest{Token: b.Tokens[0].Token, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))})
+					body: bytes.NewReader(mustJSON(t, apitypes.EnrollRequest{Token: b.Tokens[0].Token, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))})
 			}()
 			if hold != nil {
 				waitForLockWait(t, hold)
 			}
-			var job api.RevocationJob
+			var job apitypes.RevocationJob
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/crl"
 )
 
@@ -53,28 +54,6 @@ func (s *Server) serveCRL(c echo.Context, contentType string, body func(*crl.Cur
 	return nil
 }
 
-type crlReloadView struct {
-	At         time.Time `json:"at"`
-	Number     int64     `json:"number"`
-	DurationMS int64     `json:"duration_ms"`
-	OK         bool      `json:"ok"`
-	Error      string    `json:"error,omitempty"`
-	Output     string    `json:"output,omitempty"`
-}
-
-type crlStatusView struct {
-	Number        int64          `json:"number"`
-	ThisUpdate    *time.Time     `json:"this_update"`
-	NextUpdate    *time.Time     `json:"next_update"`
-	Entries       int            `json:"entries"`
-	File          string         `json:"file,omitempty"`
-	FileWrittenAt *time.Time     `json:"file_written_at"`
-	ReloadCommand bool           `json:"reload_command"`
-	LastReload    *crlReloadView `json:"last_reload"`
-	LastError     string         `json:"last_error,omitempty"`
-	LastErrorAt   *time.Time     `json:"last_error_at,omitempty"`
-}
-
 func optTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -86,11 +65,11 @@ func optTime(t time.Time) *time.Time {
 // crlStatus serves GET /api/v1/crl: the installed list and its upkeep.
 func (s *Server) crlStatus(c echo.Context) error {
 	st := s.cfg.CRL.Status()
-	v := crlStatusView{Number: st.Number, ThisUpdate: optTime(st.ThisUpdate), NextUpdate: optTime(st.NextUpdate),
+	v := apitypes.CRLStatus{Number: st.Number, ThisUpdate: optTime(st.ThisUpdate), NextUpdate: optTime(st.NextUpdate),
 		Entries: st.Entries, File: st.File, FileWrittenAt: optTime(st.FileWrittenAt), ReloadCommand: st.ReloadCommand,
 		LastError: st.LastError, LastErrorAt: optTime(st.LastErrorAt)}
 	if r := st.LastReload; r != nil {
-		v.LastReload = &crlReloadView{At: r.At.UTC(), Number: r.Number, DurationMS: r.Duration.Milliseconds(),
+		v.LastReload = &apitypes.CRLReload{At: r.At.UTC(), Number: r.Number, DurationMS: r.Duration.Milliseconds(),
 			OK: r.Error == "", Error: r.Error, Output: r.Output}
 	}
 	return c.JSON(http.StatusOK, v)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
@@ -117,8 +118,8 @@ func TestEnrollThenConnectAtOnce(t *testing.T) {
 				map[string]any{"name": "eager", "key_types": []string{"P-256"}, "validity": "1h", "renew_window": "1h"}, http.StatusCreated, nil)
 			tok := s.batch(t, map[string]any{"fleet": "default", "profile": "eager", "count": 1, "ttl": "1h"}).Tokens[0].Token
 			first, key, _ := s.enrollOK(t, tok)
-			var renewed enrollReply
-			s.call(t, http.MethodPost, "/api/v1/renew", "", api.RenewRequest{Certificate: first.Certificate, CSR: s.challengeCSR(t, first.Certificate, key)},
+			var renewed apitypes.EnrollResponse
+			s.call(t, http.MethodPost, "/api/v1/renew", "", apitypes.RenewRequest{Certificate: first.Certificate, CSR: s.challengeCSR(t, first.Certificate, key)},
 				http.StatusCreated, &renewed)
 			id := first.DeviceID
 			if !hookAllows(t, hooksURL, hooks.NativeRequest{Action: "connect", ClientID: id, Certificate: renewed.Certificate}) {

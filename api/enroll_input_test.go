@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
@@ -231,9 +231,9 @@ func TestEnrollBadInputLive(t *testing.T) {
 	}
 	// padded returns an enroll body of exactly n bytes.
 	padded := func(t *testing.T, n int) *bytes.Reader {
-		b, _ := json.Marshal(api.EnrollRequest{Token: live, CSR: ""})
+		b, _ := json.Marshal(apitypes.EnrollRequest{Token: live, CSR: ""})
 		pad := n - len(b)
-		b, _ = json.Marshal(api.EnrollRequest{Token: live, CSR: strings.Repeat("A", pad)})
+		b, _ = json.Marshal(apitypes.EnrollRequest{Token: live, CSR: strings.Repeat("A", pad)})
 		if len(b) != n {
 			t.Fatalf("padded body is %d bytes, want %d", len(b), n)
 		}
@@ -249,40 +249,40 @@ func TestEnrollBadInputLive(t *testing.T) {
 		{"used token", func(t *testing.T) request {
 			tok := s.token(t)
 			s.enrollOK(t, tok)
-			return request{body: jsonBody(t, api.EnrollRequest{Token: tok, CSR: csrFor(t, "P-256")})}
+			return request{body: jsonBody(t, apitypes.EnrollRequest{Token: tok, CSR: csrFor(t, "P-256")})}
 		}, 409, fault.TokenUsed},
 		{"expired token", func(t *testing.T) request {
 			tok := s.token(t) // ttl 1h
 			s.clock.Advance(time.Hour)
 			t.Cleanup(func() { s.clock.Advance(-time.Hour) })
-			return request{body: jsonBody(t, api.EnrollRequest{Token: tok, CSR: csrFor(t, "P-256")})}
+			return request{body: jsonBody(t, apitypes.EnrollRequest{Token: tok, CSR: csrFor(t, "P-256")})}
 		}, 410, fault.TokenExpired},
 		{"RSA-1024", func(t *testing.T) request {
-			return request{body: jsonBody(t, api.EnrollRequest{Token: live, CSR: csrFor(t, "RSA-1024")})}
+			return request{body: jsonBody(t, apitypes.EnrollRequest{Token: live, CSR: csrFor(t, "RSA-1024")})}
 		}, 400, fault.KeyTypeNotAllowed},
 		{"RSA-2048 on P-256 profile", func(t *testing.T) request {
-			return request{body: jsonBody(t, api.EnrollRequest{Token: live, CSR: csrFor(t, "RSA-2048")})}
+			return request{body: jsonBody(t, apitypes.EnrollRequest{Token: live, CSR: csrFor(t, "RSA-2048")})}
 		}, 400, fault.KeyTypeNotAllowed},
 		{"P-384 on P-256 profile", func(t *testing.T) request {
-			return request{body: jsonBody(t, api.EnrollRequest{Token: live, CSR: csrFor(t, "P-384")})}
+			return request{body: jsonBody(t, apitypes.EnrollRequest{Token: live, CSR: csrFor(t, "P-384")})}
 		}, 400, fault.KeyTypeNotAllowed},
 		{"Ed25519 on P-256 profile", func(t *testing.T) request {
-			return request{body: jsonBody(t, api.EnrollRequest{Token: live, CSR: csrFor(t, "Ed25519")})}
+			return request{body: jsonBody(t, apitypes.EnrollRequest{Token: live, CSR: csrFor(t, "Ed25519")})}
 		}, 400, fault.KeyTypeNotAllowed},
 		{"device id taken", func(t *testing.T) request {
 			key := testpki.Key(t, "P-256")
-			s.call(t, http.MethodPost, "/api/v1/enroll", "", api.EnrollRequest{Token: s.token(t),
+			s.call(t, http.MethodPost, "/api/v1/enroll", "", apitypes.EnrollRequest{Token: s.token(t),
 				CSR: testpki.CSRPEM(t, key), DeviceID: "taken-1"}, http.StatusCreated, nil)
-			return request{body: jsonBody(t, api.EnrollRequest{Token: live, CSR: csrFor(t, "P-256"), DeviceID: "taken-1"})}
+			return request{body: jsonBody(t, apitypes.EnrollRequest{Token: live, CSR: csrFor(t, "P-256"), DeviceID: "taken-1"})}
 		}, 409, fault.AlreadyExists},
 		{"pre-registered device, token not issued for it", func(t *testing.T) request {
 			s.call(t, http.MethodPost, "/api/v1/devices", s.admin,
 				map[string]any{"id": "reserved-1", "fleet": "default", "profile": "default"}, http.StatusCreated, nil)
-			return request{body: jsonBody(t, api.EnrollRequest{Token: live, CSR: csrFor(t, "P-256"), DeviceID: "reserved-1"})}
+			return request{body: jsonBody(t, apitypes.EnrollRequest{Token: live, CSR: csrFor(t, "P-256"), DeviceID: "reserved-1"})}
 		}, 409, fault.AlreadyExists},
 		{"csr over 16 KiB", func(t *testing.T) request {
 			big := csrFor(t, "P-256") + strings.Repeat(" ", 17<<10)
-			return request{body: jsonBody(t, api.EnrollRequest{Token: live, CSR: big})}
+			return request{body: jsonBody(t, apitypes.EnrollRequest{Token: live, CSR: big})}
 		}, 400, fault.CSRInvalid},
 		{"body exactly 64 KiB", func(t *testing.T) request { return request{body: padded(t, limit)} },
 			400, fault.CSRInvalid},
@@ -293,13 +293,13 @@ func TestEnrollBadInputLive(t *testing.T) {
 		{"body 64 KiB + 1 chunked", func(t *testing.T) request { return request{body: padded(t, limit+1), chunked: true} },
 			413, fault.BodyTooLarge},
 		{"Content-Type text/plain", func(t *testing.T) request {
-			return request{contentType: "text/plain", body: jsonBody(t, api.EnrollRequest{Token: live, CSR: csrFor(t, "P-256")})}
+			return request{contentType: "text/plain", body: jsonBody(t, apitypes.EnrollRequest{Token: live, CSR: csrFor(t, "P-256")})}
 		}, 400, fault.InvalidArgument},
 		{"Content-Type form", func(t *testing.T) request {
 			return request{contentType: "application/x-www-form-urlencoded", body: strings.NewReader("token=" + live)}
 		}, 400, fault.InvalidArgument},
 		{"Content-Type unparsable", func(t *testing.T) request {
-			return request{contentType: "application/json; charset", body: jsonBody(t, api.EnrollRequest{Token: live, CSR: csrFor(t, "P-256")})}
+			return request{contentType: "application/json; charset", body: jsonBody(t, apitypes.EnrollRequest{Token: live, CSR: csrFor(t, "P-256")})}
 		}, 400, fault.InvalidArgument},
 	}
 	for _, c := range cases {
@@ -314,7 +314,7 @@ func TestEnrollBadInputLive(t *testing.T) {
 	}
 	// The live token survived every refusal, and JSON with a charset is JSON.
 	r := s.send(t, request{method: http.MethodPost, path: "/api/v1/enroll", contentType: "application/json; charset=utf-8",
-		body: jsonBody(t, api.EnrollRequest{Token: live, CSR: csrFor(t, "P-256")})})
+		body: jsonBody(t, apitypes.EnrollRequest{Token: live, CSR: csrFor(t, "P-256")})})
 	if r.status != http.StatusCreated {
 		t.Fatalf("live token after refusals: %d %s", r.status, r)
 	}

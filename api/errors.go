@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/policy"
@@ -47,19 +48,6 @@ func statusOf(code fault.Code) int {
 	}
 }
 
-// ErrorBody is the JSON shape of every API error.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail carries a stable code and a human message.
-type ErrorDetail struct {
-	Code    fault.Code `json:"code"`
-	Message string     `json:"message"`
-	// Problems locates each compile error of a policy (policy_invalid).
-	Problems []policy.Problem `json:"problems,omitempty"`
-}
-
 // errorHandler renders every error the same way. Echo's own errors (no
 // route, wrong method, body limit) get codes too, so clients never parse
 // free text.
@@ -69,15 +57,15 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			return
 		}
 		var he *echo.HTTPError
-		var body ErrorBody
+		var body apitypes.ErrorBody
 		switch {
 		case errors.As(err, &he):
 			body.Error = echoError(he)
 		default:
-			body.Error = ErrorDetail{Code: fault.CodeOf(err), Message: fault.MessageOf(err)}
+			body.Error = apitypes.ErrorDetail{Code: fault.CodeOf(err), Message: fault.MessageOf(err)}
 			var ce *policy.CompileError
 			if errors.As(err, &ce) {
-				body.Error.Problems = ce.Problems
+				body.Error.Problems = problems(ce.Problems)
 			}
 		}
 		status := statusOf(body.Error.Code)
@@ -94,23 +82,33 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 	}
 }
 
-func echoError(he *echo.HTTPError) ErrorDetail {
+// problems copies a policy's compile errors into their wire shape; the
+// conversion stops compiling if policy.Problem and apitypes.Problem drift.
+func problems(ps []policy.Problem) []apitypes.Problem {
+	out := make([]apitypes.Problem, len(ps))
+	for i, p := range ps {
+		out[i] = apitypes.Problem(p)
+	}
+	return out
+}
+
+func echoError(he *echo.HTTPError) apitypes.ErrorDetail {
 	switch he.Code {
 	case http.StatusNotFound:
-		return ErrorDetail{Code: fault.NotFound, Message: "no such endpoint"}
+		return apitypes.ErrorDetail{Code: fault.NotFound, Message: "no such endpoint"}
 	case http.StatusMethodNotAllowed:
-		return ErrorDetail{Code: "method_not_allowed", Message: "method not allowed on this endpoint"}
+		return apitypes.ErrorDetail{Code: "method_not_allowed", Message: "method not allowed on this endpoint"}
 	case http.StatusRequestEntityTooLarge:
-		return ErrorDetail{Code: fault.BodyTooLarge, Message: "request body is too large"}
+		return apitypes.ErrorDetail{Code: fault.BodyTooLarge, Message: "request body is too large"}
 	case http.StatusUnsupportedMediaType:
-		return ErrorDetail{Code: "unsupported_media_type", Message: "send application/json"}
+		return apitypes.ErrorDetail{Code: "unsupported_media_type", Message: "send application/json"}
 	case http.StatusUnauthorized:
-		return ErrorDetail{Code: fault.Unauthenticated, Message: "authentication required"}
+		return apitypes.ErrorDetail{Code: fault.Unauthenticated, Message: "authentication required"}
 	case http.StatusBadRequest:
-		return ErrorDetail{Code: fault.InvalidArgument, Message: "bad request"}
+		return apitypes.ErrorDetail{Code: fault.InvalidArgument, Message: "bad request"}
 	}
 	if he.Code >= 400 && he.Code < 500 {
-		return ErrorDetail{Code: fault.InvalidArgument, Message: http.StatusText(he.Code)}
+		return apitypes.ErrorDetail{Code: fault.InvalidArgument, Message: http.StatusText(he.Code)}
 	}
-	return ErrorDetail{Code: fault.Internal, Message: "internal error"}
+	return apitypes.ErrorDetail{Code: fault.Internal, Message: "internal error"}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/inventory"
@@ -16,7 +17,7 @@ import (
 )
 
 func (s *Server) enroll(c echo.Context) error {
-	var req EnrollRequest
+	var req apitypes.EnrollRequest
 	if err := decode(c, &req); err != nil {
 		return err
 	}
@@ -46,7 +47,7 @@ func currentCert(c echo.Context, bodyPEM string) (cert *x509.Certificate, proven
 }
 
 func (s *Server) renewChallenge(c echo.Context) error {
-	var req RenewChallengeRequest
+	var req apitypes.RenewChallengeRequest
 	if err := decode(c, &req); err != nil {
 		return err
 	}
@@ -58,11 +59,11 @@ func (s *Server) renewChallenge(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, RenewChallengeResponse{Nonce: ch.Nonce, ExpiresAt: ch.ExpiresAt.UTC()})
+	return c.JSON(http.StatusCreated, apitypes.RenewChallengeResponse{Nonce: ch.Nonce, ExpiresAt: ch.ExpiresAt.UTC()})
 }
 
 func (s *Server) renew(c echo.Context) error {
-	var req RenewRequest
+	var req apitypes.RenewRequest
 	if err := decode(c, &req); err != nil {
 		return err
 	}
@@ -87,16 +88,11 @@ func (s *Server) caChain(c echo.Context) error {
 }
 
 func (s *Server) version(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]string{"version": s.cfg.Version})
-}
-
-type fleetBody struct {
-	Name        string `json:"name"`
-	Description string `json:"description"`
+	return c.JSON(http.StatusOK, apitypes.Version{Version: s.cfg.Version})
 }
 
 func (s *Server) createFleet(c echo.Context) error {
-	var b fleetBody
+	var b apitypes.FleetRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -120,13 +116,11 @@ func (s *Server) listFleets(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"fleets": mapSlice(fs, viewFleet)})
+	return c.JSON(http.StatusOK, apitypes.FleetList{Fleets: mapSlice(fs, viewFleet)})
 }
 
 func (s *Server) updateFleet(c echo.Context) error {
-	var b struct {
-		Description *string `json:"description"`
-	}
+	var b apitypes.FleetUpdate
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -148,18 +142,8 @@ func (s *Server) deleteFleet(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-type profileBody struct {
-	Name        string   `json:"name"`
-	KeyTypes    []string `json:"key_types"`
-	Validity    string   `json:"validity"`
-	RenewWindow string   `json:"renew_window"`
-	// SupersededGrace left out is the default (1h) when a profile is
-	// created and unchanged when one is updated; "0" revokes at renewal.
-	SupersededGrace string   `json:"superseded_grace"`
-	Roles           []string `json:"roles"`
-}
-
-func (b profileBody) profile() (store.Profile, error) {
+// profileOf turns a profile body into a profile, filling the defaults.
+func profileOf(b apitypes.ProfileRequest) (store.Profile, error) {
 	validity, err := parseDuration("validity", b.Validity)
 	if err != nil {
 		return store.Profile{}, err
@@ -182,11 +166,11 @@ func (b profileBody) profile() (store.Profile, error) {
 }
 
 func (s *Server) createProfile(c echo.Context) error {
-	var b profileBody
+	var b apitypes.ProfileRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
-	p, err := b.profile()
+	p, err := profileOf(b)
 	if err != nil {
 		return err
 	}
@@ -210,11 +194,11 @@ func (s *Server) listProfiles(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"profiles": mapSlice(ps, viewProfile)})
+	return c.JSON(http.StatusOK, apitypes.ProfileList{Profiles: mapSlice(ps, viewProfile)})
 }
 
 func (s *Server) updateProfile(c echo.Context) error {
-	var b profileBody
+	var b apitypes.ProfileRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -222,7 +206,7 @@ func (s *Server) updateProfile(c echo.Context) error {
 		return fault.New(fault.InvalidArgument, "a profile cannot be renamed")
 	}
 	b.Name = c.Param("name")
-	p, err := b.profile()
+	p, err := profileOf(b)
 	if err != nil {
 		return err
 	}
@@ -240,15 +224,8 @@ func (s *Server) deleteProfile(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-type deviceBody struct {
-	ID      string            `json:"id"`
-	Fleet   string            `json:"fleet"`
-	Profile string            `json:"profile"`
-	Labels  map[string]string `json:"labels"`
-}
-
 func (s *Server) registerDevice(c echo.Context) error {
-	var b deviceBody
+	var b apitypes.DeviceRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -292,7 +269,7 @@ func (s *Server) listDevices(c echo.Context) error {
 	if len(ds) == limit {
 		next = ds[len(ds)-1].ID
 	}
-	return c.JSON(http.StatusOK, map[string]any{"devices": mapSlice(ds, viewDevice), "next": next})
+	return c.JSON(http.StatusOK, apitypes.DeviceList{Devices: mapSlice(ds, viewDevice), Next: next})
 }
 
 func (s *Server) listDeviceCertificates(c echo.Context) error {
@@ -300,14 +277,11 @@ func (s *Server) listDeviceCertificates(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"certificates": mapSlice(cs, viewCert)})
+	return c.JSON(http.StatusOK, apitypes.CertificateList{Certificates: mapSlice(cs, viewCert)})
 }
 
 func (s *Server) updateDevice(c echo.Context) error {
-	var b struct {
-		Profile *string           `json:"profile"`
-		Labels  map[string]string `json:"labels"`
-	}
+	var b apitypes.DeviceUpdate
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -326,23 +300,8 @@ func (s *Server) deleteDevice(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-// BatchRequest is the body of POST /api/v1/token-batches.
-type BatchRequest struct {
-	Fleet     string   `json:"fleet"`
-	Profile   string   `json:"profile"`
-	Count     int      `json:"count"`
-	TTL       string   `json:"ttl"`
-	DeviceIDs []string `json:"device_ids,omitempty"`
-}
-
-// BatchResponse carries the only copy of a batch's tokens.
-type BatchResponse struct {
-	Batch  batchView   `json:"batch"`
-	Tokens []tokenView `json:"tokens"`
-}
-
 func (s *Server) createBatch(c echo.Context) error {
-	var b BatchRequest
+	var b apitypes.BatchRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -358,9 +317,9 @@ func (s *Server) createBatch(c echo.Context) error {
 	if wantsCSV(c) {
 		return writeBatchCSV(c, batch)
 	}
-	out := BatchResponse{Batch: viewBatch(batch.TokenBatch), Tokens: make([]tokenView, len(batch.Tokens))}
+	out := apitypes.BatchResponse{Batch: viewBatch(batch.TokenBatch), Tokens: make([]apitypes.Token, len(batch.Tokens))}
 	for i, t := range batch.Tokens {
-		out.Tokens[i] = tokenView{Token: t.Token, DeviceID: t.DeviceID}
+		out.Tokens[i] = apitypes.Token{Token: t.Token, DeviceID: t.DeviceID}
 	}
 	return c.JSON(http.StatusCreated, out)
 }
@@ -402,7 +361,7 @@ func (s *Server) listBatches(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"token_batches": mapSlice(bs, viewBatch)})
+	return c.JSON(http.StatusOK, apitypes.TokenBatchList{TokenBatches: mapSlice(bs, viewBatch)})
 }
 
 func (s *Server) listAudit(c echo.Context) error {
@@ -424,16 +383,7 @@ func (s *Server) listAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"events": mapSlice(es, viewAudit)})
-}
-
-// auditVerification is GET /audit/verify's answer. FirstBroken is null
-// while the chain holds.
-type auditVerification struct {
-	OK          bool    `json:"ok"`
-	FirstBroken *string `json:"first_broken"`
-	Reason      string  `json:"reason,omitempty"`
-	Checked     int64   `json:"checked"`
+	return c.JSON(http.StatusOK, apitypes.AuditEventList{Events: mapSlice(es, viewAudit)})
 }
 
 // verifyAudit walks the audit hash chain (from since, when given). A
@@ -447,7 +397,7 @@ func (s *Server) verifyAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := auditVerification{OK: res.OK, Reason: res.Reason, Checked: res.Checked}
+	out := apitypes.AuditVerification{OK: res.OK, Reason: res.Reason, Checked: res.Checked}
 	if !res.OK {
 		out.FirstBroken = &res.FirstBroken
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/authz"
@@ -295,76 +296,12 @@ func wantError(t testing.TB, r reply, status int, code fault.Code) {
 	}
 }
 
-// --- API shapes as a client sees them -------------------------------------
-
-type batchJSON struct {
-	ID        string     `json:"id"`
-	Fleet     string     `json:"fleet"`
-	Profile   string     `json:"profile"`
-	Count     int        `json:"count"`
-	Used      int        `json:"used"`
-	ExpiresAt time.Time  `json:"expires_at"`
-	CreatedBy string     `json:"created_by"`
-	CreatedAt time.Time  `json:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at"`
-}
-
-type batchReply struct {
-	Batch  batchJSON `json:"batch"`
-	Tokens []struct {
-		Token    string `json:"token"`
-		DeviceID string `json:"device_id"`
-	} `json:"tokens"`
-}
-
-type enrollReply struct {
-	DeviceID    string    `json:"device_id"`
-	Fleet       string    `json:"fleet"`
-	Identity    string    `json:"identity"`
-	Serial      string    `json:"serial"`
-	NotAfter    time.Time `json:"not_after"`
-	Certificate string    `json:"certificate"`
-	Chain       string    `json:"chain"`
-}
-
-type deviceJSON struct {
-	ID        string            `json:"id"`
-	Fleet     string            `json:"fleet"`
-	Profile   string            `json:"profile"`
-	Status    string            `json:"status"`
-	Identity  string            `json:"identity"`
-	Labels    map[string]string `json:"labels"`
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
-}
-
-type certJSON struct {
-	Serial           string     `json:"serial"`
-	Fingerprint      string     `json:"sha256_fingerprint"`
-	NotBefore        time.Time  `json:"not_before"`
-	NotAfter         time.Time  `json:"not_after"`
-	Status           string     `json:"status"`
-	RevokedAt        *time.Time `json:"revoked_at"`
-	RevocationReason *int       `json:"revocation_reason"`
-	Certificate      string     `json:"certificate"`
-}
-
-type auditJSON struct {
-	ID         string    `json:"id"`
-	At         time.Time `json:"at"`
-	Actor      string    `json:"actor"`
-	Action     string    `json:"action"`
-	ObjectType string    `json:"object_type"`
-	ObjectID   string    `json:"object_id"`
-	Detail     string    `json:"detail"`
-}
-
 // --- flows -----------------------------------------------------------------
 
 // batch creates a token batch through the API as admin.
-func (s *stack) batch(t testing.TB, in map[string]any) batchReply {
+func (s *stack) batch(t testing.TB, in map[string]any) apitypes.BatchResponse {
 	t.Helper()
-	var out batchReply
+	var out apitypes.BatchResponse
 	s.call(t, http.MethodPost, "/api/v1/token-batches", s.admin, in, http.StatusCreated, &out)
 	return out
 }
@@ -376,11 +313,11 @@ func (s *stack) token(t testing.TB) string {
 }
 
 // enrollOK enrolls with token and a new P-256 key and checks the reply.
-func (s *stack) enrollOK(t testing.TB, token string) (enrollReply, crypto.Signer, *x509.Certificate) {
+func (s *stack) enrollOK(t testing.TB, token string) (apitypes.EnrollResponse, crypto.Signer, *x509.Certificate) {
 	t.Helper()
 	key := testpki.Key(t, "P-256")
-	var out enrollReply
-	s.call(t, http.MethodPost, "/api/v1/enroll", "", api.EnrollRequest{Token: token, CSR: testpki.CSRPEM(t, key)}, http.StatusCreated, &out)
+	var out apitypes.EnrollResponse
+	s.call(t, http.MethodPost, "/api/v1/enroll", "", apitypes.EnrollRequest{Token: token, CSR: testpki.CSRPEM(t, key)}, http.StatusCreated, &out)
 	cert, err := enroll.ParseCertificatePEM([]byte(out.Certificate))
 	if err != nil {
 		t.Fatalf("enroll reply certificate: %v", err)
@@ -393,8 +330,8 @@ func (s *stack) enrollOK(t testing.TB, token string) (enrollReply, crypto.Signer
 // needs.
 func (s *stack) challengeCSR(t testing.TB, certPEM string, key crypto.Signer) string {
 	t.Helper()
-	var ch api.RenewChallengeResponse
-	s.call(t, http.MethodPost, "/api/v1/renew/challenge", "", api.RenewChallengeRequest{Certificate: certPEM},
+	var ch apitypes.RenewChallengeResponse
+	s.call(t, http.MethodPost, "/api/v1/renew/challenge", "", apitypes.RenewChallengeRequest{Certificate: certPEM},
 		http.StatusCreated, &ch)
 	return nonceCSR(t, key, ch.Nonce)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/policy"
@@ -117,7 +118,7 @@ func (s *Server) activatePolicy(c echo.Context) error {
 	rep, err := s.cfg.Policies.Activate(c.Request().Context(), actor(c), v)
 	if err != nil {
 		if fault.Is(err, policy.TestsFailed) {
-			return c.JSON(statusOf(policy.TestsFailed), map[string]any{"error": ErrorDetail{Code: policy.TestsFailed,
+			return c.JSON(statusOf(policy.TestsFailed), map[string]any{"error": apitypes.ErrorDetail{Code: policy.TestsFailed,
 				Message: fault.MessageOf(err)}, "tests": rep})
 		}
 		return err
@@ -141,18 +142,8 @@ func (s *Server) diffPolicies(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"from": from, "to": to, "diff": d})
 }
 
-// SimulateRequest is the body of POST /api/v1/decisions/simulate.
-type SimulateRequest struct {
-	Device  string `json:"device"`
-	Action  string `json:"action"`
-	Topic   string `json:"topic"`
-	QoS     int    `json:"qos"`
-	Retain  bool   `json:"retain"`
-	Version int64  `json:"version"`
-}
-
 func (s *Server) simulate(c echo.Context) error {
-	var b SimulateRequest
+	var b apitypes.SimulateRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
@@ -111,7 +112,7 @@ func TestPolicyLifecycle(t *testing.T) {
 	}
 	simulate := func(version int64, topic string) map[string]any {
 		var out map[string]any
-		s.call(t, "POST", "/api/v1/decisions/simulate", s.viewer, api.SimulateRequest{Device: dev, Action: "publish",
+		s.call(t, "POST", "/api/v1/decisions/simulate", s.viewer, apitypes.SimulateRequest{Device: dev, Action: "publish",
 			Topic: topic, Version: version}, 200, &out)
 		return out
 	}
@@ -163,5 +164,5 @@ func TestPolicyLifecycle(t *testing.T) {
 		t.Fatalf("active version %d after a refused activation, want 1", s.core.PolicyVersion())
 	}
 	wantError(t, s.call(t, "POST", "/api/v1/policies/99/activate", s.admin, nil, 404, nil), 404, "not_found")
-	wantError(t, s.call(t, "POST", "/api/v1/decisions/simulate", s.viewer, api.SimulateRequest{Device: "ghost", Action: "connect"}, 404, nil), 404, "not_found")
+	wantError(t, s.call(t, "POST", "/api/v1/decisions/simulate", s.viewer, apitypes.SimulateRequest{Device: "ghost", Action: "connect"}, 404, nil), 404, "not_found")
 }

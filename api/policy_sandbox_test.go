@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -60,7 +60,7 @@ func TestPolicySandboxOverAPI(t *testing.T) {
 				t.Fatal(err)
 			}
 			sim := func(version int64, want int) reply {
-				return s.call(t, "POST", "/api/v1/decisions/simulate", s.viewer, api.SimulateRequest{Device: dev, Action: "publish",
+				return s.call(t, "POST", "/api/v1/decisions/simulate", s.viewer, apitypes.SimulateRequest{Device: dev, Action: "publish",
 					Topic: "a", Version: version}, want, nil)
 			}
 			refused := func(what string, r reply) {
@@ -88,7 +88,7 @@ func TestPolicySandboxOverAPI(t *testing.T) {
 			v := int64(created["version"].(float64))
 			start := time.Now()
 			var out map[string]any
-			s.call(t, "POST", "/api/v1/decisions/simulate", s.viewer, api.SimulateRequest{Device: dev, Action: "publish", Topic: "a", Version: v}, 200, &out)
+			s.call(t, "POST", "/api/v1/decisions/simulate", s.viewer, apitypes.SimulateRequest{Device: dev, Action: "publish", Topic: "a", Version: v}, 200, &out)
 			if out["allow"] != false || out["reason"] != "policy_timeout" || time.Since(start) > 2*time.Second {
 				t.Fatalf("simulate runaway: %v after %v", out, time.Since(start))
 			}

@@ -15,6 +15,7 @@ import (
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
@@ -182,9 +183,9 @@ func (s *revocationStack) crlSerials(t *testing.T) map[string]x509.RevocationLis
 }
 
 // certificates lists a device's certificates through the API.
-func (s *revocationStack) certificates(t *testing.T, id string) []certJSON {
+func (s *revocationStack) certificates(t *testing.T, id string) []apitypes.Certificate {
 	t.Helper()
-	var out struct{ Certificates []certJSON }
+	var out apitypes.CertificateList
 	s.call(t, http.MethodGet, "/api/v1/devices/"+id+"/certificates", s.viewer, nil, http.StatusOK, &out)
 	return out.Certificates
 }
@@ -204,7 +205,7 @@ func TestRenewRevokeRace(t *testing.T) {
 			devs := s.enrollRenewable(t, pairs)
 			renewBodies := make([][]byte, pairs)
 			for i, d := range devs {
-				renewBodies[i] = mustJSON(t, api.RenewRequest{Certificate: d.cert, CSR: s.challengeCSR(t, d.cert, d.key)})
+				renewBodies[i] = mustJSON(t, apitypes.RenewRequest{Certificate: d.cert, CSR: s.challengeCSR(t, d.cert, d.key)})
 			}
 			revokeBody := mustJSON(t, map[string]any{"reason": "keyCompromise"})
 			type outcome struct {
@@ -263,7 +264,7 @@ func TestRenewRevokeRace(t *testing.T) {
 			onCRL := s.crlSerials(t)
 			leaking, checked := 0, 0
 			for _, d := range devs {
-				var dev deviceJSON
+				var dev apitypes.Device
 				s.call(t, http.MethodGet, "/api/v1/devices/"+d.id, s.viewer, nil, http.StatusOK, &dev)
 				if dev.Status != "revoked" {
 					t.Errorf("device %s is %s after its revocation", d.id, dev.Status)

@@ -5,15 +5,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/revoke"
 )
-
-// RevokeRequest is the body of the revoke, suspend and reinstate calls.
-// Reason is an RFC 5280 reason name (revocations only).
-type RevokeRequest struct {
-	Reason string `json:"reason"`
-	Note   string `json:"note"`
-}
 
 // A change that is committed while a follow-up (decision-core refresh,
 // session kick, CRL) lags is a success: 200 with the lagging parts listed in
@@ -21,18 +15,8 @@ type RevokeRequest struct {
 // catches up by itself; repeating the call is harmless (a second revoke of
 // the same device or certificate changes nothing and republishes).
 
-type certResult struct {
-	certView
-	Warnings []string `json:"warnings,omitempty"`
-}
-
-type deviceResult struct {
-	deviceView
-	Warnings []string `json:"warnings,omitempty"`
-}
-
 func (s *Server) revokeDevice(c echo.Context) error {
-	var b RevokeRequest
+	var b apitypes.RevokeRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -44,15 +28,12 @@ func (s *Server) revokeDevice(c echo.Context) error {
 	if serials == nil {
 		serials = []string{}
 	}
-	out := map[string]any{"device": c.Param("id"), "status": "revoked", "revoked_serials": serials}
-	if len(warnings) > 0 {
-		out["warnings"] = warnings
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, apitypes.DeviceRevocation{Device: c.Param("id"), Status: "revoked",
+		RevokedSerials: serials, Warnings: warnings})
 }
 
 func (s *Server) revokeCertificate(c echo.Context) error {
-	var b RevokeRequest
+	var b apitypes.RevokeRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -61,11 +42,11 @@ func (s *Server) revokeCertificate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, certResult{viewCert(cert), warnings})
+	return c.JSON(http.StatusOK, apitypes.CertificateResult{Certificate: viewCert(cert), Warnings: warnings})
 }
 
 func (s *Server) suspendDevice(c echo.Context) error {
-	var b RevokeRequest
+	var b apitypes.RevokeRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -74,11 +55,11 @@ func (s *Server) suspendDevice(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, deviceResult{viewDevice(d), warnings})
+	return c.JSON(http.StatusOK, apitypes.DeviceResult{Device: viewDevice(d), Warnings: warnings})
 }
 
 func (s *Server) reinstateDevice(c echo.Context) error {
-	var b RevokeRequest
+	var b apitypes.RevokeRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -87,5 +68,5 @@ func (s *Server) reinstateDevice(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, deviceResult{viewDevice(d), warnings})
+	return c.JSON(http.StatusOK, apitypes.DeviceResult{Device: viewDevice(d), Warnings: warnings})
 }

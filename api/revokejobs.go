@@ -2,35 +2,16 @@ package api
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/revoke"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
-// RevocationJob is the JSON view of a bulk revocation job. Done counts the
-// devices processed so far (of Total); Revoked, those the job changed.
-type RevocationJob struct {
-	ID        string    `json:"id"`
-	Kind      string    `json:"kind"`
-	BatchID   string    `json:"batch_id,omitempty"`
-	Reason    string    `json:"reason"`
-	Note      string    `json:"note,omitempty"`
-	Actor     string    `json:"actor"`
-	Status    string    `json:"status"`
-	Total     int64     `json:"total"`
-	Done      int64     `json:"done"`
-	Revoked   int64     `json:"revoked"`
-	Cursor    string    `json:"cursor,omitempty"`
-	Error     string    `json:"error,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-func viewRevocationJob(j store.RevocationJob) RevocationJob {
-	v := RevocationJob{ID: j.ID, Kind: j.Kind, Reason: j.Reason, Note: j.Note, Actor: j.Actor, Status: string(j.Status),
+func viewRevocationJob(j store.RevocationJob) apitypes.RevocationJob {
+	v := apitypes.RevocationJob{ID: j.ID, Kind: j.Kind, Reason: j.Reason, Note: j.Note, Actor: j.Actor, Status: string(j.Status),
 		Total: j.Total, Done: j.Done, Revoked: j.Revoked, Cursor: j.Cursor, Error: j.Error,
 		CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt}
 	if j.Kind == store.JobKindBatch {
@@ -42,7 +23,7 @@ func viewRevocationJob(j store.RevocationJob) RevocationJob {
 // revokeBatch starts (or returns) the batch's revocation job: 202 while it
 // runs, 200 when the batch's job had already finished.
 func (s *Server) revokeBatch(c echo.Context) error {
-	var b RevokeRequest
+	var b apitypes.RevokeRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -75,5 +56,5 @@ func (s *Server) listRevocationJobs(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"jobs": mapSlice(js, viewRevocationJob)})
+	return c.JSON(http.StatusOK, apitypes.RevocationJobList{Jobs: mapSlice(js, viewRevocationJob)})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/authzsync"
@@ -72,7 +73,7 @@ func TestRevokeBatch(t *testing.T) {
 		})
 	}
 
-	var job api.RevocationJob
+	var job apitypes.RevocationJob
 	r := s.call(t, "POST", path, s.admin, map[string]any{"reason": "keyCompromise", "note": "lot leaked"}, http.StatusAccepted, &job)
 	if job.ID == "" || job.BatchID != b.Batch.ID || job.Kind != "batch" || job.Reason != "keyCompromise" || job.Total != 5 {
 		t.Fatalf("job = %+v", job)
@@ -108,18 +109,16 @@ func TestRevokeBatch(t *testing.T) {
 	}
 	// The lot's unused token no longer enrolls.
 	key := testpki.Key(t, "P-256")
-	wantError(t, s.call(t, "POST", "/api/v1/enroll", "", api.EnrollRequest{Token: b.Tokens[5].Token, CSR: testpki.CSRPEM(t, key)},
+	wantError(t, s.call(t, "POST", "/api/v1/enroll", "", apitypes.EnrollRequest{Token: b.Tokens[5].Token, CSR: testpki.CSRPEM(t, key)},
 		403, nil), 403, "token_revoked")
 
 	// Again: the same, finished job, not a second one.
-	var again api.RevocationJob
+	var again apitypes.RevocationJob
 	s.call(t, "POST", path, s.admin, map[string]any{"reason": "keyCompromise"}, http.StatusOK, &again)
 	if again.ID != job.ID || again.Status != "done" {
 		t.Errorf("second revoke = %+v", again)
 	}
-	var list struct {
-		Jobs []api.RevocationJob `json:"jobs"`
-	}
+	var list apitypes.RevocationJobList
 	s.call(t, "GET", "/api/v1/revocation-jobs", s.viewer, nil, 200, &list)
 	if len(list.Jobs) != 1 || list.Jobs[0].ID != job.ID {
 		t.Errorf("jobs = %+v", list.Jobs)
@@ -128,9 +127,7 @@ func TestRevokeBatch(t *testing.T) {
 	wantError(t, s.call(t, "GET", "/api/v1/revocation-jobs?limit=x", s.viewer, nil, 400, nil), 400, "invalid_argument")
 
 	// One audit event per device, plus the batch's start and finish.
-	var events struct {
-		Events []auditJSON `json:"events"`
-	}
+	var events apitypes.AuditEventList
 	s.call(t, "GET", "/api/v1/audit?object_type=token_batch&object_id="+b.Batch.ID, s.viewer, nil, 200, &events)
 	revokes := 0
 	for _, e := range events.Events {

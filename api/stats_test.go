@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
@@ -124,7 +125,7 @@ func TestDashboardEndpoints(t *testing.T) {
 
 	// Audit filters: action and a time window.
 	type auditList struct {
-		Events []auditJSON `json:"events"`
+		Events []apitypes.AuditEvent `json:"events"`
 	}
 	now := time.Now().UTC()
 	for _, c := range []struct {

@@ -7,7 +7,7 @@ import (
 
 	xocsp "golang.org/x/crypto/ocsp"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/revoke"
 )
@@ -37,8 +37,8 @@ func TestSupersededRevokedAfterGrace(t *testing.T) {
 				t.Helper()
 				b := s.batch(t, map[string]any{"fleet": "default", "profile": profile, "count": 1, "ttl": "1h"})
 				enr, key, _ := s.enrollOK(t, b.Tokens[0].Token)
-				var out enrollReply
-				s.call(t, http.MethodPost, "/api/v1/renew", "", api.RenewRequest{Certificate: enr.Certificate, CSR: s.challengeCSR(t, enr.Certificate, key)},
+				var out apitypes.EnrollResponse
+				s.call(t, http.MethodPost, "/api/v1/renew", "", apitypes.RenewRequest{Certificate: enr.Certificate, CSR: s.challengeCSR(t, enr.Certificate, key)},
 					http.StatusCreated, &out)
 				return enr.Serial, out.Serial
 			}
@@ -93,7 +93,7 @@ func TestSupersededRevokedAfterGrace(t *testing.T) {
 			if n := sweep(); n != 0 {
 				t.Fatalf("a second sweep revoked %d", n)
 			}
-			var events struct{ Events []auditJSON }
+			var events apitypes.AuditEventList
 			s.call(t, http.MethodGet, "/api/v1/audit?object_type=certificate&object_id="+old, s.viewer, nil, http.StatusOK, &events)
 			if len(events.Events) != 1 || events.Events[0].Action != "certificate.revoke" || events.Events[0].Actor != "system:superseded-grace" {
 				t.Errorf("audit of the swept certificate: %+v", events.Events)

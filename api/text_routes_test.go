@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 )
@@ -134,7 +135,7 @@ func TestBadTextOverEveryRoute(t *testing.T) {
 			}
 			want := func(r route, what string, res reply, where string) {
 				t.Helper()
-				var e api.ErrorBody
+				var e apitypes.ErrorBody
 				if res.status != http.StatusBadRequest || json.Unmarshal(res.body, &e) != nil ||
 					e.Error.Code != fault.InvalidArgument || !strings.Contains(e.Error.Message, where) {
 					t.Errorf("%s, %s: %d %s; want 400 invalid_argument about the %s", r, what, res.status, res, where)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/secret"
@@ -22,7 +22,7 @@ import (
 
 // eagerDevice enrolls a device under a profile whose renewal window is open
 // at once, and returns its enrollment request's CSR with the reply and key.
-func eagerDevice(t testing.TB, s *stack) (csrPEM string, out enrollReply, key crypto.Signer) {
+func eagerDevice(t testing.TB, s *stack) (csrPEM string, out apitypes.EnrollResponse, key crypto.Signer) {
 	t.Helper()
 	r := s.send(t, request{method: http.MethodGet, path: "/api/v1/profiles/eager", bearer: s.viewer})
 	if r.status == http.StatusNotFound {
@@ -32,7 +32,7 @@ func eagerDevice(t testing.TB, s *stack) (csrPEM string, out enrollReply, key cr
 	b := s.batch(t, map[string]any{"fleet": "default", "profile": "eager", "count": 1, "ttl": "1h"})
 	key = testpki.Key(t, "P-256")
 	csrPEM = testpki.CSRPEM(t, key)
-	s.call(t, http.MethodPost, "/api/v1/enroll", "", api.EnrollRequest{Token: b.Tokens[0].Token, CSR: csrPEM},
+	s.call(t, http.MethodPost, "/api/v1/enroll", "", apitypes.EnrollRequest{Token: b.Tokens[0].Token, CSR: csrPEM},
 		http.StatusCreated, &out)
 	return csrPEM, out, key
 }
@@ -40,13 +40,13 @@ func eagerDevice(t testing.TB, s *stack) (csrPEM string, out enrollReply, key cr
 func (s *stack) renewRaw(t testing.TB, certPEM, csrPEM string) reply {
 	t.Helper()
 	return s.send(t, request{method: http.MethodPost, path: "/api/v1/renew", contentType: "application/json",
-		body: bytes.NewReader(mustJSON(t, api.RenewRequest{Certificate: certPEM, CSR: csrPEM}))})
+		body: bytes.NewReader(mustJSON(t, apitypes.RenewRequest{Certificate: certPEM, CSR: csrPEM}))})
 }
 
-func (s *stack) challenge(t testing.TB, certPEM string) api.RenewChallengeResponse {
+func (s *stack) challenge(t testing.TB, certPEM string) apitypes.RenewChallengeResponse {
 	t.Helper()
-	var ch api.RenewChallengeResponse
-	s.call(t, http.MethodPost, "/api/v1/renew/challenge", "", api.RenewChallengeRequest{Certificate: certPEM},
+	var ch apitypes.RenewChallengeResponse
+	s.call(t, http.MethodPost, "/api/v1/renew/challenge", "", apitypes.RenewChallengeRequest{Certificate: certPEM},
 		http.StatusCreated, &ch)
 	return ch
 }
@@ -71,7 +71,7 @@ func TestRenewReplay(t *testing.T) {
 			if r.status != http.StatusCreated {
 				t.Fatalf("renewal with a challenge: %s", r)
 			}
-			var second enrollReply
+			var second apitypes.EnrollResponse
 			if err := jsonUnmarshal(r.body, &second); err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +88,7 @@ func TestRenewReplay(t *testing.T) {
 			if r.status != http.StatusCreated {
 				t.Fatalf("second renewal: %s", r)
 			}
-			var third enrollReply
+			var third apitypes.EnrollResponse
 			if err := jsonUnmarshal(r.body, &third); err != nil {
 				t.Fatal(err)
 			}
@@ -108,7 +108,7 @@ func TestRenewReplay(t *testing.T) {
 			s.clock.Advance(-5*time.Minute - time.Second)
 
 			// No challenge for a superseded, unknown or missing certificate.
-			for name, body := range map[string]api.RenewChallengeRequest{
+			for name, body := range map[string]apitypes.RenewChallengeRequest{
 				"superseded": {Certificate: second.Certificate}, "none": {}, "not PEM": {Certificate: "MIIB"}} {
 				r := s.send(t, request{method: http.MethodPost, path: "/api/v1/renew/challenge", contentType: "application/json",
 					body: bytes.NewReader(mustJSON(t, body))})
@@ -168,7 +168,7 @@ func TestRenewChallengeFlood(t *testing.T) {
 // returns the nonces.
 func askAtOnce(t *testing.T, s *stack, certPEM string, n int) []string {
 	t.Helper()
-	body := mustJSON(t, api.RenewChallengeRequest{Certificate: certPEM})
+	body := mustJSON(t, apitypes.RenewChallengeRequest{Certificate: certPEM})
 	nonces := make([]string, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -181,7 +181,7 @@ func askAtOnce(t *testing.T, s *stack, certPEM string, n int) []string {
 				return
 			}
 			r := readReply(resp)
-			var ch api.RenewChallengeResponse
+			var ch apitypes.RenewChallengeResponse
 			if r.status != http.StatusCreated || json.Unmarshal(r.body, &ch) != nil {
 				t.Errorf("challenge: %s", r)
 				return
@@ -203,7 +203,7 @@ func TestRenewChallengeRace(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			s := newStack(t, testdb.DSN(t, backend))
 			_, first, key := eagerDevice(t, s)
-			body := mustJSON(t, api.RenewRequest{Certificate: first.Certificate, CSR: s.challengeCSR(t, first.Certificate, key)})
+			body := mustJSON(t, apitypes.RenewRequest{Certificate: first.Certificate, CSR: s.challengeCSR(t, first.Certificate, key)})
 			const n = 30
 			tally := parallelPosts(t, s, "/api/v1/renew", n, func(int) []byte { return body })
 			if tally["201 "] != 1 || tally["201 "]+tally["401 challenge_invalid"]+tally["401 certificate_invalid"] != n {
@@ -275,8 +275,8 @@ func TestEnrollRetry(t *testing.T) {
 			s := newStack(t, testdb.DSN(t, backend))
 			b := s.batch(t, map[string]any{"fleet": "default", "profile": "default", "count": 3, "ttl": "1h"})
 			key := testpki.Key(t, "P-256")
-			req := api.EnrollRequest{Token: b.Tokens[0].Token, CSR: testpki.CSRPEM(t, key)}
-			var first, again enrollReply
+			req := apitypes.EnrollRequest{Token: b.Tokens[0].Token, CSR: testpki.CSRPEM(t, key)}
+			var first, again apitypes.EnrollResponse
 			s.call(t, http.MethodPost, "/api/v1/enroll", "", req, http.StatusCreated, &first)
 			s.call(t, http.MethodPost, "/api/v1/enroll", "", req, http.StatusOK, &again)
 			if again != first {
@@ -284,24 +284,21 @@ func TestEnrollRetry(t *testing.T) {
 			}
 			// A new CSR for the same key is the same retry.
 			s.call(t, http.MethodPost, "/api/v1/enroll", "",
-				api.EnrollRequest{Token: req.Token, CSR: testpki.CSRPEM(t, key), DeviceID: first.DeviceID}, http.StatusOK, &again)
+				apitypes.EnrollRequest{Token: req.Token, CSR: testpki.CSRPEM(t, key), DeviceID: first.DeviceID}, http.StatusOK, &again)
 			if again.Serial != first.Serial {
 				t.Fatalf("retry with a new CSR got serial %s, want %s", again.Serial, first.Serial)
 			}
-			refused := func(name string, r api.EnrollRequest) {
+			refused := func(name string, r apitypes.EnrollRequest) {
 				t.Helper()
 				wantError(t, s.call(t, http.MethodPost, "/api/v1/enroll", "", r, http.StatusConflict, nil), http.StatusConflict, fault.TokenUsed)
 			}
-			refused("another key", api.EnrollRequest{Token: req.Token, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))})
-			refused("another device id", api.EnrollRequest{Token: req.Token, CSR: req.CSR, DeviceID: "someone-else"})
+			refused("another key", apitypes.EnrollRequest{Token: req.Token, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))})
+			refused("another device id", apitypes.EnrollRequest{Token: req.Token, CSR: req.CSR, DeviceID: "someone-else"})
 			s.clock.Advance(time.Hour)
 			refused("after the token's TTL", req)
 			s.clock.Advance(-time.Hour)
 
-			var devs struct {
-				Devices []deviceJSON
-				Next    string
-			}
+			var devs apitypes.DeviceList
 			s.call(t, http.MethodGet, "/api/v1/devices", s.viewer, nil, http.StatusOK, &devs)
 			if len(devs.Devices) != 1 {
 				t.Fatalf("%d devices after retries, want 1", len(devs.Devices))
@@ -311,8 +308,8 @@ func TestEnrollRetry(t *testing.T) {
 			s.call(t, http.MethodPost, "/api/v1/profiles", s.admin, map[string]any{"name": "eager",
 				"key_types": []string{"P-256"}, "validity": "1h", "renew_window": "1h"}, http.StatusCreated, nil)
 			eb := s.batch(t, map[string]any{"fleet": "default", "profile": "eager", "count": 1, "ttl": "1h"})
-			ereq := api.EnrollRequest{Token: eb.Tokens[0].Token, CSR: testpki.CSRPEM(t, key)}
-			var e1 enrollReply
+			ereq := apitypes.EnrollRequest{Token: eb.Tokens[0].Token, CSR: testpki.CSRPEM(t, key)}
+			var e1 apitypes.EnrollResponse
 			s.call(t, http.MethodPost, "/api/v1/enroll", "", ereq, http.StatusCreated, &e1)
 			if r := s.renewRaw(t, e1.Certificate, s.challengeCSR(t, e1.Certificate, key)); r.status != http.StatusCreated {
 				t.Fatalf("renew: %s", r)
@@ -320,8 +317,8 @@ func TestEnrollRetry(t *testing.T) {
 			refused("certificate superseded", ereq)
 
 			// And once the device is no longer active.
-			req2 := api.EnrollRequest{Token: b.Tokens[1].Token, CSR: testpki.CSRPEM(t, key)}
-			var d2 enrollReply
+			req2 := apitypes.EnrollRequest{Token: b.Tokens[1].Token, CSR: testpki.CSRPEM(t, key)}
+			var d2 apitypes.EnrollResponse
 			s.call(t, http.MethodPost, "/api/v1/enroll", "", req2, http.StatusCreated, &d2)
 			dev, err := s.st.GetDevice(t.Context(), d2.DeviceID)
 			if err != nil {
@@ -348,7 +345,7 @@ func TestEnrollRetryRace(t *testing.T) {
 			const n = 40
 			bodies := make([][]byte, n)
 			for i := range bodies {
-				bodies[i] = mustJSON(t, api.EnrollRequest{Token: tok, CSR: testpki.CSRPEM(t, key)})
+				bodies[i] = mustJSON(t, apitypes.EnrollRequest{Token: tok, CSR: testpki.CSRPEM(t, key)})
 			}
 			out := parallelOutcomes(t, s, "/api/v1/enroll", n, func(i int) []byte { return bodies[i] })
 			created, serials := 0, map[string]bool{}
@@ -385,7 +382,7 @@ func TestDeviceIDReservation(t *testing.T) {
 
 			enrollAs := func(token, id string) reply {
 				return s.send(t, request{method: http.MethodPost, path: "/api/v1/enroll", contentType: "application/json",
-					body: bytes.NewReader(mustJSON(t, api.EnrollRequest{Token: token, DeviceID: id,
+					body: bytes.NewReader(mustJSON(t, apitypes.EnrollRequest{Token: token, DeviceID: id,
 						CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))})
 			}
 			wantError(t, enrollAs(free.Tokens[0].Token, "sensor-777"), http.StatusConflict, fault.DeviceIDReserved)
@@ -406,9 +403,7 @@ func TestDeviceIDReservation(t *testing.T) {
 				wantError(t, r, http.StatusConflict, fault.DeviceIDReserved)
 				_ = name
 			}
-			var batches struct {
-				TokenBatches []batchJSON `json:"token_batches"`
-			}
+			var batches apitypes.TokenBatchList
 			s.call(t, http.MethodGet, "/api/v1/token-batches", s.viewer, nil, http.StatusOK, &batches)
 			if len(batches.TokenBatches) != 3 {
 				t.Fatalf("%d batches, want the 3 created before the refusals", len(batches.TokenBatches))
@@ -438,9 +433,9 @@ func TestDeviceIDReservationRace(t *testing.T) {
 				free := s.batch(t, map[string]any{"fleet": "default", "profile": "default", "count": squatters, "ttl": "1h"})
 				out := parallelOutcomes(t, s, "/api/v1/enroll", squatters+1, func(i int) []byte {
 					if i == squatters {
-						return mustJSON(t, api.EnrollRequest{Token: rightful.Tokens[0].Token, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))})
+						return mustJSON(t, apitypes.EnrollRequest{Token: rightful.Tokens[0].Token, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))})
 					}
-					return mustJSON(t, api.EnrollRequest{Token: free.Tokens[i].Token, DeviceID: id, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))})
+					return mustJSON(t, apitypes.EnrollRequest{Token: free.Tokens[i].Token, DeviceID: id, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))})
 				})
 				if out[squatters].status != http.StatusCreated {
 					t.Fatalf("round %d: rightful token got %+v", round, out[squatters])
@@ -473,7 +468,7 @@ func TestDeviceIDReservationRace(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					resp, err := s.srv.Client().Do(mustRequest(t, s, "/api/v1/enroll", "", api.EnrollRequest{Token: tok,
+					resp, err := s.srv.Client().Do(mustRequest(t, s, "/api/v1/enroll", "", apitypes.EnrollRequest{Token: tok,
 						DeviceID: id, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))
 					if err == nil {
 						enrollStatus = readReply(resp).status
@@ -515,7 +510,7 @@ func TestDeviceIDReservationRegister(t *testing.T) {
 			register("sensor-778", "default", http.StatusCreated)
 			for i, want := range []string{`"sensor-777"`, `"sensor-778"`} {
 				r := s.send(t, request{method: http.MethodPost, path: "/api/v1/enroll", contentType: "application/json",
-					body: bytes.NewReader(mustJSON(t, api.EnrollRequest{Token: rightful.Tokens[i].Token,
+					body: bytes.NewReader(mustJSON(t, apitypes.EnrollRequest{Token: rightful.Tokens[i].Token,
 						CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))})
 				if r.status != http.StatusCreated || !strings.Contains(r.String(), want) {
 					t.Fatalf("rightful token %d: %s", i, r)
@@ -586,7 +581,7 @@ func TestDeviceIDGrammarAPI(t *testing.T) {
 		t.Run(id, func(t *testing.T) {
 			for name, r := range map[string]reply{
 				"enroll": s.send(t, request{method: http.MethodPost, path: "/api/v1/enroll", contentType: "application/json",
-					body: bytes.NewReader(mustJSON(t, api.EnrollRequest{Token: tok, DeviceID: id, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))}),
+					body: bytes.NewReader(mustJSON(t, apitypes.EnrollRequest{Token: tok, DeviceID: id, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))}),
 				"register": s.call(t, http.MethodPost, "/api/v1/devices", s.admin, map[string]any{"id": id, "fleet": "default",
 					"profile": "default"}, http.StatusBadRequest, nil),
 				"batch": s.call(t, http.MethodPost, "/api/v1/token-batches", s.admin, map[string]any{"fleet": "default",
@@ -613,8 +608,8 @@ func TestDeviceIDGrammarAPI(t *testing.T) {
 	wantError(t, s.send(t, request{method: http.MethodGet, path: "/api/v1/devices/a%00b"}), http.StatusBadRequest, fault.InvalidArgument)
 	wantError(t, s.send(t, request{method: http.MethodGet, path: "/api/v1/devices/mac:00:11", bearer: s.viewer}), http.StatusNotFound, fault.NotFound)
 	// The token was never spent by the refusals.
-	var out enrollReply
-	s.call(t, http.MethodPost, "/api/v1/enroll", "", api.EnrollRequest{Token: tok, DeviceID: "mac:00:11",
+	var out apitypes.EnrollResponse
+	s.call(t, http.MethodPost, "/api/v1/enroll", "", apitypes.EnrollRequest{Token: tok, DeviceID: "mac:00:11",
 		CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}, http.StatusCreated, &out)
 	s.call(t, http.MethodGet, "/api/v1/devices/mac:00:11", s.viewer, nil, http.StatusOK, nil)
 }

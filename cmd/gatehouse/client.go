@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
@@ -85,7 +85,7 @@ func (c *client) do(method, path, accept string, in any) ([]byte, error) {
 		return nil, fault.Wrap(err, fault.Unavailable, "reading response: %v", err)
 	}
 	if res.StatusCode/100 != 2 {
-		var eb api.ErrorBody
+		var eb apitypes.ErrorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
 			return nil, &fault.Error{Code: eb.Error.Code, Message: eb.Error.Message}
 		}

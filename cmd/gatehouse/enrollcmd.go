@@ -18,7 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/deviceid"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
@@ -105,11 +105,11 @@ func runEnroll(server, token, out, deviceID, keyType, caFile string, force bool)
 		return enrollResult{}, err
 	}
 	csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
-	body, err := postEnroll(c, api.EnrollRequest{Token: token, CSR: string(csrPEM), DeviceID: deviceID})
+	body, err := postEnroll(c, apitypes.EnrollRequest{Token: token, CSR: string(csrPEM), DeviceID: deviceID})
 	if err != nil {
 		return enrollResult{}, err
 	}
-	var res api.EnrollResponse
+	var res apitypes.EnrollResponse
 	if err := json.Unmarshal(body, &res); err != nil || res.Certificate == "" {
 		return enrollResult{}, fault.New(fault.Unavailable, "server sent an unreadable enrollment response")
 	}
@@ -150,7 +150,7 @@ var enrollRetryDelays = []time.Duration{500 * time.Millisecond, 2 * time.Second}
 // (same token, same key) when no answer came back: the server may have
 // committed it, and then answers the retry with the same certificate
 // instead of token_used. Refusals are final.
-func postEnroll(c *client, req api.EnrollRequest) ([]byte, error) {
+func postEnroll(c *client, req apitypes.EnrollRequest) ([]byte, error) {
 	body, err := c.do("POST", "/api/v1/enroll", "", req)
 	for _, d := range enrollRetryDelays {
 		if !fault.Is(err, fault.Unavailable) {

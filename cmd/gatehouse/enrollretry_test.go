@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 )
 
 // TestEnrollResendsLostReply: when the enrollment's answer is lost (the
@@ -43,7 +43,7 @@ func TestEnrollResendsLostReply(t *testing.T) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
-		_ = json.NewEncoder(w).Encode(api.EnrollResponse{DeviceID: "cam-1", Certificate: "CERT", Chain: "CHAIN",
+		_ = json.NewEncoder(w).Encode(apitypes.EnrollResponse{DeviceID: "cam-1", Certificate: "CERT", Chain: "CHAIN",
 			Serial: "01", NotAfter: time.Now().Add(time.Hour)})
 	}))
 	t.Cleanup(srv.Close)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
@@ -101,10 +101,10 @@ func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollRe
 		// handshake proves the key already: a TLS-terminating proxy in front
 		// of Gatehouse would leave the handshake's proof behind.
 		var chBody []byte
-		if chBody, err = c.do("POST", "/api/v1/renew/challenge", "", api.RenewChallengeRequest{Certificate: string(certPEM)}); err != nil {
+		if chBody, err = c.do("POST", "/api/v1/renew/challenge", "", apitypes.RenewChallengeRequest{Certificate: string(certPEM)}); err != nil {
 			return enrollResult{}, err
 		}
-		var ch api.RenewChallengeResponse
+		var ch apitypes.RenewChallengeResponse
 		if err := json.Unmarshal(chBody, &ch); err != nil || ch.Nonce == "" {
 			return enrollResult{}, fault.New(fault.Unavailable, "server sent an unreadable renewal challenge")
 		}
@@ -113,13 +113,13 @@ func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollRe
 	if err != nil {
 		return enrollResult{}, err
 	}
-	req := api.RenewRequest{Certificate: string(certPEM),
+	req := apitypes.RenewRequest{Certificate: string(certPEM),
 		CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))}
 	body, err := c.do("POST", "/api/v1/renew", "", req)
 	if err != nil {
 		return enrollResult{}, err
 	}
-	var res api.EnrollResponse
+	var res apitypes.EnrollResponse
 	if err := json.Unmarshal(body, &res); err != nil || res.Certificate == "" {
 		return enrollResult{}, fault.New(fault.Unavailable, "server sent an unreadable renewal response")
 	}

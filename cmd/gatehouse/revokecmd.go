@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/revoke"
 )
@@ -38,51 +38,71 @@ Reasons: ` + strings.Join(reasonNames(), ", ") + `.`,
 	pf.String("note", "", "free-text note recorded in the audit log")
 	pf.Bool("json", false, "print the result (or the error) as JSON")
 
-	withReason := func(c *cobra.Command) *cobra.Command {
-		c.Flags().String("reason", "unspecified", "RFC 5280 reason: "+strings.Join(reasonNames(), ", "))
-		return c
-	}
-	device := withReason(&cobra.Command{
+	rev.AddCommand(newRevokeDeviceCmd(), newRevokeCertificateCmd(), newRevokeBatchCmd(), newRevokeJobCmd(),
+		newTransitionCmd("suspend", "Suspend a device: deny it until reinstated (certificates and CRL untouched)"),
+		newTransitionCmd("reinstate", "Reinstate a suspended device"))
+	return rev
+}
+
+// withReason adds the --reason flag of the subcommands that revoke.
+func withReason(c *cobra.Command) *cobra.Command {
+	c.Flags().String("reason", "unspecified", "RFC 5280 reason: "+strings.Join(reasonNames(), ", "))
+	return c
+}
+
+// withPoll adds the --poll flag of the subcommands that follow a job.
+func withPoll(c *cobra.Command) *cobra.Command {
+	c.Flags().Duration("poll", 500*time.Millisecond, "how often to poll the job's progress")
+	return c
+}
+
+func newRevokeDeviceCmd() *cobra.Command {
+	return withReason(&cobra.Command{
 		Use:   "device <device-id>",
 		Short: "Revoke a device and all its certificates",
 		Args:  cobra.ExactArgs(1),
-		RunE: revokeRun(func(cmd *cobra.Command, c *client, body api.RevokeRequest, id string) (any, error) {
-			var res struct {
-				Device  string   `json:"device"`
-				Status  string   `json:"status"`
-				Serials []string `json:"revoked_serials"`
-				// Warnings list follow-ups that lag a committed revocation.
-				Warnings []any `json:"warnings"`
-			}
-			if err := c.call("POST", "/api/v1/devices/"+url.PathEscape(id)+"/revoke", body, &res); err != nil {
-				return nil, err
-			}
-			if !asJSON(cmd) {
-				fmt.Fprintf(cmd.OutOrStdout(), "device %s revoked (%s); %d certificate(s) revoked: %s\n",
-					res.Device, body.Reason, len(res.Serials), strings.Join(res.Serials, ", "))
-			}
-			printWarnings(cmd, res.Warnings)
-			return map[string]any{"ok": true, "device": res.Device, "status": res.Status, "revoked_serials": res.Serials, "warnings": res.Warnings}, nil
-		}),
+		RunE:  revokeRun(revokeDevice),
 	})
-	certificate := withReason(&cobra.Command{
+}
+
+func revokeDevice(cmd *cobra.Command, c *client, body apitypes.RevokeRequest, id string) (any, error) {
+	var res apitypes.DeviceRevocation
+	if err := c.call("POST", "/api/v1/devices/"+url.PathEscape(id)+"/revoke", body, &res); err != nil {
+		return nil, err
+	}
+	if !asJSON(cmd) {
+		fmt.Fprintf(cmd.OutOrStdout(), "device %s revoked (%s); %d certificate(s) revoked: %s\n",
+			res.Device, body.Reason, len(res.RevokedSerials), strings.Join(res.RevokedSerials, ", "))
+	}
+	printWarnings(cmd, res.Warnings)
+	return map[string]any{"ok": true, "device": res.Device, "status": res.Status, "revoked_serials": res.RevokedSerials,
+		"warnings": res.Warnings}, nil
+}
+
+func newRevokeCertificateCmd() *cobra.Command {
+	return withReason(&cobra.Command{
 		Use:     "certificate <serial>",
 		Aliases: []string{"cert"},
 		Short:   "Revoke one certificate (the device keeps its other certificates)",
 		Args:    cobra.ExactArgs(1),
-		RunE: revokeRun(func(cmd *cobra.Command, c *client, body api.RevokeRequest, serial string) (any, error) {
-			var res map[string]any
-			if err := c.call("POST", "/api/v1/certificates/"+url.PathEscape(serial)+"/revoke", body, &res); err != nil {
-				return nil, err
-			}
-			if !asJSON(cmd) {
-				fmt.Fprintf(cmd.OutOrStdout(), "certificate %s %v (%s)\n", serial, res["status"], body.Reason)
-			}
-			printWarnings(cmd, res["warnings"])
-			return map[string]any{"ok": true, "certificate": res}, nil
-		}),
+		RunE:    revokeRun(revokeCertificate),
 	})
-	batch := withReason(&cobra.Command{
+}
+
+func revokeCertificate(cmd *cobra.Command, c *client, body apitypes.RevokeRequest, serial string) (any, error) {
+	var res apitypes.CertificateResult
+	if err := c.call("POST", "/api/v1/certificates/"+url.PathEscape(serial)+"/revoke", body, &res); err != nil {
+		return nil, err
+	}
+	if !asJSON(cmd) {
+		fmt.Fprintf(cmd.OutOrStdout(), "certificate %s %s (%s)\n", serial, res.Status, body.Reason)
+	}
+	printWarnings(cmd, res.Warnings)
+	return map[string]any{"ok": true, "certificate": res}, nil
+}
+
+func newRevokeBatchCmd() *cobra.Command {
+	batch := withPoll(withReason(&cobra.Command{
 		Use:   "batch <batch-id>",
 		Short: "Revoke a token batch: its unused tokens and every device enrolled with one",
 		Long: `Revoke a token batch (a compromised factory lot): its unused tokens stop
@@ -91,68 +111,76 @@ one of its tokens, in steps. The command prints the job's progress until it
 is done (or returns at once with --no-wait). The job survives restarts; running
 the command again for the same batch shows or resumes the same job.`,
 		Args: cobra.ExactArgs(1),
-		RunE: revokeRun(func(cmd *cobra.Command, c *client, body api.RevokeRequest, id string) (any, error) {
-			var job api.RevocationJob
-			if err := c.call("POST", "/api/v1/token-batches/"+url.PathEscape(id)+"/revoke", body, &job); err != nil {
-				return nil, err
-			}
-			progress := cmd.ErrOrStderr()
-			fmt.Fprintf(progress, "batch %s revoked; job %s revokes its %d enrolled device(s)\n", id, job.ID, job.Total)
-			if !must(cmd.Flags().GetBool("no-wait")) {
-				var err error
-				if job, err = waitJob(c, job, must(cmd.Flags().GetDuration("poll")), progress); err != nil {
-					return nil, err
-				}
-			}
-			return jobResult(cmd, job)
-		}),
-	})
+		RunE: revokeRun(revokeBatch),
+	}))
 	batch.Flags().Bool("no-wait", false, "start the job and return without waiting for it")
-	batch.Flags().Duration("poll", 500*time.Millisecond, "how often to poll the job's progress")
+	return batch
+}
 
-	job := &cobra.Command{
+func revokeBatch(cmd *cobra.Command, c *client, body apitypes.RevokeRequest, id string) (any, error) {
+	var job apitypes.RevocationJob
+	if err := c.call("POST", "/api/v1/token-batches/"+url.PathEscape(id)+"/revoke", body, &job); err != nil {
+		return nil, err
+	}
+	progress := cmd.ErrOrStderr()
+	fmt.Fprintf(progress, "batch %s revoked; job %s revokes its %d enrolled device(s)\n", id, job.ID, job.Total)
+	if !must(cmd.Flags().GetBool("no-wait")) {
+		var err error
+		if job, err = waitJob(c, job, must(cmd.Flags().GetDuration("poll")), progress); err != nil {
+			return nil, err
+		}
+	}
+	return jobResult(cmd, job)
+}
+
+func newRevokeJobCmd() *cobra.Command {
+	job := withPoll(&cobra.Command{
 		Use:   "job <job-id>",
 		Short: "Show a bulk revocation job (with --wait, follow it until it ends)",
 		Args:  cobra.ExactArgs(1),
-		RunE: revokeRun(func(cmd *cobra.Command, c *client, _ api.RevokeRequest, id string) (any, error) {
-			var j api.RevocationJob
-			if err := c.call("GET", "/api/v1/revocation-jobs/"+url.PathEscape(id), nil, &j); err != nil {
-				return nil, err
-			}
-			if must(cmd.Flags().GetBool("wait")) {
-				var err error
-				if j, err = waitJob(c, j, must(cmd.Flags().GetDuration("poll")), cmd.ErrOrStderr()); err != nil {
-					return nil, err
-				}
-			}
-			return jobResult(cmd, j)
-		}),
-	}
+		RunE:  revokeRun(showJob),
+	})
 	job.Flags().Bool("wait", false, "poll until the job is no longer running")
-	job.Flags().Duration("poll", 500*time.Millisecond, "how often to poll the job's progress")
+	return job
+}
 
-	transition := func(use, short, path string) *cobra.Command {
-		return &cobra.Command{
-			Use:   use + " <device-id>",
-			Short: short,
-			Args:  cobra.ExactArgs(1),
-			RunE: revokeRun(func(cmd *cobra.Command, c *client, body api.RevokeRequest, id string) (any, error) {
-				var res map[string]any
-				if err := c.call("POST", "/api/v1/devices/"+url.PathEscape(id)+"/"+path, api.RevokeRequest{Note: body.Note}, &res); err != nil {
-					return nil, err
-				}
-				if !asJSON(cmd) {
-					fmt.Fprintf(cmd.OutOrStdout(), "device %s is %v\n", id, res["status"])
-				}
-				printWarnings(cmd, res["warnings"])
-				return map[string]any{"ok": true, "device": res}, nil
-			}),
+func showJob(cmd *cobra.Command, c *client, _ apitypes.RevokeRequest, id string) (any, error) {
+	var j apitypes.RevocationJob
+	if err := c.call("GET", "/api/v1/revocation-jobs/"+url.PathEscape(id), nil, &j); err != nil {
+		return nil, err
+	}
+	if must(cmd.Flags().GetBool("wait")) {
+		var err error
+		if j, err = waitJob(c, j, must(cmd.Flags().GetDuration("poll")), cmd.ErrOrStderr()); err != nil {
+			return nil, err
 		}
 	}
-	rev.AddCommand(device, certificate, batch, job,
-		transition("suspend", "Suspend a device: deny it until reinstated (certificates and CRL untouched)", "suspend"),
-		transition("reinstate", "Reinstate a suspended device", "reinstate"))
-	return rev
+	return jobResult(cmd, j)
+}
+
+// newTransitionCmd is suspend or reinstate: verb is both the subcommand and
+// the last segment of the API path.
+func newTransitionCmd(verb, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   verb + " <device-id>",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: revokeRun(func(cmd *cobra.Command, c *client, body apitypes.RevokeRequest, id string) (any, error) {
+			return transitionDevice(cmd, c, verb, body.Note, id)
+		}),
+	}
+}
+
+func transitionDevice(cmd *cobra.Command, c *client, verb, note, id string) (any, error) {
+	var res apitypes.DeviceResult
+	if err := c.call("POST", "/api/v1/devices/"+url.PathEscape(id)+"/"+verb, apitypes.RevokeRequest{Note: note}, &res); err != nil {
+		return nil, err
+	}
+	if !asJSON(cmd) {
+		fmt.Fprintf(cmd.OutOrStdout(), "device %s is %s\n", id, res.Status)
+	}
+	printWarnings(cmd, res.Warnings)
+	return map[string]any{"ok": true, "device": res}, nil
 }
 
 func reasonNames() []string {
@@ -170,11 +198,11 @@ func asJSON(cmd *cobra.Command) bool { return must(cmd.Flags().GetBool("json")) 
 // revokeRun wraps a subcommand: it validates the reason before anything
 // goes over the wire, builds the client, and renders errors as the other
 // commands do (code and message; JSON with --json).
-func revokeRun(fn func(cmd *cobra.Command, c *client, body api.RevokeRequest, arg string) (any, error)) func(*cobra.Command, []string) error {
+func revokeRun(fn func(cmd *cobra.Command, c *client, body apitypes.RevokeRequest, arg string) (any, error)) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		res, err := func() (any, error) {
 			f := cmd.Flags()
-			body := api.RevokeRequest{Note: must(f.GetString("note"))}
+			body := apitypes.RevokeRequest{Note: must(f.GetString("note"))}
 			if f.Lookup("reason") != nil {
 				body.Reason = must(f.GetString("reason"))
 				if _, err := revoke.ReasonCode(body.Reason); err != nil {
@@ -219,7 +247,7 @@ func (c *client) call(method, path string, in, out any) error {
 
 // waitJob polls a job until it is no longer running, printing progress
 // whenever it moves.
-func waitJob(c *client, j api.RevocationJob, every time.Duration, progress io.Writer) (api.RevocationJob, error) {
+func waitJob(c *client, j apitypes.RevocationJob, every time.Duration, progress io.Writer) (apitypes.RevocationJob, error) {
 	if every <= 0 {
 		every = 500 * time.Millisecond
 	}
@@ -251,7 +279,7 @@ func percent(done, total int64) string {
 
 // jobResult renders a job; a failed job is an error (exit 1) that says how
 // to resume it.
-func jobResult(cmd *cobra.Command, j api.RevocationJob) (any, error) {
+func jobResult(cmd *cobra.Command, j apitypes.RevocationJob) (any, error) {
 	if j.Status == "failed" {
 		return nil, fault.New(fault.Unavailable, "revocation job %s failed at %d/%d devices: %s; run `gatehouse revoke batch %s` again to resume it",
 			j.ID, j.Done, j.Total, j.Error, j.BatchID)

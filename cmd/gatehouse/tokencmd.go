@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/deviceid"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
@@ -35,7 +35,7 @@ func newTokenCmd() *cobra.Command {
 			if c.token == "" {
 				return fault.New(fault.Unauthenticated, "--admin-token or GATEHOUSE_ADMIN_TOKEN is required")
 			}
-			req := api.BatchRequest{Fleet: must(f.GetString("fleet")), Profile: must(f.GetString("profile")),
+			req := apitypes.BatchRequest{Fleet: must(f.GetString("fleet")), Profile: must(f.GetString("profile")),
 				Count: must(f.GetInt("count")), TTL: must(f.GetString("ttl"))}
 			if path := must(f.GetString("device-ids")); path != "" {
 				ids, err := readLines(path)
@@ -66,7 +66,7 @@ func newTokenCmd() *cobra.Command {
 	return tok
 }
 
-func createTokens(cmd *cobra.Command, c *client, req api.BatchRequest, csvPath string) error {
+func createTokens(cmd *cobra.Command, c *client, req apitypes.BatchRequest, csvPath string) error {
 	progress := cmd.ErrOrStderr()
 	start := time.Now()
 	fmt.Fprintf(progress, "creating %d bootstrap tokens for fleet %q, profile %q…\n", req.Count, req.Fleet, req.Profile)
@@ -74,7 +74,7 @@ func createTokens(cmd *cobra.Command, c *client, req api.BatchRequest, csvPath s
 	if err != nil {
 		return err
 	}
-	var res api.BatchResponse
+	var res apitypes.BatchResponse
 	if err := json.Unmarshal(body, &res); err != nil {
 		return fault.New(fault.Unavailable, "server sent an unreadable batch response")
 	}
@@ -105,7 +105,7 @@ func createTokens(cmd *cobra.Command, c *client, req api.BatchRequest, csvPath s
 	return nil
 }
 
-func writeTokensCSV(w io.Writer, res api.BatchResponse, progress io.Writer) error {
+func writeTokensCSV(w io.Writer, res apitypes.BatchResponse, progress io.Writer) error {
 	if _, err := fmt.Fprintln(w, "token,device_id,batch_id,fleet,profile,expires_at"); err != nil {
 		return err
 	}
