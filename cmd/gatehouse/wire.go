@@ -54,10 +54,12 @@ type app struct {
 }
 
 // wire builds every component from configuration. It needs an initialised
-// data directory. It opens the store, builds the flows in dependency order
-// (each newX step below fails only on configuration and touches no data),
-// then loads the state the decision core starts from. Whatever fails after
-// the store opened closes it once, in the deferred close.
+// data directory. It opens the store, builds the flows in dependency order,
+// and only then loads the state the decision core starts from, so a
+// configuration error stops the start before anything is written. Each flow
+// has a core, built first, and a front (enrollment; the hooks), built once
+// revocation, which both fronts use, stands. Whatever fails after the store
+// opened closes it once, in the deferred close.
 func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err error) {
 	if !ca.Initialized(caDir(v)) {
 		return nil, fault.New(fault.NotFound, "%s holds no CA: run `gatehouse init --data-dir %s` first", dataDir(v), dataDir(v))
@@ -93,8 +95,9 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if a.ca, err = newCA(v, st, pass, base, crlValidity); err != nil {
 		return nil, err
 	}
-	// Broker flow: decisions rest on the CA's roles and the device state.
-	if err := a.newBrokerFlow(v, hauth, log); err != nil {
+	// Broker flow, its core: decisions rest on the CA's roles, the active
+	// policy and the device state.
+	if err := a.newDecisionCore(v, log); err != nil {
 		return nil, err
 	}
 	// Revocation takes back what both flows gave.
@@ -107,6 +110,10 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	// CRL before they return, so a device may connect at once.
 	inv, enr, err := a.newDeviceFront(log)
 	if err != nil {
+		return nil, err
+	}
+	// Broker flow, its front: the hook handler brokers ask.
+	if a.hooks, err = newHooks(v, a.authz, a.ca, hauth, log); err != nil {
 		return nil, err
 	}
 	// Operator edge.
@@ -165,20 +172,16 @@ func (a *app) newDeviceFront(log *slog.Logger) (*inventory.Service, *enroll.Serv
 
 // Broker flow: hooks → authz → policy, topic, authzsync.
 
-// newBrokerFlow builds the decision core, the policy service that loads
-// versions into it, the syncer that feeds it device state, and the hook
-// handler brokers ask.
-func (a *app) newBrokerFlow(v *viper.Viper, hauth hookAuth, log *slog.Logger) (err error) {
+// newDecisionCore builds the decision core, the policy service that loads
+// versions into it and the syncer that feeds it device state.
+func (a *app) newDecisionCore(v *viper.Viper, log *slog.Logger) (err error) {
 	if a.authz, err = newAuthz(v, log); err != nil {
 		return err
 	}
 	if a.policies, err = policy.NewService(policy.ServiceConfig{Versions: a.store, Active: a.authz, Fresh: a.authz, Log: log}); err != nil {
 		return err
 	}
-	if a.sync, err = authzsync.New(authzsync.Config{Source: a.store, Roles: a.ca, Sink: a.authz, Fresh: a.authz, Log: log}); err != nil {
-		return err
-	}
-	a.hooks, err = newHooks(v, a.authz, a.ca, hauth, log)
+	a.sync, err = authzsync.New(authzsync.Config{Source: a.store, Roles: a.ca, Sink: a.authz, Fresh: a.authz, Log: log})
 	return err
 }
 
