@@ -130,23 +130,48 @@ func (c *CA) signCRL(ctx context.Context, n int64) (store.CRL, error) {
 	if err != nil {
 		return store.CRL{}, err
 	}
+	now := c.cfg.Now().UTC().Truncate(time.Second)
+	thisUpdate, nextUpdate := c.crlWindow(now)
+	list, count, err := c.crlEntries(ctx, now)
+	if err != nil {
+		return store.CRL{}, err
+	}
+	tbsDER, err := c.crlTBS(n, alg, thisUpdate, nextUpdate, list, count)
+	if err != nil {
+		return store.CRL{}, fmt.Errorf("encode CRL: %w", err)
+	}
+	der, err := c.signCRLTBS(tbsDER, alg, hash)
+	if err != nil {
+		return store.CRL{}, err
+	}
+	return store.CRL{Number: n, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, Entries: count, DER: der}, nil
+}
+
+// crlWindow returns the thisUpdate and nextUpdate of a list made at now.
+func (c *CA) crlWindow(now time.Time) (thisUpdate, nextUpdate time.Time) {
 	// thisUpdate is backdated as certificates' notBefore is: a broker whose
 	// clock runs a little behind would otherwise find every fresh list "not
 	// yet valid", and OpenSSL then refuses every client, not just the
 	// revoked ones. nextUpdate counts from now, so the validity is kept.
-	now := c.cfg.Now().UTC().Truncate(time.Second)
-	thisUpdate := now.Add(-c.cfg.Backdate)
-	nextUpdate := now.Add(c.cfg.CRLValidity)
+	thisUpdate = now.Add(-c.cfg.Backdate)
+	nextUpdate = now.Add(c.cfg.CRLValidity)
 	if nextUpdate.After(c.inter.NotAfter) {
 		// A list must not outlive its issuer: verifiers reject it then.
 		nextUpdate = c.inter.NotAfter
 	}
+	return thisUpdate, nextUpdate
+}
+
+// crlEntries encodes the revokedCertificates entries of every certificate
+// revoked within CRLRetention of now, and returns them with their count.
+func (c *CA) crlEntries(ctx context.Context, now time.Time) ([]byte, int, error) {
 	// The entries are encoded as they stream, without the enclosing
 	// SEQUENCE, whose length is known only at the end.
 	entries := cryptobyte.NewBuilder(make([]byte, 0, 1<<16))
 	count := 0
 	var serial []byte
-	err = c.cfg.CRLStore.EachRevokedCertificate(ctx, now.Add(-CRLRetention), func(r store.RevokedCert) error {
+	err := c.cfg.CRLStore.EachRevokedCertificate(ctx, now.Add(-CRLRetention), func(r store.RevokedCert) error {
+		var err error
 		serial, err = serialBytes(serial[:0], r.Serial)
 		if err != nil {
 			return err
@@ -171,12 +196,18 @@ func (c *CA) signCRL(ctx context.Context, n int64) (store.CRL, error) {
 		return nil
 	})
 	if err != nil {
-		return store.CRL{}, err
+		return nil, 0, err
 	}
 	list, err := entries.Bytes()
 	if err != nil {
-		return store.CRL{}, fmt.Errorf("encode CRL entries: %w", err)
+		return nil, 0, fmt.Errorf("encode CRL entries: %w", err)
 	}
+	return list, count, nil
+}
+
+// crlTBS encodes the TBSCertList of CRL number n around the encoded
+// entries list (count of them; none leaves the field out).
+func (c *CA) crlTBS(n int64, alg []byte, thisUpdate, nextUpdate time.Time, list []byte, count int) ([]byte, error) {
 	tbs := cryptobyte.NewBuilder(make([]byte, 0, len(list)+1024))
 	tbs.AddASN1(cbasn1.SEQUENCE, func(t *cryptobyte.Builder) {
 		t.AddASN1Int64(1) // v2
@@ -208,10 +239,12 @@ func (c *CA) signCRL(ctx context.Context, n int64) (store.CRL, error) {
 			})
 		})
 	})
-	tbsDER, err := tbs.Bytes()
-	if err != nil {
-		return store.CRL{}, fmt.Errorf("encode CRL: %w", err)
-	}
+	return tbs.Bytes()
+}
+
+// signCRLTBS signs tbsDER with the CRL signer and returns the
+// CertificateList.
+func (c *CA) signCRLTBS(tbsDER, alg []byte, hash crypto.Hash) ([]byte, error) {
 	digest := tbsDER
 	if hash != 0 {
 		h := hash.New()
@@ -220,7 +253,7 @@ func (c *CA) signCRL(ctx context.Context, n int64) (store.CRL, error) {
 	}
 	sig, err := c.crl.signer.Sign(rand.Reader, digest, hash)
 	if err != nil {
-		return store.CRL{}, fmt.Errorf("sign CRL: %w", err)
+		return nil, fmt.Errorf("sign CRL: %w", err)
 	}
 	out := cryptobyte.NewBuilder(make([]byte, 0, len(tbsDER)+len(sig)+64))
 	out.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
@@ -230,9 +263,9 @@ func (c *CA) signCRL(ctx context.Context, n int64) (store.CRL, error) {
 	})
 	der, err := out.Bytes()
 	if err != nil {
-		return store.CRL{}, fmt.Errorf("encode CRL: %w", err)
+		return nil, fmt.Errorf("encode CRL: %w", err)
 	}
-	return store.CRL{Number: n, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, Entries: count, DER: der}, nil
+	return der, nil
 }
 
 // addTime writes t as RFC 5280 requires: UTCTime through 2049,

@@ -254,108 +254,26 @@ func (s *Store) RevokeBatchChunk(ctx context.Context, req ChunkRequest) (Chunk, 
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		out = Chunk{}
 		at := ms(req.At)
-		// The guard UPDATE takes the job row's lock (PostgreSQL), so a
-		// replica that claimed the job meanwhile waits, then sees another owner.
-		res := tx.Model(&revocationJobRow{}).Where("id = ? AND lease_owner = ? AND status = ?", req.JobID, req.Owner, string(JobRunning)).
-			Update("updated_at", at)
-		if res.Error != nil {
-			return classify(res.Error, "revocation job "+req.JobID)
+		r, held, err := holdJobLease(tx, req.JobID, req.Owner, at)
+		if err != nil {
+			return err
 		}
-		var r revocationJobRow
-		if err := tx.Where("id = ?", req.JobID).Take(&r).Error; err != nil {
-			return classify(err, "revocation job "+req.JobID)
-		}
-		if res.RowsAffected == 0 {
-			if r.Status != string(JobRunning) {
-				out.Job = r.domain()
-				return nil
-			}
-			return fault.New(fault.Conflict, "revocation job %s is leased to another replica", req.JobID)
-		}
-		if r.Kind != JobKindBatch {
-			return fault.New(fault.InvalidArgument, "revocation job %s is of unknown kind %q", r.ID, r.Kind)
+		if !held {
+			out.Job = r.domain() // no longer running: nothing to do
+			return nil
 		}
 		ids, err := scanStrings(tx.Raw(sqlChunkDevices, r.Target, r.Cursor, req.Limit))
 		if err != nil {
 			return classify(err, "bootstrap tokens")
 		}
 		if len(ids) > 0 {
-			last := ids[len(ids)-1]
-			changed, err := scanStrings(tx.Raw(sqlChunkRevokeDevices, string(DeviceRevoked), at, string(DeviceRevoked),
-				r.Target, r.Cursor, last))
-			if err != nil {
-				return classify(err, "devices")
-			}
-			rows, err := tx.Raw(sqlChunkRevokeCerts, string(CertRevoked), at, r.ReasonCode, string(CertRevoked),
-				r.Target, r.Cursor, last).Rows()
-			if err != nil {
-				return classify(err, "certificates")
-			}
-			serials := map[string][]string{}
-			for rows.Next() {
-				var serial, dev string
-				if err := rows.Scan(&serial, &dev); err != nil {
-					_ = rows.Close()
-					return classify(err, "certificates")
-				}
-				serials[dev] = append(serials[dev], serial)
-				out.Serials = append(out.Serials, serial)
-			}
-			// A failure mid-stream ends Next early: without this check the
-			// step would commit with serials missing from its list.
-			if err := rows.Err(); err != nil {
-				_ = rows.Close()
-				return classify(err, "certificates")
-			}
-			if err := rows.Close(); err != nil {
-				return classify(err, "certificates")
-			}
-			seen := make(map[string]bool, len(changed))
-			for _, id := range changed {
-				seen[id] = true
-			}
-			for id := range serials {
-				if !seen[id] {
-					seen[id] = true
-					changed = append(changed, id)
-				}
-			}
-			for _, id := range ids {
-				if !seen[id] {
-					continue
-				}
-				out.Devices = append(out.Devices, id)
-				if req.DeviceAudit == nil {
-					continue
-				}
-				e := req.DeviceAudit(id, serials[id])
-				if err := s.appendAuditTx(tx, &e); err != nil {
-					return err
-				}
-			}
-			r.Cursor = last
-			r.Done += int64(len(ids))
-			r.Revoked += int64(len(out.Devices))
-			if len(out.Devices) > 0 {
-				if err := s.notify(tx, TopicDevices); err != nil {
-					return err
-				}
+			if err := s.revokeChunk(tx, &r, ids, at, req.DeviceAudit, &out); err != nil {
+				return err
 			}
 		}
-		upd := map[string]any{"cursor_device": r.Cursor, "done_count": r.Done, "revoked_count": r.Revoked,
-			"lease_until": ms(req.LeaseUntil), "updated_at": at}
-		r.LeaseUntil, r.UpdatedAt = ms(req.LeaseUntil), at
 		finished := len(ids) < req.Limit
-		if finished {
-			upd["status"], r.Status = string(JobDone), string(JobDone)
-			// Devices enrolled between the count and the batch's revocation
-			// (none, normally) still show as done, not as 101 of 100.
-			if r.Total < r.Done {
-				upd["total"], r.Total = r.Done, r.Done
-			}
-		}
-		if err := tx.Model(&revocationJobRow{}).Where("id = ?", r.ID).Updates(upd).Error; err != nil {
-			return classify(err, "revocation job "+r.ID)
+		if err := saveJobStep(tx, &r, finished, ms(req.LeaseUntil), at); err != nil {
+			return err
 		}
 		out.Job = r.domain()
 		if finished && req.FinishAudit != nil {
@@ -365,6 +283,132 @@ func (s *Store) RevokeBatchChunk(ctx context.Context, req ChunkRequest) (Chunk, 
 		return nil
 	})
 	return out, err
+}
+
+// holdJobLease checks, inside a step's transaction, that owner still holds
+// job id's lease, and returns the job. held is false, without an error,
+// when the job is no longer running; a running job leased to another owner
+// is a conflict.
+func holdJobLease(tx *gorm.DB, id, owner string, at int64) (r revocationJobRow, held bool, err error) {
+	// The guard UPDATE takes the job row's lock (PostgreSQL), so a
+	// replica that claimed the job meanwhile waits, then sees another owner.
+	res := tx.Model(&revocationJobRow{}).Where("id = ? AND lease_owner = ? AND status = ?", id, owner, string(JobRunning)).
+		Update("updated_at", at)
+	if res.Error != nil {
+		return r, false, classify(res.Error, "revocation job "+id)
+	}
+	if err := tx.Where("id = ?", id).Take(&r).Error; err != nil {
+		return r, false, classify(err, "revocation job "+id)
+	}
+	if res.RowsAffected == 0 {
+		if r.Status != string(JobRunning) {
+			return r, false, nil
+		}
+		return r, false, fault.New(fault.Conflict, "revocation job %s is leased to another replica", id)
+	}
+	if r.Kind != JobKindBatch {
+		return r, false, fault.New(fault.InvalidArgument, "revocation job %s is of unknown kind %q", r.ID, r.Kind)
+	}
+	return r, true, nil
+}
+
+// revokeChunk revokes ids — the next devices of r's batch after its cursor,
+// in id order — and their certificates, records deviceAudit's event for
+// each device it changed, and moves r's cursor and counts past ids. Every
+// statement covers the range (cursor, last id].
+func (s *Store) revokeChunk(tx *gorm.DB, r *revocationJobRow, ids []string, at int64,
+	deviceAudit func(deviceID string, serials []string) AuditEvent, out *Chunk) error {
+	last := ids[len(ids)-1]
+	changed, err := scanStrings(tx.Raw(sqlChunkRevokeDevices, string(DeviceRevoked), at, string(DeviceRevoked),
+		r.Target, r.Cursor, last))
+	if err != nil {
+		return classify(err, "devices")
+	}
+	serials, all, err := revokeChunkCerts(tx, r, last, at)
+	if err != nil {
+		return err
+	}
+	out.Serials = all
+	// A device counts as changed when its status or one of its
+	// certificates did (a device revoked earlier may keep a valid one).
+	seen := make(map[string]bool, len(changed))
+	for _, id := range changed {
+		seen[id] = true
+	}
+	for id := range serials {
+		seen[id] = true
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			continue
+		}
+		out.Devices = append(out.Devices, id)
+		if deviceAudit == nil {
+			continue
+		}
+		e := deviceAudit(id, serials[id])
+		if err := s.appendAuditTx(tx, &e); err != nil {
+			return err
+		}
+	}
+	r.Cursor = last
+	r.Done += int64(len(ids))
+	r.Revoked += int64(len(out.Devices))
+	if len(out.Devices) > 0 {
+		return s.notify(tx, TopicDevices)
+	}
+	return nil
+}
+
+// revokeChunkCerts revokes the certificates of r's devices in (cursor,
+// last] and returns their serials, by device and in the order revoked.
+func revokeChunkCerts(tx *gorm.DB, r *revocationJobRow, last string, at int64) (map[string][]string, []string, error) {
+	rows, err := tx.Raw(sqlChunkRevokeCerts, string(CertRevoked), at, r.ReasonCode, string(CertRevoked),
+		r.Target, r.Cursor, last).Rows()
+	if err != nil {
+		return nil, nil, classify(err, "certificates")
+	}
+	byDevice := map[string][]string{}
+	var all []string
+	for rows.Next() {
+		var serial, dev string
+		if err := rows.Scan(&serial, &dev); err != nil {
+			_ = rows.Close()
+			return nil, nil, classify(err, "certificates")
+		}
+		byDevice[dev] = append(byDevice[dev], serial)
+		all = append(all, serial)
+	}
+	// A failure mid-stream ends Next early: without this check the
+	// step would commit with serials missing from its list.
+	if err := rows.Err(); err != nil {
+		_ = rows.Close()
+		return nil, nil, classify(err, "certificates")
+	}
+	if err := rows.Close(); err != nil {
+		return nil, nil, classify(err, "certificates")
+	}
+	return byDevice, all, nil
+}
+
+// saveJobStep records r's progress and extends its lease to leaseUntil;
+// a finished step also marks the job done.
+func saveJobStep(tx *gorm.DB, r *revocationJobRow, finished bool, leaseUntil, at int64) error {
+	upd := map[string]any{"cursor_device": r.Cursor, "done_count": r.Done, "revoked_count": r.Revoked,
+		"lease_until": leaseUntil, "updated_at": at}
+	r.LeaseUntil, r.UpdatedAt = leaseUntil, at
+	if finished {
+		upd["status"], r.Status = string(JobDone), string(JobDone)
+		// Devices enrolled between the count and the batch's revocation
+		// (none, normally) still show as done, not as 101 of 100.
+		if r.Total < r.Done {
+			upd["total"], r.Total = r.Done, r.Done
+		}
+	}
+	if err := tx.Model(&revocationJobRow{}).Where("id = ?", r.ID).Updates(upd).Error; err != nil {
+		return classify(err, "revocation job "+r.ID)
+	}
+	return nil
 }
 
 // FailRevocationJob marks a job failed with msg; it keeps its cursor and

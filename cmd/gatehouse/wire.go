@@ -29,44 +29,37 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ui"
 )
 
-// app is the wired control plane: what serve runs and listens with.
+// app is the wired control plane: what serve runs and listens with. Its
+// fields, like wire and the helpers below, follow the two flows (device,
+// broker), then revocation, the operator edge and the infrastructure.
 type app struct {
-	store    *store.Store
-	ca       *ca.CA
-	api      *api.Server
-	authz    *authz.Authorizer
-	sync     *authzsync.Syncer
-	policies *policy.Service
-	revoke   *revoke.Service
+	// Device flow: enroll → ca → store.
+	ca *ca.CA
+	// Broker flow: hooks → authz, fed by policy and authzsync.
 	hooks    *hooks.Handler
-	crl      *crl.Publisher
-	kick     *kick.Service
+	authz    *authz.Authorizer
+	policies *policy.Service
+	sync     *authzsync.Syncer
+	// Revocation: revoke, crl, ocsp (served through api), kick.
+	revoke *revoke.Service
 	// superseded revokes certificates replaced by renewals once their
 	// profile's superseded_grace has passed.
 	superseded *revoke.Sweeper
-}
-
-func newLogger(v *viper.Viper) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(v.GetString(keyLogLevel))); err != nil {
-		level = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if strings.EqualFold(v.GetString(keyLogFormat), "json") {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
-}
-
-// openStore opens (and migrates) the configured database.
-func openStore(ctx context.Context, v *viper.Viper, log *slog.Logger) (*store.Store, error) {
-	return store.New(ctx, store.Config{DSN: databaseDSN(v), Logger: log})
+	crl        *crl.Publisher
+	kick       *kick.Service
+	// Operator edge: api (with the ui and auth inside).
+	api *api.Server
+	// Infrastructure.
+	store *store.Store
 }
 
 // wire builds every component from configuration. It needs an initialised
-// data directory. Components are built in dependency order by the newX
-// helpers below; whatever fails after the store opened closes it once, in
-// the deferred close.
+// data directory. It opens the store, builds the flows in dependency order,
+// and only then loads the state the decision core starts from, so a
+// configuration error stops the start before anything is written. Each flow
+// has a core, built first, and a front (enrollment; the hooks), built once
+// revocation, which both fronts use, stands. Whatever fails after the store
+// opened closes it once, in the deferred close.
 func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err error) {
 	if !ca.Initialized(caDir(v)) {
 		return nil, fault.New(fault.NotFound, "%s holds no CA: run `gatehouse init --data-dir %s` first", dataDir(v), dataDir(v))
@@ -81,6 +74,8 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, err
 	}
+	// Infrastructure first, although its section comes last: every flow
+	// records into the store.
 	st, err := openStore(ctx, v, log)
 	if err != nil {
 		return nil, err
@@ -96,48 +91,32 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, err
 	}
+	// Device flow, its root: the CA signs device certificates and the CRL.
 	if a.ca, err = newCA(v, st, pass, base, crlValidity); err != nil {
 		return nil, err
 	}
-	if a.crl, err = newCRL(v, a.ca, st, crlValidity, log); err != nil {
+	// Broker flow, its core: decisions rest on the CA's roles, the active
+	// policy and the device state.
+	if err := a.newDecisionCore(v, log); err != nil {
 		return nil, err
 	}
-	rec := audit.New(st, log)
-	inv, err := inventory.New(inventory.Config{Fleets: st, Profiles: st, Devices: st, Certificates: st,
-		Roles: a.ca.Roles()})
+	// Revocation takes back what both flows gave.
+	ocspResp, err := a.newRevocation(ctx, v, crlValidity, log)
 	if err != nil {
 		return nil, err
 	}
-	if a.authz, err = newAuthz(v, log); err != nil {
-		return nil, err
-	}
-	if a.policies, err = newPolicies(ctx, st, a.authz, log); err != nil {
-		return nil, err
-	}
-	if a.sync, err = authzsync.New(authzsync.Config{Source: st, Roles: a.ca, Sink: a.authz, Fresh: a.authz, Log: log}); err != nil {
-		return nil, err
-	}
-	// Enrollment and renewal refresh this replica's core before they
-	// return, so a device may connect at once.
-	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: a.ca, CRL: a.crl,
-		Core: a.sync, Log: log})
+	// Device flow, its front: enrollment and renewal come after the broker
+	// flow and revocation because they refresh the core and republish the
+	// CRL before they return, so a device may connect at once.
+	inv, enr, err := a.newDeviceFront(log)
 	if err != nil {
 		return nil, err
 	}
-	// Cuts the live broker sessions of revoked and suspended devices.
-	if a.kick, err = newKicker(v, st, log); err != nil {
+	// Broker flow, its front: the hook handler brokers ask.
+	if a.hooks, err = newHooks(v, a.authz, a.ca, hauth, log); err != nil {
 		return nil, err
 	}
-	if a.revoke, err = revoke.New(revoke.Config{Store: st, Jobs: st, Core: a.sync, CRL: a.crl, Sessions: a.kick, Log: log}); err != nil {
-		return nil, err
-	}
-	if a.superseded, err = revoke.NewSweeper(revoke.SweeperConfig{Store: st, CRL: a.crl, Log: log}); err != nil {
-		return nil, err
-	}
-	ocspResp, err := newOCSP(ctx, a.ca, st, log)
-	if err != nil {
-		return nil, err
-	}
+	// Operator edge.
 	users, err := auth.New(auth.Config{Users: st, Sessions: st, Log: log})
 	if err != nil {
 		return nil, err
@@ -152,24 +131,62 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, err
 	}
-	if _, err := a.sync.Sync(ctx); err != nil {
-		return nil, fmt.Errorf("load device state: %w", err)
-	}
-	if a.hooks, err = newHooks(v, a.authz, a.ca, hauth, log); err != nil {
+	if err := a.load(ctx); err != nil {
 		return nil, err
 	}
 	logHookAuth(log, v, hauth)
 	return a, nil
 }
 
+// load brings the decision core to the database's state: the active policy
+// (the built-in default on a fresh database), then every device.
+func (a *app) load(ctx context.Context) error {
+	if err := a.policies.EnsureActive(ctx); err != nil {
+		return fmt.Errorf("load the active policy: %w", err)
+	}
+	if _, err := a.sync.Sync(ctx); err != nil {
+		return fmt.Errorf("load device state: %w", err)
+	}
+	return nil
+}
+
+// Device flow: enroll → ca → store.
+
 func newCA(v *viper.Viper, st *store.Store, pass []byte, base string, crlValidity time.Duration) (*ca.CA, error) {
 	return ca.New(ca.Config{Dir: caDir(v), Passphrase: pass, Store: st, RoleOIDs: roleOIDs(v),
 		CRLURL: base + "/crl", OCSPURL: base + "/ocsp", CRLStore: st, CRLValidity: crlValidity})
 }
 
-func newCRL(v *viper.Viper, authority *ca.CA, st *store.Store, validity time.Duration, log *slog.Logger) (*crl.Publisher, error) {
-	return crl.New(crl.Config{Generator: authority, Numbers: st, Issuer: authority.Intermediate(),
-		File: v.GetString(keyCRLFile), ReloadCommand: v.GetString(keyCRLReload), Validity: validity, Log: log})
+// newDeviceFront returns inventory (fleets, profiles, devices) and
+// enrollment; every change they make is audited in its transaction.
+func (a *app) newDeviceFront(log *slog.Logger) (*inventory.Service, *enroll.Service, error) {
+	st := a.store
+	inv, err := inventory.New(inventory.Config{Fleets: st, Profiles: st, Devices: st, Certificates: st,
+		Roles: a.ca.Roles()})
+	if err != nil {
+		return nil, nil, err
+	}
+	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: audit.New(st, log), Issuer: a.ca, CRL: a.crl,
+		Core: a.sync, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return inv, enr, nil
+}
+
+// Broker flow: hooks → authz → policy, topic, authzsync.
+
+// newDecisionCore builds the decision core, the policy service that loads
+// versions into it and the syncer that feeds it device state.
+func (a *app) newDecisionCore(v *viper.Viper, log *slog.Logger) (err error) {
+	if a.authz, err = newAuthz(v, log); err != nil {
+		return err
+	}
+	if a.policies, err = policy.NewService(policy.ServiceConfig{Versions: a.store, Active: a.authz, Fresh: a.authz, Log: log}); err != nil {
+		return err
+	}
+	a.sync, err = authzsync.New(authzsync.Config{Source: a.store, Roles: a.ca, Sink: a.authz, Fresh: a.authz, Log: log})
+	return err
 }
 
 func newAuthz(v *viper.Viper, log *slog.Logger) (*authz.Authorizer, error) {
@@ -188,17 +205,43 @@ func newAuthz(v *viper.Viper, log *slog.Logger) (*authz.Authorizer, error) {
 		EvalTimeout: evalTimeout}), nil
 }
 
-// newPolicies returns the policy service with the active version loaded
-// into az.
-func newPolicies(ctx context.Context, st *store.Store, az *authz.Authorizer, log *slog.Logger) (*policy.Service, error) {
-	pol, err := policy.NewService(policy.ServiceConfig{Versions: st, Active: az, Fresh: az, Log: log})
+func newHooks(v *viper.Viper, az *authz.Authorizer, authority *ca.CA, hauth hookAuth, log *slog.Logger) (*hooks.Handler, error) {
+	hk, err := hooks.New(hooks.Config{Authorizer: az, Certs: authority, Secret: hauth.secret,
+		ClientCerts: hauth.clientCerts, AllowUnauthenticated: hauth.open,
+		MosquittoMode: hooks.MosquittoMode(v.GetString(keyHooksMosqMode)), RabbitCertLogin: v.GetBool(keyHooksRabbitCL),
+		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log})
 	if err != nil {
+		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
+	}
+	return hk, nil
+}
+
+// Revocation: revoke, crl, ocsp, kick.
+
+// newRevocation builds the CRL publisher, the session kicker, the
+// revocation service and the superseded sweeper, and returns the OCSP
+// responder (served through the API).
+func (a *app) newRevocation(ctx context.Context, v *viper.Viper, crlValidity time.Duration, log *slog.Logger) (_ *ocsp.Responder, err error) {
+	st := a.store
+	if a.crl, err = newCRL(v, a.ca, st, crlValidity, log); err != nil {
 		return nil, err
 	}
-	if err := pol.EnsureActive(ctx); err != nil {
-		return nil, fmt.Errorf("load the active policy: %w", err)
+	// Cuts the live broker sessions of revoked and suspended devices.
+	if a.kick, err = newKicker(v, st, log); err != nil {
+		return nil, err
 	}
-	return pol, nil
+	if a.revoke, err = revoke.New(revoke.Config{Store: st, Jobs: st, Core: a.sync, CRL: a.crl, Sessions: a.kick, Log: log}); err != nil {
+		return nil, err
+	}
+	if a.superseded, err = revoke.NewSweeper(revoke.SweeperConfig{Store: st, CRL: a.crl, Log: log}); err != nil {
+		return nil, err
+	}
+	return newOCSP(ctx, a.ca, st, log)
+}
+
+func newCRL(v *viper.Viper, authority *ca.CA, st *store.Store, validity time.Duration, log *slog.Logger) (*crl.Publisher, error) {
+	return crl.New(crl.Config{Generator: authority, Numbers: st, Issuer: authority.Intermediate(),
+		File: v.GetString(keyCRLFile), ReloadCommand: v.GetString(keyCRLReload), Validity: validity, Log: log})
 }
 
 // newOCSP returns the OCSP responder. Its key is made fresh and certified by
@@ -212,13 +255,24 @@ func newOCSP(ctx context.Context, authority *ca.CA, st *store.Store, log *slog.L
 	return ocsp.New(ocsp.Config{Certs: st, Signer: signer, Issuer: authority.Intermediate(), Log: log})
 }
 
-func newHooks(v *viper.Viper, az *authz.Authorizer, authority *ca.CA, hauth hookAuth, log *slog.Logger) (*hooks.Handler, error) {
-	hk, err := hooks.New(hooks.Config{Authorizer: az, Certs: authority, Secret: hauth.secret,
-		ClientCerts: hauth.clientCerts, AllowUnauthenticated: hauth.open,
-		MosquittoMode: hooks.MosquittoMode(v.GetString(keyHooksMosqMode)), RabbitCertLogin: v.GetBool(keyHooksRabbitCL),
-		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log})
-	if err != nil {
-		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
+// Operator edge: api, ui, auth — built inline in wire, since api takes
+// every other component.
+
+// Infrastructure: store open (migrations run as it opens), fault, logging.
+
+// openStore opens (and migrates) the configured database.
+func openStore(ctx context.Context, v *viper.Viper, log *slog.Logger) (*store.Store, error) {
+	return store.New(ctx, store.Config{DSN: databaseDSN(v), Logger: log})
+}
+
+func newLogger(v *viper.Viper) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(v.GetString(keyLogLevel))); err != nil {
+		level = slog.LevelInfo
 	}
-	return hk, nil
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(v.GetString(keyLogFormat), "json") {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

@@ -155,12 +155,39 @@ func RabbitMQ(t testing.TB, cfg RabbitConfig) *Broker {
 // rabbitPlugins is the enabled-plugins file (an Erlang term).
 const rabbitPlugins = "[rabbitmq_auth_backend_http,rabbitmq_management,rabbitmq_mqtt].\n"
 
+// startRabbit makes one attempt at starting a node: its files, its private
+// epmd, then the node itself. The error of an attempt that lost a port race
+// is returned with the broker, whose log tells the caller to retry.
 func startRabbit(t testing.TB, cfg RabbitConfig) (*Broker, error) {
 	t.Helper()
+	b := newRabbitBroker(t, cfg)
+	ports := rabbitPorts{dist: freePort(t), epmd: freePort(t), ctl: freePort(t)}
+	writeRabbitFiles(t, b, cfg)
+	b.env = rabbitEnv(b, ports)
+
+	begin := time.Now()
+	if err := startRabbitEpmd(t, b, ports.epmd); err != nil {
+		return b, err
+	}
+	if err := bootRabbit(t, b, cfg.StartTimeout); err != nil {
+		return b, err
+	}
+	b.StartTime = time.Since(begin)
+	t.Logf("testbroker: rabbitmq %s pid %d ready in %s: mqtt=%d mqtts=%d amqp=%d mgmt=%d dir=%s",
+		b.Node, b.PID, b.StartTime.Round(time.Millisecond), b.MQTTPort, b.MQTTTLSPort, b.AMQPPort, b.MgmtPort, b.Dir)
+	return b, nil
+}
+
+// rabbitPorts are the node's Erlang ports besides its listeners.
+type rabbitPorts struct{ dist, epmd, ctl int }
+
+// newRabbitBroker makes the node's directories under t.TempDir() and
+// returns its Broker with a fresh name, administrator and listener ports.
+func newRabbitBroker(t testing.TB, cfg RabbitConfig) *Broker {
+	t.Helper()
 	dir := t.TempDir()
-	home := filepath.Join(dir, "home")
 	logDir := filepath.Join(dir, "log")
-	for _, d := range []string{home, logDir, filepath.Join(dir, "mnesia")} {
+	for _, d := range []string{filepath.Join(dir, "home"), logDir, filepath.Join(dir, "mnesia")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatalf("testbroker: %v", err)
 		}
@@ -185,36 +212,45 @@ func startRabbit(t testing.TB, cfg RabbitConfig) (*Broker, error) {
 		b.MQTTTLSPort = freePort(t)
 	}
 	b.Port, b.PlainPort = b.MQTTTLSPort, b.MQTTPort
-	distPort, epmdPort, ctlPort := freePort(t), freePort(t), freePort(t)
+	return b
+}
 
-	write := func(name, content string, mode os.FileMode) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+// writeRabbitFiles writes the node's config, enabled-plugins file, an empty
+// env file and its Erlang cookie into b.Dir.
+func writeRabbitFiles(t testing.TB, b *Broker, cfg RabbitConfig) {
+	t.Helper()
+	write := func(name, content string, mode os.FileMode) {
+		if err := os.WriteFile(filepath.Join(b.Dir, name), []byte(content), mode); err != nil {
 			t.Fatalf("testbroker: %v", err)
 		}
-		return p
 	}
 	write("rabbitmq.conf", rabbitConf(t.Name(), b, cfg), 0o644)
-	plugins := write("enabled_plugins", rabbitPlugins, 0o644)
-	envConf := write("rabbitmq-env.conf", "# empty: keeps /etc/rabbitmq/rabbitmq-env.conf out\n", 0o644)
+	write("enabled_plugins", rabbitPlugins, 0o644)
+	write("rabbitmq-env.conf", "# empty: keeps /etc/rabbitmq/rabbitmq-env.conf out\n", 0o644)
 	write("home/.erlang.cookie", strings.ToUpper(randomHex(10)), 0o400)
+}
 
-	b.env = append(cleanEnv("RABBITMQ_*", "ERL_*", "HOME", "LANG", "LC_ALL"),
-		"HOME="+home,
+// rabbitEnv is the environment of every process of the node: the caller's
+// without its RabbitMQ and Erlang settings, pointed at the files and ports
+// of b.
+func rabbitEnv(b *Broker, ports rabbitPorts) []string {
+	dir, logDir := b.Dir, filepath.Join(b.Dir, "log")
+	return append(cleanEnv("RABBITMQ_*", "ERL_*", "HOME", "LANG", "LC_ALL"),
+		"HOME="+filepath.Join(dir, "home"),
 		"LANG=C.UTF-8",
 		"LC_ALL=C.UTF-8",
 		"RABBITMQ_NODENAME="+b.Node,
-		"RABBITMQ_CONF_ENV_FILE="+envConf,
+		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(dir, "rabbitmq-env.conf"),
 		"RABBITMQ_CONFIG_FILE="+b.ConfigPath,
 		"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(dir, "advanced.config"), // absent
-		"RABBITMQ_ENABLED_PLUGINS_FILE="+plugins,
+		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(dir, "enabled_plugins"),
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(dir, "mnesia"),
 		"RABBITMQ_LOG_BASE="+logDir,
 		"RABBITMQ_LOGS="+b.LogPath,
 		"RABBITMQ_PID_FILE="+filepath.Join(dir, "rabbitmq.pid"),
-		"RABBITMQ_DIST_PORT="+strconv.Itoa(distPort),
-		"RABBITMQ_CTL_DIST_PORT_MIN="+strconv.Itoa(ctlPort),
-		"RABBITMQ_CTL_DIST_PORT_MAX="+strconv.Itoa(ctlPort),
+		"RABBITMQ_DIST_PORT="+strconv.Itoa(ports.dist),
+		"RABBITMQ_CTL_DIST_PORT_MIN="+strconv.Itoa(ports.ctl),
+		"RABBITMQ_CTL_DIST_PORT_MAX="+strconv.Itoa(ports.ctl),
 		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
 		"ERL_CRASH_DUMP_SECONDS=0", // no erl_crash.dump on a failed boot
 		"ERL_EPMD_ADDRESS=127.0.0.1",
@@ -222,32 +258,43 @@ func startRabbit(t testing.TB, cfg RabbitConfig) (*Broker, error) {
 		// of the node (its "epmd-starter" helper, rabbitmqctl) would also
 		// fork an `epmd -daemon` that finds the port taken and exits.
 		"ERL_FLAGS=-start_epmd false",
-		"ERL_EPMD_PORT="+strconv.Itoa(epmdPort),
+		"ERL_EPMD_PORT="+strconv.Itoa(ports.epmd),
 	)
+}
 
-	begin := time.Now()
+// startRabbitEpmd starts the node's private epmd on port and waits until it
+// listens.
+func startRabbitEpmd(t testing.TB, b *Broker, port int) error {
+	t.Helper()
+	logPath := filepath.Join(b.Dir, "log", "epmd.log")
 	epmdBin := Require(t, "epmd")
-	ep, err := startProc(epmdBin, []string{"-address", "127.0.0.1", "-port", strconv.Itoa(epmdPort)},
-		b.env, dir, filepath.Join(logDir, "epmd.log"))
+	ep, err := startProc(epmdBin, []string{"-address", "127.0.0.1", "-port", strconv.Itoa(port)},
+		b.env, b.Dir, logPath)
 	if err != nil {
 		t.Fatalf("testbroker: start epmd: %v", err)
 	}
 	b.epmd = ep
-	if err := waitTCP(ep, []string{net.JoinHostPort(Host, strconv.Itoa(epmdPort))}, 10*time.Second); err != nil {
+	if err := waitTCP(ep, []string{net.JoinHostPort(Host, strconv.Itoa(port))}, 10*time.Second); err != nil {
 		_ = ep.kill(nil)
-		return b, fmt.Errorf("private epmd on port %d did not start: %v\n%s", epmdPort, err,
-			logTail(20, filepath.Join(logDir, "epmd.log")))
+		return fmt.Errorf("private epmd on port %d did not start: %v\n%s", port, err,
+			logTail(20, logPath))
 	}
+	return nil
+}
 
+// bootRabbit starts the node (its epmd already up), stops it at t.Cleanup,
+// and waits up to timeout for every listener.
+func bootRabbit(t testing.TB, b *Broker, timeout time.Duration) error {
+	t.Helper()
 	// NOTIFY_SOCKET makes the rabbitmq-server script exec the VM instead
 	// of running it as a child of a signal-forwarding shell, so the PID we
 	// hold is beam.smp itself (and Pdeathsig reaches it), and RabbitMQ
 	// reports its boot progress (STATUS=..., READY=1) on the socket.
 	notify := newNotifySocket(t)
 	server, _ := findBinary("rabbitmq-server")
-	p, err := startProc(server, nil, append(b.env, "NOTIFY_SOCKET="+notify.path), dir, b.outPath)
+	p, err := startProc(server, nil, append(b.env, "NOTIFY_SOCKET="+notify.path), b.Dir, b.outPath)
 	if err != nil {
-		_ = ep.kill(nil)
+		_ = b.epmd.kill(nil)
 		t.Fatalf("testbroker: start %s: %v", server, err)
 	}
 	b.proc, b.PID = p, p.pid
@@ -261,10 +308,10 @@ func startRabbit(t testing.TB, cfg RabbitConfig) (*Broker, error) {
 	if b.MQTTTLSPort != 0 {
 		addrs = append(addrs, net.JoinHostPort(Host, strconv.Itoa(b.MQTTTLSPort)))
 	}
-	if err := waitTCP(p, addrs, cfg.StartTimeout); err != nil {
+	if err := waitTCP(p, addrs, timeout); err != nil {
 		_ = p.kill(descendants(p.pid))
-		_ = ep.kill(nil)
-		return b, fmt.Errorf("rabbitmq node %s (pid %d, config %s) did not start: %v\nboot status: %q\n%s%s",
+		_ = b.epmd.kill(nil)
+		return fmt.Errorf("rabbitmq node %s (pid %d, config %s) did not start: %v\nboot status: %q\n%s%s",
 			b.Node, b.PID, b.ConfigPath, err, notify.messages(), firstErrors(25, b.outPath, b.LogPath), b.LogTail(60))
 	}
 	// The AMQP listener opens last; READY=1 follows "Server startup
@@ -272,10 +319,7 @@ func startRabbit(t testing.TB, cfg RabbitConfig) (*Broker, error) {
 	if !notify.waitReady(p, 15*time.Second) {
 		t.Logf("testbroker: rabbitmq %s listens but sent no READY=1 (notifications: %q)", b.Node, notify.messages())
 	}
-	b.StartTime = time.Since(begin)
-	t.Logf("testbroker: rabbitmq %s pid %d ready in %s: mqtt=%d mqtts=%d amqp=%d mgmt=%d dir=%s",
-		b.Node, b.PID, b.StartTime.Round(time.Millisecond), b.MQTTPort, b.MQTTTLSPort, b.AMQPPort, b.MgmtPort, dir)
-	return b, nil
+	return nil
 }
 
 func rabbitConf(testName string, b *Broker, cfg RabbitConfig) string {

@@ -64,6 +64,17 @@ func SeedCertificates(t testing.TB, dsn string, certs []Cert) {
 	}
 	defer func() { _ = tx.Rollback() }()
 	now := time.Now().UnixMilli()
+	seedDevice(t, ctx, tx, now)
+	insertCerts(t, ctx, tx, pg, certs, now)
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("testdb: commit: %v", err)
+	}
+}
+
+// seedDevice makes fleet and profile "seed" and device "seed-device",
+// unless they exist.
+func seedDevice(t testing.TB, ctx context.Context, tx *sql.Tx, now int64) {
+	t.Helper()
 	for _, q := range []string{
 		`INSERT INTO fleets (name, description, created_at, updated_at) VALUES ('seed', '', %d, %d) ON CONFLICT DO NOTHING`,
 		`INSERT INTO profiles (name, key_types, validity_seconds, renew_window_seconds, roles, created_at, updated_at)
@@ -75,6 +86,11 @@ VALUES ('seed-device', 'seed', 'seed', 'active', '{}', %d, %d) ON CONFLICT DO NO
 			t.Fatalf("testdb: seed: %v", err)
 		}
 	}
+}
+
+// insertCerts inserts certs as rows of "seed-device", 1000 a statement.
+func insertCerts(t testing.TB, ctx context.Context, tx *sql.Tx, pg bool, certs []Cert, now int64) {
+	t.Helper()
 	const cols, perStmt = 8, 1000
 	var (
 		b    strings.Builder
@@ -103,17 +119,7 @@ revoked_at, revocation_reason, created_at) VALUES `)
 		} else {
 			b.WriteByte(',')
 		}
-		status := c.Status
-		var revokedAt, reason any
-		if !c.RevokedAt.IsZero() {
-			revokedAt, reason = c.RevokedAt.UnixMilli(), c.Reason
-			if status == "" {
-				status = "revoked"
-			}
-		}
-		if status == "" {
-			status = "active"
-		}
+		status, revokedAt, reason := c.row()
 		b.WriteByte('(')
 		for i, v := range []any{c.Serial, "seed-fp-" + c.Serial, nil, now - 3600_000, c.NotAfter.UnixMilli(), status,
 			nil, revokedAt, reason, now} {
@@ -136,7 +142,20 @@ revoked_at, revocation_reason, created_at) VALUES `)
 		}
 	}
 	flush()
-	if err := tx.Commit(); err != nil {
-		t.Fatalf("testdb: commit: %v", err)
+}
+
+// row returns c's status (defaulted as Cert says), revocation time and
+// reason as stored; the last two are NULL when c is not revoked.
+func (c Cert) row() (status string, revokedAt, reason any) {
+	status = c.Status
+	if !c.RevokedAt.IsZero() {
+		revokedAt, reason = c.RevokedAt.UnixMilli(), c.Reason
+		if status == "" {
+			status = "revoked"
+		}
 	}
+	if status == "" {
+		status = "active"
+	}
+	return status, revokedAt, reason
 }
