@@ -25,17 +25,24 @@ import (
 
 var errDown = fault.New(fault.Unavailable, "database restarting")
 
-// failingEnv is an enrollment service whose every store call goes through a
-// teststore wrapper on backend (the CA reads the real store), with fleet
-// "default" and a profile "eager" whose renewal window is open at once.
-func failingEnv(t *testing.T, backend string) (*teststore.Store, *enroll.Service, *testlog.Buffer) {
+// newCADir creates a CA for a test's environments to share: making one
+// takes seconds (key derivation), and nothing here depends on its keys.
+func newCADir(t *testing.T) string {
 	t.Helper()
-	ctx := context.Background()
-	db := teststore.Open(t, backend)
 	caDir := filepath.Join(t.TempDir(), "ca")
 	if err := ca.Init(ca.InitConfig{Dir: caDir, Passphrase: caPass}); err != nil {
 		t.Fatal(err)
 	}
+	return caDir
+}
+
+// failingEnv is an enrollment service whose every store call goes through a
+// teststore wrapper on backend (the CA in caDir reads the real store), with
+// fleet "default" and a profile "eager" whose renewal window is open at once.
+func failingEnv(t *testing.T, backend, caDir string) (*teststore.Store, *enroll.Service, *testlog.Buffer) {
+	t.Helper()
+	ctx := context.Background()
+	db := teststore.Open(t, backend)
 	theCA, err := ca.New(ca.Config{Dir: caDir, Passphrase: caPass, Store: db.Real()})
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +78,7 @@ func oneToken(t *testing.T, svc *enroll.Service) (enroll.Batch, string) {
 // spends no token and creates no device; the same request then succeeds.
 // An error without a code stays internal.
 func TestEnrollStoreFailures(t *testing.T) {
+	caDir := newCADir(t)
 	for _, backend := range testdb.All() {
 		t.Run(backend, func(t *testing.T) {
 			for _, tc := range []struct {
@@ -84,7 +92,7 @@ func TestEnrollStoreFailures(t *testing.T) {
 			} {
 				t.Run(tc.method+"/"+string(tc.code), func(t *testing.T) {
 					ctx := context.Background()
-					db, svc, _ := failingEnv(t, backend)
+					db, svc, _ := failingEnv(t, backend, caDir)
 					b, tok := oneToken(t, svc)
 					req := enroll.Request{Token: tok, DeviceID: "cam-1", CSR: []byte(testpki.CSRPEM(t, testpki.Key(t, "P-256")))}
 					db.FailNth(tc.method, 1, tc.err)
@@ -112,7 +120,7 @@ func TestEnrollStoreFailures(t *testing.T) {
 // not "fleet not found", and no batch is made.
 func TestBatchStoreFailure(t *testing.T) {
 	ctx := context.Background()
-	db, svc, _ := failingEnv(t, "sqlite")
+	db, svc, _ := failingEnv(t, "sqlite", newCADir(t))
 	for _, m := range []string{"GetFleet", "GetProfile", "CreateTokenBatch"} {
 		db.FailNth(m, 1, errDown)
 		_, err := svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "eager", Count: 1, TTL: time.Hour})
@@ -131,12 +139,13 @@ func TestBatchStoreFailure(t *testing.T) {
 // old certificate active and the challenge unspent; the very same CSR then
 // renews.
 func TestRenewStoreFailures(t *testing.T) {
+	caDir := newCADir(t)
 	for _, backend := range testdb.All() {
 		t.Run(backend, func(t *testing.T) {
 			for _, method := range []string{"GetRenewalChallenge", "RecordRenewal"} {
 				t.Run(method, func(t *testing.T) {
 					ctx := context.Background()
-					db, svc, _ := failingEnv(t, backend)
+					db, svc, _ := failingEnv(t, backend, caDir)
 					_, tok := oneToken(t, svc)
 					key := testpki.Key(t, "P-256")
 					res, err := svc.Enroll(ctx, enroll.Request{Token: tok, CSR: []byte(testpki.CSRPEM(t, key))})
@@ -184,7 +193,7 @@ func renewRequest(t *testing.T, svc *enroll.Service, key crypto.Signer, current 
 // and the lost event is logged at error level.
 func TestRepeatAuditLost(t *testing.T) {
 	ctx := context.Background()
-	db, svc, logs := failingEnv(t, "sqlite")
+	db, svc, logs := failingEnv(t, "sqlite", newCADir(t))
 	_, tok := oneToken(t, svc)
 	req := enroll.Request{Token: tok, CSR: []byte(testpki.CSRPEM(t, testpki.Key(t, "P-256")))}
 	first, err := svc.Enroll(ctx, req)

@@ -32,6 +32,11 @@ func TestEveryMethodChecks(t *testing.T) {
 	for _, m := range methods {
 		t.Run(m, func(t *testing.T) {
 			db := teststore.New(nil) // never reached
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("%s reached the store (%v): its check names another method", m, r)
+				}
+			}()
 			db.FailOn(m, errA)
 			fn := reflect.ValueOf(db).MethodByName(m)
 			args := make([]reflect.Value, fn.Type().NumIn())
