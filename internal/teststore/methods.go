@@ -26,6 +26,11 @@ var (
 	_ audit.Sink             = (*Store)(nil)
 )
 
+// Store also implements authzsync.Source and policy.Versions (below); their
+// guards sit in the test that uses them (authzsync/stale_test.go), because
+// importing those packages here would link OPA into every test binary that
+// uses this one.
+
 // revoke.Store
 
 func (s *Store) RevokeDevice(ctx context.Context, id string, reason int, at time.Time, audit *store.AuditEvent) ([]string, error) {
@@ -231,4 +236,50 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
 		return err
 	}
 	return s.real.AppendAudit(ctx, e)
+}
+
+// authzsync.Source
+
+func (s *Store) DevicesChangedSince(ctx context.Context, since time.Time) ([]store.DeviceWithCert, time.Time, error) {
+	if err := s.check("DevicesChangedSince"); err != nil {
+		return nil, since, err
+	}
+	return s.real.DevicesChangedSince(ctx, since)
+}
+
+// policy.Versions
+
+func (s *Store) CreatePolicyVersion(ctx context.Context, v store.PolicyVersion, audit *store.AuditEvent) (store.PolicyVersion, error) {
+	if err := s.check("CreatePolicyVersion"); err != nil {
+		return store.PolicyVersion{}, err
+	}
+	return s.real.CreatePolicyVersion(ctx, v, audit)
+}
+
+func (s *Store) GetPolicyVersion(ctx context.Context, version int64) (store.PolicyVersion, error) {
+	if err := s.check("GetPolicyVersion"); err != nil {
+		return store.PolicyVersion{}, err
+	}
+	return s.real.GetPolicyVersion(ctx, version)
+}
+
+func (s *Store) ListPolicyVersions(ctx context.Context) ([]store.PolicyVersion, error) {
+	if err := s.check("ListPolicyVersions"); err != nil {
+		return nil, err
+	}
+	return s.real.ListPolicyVersions(ctx)
+}
+
+func (s *Store) ActivatePolicyVersion(ctx context.Context, version int64, actor string, audit *store.AuditEvent) (store.PolicyActivation, error) {
+	if err := s.check("ActivatePolicyVersion"); err != nil {
+		return store.PolicyActivation{}, err
+	}
+	return s.real.ActivatePolicyVersion(ctx, version, actor, audit)
+}
+
+func (s *Store) ActivePolicy(ctx context.Context) (store.PolicyActivation, error) {
+	if err := s.check("ActivePolicy"); err != nil {
+		return store.PolicyActivation{}, err
+	}
+	return s.real.ActivePolicy(ctx)
 }

@@ -33,7 +33,8 @@ import (
 // safe for concurrent use (the kick worker delivers in parallel).
 //
 // It implements the consumer interfaces of revoke, kick and enroll (and
-// audit.Sink, for enroll's Recorder) explicitly, method by method, rather
+// audit.Sink, for enroll's Recorder; authzsync.Source and policy.Versions,
+// for the replica-outage tests) explicitly, method by method, rather
 // than by embedding *store.Store: an embedded method would pass through
 // without the injection check, and a test failing it would pass for the
 // wrong reason. Setting up data and asserting on it goes through Real.
