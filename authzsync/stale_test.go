@@ -14,31 +14,25 @@ import (
 	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
+	"github.com/gatehouse-iot/gatehouse/internal/teststore"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
 var errCut = errors.New("connection to the database lost")
 
-// cuttable is the store as a replica sees it, with the database cut off on
-// demand: every read the two sync loops make fails while cut.
-type cuttable struct {
-	*store.Store
-	cut atomic.Bool
-}
+// Both loops read through the wrapper; teststore keeps these guards out of
+// its own package so that it does not link OPA into every test using it.
+var (
+	_ authzsync.Source = (*teststore.Store)(nil)
+	_ policy.Versions  = (*teststore.Store)(nil)
+)
 
-func (c *cuttable) DevicesChangedSince(ctx context.Context, since time.Time) ([]store.DeviceWithCert, time.Time, error) {
-	if c.cut.Load() {
-		return nil, since, errCut
-	}
-	return c.Store.DevicesChangedSince(ctx, since)
-}
-
-func (c *cuttable) ActivePolicy(ctx context.Context) (store.PolicyActivation, error) {
-	if c.cut.Load() {
-		return store.PolicyActivation{}, errCut
-	}
-	return c.Store.ActivePolicy(ctx)
+// cut cuts the replica off the database: every read the two sync loops
+// make fails until db.Reset.
+func cut(db *teststore.Store) {
+	db.FailOn("DevicesChangedSince", errCut)
+	db.FailOn("ActivePolicy", errCut)
 }
 
 // TestSyncStaleness wires the device sync and the policy loop to a core
@@ -55,7 +49,7 @@ func TestSyncStaleness(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = st.Close() })
-			db := &cuttable{Store: st}
+			db := teststore.New(st) // the store as this replica sees it
 			clk := testclock.New(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
 			t0 := clk.Now()
 
@@ -111,7 +105,7 @@ func TestSyncStaleness(t *testing.T) {
 			}
 
 			// The database goes away; the loops keep trying and failing.
-			db.cut.Store(true)
+			cut(db)
 			clk.Add(10 * time.Second)
 			if _, err := s.Sync(ctx); !errors.Is(err, errCut) {
 				t.Fatalf("sync while cut: %v", err)
@@ -143,7 +137,7 @@ func TestSyncStaleness(t *testing.T) {
 
 			// Back: the device view alone is not enough, the policy loop
 			// must succeed too.
-			db.cut.Store(false)
+			db.Reset()
 			if _, err := s.Sync(ctx); err != nil {
 				t.Fatal(err)
 			}
