@@ -386,12 +386,7 @@ func TestFleetProfileCRUD(t *testing.T) {
 	s := newStack(t, testdb.SQLite(t))
 	fleetIs := func(t *testing.T, name, desc string) func([]byte) {
 		return func(b []byte) {
-			var f struct {
-				Name        string
-				Description string
-				CreatedAt   time.Time `json:"created_at"`
-				UpdatedAt   time.Time `json:"updated_at"`
-			}
+			var f apitypes.Fleet
 			if err := jsonUnmarshal(b, &f); err != nil || f.Name != name || f.Description != desc {
 				t.Errorf("fleet %s (%v), want %s %q", b, err, name, desc)
 			}
@@ -399,16 +394,7 @@ func TestFleetProfileCRUD(t *testing.T) {
 	}
 	profileIsGrace := func(t *testing.T, validity, window, grace string, keys, roles []string) func([]byte) {
 		return func(b []byte) {
-			var p struct {
-				Name            string
-				KeyTypes        []string `json:"key_types"`
-				Validity        string
-				RenewWindow     string `json:"renew_window"`
-				SupersededGrace string `json:"superseded_grace"`
-				Roles           []string
-				CreatedAt       time.Time `json:"created_at"`
-				UpdatedAt       time.Time `json:"updated_at"`
-			}
+			var p apitypes.Profile
 			if err := jsonUnmarshal(b, &p); err != nil || p.Validity != validity || p.RenewWindow != window ||
 				p.SupersededGrace != grace || !slices.Equal(p.KeyTypes, keys) || !slices.Equal(p.Roles, roles) {
 				t.Errorf("profile %s (%v), want validity %s window %s grace %s keys %v roles %v", b, err, validity, window, grace, keys, roles)
@@ -692,9 +678,10 @@ func TestEnrollRace(t *testing.T) {
 					var buf bytes.Buffer
 					_, _ = buf.ReadFrom(resp.Body)
 					out[i].status = resp.StatusCode
+					// An error or an enrollment: one decode reads either.
 					var e struct {
-						Error    struct{ Code fault.Code }
-						DeviceID string `json:"device_id"`
+						apitypes.ErrorBody
+						apitypes.EnrollResponse
 					}
 					if err := json.Unmarshal(buf.Bytes(), &e); err != nil {
 						out[i].err = fmt.Errorf("reply %q: %w", buf.String(), err)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 )
 
@@ -17,13 +18,7 @@ func TestAuditVerifyEndpoint(t *testing.T) {
 			dsn := testdb.DSN(t, backend)
 			s := newStack(t, dsn)
 			s.call(t, http.MethodPost, "/api/v1/fleets", s.admin, map[string]any{"name": "spare"}, http.StatusCreated, nil)
-			type verification struct {
-				OK          bool    `json:"ok"`
-				FirstBroken *string `json:"first_broken"`
-				Reason      string  `json:"reason"`
-				Checked     int64   `json:"checked"`
-			}
-			var v verification
+			var v apitypes.AuditVerification
 			s.call(t, http.MethodGet, "/api/v1/audit/verify", s.viewer, nil, http.StatusOK, &v)
 			if !v.OK || v.FirstBroken != nil || v.Checked == 0 {
 				t.Fatalf("intact chain: %+v", v)

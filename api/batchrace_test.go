@@ -92,12 +92,12 @@ func TestEnrollBatchRevokeRace(t *testing.T) {
 				t.Logf("enrollment refused: %s", enrolled)
 				return
 			}
-			var dev map[string]any
+			var dev apitypes.Device
 			s.call(t, http.MethodGet, "/api/v1/devices/lot-dev", s.viewer, nil, http.StatusOK, &dev)
-			var certs map[string][]map[string]any
+			var certs apitypes.CertificateList
 			s.call(t, http.MethodGet, "/api/v1/devices/lot-dev/certificates", s.viewer, nil, http.StatusOK, &certs)
-			if cs := certs["certificates"]; dev["status"] != "revoked" || len(cs) != 1 || cs[0]["status"] != "revoked" {
-				t.Fatalf("enrolled while its batch was revoked: device %v, certificates %v (job %s %d/%d)", dev["status"],
+			if cs := certs.Certificates; dev.Status != "revoked" || len(cs) != 1 || cs[0].Status != "revoked" {
+				t.Fatalf("enrolled while its batch was revoked: device %v, certificates %+v (job %s %d/%d)", dev.Status,
 					cs, job.Status, job.Revoked, job.Total)
 			}
 		})

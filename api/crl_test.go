@@ -7,13 +7,13 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/crl"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -87,19 +87,11 @@ func TestCRLRoutes(t *testing.T) {
 		t.Fatalf("status without a token: %d", r.status)
 	}
 	r := s.send(t, request{method: "GET", path: "/api/v1/crl", bearer: s.viewer})
-	var v struct {
-		Number     int64  `json:"number"`
-		File       string `json:"file"`
-		LastReload struct {
-			OK    bool   `json:"ok"`
-			Error string `json:"error"`
-		} `json:"last_reload"`
-		FileWrittenAt *time.Time `json:"file_written_at"`
-	}
-	if err := json.Unmarshal(r.body, &v); err != nil || r.status != 200 {
+	var v apitypes.CRLStatus
+	if err := jsonUnmarshal(r.body, &v); err != nil || r.status != 200 {
 		t.Fatalf("status: %d %s %v", r.status, r, err)
 	}
-	if v.Number != 7 || v.File != "/var/lib/crl.pem" || v.LastReload.OK || v.LastReload.Error != "exit status 1" || v.FileWrittenAt != nil {
+	if v.Number != 7 || v.File != "/var/lib/crl.pem" || v.LastReload == nil || v.LastReload.OK || v.LastReload.Error != "exit status 1" || v.FileWrittenAt != nil {
 		t.Fatalf("status: %s", r)
 	}
 }

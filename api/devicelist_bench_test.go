@@ -3,10 +3,10 @@ package api_test
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"net/http"
 	"testing"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 )
 
@@ -70,10 +70,7 @@ func BenchmarkListDevicesAPI(b *testing.B) {
 				b.Run(c.name, func(b *testing.B) {
 					path := "/api/v1/devices?limit=50&" + c.query
 					for b.Loop() {
-						var out struct {
-							Devices []json.RawMessage `json:"devices"`
-							Next    string            `json:"next"`
-						}
+						var out apitypes.DeviceList
 						s.call(b, http.MethodGet, path, s.viewer, nil, http.StatusOK, &out)
 						if len(out.Devices) < c.min {
 							b.Fatalf("%s: %d devices", path, len(out.Devices))

@@ -3,10 +3,10 @@ package api
 import (
 	"context"
 	"net/http"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/kick"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -27,21 +27,8 @@ type KickTargets interface {
 	Targets() []kick.TargetHealth
 }
 
-type kickView struct {
-	Device        string     `json:"device"`
-	Broker        string     `json:"broker"`
-	Status        string     `json:"status"`
-	Reason        string     `json:"reason"`
-	Attempts      int        `json:"attempts"`
-	LastError     string     `json:"last_error,omitempty"`
-	RequestedAt   time.Time  `json:"requested_at"`
-	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
-	DoneAt        *time.Time `json:"done_at,omitempty"`
-	UpdatedAt     time.Time  `json:"updated_at"`
-}
-
-func viewKick(k store.SessionKick) kickView {
-	v := kickView{Device: k.DeviceID, Broker: k.Broker, Status: string(k.Status), Reason: k.Reason, Attempts: k.Attempts,
+func viewKick(k store.SessionKick) apitypes.SessionKick {
+	v := apitypes.SessionKick{Device: k.DeviceID, Broker: k.Broker, Status: string(k.Status), Reason: k.Reason, Attempts: k.Attempts,
 		LastError: k.LastError, RequestedAt: k.RequestedAt, DoneAt: k.DoneAt, UpdatedAt: k.UpdatedAt}
 	if k.Status != store.KickDone {
 		next := k.NextAttemptAt
@@ -65,7 +52,7 @@ func (s *Server) deviceSessions(c echo.Context) error {
 			return err
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"device": id, "kicks": mapSlice(ks, viewKick)})
+	return c.JSON(http.StatusOK, apitypes.DeviceSessions{Device: id, Kicks: mapSlice(ks, viewKick)})
 }
 
 // listSessionKicks lists kicks, most recently changed first; ?status=failed
@@ -83,5 +70,17 @@ func (s *Server) listSessionKicks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"kicks": mapSlice(ks, viewKick), "targets": s.cfg.KickTargets.Targets()})
+	return c.JSON(http.StatusOK, apitypes.SessionKickList{Kicks: mapSlice(ks, viewKick),
+		Targets: viewKickTargets(s.cfg.KickTargets.Targets())})
+}
+
+// viewKickTargets keeps nil as nil (null), as the targets were rendered
+// before apitypes mirrored kick.TargetHealth.
+func viewKickTargets(ts []kick.TargetHealth) []apitypes.KickTarget {
+	if ts == nil {
+		return nil
+	}
+	return mapSlice(ts, func(t kick.TargetHealth) apitypes.KickTarget {
+		return apitypes.KickTarget{Broker: t.Broker, Status: t.Status, Error: t.Error, CheckedAt: t.CheckedAt}
+	})
 }

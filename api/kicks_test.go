@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
@@ -15,23 +16,6 @@ import (
 	"github.com/gatehouse-iot/gatehouse/revoke"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
-
-type kicksReply struct {
-	Device  string              `json:"device"`
-	Targets []kick.TargetHealth `json:"targets"`
-	Kicks   []struct {
-		Device        string  `json:"device"`
-		Broker        string  `json:"broker"`
-		Status        string  `json:"status"`
-		Reason        string  `json:"reason"`
-		Attempts      int     `json:"attempts"`
-		LastError     string  `json:"last_error"`
-		NextAttemptAt *string `json:"next_attempt_at"`
-		DoneAt        *string `json:"done_at"`
-		RequestedAt   string  `json:"requested_at"`
-		UpdatedAt     string  `json:"updated_at"`
-	} `json:"kicks"`
-}
 
 // TestSessionKickStatus: suspending a device records a kick per broker; the
 // status per broker is visible on the device and in the kick list, a
@@ -64,7 +48,7 @@ func TestSessionKickStatus(t *testing.T) {
 	enr, _, _ := s.enrollOK(t, s.token(t))
 	dev := enr.DeviceID
 
-	var got kicksReply
+	var got apitypes.DeviceSessions
 	s.call(t, "GET", "/api/v1/devices/"+dev+"/sessions", s.viewer, nil, 200, &got)
 	if got.Device != dev || len(got.Kicks) != 0 {
 		t.Fatalf("before any kick: %+v", got)
@@ -86,7 +70,7 @@ func TestSessionKickStatus(t *testing.T) {
 		t.Errorf("emqx kick: %+v", em)
 	}
 
-	var list kicksReply
+	var list apitypes.SessionKickList
 	s.call(t, "GET", "/api/v1/session-kicks?status=pending", s.viewer, nil, 200, &list)
 	if len(list.Kicks) != 1 || list.Kicks[0].Broker != "emqx" || list.Kicks[0].Device != dev {
 		t.Errorf("pending kicks: %+v", list)
@@ -97,7 +81,7 @@ func TestSessionKickStatus(t *testing.T) {
 	}
 	// The failed delivery re-checked the EMQX target: the list says it
 	// fails, not only the kick; the webhook cannot be checked.
-	var targets kicksReply
+	var targets apitypes.SessionKickList
 	s.call(t, "GET", "/api/v1/session-kicks", s.viewer, nil, 200, &targets)
 	if tg := targets.Targets; len(tg) != 2 || tg[0].Broker != "webhook" || tg[0].Status != "unchecked" ||
 		tg[1].Broker != "emqx" || tg[1].Status != "error" || !strings.Contains(tg[1].Error, "503") {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -25,26 +24,21 @@ type Decisions interface {
 	RecentDenies(device string, limit int) []authz.DeniedRequest
 }
 
-type policyVersionView struct {
-	Version   int64     `json:"version"`
-	Policy    string    `json:"policy"`
-	Tests     string    `json:"tests"`
-	Digest    string    `json:"digest"`
-	Comment   string    `json:"comment"`
-	CreatedBy string    `json:"created_by"`
-	CreatedAt time.Time `json:"created_at"`
-	Active    bool      `json:"active"`
-}
-
-func (s *Server) viewPolicy(v store.PolicyVersion) policyVersionView {
-	return policyVersionView{Version: v.Version, Policy: v.Policy, Tests: v.Tests, Digest: v.Digest, Comment: v.Comment,
+func (s *Server) viewPolicy(v store.PolicyVersion) apitypes.PolicyVersion {
+	return apitypes.PolicyVersion{Version: v.Version, Policy: v.Policy, Tests: v.Tests, Digest: v.Digest, Comment: v.Comment,
 		CreatedBy: v.CreatedBy, CreatedAt: v.CreatedAt, Active: v.Version == s.cfg.Decisions.PolicyVersion()}
 }
 
-type policySourceBody struct {
-	Policy  string `json:"policy"`
-	Tests   string `json:"tests"`
-	Comment string `json:"comment"`
+// viewTestReport copies a policy test report into its apitypes mirror,
+// keeping nil Results as null.
+func viewTestReport(r policy.TestReport) apitypes.PolicyTestReport {
+	v := apitypes.PolicyTestReport{Passed: r.Passed, Failed: r.Failed}
+	if r.Results != nil {
+		v.Results = mapSlice(r.Results, func(t policy.TestResult) apitypes.PolicyTestResult {
+			return apitypes.PolicyTestResult{Name: t.Name, Passed: t.Passed, Error: t.Error, Line: t.Line, Duration: t.Duration}
+		})
+	}
+	return v
 }
 
 func versionParam(c echo.Context, name string) (int64, error) {
@@ -60,7 +54,7 @@ func (s *Server) listPolicies(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"versions": mapSlice(vs, s.viewPolicy), "active": s.cfg.Decisions.PolicyVersion()})
+	return c.JSON(http.StatusOK, apitypes.PolicyVersionList{Versions: mapSlice(vs, s.viewPolicy), Active: s.cfg.Decisions.PolicyVersion()})
 }
 
 func (s *Server) getPolicy(c echo.Context) error {
@@ -76,7 +70,7 @@ func (s *Server) getPolicy(c echo.Context) error {
 }
 
 func (s *Server) createPolicy(c echo.Context) error {
-	var b policySourceBody
+	var b apitypes.PolicySource
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -88,14 +82,14 @@ func (s *Server) createPolicy(c echo.Context) error {
 }
 
 func (s *Server) validatePolicy(c echo.Context) error {
-	var b policySourceBody
+	var b apitypes.PolicySource
 	if err := decode(c, &b); err != nil {
 		return err
 	}
 	if err := s.cfg.Policies.Validate(c.Request().Context(), policy.Source{Policy: b.Policy, Tests: b.Tests}); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"valid": true})
+	return c.JSON(http.StatusOK, apitypes.PolicyValidation{Valid: true})
 }
 
 func (s *Server) testPolicy(c echo.Context) error {
@@ -107,7 +101,7 @@ func (s *Server) testPolicy(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, rep)
+	return c.JSON(http.StatusOK, viewTestReport(rep))
 }
 
 func (s *Server) activatePolicy(c echo.Context) error {
@@ -118,12 +112,12 @@ func (s *Server) activatePolicy(c echo.Context) error {
 	rep, err := s.cfg.Policies.Activate(c.Request().Context(), actor(c), v)
 	if err != nil {
 		if fault.Is(err, policy.TestsFailed) {
-			return c.JSON(statusOf(policy.TestsFailed), map[string]any{"error": apitypes.ErrorDetail{Code: policy.TestsFailed,
-				Message: fault.MessageOf(err)}, "tests": rep})
+			return c.JSON(statusOf(policy.TestsFailed), apitypes.PolicyActivationRefused{Error: apitypes.ErrorDetail{Code: policy.TestsFailed,
+				Message: fault.MessageOf(err)}, Tests: viewTestReport(rep)})
 		}
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"active": v, "tests": rep})
+	return c.JSON(http.StatusOK, apitypes.PolicyActivation{Active: v, Tests: viewTestReport(rep)})
 }
 
 func (s *Server) diffPolicies(c echo.Context) error {
@@ -139,7 +133,7 @@ func (s *Server) diffPolicies(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"from": from, "to": to, "diff": d})
+	return c.JSON(http.StatusOK, apitypes.PolicyDiff{From: from, To: to, Diff: d})
 }
 
 func (s *Server) simulate(c echo.Context) error {
@@ -168,6 +162,6 @@ func (s *Server) simulate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"allow": d.Allow, "reason": d.Reason, "rule": d.Rule,
-		"policy_version": version, "device": dev.ID})
+	return c.JSON(http.StatusOK, apitypes.SimulateResponse{Allow: d.Allow, Reason: d.Reason, Rule: d.Rule,
+		PolicyVersion: version, Device: dev.ID})
 }

@@ -57,14 +57,6 @@ func newPolicyStack(t *testing.T) *policyStack {
 	return ps
 }
 
-type problemsReply struct {
-	Error struct {
-		Code     string           `json:"code"`
-		Message  string           `json:"message"`
-		Problems []policy.Problem `json:"problems"`
-	} `json:"error"`
-}
-
 // TestPolicyLifecycle walks the operator's path: the default is active as
 // version 1; a draft with a syntax error is refused at its line; the fixed
 // draft is stored, tested, simulated, activated; the live core follows; a
@@ -72,10 +64,7 @@ type problemsReply struct {
 func TestPolicyLifecycle(t *testing.T) {
 	s := newPolicyStack(t)
 	ctx := context.Background()
-	var list struct {
-		Versions []map[string]any `json:"versions"`
-		Active   int64            `json:"active"`
-	}
+	var list apitypes.PolicyVersionList
 	s.call(t, "GET", "/api/v1/policies", s.viewer, nil, 200, &list)
 	if list.Active != 1 || len(list.Versions) != 1 {
 		t.Fatalf("fresh install: %+v", list)
@@ -90,7 +79,7 @@ func TestPolicyLifecycle(t *testing.T) {
 
 	broken := strings.Replace(policy.Default().Policy, `"rule": "own-commands"}`, `"rule": "own-commands"`, 1)
 	r := s.call(t, "POST", "/api/v1/policies/validate", s.admin, map[string]any{"policy": broken}, 400, nil)
-	var pr problemsReply
+	var pr apitypes.ErrorBody
 	if err := jsonUnmarshal(r.body, &pr); err != nil || pr.Error.Code != "policy_invalid" || len(pr.Error.Problems) == 0 ||
 		pr.Error.Problems[0].Line == 0 || pr.Error.Problems[0].Module != "policy" {
 		t.Fatalf("validate broken: %v %s", err, r)
@@ -100,27 +89,27 @@ func TestPolicyLifecycle(t *testing.T) {
 	// Version 2 lets sensors also publish under fleets/<fleet>/devices/<id>/logs/#.
 	v2 := policy.Default()
 	v2.Policy += "\ngrants contains {\"action\": \"publish\", \"filter\": concat(\"/\", [own, \"logs\", \"#\"]), \"rule\": \"own-logs\"}\n"
-	var created map[string]any
-	s.call(t, "POST", "/api/v1/policies", s.admin, map[string]any{"policy": v2.Policy, "tests": v2.Tests, "comment": "logs"}, 201, &created)
-	if created["version"].(float64) != 2 || created["active"].(bool) {
+	var created apitypes.PolicyVersion
+	s.call(t, "POST", "/api/v1/policies", s.admin, apitypes.PolicySource{Policy: v2.Policy, Tests: v2.Tests, Comment: "logs"}, 201, &created)
+	if created.Version != 2 || created.Active || created.Comment != "logs" {
 		t.Fatalf("created: %v", created)
 	}
-	var rep policy.TestReport
+	var rep apitypes.PolicyTestReport
 	s.call(t, "POST", "/api/v1/policies/2/test", s.admin, nil, 200, &rep)
-	if !rep.OK() {
+	if rep.Failed != 0 || rep.Passed == 0 || len(rep.Results) != rep.Passed {
 		t.Fatalf("tests: %+v", rep)
 	}
-	simulate := func(version int64, topic string) map[string]any {
-		var out map[string]any
+	simulate := func(version int64, topic string) apitypes.SimulateResponse {
+		var out apitypes.SimulateResponse
 		s.call(t, "POST", "/api/v1/decisions/simulate", s.viewer, apitypes.SimulateRequest{Device: dev, Action: "publish",
 			Topic: topic, Version: version}, 200, &out)
 		return out
 	}
 	logs := "fleets/default/devices/" + dev + "/logs/boot"
-	if d := simulate(2, logs); d["allow"] != true || d["rule"] != "own-logs" {
+	if d := simulate(2, logs); !d.Allow || d.Rule != "own-logs" || d.PolicyVersion != 2 || d.Device != dev {
 		t.Fatalf("simulate v2: %v", d)
 	}
-	if d := simulate(0, logs); d["allow"] != false || d["reason"] != "no grant matches" || d["policy_version"].(float64) != 1 {
+	if d := simulate(0, logs); d.Allow || d.Reason != "no grant matches" || d.PolicyVersion != 1 {
 		t.Fatalf("simulate active (v1): %v", d)
 	}
 	live := func() bool {
@@ -138,11 +127,7 @@ func TestPolicyLifecycle(t *testing.T) {
 	if !live() {
 		t.Fatal("live core does not follow the activation")
 	}
-	var diff struct {
-		From int64  `json:"from"`
-		To   int64  `json:"to"`
-		Diff string `json:"diff"`
-	}
+	var diff apitypes.PolicyDiff
 	s.call(t, "GET", "/api/v1/policies/diff?from=1&to=2", s.viewer, nil, 200, &diff)
 	if !strings.Contains(diff.Diff, "+ grants contains {\"action\": \"publish\", \"filter\": concat(\"/\", [own, \"logs\"") {
 		t.Fatalf("diff:\n%s", diff.Diff)
@@ -154,10 +139,12 @@ func TestPolicyLifecycle(t *testing.T) {
 	}
 	// A version whose tests fail cannot be activated.
 	bad := policy.Source{Policy: policy.Default().Policy, Tests: "package gatehouse.authz_test\n\ntest_fails if { false }\n"}
-	var v3 map[string]any
-	s.call(t, "POST", "/api/v1/policies", s.admin, map[string]any{"policy": bad.Policy, "tests": bad.Tests}, 201, &v3)
+	var v3 apitypes.PolicyVersion
+	s.call(t, "POST", "/api/v1/policies", s.admin, apitypes.PolicySource{Policy: bad.Policy, Tests: bad.Tests}, 201, &v3)
 	r = s.call(t, "POST", "/api/v1/policies/3/activate", s.admin, nil, http.StatusUnprocessableEntity, nil)
-	if !strings.Contains(r.String(), "policy_tests_failed") || !strings.Contains(r.String(), "test_fails") {
+	var refused apitypes.PolicyActivationRefused
+	if err := jsonUnmarshal(r.body, &refused); err != nil || refused.Error.Code != policy.TestsFailed || refused.Tests.Failed != 1 ||
+		len(refused.Tests.Results) != 1 || refused.Tests.Results[0].Name != "test_fails" {
 		t.Fatalf("activate failing version: %s", r)
 	}
 	if s.core.PolicyVersion() != 1 {

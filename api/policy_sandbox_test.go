@@ -45,7 +45,7 @@ func TestPolicySandboxOverAPI(t *testing.T) {
 				fmt.Sprintf("\tr := http.send({\"method\": \"GET\", \"url\": %q}).raw_body\n}\n", internal.URL)
 			for _, path := range []string{"/api/v1/policies/validate", "/api/v1/policies"} {
 				r := s.call(t, "POST", path, s.admin, map[string]any{"policy": fetching, "tests": policy.Default().Tests}, 400, nil)
-				var pr problemsReply
+				var pr apitypes.ErrorBody
 				if err := jsonUnmarshal(r.body, &pr); err != nil || pr.Error.Code != "policy_invalid" || len(pr.Error.Problems) == 0 {
 					t.Fatalf("%s: %v %s", path, err, r)
 				}
@@ -65,7 +65,7 @@ func TestPolicySandboxOverAPI(t *testing.T) {
 			}
 			refused := func(what string, r reply) {
 				t.Helper()
-				var pr problemsReply
+				var pr apitypes.ErrorBody
 				if err := jsonUnmarshal(r.body, &pr); err != nil || pr.Error.Code != "policy_invalid" || len(pr.Error.Problems) == 0 {
 					t.Fatalf("%s: %v %s", what, err, r)
 				}
@@ -82,28 +82,28 @@ func TestPolicySandboxOverAPI(t *testing.T) {
 			// under the 1s test bound on an idle one), and no memory.
 			runaway := "package gatehouse.authz\n\ngrants contains {\"action\": \"publish\", \"filter\": \"a\"} if {\n" +
 				"\tcount([1 | some i in numbers.range(1, 10000); some j in numbers.range(1, 10000); i * j == -1]) == 0\n}\n"
-			var created map[string]any
-			s.call(t, "POST", "/api/v1/policies", s.admin, map[string]any{"policy": runaway,
-				"tests": "package gatehouse.authz_test\n\nimport data.gatehouse.authz\n\ntest_grants if { count(authz.grants) == 1 }\n"}, 201, &created)
-			v := int64(created["version"].(float64))
+			var created apitypes.PolicyVersion
+			s.call(t, "POST", "/api/v1/policies", s.admin, apitypes.PolicySource{Policy: runaway,
+				Tests: "package gatehouse.authz_test\n\nimport data.gatehouse.authz\n\ntest_grants if { count(authz.grants) == 1 }\n"}, 201, &created)
+			v := created.Version
 			start := time.Now()
-			var out map[string]any
+			var out apitypes.SimulateResponse
 			s.call(t, "POST", "/api/v1/decisions/simulate", s.viewer, apitypes.SimulateRequest{Device: dev, Action: "publish", Topic: "a", Version: v}, 200, &out)
-			if out["allow"] != false || out["reason"] != "policy_timeout" || time.Since(start) > 2*time.Second {
+			if out.Allow || out.Reason != "policy_timeout" || time.Since(start) > 2*time.Second {
 				t.Fatalf("simulate runaway: %v after %v", out, time.Since(start))
 			}
 			start = time.Now()
-			var rep policy.TestReport
+			var rep apitypes.PolicyTestReport
 			s.call(t, "POST", fmt.Sprintf("/api/v1/policies/%d/test", v), s.admin, nil, 200, &rep)
-			if rep.OK() || rep.Failed != 1 || !strings.Contains(rep.Results[0].Error, "cut off") || time.Since(start) > policy.TestTimeout+2*time.Second {
+			if rep.Failed != 1 || !strings.Contains(rep.Results[0].Error, "cut off") || time.Since(start) > policy.TestTimeout+2*time.Second {
 				t.Fatalf("tests of the runaway policy: %+v after %v", rep, time.Since(start))
 			}
 			s.call(t, "POST", fmt.Sprintf("/api/v1/policies/%d/activate", v), s.admin, nil, http.StatusUnprocessableEntity, nil)
 
 			// Two values for one complete rule: an evaluation error, shown as 422.
 			conflict := "package gatehouse.authz\n\nx := input.device.id\n\nx := \"other\"\n\ngrants contains {\"action\": \"publish\", \"filter\": x}\n"
-			s.call(t, "POST", "/api/v1/policies", s.admin, map[string]any{"policy": conflict}, 201, &created)
-			wantError(t, sim(int64(created["version"].(float64)), 422), 422, "policy_eval_failed")
+			s.call(t, "POST", "/api/v1/policies", s.admin, apitypes.PolicySource{Policy: conflict}, 201, &created)
+			wantError(t, sim(created.Version, 422), 422, "policy_eval_failed")
 			if s.core.PolicyVersion() != 1 {
 				t.Fatalf("active version %d, want the default (1)", s.core.PolicyVersion())
 			}

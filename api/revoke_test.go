@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/authz"
 )
 
@@ -57,17 +58,15 @@ func TestRevocationBites(t *testing.T) {
 		t.Fatal("reinstated device is still denied")
 	}
 
-	var certs struct {
-		Certificates []map[string]any `json:"certificates"`
-	}
+	var certs apitypes.CertificateList
 	s.call(t, "GET", "/api/v1/devices/"+dev+"/certificates", s.viewer, nil, 200, &certs)
-	serial := certs.Certificates[0]["serial"].(string)
+	serial := certs.Certificates[0].Serial
 	wantError(t, s.call(t, "POST", "/api/v1/certificates/"+serial+"/revoke", s.admin, map[string]any{"reason": "stolen"}, 400, nil), 400, "invalid_argument")
 	wantError(t, s.call(t, "POST", "/api/v1/certificates/"+serial+"/revoke", s.viewer, map[string]any{"reason": "keyCompromise"}, 403, nil), 403, "permission_denied")
 	lag = timed(dev, func() {
-		var out map[string]any
-		s.call(t, "POST", "/api/v1/certificates/"+serial+"/revoke", s.admin, map[string]any{"reason": "keyCompromise", "note": "key found on a forum"}, 200, &out)
-		if out["status"] != "revoked" || out["revocation_reason"].(float64) != 1 {
+		var out apitypes.CertificateResult
+		s.call(t, "POST", "/api/v1/certificates/"+serial+"/revoke", s.admin, apitypes.RevokeRequest{Reason: "keyCompromise", Note: "key found on a forum"}, 200, &out)
+		if out.Status != "revoked" || out.RevocationReason == nil || *out.RevocationReason != 1 {
 			t.Fatalf("revoked certificate view: %v", out)
 		}
 	})
@@ -77,14 +76,9 @@ func TestRevocationBites(t *testing.T) {
 
 	dev2 := enrolled()
 	lag = timed(dev2, func() {
-		var out struct {
-			Status  string   `json:"status"`
-			Serials []string `json:"revoked_serials"`
-			Device  string   `json:"device"`
-		}
-		_ = out.Device
-		s.call(t, "POST", "/api/v1/devices/"+dev2+"/revoke", s.admin, map[string]any{"reason": "cessationOfOperation"}, 200, &out)
-		if out.Status != "revoked" || len(out.Serials) != 1 {
+		var out apitypes.DeviceRevocation
+		s.call(t, "POST", "/api/v1/devices/"+dev2+"/revoke", s.admin, apitypes.RevokeRequest{Reason: "cessationOfOperation"}, 200, &out)
+		if out.Status != "revoked" || len(out.RevokedSerials) != 1 || out.Device != dev2 {
 			t.Fatalf("revoke device: %+v", out)
 		}
 	})
@@ -95,11 +89,9 @@ func TestRevocationBites(t *testing.T) {
 	wantError(t, s.call(t, "POST", "/api/v1/devices/"+dev2+"/reinstate", s.admin, map[string]any{}, 409, nil), 409, "conflict")
 	wantError(t, s.call(t, "POST", "/api/v1/devices/ghost/revoke", s.admin, map[string]any{}, 404, nil), 404, "not_found")
 
-	var events struct {
-		Events []map[string]any `json:"events"`
-	}
+	var events apitypes.AuditEventList
 	s.call(t, "GET", "/api/v1/audit?object_type=device&object_id="+dev2, s.viewer, nil, 200, &events)
-	if len(events.Events) == 0 || events.Events[0]["action"] != "device.revoke" || events.Events[0]["actor"] != "token:admin" {
+	if len(events.Events) == 0 || events.Events[0].Action != "device.revoke" || events.Events[0].Actor != "token:admin" {
 		t.Fatalf("audit: %+v", events)
 	}
 }

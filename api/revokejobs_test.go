@@ -96,16 +96,16 @@ func TestRevokeBatch(t *testing.T) {
 		t.Fatalf("finished job = %+v", job)
 	}
 	for _, d := range devs {
-		var dev map[string]any
+		var dev apitypes.Device
 		s.call(t, "GET", "/api/v1/devices/"+d, s.viewer, nil, 200, &dev)
-		if dev["status"] != "revoked" {
-			t.Errorf("device %s is %v, want revoked", d, dev["status"])
+		if dev.Status != "revoked" {
+			t.Errorf("device %s is %v, want revoked", d, dev.Status)
 		}
 	}
-	var dev map[string]any
+	var dev apitypes.Device
 	s.call(t, "GET", "/api/v1/devices/"+bystander.DeviceID, s.viewer, nil, 200, &dev)
-	if dev["status"] != "active" {
-		t.Errorf("device of another batch is %v", dev["status"])
+	if dev.Status != "active" {
+		t.Errorf("device of another batch is %v", dev.Status)
 	}
 	// The lot's unused token no longer enrolls.
 	key := testpki.Key(t, "P-256")

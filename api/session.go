@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
@@ -130,19 +131,8 @@ func (s *Server) clearCookie(c echo.Context) {
 		SameSite: http.SameSiteStrictMode, Secure: c.Request().TLS != nil || s.cfg.SecureCookies})
 }
 
-type sessionUserView struct {
-	Username string    `json:"username"`
-	Role     auth.Role `json:"role"`
-}
-
-type sessionView struct {
-	User      sessionUserView `json:"user"`
-	CSRFToken string          `json:"csrf_token"`
-	ExpiresAt time.Time       `json:"expires_at"`
-}
-
-func viewSession(sess auth.Session) sessionView {
-	return sessionView{User: sessionUserView{Username: sess.User.Username, Role: sess.User.Role},
+func viewSession(sess auth.Session) apitypes.Session {
+	return apitypes.Session{User: apitypes.SessionUser{Username: sess.User.Username, Role: string(sess.User.Role)},
 		CSRFToken: sess.CSRFToken, ExpiresAt: sess.ExpiresAt}
 }
 
@@ -150,10 +140,7 @@ func (s *Server) login(c echo.Context) error {
 	if s.crossSite(c.Request()) {
 		return fault.New(fault.CSRFFailed, "cross-site login refused")
 	}
-	var b struct {
-		Username string `json:"username"`
-		Password string `json:"password"`
-	}
+	var b apitypes.LoginRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -213,10 +200,7 @@ func (s *Server) logout(c echo.Context) error {
 }
 
 func (s *Server) changeOwnPassword(c echo.Context) error {
-	var b struct {
-		Current string `json:"current"`
-		New     string `json:"new"`
-	}
+	var b apitypes.PasswordChange
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -227,18 +211,8 @@ func (s *Server) changeOwnPassword(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-type userView struct {
-	Username    string     `json:"username"`
-	Role        auth.Role  `json:"role"`
-	Disabled    bool       `json:"disabled"`
-	CreatedAt   time.Time  `json:"created_at"`
-	UpdatedAt   time.Time  `json:"updated_at"`
-	DisabledAt  *time.Time `json:"disabled_at,omitempty"`
-	LastLoginAt *time.Time `json:"last_login_at,omitempty"`
-}
-
-func viewUser(u auth.User) userView {
-	return userView{Username: u.Username, Role: u.Role, Disabled: u.DisabledAt != nil, CreatedAt: u.CreatedAt,
+func viewUser(u auth.User) apitypes.User {
+	return apitypes.User{Username: u.Username, Role: string(u.Role), Disabled: u.DisabledAt != nil, CreatedAt: u.CreatedAt,
 		UpdatedAt: u.UpdatedAt, DisabledAt: u.DisabledAt, LastLoginAt: u.LastLoginAt}
 }
 
@@ -247,7 +221,7 @@ func (s *Server) listUsers(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"users": mapSlice(us, viewUser)})
+	return c.JSON(http.StatusOK, apitypes.UserList{Users: mapSlice(us, viewUser)})
 }
 
 func (s *Server) getUser(c echo.Context) error {
@@ -259,15 +233,11 @@ func (s *Server) getUser(c echo.Context) error {
 }
 
 func (s *Server) createUser(c echo.Context) error {
-	var b struct {
-		Username string    `json:"username"`
-		Password string    `json:"password"`
-		Role     auth.Role `json:"role"`
-	}
+	var b apitypes.UserRequest
 	if err := decode(c, &b); err != nil {
 		return err
 	}
-	u, err := s.cfg.Auth.CreateUser(c.Request().Context(), actor(c), b.Username, b.Password, b.Role)
+	u, err := s.cfg.Auth.CreateUser(c.Request().Context(), actor(c), b.Username, b.Password, auth.Role(b.Role))
 	if err != nil {
 		return err
 	}
@@ -275,16 +245,12 @@ func (s *Server) createUser(c echo.Context) error {
 }
 
 func (s *Server) updateUser(c echo.Context) error {
-	var b struct {
-		Role     *auth.Role `json:"role"`
-		Password *string    `json:"password"`
-		Disabled *bool      `json:"disabled"`
-	}
+	var b apitypes.UserUpdate
 	if err := decode(c, &b); err != nil {
 		return err
 	}
 	u, err := s.cfg.Auth.UpdateUser(c.Request().Context(), actor(c), c.Param("username"),
-		auth.UserUpdate{Role: b.Role, Password: b.Password, Disabled: b.Disabled})
+		auth.UserUpdate{Role: (*auth.Role)(b.Role), Password: b.Password, Disabled: b.Disabled})
 	if err != nil {
 		return err
 	}

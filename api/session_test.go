@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/ca"
@@ -77,15 +78,6 @@ type browser struct {
 	csrf   string
 }
 
-type sessionJSON struct {
-	User struct {
-		Username string `json:"username"`
-		Role     string `json:"role"`
-	} `json:"user"`
-	CSRFToken string    `json:"csrf_token"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
 // do sends a request with optional cookie, CSRF token and extra headers.
 func (u *uiStack) do(t testing.TB, method, path string, b *browser, csrf string, in any, hdr map[string]string) reply {
 	t.Helper()
@@ -134,7 +126,7 @@ func (u *uiStack) login(t testing.TB, user, pass string) *browser {
 	if r.status != http.StatusOK {
 		t.Fatalf("login %s: %d %s", user, r.status, r)
 	}
-	var s sessionJSON
+	var s apitypes.Session
 	if err := json.Unmarshal(r.body, &s); err != nil || s.CSRFToken == "" || s.User.Username != user {
 		t.Fatalf("login body: %v %s", err, r)
 	}
@@ -187,7 +179,7 @@ func TestSessionLogin(t *testing.T) {
 				if r.status != tc.wantStatus {
 					t.Fatalf("%s: %d %s", tc.name, r.status, r)
 				}
-				var s sessionJSON
+				var s apitypes.Session
 				dec := json.NewDecoder(bytes.NewReader(r.body))
 				dec.DisallowUnknownFields()
 				if err := dec.Decode(&s); err != nil || s.User.Username != "olga" || s.User.Role != "operator" ||
@@ -309,7 +301,7 @@ func TestSessionCSRFAndRoles(t *testing.T) {
 			}
 
 			// GET /session echoes the session for its cookie only.
-			var s sessionJSON
+			var s apitypes.Session
 			r := u.do(t, "GET", "/api/v1/session", olga, "", nil, nil)
 			if err := json.Unmarshal(r.body, &s); r.status != 200 || err != nil || s.CSRFToken != olga.csrf || s.User.Role != "operator" {
 				t.Fatalf("get session: %d %s", r.status, r)
@@ -353,18 +345,9 @@ func TestUserAdmin(t *testing.T) {
 			u := newUIStack(t, backend)
 			root := u.login(t, "root", uiPassword)
 			vic := u.login(t, "vic", uiPassword)
-			type userJSON struct {
-				Username    string     `json:"username"`
-				Role        string     `json:"role"`
-				Disabled    bool       `json:"disabled"`
-				CreatedAt   time.Time  `json:"created_at"`
-				UpdatedAt   time.Time  `json:"updated_at"`
-				DisabledAt  *time.Time `json:"disabled_at"`
-				LastLoginAt *time.Time `json:"last_login_at"`
-			}
-			decodeUser := func(r reply) userJSON {
+			decodeUser := func(r reply) apitypes.User {
 				t.Helper()
-				var out userJSON
+				var out apitypes.User
 				dec := json.NewDecoder(bytes.NewReader(r.body))
 				dec.DisallowUnknownFields()
 				if err := dec.Decode(&out); err != nil {
@@ -375,9 +358,7 @@ func TestUserAdmin(t *testing.T) {
 
 			wantError(t, u.do(t, "GET", "/api/v1/users", vic, "", nil, nil), 403, fault.PermissionDenied)
 			r := u.do(t, "GET", "/api/v1/users", root, "", nil, nil)
-			var list struct {
-				Users []userJSON `json:"users"`
-			}
+			var list apitypes.UserList
 			if err := json.Unmarshal(r.body, &list); r.status != 200 || err != nil || len(list.Users) != 3 || strings.Contains(string(r.body), "argon2") {
 				t.Fatalf("list: %d %s", r.status, r)
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -16,12 +17,6 @@ import (
 type Stats interface {
 	CountDevices(ctx context.Context) ([]store.DeviceCount, error)
 	ExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]store.Certificate, error)
-}
-
-type fleetCountView struct {
-	Fleet    string           `json:"fleet"`
-	Total    int64            `json:"total"`
-	ByStatus map[string]int64 `json:"by_status"`
 }
 
 func (s *Server) stats(c echo.Context) error {
@@ -34,28 +29,20 @@ func (s *Server) stats(c echo.Context) error {
 	for _, st := range []store.DeviceStatus{store.DevicePending, store.DeviceActive, store.DeviceSuspended, store.DeviceRevoked} {
 		byStatus[string(st)] = 0
 	}
-	fleets := []fleetCountView{}
+	fleets := []apitypes.FleetCount{}
 	for _, n := range counts {
 		total += n.Count
 		byStatus[string(n.Status)] += n.Count
 		// Counts arrive ordered by fleet, so one fleet's rows are adjacent.
 		if len(fleets) == 0 || fleets[len(fleets)-1].Fleet != n.Fleet {
-			fleets = append(fleets, fleetCountView{Fleet: n.Fleet, ByStatus: map[string]int64{}})
+			fleets = append(fleets, apitypes.FleetCount{Fleet: n.Fleet, ByStatus: map[string]int64{}})
 		}
 		f := &fleets[len(fleets)-1]
 		f.Total += n.Count
 		f.ByStatus[string(n.Status)] += n.Count
 	}
-	return c.JSON(http.StatusOK, map[string]any{"devices": map[string]any{"total": total, "by_status": byStatus, "by_fleet": fleets},
-		"policy_version": s.cfg.Decisions.PolicyVersion()})
-}
-
-type expiringCertView struct {
-	Serial    string    `json:"serial"`
-	DeviceID  string    `json:"device_id"`
-	NotBefore time.Time `json:"not_before"`
-	NotAfter  time.Time `json:"not_after"`
-	Status    string    `json:"status"`
+	return c.JSON(http.StatusOK, apitypes.Stats{Devices: apitypes.DeviceCounts{Total: total, ByStatus: byStatus, ByFleet: fleets},
+		PolicyVersion: s.cfg.Decisions.PolicyVersion()})
 }
 
 // listCertificates lists active certificates expiring within a window
@@ -84,22 +71,9 @@ func (s *Server) listCertificates(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"certificates": mapSlice(cs, func(c store.Certificate) expiringCertView {
-		return expiringCertView{Serial: c.Serial, DeviceID: c.DeviceID, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Status: string(c.Status)}
+	return c.JSON(http.StatusOK, apitypes.ExpiringCertificateList{Certificates: mapSlice(cs, func(c store.Certificate) apitypes.ExpiringCertificate {
+		return apitypes.ExpiringCertificate{Serial: c.Serial, DeviceID: c.DeviceID, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Status: string(c.Status)}
 	})})
-}
-
-type denyView struct {
-	At            time.Time `json:"at"`
-	Device        string    `json:"device"`
-	ClientID      string    `json:"client_id,omitempty"`
-	Action        string    `json:"action"`
-	Topic         string    `json:"topic,omitempty"`
-	QoS           int       `json:"qos"`
-	Retain        bool      `json:"retain"`
-	Reason        string    `json:"reason"`
-	PolicyVersion int64     `json:"policy_version"`
-	Error         string    `json:"error,omitempty"`
 }
 
 // recentDenies lists the decision core's last denies, newest first,
@@ -113,8 +87,8 @@ func (s *Server) recentDenies(c echo.Context) error {
 		limit = 50
 	}
 	ds := s.cfg.Decisions.RecentDenies(c.QueryParam("device"), limit)
-	return c.JSON(http.StatusOK, map[string]any{"denies": mapSlice(ds, func(d authz.DeniedRequest) denyView {
-		return denyView{At: d.At, Device: d.Device, ClientID: d.ClientID, Action: string(d.Action), Topic: d.Topic,
+	return c.JSON(http.StatusOK, apitypes.DenyList{Denies: mapSlice(ds, func(d authz.DeniedRequest) apitypes.Deny {
+		return apitypes.Deny{At: d.At, Device: d.Device, ClientID: d.ClientID, Action: string(d.Action), Topic: d.Topic,
 			QoS: d.QoS, Retain: d.Retain, Reason: d.Reason, PolicyVersion: d.PolicyVersion, Error: d.Error}
 	})})
 }

@@ -13,19 +13,6 @@ import (
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 )
 
-type statsJSON struct {
-	Devices struct {
-		Total    int64            `json:"total"`
-		ByStatus map[string]int64 `json:"by_status"`
-		ByFleet  []struct {
-			Fleet    string           `json:"fleet"`
-			Total    int64            `json:"total"`
-			ByStatus map[string]int64 `json:"by_status"`
-		} `json:"by_fleet"`
-	} `json:"devices"`
-	PolicyVersion int64 `json:"policy_version"`
-}
-
 // TestDashboardEndpoints covers the read endpoints behind the UI dashboard:
 // device counts, expiring certificates, recent denies and audit filters.
 func TestDashboardEndpoints(t *testing.T) {
@@ -34,7 +21,7 @@ func TestDashboardEndpoints(t *testing.T) {
 	s := ps.stack
 	ctx := context.Background()
 
-	var st statsJSON
+	var st apitypes.Stats
 	s.call(t, "GET", "/api/v1/stats", s.viewer, nil, 200, &st)
 	if st.Devices.Total != 0 || len(st.Devices.ByFleet) != 0 || len(st.Devices.ByStatus) != 4 || st.PolicyVersion != 1 {
 		t.Fatalf("empty stats: %+v", st)
@@ -51,21 +38,12 @@ func TestDashboardEndpoints(t *testing.T) {
 		t.Fatalf("stats after two enrollments and a suspend: %+v", st)
 	}
 
-	type certsJSON struct {
-		Certificates []struct {
-			Serial    string    `json:"serial"`
-			DeviceID  string    `json:"device_id"`
-			NotBefore time.Time `json:"not_before"`
-			NotAfter  time.Time `json:"not_after"`
-			Status    string    `json:"status"`
-		} `json:"certificates"`
-	}
 	// The default profile issues 30-day certificates.
 	for _, c := range []struct {
 		query string
 		want  int
 	}{{"expiring_within=168h", 0}, {"expiring_within=744h", 2}, {"expiring_within=744h&limit=1", 1}} {
-		var out certsJSON
+		var out apitypes.ExpiringCertificateList
 		s.call(t, "GET", "/api/v1/certificates?"+c.query, s.viewer, nil, 200, &out)
 		if len(out.Certificates) != c.want {
 			t.Errorf("%s: %d certificates, want %d", c.query, len(out.Certificates), c.want)
@@ -93,21 +71,7 @@ func TestDashboardEndpoints(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	type deniesJSON struct {
-		Denies []struct {
-			At            time.Time `json:"at"`
-			Device        string    `json:"device"`
-			ClientID      string    `json:"client_id"`
-			Action        string    `json:"action"`
-			Topic         string    `json:"topic"`
-			QoS           int       `json:"qos"`
-			Retain        bool      `json:"retain"`
-			Reason        string    `json:"reason"`
-			PolicyVersion int64     `json:"policy_version"`
-			Error         string    `json:"error"`
-		} `json:"denies"`
-	}
-	var all, one, none deniesJSON
+	var all, one, none apitypes.DenyList
 	s.call(t, "GET", "/api/v1/decisions/recent-denies", s.viewer, nil, 200, &all)
 	if len(all.Denies) != 2 || all.Denies[0].Device != b.DeviceID || all.Denies[0].Reason != "device is suspended" ||
 		all.Denies[1].Topic != "fleets/default/devices/other/telemetry/t" || all.Denies[1].Reason != "no grant matches" {
@@ -124,9 +88,6 @@ func TestDashboardEndpoints(t *testing.T) {
 	wantError(t, s.send(t, request{method: "GET", path: "/api/v1/decisions/recent-denies?limit=many", bearer: s.viewer}), http.StatusBadRequest, fault.InvalidArgument)
 
 	// Audit filters: action and a time window.
-	type auditList struct {
-		Events []apitypes.AuditEvent `json:"events"`
-	}
 	now := time.Now().UTC()
 	for _, c := range []struct {
 		query string
@@ -139,7 +100,7 @@ func TestDashboardEndpoints(t *testing.T) {
 		{"action=device.suspend&since=" + now.Add(time.Hour).Format(time.RFC3339), 0},
 		{"action=device.suspend&until=" + now.Add(-time.Hour).Format(time.RFC3339), 0},
 	} {
-		var out auditList
+		var out apitypes.AuditEventList
 		s.call(t, "GET", "/api/v1/audit?"+c.query, s.viewer, nil, 200, &out)
 		if len(out.Events) != c.want {
 			t.Errorf("audit %s: %d events, want %d", c.query, len(out.Events), c.want)
@@ -151,15 +112,11 @@ func TestDashboardEndpoints(t *testing.T) {
 
 	// Devices by label: key=value, exact.
 	s.call(t, "PATCH", "/api/v1/devices/"+a.DeviceID, s.admin, map[string]any{"labels": map[string]string{"room": "lab"}}, 200, nil)
-	type devicesJSON struct {
-		Devices []map[string]any `json:"devices"`
-		Next    string           `json:"next"`
-	}
 	for _, c := range []struct {
 		query string
 		want  int
 	}{{"label=room%3Dlab", 1}, {"label=room%3DLab", 0}, {"label=room%3D", 0}, {"label=room%3Dlab&status=suspended", 0}} {
-		var out devicesJSON
+		var out apitypes.DeviceList
 		s.call(t, "GET", "/api/v1/devices?"+c.query, s.viewer, nil, 200, &out)
 		if len(out.Devices) != c.want {
 			t.Errorf("devices?%s: %d, want %d", c.query, len(out.Devices), c.want)

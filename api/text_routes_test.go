@@ -233,9 +233,7 @@ func TestGoodTextStillAccepted(t *testing.T) {
 					t.Fatalf("%s: %d %s", tc.literal, res.status, res)
 				}
 				res = u.sendRaw(t, "GET", "/api/v1/fleets/"+name, root, nil)
-				var f struct {
-					Description string `json:"description"`
-				}
+				var f apitypes.Fleet
 				if err := json.Unmarshal(res.body, &f); err != nil || f.Description != tc.want {
 					t.Errorf("%s: stored %q, want %q (%v)", tc.literal, f.Description, tc.want, err)
 				}

@@ -247,9 +247,10 @@ func parallelOutcomes(t testing.TB, s *stack, path string, n int, body func(i in
 				return
 			}
 			r := readReply(resp)
+			// An error or a certificate: one decode reads either.
 			var e struct {
-				Error  struct{ Code fault.Code }
-				Serial string `json:"serial"`
+				apitypes.ErrorBody
+				apitypes.EnrollResponse
 			}
 			_ = json.Unmarshal(r.body, &e)
 			out[i] = outcome{status: r.status, code: e.Error.Code, serial: e.Serial}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
+	"github.com/gatehouse-iot/gatehouse/auth"
+	"github.com/gatehouse-iot/gatehouse/kick"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -59,6 +61,48 @@ func TestViewShapes(t *testing.T) {
 			`{"error":{"code":"policy_invalid","message":"m","problems":[{"module":"policy","line":1,"column":2,"message":"x"}]}}`},
 		{"error without problems", apitypes.ErrorBody{Error: apitypes.ErrorDetail{Code: "not_found", Message: "m", Problems: problems(nil)}},
 			`{"error":{"code":"not_found","message":"m"}}`},
+		// These were map literals or local view types before apitypes;
+		// the bytes were pinned on that code first.
+		// Sessions and users (session.go).
+		{"session", viewSession(auth.Session{User: auth.User{Username: "ann", Role: auth.RoleAdmin}, CSRFToken: "c", ExpiresAt: at}),
+			`{"user":{"username":"ann","role":"admin"},"csrf_token":"c","expires_at":"2026-01-02T03:04:05Z"}`},
+		{"user", viewUser(auth.User{Username: "ann", Role: auth.RoleViewer, CreatedAt: at, UpdatedAt: at}),
+			`{"username":"ann","role":"viewer","disabled":false,"created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T03:04:05Z"}`},
+		{"user disabled", viewUser(auth.User{Username: "ann", Role: auth.RoleViewer, CreatedAt: at, UpdatedAt: at, DisabledAt: &later, LastLoginAt: &at}),
+			`{"username":"ann","role":"viewer","disabled":true,"created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T03:04:05Z","disabled_at":"2026-01-02T04:04:05Z","last_login_at":"2026-01-02T03:04:05Z"}`},
+		{"user list", apitypes.UserList{Users: mapSlice([]auth.User{}, viewUser)}, `{"users":[]}`},
+		// Kicks (kicks.go).
+		{"kick pending", viewKick(store.SessionKick{DeviceID: "d1", Broker: "emqx", Status: store.KickPending, Reason: "device.suspend", Attempts: 1, LastError: "e", NextAttemptAt: later, RequestedAt: at, UpdatedAt: at}),
+			`{"device":"d1","broker":"emqx","status":"pending","reason":"device.suspend","attempts":1,"last_error":"e","requested_at":"2026-01-02T03:04:05Z","next_attempt_at":"2026-01-02T04:04:05Z","updated_at":"2026-01-02T03:04:05Z"}`},
+		{"kick done", viewKick(store.SessionKick{DeviceID: "d1", Broker: "webhook", Status: store.KickDone, Reason: "device.revoke", Attempts: 1, NextAttemptAt: later, RequestedAt: at, DoneAt: &later, UpdatedAt: later}),
+			`{"device":"d1","broker":"webhook","status":"done","reason":"device.revoke","attempts":1,"requested_at":"2026-01-02T03:04:05Z","done_at":"2026-01-02T04:04:05Z","updated_at":"2026-01-02T04:04:05Z"}`},
+		{"device sessions", apitypes.DeviceSessions{Device: "d1", Kicks: mapSlice([]store.SessionKick{}, viewKick)}, `{"device":"d1","kicks":[]}`},
+		{"kick targets nil", apitypes.SessionKickList{Kicks: []apitypes.SessionKick{}, Targets: viewKickTargets(nil)}, `{"kicks":[],"targets":null}`},
+		{"kick list", apitypes.SessionKickList{Kicks: mapSlice([]store.SessionKick{}, viewKick), Targets: viewKickTargets([]kick.TargetHealth{{Broker: "emqx", Status: "ok"}, {Broker: "webhook", Status: "failing", Error: "e", CheckedAt: at}})},
+			`{"kicks":[],"targets":[{"broker":"emqx","status":"ok"},{"broker":"webhook","status":"failing","error":"e","checked_at":"2026-01-02T03:04:05Z"}]}`},
+		// Stats (stats.go).
+		{"stats", apitypes.Stats{Devices: apitypes.DeviceCounts{Total: 2, ByStatus: map[string]int64{"active": 2, "pending": 0},
+			ByFleet: []apitypes.FleetCount{{Fleet: "f", Total: 2, ByStatus: map[string]int64{"active": 2}}}}, PolicyVersion: 3},
+			`{"devices":{"by_fleet":[{"fleet":"f","total":2,"by_status":{"active":2}}],"by_status":{"active":2,"pending":0},"total":2},"policy_version":3}`},
+		{"expiring certificates", apitypes.ExpiringCertificateList{Certificates: []apitypes.ExpiringCertificate{{Serial: "01", DeviceID: "d1", NotBefore: at, NotAfter: later, Status: "active"}}},
+			`{"certificates":[{"serial":"01","device_id":"d1","not_before":"2026-01-02T03:04:05Z","not_after":"2026-01-02T04:04:05Z","status":"active"}]}`},
+		{"denies", apitypes.DenyList{Denies: []apitypes.Deny{{At: at, Device: "d1", Action: "connect", Reason: "r", PolicyVersion: 1},
+			{At: at, Device: "d1", ClientID: "c", Action: "publish", Topic: "t", QoS: 1, Retain: true, Reason: "r", PolicyVersion: 1, Error: "e"}}},
+			`{"denies":[{"at":"2026-01-02T03:04:05Z","device":"d1","action":"connect","qos":0,"retain":false,"reason":"r","policy_version":1},{"at":"2026-01-02T03:04:05Z","device":"d1","client_id":"c","action":"publish","topic":"t","qos":1,"retain":true,"reason":"r","policy_version":1,"error":"e"}]}`},
+		// Policies (policies.go).
+		{"policy version", apitypes.PolicyVersion{Version: 2, Policy: "p", Tests: "t", Digest: "d", Comment: "c", CreatedBy: "me", CreatedAt: at, Active: true},
+			`{"version":2,"policy":"p","tests":"t","digest":"d","comment":"c","created_by":"me","created_at":"2026-01-02T03:04:05Z","active":true}`},
+		{"policy list", apitypes.PolicyVersionList{Versions: []apitypes.PolicyVersion{}, Active: 1}, `{"active":1,"versions":[]}`},
+		{"policy valid", apitypes.PolicyValidation{Valid: true}, `{"valid":true}`},
+		{"policy test report", viewTestReport(policy.TestReport{Passed: 1, Failed: 1, Results: []policy.TestResult{{Name: "a", Passed: true, Line: 3, Duration: time.Millisecond}, {Name: "b", Error: "e", Line: 4}}}),
+			`{"passed":1,"failed":1,"results":[{"name":"a","passed":true,"line":3,"duration_ns":1000000},{"name":"b","passed":false,"error":"e","line":4,"duration_ns":0}]}`},
+		{"policy test report empty", viewTestReport(policy.TestReport{}), `{"passed":0,"failed":0,"results":null}`},
+		{"policy activation", apitypes.PolicyActivation{Active: 2, Tests: viewTestReport(policy.TestReport{Passed: 1})}, `{"active":2,"tests":{"passed":1,"failed":0,"results":null}}`},
+		{"policy activation refused", apitypes.PolicyActivationRefused{Error: apitypes.ErrorDetail{Code: policy.TestsFailed, Message: "m"}, Tests: viewTestReport(policy.TestReport{Failed: 1})},
+			`{"error":{"code":"policy_tests_failed","message":"m"},"tests":{"passed":0,"failed":1,"results":null}}`},
+		{"policy diff", apitypes.PolicyDiff{From: 1, To: 2, Diff: "+x"}, `{"diff":"+x","from":1,"to":2}`},
+		{"simulation", apitypes.SimulateResponse{Reason: "r", PolicyVersion: 2, Device: "d1"},
+			`{"allow":false,"device":"d1","policy_version":2,"reason":"r","rule":""}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/internal/testlog"
 )
 
@@ -252,12 +253,8 @@ func (g *gatehouse) api(t *testing.T, method, path string, body any, want int, o
 // the API.
 func (g *gatehouse) tokens(t *testing.T, profile string, n int) []string {
 	t.Helper()
-	var res struct {
-		Tokens []struct {
-			Token string `json:"token"`
-		} `json:"tokens"`
-	}
-	g.api(t, "POST", "/api/v1/token-batches", map[string]any{"fleet": "default", "profile": profile, "count": n, "ttl": "1h"},
+	var res apitypes.BatchResponse
+	g.api(t, "POST", "/api/v1/token-batches", apitypes.BatchRequest{Fleet: "default", Profile: profile, Count: n, TTL: "1h"},
 		http.StatusCreated, &res)
 	if len(res.Tokens) != n {
 		t.Fatalf("token batch for %s: %d tokens, want %d", profile, len(res.Tokens), n)

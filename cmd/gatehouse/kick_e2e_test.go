@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/internal/testbroker"
 	"github.com/gatehouse-iot/gatehouse/kick"
 )
@@ -148,15 +149,6 @@ func TestRabbitMQSessionKick(t *testing.T) {
 	// The bystander's subscription works before anything happens.
 	c.publishUntilSeen(t, subs["bystander"], devs["ctl"], "fleets/default/devices/bystander/cmd/ping", "ping-1")
 
-	type kickStatus struct {
-		Kicks []struct {
-			Broker    string `json:"broker"`
-			Status    string `json:"status"`
-			Reason    string `json:"reason"`
-			Attempts  int    `json:"attempts"`
-			LastError string `json:"last_error"`
-		} `json:"kicks"`
-	}
 	// cut takes access away through the API and measures how long after
 	// the call began the device's connection is gone at the broker.
 	cut := func(id, path string, body map[string]any, reason string) {
@@ -206,7 +198,7 @@ func TestRabbitMQSessionKick(t *testing.T) {
 		if out, err := c.publish(devs[id], id, "fleets/default/devices/"+id+"/telemetry/t", "after-"+reason); err == nil {
 			t.Errorf("%s connected and published after the %s:\n%s", id, reason, out)
 		}
-		var st kickStatus
+		var st apitypes.DeviceSessions
 		g.api(t, "GET", "/api/v1/devices/"+id+"/sessions", nil, http.StatusOK, &st)
 		if len(st.Kicks) != 2 || st.Kicks[0].Broker != "rabbitmq" || st.Kicks[0].Status != "done" || st.Kicks[0].Reason != reason ||
 			st.Kicks[1].Broker != "webhook" || st.Kicks[1].Status != "pending" || st.Kicks[1].Attempts < 1 ||
@@ -231,7 +223,7 @@ func TestRabbitMQSessionKick(t *testing.T) {
 	}
 	c.publishUntilSeen(t, subs["bystander"], devs["ctl"], "fleets/default/devices/bystander/cmd/ping", "ping-2")
 	// The unreachable hook's kicks are listed as still pending, retried.
-	var pending kickStatus
+	var pending apitypes.SessionKickList
 	g.api(t, "GET", "/api/v1/session-kicks?status=pending", nil, http.StatusOK, &pending)
 	if len(pending.Kicks) != 2 || pending.Kicks[0].Broker != "webhook" || pending.Kicks[1].Broker != "webhook" {
 		t.Errorf("pending kicks: %+v", pending)
@@ -319,11 +311,9 @@ func readmeRabbitMQ(t *testing.T, secret, hooksAddr, kickPass string) rabbitDoc 
 }
 
 // kickTargets returns GET /session-kicks' targets.
-func kickTargets(t *testing.T, g *gatehouse) []kick.TargetHealth {
+func kickTargets(t *testing.T, g *gatehouse) []apitypes.KickTarget {
 	t.Helper()
-	var r struct {
-		Targets []kick.TargetHealth `json:"targets"`
-	}
+	var r apitypes.SessionKickList
 	g.api(t, "GET", "/api/v1/session-kicks", nil, http.StatusOK, &r)
 	return r.Targets
 }

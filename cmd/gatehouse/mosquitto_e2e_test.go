@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/internal/testbroker"
 )
 
@@ -118,16 +119,9 @@ func TestMosquittoCRLEndToEnd(t *testing.T) {
 		t.Fatalf("reload command log %q lacks CRL %v", data, after.Number)
 	}
 	// The status shows the list and the successful reload.
-	var st struct {
-		Number     int64 `json:"number"`
-		Entries    int   `json:"entries"`
-		LastReload struct {
-			OK     bool  `json:"ok"`
-			Number int64 `json:"number"`
-		} `json:"last_reload"`
-	}
+	var st apitypes.CRLStatus
 	g.api(t, "GET", "/api/v1/crl", nil, http.StatusOK, &st)
-	if st.Number != after.Number.Int64() || st.Entries != 1 || !st.LastReload.OK || st.LastReload.Number != st.Number {
+	if st.Number != after.Number.Int64() || st.Entries != 1 || st.LastReload == nil || !st.LastReload.OK || st.LastReload.Number != st.Number {
 		t.Fatalf("CRL status: %+v", st)
 	}
 	t.Logf("revoke → refused at the broker: %s", refusedAfter.Round(time.Millisecond))

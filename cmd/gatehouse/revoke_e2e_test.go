@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 )
 
 // TestRevokeCLI drives `gatehouse revoke` against the real server: a device
@@ -24,9 +26,7 @@ func TestRevokeCLI(t *testing.T) {
 	}
 	status := func(id string) string {
 		t.Helper()
-		var d struct {
-			Status string `json:"status"`
-		}
+		var d apitypes.Device
 		g.api(t, "GET", "/api/v1/devices/"+id, nil, http.StatusOK, &d)
 		return d.Status
 	}

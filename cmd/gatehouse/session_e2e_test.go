@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 )
 
 // cliPasswordLine is how the admin CLI prints a password it generated.
@@ -56,12 +58,7 @@ func TestWebLogin(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var body struct {
-			CSRFToken string `json:"csrf_token"`
-			User      struct {
-				Role string `json:"role"`
-			} `json:"user"`
-		}
+		var body apitypes.Session
 		_ = json.NewDecoder(resp.Body).Decode(&body)
 		for _, c := range resp.Cookies() {
 			if c.Name == "gatehouse_session" {

@@ -1,0 +1,58 @@
+package apitypes
+
+import "time"
+
+// Stats answers GET /api/v1/stats. Before apitypes it was a map: its keys
+// are in alphabetical order, which the fields keep.
+type Stats struct {
+	Devices       DeviceCounts `json:"devices"`
+	PolicyVersion int64        `json:"policy_version"`
+}
+
+// DeviceCounts counts devices by status, overall and per fleet. ByStatus
+// names every status, zero included; ByFleet is never null.
+type DeviceCounts struct {
+	ByFleet  []FleetCount     `json:"by_fleet"`
+	ByStatus map[string]int64 `json:"by_status"`
+	Total    int64            `json:"total"`
+}
+
+// FleetCount is one fleet's devices by status (only the statuses it has).
+type FleetCount struct {
+	Fleet    string           `json:"fleet"`
+	Total    int64            `json:"total"`
+	ByStatus map[string]int64 `json:"by_status"`
+}
+
+// ExpiringCertificate is an active certificate close to its NotAfter.
+type ExpiringCertificate struct {
+	Serial    string    `json:"serial"`
+	DeviceID  string    `json:"device_id"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	Status    string    `json:"status"`
+}
+
+// ExpiringCertificateList answers GET /api/v1/certificates?expiring_within=.
+type ExpiringCertificateList struct {
+	Certificates []ExpiringCertificate `json:"certificates"`
+}
+
+// Deny is one request the decision core refused.
+type Deny struct {
+	At            time.Time `json:"at"`
+	Device        string    `json:"device"`
+	ClientID      string    `json:"client_id,omitempty"`
+	Action        string    `json:"action"`
+	Topic         string    `json:"topic,omitempty"`
+	QoS           int       `json:"qos"`
+	Retain        bool      `json:"retain"`
+	Reason        string    `json:"reason"`
+	PolicyVersion int64     `json:"policy_version"`
+	Error         string    `json:"error,omitempty"`
+}
+
+// DenyList answers GET /api/v1/decisions/recent-denies, newest first.
+type DenyList struct {
+	Denies []Deny `json:"denies"`
+}
