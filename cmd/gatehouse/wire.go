@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/crl"
 	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/events"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/hooks"
 	"github.com/gatehouse-iot/gatehouse/inventory"
@@ -41,6 +42,9 @@ type app struct {
 	hooks    *hooks.Handler
 	crl      *crl.Publisher
 	kick     *kick.Service
+	// events fans the core's changes and Mosquitto kicks out to the
+	// plugins' event streams.
+	events *events.Hub
 	// superseded revokes certificates replaced by renewals once their
 	// profile's superseded_grace has passed.
 	superseded *revoke.Sweeper
@@ -90,7 +94,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 			_ = st.Close()
 		}
 	}()
-	a := &app{store: st}
+	a := &app{store: st, events: events.NewHub(events.Config{Log: log})}
 	base := publicURL(v)
 	crlValidity, err := crlValidity(v)
 	if err != nil {
@@ -108,7 +112,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, err
 	}
-	if a.authz, err = newAuthz(v, log); err != nil {
+	if a.authz, err = newAuthz(v, a.events, log); err != nil {
 		return nil, err
 	}
 	if a.policies, err = newPolicies(ctx, st, a.authz, log); err != nil {
@@ -125,7 +129,8 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 		return nil, err
 	}
 	// Cuts the live broker sessions of revoked and suspended devices.
-	if a.kick, err = newKicker(v, st, log); err != nil {
+	var kickAcks *kick.Mosquitto
+	if a.kick, kickAcks, err = newKicker(v, st, a.events, log); err != nil {
 		return nil, err
 	}
 	if a.revoke, err = revoke.New(revoke.Config{Store: st, Core: a.sync, CRL: a.crl, Sessions: a.kick, Log: log}); err != nil {
@@ -151,7 +156,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if _, err := a.sync.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("load device state: %w", err)
 	}
-	if a.hooks, err = newHooks(v, a.authz, a.ca, hauth, log); err != nil {
+	if a.hooks, err = newHooks(v, a.authz, a.ca, hauth, a.events, kickAcks, log); err != nil {
 		return nil, err
 	}
 	logHookAuth(log, v, hauth)
@@ -168,7 +173,7 @@ func newCRL(v *viper.Viper, authority *ca.CA, st *store.Store, validity time.Dur
 		File: v.GetString(keyCRLFile), ReloadCommand: v.GetString(keyCRLReload), Validity: validity, Log: log})
 }
 
-func newAuthz(v *viper.Viper, log *slog.Logger) (*authz.Authorizer, error) {
+func newAuthz(v *viper.Viper, changes authz.Changes, log *slog.Logger) (*authz.Authorizer, error) {
 	staleness, err := maxStaleness(v)
 	if err != nil {
 		return nil, err
@@ -181,7 +186,7 @@ func newAuthz(v *viper.Viper, log *slog.Logger) (*authz.Authorizer, error) {
 		log.Warn("authz.max_staleness is 0: a replica cut off from the database keeps allowing what it last knew, revoked devices included")
 	}
 	return authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0)), MaxStaleness: staleness,
-		EvalTimeout: evalTimeout}), nil
+		EvalTimeout: evalTimeout, Changes: changes}), nil
 }
 
 // newPolicies returns the policy service with the active version loaded
@@ -208,11 +213,18 @@ func newOCSP(ctx context.Context, authority *ca.CA, st *store.Store, log *slog.L
 	return ocsp.New(ocsp.Config{Certs: st, Signer: signer, Issuer: authority.Intermediate(), Log: log})
 }
 
-func newHooks(v *viper.Viper, az *authz.Authorizer, authority *ca.CA, hauth hookAuth, log *slog.Logger) (*hooks.Handler, error) {
-	hk, err := hooks.New(hooks.Config{Authorizer: az, Certs: authority, Secret: hauth.secret,
+func newHooks(v *viper.Viper, az *authz.Authorizer, authority *ca.CA, hauth hookAuth, hub *events.Hub,
+	acks *kick.Mosquitto, log *slog.Logger) (*hooks.Handler, error) {
+	cfg := hooks.Config{Authorizer: az, Certs: authority, Secret: hauth.secret, Events: hub, Fresh: az,
 		ClientCerts: hauth.clientCerts, AllowUnauthenticated: hauth.open,
 		MosquittoMode: hooks.MosquittoMode(v.GetString(keyHooksMosqMode)), RabbitCertLogin: v.GetBool(keyHooksRabbitCL),
-		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log})
+		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log}
+	// A nil *kick.Mosquitto in the interface would not be nil: only a
+	// configured target receives acknowledgements.
+	if acks != nil {
+		cfg.KickAcks = acks
+	}
+	hk, err := hooks.New(cfg)
 	if err != nil {
 		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
 	}
