@@ -238,3 +238,34 @@ func testMosqEventStream(t *testing.T, env []string) {
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestMosqEventStreamReplicas: two replicas share a PostgreSQL database; a
+// revoke and a policy activation made through replica A reach the event
+// stream of replica B (after B's sync), so a plugin connected to any
+// replica drops what changed.
+func TestMosqEventStreamReplicas(t *testing.T) {
+	dsn := testdb.Postgres(t)
+	a := newGatehouse(t, "GATEHOUSE_DATABASE_DSN="+dsn)
+	a.serve(t)
+	b := *a
+	b.apiAddr, b.hooksAddr, b.diagAddr, b.logs = freeAddr(t), freeAddr(t), freeAddr(t), &logBuffer{}
+	b.serve(t)
+	a.enroll(t, a.tokens(t, "default", 1)[0], "far-1")
+
+	s := openEvents(t, b.hooksAddr, b.hookSecret, "mosquitto")
+	s.waitFor(t, 5*time.Second, "hello", nil)
+	start := time.Now()
+	a.api(t, "POST", "/api/v1/devices/far-1/revoke", map[string]any{"reason": "keyCompromise"}, http.StatusOK, nil)
+	dev := s.waitFor(t, 5*time.Second, "device", deviceIs("far-1"))
+	t.Logf("device event on replica B %s after the revoke call on A began", dev.at.Sub(start).Round(time.Millisecond))
+
+	src := policy.Default()
+	var created struct {
+		Version int64 `json:"version"`
+	}
+	a.api(t, "POST", "/api/v1/policies", map[string]any{"policy": src.Policy + "\n# replica\n", "tests": src.Tests}, http.StatusCreated, &created)
+	start = time.Now()
+	a.api(t, "POST", "/api/v1/policies/"+itoa(created.Version)+"/activate", nil, http.StatusOK, nil)
+	reset := s.waitFor(t, 10*time.Second, "reset", nil)
+	t.Logf("reset on replica B %s after the activation on A began", reset.at.Sub(start).Round(time.Millisecond))
+}
