@@ -226,8 +226,13 @@ func (h *Hub) Send(broker string, ev Event) int {
 	return n
 }
 
-// DeviceChanged broadcasts a device event (authz.Changes).
-func (h *Hub) DeviceChanged(id string) { h.Broadcast(Device(id)) }
+// DeviceChanged broadcasts a device event (authz.Changes). With no
+// subscriber (a replica's start-up load), nothing is rendered.
+func (h *Hub) DeviceChanged(id string) {
+	if h.Subscribers("") > 0 {
+		h.Broadcast(Device(id))
+	}
+}
 
 // Reset broadcasts a reset event (authz.Changes).
 func (h *Hub) Reset() { h.Broadcast(Reset()) }

@@ -419,3 +419,28 @@ func FuzzKickAck(f *testing.F) {
 		}
 	})
 }
+
+// The stream outlives the listener's read and write timeouts (serve sets
+// 30 s and 60 s): a stream cut by them would make the plugin reconnect and
+// drop its cache every minute.
+func TestEventStreamOutlivesServerTimeouts(t *testing.T) {
+	f := newStreamFixture(t, 0)
+	srv := httptest.NewUnstartedServer(f.srv.Config.Handler)
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = 100*time.Millisecond, 100*time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close) // after the stream's own cleanup closed the body
+	f.srv = srv
+	s := f.open(t, "")
+	s.next(true)
+	end := time.Now().Add(600 * time.Millisecond)
+	n := 0
+	for time.Now().Before(end) {
+		if fr := s.next(true); !strings.HasPrefix(fr, "event: heartbeat\n") {
+			t.Fatalf("got %q", fr)
+		}
+		n++
+	}
+	if n < 10 {
+		t.Errorf("%d heartbeats in 600ms at 20ms", n)
+	}
+}
