@@ -444,3 +444,30 @@ func TestEventStreamOutlivesServerTimeouts(t *testing.T) {
 		t.Errorf("%d heartbeats in 600ms at 20ms", n)
 	}
 }
+
+// The plugin's delivery check goes to the native endpoint as action read.
+func TestNativeRead(t *testing.T) {
+	h := newHandler(t, hooks.MosquittoStatus)
+	for _, tc := range []struct {
+		topic string
+		allow bool
+	}{
+		{"fleets/plant/devices/dev1/cmd/reboot", true},
+		{"fleets/plant/broadcast/fw", true},
+		{"fleets/plant/devices/dev2/cmd/reboot", false},
+		{"fleets/plant/devices/dev1/cmd/#", false},
+	} {
+		body := `{"action":"read","client_id":"dev1","identity":"dev1","topic":"` + tc.topic + `","qos":1,"retain":true}`
+		req := httptest.NewRequest("POST", "/hooks/v1/authorize", strings.NewReader(body))
+		req.Header.Set("X-Gatehouse-Hook-Secret", secret)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		want := `{"allow":false}`
+		if tc.allow {
+			want = `{"allow":true}`
+		}
+		if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != want {
+			t.Errorf("read %s: %d %s, want %s", tc.topic, rec.Code, rec.Body.String(), want)
+		}
+	}
+}
