@@ -13,7 +13,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +33,11 @@ const (
 	Connect   Action = "connect"
 	Publish   Action = "publish"
 	Subscribe Action = "subscribe"
+	// Read is the delivery of a PUBLISH to a subscriber (Mosquitto checks
+	// every delivered message): Topic is the message's topic name, decided
+	// like a subscription to exactly that name. The retain flag of a
+	// delivered message is not the device's to choose, so Retain is ignored.
+	Read Action = "read"
 )
 
 // Request is one broker question, already decoded from its dialect.
@@ -79,8 +86,21 @@ type Device struct {
 	CertNotAfter time.Time
 }
 
+// Changes learns of every change to the state decisions rest on, so a
+// broker that caches decisions can drop those that changed (the event
+// stream). It is called after the new state is in place, never under a
+// lock of the core, and must not block.
+type Changes interface {
+	// DeviceChanged: a device was added, removed, or its state differs.
+	DeviceChanged(id string)
+	// Reset: something that may change many decisions (the active policy).
+	Reset()
+}
+
 // Config configures an Authorizer.
 type Config struct {
+	// Changes, when set, is told of device and policy changes.
+	Changes Changes
 	// CacheSize bounds the decision cache; default 1<<20 entries.
 	CacheSize int
 	// Now is the clock; default time.Now.
@@ -202,6 +222,9 @@ func New(cfg Config) *Authorizer {
 // under the previous one becomes invalid at once.
 func (a *Authorizer) SetPolicy(p *policy.Policy, version int64) {
 	a.policy.Store(&activePolicy{p: p, version: version, gen: a.gens.Add(1)})
+	if a.cfg.Changes != nil {
+		a.cfg.Changes.Reset()
+	}
 }
 
 // PolicyVersion returns the active policy version, 0 when none.
@@ -217,15 +240,33 @@ func (a *Authorizer) PolicyVersion() int64 {
 func (a *Authorizer) UpsertDevice(d Device) {
 	e := &deviceEntry{dev: d, gen: a.gens.Add(1)}
 	a.mu.Lock()
+	old := a.devices[d.ID]
 	a.devices[d.ID] = e
 	a.mu.Unlock()
+	// The sync re-reads recent changes on every poll (its overlap), so most
+	// upserts repeat the state already held: only a real change is
+	// announced, or every poll would void the brokers' caches.
+	if a.cfg.Changes != nil && (old == nil || !sameDevice(&old.dev, &d)) {
+		a.cfg.Changes.DeviceChanged(d.ID)
+	}
+}
+
+// sameDevice reports whether two states of a device decide alike.
+func sameDevice(x, y *Device) bool {
+	return x.ID == y.ID && x.Fleet == y.Fleet && x.Profile == y.Profile && x.Active == y.Active &&
+		x.Status == y.Status && maps.Equal(x.Labels, y.Labels) && slices.Equal(x.Roles, y.Roles) &&
+		x.CertSerial == y.CertSerial && x.CertNotAfter.Equal(y.CertNotAfter)
 }
 
 // RemoveDevice forgets a device; its next request is denied.
 func (a *Authorizer) RemoveDevice(id string) {
 	a.mu.Lock()
+	_, had := a.devices[id]
 	delete(a.devices, id)
 	a.mu.Unlock()
+	if had && a.cfg.Changes != nil {
+		a.cfg.Changes.DeviceChanged(id)
+	}
 }
 
 // ErrNoPolicy is returned while no policy is active.
@@ -289,7 +330,7 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 	switch req.Action {
 	case Connect:
 		return Decision{Allow: true, Device: id, Reason: "device active", PolicyVersion: ap.version}, nil
-	case Publish, Subscribe:
+	case Publish, Subscribe, Read:
 	default:
 		return deny(id, "unknown action"), nil
 	}
@@ -314,7 +355,7 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 func (a *Authorizer) decide(ctx context.Context, ap *activePolicy, e *deviceEntry, req Request) (Decision, error) {
 	id := e.dev.ID
 	filter := req.Topic
-	if req.Action == Publish {
+	if req.Action == Publish || req.Action == Read {
 		if err := topic.ValidateName(req.Topic); err != nil {
 			return deny(id, "invalid topic name"), nil
 		}
@@ -333,7 +374,7 @@ func (a *Authorizer) decide(ctx context.Context, ap *activePolicy, e *deviceEntr
 		return Decision{}, err
 	}
 	want := policy.Publish
-	if req.Action == Subscribe {
+	if req.Action != Publish {
 		want = policy.Subscribe
 	}
 	reason := "no grant matches"
@@ -342,7 +383,8 @@ func (a *Authorizer) decide(ctx context.Context, ap *activePolicy, e *deviceEntr
 			continue
 		}
 		var covered bool
-		if want == policy.Publish {
+		if want == policy.Publish || req.Action == Read {
+			// A name (published or delivered): the grant's filter must match it.
 			covered = topic.Match(g.Filter, filter)
 		} else {
 			// Containment: the filter may only match topics the grant allows.
@@ -355,7 +397,7 @@ func (a *Authorizer) decide(ctx context.Context, ap *activePolicy, e *deviceEntr
 			reason = "qos above the grant's maximum"
 			continue
 		}
-		if req.Retain && !g.Retain {
+		if req.Retain && !g.Retain && req.Action != Read {
 			reason = "retain not allowed by the grant"
 			continue
 		}

@@ -83,6 +83,16 @@ func TestAuthorize(t *testing.T) {
 		{"malformed filter", req(authz.Subscribe, "temp-1", "fleets/plant/devices/#/cmd"), false, "invalid topic filter"},
 		{"bad qos", authz.Request{Action: authz.Publish, Identity: "temp-1", ClientID: "temp-1", Topic: "fleets/plant/devices/temp-1/telemetry/x", QoS: 3}, false, "invalid qos"},
 		{"unknown action", req("delete", "temp-1", "x"), false, "unknown action"},
+		// Deliveries (Mosquitto's read check): a topic name, decided by the
+		// subscribe grants.
+		{"read own command", req(authz.Read, "temp-1", "fleets/plant/devices/temp-1/cmd/reboot"), true, "granted"},
+		{"read fleet broadcast", req(authz.Read, "temp-1", "fleets/plant/broadcast/fw"), true, "granted"},
+		{"read retained own command", authz.Request{Action: authz.Read, Identity: "temp-1", ClientID: "temp-1", Topic: "fleets/plant/devices/temp-1/cmd/x", Retain: true}, true, "granted"},
+		{"read other's command", req(authz.Read, "temp-1", "fleets/plant/devices/temp-2/cmd/reboot"), false, "no grant matches"},
+		{"read own telemetry (publish grant only)", req(authz.Read, "temp-1", "fleets/plant/devices/temp-1/telemetry/t"), false, "no grant matches"},
+		{"read $SYS", req(authz.Read, "temp-1", "$SYS/broker/uptime"), false, "no grant matches"},
+		{"read a filter", req(authz.Read, "temp-1", "fleets/plant/devices/temp-1/cmd/#"), false, "invalid topic name"},
+		{"read suspended", req(authz.Read, "susp-1", "fleets/plant/devices/susp-1/cmd/x"), false, "device is suspended"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -212,4 +222,50 @@ func BenchmarkAuthorize(b *testing.B) {
 			}
 		}
 	})
+}
+
+// changes records what the core announces.
+type changes struct{ log []string }
+
+func (c *changes) DeviceChanged(id string) { c.log = append(c.log, "device:"+id) }
+func (c *changes) Reset()                  { c.log = append(c.log, "reset") }
+
+// The core announces real changes only: a re-upsert of the same state (the
+// sync's overlap re-reads it every poll) is silent.
+func TestChangesAnnounced(t *testing.T) {
+	ch := &changes{}
+	a := newAuthorizerWith(t, authz.Config{Now: func() time.Time { return now }, Changes: ch})
+	ch.log = nil
+	d, _ := a.Device("temp-1")
+	same := d
+	same.Labels = map[string]string{} // nil and empty labels decide alike
+	a.UpsertDevice(same)
+	steps := []struct {
+		name string
+		do   func()
+		want string
+	}{
+		{"same state", func() { a.UpsertDevice(d) }, ""},
+		{"suspended", func() { d.Active, d.Status = false, "suspended"; a.UpsertDevice(d) }, "device:temp-1"},
+		{"new certificate", func() { d.CertSerial = "02"; a.UpsertDevice(d) }, "device:temp-1"},
+		{"label", func() { d.Labels = map[string]string{"a": "b"}; a.UpsertDevice(d) }, "device:temp-1"},
+		{"roles", func() { d.Roles = []string{"command"}; a.UpsertDevice(d) }, "device:temp-1"},
+		{"same again", func() { a.UpsertDevice(d) }, ""},
+		{"new device", func() { a.UpsertDevice(authz.Device{ID: "fresh-1"}) }, "device:fresh-1"},
+		{"removed", func() { a.RemoveDevice("fresh-1") }, "device:fresh-1"},
+		{"removed unknown", func() { a.RemoveDevice("fresh-1") }, ""},
+		{"policy", func() { p, _ := policy.Compile(context.Background(), policy.Default()); a.SetPolicy(p, 2) }, "reset"},
+	}
+	for _, st := range steps {
+		ch.log = nil
+		st.do()
+		got := ""
+		if len(ch.log) > 0 {
+			got = fmt.Sprint(ch.log)
+			got = got[1 : len(got)-1]
+		}
+		if got != st.want {
+			t.Errorf("%s: announced %q, want %q", st.name, got, st.want)
+		}
+	}
 }

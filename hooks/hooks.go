@@ -83,6 +83,16 @@ type Config struct {
 	// (135 for each refused one). Older VerneMQ may subscribe a filter
 	// answered 135, so without it such a SUBSCRIBE is refused whole.
 	VerneMQPerFilterSuback bool
+	// Events, when set, serves the broker event stream (GET
+	// /hooks/v1/events); Fresh gates its heartbeats on the core's
+	// staleness, and EventHeartbeat is their period (default 1s, at most
+	// a third of the staleness bound).
+	Events         EventSource
+	Fresh          Freshness
+	EventHeartbeat time.Duration
+	// KickAcks receives kick acknowledgements (POST /hooks/v1/kicks/ack);
+	// without it every acknowledgement is unknown (404).
+	KickAcks KickAcks
 	// MaxBody caps request bodies; default 64 KiB. The payload of VerneMQ
 	// publish hooks is skipped and does not count.
 	MaxBody int64
@@ -122,6 +132,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 64 << 10
 	}
+	if cfg.EventHeartbeat <= 0 {
+		cfg.EventHeartbeat = DefaultHeartbeat
+	}
 	if cfg.UnauthLogEvery == 0 {
 		cfg.UnauthLogEvery = time.Second
 	}
@@ -146,6 +159,8 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("/hooks/rabbitmq/resource", h.rabbitResource)
 	h.mux.HandleFunc("/hooks/rabbitmq/topic", h.rabbitTopic)
 	h.mux.HandleFunc("/hooks/v1/authorize", h.native)
+	h.mux.HandleFunc("/hooks/v1/events", h.events)
+	h.mux.HandleFunc("/hooks/v1/kicks/ack", h.kickAck)
 }
 
 // ServeHTTP implements http.Handler.

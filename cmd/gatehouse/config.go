@@ -63,6 +63,9 @@ const (
 	keyKickEMQXSecret  = "kick.emqx.api_secret"
 	keyKickWebhookURL  = "kick.webhook.url"
 	keyKickWebhookSecr = "kick.webhook.secret"
+	// The gatehouse-mosquitto plugin's kicks go over its event stream.
+	keyKickMosqEnabled = "kick.mosquitto.enabled"
+	keyKickMosqName    = "kick.mosquitto.name"
 )
 
 var defaults = map[string]any{
@@ -103,6 +106,8 @@ var defaults = map[string]any{
 	keyKickEMQXSecret:  "",
 	keyKickWebhookURL:  "",
 	keyKickWebhookSecr: "",
+	keyKickMosqEnabled: false,
+	keyKickMosqName:    "mosquitto",
 }
 
 // passphraseFileName is where init stores a generated CA passphrase.

@@ -9,6 +9,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/crl"
 	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/events"
 	"github.com/gatehouse-iot/gatehouse/hooks"
 	"github.com/gatehouse-iot/gatehouse/inventory"
 	"github.com/gatehouse-iot/gatehouse/kick"
@@ -96,4 +97,16 @@ var (
 // The operator edge: admin API tokens.
 var (
 	_ api.AdminTokens = (*auth.Tokens)(nil)
+)
+
+// The broker event stream: the hub hears the core's changes, serves the
+// streams and carries Mosquitto kicks, whose acknowledgements the hooks
+// hand back to the kicker.
+var (
+	_ authz.Changes     = (*events.Hub)(nil)
+	_ hooks.EventSource = (*events.Hub)(nil)
+	_ kick.Streams      = (*events.Hub)(nil)
+	_ hooks.Freshness   = (*authz.Authorizer)(nil)
+	_ hooks.KickAcks    = (*kick.Mosquitto)(nil)
+	_ kick.Broker       = (*kick.Mosquitto)(nil)
 )

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatehouse-iot/gatehouse/events"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
@@ -31,6 +32,11 @@ func TestKickConfig(t *testing.T) {
 		{"password in URL", map[string]string{"GATEHOUSE_KICK_RABBITMQ_URL": "http://gh:" + pass + "@rabbit:15672",
 			"GATEHOUSE_KICK_RABBITMQ_USER": "gh", "GATEHOUSE_KICK_RABBITMQ_PASSWORD": pass}, nil, "must not carry credentials"},
 		{"emqx without secret", map[string]string{"GATEHOUSE_KICK_EMQX_URL": "http://emqx:18083", "GATEHOUSE_KICK_EMQX_API_KEY": "k"}, nil, "API key and secret"},
+		{"mosquitto", map[string]string{"GATEHOUSE_KICK_MOSQUITTO_ENABLED": "true"}, []string{"mosquitto"}, ""},
+		{"mosquitto named", map[string]string{"GATEHOUSE_KICK_MOSQUITTO_ENABLED": "true", "GATEHOUSE_KICK_MOSQUITTO_NAME": "edge-1",
+			"GATEHOUSE_KICK_WEBHOOK_URL": "https://bridge/kick", "GATEHOUSE_KICK_WEBHOOK_SECRET": pass}, []string{"edge-1", "webhook"}, ""},
+		{"mosquitto name only", map[string]string{"GATEHOUSE_KICK_MOSQUITTO_NAME": "edge-1"}, nil, ""},
+		{"mosquitto bad name", map[string]string{"GATEHOUSE_KICK_MOSQUITTO_ENABLED": "true", "GATEHOUSE_KICK_MOSQUITTO_NAME": "a/b"}, nil, "must match"},
 		{"webhook short secret", map[string]string{"GATEHOUSE_KICK_WEBHOOK_URL": "http://bridge/kick", "GATEHOUSE_KICK_WEBHOOK_SECRET": "short"}, nil, "at least 16 bytes"},
 	}
 	for _, tc := range cases {
@@ -42,7 +48,7 @@ func TestKickConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bs, err := kickBrokers(v)
+			bs, err := kickBrokers(v, events.NewHub(events.Config{}), nil)
 			if tc.wantErr != "" {
 				if !fault.Is(err, fault.InvalidArgument) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want invalid_argument with %q", err, tc.wantErr)

@@ -122,6 +122,9 @@ func (a *app) tasks(log *slog.Logger) []task {
 		// wait on the policy engine; the same loop logs entering the stale
 		// state even when no broker asks.
 		{"grants", a.authz.Run},
+		// Ends the broker event streams at shutdown: the hooks server's
+		// graceful shutdown waits for them.
+		{"events", a.events.Run},
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/crl"
 	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/events"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/hooks"
 	"github.com/gatehouse-iot/gatehouse/inventory"
@@ -47,6 +48,12 @@ type app struct {
 	superseded *revoke.Sweeper
 	crl        *crl.Publisher
 	kick       *kick.Service
+	// mosquittoKicks receives the gatehouse-mosquitto plugins'
+	// acknowledgements (through the hooks); nil unless configured.
+	mosquittoKicks *kick.Mosquitto
+	// events fans the core's changes and Mosquitto kicks out to the
+	// plugins' event streams (GET /hooks/v1/events).
+	events *events.Hub
 	// Operator edge: api (with the ui and auth inside).
 	api *api.Server
 	// Infrastructure.
@@ -85,7 +92,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 			_ = st.Close()
 		}
 	}()
-	a := &app{store: st}
+	a := &app{store: st, events: events.NewHub(events.Config{Log: log})}
 	base := publicURL(v)
 	crlValidity, err := crlValidity(v)
 	if err != nil {
@@ -113,7 +120,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 		return nil, err
 	}
 	// Broker flow, its front: the hook handler brokers ask.
-	if a.hooks, err = newHooks(v, a.authz, a.ca, hauth, log); err != nil {
+	if a.hooks, err = newHooks(v, a.authz, a.ca, hauth, a.events, a.mosquittoKicks, log); err != nil {
 		return nil, err
 	}
 	// Operator edge.
@@ -179,7 +186,7 @@ func (a *app) newDeviceFront(log *slog.Logger) (*inventory.Service, *enroll.Serv
 // newDecisionCore builds the decision core, the policy service that loads
 // versions into it and the syncer that feeds it device state.
 func (a *app) newDecisionCore(v *viper.Viper, log *slog.Logger) (err error) {
-	if a.authz, err = newAuthz(v, log); err != nil {
+	if a.authz, err = newAuthz(v, a.events, log); err != nil {
 		return err
 	}
 	if a.policies, err = policy.NewService(policy.ServiceConfig{Versions: a.store, Active: a.authz, Fresh: a.authz, Log: log}); err != nil {
@@ -189,7 +196,7 @@ func (a *app) newDecisionCore(v *viper.Viper, log *slog.Logger) (err error) {
 	return err
 }
 
-func newAuthz(v *viper.Viper, log *slog.Logger) (*authz.Authorizer, error) {
+func newAuthz(v *viper.Viper, changes authz.Changes, log *slog.Logger) (*authz.Authorizer, error) {
 	staleness, err := maxStaleness(v)
 	if err != nil {
 		return nil, err
@@ -202,14 +209,21 @@ func newAuthz(v *viper.Viper, log *slog.Logger) (*authz.Authorizer, error) {
 		log.Warn("authz.max_staleness is 0: a replica cut off from the database keeps allowing what it last knew, revoked devices included")
 	}
 	return authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0)), MaxStaleness: staleness,
-		EvalTimeout: evalTimeout}), nil
+		EvalTimeout: evalTimeout, Changes: changes}), nil
 }
 
-func newHooks(v *viper.Viper, az *authz.Authorizer, authority *ca.CA, hauth hookAuth, log *slog.Logger) (*hooks.Handler, error) {
-	hk, err := hooks.New(hooks.Config{Authorizer: az, Certs: authority, Secret: hauth.secret,
+func newHooks(v *viper.Viper, az *authz.Authorizer, authority *ca.CA, hauth hookAuth, hub *events.Hub,
+	acks *kick.Mosquitto, log *slog.Logger) (*hooks.Handler, error) {
+	cfg := hooks.Config{Authorizer: az, Certs: authority, Secret: hauth.secret, Events: hub, Fresh: az,
 		ClientCerts: hauth.clientCerts, AllowUnauthenticated: hauth.open,
 		MosquittoMode: hooks.MosquittoMode(v.GetString(keyHooksMosqMode)), RabbitCertLogin: v.GetBool(keyHooksRabbitCL),
-		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log})
+		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log}
+	// A nil *kick.Mosquitto in the interface would not be nil: only a
+	// configured target receives acknowledgements.
+	if acks != nil {
+		cfg.KickAcks = acks
+	}
+	hk, err := hooks.New(cfg)
 	if err != nil {
 		return nil, fault.Wrap(err, fault.InvalidArgument, "%v", err)
 	}
@@ -227,7 +241,7 @@ func (a *app) newRevocation(ctx context.Context, v *viper.Viper, crlValidity tim
 		return nil, err
 	}
 	// Cuts the live broker sessions of revoked and suspended devices.
-	if a.kick, err = newKicker(v, st, log); err != nil {
+	if a.kick, a.mosquittoKicks, err = newKicker(v, st, a.events, log); err != nil {
 		return nil, err
 	}
 	if a.revoke, err = revoke.New(revoke.Config{Store: st, Jobs: st, Core: a.sync, CRL: a.crl, Sessions: a.kick, Log: log}); err != nil {
