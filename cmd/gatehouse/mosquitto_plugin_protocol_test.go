@@ -1,0 +1,311 @@
+//go:build linux
+
+package main
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/internal/testbroker"
+)
+
+// fakeHooks is a protocol-level stand-in for Gatehouse's plugin endpoints
+// (POST /hooks/v1/authorize, GET /hooks/v1/events, POST
+// /hooks/v1/kicks/ack), per the protocol the plugin and Gatehouse share.
+// It lets the plugin's cache, stream, staleness and kick handling be
+// driven event by event against a real Mosquitto; the end-to-end test with
+// the real Gatehouse is TestMosquittoPluginEndToEnd.
+//
+// Its rules: a device in allowed may connect with its own client id;
+// it may publish and subscribe under dev/<id>/, and "ctl" may also
+// publish to dev/<any>/cmd/....
+type fakeHooks struct {
+	secret string
+
+	mu      sync.Mutex
+	allowed map[string]bool
+	asked   map[string]int // "action topic" → requests
+	idents  map[string]string
+	badIDs  []string // identities that differ from the client id
+
+	events     chan string // SSE frames for the open stream
+	drop       chan struct{}
+	heartbeats atomic.Bool
+	streams    atomic.Int32
+	acks       chan map[string]any
+}
+
+func newFakeHooks(secret string, allowed ...string) *fakeHooks {
+	f := &fakeHooks{secret: secret, allowed: map[string]bool{}, asked: map[string]int{}, idents: map[string]string{},
+		events: make(chan string, 16), drop: make(chan struct{}, 1), acks: make(chan map[string]any, 16)}
+	for _, a := range allowed {
+		f.allowed[a] = true
+	}
+	f.heartbeats.Store(true)
+	return f
+}
+
+func (f *fakeHooks) count(action, topic string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked[action+" "+topic]
+}
+
+func (f *fakeHooks) setAllowed(id string, ok bool) {
+	f.mu.Lock()
+	f.allowed[id] = ok
+	f.mu.Unlock()
+}
+
+func (f *fakeHooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-Gatehouse-Hook-Secret") != f.secret {
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	switch r.URL.Path {
+	case "/hooks/v1/authorize":
+		var req struct {
+			Action      string `json:"action"`
+			ClientID    string `json:"client_id"`
+			Identity    string `json:"identity"`
+			Certificate string `json:"certificate"`
+			Topic       string `json:"topic"`
+			QoS         int    `json:"qos"`
+			Retain      bool   `json:"retain"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		allow := false
+		f.mu.Lock()
+		switch req.Action {
+		case "connect":
+			if block, _ := pem.Decode([]byte(req.Certificate)); block != nil {
+				if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+					cn := c.Subject.CommonName
+					allow = f.allowed[cn] && req.ClientID == cn
+				}
+			}
+		case "publish", "subscribe":
+			id := req.Identity
+			if id != req.ClientID {
+				f.badIDs = append(f.badIDs, id+"/"+req.ClientID)
+			}
+			own := strings.HasPrefix(req.Topic, "dev/"+id+"/")
+			cmd := req.Action == "publish" && id == "ctl" && strings.HasPrefix(req.Topic, "dev/") &&
+				strings.Contains(strings.TrimPrefix(req.Topic, "dev/"), "/cmd/")
+			allow = f.allowed[id] && id == req.ClientID && (own || cmd)
+			f.asked[req.Action+" "+req.Topic]++
+		}
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"allow":%t}`, allow)
+	case "/hooks/v1/events":
+		if r.URL.Query().Get("broker") != "mosquitto" {
+			http.Error(w, "broker", http.StatusBadRequest)
+			return
+		}
+		f.streams.Add(1)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-store")
+		fl := w.(http.Flusher)
+		fmt.Fprint(w, "event: hello\ndata: {\"v\":1,\"broker\":\"mosquitto\",\"max_staleness_ms\":1500,\"heartbeat_ms\":200}\n\n")
+		fl.Flush()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-f.drop:
+				return
+			case ev := <-f.events:
+				fmt.Fprint(w, ev)
+			case <-tick.C:
+				if !f.heartbeats.Load() {
+					continue
+				}
+				fmt.Fprintf(w, "event: heartbeat\ndata: {\"at_ms\":%d}\n\n", time.Now().UnixMilli())
+			}
+			fl.Flush()
+		}
+	case "/hooks/v1/kicks/ack":
+		var ack map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&ack); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		f.acks <- ack
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// TestMosquittoPluginProtocol is a protocol-level test of the plugin in a
+// real Mosquitto against fakeHooks: certificate-bound CONNECT, identity
+// from the certificate whatever username the client sends, cached
+// decisions dropped by device and reset events, the cache unused once the
+// stream is quiet past max_staleness, reconnect after a dropped stream,
+// and a kick event closing the device's session with an ack.
+func TestMosquittoPluginProtocol(t *testing.T) {
+	pub, sub := testbroker.RequireMosquittoClients(t)
+	mosquittoPlugin(t)
+	dir := t.TempDir()
+	secret := randHex(t, 16)
+	secretFile := filepath.Join(dir, "hook-secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fake := newFakeHooks(secret, "dev-a", "ctl")
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+
+	serverCA, srvCert, srvKey := rmqServerPKI(t, dir)
+	ca := newTestCA(t, dir, "devices")
+	devA, ctl, devB := ca.client(t, "dev-a"), ca.client(t, "ctl"), ca.client(t, "dev-b")
+	b := startPluginBroker(t, pluginBroker{caFile: ca.file, certFile: srvCert, keyFile: srvKey, url: srv.URL, secretFile: secretFile})
+	waitLog(t, b, "gatehouse: event stream connected", 1, 10*time.Second)
+	waitLog(t, b, "gatehouse: event stream live", 1, 5*time.Second)
+	if strings.Contains(b.LogTail(100000), secret) {
+		t.Fatal("the hook secret appears in the broker log")
+	}
+	c := mqttCLI{pub: pub, sub: sub, port: b.Port, cafile: serverCA}
+
+	// CONNECT: an unknown device and a client id that is not the
+	// certificate's are refused.
+	if out, err := c.publish(devB, "dev-b", "dev/dev-b/t", "x"); err == nil || !refused(out) {
+		t.Fatalf("dev-b (not allowed) connected: %v %s", err, out)
+	}
+	if out, err := c.publish(ctl, "dev-a", "dev/dev-a/t", "x"); err == nil || !refused(out) {
+		t.Fatalf("ctl's certificate with client id dev-a connected: %v %s", err, out)
+	}
+
+	// dev-a subscribes claiming to be ctl by username: the identity sent to
+	// Gatehouse is the certificate's CN all the same.
+	s := c.subscribe(t, devA, "dev-a", "dev/dev-a/cmd/#", "-u", "ctl", "-P", "whatever")
+	c.publishUntilSeen(t, s, ctl, "dev/dev-a/cmd/ping", "ping-1")
+	fake.mu.Lock()
+	bad := fake.badIDs
+	fake.mu.Unlock()
+	if len(bad) != 0 {
+		t.Fatalf("decisions asked with an identity that is not the client's certificate: %q", bad)
+	}
+
+	// Cached while the stream is live: three publishes, one question.
+	const topic = "dev/ctl/telemetry"
+	publishOK := func() {
+		t.Helper()
+		if out, err := c.publish(ctl, "ctl", topic, "m"); err != nil || refused(out) {
+			t.Fatalf("ctl publishing to its telemetry: %v %s\n%s", err, out, b.LogTail(20))
+		}
+	}
+	for range 3 {
+		publishOK()
+	}
+	if n := fake.count("publish", topic); n != 1 {
+		t.Fatalf("3 publishes with a live stream asked Gatehouse %d times, want 1", n)
+	}
+	// A refused publish is refused (and cached) too.
+	if out, _ := c.publish(ctl, "ctl", "dev/dev-a/telemetry", "m"); !refused(out) {
+		t.Fatalf("ctl publishing to dev-a's telemetry was not refused: %s", out)
+	}
+
+	// A device event for another device keeps ctl's entries; one for ctl
+	// drops them; a reset drops everything.
+	for i, step := range []struct {
+		event string
+		want  int
+	}{
+		{`event: device` + "\n" + `data: {"device":"dev-a"}`, 1},
+		{`event: device` + "\n" + `data: {"device":"ctl"}`, 2},
+		{`event: unknown-future-event` + "\n" + `data: {}`, 2},
+		{`event: reset` + "\n" + `data: {}`, 3},
+	} {
+		fake.events <- step.event + "\n\n"
+		time.Sleep(400 * time.Millisecond) // the broker's loop passes at least every 100 ms
+		publishOK()
+		if n := fake.count("publish", topic); n != step.want {
+			t.Fatalf("step %d (%q): %d questions, want %d", i, step.event, n, step.want)
+		}
+	}
+
+	// Heartbeats stop: past max_staleness (1.5 s) the cache is not used.
+	fake.heartbeats.Store(false)
+	waitLog(t, b, "gatehouse: no event from Gatehouse within 1500 ms", 1, 5*time.Second)
+	before := fake.count("publish", topic)
+	publishOK()
+	publishOK()
+	if n := fake.count("publish", topic) - before; n != 2 {
+		t.Fatalf("2 publishes with a stale stream asked %d times, want 2 (no cache)", n)
+	}
+	// The stream ends quiet after max staleness; the plugin reconnects and
+	// the cache is used again.
+	fake.heartbeats.Store(true)
+	fake.drop <- struct{}{}
+	waitLog(t, b, "gatehouse: event stream connected", 2, 10*time.Second)
+	waitLog(t, b, "gatehouse: event stream live", 2, 5*time.Second)
+	before = fake.count("publish", topic)
+	publishOK()
+	publishOK()
+	if n := fake.count("publish", topic) - before; n != 1 {
+		t.Fatalf("2 publishes after the stream came back asked %d times, want 1", n)
+	}
+
+	// Kick: dev-a loses access and its session is closed; the ack names
+	// the kick.
+	fake.setAllowed("dev-a", false)
+	start := time.Now()
+	fake.events <- "event: kick\ndata: {\"id\":\"k-1\",\"device\":\"dev-a\",\"reason\":\"device.revoke\"}\n\n"
+	select {
+	case ack := <-fake.acks:
+		if ack["id"] != "k-1" || ack["broker"] != "mosquitto" || ack["ok"] != true || ack["sessions"] != float64(1) {
+			t.Fatalf("kick ack %v", ack)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no kick ack within 5 s\n%s", b.LogTail(30))
+	}
+	acked := time.Since(start)
+	waitLog(t, b, "gatehouse: kick k-1: device dev-a: session closed", 1, time.Second)
+	if !s.exited(10 * time.Second) {
+		t.Fatalf("dev-a's mosquitto_sub still runs after the kick:\n%s", s.out.String())
+	}
+	t.Logf("kick event → session closed and acked in %s", acked.Round(time.Millisecond))
+	if acked > time.Second {
+		t.Errorf("kick took %s, want < 1 s", acked)
+	}
+	// A kick for a device without a session is a success with 0 sessions.
+	fake.events <- "event: kick\ndata: {\"id\":\"k-2\",\"device\":\"nobody\",\"reason\":\"device.suspend\"}\n\n"
+	select {
+	case ack := <-fake.acks:
+		if ack["id"] != "k-2" || ack["ok"] != true || ack["sessions"] != float64(0) {
+			t.Fatalf("kick ack %v", ack)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no ack for a kick without a session")
+	}
+
+	// Gatehouse unreachable: every decision is denied, at once.
+	srv.CloseClientConnections()
+	srv.Close()
+	start = time.Now()
+	if out, err := c.publish(ctl, "ctl", topic, "m"); err == nil || !refused(out) {
+		t.Fatalf("ctl connected with Gatehouse down: %v %s", err, out)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("a CONNECT with Gatehouse down took %s", d)
+	}
+	waitLog(t, b, "gatehouse: cannot reach Gatehouse", 1, time.Second)
+}
