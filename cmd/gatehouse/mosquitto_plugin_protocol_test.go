@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -160,7 +162,46 @@ func (f *fakeHooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // decisions dropped by device and reset events, the cache unused once the
 // stream is quiet past max_staleness, reconnect after a dropped stream,
 // and a kick event closing the device's session with an ack.
-func TestMosquittoPluginProtocol(t *testing.T) {
+func TestMosquittoPluginProtocol(t *testing.T) { pluginProtocol(t) }
+
+// TestMosquittoPluginValgrind runs the protocol test with Mosquitto under
+// valgrind's memcheck, which must report no error and no leak from the
+// plugin, through startup, every event kind, reconnects, kicks and the
+// plugin's cleanup at shutdown. Opt-in (GATEHOUSE_TEST_VALGRIND=1): it
+// takes about a minute.
+func TestMosquittoPluginValgrind(t *testing.T) {
+	if os.Getenv("GATEHOUSE_TEST_VALGRIND") == "" {
+		t.Skip("set GATEHOUSE_TEST_VALGRIND=1 to run Mosquitto with the plugin under valgrind")
+	}
+	vg := testbroker.Require(t, "valgrind")
+	mosq := testbroker.RequireMosquitto(t)
+	bin, logs := t.TempDir(), t.TempDir()
+	wrapper := "#!/bin/sh\nexec " + vg + " --leak-check=full --show-leak-kinds=definite,indirect --log-file=" + logs +
+		"/memcheck.%p.log " + mosq + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "mosquitto"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	// Registered first, so it runs after the broker's cleanup stopped it.
+	t.Cleanup(func() {
+		files, _ := filepath.Glob(filepath.Join(logs, "memcheck.*.log"))
+		if len(files) == 0 {
+			t.Fatal("valgrind wrote no log")
+		}
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			if !strings.Contains(string(b), "ERROR SUMMARY: 0 errors") || !strings.Contains(string(b), "definitely lost: 0 bytes") ||
+				!strings.Contains(string(b), "indirectly lost: 0 bytes") {
+				t.Errorf("valgrind found errors or leaks:\n%s", b)
+			} else {
+				t.Logf("valgrind: no errors, no leaks (%s)", f)
+			}
+		}
+	})
+	pluginProtocol(t)
+}
+
+func pluginProtocol(t *testing.T) {
 	pub, sub := testbroker.RequireMosquittoClients(t)
 	mosquittoPlugin(t)
 	dir := t.TempDir()
@@ -308,4 +349,47 @@ func TestMosquittoPluginProtocol(t *testing.T) {
 		t.Errorf("a CONNECT with Gatehouse down took %s", d)
 	}
 	waitLog(t, b, "gatehouse: cannot reach Gatehouse", 1, time.Second)
+}
+
+// TestMosquittoPluginRefusesToLoad: without a Gatehouse URL or a hook
+// secret the plugin refuses to load, and Mosquitto does not start, with a
+// log line naming the missing option (and never the secret).
+func TestMosquittoPluginRefusesToLoad(t *testing.T) {
+	so := mosquittoPlugin(t)
+	mosq := testbroker.RequireMosquitto(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, opts, want string
+	}{
+		{"no url", "plugin_opt_secret 0123456789abcdef-secret\n", "plugin_opt_url (Gatehouse hooks base URL, http:// or https://) is required"},
+		{"no secret", "plugin_opt_url http://127.0.0.1:1\n", "plugin_opt_secret or plugin_opt_secret_file (the hook secret) is required"},
+		{"unreadable secret file", "plugin_opt_url http://127.0.0.1:1\nplugin_opt_secret_file " + filepath.Join(dir, "missing") + "\n",
+			"cannot read plugin_opt_secret_file"},
+		{"bad timeout", "plugin_opt_url http://127.0.0.1:1\nplugin_opt_secret 0123456789abcdef-secret\nplugin_opt_timeout_ms 0\n",
+			"plugin_opt_timeout_ms 0: want 50..60000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+			body := fmt.Sprintf("log_dest stderr\nlog_type all\nlistener %s 127.0.0.1\nallow_anonymous false\nplugin %s\n%s",
+				strings.TrimPrefix(freeAddr(t), "127.0.0.1:"), so, tc.opts)
+			if os.Geteuid() == 0 {
+				body += "user root\n"
+			}
+			if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, mosq, "-c", conf).CombinedOutput()
+			if ctx.Err() != nil || err == nil {
+				t.Fatalf("mosquitto started (or did not exit) with %s: %v\n%s", tc.name, err, out)
+			}
+			if !strings.Contains(string(out), "gatehouse: "+tc.want) {
+				t.Fatalf("mosquitto's output lacks %q:\n%s", tc.want, out)
+			}
+			if strings.Contains(string(out), "0123456789abcdef-secret") {
+				t.Fatalf("the secret was logged:\n%s", out)
+			}
+		})
+	}
 }
