@@ -53,6 +53,10 @@
 #define DEFAULT_STALENESS_MS 30000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* After Gatehouse did not answer, decisions are denied without asking for
+ * this long: a Gatehouse that times out must not stall the broker's single
+ * thread for timeout_ms on every CONNECT and PUBLISH. */
+#define RETRY_AFTER_MS 500
 
 /* ------------------------------------------------------------------------
  * Options */
@@ -122,12 +126,15 @@ static struct {
 	long long last_event_ms;  /* 0: nothing since the stream (re)connected */
 	long long staleness_ms;   /* from hello */
 	bool connected;
+	unsigned long epoch;      /* hellos so far: each starts a new cache */
 
 	pthread_t stream_thread, ack_thread;
 	bool threads_started;
 
 	/* Main thread: last logged states, so each change is logged once. */
 	bool was_live, was_unreachable;
+	unsigned long cache_epoch; /* the stream connection the cache belongs to */
+	long long retry_at_ms;     /* Gatehouse did not answer: not asked again before */
 } g;
 
 static long long now_ms(void)
@@ -380,6 +387,7 @@ static long post(CURL *h, const char *path, const char *body, struct buf *out, c
  * logged once. */
 static int authorize(cJSON *req)
 {
+	if (g.was_unreachable && now_ms() < g.retry_at_ms) return -1;
 	char *body = cJSON_PrintUnformatted(req);
 	if (!body) return -1;
 	char data[MAX_RESPONSE], err[CURL_ERROR_SIZE];
@@ -388,6 +396,7 @@ static int authorize(cJSON *req)
 	long status = post(g.http, "/hooks/v1/authorize", body, &out, err);
 	free(body);
 	if (status == 0) {
+		g.retry_at_ms = now_ms() + RETRY_AFTER_MS;
 		if (!g.was_unreachable)
 			mosquitto_log_printf(MOSQ_LOG_ERR, LOG_PREFIX "cannot reach Gatehouse at %s: %s; denying every decision until it answers",
 					     g.cfg.url, err);
@@ -415,12 +424,22 @@ static int authorize(cJSON *req)
 /* ------------------------------------------------------------------------
  * Liveness of the stream (main thread) */
 
-static bool stream_live(void)
+/* stream_live reports whether the stream is live; *pending, whether events
+ * wait for the next tick (then the cache may be behind: not used). */
+static bool stream_live(bool *pending)
 {
 	pthread_mutex_lock(&g.mu);
 	bool live = g.connected && g.last_event_ms > 0 && now_ms() - g.last_event_ms < g.staleness_ms;
 	long long staleness = g.staleness_ms;
+	unsigned long epoch = g.epoch;
+	if (pending) *pending = g.q_len > 0;
 	pthread_mutex_unlock(&g.mu);
+	if (epoch != g.cache_epoch) {
+		/* A new stream connection: events may have been missed in
+		 * between, even if this thread never saw the stream down. */
+		cache_clear(&g.cache);
+		g.cache_epoch = epoch;
+	}
 	if (live != g.was_live) {
 		if (live) {
 			mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "event stream live: cached decisions in use");
@@ -558,8 +577,9 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	uint64_t h = fnv1a(key, keylen);
 
 	int rc = MOSQ_ERR_ACL_DENIED;
-	bool live = stream_live();
-	struct entry *e = live ? cache_get(&g.cache, key, keylen, h) : NULL;
+	bool pending;
+	bool live = stream_live(&pending);
+	struct entry *e = live && !pending ? cache_get(&g.cache, key, keylen, h) : NULL;
 	if (e) {
 		rc = e->allow ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 	} else {
@@ -652,7 +672,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 		free_event(e);
 		e = n;
 	}
-	(void)stream_live(); /* logs a change of state even when no client asks */
+	(void)stream_live(NULL); /* logs a change of state even when no client asks */
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -700,6 +720,7 @@ static void dispatch(struct sse *s)
 		pthread_mutex_lock(&g.mu);
 		g.staleness_ms = staleness;
 		g.connected = true;
+		g.epoch++;
 		pthread_mutex_unlock(&g.mu);
 		s->hello = true;
 		qlog(MOSQ_LOG_NOTICE, "event stream connected (max staleness %lld ms)", staleness);
