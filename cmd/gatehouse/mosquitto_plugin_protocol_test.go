@@ -4,10 +4,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -390,6 +393,64 @@ func TestMosquittoPluginRefusesToLoad(t *testing.T) {
 			if strings.Contains(string(out), "0123456789abcdef-secret") {
 				t.Fatalf("the secret was logged:\n%s", out)
 			}
+		})
+	}
+}
+
+// TestMosquittoPluginTLS: the plugin reaches Gatehouse's hooks over mutual
+// TLS (plugin_opt_cafile, plugin_opt_certfile, plugin_opt_keyfile), and a
+// hooks certificate it does not trust means no answer: CONNECT refused.
+func TestMosquittoPluginTLS(t *testing.T) {
+	pub, sub := testbroker.RequireMosquittoClients(t)
+	mosquittoPlugin(t)
+	dir := t.TempDir()
+	secret := randHex(t, 16)
+	secretFile := filepath.Join(dir, "hook-secret")
+	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	devCA, brokerCA := newTestCA(t, dir, "devices"), newTestCA(t, dir, "brokers")
+	devA := devCA.client(t, "dev-a")
+	pluginCert := brokerCA.client(t, "mosquitto-1")
+
+	fake := newFakeHooks(secret, "dev-a")
+	srv := httptest.NewUnstartedServer(fake)
+	pool := x509.NewCertPool()
+	pool.AddCert(brokerCA.cert)
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes below are expected
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	hooksCA := filepath.Join(dir, "hooks-ca.pem")
+	if err := os.WriteFile(hooksCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	serverCA, srvCert, srvKey := rmqServerPKI(t, dir)
+	for _, tc := range []struct {
+		name   string
+		cafile string
+		ok     bool
+	}{
+		{"trusted", hooksCA, true},
+		{"untrusted hooks certificate", devCA.file, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := startPluginBroker(t, pluginBroker{caFile: devCA.file, certFile: srvCert, keyFile: srvKey, url: srv.URL, secretFile: secretFile,
+				extra: []string{"plugin_opt_cafile " + tc.cafile, "plugin_opt_certfile " + pluginCert.cert, "plugin_opt_keyfile " + pluginCert.key}})
+			c := mqttCLI{pub: pub, sub: sub, port: b.Port, cafile: serverCA}
+			out, err := c.publish(devA, "dev-a", "dev/dev-a/telemetry", "x")
+			if tc.ok {
+				if err != nil || refused(out) {
+					t.Fatalf("dev-a refused with Gatehouse over mutual TLS: %v %s", err, out)
+				}
+				waitLog(t, b, "gatehouse: event stream connected", 1, 10*time.Second)
+				return
+			}
+			if err == nil || !refused(out) {
+				t.Fatalf("dev-a connected though the plugin cannot trust Gatehouse: %v %s", err, out)
+			}
+			waitLog(t, b, "gatehouse: cannot reach Gatehouse", 1, 5*time.Second)
 		})
 	}
 }

@@ -110,6 +110,8 @@ func readmeFenced(t *testing.T, heading, lang string) string {
 type pluginBroker struct {
 	caFile, certFile, keyFile string // client CA, server certificate and key
 	url, secretFile           string // plugin_opt_url, plugin_opt_secret_file
+	// extra plugin_opt_* lines after the README's (a later line wins).
+	extra []string
 }
 
 // startPluginBroker starts a private Mosquitto with the README's
@@ -139,7 +141,7 @@ func startPluginBroker(t *testing.T, p pluginBroker) *testbroker.Broker {
 		}
 	}
 	b := testbroker.Mosquitto(t, testbroker.MosquittoConfig{CAFile: p.caFile, CertFile: p.certFile, KeyFile: p.keyFile,
-		RequireCertificate: true, UseIdentityAsUsername: false, ExtraConfig: strings.Join(plugin, "\n")})
+		RequireCertificate: true, UseIdentityAsUsername: false, ExtraConfig: strings.Join(append(plugin, p.extra...), "\n")})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("broker log:\n%s", b.LogTail(60))
