@@ -135,6 +135,7 @@ static struct {
 	bool was_live, was_unreachable;
 	unsigned long cache_epoch; /* the stream connection the cache belongs to */
 	long long retry_at_ms;     /* Gatehouse did not answer: not asked again before */
+	long bad_status;           /* last non-200 status logged; 0 after a 200 */
 } g;
 
 static long long now_ms(void)
@@ -407,9 +408,16 @@ static int authorize(cJSON *req)
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "Gatehouse at %s answers again", g.cfg.url);
 	g.was_unreachable = false;
 	if (status != 200) {
-		mosquitto_log_printf(MOSQ_LOG_WARNING, LOG_PREFIX "authorize answered HTTP %ld: denied", status);
+		/* Once per status (a wrong secret would otherwise log every
+		 * decision): 403 is a wrong plugin_opt_secret. */
+		if (status != g.bad_status)
+			mosquitto_log_printf(MOSQ_LOG_ERR, LOG_PREFIX "authorize answered HTTP %ld%s: denying every such decision", status,
+					     status == 403 ? " (is plugin_opt_secret Gatehouse's hook secret?)" : "");
+		g.bad_status = status;
 		return -1;
 	}
+	if (g.bad_status) mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "authorize answers HTTP 200 again");
+	g.bad_status = 0;
 	cJSON *resp = cJSON_Parse(data);
 	int allow = -1;
 	if (resp) {

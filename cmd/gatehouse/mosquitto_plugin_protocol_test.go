@@ -454,3 +454,34 @@ func TestMosquittoPluginTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestMosquittoPluginWrongSecret: Gatehouse answers 403 to a wrong hook
+// secret; every CONNECT is refused, and the broker log says so once, not
+// once per client.
+func TestMosquittoPluginWrongSecret(t *testing.T) {
+	pub, sub := testbroker.RequireMosquittoClients(t)
+	mosquittoPlugin(t)
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "hook-secret")
+	if err := os.WriteFile(secretFile, []byte("not-the-secret-0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(newFakeHooks(randHex(t, 16), "dev-a"))
+	t.Cleanup(srv.Close)
+	devCA := newTestCA(t, dir, "devices")
+	devA := devCA.client(t, "dev-a")
+	serverCA, srvCert, srvKey := rmqServerPKI(t, dir)
+	b := startPluginBroker(t, pluginBroker{caFile: devCA.file, certFile: srvCert, keyFile: srvKey, url: srv.URL, secretFile: secretFile})
+	c := mqttCLI{pub: pub, sub: sub, port: b.Port, cafile: serverCA}
+	for range 3 {
+		if out, err := c.publish(devA, "dev-a", "dev/dev-a/telemetry", "x"); err == nil || !refused(out) {
+			t.Fatalf("dev-a connected with a wrong hook secret: %v %s", err, out)
+		}
+	}
+	const line = "gatehouse: authorize answered HTTP 403 (is plugin_opt_secret Gatehouse's hook secret?)"
+	waitLog(t, b, line, 1, 5*time.Second)
+	if n := strings.Count(b.LogTail(100000), line); n != 1 {
+		t.Errorf("the 403 was logged %d times for 3 clients, want once", n)
+	}
+	waitLog(t, b, "gatehouse: event stream cannot connect", 1, 5*time.Second)
+}
