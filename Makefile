@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # tests need (Debian packages, as root) and starts PostgreSQL if needed.
 export GATEHOUSE_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: build run test test-deps test-race bench bench-hooks lint fmt tidy clean
+.PHONY: build run test test-deps test-race bench bench-hooks lint fmt tidy clean mosquitto-plugin
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
@@ -45,5 +45,18 @@ lint:
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 
+# The gatehouse-mosquitto plugin (brokers/mosquitto), for Mosquitto 2.x.
+# Needs Debian's mosquitto-dev, libcurl4-openssl-dev, libcjson-dev, libssl-dev.
+MOSQ_PLUGIN := brokers/mosquitto/gatehouse-mosquitto.so
+MOSQ_CFLAGS ?= -O2 -g
+MOSQ_CFLAGS += -std=gnu11 -fPIC -Wall -Wextra -Werror -fvisibility=hidden -D_GNU_SOURCE
+MOSQ_PKGS   := libcurl libcjson openssl
+
+mosquitto-plugin: $(MOSQ_PLUGIN)
+
+$(MOSQ_PLUGIN): brokers/mosquitto/gatehouse_plugin.c
+	$(CC) $(MOSQ_CFLAGS) $$(pkg-config --cflags $(MOSQ_PKGS)) -shared -o $@ $< \
+		$$(pkg-config --libs $(MOSQ_PKGS)) -lpthread
+
 clean:
-	rm -rf bin
+	rm -rf bin $(MOSQ_PLUGIN)

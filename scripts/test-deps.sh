@@ -6,6 +6,9 @@
 #   postgresql(-client)  every store/api test runs on SQLite and PostgreSQL
 #   rabbitmq-server      private RabbitMQ nodes for the broker e2e tests
 #   mosquitto(-clients)  private Mosquitto brokers and mosquitto_pub/_sub
+#   mosquitto-dev, libcurl4-openssl-dev, libcjson-dev, libssl-dev, gcc,
+#   libc6-dev, pkg-config  build the gatehouse-mosquitto plugin
+#                        (`make mosquitto-plugin`, brokers/mosquitto)
 #   chromium             the headless web UI test (cmd/gatehouse/ui_e2e_test.go)
 #   nodejs               runs ui/static/dom.js in ui/security_test.go
 #   make                 this entry point
@@ -47,6 +50,13 @@ is_exec /usr/lib/rabbitmq/bin/rabbitmq-server && is_exec /usr/lib/rabbitmq/bin/r
 have epmd || is_exec /usr/bin/epmd || add erlang-base
 have mosquitto || is_exec /usr/sbin/mosquitto || add mosquitto
 have mosquitto_pub && have mosquitto_sub || add mosquitto-clients
+[ -f /usr/include/mosquitto_plugin.h ] && [ -f /usr/include/mosquitto_broker.h ] || add mosquitto-dev
+compgen -G '/usr/include/*/curl/curl.h' >/dev/null || [ -f /usr/include/curl/curl.h ] || add libcurl4-openssl-dev
+[ -f /usr/include/cjson/cJSON.h ] || add libcjson-dev
+[ -f /usr/include/openssl/ssl.h ] || add libssl-dev
+have gcc || add gcc
+[ -f /usr/include/stdio.h ] || add libc6-dev
+have pkg-config || add pkg-config
 { [ -n "${GATEHOUSE_CHROMIUM:-}" ] && is_exec "$GATEHOUSE_CHROMIUM"; } || is_exec /usr/bin/chromium ||
   is_exec /usr/bin/chromium-browser || add chromium
 have node || add nodejs
