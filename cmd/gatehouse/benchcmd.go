@@ -502,4 +502,3 @@ func printProcs(w io.Writer, ps []mqttbench.ProcUsage) {
 		fmt.Fprintln(w)
 	}
 }
-

@@ -90,15 +90,15 @@ func (r *Result) Wrong() bool {
 
 // StormReport summarises a storm.
 type StormReport struct {
-	N            int           `json:"n"` // clients of Kind "device"
-	Spoofs       int           `json:"spoofs"`
-	Revoked      int           `json:"revoked"`
-	AllConnected time.Duration `json:"all_connected_ns"` // until the last expected-allowed CONNACK 0; 0 if some never came
-	Wall         time.Duration `json:"wall_ns"`          // until every client of the first wave finished
-	Accepted     int           `json:"accepted"`         // of the expected-allowed clients
-	P50          time.Duration `json:"p50_ns"`
-	P99          time.Duration `json:"p99_ns"`
-	Max          time.Duration `json:"max_ns"`
+	N            int            `json:"n"` // clients of Kind "device"
+	Spoofs       int            `json:"spoofs"`
+	Revoked      int            `json:"revoked"`
+	AllConnected time.Duration  `json:"all_connected_ns"` // until the last expected-allowed CONNACK 0; 0 if some never came
+	Wall         time.Duration  `json:"wall_ns"`          // until every client of the first wave finished
+	Accepted     int            `json:"accepted"`         // of the expected-allowed clients
+	P50          time.Duration  `json:"p50_ns"`
+	P99          time.Duration  `json:"p99_ns"`
+	Max          time.Duration  `json:"max_ns"`
 	Outcomes     map[string]int `json:"outcomes"`      // "accepted", "refused(5)", "tls-refused", …
 	Codes        map[byte]int   `json:"connack_codes"` // CONNACK code histogram, all clients
 	Published    int            `json:"published"`
