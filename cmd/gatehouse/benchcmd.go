@@ -45,8 +45,10 @@ func newBenchEnrollCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ids := append(benchIDs("bench", must(f.GetInt("count"))), must(f.GetString("subscriber")))
-			if _, err := env.devices.ensure(cmd.ErrOrStderr(), ids); err != nil {
+			if _, err := env.devices.ensure(cmd.ErrOrStderr(), benchIDs("bench", must(f.GetInt("count")))); err != nil {
+				return err
+			}
+			if _, err := env.subscriberDevices(cmd).ensure(cmd.ErrOrStderr(), []string{must(f.GetString("subscriber"))}); err != nil {
 				return err
 			}
 			_, err = env.devices.ensureRevoked(cmd.ErrOrStderr(), benchIDs("benchrev", must(f.GetInt("revoked"))))
@@ -58,6 +60,7 @@ func newBenchEnrollCmd() *cobra.Command {
 	f.IntP("count", "n", 1000, "number of bench devices")
 	f.Int("revoked", 0, "number of revoked bench devices")
 	f.String("subscriber", "bench-sink", "device id of the publish bench's subscriber")
+	f.String("subscriber-profile", "", "profile of the subscriber (default: --profile)")
 	return cmd
 }
 
@@ -169,7 +172,7 @@ func newPublishBenchCmd() *cobra.Command {
 				return err
 			}
 			subID := must(f.GetString("subscriber"))
-			subs, err := env.devices.ensure(cmd.ErrOrStderr(), []string{subID})
+			subs, err := env.subscriberDevices(cmd).ensure(cmd.ErrOrStderr(), []string{subID})
 			if err != nil {
 				return err
 			}
@@ -204,6 +207,10 @@ func newPublishBenchCmd() *cobra.Command {
 	f.Int("payload", 64, "payload bytes per message")
 	f.Int("window", 16, "unacknowledged QoS 1 messages per publisher")
 	f.String("subscriber", "bench-sink", "device id of the counting subscriber (enrolled like the others)")
+	// With an auth plugin the subscriber needs a policy grant to read the
+	// publishers' topics: scripts/bench-mosquitto.sh gives devices of a
+	// bench-monitor profile one.
+	f.String("subscriber-profile", "", "profile of the subscriber (default: --profile)")
 	f.String("filter", "", "the subscriber's filter (default fleets/<fleet>/devices/+/telemetry/#)")
 	f.String("label", "", "label for the result line")
 	return cmd
@@ -252,6 +259,15 @@ func newBenchEnv(cmd *cobra.Command) (*benchEnv, error) {
 		tls:  &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12, ClientSessionCache: nil},
 		pids: pids,
 	}, nil
+}
+
+// subscriberDevices enrolls in --subscriber-profile, when given.
+func (e *benchEnv) subscriberDevices(cmd *cobra.Command) *benchDevices {
+	d := *e.devices
+	if p := must(cmd.Flags().GetString("subscriber-profile")); p != "" {
+		d.profile = p
+	}
+	return &d
 }
 
 func (e *benchEnv) client(d benchDevice, clientID, kind string, allow bool) mqttbench.Client {
