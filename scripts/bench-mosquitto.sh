@@ -19,6 +19,7 @@
 #   BENCH_REVOKED       revoked devices per storm (default 10)
 #   BENCH_PUBLISHERS    publishers in the throughput runs (default 20)
 #   BENCH_DURATION      publishing time per run (default 10s)
+#   BENCH_STORM_ARGS    extra connect-storm flags, e.g. "--max-inflight 100"
 #   BENCH_DEVICES_DIR   enrolled-device cache (default: in the work dir);
 #                       only reused while the same Gatehouse CA vouches for it
 #   GATEHOUSE_MOSQ_PLUGIN       plugin .so (default brokers/mosquitto/gatehouse-mosquitto.so)
@@ -230,7 +231,7 @@ for name in "${BROKERS[@]}"; do
 		echo "=== connect storm: broker=$name N=$n spoof=$SPOOF revoked=$REVOKED"
 		# Without the plugin, spoofs and revoked devices getting in is the
 		# finding, not a failure of the run; with it, any wrong decision is.
-		if ! bench connect-storm "$name" -n "$n" --spoof "$SPOOF" --revoked "$REVOKED"; then
+		if ! bench connect-storm "$name" -n "$n" --spoof "$SPOOF" --revoked "$REVOKED" ${BENCH_STORM_ARGS:-}; then
 			[ "$name" = plain ] && echo "(expected of the plain broker: it checks the certificate chain only)" || status=1
 		fi
 		# Let the broker close the last storm's sockets.
