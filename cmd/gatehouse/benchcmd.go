@@ -257,8 +257,15 @@ func newBenchEnv(cmd *cobra.Command) (*benchEnv, error) {
 		// Session resumption would skip the certificate check a storm is
 		// about: every connection does a full handshake.
 		tls:  &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12, ClientSessionCache: nil},
-		pids: pids,
+		pids: withSelf(pids),
 	}, nil
+}
+
+// withSelf adds this process: the load generator shares the machine's
+// cores with what it measures, and its own cost says how much.
+func withSelf(pids map[string]int) map[string]int {
+	pids["bench (this process)"] = os.Getpid()
+	return pids
 }
 
 // subscriberDevices enrolls in --subscriber-profile, when given.

@@ -59,6 +59,7 @@ func TestResultWrong(t *testing.T) {
 		{OutTLS, false, false},
 		{OutTLS, true, true},
 		{OutClosed, false, false},
+		{OutClosed, true, false},
 		{OutTimeout, true, false},
 		{OutError, false, false},
 	} {
@@ -77,21 +78,21 @@ func (timeoutErr) Temporary() bool { return true }
 
 func TestClassify(t *testing.T) {
 	for _, tc := range []struct {
-		err     error
-		dialing bool
-		want    string
+		err  error
+		want string
 	}{
-		{fmt.Errorf("tls: %w", tls.AlertError(42)), true, OutTLS},
-		{fmt.Errorf("remote error: %w", tls.AlertError(48)), false, OutTLS},
-		{fmt.Errorf("tls: %w", io.EOF), true, OutTLS},
-		{io.EOF, false, OutClosed},
-		{errors.New("read tcp: connection reset by peer"), false, OutClosed},
-		{timeoutErr{}, false, OutTimeout},
-		{fmt.Errorf("x: %w", mqttc.ErrMalformed), false, OutError},
-		{errors.New("dial tcp: connection refused"), true, OutError},
+		{fmt.Errorf("tls: %w", tls.AlertError(42)), OutTLS},
+		{fmt.Errorf("remote error: %w", tls.AlertError(48)), OutTLS},
+		// An EOF in the handshake is a dropped connection, not a refusal.
+		{fmt.Errorf("tls: %w", io.EOF), OutClosed},
+		{io.EOF, OutClosed},
+		{errors.New("read tcp: connection reset by peer"), OutClosed},
+		{timeoutErr{}, OutTimeout},
+		{fmt.Errorf("x: %w", mqttc.ErrMalformed), OutError},
+		{errors.New("dial tcp: connection refused"), OutError},
 	} {
-		if got := classify(tc.err, tc.dialing); got != tc.want {
-			t.Errorf("classify(%v, %t) = %s, want %s", tc.err, tc.dialing, got, tc.want)
+		if got := classify(tc.err); got != tc.want {
+			t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
 		}
 	}
 }

@@ -41,8 +41,8 @@ type Client struct {
 const (
 	OutAccepted = "accepted"    // CONNACK 0
 	OutRefused  = "refused"     // CONNACK ≠ 0
-	OutTLS      = "tls-refused" // the TLS handshake failed (certificate refused)
-	OutClosed   = "closed"      // the broker closed the connection before a CONNACK
+	OutTLS      = "tls-refused" // a TLS alert: the broker refused the certificate
+	OutClosed   = "closed"      // the broker closed the connection before a CONNACK, without an alert
 	OutTimeout  = "timeout"     // no CONNACK within the timeout
 	OutError    = "error"       // TCP connect failed, or a protocol error
 )
@@ -77,15 +77,22 @@ type Result struct {
 }
 
 // Wrong reports whether the broker's decision contradicts ExpectAllow.
-// Timeouts and TCP errors are not decisions; they count as errors.
+// Timeouts, TCP errors and connections closed without a CONNACK or a TLS
+// alert are not decisions (an overloaded broker drops handshakes too);
+// they count as errors.
 func (r *Result) Wrong() bool {
 	switch r.Outcome {
 	case OutAccepted:
 		return !r.Client.ExpectAllow
-	case OutRefused, OutTLS, OutClosed:
+	case OutRefused, OutTLS:
 		return r.Client.ExpectAllow
 	}
 	return false
+}
+
+// IsError reports an outcome that is no decision.
+func (r *Result) IsError() bool {
+	return r.Outcome == OutTimeout || r.Outcome == OutError || r.Outcome == OutClosed
 }
 
 // StormReport summarises a storm.
@@ -106,6 +113,8 @@ type StormReport struct {
 	WrongDetail  []string       `json:"wrong_detail,omitempty"` // first few
 	Errors       int            `json:"errors"`
 	ErrorDetail  []string       `json:"error_detail,omitempty"` // first few
+	// Errors are outcomes that are no decision: timeouts, TCP errors,
+	// connections closed without CONNACK or TLS alert.
 	// SessionsLost counts first-wave clients accepted whose connection did
 	// not answer a PINGREQ after the late wave: a spoof took the session over.
 	SessionsLost int         `json:"sessions_lost"`
@@ -158,7 +167,7 @@ func Storm(ctx context.Context, cfg StormConfig) (StormReport, []*Result) {
 					r.Client.Kind, r.Client.Name, r.Client.ClientID, key, map[bool]string{true: "allow", false: "refuse"}[r.Client.ExpectAllow]))
 			}
 		}
-		if r.Outcome == OutTimeout || r.Outcome == OutError {
+		if r.IsError() {
 			rep.Errors++
 			if len(rep.ErrorDetail) < 10 {
 				rep.ErrorDetail = append(rep.ErrorDetail, fmt.Sprintf("%s %s: %s: %v", r.Client.Kind, r.Client.Name, r.Outcome, r.Err))
@@ -227,7 +236,7 @@ func connectOne(ctx context.Context, cfg StormConfig, r *Result, start time.Time
 	}()
 	c, err := mqttc.Dial(cctx, cfg.Addr, tc)
 	if err != nil {
-		r.Outcome, r.Err = classify(err, true), err
+		r.Outcome, r.Err = classify(err), err
 		return
 	}
 	left := cfg.Timeout - time.Since(t0)
@@ -238,7 +247,7 @@ func connectOne(ctx context.Context, cfg StormConfig, r *Result, start time.Time
 	if err != nil {
 		// With TLS 1.3 the server checks the client certificate after
 		// the client's handshake finished: a refusal shows on first read.
-		r.Outcome, r.Err = classify(err, false), err
+		r.Outcome, r.Err = classify(err), err
 		_ = c.Close()
 		return
 	}
@@ -286,7 +295,7 @@ func publishOnce(c *mqttc.Conn, topic string, qos byte, timeout time.Duration) e
 }
 
 // classify names a failure before the CONNACK.
-func classify(err error, dialing bool) string {
+func classify(err error) string {
 	var ne net.Error
 	var alert tls.AlertError
 	var rec tls.RecordHeaderError
@@ -298,9 +307,6 @@ func classify(err error, dialing bool) string {
 		return OutTimeout
 	case errors.Is(err, mqttc.ErrMalformed):
 		return OutError
-	case dialing && strings.HasPrefix(err.Error(), "tls:") && isReset(err):
-		// The server dropped the handshake: it refused the certificate.
-		return OutTLS
 	case isReset(err):
 		return OutClosed
 	}

@@ -120,8 +120,9 @@ func Throughput(ctx context.Context, cfg ThroughputConfig, pids map[string]int) 
 			lastRecv.Store(int64(time.Since(start)))
 			if p.QoS == 1 {
 				// Only this goroutine writes to sub.
+				// Acknowledgements of a burst go out in one write.
 				err := sub.Puback(p.PacketID)
-				if err == nil {
+				if err == nil && sub.Buffered() == 0 {
 					err = sub.Flush()
 				}
 				if err != nil {

@@ -140,6 +140,10 @@ func (c *Conn) Disconnect(timeout time.Duration) error {
 	return err
 }
 
+// Buffered is the number of received bytes not yet read: a reader that
+// acknowledges packets flushes its acknowledgements only when it is 0.
+func (c *Conn) Buffered() int { return c.r.Buffered() }
+
 // Flush writes buffered packets.
 func (c *Conn) Flush() error { return c.w.Flush() }
 
