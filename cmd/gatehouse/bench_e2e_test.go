@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-iot/gatehouse/internal/mqttbench"
 	"github.com/gatehouse-iot/gatehouse/internal/testbroker"
@@ -30,6 +31,8 @@ func TestBenchConnectStormEndToEnd(t *testing.T) {
 	brokerCA, brokerCert, brokerKey := rmqServerPKI(t, g.dir)
 	broker := testbroker.Mosquitto(t, testbroker.MosquittoConfig{CAFile: g.caChain(t), CertFile: brokerCert, KeyFile: brokerKey,
 		RequireCertificate: true, UseIdentityAsUsername: true})
+	start := time.Now()
+	defer func() { t.Logf("bench commands took %s", time.Since(start).Round(time.Millisecond)) }()
 	devices := filepath.Join(g.dir, "bench-devices")
 	bench := func(args ...string) runResult {
 		return g.adminCLI(t, append(append([]string{"bench"}, args...), "--server", g.server, "--devices-dir", devices,
