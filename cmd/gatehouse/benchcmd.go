@@ -392,7 +392,9 @@ func (b *benchDevices) ensure(progress io.Writer, ids []string) ([]benchDevice, 
 	}
 	for _, i := range missing {
 		if tokens[ids[i]] == "" {
+			mu.Lock()
 			firstErr = fault.New(fault.Internal, "no token for %s in the batch", ids[i])
+			mu.Unlock()
 			break
 		}
 		work <- i
