@@ -19,6 +19,7 @@
 #   BENCH_REVOKED       revoked devices per storm (default 10)
 #   BENCH_PUBLISHERS    publishers in the throughput runs (default 20)
 #   BENCH_DURATION      publishing time per run (default 10s)
+#   BENCH_TIMEOUT       per-connection limit in the storms (default 30s)
 #   BENCH_STORM_ARGS    extra connect-storm flags
 #   BENCH_PACED         after each all-at-once storm, the same storm with at most
 #                       this many connection attempts in flight (default 100; 0: skip)
@@ -238,7 +239,7 @@ for name in "${BROKERS[@]}"; do
 		echo "=== connect storm: broker=$name N=$n spoof=$SPOOF revoked=$REVOKED"
 		# Without the plugin, spoofs and revoked devices getting in is the
 		# finding, not a failure of the run; with it, any wrong decision is.
-		if ! bench connect-storm "$name" -n "$n" --spoof "$SPOOF" --revoked "$REVOKED" ${BENCH_STORM_ARGS:-}; then
+		if ! bench connect-storm "$name" -n "$n" --spoof "$SPOOF" --revoked "$REVOKED" --timeout "${BENCH_TIMEOUT:-30s}" ${BENCH_STORM_ARGS:-}; then
 			[ "$name" = plain ] && echo "(expected of the plain broker: it checks the certificate chain only)" || status=1
 		fi
 		# Let the broker close the last storm's sockets.
@@ -248,7 +249,7 @@ for name in "${BROKERS[@]}"; do
 			# flight (Mosquitto's listen backlog is 100).
 			echo
 			echo "=== connect storm, paced: broker=$name N=$n --max-inflight ${BENCH_PACED:-100}"
-			if ! bench connect-storm "$name" -n "$n" --spoof "$SPOOF" --revoked "$REVOKED" --max-inflight "${BENCH_PACED:-100}"; then
+			if ! bench connect-storm "$name" -n "$n" --spoof "$SPOOF" --revoked "$REVOKED" --timeout "${BENCH_TIMEOUT:-30s}" --max-inflight "${BENCH_PACED:-100}" ${BENCH_STORM_ARGS:-}; then
 				[ "$name" = plain ] && echo "(expected of the plain broker: it checks the certificate chain only)" || status=1
 			fi
 			sleep 2
