@@ -265,11 +265,11 @@ for qos in 0 1; do
 		out=$(bench publish "$name" --publishers "$PUBLISHERS" --duration "$DURATION" --qos "$qos" --label "$name" --subscriber-profile bench-monitor) || { echo "$out"; status=1; continue; }
 		echo "$out"
 		RATE[$name.$qos]=$(sed -n 's/^result: .* delivered_per_s=\([0-9.]*\).*/\1/p' <<<"$out")
-		SENT[$name.$qos]=$(sed -n 's/^result: .* sent_per_s=\([0-9.]*\).*/\1/p' <<<"$out")
+		SENT[$name.$qos]=$(sed -n 's/^result: .* acked_per_s=\([0-9.]*\).*/\1/p' <<<"$out")
 	done
 	if [ -n "${RATE[plugin.$qos]:-}" ] && [ -n "${RATE[plain.$qos]:-}" ]; then
 		awk -v a="${RATE[plugin.$qos]}" -v b="${RATE[plain.$qos]}" -v c="${SENT[plugin.$qos]}" -v d="${SENT[plain.$qos]}" -v q="$qos" \
-			'BEGIN { printf "QoS %s ratio plugin/plain: delivered %.2f (%s / %s msg/s), taken from publishers %.2f (%s / %s msg/s)\n",
+			'BEGIN { printf "QoS %s ratio plugin/plain: delivered %.2f (%s / %s msg/s), processed from publishers %.2f (%s / %s msg/s)\n",
 				q, (b > 0 ? a / b : 0), a, b, (d > 0 ? c / d : 0), c, d }'
 	fi
 done

@@ -508,13 +508,14 @@ func printStorm(w io.Writer, r mqttbench.StormReport) {
 
 func printThroughput(w io.Writer, label string, r mqttbench.ThroughputReport) {
 	fmt.Fprintf(w, "publishers: %d, QoS %d, %s\n", r.Publishers, r.QoS, r.Duration)
-	fmt.Fprintf(w, "sent %d (%.0f/s), acked %d, delivered %d (%.0f/s)\n", r.Sent, r.SentPerSec, r.Acked, r.Received, r.DeliveredPerSec)
+	fmt.Fprintf(w, "sent %d (%.0f/s), processed by the broker (PUBACK, or before a PINGRESP at QoS 0) %d, delivered %d (%.0f/s)\n",
+		r.Sent, r.SentPerSec, r.Acked, r.Received, r.DeliveredPerSec)
 	printProcs(w, r.Procs)
 	if label == "" {
 		label = "-"
 	}
-	fmt.Fprintf(w, "result: label=%s qos=%d sent_per_s=%.0f delivered_per_s=%.0f sent=%d delivered=%d\n",
-		label, r.QoS, r.SentPerSec, r.DeliveredPerSec, r.Sent, r.Received)
+	fmt.Fprintf(w, "result: label=%s qos=%d sent_per_s=%.0f acked_per_s=%.0f delivered_per_s=%.0f sent=%d delivered=%d\n",
+		label, r.QoS, r.SentPerSec, float64(r.Acked)/r.Duration.Seconds(), r.DeliveredPerSec, r.Sent, r.Received)
 }
 
 func printProcs(w io.Writer, ps []mqttbench.ProcUsage) {
