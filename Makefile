@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # tests need (Debian packages, as root) and starts PostgreSQL if needed.
 export GATEHOUSE_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: build run test test-deps test-race bench bench-hooks lint fmt tidy clean mosquitto-plugin
+.PHONY: build run test test-deps test-race bench bench-hooks bench-mosquitto lint fmt tidy clean mosquitto-plugin
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gatehouse
@@ -39,6 +39,11 @@ bench:
 # EMQX authz over HTTP vs a no-op echo handler (needs wrk and taskset).
 bench-hooks:
 	bash tools/hookbench/run.sh 10
+
+# Mosquitto CONNECT storm (N=1000, 10000) and publish throughput, plain TLS
+# vs the gatehouse plugin when built (scripts/bench-mosquitto.sh).
+bench-mosquitto:
+	bash scripts/bench-mosquitto.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
