@@ -46,7 +46,7 @@
 /* Mosquitto's delivery check (MOSQ_ACL_READ) is sent as a subscribe check
  * on the delivered topic: "may this device read this topic", which is what
  * Gatehouse's subscribe rule answers for a topic without wildcards. */
-#define READ_ACTION "subscribe"
+#define READ_ACTION "read"
 #define MAX_RESPONSE 4096       /* an authorize answer is {"allow":true} */
 #define MAX_SSE_LINE 65536      /* one event line; longer drops the stream */
 #define MAX_QUEUE 100000        /* queued events; overflow becomes one reset */
