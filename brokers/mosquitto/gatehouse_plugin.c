@@ -43,9 +43,9 @@
 #define EXPORT __attribute__((visibility("default")))
 
 #define LOG_PREFIX "gatehouse: "
-/* Mosquitto's delivery check (MOSQ_ACL_READ) is sent as a subscribe check
- * on the delivered topic: "may this device read this topic", which is what
- * Gatehouse's subscribe rule answers for a topic without wildcards. */
+/* Mosquitto's delivery check (MOSQ_ACL_READ) is sent as the native dialect's
+ * read action: "may this device receive a message on this topic name",
+ * decided against the subscribe grants. */
 #define READ_ACTION "read"
 #define MAX_RESPONSE 4096       /* an authorize answer is {"allow":true} */
 #define MAX_SSE_LINE 65536      /* one event line; longer drops the stream */
