@@ -103,7 +103,7 @@ func (f *fakeHooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					allow = f.allowed[cn] && req.ClientID == cn
 				}
 			}
-		case "publish", "subscribe":
+		case "publish", "subscribe", "read":
 			id := req.Identity
 			if id != req.ClientID {
 				f.badIDs = append(f.badIDs, id+"/"+req.ClientID)
