@@ -103,7 +103,7 @@ func (f *fakeHooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					allow = f.allowed[cn] && req.ClientID == cn
 				}
 			}
-		case "publish", "subscribe":
+		case "publish", "subscribe", "read":
 			id := req.Identity
 			if id != req.ClientID {
 				f.badIDs = append(f.badIDs, id+"/"+req.ClientID)
@@ -286,12 +286,29 @@ func pluginProtocol(t *testing.T) {
 		}
 	}
 
-	// Heartbeats stop: past max_staleness (1.5 s) the cache is not used.
+	// Heartbeats stop: past max_staleness (1.5 s) the cache is not used,
+	// though other events still flow (a stale core passes on device and
+	// kick events; only a heartbeat says it is fresh).
 	fake.heartbeats.Store(false)
+	stopOthers := make(chan struct{})
+	othersDone := make(chan struct{})
+	go func() {
+		defer close(othersDone)
+		for {
+			select {
+			case <-stopOthers:
+				return
+			case <-time.After(300 * time.Millisecond):
+				fake.events <- "event: device\ndata: {\"device\":\"dev-a\"}\n\n"
+			}
+		}
+	}()
 	waitLog(t, b, "gatehouse: no event from Gatehouse within 1500 ms", 1, 5*time.Second)
 	before := fake.count("publish", topic)
 	publishOK()
 	publishOK()
+	close(stopOthers)
+	<-othersDone
 	if n := fake.count("publish", topic) - before; n != 2 {
 		t.Fatalf("2 publishes with a stale stream asked %d times, want 2 (no cache)", n)
 	}
