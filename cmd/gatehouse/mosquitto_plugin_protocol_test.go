@@ -237,6 +237,15 @@ func pluginProtocol(t *testing.T) {
 		t.Fatalf("ctl's certificate with client id dev-a connected: %v %s", err, out)
 	}
 
+	// MQTT 5 enhanced authentication (an authentication method in
+	// CONNECT) takes Mosquitto's extended-auth path, not the password
+	// check: with no plugin handling it, it is refused, not let through.
+	if out, err := c.publish(devB, "dev-b", "dev/dev-b/t", "x", "-D", "connect", "authentication-method", "gatehouse"); err == nil {
+		t.Fatalf("dev-b (not allowed) connected with an authentication method: %s", out)
+	} else {
+		t.Logf("CONNECT with an authentication method: %v %s", err, strings.TrimSpace(out))
+	}
+
 	// dev-a subscribes claiming to be ctl by username: the identity sent to
 	// Gatehouse is the certificate's CN all the same.
 	s := c.subscribe(t, devA, "dev-a", "dev/dev-a/cmd/#", "-u", "ctl", "-P", "whatever")
