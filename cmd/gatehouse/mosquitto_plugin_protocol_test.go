@@ -286,6 +286,16 @@ func pluginProtocol(t *testing.T) {
 		{`event: device` + "\n" + `data: {"device":"ctl"}`, 2},
 		{`event: unknown-future-event` + "\n" + `data: {}`, 2},
 		{`event: reset` + "\n" + `data: {}`, 3},
+		// Odd frames: a device event whose data line is past the line
+		// limit is unreadable, so it drops everything; CRLF line ends
+		// work; a comment, an unnamed event and an over-long event name
+		// change nothing; a device id with an escaped NUL drops the id
+		// before it (more than named, never less).
+		{"event: device\ndata: {\"device\":\"" + strings.Repeat("x", 70000) + "\"}", 4},
+		{"event: device\r\ndata: {\"device\":\"ctl\"}\r\n", 5},
+		{": comment\ndata: {\"device\":\"ctl\"}", 5},
+		{"event: device" + strings.Repeat("e", 200) + "\ndata: {\"device\":\"ctl\"}", 5},
+		{"event: device\ndata: {\"device\":\"ctl\u0000x\"}", 6},
 	} {
 		fake.events <- step.event + "\n\n"
 		time.Sleep(400 * time.Millisecond) // the broker's loop passes at least every 100 ms
