@@ -192,6 +192,11 @@ type Authorizer struct {
 	// in wall-clock time, so a good policy would be cut off (a deny) for
 	// want of a CPU rather than for running away.
 	evalSlots chan struct{}
+
+	// expiryMu guards expiredUpTo: certificates that expired up to that
+	// instant have been announced (announceExpired).
+	expiryMu    sync.Mutex
+	expiredUpTo time.Time
 }
 
 // New returns an Authorizer with no policy: until SetPolicy, every request
@@ -215,6 +220,7 @@ func New(cfg Config) *Authorizer {
 	a := &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize),
 		denies: newRecentDenies(cfg.RecentDenies), evalSlots: make(chan struct{}, cfg.EvalSlots)}
 	a.fresh.init(cfg.MaxStaleness, cfg.Now())
+	a.expiredUpTo = cfg.Now()
 	return a
 }
 

@@ -3,6 +3,9 @@ package authz_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,4 +271,80 @@ func TestChangesAnnounced(t *testing.T) {
 			t.Errorf("%s: announced %q, want %q", st.name, got, st.want)
 		}
 	}
+}
+
+// syncChanges is changes for a core whose Run announces from its own
+// goroutine.
+type syncChanges struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (c *syncChanges) DeviceChanged(id string) {
+	c.mu.Lock()
+	c.log = append(c.log, "device:"+id)
+	c.mu.Unlock()
+}
+func (c *syncChanges) Reset() { c.mu.Lock(); c.log = append(c.log, "reset"); c.mu.Unlock() }
+func (c *syncChanges) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.log
+	c.log = nil
+	return l
+}
+
+// A certificate expiring is a change of decisions no write announces: a
+// broker caching decisions (the Mosquitto plugin) would keep allowing a
+// device whose certificate expired. Run announces each expiry; a wave of
+// them (a fleet enrolled together) is one reset.
+func TestExpiryAnnounced(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(now.UnixNano())
+	at := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	ch := &syncChanges{}
+	a := newAuthorizerWith(t, authz.Config{Now: at, Changes: ch, WarmEvery: 5 * time.Millisecond})
+	for i := range 300 {
+		a.UpsertDevice(authz.Device{ID: fmt.Sprintf("wave-%d", i), Fleet: "plant", Active: true, Status: "active", CertNotAfter: now.Add(48 * time.Hour)})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = a.Run(ctx) }()
+	wait := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		var got []string
+		for time.Now().Before(deadline) {
+			got = append(got, ch.take()...)
+			if slices.Contains(got, want) {
+				if len(got) != 1 {
+					t.Errorf("announced %q, want only %q", got, want)
+				}
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("announced %q, want %q", got, want)
+	}
+	time.Sleep(30 * time.Millisecond)
+	ch.take()
+	if d, _ := a.Authorize(ctx, req(authz.Publish, "temp-1", "fleets/plant/devices/temp-1/telemetry/t")); !d.Allow {
+		t.Fatalf("temp-1 denied before its certificate expired: %+v", d)
+	}
+	clock.Store(now.Add(24 * time.Hour).UnixNano()) // temp-1, temp-2, ctl-1 and susp-1 expire
+	got := []string{}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(got) < 4 && time.Now().Before(deadline) {
+		got = append(got, ch.take()...)
+		time.Sleep(5 * time.Millisecond)
+	}
+	slices.Sort(got)
+	if want := []string{"device:ctl-1", "device:susp-1", "device:temp-1", "device:temp-2"}; !slices.Equal(got, want) {
+		t.Fatalf("at the certificates' expiry announced %q, want %q", got, want)
+	}
+	if d, _ := a.Authorize(ctx, req(authz.Publish, "temp-1", "fleets/plant/devices/temp-1/telemetry/t")); d.Allow {
+		t.Fatalf("temp-1 allowed after its certificate expired")
+	}
+	clock.Store(now.Add(48 * time.Hour).UnixNano()) // 300 at once
+	wait("reset")
 }

@@ -17,7 +17,7 @@
  *
  * Failure. Every error denies: no certificate, Gatehouse unreachable, a
  * timeout, a non-200 answer, a body that is not {"allow": true}. Cached
- * decisions are used only while the stream is live (an event within
+ * decisions are used only while the stream is live (a heartbeat within
  * max_staleness_ms), so a Gatehouse that went away or went stale stops
  * allowing from the cache too.
  */
@@ -123,7 +123,7 @@ static struct {
 	struct event *q_head, *q_tail;
 	size_t q_len;
 	struct ack *acks;
-	long long last_event_ms;  /* 0: nothing since the stream (re)connected */
+	long long last_event_ms;  /* last heartbeat; 0: none since the stream (re)connected */
 	long long staleness_ms;   /* from hello */
 	bool connected;
 	unsigned long epoch;      /* hellos so far: each starts a new cache */
@@ -715,10 +715,15 @@ static void dispatch(struct sse *s)
 {
 	const char *name = s->event[0] ? s->event : "message";
 	cJSON *d = s->data ? cJSON_Parse(s->data) : NULL;
-	pthread_mutex_lock(&g.mu);
-	g.last_event_ms = now_ms();
-	pthread_mutex_unlock(&g.mu);
-	if (strcmp(name, "hello") == 0) {
+	if (strcmp(name, "heartbeat") == 0 && s->hello) {
+		/* Only heartbeats make the stream live: Gatehouse sends them only
+		 * while its decision core is fresh, but a stale core may still
+		 * pass on device and kick events, which must not keep stale
+		 * cached decisions in use. */
+		pthread_mutex_lock(&g.mu);
+		g.last_event_ms = now_ms();
+		pthread_mutex_unlock(&g.mu);
+	} else if (strcmp(name, "hello") == 0) {
 		cJSON *ms = cJSON_GetObjectItemCaseSensitive(d, "max_staleness_ms");
 		long long staleness = cJSON_IsNumber(ms) && ms->valuedouble >= 100 ? (long long)ms->valuedouble : DEFAULT_STALENESS_MS;
 		/* The cache restarts empty: events may have been missed while
@@ -727,6 +732,7 @@ static void dispatch(struct sse *s)
 		enqueue(EV_RESET, NULL, NULL, 0);
 		pthread_mutex_lock(&g.mu);
 		g.staleness_ms = staleness;
+		g.last_event_ms = 0; /* live from the first heartbeat on */
 		g.connected = true;
 		g.epoch++;
 		pthread_mutex_unlock(&g.mu);
@@ -745,7 +751,7 @@ static void dispatch(struct sse *s)
 		if (id && dev) enqueue(EV_KICK, id, dev, 0);
 		else qlog(MOSQ_LOG_WARNING, "kick event without id or device ignored");
 	}
-	/* heartbeat and unknown events: liveness only */
+	/* unknown events: ignored */
 	cJSON_Delete(d);
 }
 
