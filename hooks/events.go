@@ -82,8 +82,9 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Before anything else: an anonymous caller learns nothing, not even
-	// whether streams are configured.
-	if !h.authenticated(r) {
+	// whether streams are configured. Real credentials, even with
+	// AllowUnauthenticated: a stream tells which devices change.
+	if !h.credentialed(r) {
 		h.unauth.note("events", r.RemoteAddr)
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
@@ -247,7 +248,9 @@ func (h *Handler) kickAck(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if !h.authenticated(r) {
+	// Real credentials, even with AllowUnauthenticated: a forged ok ack
+	// would mark done a kick that no broker made.
+	if !h.credentialed(r) {
 		h.unauth.note("kick-ack", r.RemoteAddr)
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return

@@ -471,3 +471,57 @@ func TestNativeRead(t *testing.T) {
 		}
 	}
 }
+
+// The event stream and kick acknowledgements need real credentials even
+// when hooks.allow_unauthenticated serves anonymous decisions: a stream
+// tells which devices change, and a forged ok ack would mark a kick done
+// that no broker made.
+func TestEventsNeedCredentialsWhenHooksAreOpen(t *testing.T) {
+	hub := events.NewHub(events.Config{})
+	core := authz.New(authz.Config{MaxStaleness: 30 * time.Second, Changes: hub})
+	acks := &ackRecorder{got: make(chan hooks.KickAck, 1)}
+	for _, withSecret := range []bool{true, false} {
+		cfg := hooks.Config{Authorizer: core, Events: hub, Fresh: core, KickAcks: acks, AllowUnauthenticated: true}
+		if withSecret {
+			cfg.Secret = secret
+		}
+		h, err := hooks.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		for _, c := range []struct{ method, path, body string }{
+			{"GET", "/hooks/v1/events", ""},
+			{"POST", "/hooks/v1/kicks/ack", `{"id":"x","broker":"mosquitto","ok":true}`},
+		} {
+			req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("secret configured %v: anonymous %s %s → %d, want 403", withSecret, c.method, c.path, resp.StatusCode)
+			}
+		}
+		// The anonymous decision itself is still served (the opt-in).
+		resp, err := http.Post(srv.URL+"/hooks/v1/authorize", "application/json",
+			strings.NewReader(`{"action":"publish","client_id":"dev1","identity":"dev1","topic":"x"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("secret configured %v: anonymous authorize → %d, want 200", withSecret, resp.StatusCode)
+		}
+		srv.Close()
+	}
+	if n := hub.Subscribers(""); n != 0 {
+		t.Errorf("%d anonymous subscriptions, want 0", n)
+	}
+	select {
+	case a := <-acks.got:
+		t.Errorf("anonymous ack reached the kicker: %+v", a)
+	default:
+	}
+}
