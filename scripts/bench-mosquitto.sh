@@ -11,7 +11,8 @@
 # by PID. Two brokers run side by side, identical but for the auth plugin:
 #
 #   plain   TLS only: require_certificate true, use_identity_as_username true
-#   plugin  the same plus the gatehouse-mosquitto plugin, when its .so exists
+#   plugin  the same but use_identity_as_username false, plus the gatehouse-mosquitto
+#           plugin (the README's configuration), when its .so exists
 #
 # Environment:
 #   BENCH_NS            storm sizes (default "1000 10000")
@@ -168,14 +169,18 @@ start_mosquitto() {
 		echo "certfile $WORK/broker.crt"
 		echo "keyfile $WORK/broker.key"
 		echo "require_certificate true"
-		echo "use_identity_as_username true"
 		if [ -n "$plugin" ]; then
+			# Not use_identity_as_username: with it Mosquitto never asks
+			# the plugin at CONNECT (README, Mosquitto plugin section).
+			echo "use_identity_as_username false"
 			echo "plugin $plugin"
 			local opts=${PLUGIN_OPTS//'{{HOOKS_URL}}'/http://127.0.0.1:$HOOKS_PORT}
 			opts=${opts//'{{HOOKS_SECRET_FILE}}'/$DATA/hooks-secret}
 			opts=${opts//'{{HOOKS_SECRET}}'/$HOOKS_SECRET}
 			opts=${opts//'{{API_URL}}'/$SERVER}
 			printf '%s\n' "$opts"
+		else
+			echo "use_identity_as_username true"
 		fi
 	} >"$dir/mosquitto.conf"
 	mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.out" 2>&1 &
