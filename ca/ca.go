@@ -148,6 +148,8 @@ type CA struct {
 	inters   *x509.CertPool
 	roleOIDs map[string]asn1.ObjectIdentifier
 	crl      crlState
+	// verified caches the broker-facing verifications (VerifyClientCert).
+	verified verifiedCache
 }
 
 // New loads the CA from cfg.Dir and starts the embedded authority.
@@ -379,7 +381,12 @@ func enforceLeaf(cert *x509.Certificate) error {
 // VerifyLeaf checks that cert chains to this CA's root for client auth and
 // is within its validity at the CA's current time, and returns its identity.
 func (c *CA) VerifyLeaf(cert *x509.Certificate) (Identity, error) {
-	_, err := cert.Verify(x509.VerifyOptions{
+	id, _, err := c.verifyLeaf(cert)
+	return id, err
+}
+
+func (c *CA) verifyLeaf(cert *x509.Certificate) (Identity, [][]*x509.Certificate, error) {
+	chains, err := cert.Verify(x509.VerifyOptions{
 		Roots:         c.roots,
 		Intermediates: c.inters,
 		CurrentTime:   c.cfg.Now(),
@@ -388,18 +395,29 @@ func (c *CA) VerifyLeaf(cert *x509.Certificate) (Identity, error) {
 	if err != nil {
 		var inv x509.CertificateInvalidError
 		if errors.As(err, &inv) && inv.Reason == x509.Expired {
-			return Identity{}, fault.Wrap(err, fault.CertInvalid, "certificate has expired")
+			return Identity{}, nil, fault.Wrap(err, fault.CertInvalid, "certificate has expired")
 		}
-		return Identity{}, fault.Wrap(err, fault.CertInvalid, "certificate was not issued by this Gatehouse CA")
+		return Identity{}, nil, fault.Wrap(err, fault.CertInvalid, "certificate was not issued by this Gatehouse CA")
 	}
-	return IdentityOf(cert)
+	id, err := IdentityOf(cert)
+	return id, chains, err
 }
 
 // VerifyClientCert verifies a client certificate (see VerifyLeaf) and
-// returns the device id it names.
+// returns the device id it names. A certificate verified before is
+// recognised by its bytes until its chain's earliest expiry
+// (verifycache.go): brokers show the same certificate at every reconnect.
 func (c *CA) VerifyClientCert(cert *x509.Certificate) (string, error) {
-	id, err := c.VerifyLeaf(cert)
-	return id.DeviceID, err
+	now := c.cfg.Now()
+	if id, ok := c.verified.get(cert.Raw, now); ok {
+		return id.DeviceID, nil
+	}
+	id, chains, err := c.verifyLeaf(cert)
+	if err != nil {
+		return "", err
+	}
+	c.verified.put(cert.Raw, id, chains)
+	return id.DeviceID, nil
 }
 
 // KeyType names a public key the way profiles list allowed key types:

@@ -1,0 +1,64 @@
+package ca_test
+
+import (
+	"context"
+	"crypto/x509"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/testpki"
+)
+
+// The verified-certificate cache answers exactly what a full verification
+// would: the same identity for a certificate seen before, nothing cached
+// for a refused one, and an expired certificate refused even though it was
+// cached while valid.
+func TestVerifyClientCertCache(t *testing.T) {
+	now := time.Now()
+	c, _ := newCA(t, func(cfg *ca.Config) { cfg.Now = func() time.Time { return now } })
+	other, _ := newCA(t, nil)
+	issue := func(authority *ca.CA, id string) *x509.Certificate {
+		t.Helper()
+		req := ca.LeafRequest{CSR: testpki.ParseCSR(t, testpki.CSR(t, testpki.Key(t, "P-256"))), Fleet: "f",
+			DeviceID: id, Validity: time.Hour}
+		leaf, err := authority.Issue(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.Leaf
+	}
+	mine, foreign := issue(c, "d1"), issue(other, "d1")
+
+	for i := range 3 {
+		if id, err := c.VerifyClientCert(mine); err != nil || id != "d1" {
+			t.Fatalf("own certificate, try %d: %q %v", i, id, err)
+		}
+	}
+	if n := c.VerifiedLen(); n != 1 {
+		t.Fatalf("cache holds %d after three verifications of one certificate, want 1", n)
+	}
+	for i := range 2 {
+		if _, err := c.VerifyClientCert(foreign); fault.CodeOf(err) != fault.CertInvalid {
+			t.Fatalf("foreign certificate, try %d: %v", i, err)
+		}
+	}
+	if n := c.VerifiedLen(); n != 1 {
+		t.Fatalf("cache holds %d after a refused certificate, want 1 (only successes)", n)
+	}
+	// The same bytes with one bit of the signature flipped are another
+	// certificate: verified afresh and refused.
+	bad := append([]byte(nil), mine.Raw...)
+	bad[len(bad)-3] ^= 0x01
+	if tampered, err := x509.ParseCertificate(bad); err == nil {
+		if _, err := c.VerifyClientCert(tampered); fault.CodeOf(err) != fault.CertInvalid {
+			t.Fatalf("tampered certificate: %v", err)
+		}
+	}
+	// Past the leaf's NotAfter the cached success no longer counts.
+	now = mine.NotAfter.Add(time.Second)
+	if _, err := c.VerifyClientCert(mine); fault.CodeOf(err) != fault.CertInvalid {
+		t.Fatalf("expired certificate answered from the cache: %v", err)
+	}
+}
