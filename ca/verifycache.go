@@ -22,7 +22,9 @@ const verifiedCap = 100_000
 // supersession are not part of it: the decision core checks the serial
 // against the device's current certificate on every CONNECT. Only
 // successes are cached, so a foreign or broken certificate is verified (and
-// refused) every time.
+// refused) every time. The roots and intermediates are fixed when the CA is
+// loaded; whatever comes to change them (intermediate rotation) must clear
+// this cache with them.
 //
 // Why it matters: a broker restart brings the whole fleet back in the same
 // second, each CONNECT asking the hook with the certificate it already
