@@ -76,17 +76,9 @@ func (h *Handler) fresh() bool {
 // gatehouse-mosquitto plugin invalidates its decision cache and receives
 // kicks by (protocol v1).
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
 	// Before anything else: an anonymous caller learns nothing, not even
-	// whether streams are configured. Real credentials, even with
-	// AllowUnauthenticated: a stream tells which devices change.
-	if !h.credentialed(r) {
-		h.unauth.note("events", r.RemoteAddr)
-		http.Error(w, "forbidden", http.StatusForbidden)
+	// whether streams are configured.
+	if !h.admitPlugin(w, r, http.MethodGet, "events") {
 		return
 	}
 	broker := r.URL.Query().Get("broker")
@@ -240,19 +232,29 @@ func ParseKickAck(b []byte) (KickAck, error) {
 	return ack, nil
 }
 
+// admitPlugin answers a request to a plugin endpoint that is not the
+// method's (405) or carries no real credentials (403), and reports whether
+// it may go on. Real credentials even with AllowUnauthenticated: a stream
+// tells which devices change, and a forged ok ack would mark done a kick no
+// broker made.
+func (h *Handler) admitPlugin(w http.ResponseWriter, r *http.Request, method, what string) bool {
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return false
+	}
+	if !h.credentialed(r) {
+		h.unauth.note(what, r.RemoteAddr)
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
 // kickAck serves POST /hooks/v1/kicks/ack: 204 when a kick was waiting for
 // it, 404 when not (unknown, answered too late, another broker's).
 func (h *Handler) kickAck(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	// Real credentials, even with AllowUnauthenticated: a forged ok ack
-	// would mark done a kick that no broker made.
-	if !h.credentialed(r) {
-		h.unauth.note("kick-ack", r.RemoteAddr)
-		http.Error(w, "forbidden", http.StatusForbidden)
+	if !h.admitPlugin(w, r, http.MethodPost, "kick-ack") {
 		return
 	}
 	b, err := h.body(w, r)

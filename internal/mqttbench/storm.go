@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/internal/mqttc"
@@ -319,8 +320,18 @@ func isReset(err error) bool {
 }
 
 func checkSessions(rs []*Result, timeout time.Duration) int {
-	var lost int
-	var mu sync.Mutex
+	var lost atomic.Int64
+	eachConn(rs, func(c *mqttc.Conn) {
+		if !alive(c, timeout) {
+			lost.Add(1)
+		}
+	})
+	return int(lost.Load())
+}
+
+// eachConn runs fn on every open connection of rs, 256 at a time, and
+// waits for all.
+func eachConn(rs []*Result, fn func(c *mqttc.Conn)) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 256)
 	for _, r := range rs {
@@ -332,15 +343,10 @@ func checkSessions(rs []*Result, timeout time.Duration) int {
 		go func(c *mqttc.Conn) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if !alive(c, timeout) {
-				mu.Lock()
-				lost++
-				mu.Unlock()
-			}
+			fn(c)
 		}(r.conn)
 	}
 	wg.Wait()
-	return lost
 }
 
 func alive(c *mqttc.Conn, timeout time.Duration) bool {
@@ -361,22 +367,10 @@ func alive(c *mqttc.Conn, timeout time.Duration) bool {
 }
 
 func disconnectAll(rs []*Result) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 256)
+	eachConn(rs, func(c *mqttc.Conn) { _ = c.Disconnect(2 * time.Second) })
 	for _, r := range rs {
-		if r.conn == nil {
-			continue
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(c *mqttc.Conn) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			_ = c.Disconnect(2 * time.Second)
-		}(r.conn)
 		r.conn = nil
 	}
-	wg.Wait()
 }
 
 // Percentile is the p-th percentile (nearest rank) of ds; 0 for none.
