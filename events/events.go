@@ -18,6 +18,9 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/internal/loop"
 )
 
 // Event names of protocol v1.
@@ -34,6 +37,8 @@ const (
 type Event struct {
 	name  string
 	frame []byte
+	// device is a device event's device, for its echo.
+	device string
 }
 
 // New renders an event: "event: <name>\ndata: <data as one-line JSON>\n\n".
@@ -62,9 +67,11 @@ func (e Event) Frame() []byte { return e.frame }
 // Device announces that anything about a device changed (status,
 // certificate, roles, labels): every cached decision about it is void.
 func Device(id string) Event {
-	return New(NameDevice, struct {
+	ev := New(NameDevice, struct {
 		Device string `json:"device"`
 	}{id})
+	ev.device = id
+	return ev
 }
 
 // Reset announces a change that may alter many decisions (a policy
@@ -91,7 +98,13 @@ type Config struct {
 	// Buffer is how many events wait for one subscriber before it is
 	// dropped as too slow; default DefaultBuffer.
 	Buffer int
-	Log    *slog.Logger
+	// Echo lists the delays after which every device and reset event is
+	// announced again (echo.go); none by default. cmd sets 2s and the
+	// decision core's max_staleness plus a margin.
+	Echo []time.Duration
+	// Now is the clock of the echoes; default time.Now.
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // Errors a subscription ends with.
@@ -109,6 +122,7 @@ type Hub struct {
 	subs    map[*Subscription]struct{}
 	closed  bool
 	dropped atomic.Uint64
+	echoes  []echoQueue // one per Config.Echo delay; guarded by mu
 }
 
 // NewHub returns a Hub.
@@ -119,7 +133,16 @@ func NewHub(cfg Config) *Hub {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{cfg: cfg, subs: map[*Subscription]struct{}{}}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Hub{cfg: cfg, subs: map[*Subscription]struct{}{}}
+	for _, d := range cfg.Echo {
+		if d > 0 {
+			h.echoes = append(h.echoes, echoQueue{delay: d})
+		}
+	}
+	return h
 }
 
 // Subscription is one subscriber's feed. Read Events until Done closes;
@@ -200,9 +223,22 @@ func (h *Hub) offer(s *Subscription, ev Event) bool {
 }
 
 // Broadcast sends ev to every subscriber and returns how many queued it.
-func (h *Hub) Broadcast(ev Event) int {
+// Device and reset events are echoed (Config.Echo) when anyone received them.
+func (h *Hub) Broadcast(ev Event) int { return h.broadcast(ev, true) }
+
+func (h *Hub) broadcast(ev Event, echo bool) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	defer func() {
+		if echo && len(h.subs) > 0 && len(h.echoes) > 0 {
+			switch ev.name {
+			case NameDevice:
+				h.scheduleEcho(ev.device, h.cfg.Now())
+			case NameReset:
+				h.scheduleEcho("", h.cfg.Now())
+			}
+		}
+	}()
 	n := 0
 	for s := range h.subs {
 		if h.offer(s, ev) {
@@ -268,9 +304,18 @@ func (h *Hub) Close() {
 	}
 }
 
-// Run closes the hub when ctx ends, so the server's streams end with it.
+// echoTick is how often due echoes are sent: an echo is late by at most
+// this much.
+const echoTick = 250 * time.Millisecond
+
+// Run sends the echoes as they fall due, and closes the hub when ctx ends,
+// so the server's streams end with it.
 func (h *Hub) Run(ctx context.Context) error {
-	<-ctx.Done()
+	if len(h.echoes) > 0 {
+		loop.Run(ctx, echoTick, nil, func(context.Context) { h.flushEchoes(h.cfg.Now()) })
+	} else {
+		<-ctx.Done()
+	}
 	h.Close()
 	return nil
 }

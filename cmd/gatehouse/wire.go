@@ -92,7 +92,11 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 			_ = st.Close()
 		}
 	}()
-	a := &app{store: st, events: events.NewHub(events.Config{Log: log})}
+	hub, err := newEventHub(v, log)
+	if err != nil {
+		return nil, err
+	}
+	a := &app{store: st, events: hub}
 	base := publicURL(v)
 	crlValidity, err := crlValidity(v)
 	if err != nil {
@@ -194,6 +198,22 @@ func (a *app) newDecisionCore(v *viper.Viper, log *slog.Logger) (err error) {
 	}
 	a.sync, err = authzsync.New(authzsync.Config{Source: a.store, Roles: a.ca, Sink: a.authz, Fresh: a.authz, Log: log})
 	return err
+}
+
+// newEventHub returns the hub of the broker event streams. Device and
+// reset events are announced again after 2s and after max_staleness and a
+// second (events/echo.go): a plugin whose decisions a balancer spreads over
+// replicas then drops what a lagging replica answered.
+func newEventHub(v *viper.Viper, log *slog.Logger) (*events.Hub, error) {
+	staleness, err := maxStaleness(v)
+	if err != nil {
+		return nil, err
+	}
+	echo := []time.Duration{2 * time.Second}
+	if staleness > 0 {
+		echo = append(echo, staleness+time.Second)
+	}
+	return events.NewHub(events.Config{Echo: echo, Log: log}), nil
 }
 
 func newAuthz(v *viper.Viper, changes authz.Changes, log *slog.Logger) (*authz.Authorizer, error) {
