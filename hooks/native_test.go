@@ -17,40 +17,45 @@ import (
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
+// newTestCA is a fresh Gatehouse CA over its own SQLite store.
+func newTestCA(tb testing.TB) *ca.CA {
+	tb.Helper()
+	dir := filepath.Join(tb.TempDir(), "ca")
+	pass := []byte("a long enough passphrase")
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass}); err != nil {
+		tb.Fatal(err)
+	}
+	st, err := store.New(context.Background(), store.Config{DSN: testdb.SQLite(tb)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = st.Close() })
+	c, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: st})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// issueLeaf issues a device certificate and returns it as PEM with its serial.
+func issueLeaf(tb testing.TB, c *ca.CA, id string) (string, string) {
+	tb.Helper()
+	iss, err := c.Issue(context.Background(), ca.LeafRequest{CSR: testpki.ParseCSR(tb, testpki.CSR(tb, testpki.Key(tb, "P-256"))),
+		Fleet: "plant", DeviceID: id, Validity: time.Hour})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(ca.EncodePEM(iss.Leaf)), ca.SerialHex(iss.Leaf.SerialNumber)
+}
+
 // TestNativeCertificate: the native endpoint verifies the certificate it is
 // given — chain to the Gatehouse CA, and that it is the device's current
 // one — before the decision core sees the request.
 func TestNativeCertificate(t *testing.T) {
-	ctx := context.Background()
-	newCA := func() *ca.CA {
-		dir := filepath.Join(t.TempDir(), "ca")
-		pass := []byte("a long enough passphrase")
-		if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass}); err != nil {
-			t.Fatal(err)
-		}
-		st, err := store.New(ctx, store.Config{DSN: testdb.SQLite(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = st.Close() })
-		c, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: st})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	mine, foreign := newCA(), newCA()
-	issue := func(c *ca.CA, id string) (string, string) {
-		iss, err := c.Issue(ctx, ca.LeafRequest{CSR: testpki.ParseCSR(t, testpki.CSR(t, testpki.Key(t, "P-256"))),
-			Fleet: "plant", DeviceID: id, Validity: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(ca.EncodePEM(iss.Leaf)), ca.SerialHex(iss.Leaf.SerialNumber)
-	}
-	current, serial := issue(mine, "dev1")
-	old, _ := issue(mine, "dev1")
-	other, _ := issue(foreign, "dev1")
+	mine, foreign := newTestCA(t), newTestCA(t)
+	current, serial := issueLeaf(t, mine, "dev1")
+	old, _ := issueLeaf(t, mine, "dev1")
+	other, _ := issueLeaf(t, foreign, "dev1")
 
 	p := newAuthorizer(t)
 	p.UpsertDevice(authz.Device{ID: "dev1", Fleet: "plant", Active: true, Status: "active", Roles: []string{"telemetry"},
