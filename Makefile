@@ -51,7 +51,7 @@ lint:
 	$(GO) mod tidy -diff
 
 # The gatehouse-mosquitto plugin (brokers/mosquitto), for Mosquitto 2.x.
-# Needs Debian's mosquitto-dev, libcurl4-openssl-dev, libcjson-dev, libssl-dev.
+# Needs Debian's mosquitto-dev, libmosquitto-dev, libcurl4-openssl-dev, libcjson-dev, libssl-dev.
 MOSQ_PLUGIN := brokers/mosquitto/gatehouse-mosquitto.so
 MOSQ_CFLAGS ?= -O2 -g
 MOSQ_CFLAGS += -std=gnu11 -fPIC -Wall -Wextra -Werror -fvisibility=hidden -D_GNU_SOURCE

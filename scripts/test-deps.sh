@@ -6,7 +6,7 @@
 #   postgresql(-client)  every store/api test runs on SQLite and PostgreSQL
 #   rabbitmq-server      private RabbitMQ nodes for the broker e2e tests
 #   mosquitto(-clients)  private Mosquitto brokers and mosquitto_pub/_sub
-#   mosquitto-dev, libcurl4-openssl-dev, libcjson-dev, libssl-dev, gcc,
+#   mosquitto-dev, libmosquitto-dev, libcurl4-openssl-dev, libcjson-dev, libssl-dev, gcc,
 #   libc6-dev, pkg-config  build the gatehouse-mosquitto plugin
 #                        (`make mosquitto-plugin`, brokers/mosquitto)
 #   chromium             the headless web UI test (cmd/gatehouse/ui_e2e_test.go)
@@ -44,6 +44,8 @@ add() { local p; for p in "$@"; do [[ " ${need[*]-} " == *" $p "* ]] || need+=("
 
 have openssl || add openssl
 have make || add make
+# ps: the broker tests check that no process is left behind.
+have ps || add procps
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null && have pg_ctlcluster || add postgresql
 have pg_isready && have psql || add postgresql-client
 is_exec /usr/lib/rabbitmq/bin/rabbitmq-server && is_exec /usr/lib/rabbitmq/bin/rabbitmqctl || add rabbitmq-server
@@ -51,6 +53,8 @@ have epmd || is_exec /usr/bin/epmd || add erlang-base
 have mosquitto || is_exec /usr/sbin/mosquitto || add mosquitto
 have mosquitto_pub && have mosquitto_sub || add mosquitto-clients
 [ -f /usr/include/mosquitto_plugin.h ] && [ -f /usr/include/mosquitto_broker.h ] || add mosquitto-dev
+# mosquitto-dev does not pull in mosquitto.h, which the plugin includes too.
+[ -f /usr/include/mosquitto.h ] || add libmosquitto-dev
 compgen -G '/usr/include/*/curl/curl.h' >/dev/null || [ -f /usr/include/curl/curl.h ] || add libcurl4-openssl-dev
 [ -f /usr/include/cjson/cJSON.h ] || add libcjson-dev
 [ -f /usr/include/openssl/ssl.h ] || add libssl-dev
