@@ -110,7 +110,7 @@ func TestRabbitMQSessionKick(t *testing.T) {
 	t.Logf("rabbitmq (start %s) and gatehouse up, 4 devices enrolled after %s",
 		b.StartTime.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
 
-	c := rmqClients{pub: pub, sub: sub, port: b.MQTTTLSPort, cafile: serverCA}
+	c := mqttCLI{version: mqttV311, pub: pub, sub: sub, port: b.MQTTTLSPort, cafile: serverCA}
 	mg := rmqMgmt{t: t, base: b.MgmtURL(), user: b.MgmtUser, pass: b.MgmtPass}
 	// connections lists the device's connections from the broker's
 	// connection tracking (immediate, unlike GET /api/connections).

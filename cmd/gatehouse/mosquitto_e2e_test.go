@@ -64,10 +64,9 @@ func TestMosquittoCRLEndToEnd(t *testing.T) {
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(broker.PID)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	clients := rmqClients{pub: pub, port: broker.Port, cafile: brokerCA}
+	clients := mqttCLI{version: mqttV311, pub: pub, port: broker.Port, cafile: brokerCA}
 	connect := func(d testDevice) (string, error) {
-		return clients.run(5*time.Second, pub, clients.args(d, d.id+"-"+strconv.FormatInt(time.Now().UnixNano(), 36),
-			"-t", "e2e/"+d.id, "-m", "hello", "-q", "1")...)
+		return clients.publish(d, d.id+"-"+strconv.FormatInt(time.Now().UnixNano(), 36), "e2e/"+d.id, "hello")
 	}
 	for _, d := range devs {
 		if out, err := connect(d); err != nil {

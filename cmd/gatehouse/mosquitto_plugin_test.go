@@ -53,10 +53,13 @@ func mosquittoPlugin(t *testing.T) string {
 			return
 		}
 		_, errH := os.Stat("/usr/include/mosquitto_plugin.h")
+		if _, err := os.Stat("/usr/include/mosquitto.h"); errH == nil {
+			errH = err
+		}
 		errP := exec.Command("pkg-config", "--exists", "libcurl", "libcjson", "openssl").Run()
 		if errH != nil || errP != nil {
-			mosqPluginBuild.skip = fmt.Sprintf("plugin headers missing (mosquitto_plugin.h: %v; pkg-config libcurl libcjson openssl: %v): "+
-				"apt-get install mosquitto-dev libcurl4-openssl-dev libcjson-dev libssl-dev pkg-config", errH, errP)
+			mosqPluginBuild.skip = fmt.Sprintf("plugin headers missing (mosquitto_plugin.h, mosquitto.h: %v; pkg-config libcurl libcjson openssl: %v): "+
+				"apt-get install mosquitto-dev libmosquitto-dev libcurl4-openssl-dev libcjson-dev libssl-dev pkg-config", errH, errP)
 			return
 		}
 		if out, err := exec.Command("make", "-C", root, "mosquitto-plugin").CombinedOutput(); err != nil {
@@ -244,29 +247,43 @@ func concatFiles(t *testing.T, out string, files ...string) string {
 	return out
 }
 
-// mqttCLI runs mosquitto_pub and mosquitto_sub over MQTT 5 against one
-// TLS listener: MQTT 5 answers a refused PUBLISH with a reason code (MQTT
-// 3.1.1 acknowledges it as if it went through).
+// mqttCLI runs mosquitto_pub and mosquitto_sub against one TLS listener,
+// over MQTT 5 unless version says otherwise: MQTT 5 answers a refused
+// PUBLISH with a reason code (MQTT 3.1.1 acknowledges it as if it went
+// through); RabbitMQ speaks only 3.1.1.
 type mqttCLI struct {
 	pub, sub string
 	port     int
 	cafile   string
+	// version is mosquitto_pub's -V value; "" is MQTT 5.
+	version string
 }
 
+// mqttV311 is mqttCLI.version for MQTT 3.1.1 (RabbitMQ).
+const mqttV311 = "mqttv311"
+
 func (c mqttCLI) args(d testDevice, clientID string, extra ...string) []string {
-	return append([]string{"-V", "5", "-h", "127.0.0.1", "-p", strconv.Itoa(c.port), "--cafile", c.cafile,
+	v := c.version
+	if v == "" {
+		v = "5"
+	}
+	return append([]string{"-V", v, "-h", "127.0.0.1", "-p", strconv.Itoa(c.port), "--cafile", c.cafile,
 		"--cert", d.cert, "--key", d.key, "-i", clientID}, extra...)
 }
 
 // publish publishes one QoS 1 message and returns the client's output and
 // exit error.
 func (c mqttCLI) publish(d testDevice, clientID, topic, msg string, extra ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	return c.run(15*time.Second, c.pub, c.args(d, clientID, append([]string{"-t", topic, "-m", msg, "-q", "1"}, extra...)...)...)
+}
+
+// run runs a client with a hard timeout and returns its combined output.
+func (c mqttCLI) run(timeout time.Duration, bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	args := c.args(d, clientID, append([]string{"-t", topic, "-m", msg, "-q", "1"}, extra...)...)
-	out, err := exec.CommandContext(ctx, c.pub, args...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	if ctx.Err() != nil {
-		return string(out), fmt.Errorf("mosquitto_pub did not finish within 15s")
+		return string(out), fmt.Errorf("%s did not finish within %s", filepath.Base(bin), timeout)
 	}
 	return string(out), err
 }

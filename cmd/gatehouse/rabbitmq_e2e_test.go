@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,18 +12,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -86,7 +81,7 @@ func TestRabbitMQEndToEnd(t *testing.T) {
 	t.Logf("rabbitmq up after %s (its start: %s)", time.Since(begin).Round(time.Millisecond), b.StartTime.Round(time.Millisecond))
 	phase := time.Now()
 
-	c := rmqClients{pub: pub, sub: sub, port: b.MQTTTLSPort, cafile: serverCA}
+	c := mqttCLI{version: mqttV311, pub: pub, sub: sub, port: b.MQTTTLSPort, cafile: serverCA}
 	mg := rmqMgmt{t: t, base: b.MgmtURL(), user: b.MgmtUser, pass: b.MgmtPass}
 	// Operator-side queues on amq.topic (where the MQTT plugin publishes):
 	// the telemetry pipeline's view of sensor-1, and a watch on everything
@@ -294,83 +289,10 @@ func rmqServerPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 	return caFile, certFile, keyFile
 }
 
-// rmqClients runs mosquitto_pub/mosquitto_sub as MQTT 3.1.1 TLS clients.
-type rmqClients struct {
-	pub, sub string
-	port     int
-	cafile   string
-}
-
-func (c rmqClients) args(d testDevice, clientID string, extra ...string) []string {
-	return append([]string{"-V", "mqttv311", "-h", "127.0.0.1", "-p", strconv.Itoa(c.port), "--cafile", c.cafile,
-		"--cert", d.cert, "--key", d.key, "-i", clientID}, extra...)
-}
-
-// run runs a client with a hard timeout and returns its combined output.
-func (c rmqClients) run(timeout time.Duration, bin string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-	if ctx.Err() != nil {
-		return string(out), fmt.Errorf("%s did not finish within %s", filepath.Base(bin), timeout)
-	}
-	return string(out), err
-}
-
-// publish publishes one message at QoS 1, so success means a PUBACK.
-func (c rmqClients) publish(d testDevice, clientID, topic, msg string) (string, error) {
-	return c.run(15*time.Second, c.pub, c.args(d, clientID, "-t", topic, "-m", msg, "-q", "1")...)
-}
-
 // rmqSub is a running mosquitto_sub.
 type rmqSub struct {
 	out  *logBuffer
 	done chan error
-}
-
-// subscribe starts mosquitto_sub -v; it is killed at the end of the test
-// and exits on its own after 60 s at the latest.
-func (c rmqClients) subscribe(t *testing.T, d testDevice, clientID, filter string) *rmqSub {
-	t.Helper()
-	s := &rmqSub{out: &logBuffer{}, done: make(chan error, 1)}
-	cmd := exec.Command(c.sub, c.args(d, clientID, "-t", filter, "-q", "1", "-v", "-W", "60")...)
-	cmd.Stdout, cmd.Stderr = s.out, s.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-s.done
-	})
-	return s
-}
-
-// publishUntilSeen publishes as d until s prints the message (the first
-// may go out before the subscription is in place).
-func (c rmqClients) publishUntilSeen(t *testing.T, s *rmqSub, d testDevice, topic, msg string) {
-	t.Helper()
-	want := topic + " " + msg
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if out, err := c.publish(d, d.id, topic, msg); err != nil {
-			t.Fatalf("%s publishing to %s: %v\n%s", d.id, topic, err, out)
-		}
-		for wait := time.Now().Add(500 * time.Millisecond); time.Now().Before(wait); time.Sleep(20 * time.Millisecond) {
-			if strings.Contains(s.out.String(), want) {
-				return
-			}
-		}
-		select {
-		case err := <-s.done:
-			t.Fatalf("subscriber exited (%v) without %q:\n%s", err, want, s.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%q not delivered within 15s; subscriber output:\n%s", want, s.out.String())
-		}
-	}
 }
 
 // rmqMgmt uses the RabbitMQ management API as the harness's administrator
