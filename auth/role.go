@@ -19,7 +19,7 @@ func (r Role) Valid() bool { return r.rank() > 0 }
 
 // AtLeast reports whether r may do what needs min. Viewers may read;
 // operators and admins may change things; only admins manage users.
-func (r Role) AtLeast(min Role) bool { return r.rank() >= min.rank() && r.rank() > 0 }
+func (r Role) AtLeast(min Role) bool { return r.rank() >= min.rank() && r.rank() > 0 && min.rank() > 0 }
 
 // Require is AtLeast as an error: fault.PermissionDenied naming both roles,
 // worded alike for bearer tokens and browser sessions.

@@ -51,10 +51,12 @@ func TestVerifyClientCertCache(t *testing.T) {
 	// certificate: verified afresh and refused.
 	bad := append([]byte(nil), mine.Raw...)
 	bad[len(bad)-3] ^= 0x01
-	if tampered, err := x509.ParseCertificate(bad); err == nil {
-		if _, err := c.VerifyClientCert(tampered); fault.CodeOf(err) != fault.CertInvalid {
-			t.Fatalf("tampered certificate: %v", err)
-		}
+	tampered, err := x509.ParseCertificate(bad)
+	if err != nil {
+		t.Fatalf("the tampered certificate must still parse (only its signature changed): %v", err)
+	}
+	if _, err := c.VerifyClientCert(tampered); fault.CodeOf(err) != fault.CertInvalid {
+		t.Fatalf("tampered certificate: %v", err)
 	}
 	// Past the leaf's NotAfter the cached success no longer counts.
 	now = mine.NotAfter.Add(time.Second)

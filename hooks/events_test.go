@@ -264,10 +264,15 @@ func TestEventStreamHeartbeatsStopWhenStale(t *testing.T) {
 		}
 	}
 	f.clock.Add(int64(31 * time.Second))
-	// A heartbeat already on its way may still arrive; then silence.
-	for {
+	// A heartbeat already on its way may still arrive (a few at most,
+	// bounded so that heartbeats that never stop fail here, not at the
+	// test binary's timeout); then silence.
+	for i := 0; ; i++ {
 		if _, err := s.frame(100 * time.Millisecond); err != nil {
 			break
+		}
+		if i == 5 {
+			t.Fatal("stale core: heartbeats keep coming")
 		}
 	}
 	if fr, err := s.frame(300 * time.Millisecond); err == nil {

@@ -26,7 +26,9 @@ const maxVMQPayload = 358 << 20
 // being denied, so its whole body, payload included, stays under MaxBody.
 func (h *Handler) bodyWithoutPayload(r *http.Request) ([]byte, error) {
 	limit := h.cfg.MaxBody + 1
-	if h.authenticated(r) {
+	// Real credentials, even with AllowUnauthenticated: anyone who can
+	// reach an open listener must not get the large allowance.
+	if h.credentialed(r) {
 		limit += maxVMQPayload
 	}
 	b, err := stripPayload(bufio.NewReader(io.LimitReader(r.Body, limit)), h.cfg.MaxBody)
