@@ -48,9 +48,14 @@ const unboundedStaleness = 30 * time.Second
 // otherwise cut every stream after a fixed time.
 const streamWriteTimeout = 10 * time.Second
 
-// streamTiming is what a stream announces in its hello.
-func (h *Handler) streamTiming() (maxStale, heartbeat time.Duration) {
-	maxStale = unboundedStaleness
+// streamTiming is what a stream announces in its hello: the heartbeat
+// period and the liveness window, three periods. The window is not the
+// core's max_staleness: heartbeats stop only once the core is already
+// max_staleness behind, so a plugin that waited that long again would use
+// cached answers up to twice the bound. With three periods a cached answer
+// is at most max_staleness plus three heartbeats old.
+func (h *Handler) streamTiming() (window, heartbeat time.Duration) {
+	maxStale := unboundedStaleness
 	if h.cfg.Fresh != nil && h.cfg.Fresh.MaxStaleness() > 0 {
 		maxStale = h.cfg.Fresh.MaxStaleness()
 	}
@@ -60,7 +65,7 @@ func (h *Handler) streamTiming() (maxStale, heartbeat time.Duration) {
 	if heartbeat > maxStale/3 {
 		heartbeat = max(maxStale/3, 10*time.Millisecond)
 	}
-	return maxStale, heartbeat
+	return 3 * heartbeat, heartbeat
 }
 
 // fresh reports whether the core decides on fresh state.
@@ -99,7 +104,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.Close()
-	maxStale, heartbeat := h.streamTiming()
+	window, heartbeat := h.streamTiming()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no") // a proxy in front must not buffer the stream
 	w.WriteHeader(http.StatusOK)
@@ -117,7 +122,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		Broker         string `json:"broker"`
 		MaxStalenessMS int64  `json:"max_staleness_ms"`
 		HeartbeatMS    int64  `json:"heartbeat_ms"`
-	}{1, broker, maxStale.Milliseconds(), heartbeat.Milliseconds()})) {
+	}{1, broker, window.Milliseconds(), heartbeat.Milliseconds()})) {
 		return
 	}
 	log.Info("broker event stream opened")

@@ -196,10 +196,11 @@ func TestEventStreamGolden(t *testing.T) {
 	if got.String() != string(want) {
 		t.Errorf("stream:\n%s\nwant:\n%s", got.String(), want)
 	}
-	// The hello announces the configured bound, and a heartbeat period
-	// well inside it.
-	if !strings.Contains(string(want), `"max_staleness_ms":30000,"heartbeat_ms":20}`) {
-		t.Errorf("golden hello lacks the core's bound")
+	// The hello announces the heartbeat period and a liveness window of
+	// three periods, not the core's bound: heartbeats already stop once the
+	// core is max_staleness behind.
+	if !strings.Contains(string(want), `"max_staleness_ms":60,"heartbeat_ms":20}`) {
+		t.Errorf("golden hello does not announce three heartbeat periods")
 	}
 }
 

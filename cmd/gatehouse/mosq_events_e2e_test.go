@@ -154,7 +154,7 @@ func testMosqEventStream(t *testing.T, env []string) {
 		t.Fatalf("stream: %s %s", s.resp.Status, s.resp.Header.Get("Content-Type"))
 	}
 	hello := s.waitFor(t, 5*time.Second, "hello", nil)
-	if hello.data["v"] != 1.0 || hello.data["broker"] != "mosquitto" || hello.data["max_staleness_ms"] != 30000.0 || hello.data["heartbeat_ms"] != 1000.0 {
+	if hello.data["v"] != 1.0 || hello.data["broker"] != "mosquitto" || hello.data["max_staleness_ms"] != 3000.0 || hello.data["heartbeat_ms"] != 1000.0 {
 		t.Errorf("hello %v", hello.data)
 	}
 	s.waitFor(t, 3*time.Second, "heartbeat", nil)
