@@ -57,7 +57,8 @@ type pendingKick struct {
 	sent     int // streams reached; 0 until Send returned
 	failures int
 	lastErr  string
-	result   chan error // buffered 1: the first decisive outcome
+	oks      int
+	result   chan error // buffered 1: the outcome, once every stream answered
 	decided  bool
 }
 
@@ -88,9 +89,12 @@ func NewMosquitto(cfg MosquittoConfig) (*Mosquitto, error) {
 func (m *Mosquitto) Name() string { return m.cfg.Name }
 
 // Disconnect implements Broker: it sends a kick event to every open stream
-// of the broker name and waits for the first ok acknowledgement. Every
-// stream answering not ok, no stream, or no answer within AckTimeout is an
-// error (the worker retries).
+// of the broker name and waits until every one of them acknowledged ok.
+// Several brokers may share a name (a cluster behind one balancer): one
+// that holds no session for the device answers ok at once, so its answer
+// alone says nothing about the broker that does. Any stream answering not
+// ok, no stream, or not every answer within AckTimeout is an error (the
+// worker retries).
 func (m *Mosquitto) Disconnect(ctx context.Context, r Request) error {
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
@@ -123,20 +127,26 @@ func (m *Mosquitto) Disconnect(ctx context.Context, r Request) error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if p.failures > 0 {
-			return fmt.Errorf("no ok acknowledgement within %s from %d event streams (%d failed: %s)", m.cfg.AckTimeout, n, p.failures, p.lastErr)
+			return fmt.Errorf("%d of %d event streams acknowledged within %s (%d failed: %s)", p.oks+p.failures, n, m.cfg.AckTimeout, p.failures, p.lastErr)
 		}
-		return fmt.Errorf("no acknowledgement within %s from %d event streams of broker %q", m.cfg.AckTimeout, n, m.cfg.Name)
+		return fmt.Errorf("%d of %d event streams of broker %q acknowledged within %s", p.oks, n, m.cfg.Name, m.cfg.AckTimeout)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-// settle decides a kick every stream reached has failed; m.mu is held.
+// settle decides a kick once every stream reached has answered: done when
+// all said ok, failed when any did not; m.mu is held.
 func (m *Mosquitto) settle(p *pendingKick) {
-	if !p.decided && p.sent > 0 && p.failures >= p.sent {
-		p.decided = true
-		p.result <- fmt.Errorf("broker %q could not kick the device: %s", p.broker, p.lastErr)
+	if p.decided || p.sent == 0 || p.oks+p.failures < p.sent {
+		return
 	}
+	p.decided = true
+	if p.failures > 0 {
+		p.result <- fmt.Errorf("broker %q could not kick the device (%d of %d event streams failed): %s", p.broker, p.failures, p.sent, p.lastErr)
+		return
+	}
+	p.result <- nil
 }
 
 // AckKick records a plugin's acknowledgement of the kick id. An id that is
@@ -153,9 +163,9 @@ func (m *Mosquitto) AckKick(broker, id string, ok bool, errText string, sessions
 		return nil
 	}
 	if ok {
-		p.decided = true
-		p.result <- nil
+		p.oks++
 		m.cfg.Log.Debug("mosquitto kick acknowledged", "broker", broker, "sessions", sessions)
+		m.settle(p)
 		return nil
 	}
 	p.failures++

@@ -87,25 +87,34 @@ func TestMosquittoDisconnect(t *testing.T) {
 			t.Errorf("late ack: %v, want not found", err)
 		}
 	})
-	t.Run("first ok of two streams wins", func(t *testing.T) {
-		hub := events.NewHub(events.Config{})
-		m := newMosquitto(t, hub, 5*time.Second)
-		a, _ := hub.Subscribe("mosquitto")
-		b, _ := hub.Subscribe("mosquitto")
-		res := run(m)
-		k := nextKick(t, a)
-		if kb := nextKick(t, b); kb != k {
-			t.Fatalf("streams got different kicks %+v %+v", k, kb)
-		}
-		_ = m.AckKick("mosquitto", k.ID, false, "kick api failed", 0)
-		select {
-		case err := <-res:
-			t.Fatalf("decided after one of two failed: %v", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-		_ = m.AckKick("mosquitto", k.ID, true, "", 0)
-		if err := <-res; err != nil {
-			t.Errorf("Disconnect: %v", err)
+	// Two brokers under one name: the one without the device's session
+	// answers ok first; the kick is done only when the other did too, and
+	// failed when the other could not kick.
+	t.Run("every stream must answer ok", func(t *testing.T) {
+		for _, second := range []bool{true, false} {
+			hub := events.NewHub(events.Config{})
+			m := newMosquitto(t, hub, 5*time.Second)
+			a, _ := hub.Subscribe("mosquitto")
+			b, _ := hub.Subscribe("mosquitto")
+			res := run(m)
+			k := nextKick(t, a)
+			if kb := nextKick(t, b); kb != k {
+				t.Fatalf("streams got different kicks %+v %+v", k, kb)
+			}
+			_ = m.AckKick("mosquitto", k.ID, true, "", 0)
+			select {
+			case err := <-res:
+				t.Fatalf("decided after one ok of two streams: %v", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			_ = m.AckKick("mosquitto", k.ID, second, "kick api failed", 1)
+			err := <-res
+			if second && err != nil {
+				t.Errorf("both ok: Disconnect: %v", err)
+			}
+			if !second && (err == nil || !strings.Contains(err.Error(), "kick api failed")) {
+				t.Errorf("second failed: Disconnect: %v, want the plugin's error", err)
+			}
 		}
 	})
 	t.Run("all streams fail", func(t *testing.T) {
@@ -129,7 +138,7 @@ func TestMosquittoDisconnect(t *testing.T) {
 		hub := events.NewHub(events.Config{})
 		m := newMosquitto(t, hub, 50*time.Millisecond)
 		_, _ = hub.Subscribe("mosquitto")
-		if err := m.Disconnect(ctx, req); err == nil || !strings.Contains(err.Error(), "no acknowledgement within 50ms") {
+		if err := m.Disconnect(ctx, req); err == nil || !strings.Contains(err.Error(), "0 of 1 event streams of broker \"mosquitto\" acknowledged within 50ms") {
 			t.Errorf("Disconnect without an ack: %v", err)
 		}
 	})
