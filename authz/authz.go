@@ -336,7 +336,11 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 	switch req.Action {
 	case Connect:
 		return Decision{Allow: true, Device: id, Reason: "device active", PolicyVersion: ap.version}, nil
-	case Publish, Subscribe, Read:
+	case Publish, Subscribe:
+	case Read:
+		// A delivered message's retain flag is not the device's choice:
+		// decided, and cached, as if unset.
+		req.Retain = false
 	default:
 		return deny(id, "unknown action"), nil
 	}
@@ -403,7 +407,7 @@ func (a *Authorizer) decide(ctx context.Context, ap *activePolicy, e *deviceEntr
 			reason = "qos above the grant's maximum"
 			continue
 		}
-		if req.Retain && !g.Retain && req.Action != Read {
+		if req.Retain && !g.Retain {
 			reason = "retain not allowed by the grant"
 			continue
 		}
