@@ -397,7 +397,8 @@ func (s *Server) verifyAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := apitypes.AuditVerification{OK: res.OK, Reason: res.Reason, Checked: res.Checked}
+	out := apitypes.AuditVerification{OK: res.OK, Reason: res.Reason, Checked: res.Checked,
+		HeadSeq: res.HeadSeq, HeadHash: res.HeadHash}
 	if !res.OK {
 		out.FirstBroken = &res.FirstBroken
 	}

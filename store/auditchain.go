@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 
 	"gorm.io/gorm"
@@ -137,39 +138,90 @@ type AuditVerification struct {
 	// before it are missing).
 	Reason  string
 	Checked int64
+	// HeadSeq and HeadHash are the last row that verified: an operator who
+	// records them elsewhere can later tell a truncated tail (the chain
+	// ends before HeadSeq) from a chain that only grew (VerifyAuditChainFrom).
+	HeadSeq  int64
+	HeadHash string
+}
+
+// AuditAnchor is a row of the chain known from an earlier check.
+type AuditAnchor struct {
+	Seq  int64
+	Hash string
 }
 
 // VerifyAuditChain walks the chain in seq order, streaming, and stops at
 // the first row that fails. With since set it starts at the row before the
-// first one at or after since (so that row's link is checked too).
+// first one at or after since (so that row's link is checked too); that row
+// missing is a gap like any other.
 func (s *Store) VerifyAuditChain(ctx context.Context, since time.Time) (AuditVerification, error) {
+	start, ok, err := s.auditChainStart(ctx, since, true)
+	if err != nil || !ok {
+		return AuditVerification{OK: err == nil}, err
+	}
+	var prev *ChainedAuditEvent
+	if start == 1 {
+		prev = &ChainedAuditEvent{Hash: GenesisHash}
+	}
+	return s.verifyChainFrom(ctx, start, prev)
+}
+
+// VerifyAuditChainFrom checks that the anchor row is still in the chain
+// with the same hash and that every row after it follows on: what grew
+// since an earlier check, without reading what that check already read.
+// Checked counts the rows after the anchor.
+func (s *Store) VerifyAuditChainFrom(ctx context.Context, from AuditAnchor) (AuditVerification, error) {
 	var (
-		out   AuditVerification
-		prev  *ChainedAuditEvent
-		first = true
+		out    AuditVerification
+		anchor *ChainedAuditEvent
 	)
-	err := s.walkAuditChain(ctx, since, true, func(r ChainedAuditEvent) error {
+	err := s.streamAudit(ctx, sqlAuditChainCols+`WHERE seq = ?`, []any{from.Seq}, func(r ChainedAuditEvent) error {
+		anchor = &r
+		return nil
+	})
+	if err != nil {
+		return AuditVerification{}, err
+	}
+	switch {
+	case anchor == nil:
+		out.FirstBroken, out.Reason = fmt.Sprintf("seq:%d", from.Seq), "truncated"
+		return out, nil
+	case anchor.Hash != from.Hash ||
+		auditHash(anchor.Seq, ms(anchor.At), anchor.ID, anchor.Actor, anchor.Action, anchor.ObjectType,
+			anchor.ObjectID, anchor.Detail, anchor.PrevHash) != anchor.Hash:
+		out.FirstBroken, out.Reason = anchor.ID, "anchor"
+		return out, nil
+	}
+	return s.verifyChainFrom(ctx, from.Seq+1, anchor)
+}
+
+// verifyChainFrom checks the rows from seq start on; prev is the row
+// before start (nil: start is taken as the window's first row and must be
+// there).
+func (s *Store) verifyChainFrom(ctx context.Context, start int64, prev *ChainedAuditEvent) (AuditVerification, error) {
+	out := AuditVerification{}
+	if prev != nil && prev.Seq > 0 {
+		out.HeadSeq, out.HeadHash = prev.Seq, prev.Hash
+	}
+	want := start
+	err := s.streamAudit(ctx, sqlAuditChainCols+`WHERE seq >= ? ORDER BY seq`, []any{start}, func(r ChainedAuditEvent) error {
 		reason := ""
 		switch {
-		case prev == nil && first && since.IsZero() && (r.Seq != 1 || r.PrevHash != GenesisHash):
-			reason = "gap"
-			if r.Seq == 1 {
-				reason = "prev_hash"
-			}
-		case prev != nil && r.Seq != prev.Seq+1:
+		case r.Seq != want:
 			reason = "gap"
 		case prev != nil && r.PrevHash != prev.Hash:
 			reason = "prev_hash"
 		case auditHash(r.Seq, ms(r.At), r.ID, r.Actor, r.Action, r.ObjectType, r.ObjectID, r.Detail, r.PrevHash) != r.Hash:
 			reason = "hash"
 		}
-		first = false
 		out.Checked++
 		if reason != "" {
 			out.FirstBroken, out.Reason = r.ID, reason
 			return errStopWalk
 		}
-		prev = &r
+		prev, want = &r, r.Seq+1
+		out.HeadSeq, out.HeadHash = r.Seq, r.Hash
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStopWalk) {
@@ -197,27 +249,37 @@ func (s *Store) ExportAudit(ctx context.Context, since time.Time, fn func(Chaine
 	return s.walkAuditChain(ctx, since, false, fn)
 }
 
-// walkAuditChain streams the chained rows in seq order. With since set it
-// starts at the first row at or after since, or, with anchor, at the row
-// before that one.
+// walkAuditChain streams the chained rows in seq order from
+// auditChainStart.
 func (s *Store) walkAuditChain(ctx context.Context, since time.Time, anchor bool, fn func(ChainedAuditEvent) error) error {
-	start := int64(1)
-	if !since.IsZero() {
-		var min sql.NullInt64
-		err := s.db.WithContext(ctx).Raw(`SELECT MIN(seq) FROM audit_events WHERE seq IS NOT NULL AND at >= ?`,
-			ms(since)).Row().Scan(&min)
-		if err != nil {
-			return classify(err, "audit chain")
-		}
-		if !min.Valid {
-			return nil
-		}
-		start = min.Int64
-		if anchor && start > 1 {
-			start--
-		}
+	start, ok, err := s.auditChainStart(ctx, since, anchor)
+	if err != nil || !ok {
+		return err
 	}
 	return s.streamAudit(ctx, sqlAuditChainCols+`WHERE seq >= ? ORDER BY seq`, []any{start}, fn)
+}
+
+// auditChainStart is the seq a walk starts at: 1 without since; else the
+// first row at or after since, or, with anchor, the one before it. ok is
+// false when no chained row is at or after since.
+func (s *Store) auditChainStart(ctx context.Context, since time.Time, anchor bool) (int64, bool, error) {
+	if since.IsZero() {
+		return 1, true, nil
+	}
+	var min sql.NullInt64
+	err := s.db.WithContext(ctx).Raw(`SELECT MIN(seq) FROM audit_events WHERE seq IS NOT NULL AND at >= ?`,
+		ms(since)).Row().Scan(&min)
+	if err != nil {
+		return 0, false, classify(err, "audit chain")
+	}
+	if !min.Valid {
+		return 0, false, nil
+	}
+	start := min.Int64
+	if anchor && start > 1 {
+		start--
+	}
+	return start, true, nil
 }
 
 // streamAudit runs q and hands fn one row at a time.

@@ -47,6 +47,10 @@ func wantVerify(t *testing.T, s *store.Store, since time.Time, want store.AuditV
 	t.Helper()
 	got, err := s.VerifyAuditChain(context.Background(), since)
 	noErr(t, err)
+	if want.HeadSeq == 0 {
+		// The head is checked by the cases that name it.
+		got.HeadSeq, got.HeadHash = 0, ""
+	}
 	if got != want {
 		t.Errorf("VerifyAuditChain = %+v, want %+v", got, want)
 	}
@@ -114,6 +118,60 @@ func TestAuditChainTamper(t *testing.T) {
 			noErr(t, err)
 			wantVerify(t, s, base.Add(3*time.Minute), store.AuditVerification{OK: true, Checked: 4})
 			wantVerify(t, s, base.Add(2*time.Minute), store.AuditVerification{FirstBroken: "ev-02", Reason: "hash", Checked: 1})
+		}},
+		{"since-anchor-deleted", func(t *testing.T, backend string) {
+			// The row before the window is where the window's first link
+			// is checked: deleting it is a gap, not a smaller window.
+			dsn := testdb.DSN(t, backend)
+			s := open(t, dsn, nil)
+			c := testclock.New(base)
+			s.SetClock(c.Now)
+			for i := 1; i <= 5; i++ {
+				c.Set(base.Add(time.Duration(i-1) * time.Minute))
+				noErr(t, s.AppendAudit(ctx, store.AuditEvent{ID: fmt.Sprintf("ev-%02d", i), Action: "t"}))
+			}
+			db, q := rawDB(t, backend, dsn)
+			_, err := db.ExecContext(ctx, q(`DELETE FROM audit_events WHERE id = ?`), "ev-03")
+			noErr(t, err)
+			wantVerify(t, s, base.Add(3*time.Minute), store.AuditVerification{FirstBroken: "ev-04", Reason: "gap", Checked: 1})
+		}},
+		{"head-and-from", func(t *testing.T, backend string) {
+			// The head a check reports anchors the next one: growth
+			// verifies from it, a truncated tail or an edited anchor does
+			// not.
+			dsn := testdb.DSN(t, backend)
+			s := open(t, dsn, nil)
+			appendN(t, s, 4)
+			first, err := s.VerifyAuditChain(ctx, time.Time{})
+			noErr(t, err)
+			if !first.OK || first.HeadSeq != 4 || len(first.HeadHash) != 64 {
+				t.Fatalf("first check = %+v", first)
+			}
+			head := store.AuditAnchor{Seq: first.HeadSeq, Hash: first.HeadHash}
+			noErr(t, s.AppendAudit(ctx, store.AuditEvent{ID: "ev-05", Action: "t"}))
+			noErr(t, s.AppendAudit(ctx, store.AuditEvent{ID: "ev-06", Action: "t"}))
+			grown, err := s.VerifyAuditChainFrom(ctx, head)
+			noErr(t, err)
+			if !grown.OK || grown.Checked != 2 || grown.HeadSeq != 6 {
+				t.Fatalf("from head after growth = %+v", grown)
+			}
+			db, q := rawDB(t, backend, dsn)
+			for _, tc := range []struct {
+				stmt, id  string
+				from      store.AuditAnchor
+				want, why string
+			}{
+				{`UPDATE audit_events SET actor = 'x' WHERE id = ?`, "ev-04", head, "ev-04", "anchor"},
+				{`DELETE FROM audit_events WHERE id = ?`, "ev-06", store.AuditAnchor{Seq: 6, Hash: grown.HeadHash}, "seq:6", "truncated"},
+			} {
+				_, err := db.ExecContext(ctx, q(tc.stmt), tc.id)
+				noErr(t, err)
+				got, err := s.VerifyAuditChainFrom(ctx, tc.from)
+				noErr(t, err)
+				if got.OK || got.FirstBroken != tc.want || got.Reason != tc.why {
+					t.Errorf("after %q on %s: %+v, want broken at %s (%s)", tc.stmt, tc.id, got, tc.want, tc.why)
+				}
+			}
 		}},
 		{"legacy-rows-and-since", func(t *testing.T, backend string) {
 			// Rows from before migration 00011 carry no chain; the chain

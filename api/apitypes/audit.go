@@ -26,4 +26,9 @@ type AuditVerification struct {
 	FirstBroken *string `json:"first_broken"`
 	Reason      string  `json:"reason,omitempty"`
 	Checked     int64   `json:"checked"`
+	// HeadSeq and HeadHash are the last row that verified. Kept outside
+	// Gatehouse, they let `gatehouse audit verify --expect-head` prove the
+	// tail was not cut off.
+	HeadSeq  int64  `json:"head_seq"`
+	HeadHash string `json:"head_hash,omitempty"`
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,16 +29,17 @@ func newAuditCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			head, err := expectHeadFlag(cmd)
+			if err != nil {
+				return err
+			}
 			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-				res, err := st.VerifyAuditChain(ctx, since)
+				res, err := verifyAudit(ctx, st, since, head)
 				if err != nil {
 					return err
 				}
-				if !res.OK {
-					return fault.New(fault.Conflict, "audit chain broken at row %s (%s) after %d rows checked",
-						res.FirstBroken, res.Reason, res.Checked)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "audit chain ok: %d rows checked\n", res.Checked)
+				fmt.Fprintf(cmd.OutOrStdout(), "audit chain ok: %d rows checked; head seq %d hash %s\n",
+					res.Checked, res.HeadSeq, res.HeadHash)
 				return nil
 			})
 		},
@@ -72,6 +75,7 @@ func newAuditCmd() *cobra.Command {
 		addServerFlags(c)
 		c.Flags().String("since", "", "only rows at or after this time (RFC 3339, or a duration ago such as 24h)")
 	}
+	verify.Flags().String("expect-head", "", "SEQ:HASH printed by an earlier verify: fail unless that row is still in the chain, unchanged (catches a cut-off tail)")
 	export.Flags().String("format", "jsonl", "output format (jsonl: one JSON object a line)")
 	audit.AddCommand(verify, export)
 	return audit
@@ -91,6 +95,50 @@ type auditLine struct {
 	Detail     string `json:"detail"`
 	PrevHash   string `json:"prev_hash"`
 	Hash       string `json:"hash"`
+}
+
+// verifyAudit walks the chain (from since) and, with head set, checks that
+// the head an earlier run printed is still in it: a chain that verifies
+// but ends before that head lost its tail.
+func verifyAudit(ctx context.Context, st *store.Store, since time.Time, head *store.AuditAnchor) (store.AuditVerification, error) {
+	res, err := st.VerifyAuditChain(ctx, since)
+	if err != nil {
+		return res, err
+	}
+	if !res.OK {
+		return res, fault.New(fault.Conflict, "audit chain broken at row %s (%s) after %d rows checked",
+			res.FirstBroken, res.Reason, res.Checked)
+	}
+	if head == nil {
+		return res, nil
+	}
+	if res.HeadSeq < head.Seq {
+		return res, fault.New(fault.Conflict, "audit chain ends at seq %d, before the expected head %d: its tail was removed",
+			res.HeadSeq, head.Seq)
+	}
+	from, err := st.VerifyAuditChainFrom(ctx, *head)
+	if err != nil {
+		return res, err
+	}
+	if !from.OK {
+		return res, fault.New(fault.Conflict, "audit chain does not hold the expected head seq %d: %s (%s)",
+			head.Seq, from.FirstBroken, from.Reason)
+	}
+	return res, nil
+}
+
+// expectHeadFlag parses --expect-head SEQ:HASH.
+func expectHeadFlag(cmd *cobra.Command) (*store.AuditAnchor, error) {
+	s := must(cmd.Flags().GetString("expect-head"))
+	if s == "" {
+		return nil, nil
+	}
+	seqText, hash, ok := strings.Cut(s, ":")
+	seq, err := strconv.ParseInt(seqText, 10, 64)
+	if !ok || err != nil || seq < 1 || len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return nil, fault.New(fault.InvalidArgument, "--expect-head must be SEQ:HASH as printed by audit verify (a positive seq, 64 lowercase hex digits)")
+	}
+	return &store.AuditAnchor{Seq: seq, Hash: hash}, nil
 }
 
 func sinceFlag(cmd *cobra.Command) (time.Time, error) {

@@ -89,3 +89,57 @@ func TestAuditVerifyAndExportCLI(t *testing.T) {
 		t.Fatalf("verify on an edited chain: err %v (want one naming ev-3)\n%s", err, out)
 	}
 }
+
+// TestAuditVerifyExpectHead: a deleted tail leaves a chain that verifies on
+// its own; the head printed by an earlier run is what catches it.
+func TestAuditVerifyExpectHead(t *testing.T) {
+	dir := t.TempDir()
+	dsn := filepath.Join(dir, "gatehouse.db")
+	ctx := context.Background()
+	st, err := store.New(ctx, store.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 4; i++ {
+		if err := st.AppendAudit(ctx, store.AuditEvent{ID: fmt.Sprintf("ev-%d", i), Action: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "audit", "verify", "--data-dir", dir)
+	if err != nil {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	var seq int64
+	var hash string
+	if _, err := fmt.Sscanf(out[strings.Index(out, "head seq"):], "head seq %d hash %s", &seq, &hash); err != nil || seq != 4 {
+		t.Fatalf("verify printed no head (seq %d, %v):\n%s", seq, err, out)
+	}
+	head := fmt.Sprintf("%d:%s", seq, hash)
+	if out, err := runCLI(t, "audit", "verify", "--data-dir", dir, "--expect-head", head); err != nil {
+		t.Fatalf("verify --expect-head on the same chain: %v\n%s", err, out)
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`DELETE FROM audit_events WHERE id IN ('ev-3', 'ev-4')`); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "audit", "verify", "--data-dir", dir); err != nil {
+		t.Fatalf("without the head a cut tail verifies (that is the point): %v\n%s", err, out)
+	}
+	for _, tc := range []struct{ head, want string }{
+		{head, "tail was removed"},
+		{"4:" + strings.Repeat("g", 64), "--expect-head must be"},
+		{"0:" + hash, "--expect-head must be"},
+	} {
+		out, err := runCLI(t, "audit", "verify", "--data-dir", dir, "--expect-head", tc.head)
+		if err == nil || !strings.Contains(describe(err), tc.want) {
+			t.Errorf("--expect-head %s: err %v, want %q\n%s", tc.head, err, tc.want, out)
+		}
+	}
+}

@@ -48,14 +48,17 @@ export async function render({ query, navigate, href }) {
 }
 
 // chainBadge shows whether the audit trail's hash chain holds (GET
-// /audit/verify). The walk reads the whole chain, so the page does not wait
-// for it: the badge fills in when the answer comes.
+// /audit/verify). The server walks the whole chain at most every few
+// minutes and only new rows in between; the page still does not wait for
+// it: the badge fills in when the answer comes. The head (seq and hash) is
+// what an operator records elsewhere for `audit verify --expect-head`.
 function chainBadge() {
   const badge = h('span', { id: 'audit-chain', testid: 'audit-chain', class: 'badge', title: 'Audit hash chain' }, 'Chain: checking\u2026');
   get('/audit/verify').then((v) => {
     if (v.ok) {
       badge.className = 'badge badge-done';
       badge.textContent = `Chain verified (${v.checked} rows)`;
+      if (v.head_seq) badge.title = `Head: seq ${v.head_seq}, hash ${v.head_hash}`;
     } else {
       badge.className = 'badge badge-failed';
       badge.textContent = `Chain broken at ${v.first_broken}`;
