@@ -151,6 +151,7 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.Use(requestLog(cfg.Logger)) // requestlog.go
 	s := &Server{cfg: cfg, echo: e}
 	s.routes()
 	return s, nil

@@ -1,0 +1,139 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/api"
+	"github.com/gatehouse-iot/gatehouse/internal/testdb"
+)
+
+// syncBuffer is a log sink the server writes while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
+
+func withLogger(l *slog.Logger) stackOpt { return func(c *stackCfg) { c.api.Logger = l } }
+
+// requestLine waits for the request line carrying id (the line is written
+// once the answer is, so it may trail the client's read) and decodes it.
+func requestLine(t *testing.T, logs *syncBuffer, id string) (map[string]any, string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "request" && m["request_id"] == id {
+				return m, line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no request line with id %q in:\n%s", id, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var generatedID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// TestRequestLog: one JSON line per request with the id, the route pattern,
+// the status and the size, and none of the secrets the request carried —
+// bearer token, session cookie, query values, body, raw path. A client's
+// X-Request-Id is kept only when it fits the grammar.
+func TestRequestLog(t *testing.T) {
+	logs := &syncBuffer{}
+	s := newStack(t, testdb.SQLite(t), withLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+	const (
+		querySecret  = "s3cr3t-in-the-query"
+		cookieSecret = "s3cr3t-in-the-cookie"
+		bodySecret   = "s3cr3t-in-the-body-password"
+	)
+	secrets := []string{querySecret, cookieSecret, bodySecret, s.admin, s.viewer, "zz-device-in-path"}
+	cases := []struct {
+		name, method, path, id, bearer, cookie, body string
+		wantStatus                                   int
+		wantRoute                                    string
+		keepsID                                      bool
+	}{
+		{"bearer and query secret", "GET", "/api/v1/devices?q=" + querySecret + "&token=" + querySecret, "req-1.A_b", s.admin, "", "", 200, "/api/v1/devices", true},
+		{"wrong bearer", "GET", "/api/v1/fleets?access_token=" + querySecret, "req-2", s.viewer + "x", "", "", 401, "/api/v1/fleets", true},
+		{"path id not logged", "GET", "/api/v1/devices/zz-device-in-path", strings.Repeat("x", 64), s.viewer, "", "", 404, "/api/v1/devices/:id", true},
+		{"cookie", "GET", "/api/v1/session", "req-4", "", cookieSecret, "", 401, "/api/v1/session", true},
+		{"login body", "POST", "/api/v1/session", "req-5", "", "", `{"username":"nobody","password":"` + bodySecret + `"}`, 401, "/api/v1/session", true},
+		{"id too long", "GET", "/api/v1/version", strings.Repeat("x", 65), "", "", "", 200, "/api/v1/version", false},
+		{"id with a space", "GET", "/api/v1/version", "a b", "", "", "", 200, "/api/v1/version", false},
+		{"id forging a field", "GET", "/api/v1/version", `x" status=200`, "", "", "", 200, "/api/v1/version", false},
+		{"no id", "GET", "/api/v1/version", "", "", "", "", 200, "/api/v1/version", false},
+		{"unknown path", "GET", "/api/v1/nothing?k=" + querySecret, "req-6", "", "", "", 404, "/api/*", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var body *strings.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			} else {
+				body = strings.NewReader("")
+			}
+			req, err := http.NewRequest(tc.method, s.srv.URL+tc.path, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.id != "" {
+				req.Header.Set(api.RequestIDHeader, tc.id)
+			}
+			if tc.bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.bearer)
+			}
+			if tc.cookie != "" {
+				req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: tc.cookie})
+			}
+			if tc.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			resp, err := s.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := readReply(resp)
+			id := r.header.Get(api.RequestIDHeader)
+			if tc.keepsID && id != tc.id || !tc.keepsID && !generatedID.MatchString(id) {
+				t.Fatalf("X-Request-Id %q for sent %q (keep: %v)", id, tc.id, tc.keepsID)
+			}
+			m, line := requestLine(t, logs, id)
+			t.Log(line)
+			if m["route"] != tc.wantRoute || m["method"] != tc.method || m["status"] != float64(tc.wantStatus) || r.status != tc.wantStatus {
+				t.Errorf("line %s: want route %s, method %s, status %d (client got %d)", line, tc.wantRoute, tc.method, tc.wantStatus, r.status)
+			}
+			if m["bytes"] != float64(len(r.body)) || m["remote_ip"] != "127.0.0.1" {
+				t.Errorf("line %s: want bytes %d and remote_ip 127.0.0.1", line, len(r.body))
+			}
+			if _, ok := m["duration"].(float64); !ok {
+				t.Errorf("line %s has no duration", line)
+			}
+		})
+	}
+	all := logs.String()
+	for _, sec := range secrets {
+		if strings.Contains(all, sec) {
+			t.Errorf("the log holds the secret %q:\n%s", sec, all)
+		}
+	}
+	if n := strings.Count(all, `"msg":"request"`); n != len(cases) {
+		t.Errorf("%d request lines for %d requests:\n%s", n, len(cases), all)
+	}
+}
