@@ -1,38 +1,23 @@
 package api_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
-	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/api"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
+	"github.com/gatehouse-iot/gatehouse/internal/testlog"
 )
-
-// syncBuffer is a log sink the server writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
 
 func withLogger(l *slog.Logger) stackOpt { return func(c *stackCfg) { c.api.Logger = l } }
 
 // requestLine waits for the request line carrying id (the line is written
 // once the answer is, so it may trail the client's read) and decodes it.
-func requestLine(t *testing.T, logs *syncBuffer, id string) (map[string]any, string) {
+func requestLine(t *testing.T, logs *testlog.Buffer, id string) (map[string]any, string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -56,7 +41,7 @@ var generatedID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // bearer token, session cookie, query values, body, raw path. A client's
 // X-Request-Id is kept only when it fits the grammar.
 func TestRequestLog(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	s := newStack(t, testdb.SQLite(t), withLogger(slog.New(slog.NewJSONHandler(logs, nil))))
 	const (
 		querySecret  = "s3cr3t-in-the-query"
@@ -83,33 +68,17 @@ func TestRequestLog(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var body *strings.Reader
-			if tc.body != "" {
-				body = strings.NewReader(tc.body)
-			} else {
-				body = strings.NewReader("")
-			}
-			req, err := http.NewRequest(tc.method, s.srv.URL+tc.path, body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			req := request{method: tc.method, path: tc.path, bearer: tc.bearer, header: map[string]string{}}
 			if tc.id != "" {
-				req.Header.Set(api.RequestIDHeader, tc.id)
-			}
-			if tc.bearer != "" {
-				req.Header.Set("Authorization", "Bearer "+tc.bearer)
+				req.header[api.RequestIDHeader] = tc.id
 			}
 			if tc.cookie != "" {
-				req.AddCookie(&http.Cookie{Name: api.SessionCookie, Value: tc.cookie})
+				req.header["Cookie"] = api.SessionCookie + "=" + tc.cookie
 			}
 			if tc.body != "" {
-				req.Header.Set("Content-Type", "application/json")
+				req.contentType, req.body = "application/json", strings.NewReader(tc.body)
 			}
-			resp, err := s.srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := readReply(resp)
+			r := s.send(t, req)
 			id := r.header.Get(api.RequestIDHeader)
 			if tc.keepsID && id != tc.id || !tc.keepsID && !generatedID.MatchString(id) {
 				t.Fatalf("X-Request-Id %q for sent %q (keep: %v)", id, tc.id, tc.keepsID)
