@@ -106,3 +106,31 @@ func TestRequestLog(t *testing.T) {
 		t.Errorf("%d request lines for %d requests:\n%s", n, len(cases), all)
 	}
 }
+
+// TestRequestLogMalfunction: a server error's own log line carries the
+// request's id, so an operator finds the cause from the id a client
+// reports; the request line shows the 500 the client got.
+func TestRequestLogMalfunction(t *testing.T) {
+	logs := &testlog.Buffer{}
+	dsn := testdb.SQLite(t)
+	s := newStack(t, dsn, withLogger(slog.New(slog.NewJSONHandler(logs, nil))))
+	testdb.FailAuditInserts(t, dsn)
+	r := s.send(t, request{method: "POST", path: "/api/v1/fleets", bearer: s.admin, contentType: "application/json",
+		body: strings.NewReader(`{"name":"f"}`), header: map[string]string{api.RequestIDHeader: "incident-7"}})
+	if r.status != 500 || r.header.Get(api.RequestIDHeader) != "incident-7" {
+		t.Fatalf("%d %v: %s", r.status, r.header, r)
+	}
+	if m, line := requestLine(t, logs, "incident-7"); m["status"] != float64(500) {
+		t.Errorf("request line %s: want status 500", line)
+	}
+	var found bool
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "request failed" {
+			found = m["request_id"] == "incident-7" && m["path"] == "/api/v1/fleets"
+		}
+	}
+	if !found {
+		t.Errorf("no error line with request_id incident-7:\n%s", logs.String())
+	}
+}
