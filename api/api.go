@@ -132,6 +132,7 @@ type Server struct {
 	cfg       Config
 	echo      *echo.Echo
 	apiRoutes []apiRoute
+	openapi   []byte // GET /api/v1/openapi.json (openapi.go)
 }
 
 // New builds the API handler.
@@ -151,8 +152,13 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	e.Use(requestLog(cfg.Logger)) // requestlog.go
 	s := &Server{cfg: cfg, echo: e}
 	s.routes()
+	var err error
+	if s.openapi, err = openAPIDocument(e.Routes()); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

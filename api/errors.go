@@ -72,7 +72,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if status >= 500 {
 			// Only malfunctions are logged with their cause; client mistakes
 			// are not worth a log line each, and causes may hold input.
-			log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+			log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "request_id", c.Get(ctxRequestID), "err", err)
 		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(status)

@@ -205,7 +205,8 @@ type request struct {
 	bearer      string
 	contentType string
 	body        io.Reader
-	chunked     bool // send without Content-Length
+	chunked     bool              // send without Content-Length
+	header      map[string]string // more headers
 }
 
 func (s *stack) send(t testing.TB, r request) reply {
@@ -222,6 +223,9 @@ func (s *stack) send(t testing.TB, r request) reply {
 	}
 	if r.contentType != "" {
 		req.Header.Set("Content-Type", r.contentType)
+	}
+	for k, v := range r.header {
+		req.Header.Set(k, v)
 	}
 	resp, err := s.srv.Client().Do(req)
 	if err != nil {

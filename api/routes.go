@@ -31,6 +31,7 @@ func (s *Server) routes() {
 	v1.GET("/ca/root", s.caRoot, dev...)
 	v1.GET("/ca/chain", s.caChain, dev...)
 	v1.GET("/version", s.version, dev...)
+	v1.GET("/openapi.json", s.openAPI, dev...) // public: openapi.go says why
 
 	read := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(auth.RoleViewer)}
 	write := []echo.MiddlewareFunc{secureHeaders, plainText, limitBody(s.cfg.MaxBodyBytes), s.requireRole(auth.RoleOperator)}
