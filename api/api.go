@@ -70,8 +70,9 @@ type Config struct {
 	Policies       *policy.Service
 	PolicyVersions PolicyVersions
 	Decisions      Decisions
-	// Stats answers the dashboard's counts.
-	Stats Stats
+	// Stats answers the dashboard's counts, Traffic its charts.
+	Stats   Stats
+	Traffic Traffic
 	// Revoke takes access away.
 	Revoke *revoke.Service
 	// SessionKicks shows live-session kick status (kicks.go).
@@ -116,7 +117,7 @@ func (cfg *Config) missing() []string {
 		{"Inventory", cfg.Inventory == nil}, {"Enroll", cfg.Enroll == nil}, {"AdminTokens", cfg.AdminTokens == nil},
 		{"Batches", cfg.Batches == nil}, {"Audit", cfg.Audit == nil}, {"CA", cfg.CA == nil},
 		{"Policies", cfg.Policies == nil}, {"PolicyVersions", cfg.PolicyVersions == nil}, {"Decisions", cfg.Decisions == nil},
-		{"Stats", cfg.Stats == nil}, {"Revoke", cfg.Revoke == nil}, {"SessionKicks", cfg.SessionKicks == nil},
+		{"Stats", cfg.Stats == nil}, {"Traffic", cfg.Traffic == nil}, {"Revoke", cfg.Revoke == nil}, {"SessionKicks", cfg.SessionKicks == nil},
 		{"KickTargets", cfg.KickTargets == nil}, {"OCSP", cfg.OCSP == nil}, {"CRL", cfg.CRL == nil},
 		{"Auth", cfg.Auth == nil}, {"UI", cfg.UI == nil},
 	} {

@@ -17,6 +17,9 @@ const (
 	// EnrollmentsFamily has labels kind (enroll, renew) and code ("ok" or
 	// a fault code).
 	EnrollmentsFamily = "gatehouse_enrollments_total"
+	// simulateDialect labels the what-if decisions of the policy editor:
+	// an operator's question, not a broker's traffic, so not charted.
+	simulateDialect = "simulate"
 )
 
 // FromGatherer reads the totals from the decision and enrollment counter
@@ -57,6 +60,9 @@ func (s gatherer) Totals() (Totals, error) {
 }
 
 func (t *Totals) addDecision(labels map[string]string, n uint64) {
+	if labels["dialect"] == simulateDialect {
+		return
+	}
 	switch labels["result"] {
 	case "allow":
 		t.Allow += n

@@ -41,7 +41,9 @@ func TestFromGatherer(t *testing.T) {
 		{[]string{"emqx", "publish", "deny", "no_grant"}, 1},
 		{[]string{"native", "connect", "deny", "not_active"}, 5},
 		{[]string{"native", "publish", "error", "policy_error"}, 1},
-		{[]string{"simulate", "publish", "deny", "no_grant"}, 0}, // a series at zero
+		{[]string{"emqx", "subscribe", "deny", "no_grant"}, 0},   // a series at zero
+		{[]string{"simulate", "publish", "deny", "no_grant"}, 9}, // what-ifs are not traffic
+		{[]string{"simulate", "connect", "allow", "ok"}, 9},
 	} {
 		dec.WithLabelValues(c.labels...).Add(c.n)
 	}
