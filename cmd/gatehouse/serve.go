@@ -122,6 +122,9 @@ func (a *app) tasks(log *slog.Logger) []task {
 		// wait on the policy engine; the same loop logs entering the stale
 		// state even when no broker asks.
 		{"grants", a.authz.Run},
+		// The dashboard's traffic series: samples the counters every few
+		// seconds into this replica's in-memory rings.
+		{"traffic series", a.traffic.Run},
 		// Ends the broker event streams at shutdown: the hooks server's
 		// graceful shutdown waits for them.
 		{"events", a.events.Run},

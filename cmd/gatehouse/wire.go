@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/viper"
 
 	"github.com/gatehouse-iot/gatehouse/api"
@@ -26,6 +27,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ocsp"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/revoke"
+	"github.com/gatehouse-iot/gatehouse/series"
 	"github.com/gatehouse-iot/gatehouse/store"
 	"github.com/gatehouse-iot/gatehouse/ui"
 )
@@ -54,8 +56,10 @@ type app struct {
 	// events fans the core's changes and Mosquitto kicks out to the
 	// plugins' event streams (GET /hooks/v1/events).
 	events *events.Hub
-	// Operator edge: api (with the ui and auth inside).
-	api *api.Server
+	// Operator edge: api (with the ui and auth inside), and the
+	// dashboard's traffic series, sampled from the metrics.
+	api     *api.Server
+	traffic *series.Series
 	// Infrastructure.
 	store *store.Store
 }
@@ -136,8 +140,11 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, err
 	}
+	if a.traffic, err = series.New(series.Config{Source: series.FromGatherer(prometheus.NewRegistry()), Log: log}); err != nil {
+		return nil, err
+	}
 	a.api, err = api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: tokens, Batches: st, Audit: st,
-		CA: a.ca, Policies: a.policies, PolicyVersions: st, Decisions: a.authz, Revoke: a.revoke, SessionKicks: st, KickTargets: a.kick, OCSP: ocspResp, CRL: a.crl, Stats: st,
+		CA: a.ca, Policies: a.policies, PolicyVersions: st, Decisions: a.authz, Revoke: a.revoke, SessionKicks: st, KickTargets: a.kick, OCSP: ocspResp, CRL: a.crl, Stats: st, Traffic: a.traffic,
 		Auth: users, SecureCookies: strings.HasPrefix(base, "https://"), PublicURL: base, UI: ui.Handler(), Logger: log, Version: version})
 	if err != nil {
 		return nil, err
