@@ -105,6 +105,9 @@ type Config struct {
 	DeviceBodyBytes int64
 	// Version is reported by GET /api/v1/version.
 	Version string
+	// Observer, when set, is told of every request, enrollment and OCSP
+	// answer (observe.go).
+	Observer Observer
 }
 
 // missing names the required dependencies cfg lacks, in field order.
@@ -152,7 +155,13 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	if cfg.Observer != nil {
+		cfg.OCSP = observedOCSP{OCSP: cfg.OCSP, o: cfg.Observer}
+	}
 	s := &Server{cfg: cfg, echo: e}
+	if cfg.Observer != nil {
+		e.Use(s.observeHTTP)
+	}
 	s.routes()
 	return s, nil
 }
