@@ -20,6 +20,8 @@ const (
 	// simulateDialect labels the what-if decisions of the policy editor:
 	// an operator's question, not a broker's traffic, so not charted.
 	simulateDialect = "simulate"
+	// repeatedCode is an enrollment retry answered with its certificate.
+	repeatedCode = "repeated"
 )
 
 // FromGatherer reads the totals from the decision and enrollment counter
@@ -83,6 +85,9 @@ func (t *Totals) addDecision(labels map[string]string, n uint64) {
 
 func (t *Totals) addEnrollment(labels map[string]string, n uint64) {
 	switch {
+	case labels["code"] == repeatedCode:
+		// A retry answered with the certificate already issued: counted
+		// when it was issued, and no failure.
 	case labels["code"] != "ok":
 		t.EnrollFailed += n
 	case labels["kind"] == "renew":

@@ -51,6 +51,7 @@ func TestFromGatherer(t *testing.T) {
 	enr.WithLabelValues("renew", "ok").Add(2)
 	enr.WithLabelValues("enroll", "token_used").Add(1)
 	enr.WithLabelValues("renew", "certificate_invalid").Add(3)
+	enr.WithLabelValues("enroll", "repeated").Add(5) // counted when first issued
 
 	got, err := src.Totals()
 	if err != nil {

@@ -2,9 +2,10 @@
 // decision and enrollment counters, in memory and bounded: per minute for
 // the last hour and per hour for the last day.
 //
-// It samples cumulative totals (the Prometheus counters, through Source) on
-// a ticker and files the growth since the previous sample under the bucket
-// of the sample's time. Totals are cumulative, so a skipped or failed
+// It samples cumulative totals (the Prometheus counters, through Source)
+// shortly before each minute ends, and whenever a reader asks, and files
+// the growth since the previous sample under the bucket of the sample's
+// time. Totals are cumulative, so a skipped or failed
 // sample loses nothing: the next one carries the growth, only later. A
 // total that shrank was reset (a restarted source): like Prometheus's
 // rate(), the new value is all growth since the reset.
@@ -19,7 +20,6 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
-	"github.com/gatehouse-iot/gatehouse/internal/loop"
 )
 
 // Counts are the counters the charts draw: decisions by result, and
@@ -89,10 +89,12 @@ type Snapshot struct {
 // Config configures a Series. Source is required.
 type Config struct {
 	Source Source
-	// Every is the sampling interval; default 5s. Growth is filed under
-	// the bucket of the sample that saw it, so it may land up to Every
-	// late.
-	Every time.Duration
+	// Lead is how long before each minute ends Run samples; default 1s.
+	// Growth is filed under the bucket of the sample that saw it, so what
+	// is counted in a minute's last Lead lands in the next minute. One
+	// sample a minute keeps the cost low: gathering reads every metric,
+	// some from the database (session kicks).
+	Lead time.Duration
 	// Fresh is how old the last sample may be when a Snapshot is taken
 	// before the snapshot samples again; default 1s. It bounds the
 	// sampling that readers cause.
@@ -125,8 +127,8 @@ func New(cfg Config) (*Series, error) {
 	if cfg.Source == nil {
 		return nil, errors.New("series: Source is required")
 	}
-	if cfg.Every <= 0 {
-		cfg.Every = 5 * time.Second
+	if cfg.Lead <= 0 || cfg.Lead >= time.Minute {
+		cfg.Lead = time.Second
 	}
 	if cfg.Fresh <= 0 {
 		cfg.Fresh = time.Second
@@ -140,10 +142,28 @@ func New(cfg Config) (*Series, error) {
 	return &Series{cfg: cfg, minutes: newRing(time.Minute, 60), hours: newRing(time.Hour, 24)}, nil
 }
 
-// Run samples every Every until ctx ends.
+// Run samples Lead before every minute ends, until ctx ends.
 func (s *Series) Run(ctx context.Context) error {
-	loop.RunNow(ctx, s.cfg.Every, nil, func(context.Context) { _ = s.Sample() })
-	return nil
+	for {
+		t := time.NewTimer(untilSample(s.cfg.Now(), s.cfg.Lead))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		_ = s.Sample()
+	}
+}
+
+// untilSample is how long from now until Lead before the minute ends;
+// past that point, the next minute's.
+func untilSample(now time.Time, lead time.Duration) time.Duration {
+	at := now.Truncate(time.Minute).Add(time.Minute - lead)
+	if !at.After(now) {
+		at = at.Add(time.Minute)
+	}
+	return at.Sub(now)
 }
 
 // Sample reads the source and files the growth since the last sample.

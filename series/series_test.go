@@ -1,6 +1,7 @@
 package series_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -353,5 +354,21 @@ func TestConcurrentSamples(t *testing.T) {
 	}
 	if got := sum(s.Snapshot(series.Hour)); got.Allow != 1600 {
 		t.Errorf("hour after 1600 allows: %+v", got)
+	}
+}
+
+func TestRunStopsWithItsContext(t *testing.T) {
+	s, _, _ := newSeries(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
 	}
 }
