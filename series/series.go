@@ -112,13 +112,18 @@ const maxReasons = 32
 
 // Series samples a Source into per-minute and per-hour rings.
 type Series struct {
-	cfg     Config
-	mu      sync.Mutex
-	prev    Totals
-	sampled time.Time
-	minutes ring
-	hours   ring
-	failing bool
+	cfg Config
+	// sampling orders samples: totals must be filed in the order they
+	// were read, or the older would look like a reset and count twice.
+	// It is held while the source is read, which may be slow; mu, which
+	// readers need, only while the rings change.
+	sampling sync.Mutex
+	mu       sync.Mutex
+	prev     Totals
+	sampled  time.Time
+	minutes  ring
+	hours    ring
+	failing  bool
 }
 
 // New returns a Series whose first sample counts everything the source
@@ -168,13 +173,16 @@ func untilSample(now time.Time, lead time.Duration) time.Duration {
 
 // Sample reads the source and files the growth since the last sample.
 func (s *Series) Sample() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.sampleLocked()
+	s.sampling.Lock()
+	defer s.sampling.Unlock()
+	return s.sample()
 }
 
-func (s *Series) sampleLocked() error {
+// sample needs s.sampling held.
+func (s *Series) sample() error {
 	t, err := s.cfg.Source.Totals()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
 		// Logged once per failing stretch, not every few seconds.
 		if !s.failing {
@@ -199,13 +207,18 @@ func (s *Series) sampleLocked() error {
 
 // Snapshot returns window w (Hour or Day, anything else is Hour), after
 // sampling when the last sample is older than Fresh, so what was just
-// counted shows. A failed sample still answers, with the buckets so far.
+// counted shows. A failed sample still answers, with the buckets so far;
+// so does a Snapshot while another sample runs, rather than wait for it.
 func (s *Series) Snapshot(w Window) Snapshot {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sampled.IsZero() || s.cfg.Now().Sub(s.sampled) >= s.cfg.Fresh {
-		_ = s.sampleLocked()
+	old := s.sampled.IsZero() || s.cfg.Now().Sub(s.sampled) >= s.cfg.Fresh
+	s.mu.Unlock()
+	if old && s.sampling.TryLock() {
+		_ = s.sample()
+		s.sampling.Unlock()
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	r := &s.minutes
 	if w == Day {
 		r = &s.hours

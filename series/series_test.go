@@ -372,3 +372,48 @@ func TestRunStopsWithItsContext(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 }
+
+// blocking is a source whose read waits until released, as a gather
+// waiting on the database would.
+type blocking struct {
+	counters
+	entered, release chan struct{}
+}
+
+func (b *blocking) Totals() (series.Totals, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return b.counters.Totals()
+}
+
+// A reader does not wait for a slow sample: it answers with what the
+// rings hold.
+func TestSnapshotDoesNotWaitForASlowSample(t *testing.T) {
+	src := &blocking{entered: make(chan struct{}), release: make(chan struct{})}
+	clk := testclock.New(start)
+	s, err := series.New(series.Config{Source: src, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.count(2, 0, "")
+	done := make(chan error, 1)
+	go func() { done <- s.Sample() }()
+	<-src.entered
+	got := make(chan series.Snapshot, 1)
+	go func() { got <- s.Snapshot(series.Hour) }()
+	select {
+	case snap := <-got:
+		if snap.Buckets[59].Allow != 0 || !snap.SampledAt.IsZero() {
+			t.Errorf("snapshot during the first sample: %+v, sampled at %s", snap.Buckets[59].Counts, snap.SampledAt)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Snapshot waited for the running sample")
+	}
+	close(src.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Snapshot(series.Hour).Buckets[59].Allow; n != 2 {
+		t.Errorf("after the sample: %d allows, want 2", n)
+	}
+}
