@@ -33,13 +33,7 @@ func (r *ring) add(t time.Time, d Totals) {
 	if !sl.start.Equal(start) {
 		*sl = slot{start: start}
 	}
-	c := &sl.counts
-	c.Allow += d.Allow
-	c.Deny += d.Deny
-	c.Error += d.Error
-	c.Enrolled += d.Enrolled
-	c.Renewed += d.Renewed
-	c.EnrollFailed += d.EnrollFailed
+	sl.counts = sl.counts.Plus(d.Counts)
 	for reason, n := range d.DenyReasons {
 		if _, known := sl.reasons[reason]; !known && len(sl.reasons) >= maxReasons {
 			reason = "other"

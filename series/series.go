@@ -30,6 +30,12 @@ type Counts struct {
 	Enrolled, Renewed, EnrollFailed uint64
 }
 
+// Plus returns c and o added up, counter by counter.
+func (c Counts) Plus(o Counts) Counts {
+	return Counts{Allow: c.Allow + o.Allow, Deny: c.Deny + o.Deny, Error: c.Error + o.Error,
+		Enrolled: c.Enrolled + o.Enrolled, Renewed: c.Renewed + o.Renewed, EnrollFailed: c.EnrollFailed + o.EnrollFailed}
+}
+
 // Totals are cumulative counts since the source started. DenyReasons
 // counts the decisions that were not allowed (deny and error) by reason
 // class.

@@ -77,12 +77,7 @@ func at(t *testing.T, snap series.Snapshot, when time.Time) series.Counts {
 func sum(snap series.Snapshot) series.Counts {
 	var c series.Counts
 	for _, b := range snap.Buckets {
-		c.Allow += b.Allow
-		c.Deny += b.Deny
-		c.Error += b.Error
-		c.Enrolled += b.Enrolled
-		c.Renewed += b.Renewed
-		c.EnrollFailed += b.EnrollFailed
+		c = c.Plus(b.Counts)
 	}
 	return c
 }
