@@ -31,8 +31,8 @@ const ENROLLMENTS = [
 ];
 
 /** The traffic charts of this server process, for the window in the route. */
-async function traffic(href, window) {
-  const w = WINDOWS[window] ? window : 'hour';
+async function traffic(href, asked) {
+  const w = Object.hasOwn(WINDOWS, asked) ? asked : 'hour';
   const r = await getOptional('/stats/series' + qs({ window: w }));
   if (!r) return h('p', { class: 'muted' }, 'This server does not report traffic series.');
   const win = WINDOWS[w];
