@@ -17,8 +17,9 @@ const (
 	// EnrollmentsFamily has labels kind (enroll, renew) and code ("ok" or
 	// a fault code).
 	EnrollmentsFamily = "gatehouse_enrollments_total"
-	// simulateDialect labels the what-if decisions of the policy editor:
-	// an operator's question, not a broker's traffic, so not charted.
+	// simulateDialect (authz.DialectSimulate, not imported for one
+	// string) labels the what-if decisions of the policy editor: an
+	// operator's question, not a broker's traffic, so not charted.
 	simulateDialect = "simulate"
 	// repeatedCode is an enrollment retry answered with its certificate.
 	repeatedCode = "repeated"

@@ -102,6 +102,12 @@ func TestDashboardCharts(t *testing.T) {
 		}
 	}
 
+	// An operator's what-if is a decision of the core, not broker traffic:
+	// the charts leave it out.
+	if code, body := g.call(t, http.MethodPost, "/api/v1/decisions/simulate", map[string]string{"device": "chart-0", "action": "connect"}); code != http.StatusOK {
+		t.Fatalf("simulate: %d %s", code, body)
+	}
+
 	// The API refuses a window it does not know, with a stable code.
 	code, body := g.call(t, http.MethodGet, "/api/v1/stats/series?window=week", nil)
 	if code != http.StatusBadRequest || !strings.Contains(string(body), `"code":"invalid_argument"`) {
