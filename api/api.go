@@ -70,8 +70,9 @@ type Config struct {
 	Policies       *policy.Service
 	PolicyVersions PolicyVersions
 	Decisions      Decisions
-	// Stats answers the dashboard's counts.
-	Stats Stats
+	// Stats answers the dashboard's counts, Traffic its charts.
+	Stats   Stats
+	Traffic Traffic
 	// Revoke takes access away.
 	Revoke *revoke.Service
 	// SessionKicks shows live-session kick status (kicks.go).
@@ -104,6 +105,9 @@ type Config struct {
 	DeviceBodyBytes int64
 	// Version is reported by GET /api/v1/version.
 	Version string
+	// Observer, when set, is told of every request, enrollment and OCSP
+	// answer (observe.go).
+	Observer Observer
 }
 
 // missing names the required dependencies cfg lacks, in field order.
@@ -116,7 +120,7 @@ func (cfg *Config) missing() []string {
 		{"Inventory", cfg.Inventory == nil}, {"Enroll", cfg.Enroll == nil}, {"AdminTokens", cfg.AdminTokens == nil},
 		{"Batches", cfg.Batches == nil}, {"Audit", cfg.Audit == nil}, {"CA", cfg.CA == nil},
 		{"Policies", cfg.Policies == nil}, {"PolicyVersions", cfg.PolicyVersions == nil}, {"Decisions", cfg.Decisions == nil},
-		{"Stats", cfg.Stats == nil}, {"Revoke", cfg.Revoke == nil}, {"SessionKicks", cfg.SessionKicks == nil},
+		{"Stats", cfg.Stats == nil}, {"Traffic", cfg.Traffic == nil}, {"Revoke", cfg.Revoke == nil}, {"SessionKicks", cfg.SessionKicks == nil},
 		{"KickTargets", cfg.KickTargets == nil}, {"OCSP", cfg.OCSP == nil}, {"CRL", cfg.CRL == nil},
 		{"Auth", cfg.Auth == nil}, {"UI", cfg.UI == nil},
 	} {
@@ -152,8 +156,16 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	// The request log is outermost: observeHTTP renders errors itself, so
+	// both see the status sent and the log line carries the final one.
 	e.Use(requestLog(cfg.Logger)) // requestlog.go
+	if cfg.Observer != nil {
+		cfg.OCSP = observedOCSP{OCSP: cfg.OCSP, o: cfg.Observer}
+	}
 	s := &Server{cfg: cfg, echo: e}
+	if cfg.Observer != nil {
+		e.Use(s.observeHTTP)
+	}
 	s.routes()
 	var err error
 	if s.openapi, err = openAPIDocument(e.Routes()); err != nil {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gatehouse-iot/gatehouse/api"
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/audit"
@@ -32,6 +34,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/kick"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/revoke"
+	"github.com/gatehouse-iot/gatehouse/series"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -170,8 +173,14 @@ func fullConfig(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The charts' series over counters nothing counts yet (withTraffic
+	// gives a test its own).
+	traffic, err := series.New(series.Config{Source: series.FromGatherer(prometheus.NewRegistry()), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return api.Config{Inventory: inv, Enroll: enr, AdminTokens: tokens, Batches: st, Audit: st, CA: theCA,
-		Policies: pol, PolicyVersions: st, Decisions: az, Stats: st, Revoke: rev, SessionKicks: st, KickTargets: kicks,
+		Policies: pol, PolicyVersions: st, Decisions: az, Stats: st, Traffic: traffic, Revoke: rev, SessionKicks: st, KickTargets: kicks,
 		OCSP: noOCSP{}, CRL: &fakeCRL{}, Auth: users, UI: noUI, Version: "test"}
 }
 

@@ -12,8 +12,9 @@ import (
 )
 
 // optionalDeps are the api.Config fields of pointer or interface type that
-// may be nil: the logger defaults to discarding.
-var optionalDeps = map[string]bool{"Logger": true}
+// may be nil: the logger defaults to discarding, and without an observer
+// nothing is measured.
+var optionalDeps = map[string]bool{"Logger": true, "Observer": true}
 
 // TestNewRequiresEveryDependency: every route is always registered, so
 // api.New refuses a Config that lacks any dependency and names each one

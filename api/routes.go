@@ -65,6 +65,7 @@ func (s *Server) routes() {
 	v1.GET("/audit/verify", s.verifyAudit, read...)
 
 	v1.GET("/stats", s.stats, read...)
+	v1.GET("/stats/series", s.trafficSeries, read...)
 	v1.GET("/certificates", s.listCertificates, read...)
 	v1.GET("/decisions/recent-denies", s.recentDenies, read...)
 

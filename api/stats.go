@@ -10,8 +10,17 @@ import (
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/series"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
+
+// Traffic answers the dashboard charts: this replica's decision and
+// enrollment counts per step (series.Series).
+type Traffic interface {
+	Snapshot(w series.Window) series.Snapshot
+}
+
+var _ Traffic = (*series.Series)(nil)
 
 // Stats answers the dashboard's aggregate questions.
 type Stats interface {
@@ -43,6 +52,27 @@ func (s *Server) stats(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, apitypes.Stats{Devices: apitypes.DeviceCounts{Total: total, ByStatus: byStatus, ByFleet: fleets},
 		PolicyVersion: s.cfg.Decisions.PolicyVersion()})
+}
+
+// trafficSeries answers GET /stats/series?window=hour|day.
+func (s *Server) trafficSeries(c echo.Context) error {
+	w, err := series.ParseWindow(c.QueryParam("window"))
+	if err != nil {
+		return err
+	}
+	snap := s.cfg.Traffic.Snapshot(w)
+	out := apitypes.TrafficSeries{Window: string(snap.Window), StepSeconds: int64(snap.Step / time.Second),
+		Buckets: mapSlice(snap.Buckets, func(b series.Bucket) apitypes.TrafficCount {
+			return apitypes.TrafficCount{Start: b.Start, Allow: b.Allow, Deny: b.Deny, Error: b.Error,
+				Enrolled: b.Enrolled, Renewed: b.Renewed, EnrollFailed: b.EnrollFailed}
+		}),
+		DenyReasons: mapSlice(snap.DenyReasons, func(r series.ReasonCount) apitypes.ReasonCount { return apitypes.ReasonCount(r) }),
+	}
+	if !snap.SampledAt.IsZero() {
+		at := snap.SampledAt.UTC()
+		out.SampledAt = &at
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 // listCertificates lists active certificates expiring within a window

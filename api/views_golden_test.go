@@ -89,6 +89,12 @@ func TestViewShapes(t *testing.T) {
 		{"denies", apitypes.DenyList{Denies: []apitypes.Deny{{At: at, Device: "d1", Action: "connect", Reason: "r", PolicyVersion: 1},
 			{At: at, Device: "d1", ClientID: "c", Action: "publish", Topic: "t", QoS: 1, Retain: true, Reason: "r", PolicyVersion: 1, Error: "e"}}},
 			`{"denies":[{"at":"2026-01-02T03:04:05Z","device":"d1","action":"connect","qos":0,"retain":false,"reason":"r","policy_version":1},{"at":"2026-01-02T03:04:05Z","device":"d1","client_id":"c","action":"publish","topic":"t","qos":1,"retain":true,"reason":"r","policy_version":1,"error":"e"}]}`},
+		{"traffic series", apitypes.TrafficSeries{Window: "hour", StepSeconds: 60, SampledAt: &later,
+			Buckets:     []apitypes.TrafficCount{{Start: at, Allow: 1, Deny: 2, Error: 3, Enrolled: 4, Renewed: 5, EnrollFailed: 6}},
+			DenyReasons: []apitypes.ReasonCount{{Reason: "no_grant", Count: 2}}},
+			`{"window":"hour","step_seconds":60,"sampled_at":"2026-01-02T04:04:05Z","buckets":[{"start":"2026-01-02T03:04:05Z","allow":1,"deny":2,"error":3,"enrolled":4,"renewed":5,"enroll_failed":6}],"deny_reasons":[{"reason":"no_grant","count":2}]}`},
+		{"traffic series never sampled", apitypes.TrafficSeries{Window: "day", StepSeconds: 3600, Buckets: []apitypes.TrafficCount{}, DenyReasons: []apitypes.ReasonCount{}},
+			`{"window":"day","step_seconds":3600,"sampled_at":null,"buckets":[],"deny_reasons":[]}`},
 		// Policies (policies.go).
 		{"policy version", apitypes.PolicyVersion{Version: 2, Policy: "p", Tests: "t", Digest: "d", Comment: "c", CreatedBy: "me", CreatedAt: at, Active: true},
 			`{"version":2,"policy":"p","tests":"t","digest":"d","comment":"c","created_by":"me","created_at":"2026-01-02T03:04:05Z","active":true}`},

@@ -57,6 +57,9 @@ type Request struct {
 	Topic  string
 	QoS    int
 	Retain bool
+	// Dialect names the edge that asked (hooks' "emqx", "native", …); it
+	// only labels the Observer's counts and never changes a decision.
+	Dialect string
 }
 
 // Decision is the answer. Reason is for logs and operators, never for the
@@ -101,6 +104,8 @@ type Changes interface {
 type Config struct {
 	// Changes, when set, is told of device and policy changes.
 	Changes Changes
+	// Observer, when set, is told of every decision and grant evaluation.
+	Observer Observer
 	// CacheSize bounds the decision cache; default 1<<20 entries.
 	CacheSize int
 	// Now is the clock; default time.Now.
@@ -282,7 +287,9 @@ func deny(dev, reason string) Decision { return Decision{Device: dev, Reason: re
 
 // Authorize answers one request.
 func (a *Authorizer) Authorize(ctx context.Context, req Request) (Decision, error) {
+	start := a.observeStart()
 	d, err := a.authorize(ctx, req)
+	a.observe(start, &req, &d, err)
 	if !d.Allow || err != nil {
 		a.recordDeny(req, d, err)
 	}
@@ -438,7 +445,9 @@ func (a *Authorizer) grants(ctx context.Context, ap *activePolicy, e *deviceEntr
 	}
 	ectx, cancel := context.WithTimeout(ctx, a.cfg.EvalTimeout)
 	defer cancel()
+	began := time.Now()
 	gs, err := ap.p.Grants(ectx, policy.Device{ID: d.ID, Fleet: d.Fleet, Profile: d.Profile, Roles: d.Roles, Labels: d.Labels})
+	a.observeGrants(began)
 	if fault.Is(err, policy.Timeout) {
 		e.grants.Store(&grantSet{policyGen: ap.gen, timedOutUntil: a.cfg.Now().Add(timeoutRetry)})
 		if a.cfg.Log != nil && a.timeoutLogged.Swap(ap.gen) != ap.gen {
@@ -471,10 +480,10 @@ func (a *Authorizer) Device(id string) (Device, bool) {
 // ReasonPolicyTimeout deny). The request's identity and client id are the
 // device's.
 func (a *Authorizer) Simulate(ctx context.Context, p *policy.Policy, version int64, dev Device, req Request) (Decision, error) {
-	sim := New(Config{CacheSize: 64, EvalTimeout: a.cfg.EvalTimeout, Now: a.cfg.Now})
+	sim := New(Config{CacheSize: 64, EvalTimeout: a.cfg.EvalTimeout, Now: a.cfg.Now, Observer: a.cfg.Observer})
 	sim.SetPolicy(p, version)
 	sim.UpsertDevice(dev)
-	req.Identity, req.ClientID = dev.ID, dev.ID
+	req.Identity, req.ClientID, req.Dialect = dev.ID, dev.ID, DialectSimulate
 	return sim.Authorize(ctx, req)
 }
 

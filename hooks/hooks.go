@@ -97,6 +97,9 @@ type Config struct {
 	// publish hooks is skipped and does not count.
 	MaxBody int64
 	Log     *slog.Logger
+	// Observer, when set, is told of every dialect request and of what the
+	// edge refused itself (observe.go).
+	Observer Observer
 }
 
 // MinSecretLen is the shortest accepted shared secret, in bytes.
@@ -148,17 +151,17 @@ func New(cfg Config) (*Handler, error) {
 
 // routes lists every hook endpoint.
 func (h *Handler) routes() {
-	h.mux.HandleFunc("/hooks/emqx/authn", h.emqxAuthn)
-	h.mux.HandleFunc("/hooks/emqx/authz", h.emqxAuthz)
-	h.mux.HandleFunc("/hooks/vernemq", h.vernemq)
-	h.mux.HandleFunc("/hooks/mosquitto/user", h.mosquittoUser)
-	h.mux.HandleFunc("/hooks/mosquitto/superuser", h.mosquittoSuperuser)
-	h.mux.HandleFunc("/hooks/mosquitto/acl", h.mosquittoACL)
-	h.mux.HandleFunc("/hooks/rabbitmq/user", h.rabbitUser)
-	h.mux.HandleFunc("/hooks/rabbitmq/vhost", h.rabbitVhost)
-	h.mux.HandleFunc("/hooks/rabbitmq/resource", h.rabbitResource)
-	h.mux.HandleFunc("/hooks/rabbitmq/topic", h.rabbitTopic)
-	h.mux.HandleFunc("/hooks/v1/authorize", h.native)
+	h.mux.HandleFunc("/hooks/emqx/authn", h.dialect("emqx", h.emqxAuthn))
+	h.mux.HandleFunc("/hooks/emqx/authz", h.dialect("emqx", h.emqxAuthz))
+	h.mux.HandleFunc("/hooks/vernemq", h.dialect("vernemq", h.vernemq))
+	h.mux.HandleFunc("/hooks/mosquitto/user", h.dialect("mosquitto", h.mosquittoUser))
+	h.mux.HandleFunc("/hooks/mosquitto/superuser", h.dialect("mosquitto", h.mosquittoSuperuser))
+	h.mux.HandleFunc("/hooks/mosquitto/acl", h.dialect("mosquitto", h.mosquittoACL))
+	h.mux.HandleFunc("/hooks/rabbitmq/user", h.dialect("rabbitmq", h.rabbitUser))
+	h.mux.HandleFunc("/hooks/rabbitmq/vhost", h.dialect("rabbitmq", h.rabbitVhost))
+	h.mux.HandleFunc("/hooks/rabbitmq/resource", h.dialect("rabbitmq", h.rabbitResource))
+	h.mux.HandleFunc("/hooks/rabbitmq/topic", h.dialect("rabbitmq", h.rabbitTopic))
+	h.mux.HandleFunc("/hooks/v1/authorize", h.dialect("native", h.native))
 	h.mux.HandleFunc("/hooks/v1/events", h.events)
 	h.mux.HandleFunc("/hooks/v1/kicks/ack", h.kickAck)
 }
@@ -233,6 +236,7 @@ func (h *Handler) decide(r *http.Request, req authz.Request) (authz.Decision, er
 	if f := badText(req); f != "" {
 		return authz.Decision{}, malformed(f + " holds a NUL character or invalid UTF-8")
 	}
+	req.Dialect = dialectOf(r)
 	d, err := h.cfg.Authorizer.Authorize(r.Context(), req)
 	if err != nil {
 		return authz.Decision{}, err
@@ -247,6 +251,7 @@ func (h *Handler) decide(r *http.Request, req authz.Request) (authz.Decision, er
 // them — also when the operator opened the hooks to such callers.
 func (h *Handler) allowed(r *http.Request, dialect string, req authz.Request, d authz.Decision, err error) bool {
 	if err != nil {
+		h.observeRefusal(dialect, req.Action, err)
 		if errors.Is(err, errUnauthenticated) || !h.credentialed(r) {
 			h.unauth.note(dialect, r.RemoteAddr)
 			return false

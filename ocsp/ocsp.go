@@ -194,6 +194,23 @@ type Answer struct {
 	// MaxAge is how long an HTTP cache may keep the answer; 0 for answers
 	// that must not be cached (errors, nonces).
 	MaxAge time.Duration
+	// CertStatus is the status of a successful answer, the worst of the
+	// certificates it names: Revoked over Unknown over Good.
+	CertStatus Status
+}
+
+// Outcome names the answer for metrics: "good", "revoked" or "unknown"
+// (CertStatus) when successful; "malformed" for a request refused as the
+// client's fault (malformed, unauthorized, signature required); "error"
+// when the responder could not answer (internal error, try later).
+func (a Answer) Outcome() string {
+	switch a.Status {
+	case Successful:
+		return a.CertStatus.String()
+	case MalformedRequest, Unauthorized, SigRequired:
+		return "malformed"
+	}
+	return "error"
 }
 
 // Respond answers one DER-encoded OCSP request. It never fails: a request
@@ -335,12 +352,14 @@ func (r *Responder) respond(ctx context.Context, der []byte) (Answer, error) {
 	}
 	resps := make([]singleResponse, len(p.certIDs))
 	allRevoked := true
+	worst := Good
 	for i, id := range p.certIDs {
 		st, at, reason, err := r.lookup(ctx, id.SerialNumber)
 		if err != nil {
 			return Answer{}, err
 		}
 		allRevoked = allRevoked && st == Revoked
+		worst = worse(worst, st)
 		cs, err := certStatus(st, at, reason)
 		if err != nil {
 			return Answer{}, fail(InternalError, "encode status", err)
@@ -373,7 +392,7 @@ func (r *Responder) respond(ctx context.Context, der []byte) (Answer, error) {
 	if err != nil {
 		return Answer{}, fail(InternalError, "encode response", err)
 	}
-	a := Answer{DER: out, Status: Successful, Nonce: p.nonce != nil, ThisUpdate: now, NextUpdate: next}
+	a := Answer{DER: out, Status: Successful, Nonce: p.nonce != nil, ThisUpdate: now, NextUpdate: next, CertStatus: worst}
 	if !a.Nonce {
 		a.MaxAge = r.cfg.GoodHTTPMaxAge
 		if allRevoked {
@@ -382,6 +401,14 @@ func (r *Responder) respond(ctx context.Context, der []byte) (Answer, error) {
 		a.MaxAge = min(a.MaxAge, next.Sub(now))
 	}
 	return a, nil
+}
+
+// worse is the worse of two statuses: Revoked over Unknown over Good.
+func worse(a, b Status) Status {
+	if a == Revoked || b == Revoked {
+		return Revoked
+	}
+	return max(a, b)
 }
 
 // lookup reads a certificate's status from the store. A serial the store

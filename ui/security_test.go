@@ -124,27 +124,13 @@ func TestNoUnsafeSinks(t *testing.T) {
 // document; skipped where Node is not installed, except in CI (make test
 // installs it), where a skip would hide the check.
 func TestDomDropsUnsafeAttributes(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("node is not installed (apt-get install nodejs); CI must run this test")
-		}
-		t.Skip("node not installed")
-	}
-	dir := t.TempDir()
-	b, err := fs.ReadFile(static, "static/dom.js")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "dom.mjs"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := nodeDir(t, "dom.js")
 	script := `
 class El { constructor(t) { this.tag = t; this.attrs = {}; this.listeners = {}; this.dataset = {}; this.children = []; }
   setAttribute(k, v) { this.attrs[k] = v; } addEventListener(k, f) { this.listeners[k] = f; } append(...c) { this.children.push(...c); } }
 globalThis.Node = El;
 globalThis.document = { createElement: (t) => new El(t) };
-const { h } = await import('./dom.mjs');
+const { h } = await import('./dom.js');
 const cases = [
   ['href', '#/devices/x', true], ['href', '/crl.pem', true], ['href', 'blob:http://x/1', true],
   ['href', 'javascript:alert(1)', false], ['href', ' javascript:alert(1)', false], ['href', 'JaVaScRiPt:alert(1)', false],
@@ -161,7 +147,40 @@ const fn = () => {};
 if (h('a', { onclick: fn }).listeners.click !== fn) bad.push('function handler not attached');
 console.log(bad.length ? 'FAIL ' + bad.join('; ') : 'OK');
 `
-	cmd := exec.Command(node, "--input-type=module", "-e", script)
+	runNode(t, dir, script)
+}
+
+// nodeDir copies UI modules into a temp dir that Node loads as ES modules
+// (package.json says so), under their own names, so their imports resolve. Without Node the test skips, except in CI (make
+// test installs it), where a skip would hide the check.
+func nodeDir(t *testing.T, modules ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("node is not installed (apt-get install nodejs); CI must run this test")
+		}
+		t.Skip("node not installed")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "package.json"), []byte(`{"type": "module"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range modules {
+		b, err := fs.ReadFile(static, "static/"+m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, m), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// runNode runs script as a module in dir and fails unless it prints OK.
+func runNode(t *testing.T, dir, script string) {
+	t.Helper()
+	cmd := exec.Command("node", "--input-type=module", "-e", script)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "OK" {

@@ -56,3 +56,35 @@ type Deny struct {
 type DenyList struct {
 	Denies []Deny `json:"denies"`
 }
+
+// TrafficSeries answers GET /api/v1/stats/series: this replica's decisions
+// and enrollments per step since its start, for the dashboard charts.
+// Buckets run oldest first, one per step (60 minutes for window "hour", 24
+// hours for "day"); the last is the current step, still growing; a step
+// with nothing counted is zeros. DenyReasons counts over the whole window
+// the requests not allowed (deny and error) by reason class, most first.
+type TrafficSeries struct {
+	Window      string         `json:"window"`
+	StepSeconds int64          `json:"step_seconds"`
+	SampledAt   *time.Time     `json:"sampled_at"`
+	Buckets     []TrafficCount `json:"buckets"`
+	DenyReasons []ReasonCount  `json:"deny_reasons"`
+}
+
+// TrafficCount is one step of TrafficSeries. Enrolled and Renewed count
+// successes; EnrollFailed counts failed enrollments and renewals.
+type TrafficCount struct {
+	Start        time.Time `json:"start"`
+	Allow        uint64    `json:"allow"`
+	Deny         uint64    `json:"deny"`
+	Error        uint64    `json:"error"`
+	Enrolled     uint64    `json:"enrolled"`
+	Renewed      uint64    `json:"renewed"`
+	EnrollFailed uint64    `json:"enroll_failed"`
+}
+
+// ReasonCount is how many requests one deny reason class refused.
+type ReasonCount struct {
+	Reason string `json:"reason"`
+	Count  uint64 `json:"count"`
+}

@@ -17,8 +17,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/gatehouse-iot/gatehouse/api"
 )
 
 func newServeCmd() *cobra.Command {
@@ -40,7 +38,7 @@ func newServeCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.String("api-addr", "127.0.0.1:8080", "API and web UI listen address")
 	f.String("hooks-addr", "127.0.0.1:8081", "broker hook listen address")
-	f.String("diag-addr", "127.0.0.1:9090", "diagnostics listen address (/healthz, /readyz)")
+	f.String("diag-addr", "127.0.0.1:9090", "diagnostics listen address (/healthz, /readyz, /metrics)")
 	f.String("tls-cert", "", "API TLS certificate file (PEM); enables HTTPS and renewal over mutual TLS")
 	f.String("tls-key", "", "API TLS key file (PEM)")
 	f.String("public-url", "", "base URL devices reach the API at, put into certificates (default http://<api-addr>)")
@@ -122,6 +120,9 @@ func (a *app) tasks(log *slog.Logger) []task {
 		// wait on the policy engine; the same loop logs entering the stale
 		// state even when no broker asks.
 		{"grants", a.authz.Run},
+		// The dashboard's traffic series: samples the counters before
+		// each minute ends into this replica's in-memory rings.
+		{"traffic series", a.traffic.Run},
 		// Ends the broker event streams at shutdown: the hooks server's
 		// graceful shutdown waits for them.
 		{"events", a.events.Run},
@@ -167,7 +168,7 @@ func listen(v *viper.Viper, a *app, log *slog.Logger) (_ []task, err error) {
 	}{
 		{"api", v.GetString(keyAPIAddr), a.api, apiTLSConfig},
 		{"hooks", v.GetString(keyHooksAddr), a.hooks, hooksTLSConfig},
-		{"diag", v.GetString(keyDiagAddr), api.Diagnostics(a.store, a.authz, a.kick), nil},
+		{"diag", v.GetString(keyDiagAddr), a.diagnostics(), nil},
 	}
 	var tasks []task
 	var opened []net.Listener

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -248,7 +249,7 @@ func TestWebUI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and drives a browser")
 	}
-	chrome := chromiumPath(t)
+	chromiumPath(t) // skip before building and starting anything
 	g := newGatehouse(t)
 	adminUser, adminPassword := g.adminUser, g.adminPassword
 	// A session-kick webhook that nothing answers: the device page must
@@ -258,54 +259,8 @@ func TestWebUI(t *testing.T) {
 	server := g.server
 
 	downloads := t.TempDir()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("proxy-server", "http://"+closedPort(t)),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	ctx, cancel := context.WithTimeout(bctx, 4*time.Minute)
-	defer cancel()
-
-	// The browser lives as long as the context of the first call: start it
-	// here, so the per-step timeouts below bound steps, not the browser.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	u := &uiSession{t: t, ctx: ctx, server: server, artifacts: artifactsDir(t)}
-	t.Logf("screenshots in %s", u.artifacts)
-	u.run("open the UI", chromedp.Navigate(server+"/"), chromedp.WaitVisible(chromedp.CSS("#login-username")))
-
-	// Uncaught exceptions and console errors fail the test at the end.
-	var mu sync.Mutex
-	var pageErrs []string
-	go func() {
-		for m, err := range chromedp.Console(ctx) {
-			if err != nil {
-				return
-			}
-			// Failed requests are logged as errors too; the journeys make
-			// some on purpose (bad login, CSRF, 403, optional endpoints).
-			// Anything else, a CSP violation say, is a fault.
-			if m.Type == chromedp.ConsoleException || (m.Type == chromedp.ConsoleError && !strings.HasPrefix(m.Text, "Failed to load resource")) {
-				mu.Lock()
-				pageErrs = append(pageErrs, m.Text)
-				mu.Unlock()
-			}
-		}
-	}()
+	u, pageErrors := openBrowser(t, server)
+	ctx := u.ctx
 	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
 		Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: downloads, EventsEnabled: new(true)}); err != nil {
 		t.Fatal(err)
@@ -769,9 +724,67 @@ func TestWebUI(t *testing.T) {
 		}
 	})
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(pageErrs) > 0 {
-		t.Errorf("errors in the page: %s", fmt.Sprint(pageErrs))
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Errorf("errors in the page: %s", fmt.Sprint(errs))
+	}
+}
+
+// openBrowser starts a headless Chromium pinned to loopback, opens the UI
+// at server on its login page, and returns the session and a function
+// listing the page's uncaught exceptions and console errors so far.
+func openBrowser(t *testing.T, server string) (*uiSession, func() []string) {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("proxy-server", "http://"+closedPort(t)),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	t.Cleanup(cancelBrowser)
+	ctx, cancel := context.WithTimeout(bctx, 4*time.Minute)
+	t.Cleanup(cancel)
+
+	// The browser lives as long as the context of the first call: start it
+	// here, so the per-step timeouts below bound steps, not the browser.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	u := &uiSession{t: t, ctx: ctx, server: server, artifacts: artifactsDir(t)}
+	t.Logf("screenshots in %s", u.artifacts)
+	u.run("open the UI", chromedp.Navigate(server+"/"), chromedp.WaitVisible(chromedp.CSS("#login-username")))
+
+	// Uncaught exceptions and console errors fail the test at the end.
+	var mu sync.Mutex
+	var pageErrs []string
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			// Failed requests are logged as errors too; the journeys make
+			// some on purpose (bad login, CSRF, 403, optional endpoints).
+			// Anything else, a CSP violation say, is a fault.
+			if m.Type == chromedp.ConsoleException || (m.Type == chromedp.ConsoleError && !strings.HasPrefix(m.Text, "Failed to load resource")) {
+				mu.Lock()
+				pageErrs = append(pageErrs, m.Text)
+				mu.Unlock()
+			}
+		}
+	}()
+	return u, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(pageErrs)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -23,9 +24,11 @@ import (
 	"github.com/gatehouse-iot/gatehouse/hooks"
 	"github.com/gatehouse-iot/gatehouse/inventory"
 	"github.com/gatehouse-iot/gatehouse/kick"
+	"github.com/gatehouse-iot/gatehouse/metrics"
 	"github.com/gatehouse-iot/gatehouse/ocsp"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/revoke"
+	"github.com/gatehouse-iot/gatehouse/series"
 	"github.com/gatehouse-iot/gatehouse/store"
 	"github.com/gatehouse-iot/gatehouse/ui"
 )
@@ -54,10 +57,14 @@ type app struct {
 	// events fans the core's changes and Mosquitto kicks out to the
 	// plugins' event streams (GET /hooks/v1/events).
 	events *events.Hub
-	// Operator edge: api (with the ui and auth inside).
-	api *api.Server
-	// Infrastructure.
-	store *store.Store
+	// Operator edge: api (with the ui and auth inside), and the
+	// dashboard's traffic series, sampled from the metrics.
+	api     *api.Server
+	traffic *series.Series
+	// Infrastructure: the store, and the metrics every flow feeds (served
+	// on the diagnostics listener).
+	store   *store.Store
+	metrics *metrics.Metrics
 }
 
 // wire builds every component from configuration. It needs an initialised
@@ -96,7 +103,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, err
 	}
-	a := &app{store: st, events: hub}
+	a := &app{store: st, events: hub, metrics: metrics.New(metrics.Config{})}
 	base := publicURL(v)
 	crlValidity, err := crlValidity(v)
 	if err != nil {
@@ -124,7 +131,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 		return nil, err
 	}
 	// Broker flow, its front: the hook handler brokers ask.
-	if a.hooks, err = newHooks(v, a.authz, a.ca, hauth, a.events, a.mosquittoKicks, log); err != nil {
+	if a.hooks, err = newHooks(v, a, hauth, log); err != nil {
 		return nil, err
 	}
 	// Operator edge.
@@ -136,15 +143,20 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, err
 	}
+	if a.traffic, err = series.New(series.Config{Source: series.FromGatherer(a.metrics.Gatherer()), Log: log}); err != nil {
+		return nil, err
+	}
 	a.api, err = api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: tokens, Batches: st, Audit: auditLog{st, audit.NewChecker(audit.CheckerConfig{Store: st})},
-		CA: a.ca, Policies: a.policies, PolicyVersions: st, Decisions: a.authz, Revoke: a.revoke, SessionKicks: st, KickTargets: a.kick, OCSP: ocspResp, CRL: a.crl, Stats: st,
-		Auth: users, SecureCookies: strings.HasPrefix(base, "https://"), PublicURL: base, UI: ui.Handler(), Logger: log, Version: version})
+		CA: a.ca, Policies: a.policies, PolicyVersions: st, Decisions: a.authz, Revoke: a.revoke, SessionKicks: st, KickTargets: a.kick, OCSP: ocspResp, CRL: a.crl, Stats: st, Traffic: a.traffic,
+		Auth: users, SecureCookies: strings.HasPrefix(base, "https://"), PublicURL: base, UI: ui.Handler(), Logger: log, Version: version,
+		Observer: a.metrics})
 	if err != nil {
 		return nil, err
 	}
 	if err := a.load(ctx); err != nil {
 		return nil, err
 	}
+	a.metrics.Watch(metrics.Sources{Core: a.authz, CRL: a.crl, Kicks: st})
 	logHookAuth(log, v, hauth)
 	return a, nil
 }
@@ -190,7 +202,7 @@ func (a *app) newDeviceFront(log *slog.Logger) (*inventory.Service, *enroll.Serv
 // newDecisionCore builds the decision core, the policy service that loads
 // versions into it and the syncer that feeds it device state.
 func (a *app) newDecisionCore(v *viper.Viper, log *slog.Logger) (err error) {
-	if a.authz, err = newAuthz(v, a.events, log); err != nil {
+	if a.authz, err = newAuthz(v, a.events, a.metrics, log); err != nil {
 		return err
 	}
 	if a.policies, err = policy.NewService(policy.ServiceConfig{Versions: a.store, Active: a.authz, Fresh: a.authz, Log: log}); err != nil {
@@ -216,7 +228,7 @@ func newEventHub(v *viper.Viper, log *slog.Logger) (*events.Hub, error) {
 	return events.NewHub(events.Config{Echo: echo, Log: log}), nil
 }
 
-func newAuthz(v *viper.Viper, changes authz.Changes, log *slog.Logger) (*authz.Authorizer, error) {
+func newAuthz(v *viper.Viper, changes authz.Changes, obs authz.Observer, log *slog.Logger) (*authz.Authorizer, error) {
 	staleness, err := maxStaleness(v)
 	if err != nil {
 		return nil, err
@@ -229,19 +241,18 @@ func newAuthz(v *viper.Viper, changes authz.Changes, log *slog.Logger) (*authz.A
 		log.Warn("authz.max_staleness is 0: a replica cut off from the database keeps allowing what it last knew, revoked devices included")
 	}
 	return authz.New(authz.Config{Log: log, LogEvery: uint64(max(v.GetInt(keyDecisionLog), 0)), MaxStaleness: staleness,
-		EvalTimeout: evalTimeout, Changes: changes}), nil
+		EvalTimeout: evalTimeout, Changes: changes, Observer: obs}), nil
 }
 
-func newHooks(v *viper.Viper, az *authz.Authorizer, authority *ca.CA, hauth hookAuth, hub *events.Hub,
-	acks *kick.Mosquitto, log *slog.Logger) (*hooks.Handler, error) {
-	cfg := hooks.Config{Authorizer: az, Certs: authority, Secret: hauth.secret, Events: hub, Fresh: az,
+func newHooks(v *viper.Viper, a *app, hauth hookAuth, log *slog.Logger) (*hooks.Handler, error) {
+	cfg := hooks.Config{Authorizer: a.authz, Certs: a.ca, Secret: hauth.secret, Events: a.events, Fresh: a.authz,
 		ClientCerts: hauth.clientCerts, AllowUnauthenticated: hauth.open,
 		MosquittoMode: hooks.MosquittoMode(v.GetString(keyHooksMosqMode)), RabbitCertLogin: v.GetBool(keyHooksRabbitCL),
-		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log}
+		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log, Observer: a.metrics}
 	// A nil *kick.Mosquitto in the interface would not be nil: only a
 	// configured target receives acknowledgements.
-	if acks != nil {
-		cfg.KickAcks = acks
+	if a.mosquittoKicks != nil {
+		cfg.KickAcks = a.mosquittoKicks
 	}
 	hk, err := hooks.New(cfg)
 	if err != nil {
@@ -291,6 +302,15 @@ func newOCSP(ctx context.Context, authority *ca.CA, st *store.Store, log *slog.L
 
 // Operator edge: api, ui, auth — built inline in wire, since api takes
 // every other component.
+
+// diagnostics serves the diagnostics listener: /healthz and /readyz
+// (api.Diagnostics) and the metrics at GET /metrics.
+func (a *app) diagnostics() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", api.Diagnostics(a.store, a.authz, a.kick))
+	mux.Handle("GET /metrics", a.metrics.Handler())
+	return mux
+}
 
 // Infrastructure: store open (migrations run as it opens), fault, logging.
 

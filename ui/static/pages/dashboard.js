@@ -1,5 +1,6 @@
 import { get, getOptional, qs } from '../api.js';
 import { h, table, badge, fmtTime, fmtRelative, heading, errorBox } from '../dom.js';
+import { stackedBars, reasonBars } from '../chart.js';
 
 const STATUSES = ['active', 'pending', 'suspended', 'revoked'];
 
@@ -14,8 +15,47 @@ async function panel(id, title, load) {
   return h('section', { class: 'card', id, testid: id }, h('h2', {}, title), body);
 }
 
-export async function render({ href }) {
-  const [counts, expiring, denies] = await Promise.all([
+const WINDOWS = {
+  hour: { label: 'Last hour', per: 'minute', span: 'the last hour', labelEvery: 10 },
+  day: { label: 'Last 24 hours', per: 'hour', span: 'the last 24 hours', labelEvery: 4 },
+};
+const DECISIONS = [
+  { key: 'allow', label: 'Allow', cls: 'allow' },
+  { key: 'deny', label: 'Deny', cls: 'deny' },
+  { key: 'error', label: 'Error', cls: 'error' },
+];
+const ENROLLMENTS = [
+  { key: 'enrolled', label: 'Enrolled', cls: 'enrolled' },
+  { key: 'renewed', label: 'Renewed', cls: 'renewed' },
+  { key: 'enroll_failed', label: 'Failed', cls: 'deny' },
+];
+
+/** The traffic charts of this server process, for the window in the route. */
+async function traffic(href, asked) {
+  const w = Object.hasOwn(WINDOWS, asked) ? asked : 'hour';
+  const r = await getOptional('/stats/series' + qs({ window: w }));
+  if (!r) return h('p', { class: 'muted' }, 'This server does not report traffic series.');
+  const win = WINDOWS[w];
+  const sum = (k) => r.buckets.reduce((n, b) => n + b[k], 0);
+  return h('div', { id: 'traffic-charts', 'data-window': w },
+    h('div', { class: 'row toolbar', role: 'group', 'aria-label': 'Time window' },
+      Object.entries(WINDOWS).map(([k, v]) => h('a', { href: href('/', { window: k }), class: 'button small' + (k === w ? '' : ' secondary'),
+        'aria-current': k === w ? 'true' : null, testid: 'window-' + k }, v.label))),
+    h('h3', {}, 'Decisions per ' + win.per, ' ', h('span', { class: 'hint', testid: 'decisions-total' },
+      `(${sum('allow')} allowed, ${sum('deny')} denied, ${sum('error')} errors)`)),
+    stackedBars({ id: 'decisions-chart', title: 'Broker decisions per ' + win.per + ', ' + win.span, buckets: r.buckets, series: DECISIONS, labelEvery: win.labelEvery }),
+    h('h3', {}, 'Enrollments per ' + win.per),
+    stackedBars({ id: 'enrollments-chart', title: 'Enrollments and renewals per ' + win.per + ', ' + win.span, buckets: r.buckets, series: ENROLLMENTS, labelEvery: win.labelEvery, height: 150 }),
+    h('h3', {}, 'Denies by reason, ' + win.span),
+    r.deny_reasons.length
+      ? reasonBars({ id: 'deny-reasons-chart', title: 'Requests refused by reason, ' + win.span, rows: r.deny_reasons, cls: 'deny' })
+      : h('p', { class: 'muted', id: 'deny-reasons-empty' }, 'No denies in ' + win.span + '.'),
+    h('p', { class: 'hint' }, 'Counted by this server process since it started, times in UTC; each replica counts its own. ',
+      r.sampled_at ? 'Last sampled ' + fmtTime(r.sampled_at) + '.' : 'Not sampled yet.'));
+}
+
+export async function render({ href, query }) {
+  const [counts, expiring, charts, denies] = await Promise.all([
     panel('device-counts', 'Devices', async () => {
       const s = await get('/stats');
       const d = s.devices;
@@ -40,6 +80,7 @@ export async function render({ href }) {
         { label: 'Expires', key: 'not_after', cell: (c) => h('span', { title: fmtTime(c.not_after) }, fmtRelative(c.not_after)) },
       ], r.certificates, 'No certificate expires in the next 7 days.');
     }),
+    panel('traffic', 'Traffic', () => traffic(href, query.get('window'))),
     panel('recent-denies', 'Recent denies', async () => {
       const r = await getOptional('/decisions/recent-denies' + qs({ limit: 20 }));
       if (!r) return h('p', { class: 'muted' }, 'This server does not report recent denies.');
@@ -47,7 +88,7 @@ export async function render({ href }) {
         h('p', { class: 'hint' }, 'The last denies of this server process; a restart clears them.'));
     }),
   ]);
-  return h('div', {}, heading('Dashboard'), h('div', { class: 'grid' }, counts, expiring), denies);
+  return h('div', {}, heading('Dashboard'), h('div', { class: 'grid' }, counts, expiring), charts, denies);
 }
 
 /** A table of deny records; shared with the device page. */

@@ -1,0 +1,60 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/authz"
+)
+
+// Observer learns what the hook edge served, for metrics (package
+// metrics). The core reports its own decisions (authz.Observer); this
+// reports what the core never sees.
+type Observer interface {
+	// HookServed: one request of dialect answered, end to end.
+	HookServed(dialect string, dur time.Duration)
+	// Refused: a request the edge denied itself, before asking the core:
+	// result authz.ResultDeny or authz.ResultError, reason an authz class.
+	Refused(dialect string, action authz.Action, result, reason string)
+}
+
+// dialectKey carries a request's dialect from its route to decide, which
+// puts it into the core's request (authz.Request.Dialect).
+type dialectKey struct{}
+
+// dialectOf is the dialect the request's route named.
+func dialectOf(r *http.Request) string {
+	d, _ := r.Context().Value(dialectKey{}).(string)
+	return d
+}
+
+// dialect wraps one dialect's handler: it names the dialect for decide and
+// times the request for the Observer.
+func (h *Handler) dialect(name string, f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		f(w, r.WithContext(context.WithValue(r.Context(), dialectKey{}, name)))
+		if h.cfg.Observer != nil {
+			h.cfg.Observer.HookServed(name, time.Since(start))
+		}
+	}
+}
+
+// observeRefusal reports a request that err refused at the edge; errors
+// of the core are not the edge's (the core reported them).
+func (h *Handler) observeRefusal(dialect string, action authz.Action, err error) {
+	if h.cfg.Observer == nil {
+		return
+	}
+	var de decodeError
+	switch {
+	case errors.Is(err, errUnauthenticated):
+		h.cfg.Observer.Refused(dialect, action, authz.ResultDeny, authz.ClassUnauthenticated)
+	case errors.Is(err, errPasswordListener), errors.Is(err, errNoCertIdentity):
+		h.cfg.Observer.Refused(dialect, action, authz.ResultDeny, authz.ClassNoIdentity)
+	case errors.As(err, &de):
+		h.cfg.Observer.Refused(dialect, action, authz.ResultError, authz.ClassBadRequest)
+	}
+}
