@@ -175,7 +175,9 @@ func newCore(t testing.TB, m *metrics.Metrics) *authz.Authorizer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := authz.Config{Now: func() time.Time { return now }}
+	// A shared, busy machine must not turn a slow first evaluation into a
+	// policy_timeout deny.
+	cfg := authz.Config{Now: func() time.Time { return now }, EvalTimeout: time.Minute}
 	if m != nil {
 		cfg.Observer = m
 	}
