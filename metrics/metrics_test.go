@@ -6,6 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/api"
 	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/crl"
 	"github.com/gatehouse-iot/gatehouse/hooks"
 	"github.com/gatehouse-iot/gatehouse/metrics"
 	"github.com/gatehouse-iot/gatehouse/policy"
@@ -258,6 +262,51 @@ func TestHandlerServesExposition(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("exposition lacks %q", want)
+		}
+	}
+}
+
+// TestREADMEListsEveryMetric: the README's Metrics table names exactly the
+// gatehouse_ families the registry exports.
+func TestREADMEListsEveryMetric(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(raw), "\n## Metrics\n")
+	if !ok {
+		t.Fatal("README.md has no ## Metrics section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	documented := map[string]bool{}
+	for _, name := range regexp.MustCompile("`(gatehouse_[a-z_]+)`").FindAllStringSubmatch(section, -1) {
+		documented[name[1]] = true
+	}
+	m := metrics.New(metrics.Config{Now: func() time.Time { return now }})
+	m.Watch(metrics.Sources{Core: fakeCore{synced: now}, CRL: fakeCRL{crl.Status{Number: 1, ThisUpdate: now}}, Kicks: &fakeKicks{}})
+	// Vectors export a family once a series exists.
+	m.Decided("emqx", authz.Connect, authz.ResultAllow, authz.ClassOK, time.Microsecond)
+	m.HTTPServed("/x", "GET", 200, time.Millisecond)
+	m.Enrolled("enroll", "ok")
+	m.OCSPAnswered("good")
+	m.HookServed("emqx", time.Millisecond)
+	exported := map[string]bool{}
+	for _, mf := range gather(t, m.Gatherer()) {
+		if strings.HasPrefix(mf.GetName(), "gatehouse_") {
+			exported[mf.GetName()] = true
+		}
+	}
+	if len(exported) != 18 {
+		t.Errorf("%d gatehouse_ families exported, want the 18 of the contract", len(exported))
+	}
+	for name := range exported {
+		if !documented[name] {
+			t.Errorf("%s is exported but not in the README's Metrics table", name)
+		}
+	}
+	for name := range documented {
+		if !exported[name] {
+			t.Errorf("the README documents %s, which is not exported", name)
 		}
 	}
 }
