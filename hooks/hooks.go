@@ -227,16 +227,17 @@ func badText(req authz.Request) string {
 	return ""
 }
 
-// decide authenticates the hook call and asks the core. Any failure is
-// returned as an error, which every dialect encodes as its explicit deny.
-func (h *Handler) decide(r *http.Request, req authz.Request) (authz.Decision, error) {
+// decide authenticates the hook call and asks the core on behalf of
+// dialect. Any failure is returned as an error, which every dialect encodes
+// as its explicit deny.
+func (h *Handler) decide(r *http.Request, dialect string, req authz.Request) (authz.Decision, error) {
 	if !h.authenticated(r) {
 		return authz.Decision{}, errUnauthenticated
 	}
 	if f := badText(req); f != "" {
 		return authz.Decision{}, malformed(f + " holds a NUL character or invalid UTF-8")
 	}
-	req.Dialect = dialectOf(r)
+	req.Dialect = dialect
 	d, err := h.cfg.Authorizer.Authorize(r.Context(), req)
 	if err != nil {
 		return authz.Decision{}, err
