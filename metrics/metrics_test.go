@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -308,5 +309,44 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 		if !exported[name] {
 			t.Errorf("the README documents %s, which is not exported", name)
 		}
+	}
+}
+
+// TestConcurrentDecisionsExact: goroutines racing to create and bump the
+// same series through the real core lose no count.
+func TestConcurrentDecisionsExact(t *testing.T) {
+	m := metrics.New(metrics.Config{})
+	a := newCore(t, m)
+	m.Watch(metrics.Sources{Core: a})
+	ids := []string{"dev-a", "dev-b", "dev-c"}
+	for _, id := range ids {
+		upsert(a, id)
+	}
+	const workers, each = 8, 500
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				id := ids[(w+i)%len(ids)]
+				r := authz.Request{Action: authz.Publish, Identity: id, ClientID: id, Dialect: []string{"emqx", "native"}[i%2],
+					Topic: fmt.Sprintf("fleets/plant/devices/%s/telemetry/%d", id, i%7)}
+				if _, err := a.Authorize(context.Background(), r); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	g := m.Gatherer()
+	emqx := value(t, g, "gatehouse_decisions_total", decisionLabels("emqx", "publish", "allow", "ok"))
+	native := value(t, g, "gatehouse_decisions_total", decisionLabels("native", "publish", "allow", "ok"))
+	if emqx != workers*each/2 || native != workers*each/2 {
+		t.Fatalf("emqx %v, native %v; want %d each", emqx, native, workers*each/2)
+	}
+	hits := value(t, g, "gatehouse_decision_cache_requests_total", map[string]string{"result": "hit"})
+	misses := value(t, g, "gatehouse_decision_cache_requests_total", map[string]string{"result": "miss"})
+	if hits+misses != workers*each {
+		t.Fatalf("cache lookups %v+%v, want %d", hits, misses, workers*each)
 	}
 }
