@@ -19,10 +19,10 @@ type Observer interface {
 	Refused(dialect string, action authz.Action, result, reason string)
 }
 
-// dialect wraps one dialect's handler to time its requests for the
+// timed wraps one dialect's handler to time its requests for the
 // Observer. (Each handler names its dialect to decide itself, for the
 // core's Request.Dialect: TestObserverPerDialect checks the two agree.)
-func (h *Handler) dialect(name string, f http.HandlerFunc) http.HandlerFunc {
+func (h *Handler) timed(name string, f http.HandlerFunc) http.HandlerFunc {
 	if h.cfg.Observer == nil {
 		return f
 	}
