@@ -32,6 +32,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/inventory"
 	"github.com/gatehouse-iot/gatehouse/kick"
+	"github.com/gatehouse-iot/gatehouse/metrics"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/revoke"
 	"github.com/gatehouse-iot/gatehouse/series"
@@ -181,7 +182,9 @@ func fullConfig(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder
 	}
 	return api.Config{Inventory: inv, Enroll: enr, AdminTokens: tokens, Batches: st, Audit: st, CA: theCA,
 		Policies: pol, PolicyVersions: st, Decisions: az, Stats: st, Traffic: traffic, Revoke: rev, SessionKicks: st, KickTargets: kicks,
-		OCSP: noOCSP{}, CRL: &fakeCRL{}, Auth: users, UI: noUI, Version: "test"}
+		OCSP: noOCSP{}, CRL: &fakeCRL{}, Auth: users, UI: noUI, Version: "test",
+		// As the server binary: every request goes through the metrics.
+		Observer: metrics.New(metrics.Config{})}
 }
 
 // newCA initializes a fresh CA hierarchy in a temp dir and loads it.

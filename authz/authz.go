@@ -445,7 +445,7 @@ func (a *Authorizer) grants(ctx context.Context, ap *activePolicy, e *deviceEntr
 	}
 	ectx, cancel := context.WithTimeout(ctx, a.cfg.EvalTimeout)
 	defer cancel()
-	began := time.Now()
+	began := a.grantsStart()
 	gs, err := ap.p.Grants(ectx, policy.Device{ID: d.ID, Fleet: d.Fleet, Profile: d.Profile, Roles: d.Roles, Labels: d.Labels})
 	a.observeGrants(began)
 	if fault.Is(err, policy.Timeout) {

@@ -53,7 +53,7 @@ func (h *Handler) emqxAuthn(w http.ResponseWriter, r *http.Request) {
 	areq := authz.Request{Action: authz.Connect, Identity: req.CertCommonName, ClientID: req.ClientID, Username: req.Username}
 	var d authz.Decision
 	if err == nil {
-		d, err = h.decide(r, areq)
+		d, err = h.decide(r, "emqx", areq)
 	}
 	writeBody(w, http.StatusOK, pick(h.allowed(r, "emqx", areq, d, err), emqxAuthnAllow, emqxAuthnDeny))
 }
@@ -74,7 +74,7 @@ func (h *Handler) emqxAuthz(w http.ResponseWriter, r *http.Request) {
 	}
 	var d authz.Decision
 	if err == nil {
-		d, err = h.decide(r, areq)
+		d, err = h.decide(r, "emqx", areq)
 	}
 	writeBody(w, http.StatusOK, pick(h.allowed(r, "emqx", areq, d, err), emqxAuthzAllow, emqxAuthzDeny))
 }

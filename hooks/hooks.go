@@ -151,17 +151,17 @@ func New(cfg Config) (*Handler, error) {
 
 // routes lists every hook endpoint.
 func (h *Handler) routes() {
-	h.mux.HandleFunc("/hooks/emqx/authn", h.dialect("emqx", h.emqxAuthn))
-	h.mux.HandleFunc("/hooks/emqx/authz", h.dialect("emqx", h.emqxAuthz))
-	h.mux.HandleFunc("/hooks/vernemq", h.dialect("vernemq", h.vernemq))
-	h.mux.HandleFunc("/hooks/mosquitto/user", h.dialect("mosquitto", h.mosquittoUser))
-	h.mux.HandleFunc("/hooks/mosquitto/superuser", h.dialect("mosquitto", h.mosquittoSuperuser))
-	h.mux.HandleFunc("/hooks/mosquitto/acl", h.dialect("mosquitto", h.mosquittoACL))
-	h.mux.HandleFunc("/hooks/rabbitmq/user", h.dialect("rabbitmq", h.rabbitUser))
-	h.mux.HandleFunc("/hooks/rabbitmq/vhost", h.dialect("rabbitmq", h.rabbitVhost))
-	h.mux.HandleFunc("/hooks/rabbitmq/resource", h.dialect("rabbitmq", h.rabbitResource))
-	h.mux.HandleFunc("/hooks/rabbitmq/topic", h.dialect("rabbitmq", h.rabbitTopic))
-	h.mux.HandleFunc("/hooks/v1/authorize", h.dialect("native", h.native))
+	h.mux.HandleFunc("/hooks/emqx/authn", h.timed("emqx", h.emqxAuthn))
+	h.mux.HandleFunc("/hooks/emqx/authz", h.timed("emqx", h.emqxAuthz))
+	h.mux.HandleFunc("/hooks/vernemq", h.timed("vernemq", h.vernemq))
+	h.mux.HandleFunc("/hooks/mosquitto/user", h.timed("mosquitto", h.mosquittoUser))
+	h.mux.HandleFunc("/hooks/mosquitto/superuser", h.timed("mosquitto", h.mosquittoSuperuser))
+	h.mux.HandleFunc("/hooks/mosquitto/acl", h.timed("mosquitto", h.mosquittoACL))
+	h.mux.HandleFunc("/hooks/rabbitmq/user", h.timed("rabbitmq", h.rabbitUser))
+	h.mux.HandleFunc("/hooks/rabbitmq/vhost", h.timed("rabbitmq", h.rabbitVhost))
+	h.mux.HandleFunc("/hooks/rabbitmq/resource", h.timed("rabbitmq", h.rabbitResource))
+	h.mux.HandleFunc("/hooks/rabbitmq/topic", h.timed("rabbitmq", h.rabbitTopic))
+	h.mux.HandleFunc("/hooks/v1/authorize", h.timed("native", h.native))
 	h.mux.HandleFunc("/hooks/v1/events", h.events)
 	h.mux.HandleFunc("/hooks/v1/kicks/ack", h.kickAck)
 }
@@ -227,16 +227,17 @@ func badText(req authz.Request) string {
 	return ""
 }
 
-// decide authenticates the hook call and asks the core. Any failure is
-// returned as an error, which every dialect encodes as its explicit deny.
-func (h *Handler) decide(r *http.Request, req authz.Request) (authz.Decision, error) {
+// decide authenticates the hook call and asks the core on behalf of
+// dialect. Any failure is returned as an error, which every dialect encodes
+// as its explicit deny.
+func (h *Handler) decide(r *http.Request, dialect string, req authz.Request) (authz.Decision, error) {
 	if !h.authenticated(r) {
 		return authz.Decision{}, errUnauthenticated
 	}
 	if f := badText(req); f != "" {
 		return authz.Decision{}, malformed(f + " holds a NUL character or invalid UTF-8")
 	}
-	req.Dialect = dialectOf(r)
+	req.Dialect = dialect
 	d, err := h.cfg.Authorizer.Authorize(r.Context(), req)
 	if err != nil {
 		return authz.Decision{}, err

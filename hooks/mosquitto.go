@@ -151,7 +151,7 @@ func (h *Handler) mosquittoACL(w http.ResponseWriter, r *http.Request) {
 		}
 		areq := base
 		areq.Action = a
-		d, derr := h.decide(r, areq)
+		d, derr := h.decide(r, "mosquitto", areq)
 		allow = h.allowed(r, "mosquitto", areq, d, derr)
 	}
 	if err != nil {

@@ -78,7 +78,7 @@ func (h *Handler) native(w http.ResponseWriter, r *http.Request) {
 	}()
 	var d authz.Decision
 	if err == nil {
-		d, err = h.decide(r, areq)
+		d, err = h.decide(r, "native", areq)
 	}
 	writeJSON(w, http.StatusOK, NativeResponse{Allow: h.allowed(r, "native", areq, d, err)})
 }

@@ -65,7 +65,7 @@ func (h *Handler) rabbitUser(w http.ResponseWriter, r *http.Request) {
 	areq.ClientID = areq.Identity
 	var d authz.Decision
 	if err == nil {
-		d, err = h.decide(r, areq)
+		d, err = h.decide(r, "rabbitmq", areq)
 	}
 	rabbitAnswer(w, h.allowed(r, "rabbitmq", areq, d, err))
 }
@@ -81,7 +81,7 @@ func (h *Handler) rabbitVhost(w http.ResponseWriter, r *http.Request) {
 	}
 	var d authz.Decision
 	if err == nil {
-		d, err = h.decide(r, areq)
+		d, err = h.decide(r, "rabbitmq", areq)
 	}
 	rabbitAnswer(w, h.allowed(r, "rabbitmq", areq, d, err))
 }
@@ -106,7 +106,7 @@ func (h *Handler) rabbitResource(w http.ResponseWriter, r *http.Request) {
 	}
 	var d authz.Decision
 	if err == nil {
-		d, err = h.decide(r, areq)
+		d, err = h.decide(r, "rabbitmq", areq)
 	}
 	rabbitAnswer(w, h.allowed(r, "rabbitmq", areq, d, err))
 }
@@ -136,7 +136,7 @@ func (h *Handler) rabbitTopic(w http.ResponseWriter, r *http.Request) {
 	}
 	var d authz.Decision
 	if err == nil {
-		d, err = h.decide(r, areq)
+		d, err = h.decide(r, "rabbitmq", areq)
 	}
 	rabbitAnswer(w, h.allowed(r, "rabbitmq", areq, d, err))
 }

@@ -131,7 +131,7 @@ func (h *Handler) vernemq(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) vmqOne(r *http.Request, req authz.Request, err error) vmqResult {
 	var d authz.Decision
 	if err == nil {
-		d, err = h.decide(r, req)
+		d, err = h.decide(r, "vernemq", req)
 	}
 	if h.allowed(r, "vernemq", req, d, err) {
 		return vmqResult{Result: "ok"}
@@ -174,7 +174,7 @@ func (h *Handler) vmqSubscribe(r *http.Request, base authz.Request, topics []vmq
 	for i, t := range topics {
 		req := base
 		req.Action, req.Topic, req.QoS = authz.Subscribe, t.Topic, t.QoS.v
-		d, err := h.decide(r, req)
+		d, err := h.decide(r, "vernemq", req)
 		if errorsIsUnauthenticated(err) {
 			h.allowed(r, "vernemq", req, d, err)
 			return vmqDeny

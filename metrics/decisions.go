@@ -16,57 +16,57 @@ const labelOther = "other"
 // and the what-if simulation; reasons are authz's classes (which include
 // the edge's refusals).
 var (
-	dialectLabels = []string{"native", "emqx", "vernemq", "mosquitto", "rabbitmq", authz.DialectSimulate, labelOther}
-	actionLabels  = []string{string(authz.Connect), string(authz.Publish), string(authz.Subscribe), string(authz.Read), labelOther}
+	dialectLabels = enum{"native", "emqx", "vernemq", "mosquitto", "rabbitmq", authz.DialectSimulate, labelOther}
+	actionLabels  = enum{string(authz.Publish), string(authz.Subscribe), string(authz.Read), string(authz.Connect), labelOther}
 	resultLabels  = []string{authz.ResultAllow, authz.ResultDeny, authz.ResultError}
-	reasonLabels  = authz.ReasonClasses() // ends with authz.ClassOther
+	reasonLabels  = enum(authz.ReasonClasses()) // starts with ok, ends with authz.ClassOther
 )
 
-// enum maps a bounded label set to indexes; anything else is the index of
-// "other" (the last entry of the set).
-type enum map[string]int
+// enum is a bounded label set whose last value stands for anything outside
+// it ("other"). The sets are short and their common values come first, so a
+// scan beats hashing the string.
+type enum []string
 
-func newEnum(values []string) enum {
-	e := make(enum, len(values))
-	for i, v := range values {
-		e[v] = i
-	}
-	return e
-}
-
-// index returns v's index, or other's: the last one.
+// index returns v's index, or the last one.
 func (e enum) index(v string) int {
-	if i, ok := e[v]; ok {
-		return i
+	for i, x := range e[:len(e)-1] {
+		if x == v {
+			return i
+		}
 	}
 	return len(e) - 1
 }
 
-// decisionSeries resolves each decision series once, lazily: a series
+// label returns v when e holds it, else e's last value.
+func (e enum) label(v string) string { return e[e.index(v)] }
+
+// decisionSeries resolves each decision counter once, lazily: a series
 // exists only after its first decision, and from then on a decision costs
-// three map lookups of short strings and two atomic adds, with no
-// allocation and no lock.
+// three scans of short label sets and an atomic add (two when its latency
+// is sampled), with no allocation and no lock.
 type decisionSeries struct {
 	counters *prometheus.CounterVec
-	hists    *prometheus.HistogramVec
 
-	dialects, actions, reasons enum
-	count                      []atomic.Pointer[prometheus.Counter]
-	dur                        []atomic.Pointer[prometheus.Observer]
+	count []atomic.Pointer[prometheus.Counter]
+	// dur holds every dialect's latency series from the start: a
+	// sampled duration must not make a series appear at random later.
+	dur []prometheus.Observer
 }
 
 func newDecisionSeries(c *prometheus.CounterVec, h *prometheus.HistogramVec) *decisionSeries {
 	n := len(dialectLabels) * len(actionLabels) * len(resultLabels) * len(reasonLabels)
-	return &decisionSeries{counters: c, hists: h, dialects: newEnum(dialectLabels), actions: newEnum(actionLabels),
-		reasons: newEnum(reasonLabels), count: make([]atomic.Pointer[prometheus.Counter], n),
-		dur: make([]atomic.Pointer[prometheus.Observer], len(dialectLabels))}
+	s := &decisionSeries{counters: c, count: make([]atomic.Pointer[prometheus.Counter], n)}
+	for _, d := range dialectLabels {
+		s.dur = append(s.dur, h.WithLabelValues(d))
+	}
+	return s
 }
 
 func (s *decisionSeries) decided(dialect string, action authz.Action, result, reason string, dur time.Duration) {
-	d := s.dialects.index(dialect)
-	a := s.actions.index(string(action))
+	d := dialectLabels.index(dialect)
+	a := actionLabels.index(string(action))
 	r := resultIndex(result)
-	c := s.reasons.index(reason)
+	c := reasonLabels.index(reason)
 	i := ((d*len(actionLabels)+a)*len(resultLabels)+r)*len(reasonLabels) + c
 	ctr := s.count[i].Load()
 	if ctr == nil {
@@ -75,13 +75,10 @@ func (s *decisionSeries) decided(dialect string, action authz.Action, result, re
 		s.count[i].Store(ctr) // a racing store holds the same series
 	}
 	(*ctr).Inc()
-	h := s.dur[d].Load()
-	if h == nil {
-		v := s.hists.WithLabelValues(dialectLabels[d])
-		h = &v
-		s.dur[d].Store(h)
+	if dur < 0 { // not in the latency sample
+		return
 	}
-	(*h).Observe(dur.Seconds())
+	s.dur[d].Observe(dur.Seconds())
 }
 
 // resultIndex places result in resultLabels; an unknown result is an error,

@@ -34,6 +34,15 @@ type Config struct {
 	KickCountTimeout time.Duration
 }
 
+// Names of the families an in-process reader of Gatherer looks for (the
+// dashboard's time series); the README's Metrics section lists them all.
+const (
+	// NameDecisions: counter, labels dialect, action, result, reason.
+	NameDecisions = "gatehouse_decisions_total"
+	// NameEnrollments: counter, labels kind (enroll, renew), code.
+	NameEnrollments = "gatehouse_enrollments_total"
+)
+
 // Defaults of Config.
 const (
 	DefaultKickCountEvery   = 5 * time.Second
@@ -74,16 +83,16 @@ func New(cfg Config) *Metrics {
 	}
 	m := &Metrics{cfg: cfg, reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.decisions = m.counterVec("gatehouse_decisions_total",
+	m.decisions = m.counterVec(NameDecisions,
 		"Decisions by broker dialect, action, result (allow, deny, error) and reason class.", "dialect", "action", "result", "reason")
 	m.decisionDur = m.histogramVec("gatehouse_decision_duration_seconds",
-		"Time the decision core took for one decision, by dialect.", decisionBuckets, "dialect")
+		"Time the decision core took for one decision, by dialect; a random sample of one decision in 8 is timed.", decisionBuckets, "dialect")
 	m.hookDur = m.histogramVec("gatehouse_hook_request_duration_seconds",
 		"Time one broker hook HTTP request took end to end, by dialect.", hookBuckets, "dialect")
 	m.grants = m.counter("gatehouse_grant_computations_total", "Policy evaluations of a device's grants.")
 	m.grantDur = m.histogram("gatehouse_grant_computation_duration_seconds",
 		"Time one policy evaluation of a device's grants took.", grantBuckets)
-	m.enrollments = m.counterVec("gatehouse_enrollments_total",
+	m.enrollments = m.counterVec(NameEnrollments,
 		`Enrollment and renewal requests by kind and result code ("ok", "repeated" or the fault code).`, "kind", "code")
 	m.ocsp = m.counterVec("gatehouse_ocsp_responses_total",
 		"OCSP responses by outcome (good, revoked, unknown, malformed, error).", "status")

@@ -6,7 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/api"
 	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/crl"
 	"github.com/gatehouse-iot/gatehouse/hooks"
 	"github.com/gatehouse-iot/gatehouse/metrics"
 	"github.com/gatehouse-iot/gatehouse/policy"
@@ -175,7 +180,9 @@ func newCore(t testing.TB, m *metrics.Metrics) *authz.Authorizer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := authz.Config{Now: func() time.Time { return now }}
+	// A shared, busy machine must not turn a slow first evaluation into a
+	// policy_timeout deny.
+	cfg := authz.Config{Now: func() time.Time { return now }, EvalTimeout: time.Minute}
 	if m != nil {
 		cfg.Observer = m
 	}
@@ -257,5 +264,89 @@ func TestHandlerServesExposition(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("exposition lacks %q", want)
 		}
+	}
+}
+
+// TestREADMEListsEveryMetric: the README's Metrics table names exactly the
+// gatehouse_ families the registry exports.
+func TestREADMEListsEveryMetric(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(raw), "\n## Metrics\n")
+	if !ok {
+		t.Fatal("README.md has no ## Metrics section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	documented := map[string]bool{}
+	for _, name := range regexp.MustCompile("`(gatehouse_[a-z_]+)`").FindAllStringSubmatch(section, -1) {
+		documented[name[1]] = true
+	}
+	m := metrics.New(metrics.Config{Now: func() time.Time { return now }})
+	m.Watch(metrics.Sources{Core: fakeCore{synced: now}, CRL: fakeCRL{crl.Status{Number: 1, ThisUpdate: now}}, Kicks: &fakeKicks{}})
+	// Vectors export a family once a series exists.
+	m.Decided("emqx", authz.Connect, authz.ResultAllow, authz.ClassOK, time.Microsecond)
+	m.HTTPServed("/x", "GET", 200, time.Millisecond)
+	m.Enrolled("enroll", "ok")
+	m.OCSPAnswered("good")
+	m.HookServed("emqx", time.Millisecond)
+	exported := map[string]bool{}
+	for _, mf := range gather(t, m.Gatherer()) {
+		if strings.HasPrefix(mf.GetName(), "gatehouse_") {
+			exported[mf.GetName()] = true
+		}
+	}
+	if len(exported) != 18 {
+		t.Errorf("%d gatehouse_ families exported, want the 18 of the contract", len(exported))
+	}
+	for name := range exported {
+		if !documented[name] {
+			t.Errorf("%s is exported but not in the README's Metrics table", name)
+		}
+	}
+	for name := range documented {
+		if !exported[name] {
+			t.Errorf("the README documents %s, which is not exported", name)
+		}
+	}
+}
+
+// TestConcurrentDecisionsExact: goroutines racing to create and bump the
+// same series through the real core lose no count.
+func TestConcurrentDecisionsExact(t *testing.T) {
+	m := metrics.New(metrics.Config{})
+	a := newCore(t, m)
+	m.Watch(metrics.Sources{Core: a})
+	ids := []string{"dev-a", "dev-b", "dev-c"}
+	for _, id := range ids {
+		upsert(a, id)
+	}
+	const workers, each = 8, 500
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				id := ids[(w+i)%len(ids)]
+				r := authz.Request{Action: authz.Publish, Identity: id, ClientID: id, Dialect: []string{"emqx", "native"}[i%2],
+					Topic: fmt.Sprintf("fleets/plant/devices/%s/telemetry/%d", id, i%7)}
+				if _, err := a.Authorize(context.Background(), r); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	g := m.Gatherer()
+	emqx := value(t, g, "gatehouse_decisions_total", decisionLabels("emqx", "publish", "allow", "ok"))
+	native := value(t, g, "gatehouse_decisions_total", decisionLabels("native", "publish", "allow", "ok"))
+	if emqx != workers*each/2 || native != workers*each/2 {
+		t.Fatalf("emqx %v, native %v; want %d each", emqx, native, workers*each/2)
+	}
+	hits := value(t, g, "gatehouse_decision_cache_requests_total", map[string]string{"result": "hit"})
+	misses := value(t, g, "gatehouse_decision_cache_requests_total", map[string]string{"result": "miss"})
+	if hits+misses != workers*each {
+		t.Fatalf("cache lookups %v+%v, want %d", hits, misses, workers*each)
 	}
 }
