@@ -48,6 +48,7 @@ const (
 	keyPassphrase     = "ca.passphrase"
 	keyPassphraseFile = "ca.passphrase_file"
 	keyRoleOIDs       = "ca.role_oids"
+	keyRootOffline    = "ca.root_offline"
 	keyLogLevel       = "log.level"
 	keyCRLFile        = "crl.file"
 	keyCRLReload      = "crl.reload_command"
@@ -92,6 +93,7 @@ var defaults = map[string]any{
 	keyPassphrase:     "",
 	keyPassphraseFile: "",
 	keyRoleOIDs:       map[string]string{},
+	keyRootOffline:    false,
 	keyLogLevel:       "info",
 	keyCRLFile:        "",
 	keyCRLReload:      "",

@@ -74,6 +74,12 @@ type gatehouse struct {
 // Under -short it skips the test, which builds and runs the binary.
 func newGatehouse(t *testing.T, env ...string) *gatehouse {
 	t.Helper()
+	return newGatehouseInit(t, nil, env...)
+}
+
+// newGatehouseInit is newGatehouse with extra init flags.
+func newGatehouseInit(t *testing.T, initArgs []string, env ...string) *gatehouse {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -85,7 +91,7 @@ func newGatehouse(t *testing.T, env ...string) *gatehouse {
 		apiAddr: freeAddr(t), hooksAddr: freeAddr(t), diagAddr: freeAddr(t),
 		client: &http.Client{Timeout: 10 * time.Second}, logs: &logBuffer{}, stop: func() {},
 	}
-	g.initOut = g.run(t, nil, "init", "--data-dir", g.data)
+	g.initOut = g.run(t, nil, append([]string{"init", "--data-dir", g.data}, initArgs...)...)
 	out := g.initOut.stdout
 	tok, user, pw := adminTokenLine.FindStringSubmatch(out), adminUserLine.FindStringSubmatch(out), adminPasswordLine.FindStringSubmatch(out)
 	hs := hooksSecretLine.FindStringSubmatch(out)

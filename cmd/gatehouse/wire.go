@@ -75,6 +75,9 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCustody(v, pass); err != nil {
+		return nil, err
+	}
 	// Before anything opens: a server whose hooks could not authenticate
 	// brokers must not start.
 	hauth, err := hooksAuth(v)
