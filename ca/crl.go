@@ -68,7 +68,13 @@ var ErrCRLDisabled = fault.New(fault.NotFound, "certificate revocation lists are
 // as an x509.RevocationListEntry, and marshals them with reflection; for a
 // million entries that took 36 s and 3 GB. Here each row is encoded into
 // DER as it streams from the database (see BenchmarkGenerateCRL).
-func (c *CA) GenerateCRL(ctx context.Context) (store.CRL, error) {
+func (c *CA) GenerateCRL(ctx context.Context) (store.CRL, error) { return c.GenerateCRLAbove(ctx, 0) }
+
+// GenerateCRLAbove is GenerateCRL with a floor: the new list is numbered
+// above floor even when the stored number is lower. A restored CA uses it,
+// since lists published after its backup was taken carry numbers the
+// restored database never saw, and a CRL number must never go back.
+func (c *CA) GenerateCRLAbove(ctx context.Context, floor int64) (store.CRL, error) {
 	crls := c.cfg.CRLStore
 	if crls == nil {
 		return store.CRL{}, ErrCRLDisabled
@@ -90,6 +96,7 @@ func (c *CA) GenerateCRL(ctx context.Context) (store.CRL, error) {
 		if n, err = crls.CRLNumber(ctx); err != nil {
 			break
 		}
+		n = max(n, floor)
 		var out store.CRL
 		if out, err = c.signCRL(ctx, n+1); err != nil {
 			break
