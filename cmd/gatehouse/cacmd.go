@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -149,15 +148,7 @@ func rootPassphrase(f *pflag.FlagSet) ([]byte, error) {
 	if path == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fault.Wrap(err, fault.InvalidArgument, "root passphrase: %v", err)
-	}
-	p := []byte(strings.TrimRight(string(b), "\r\n"))
-	if len(p) < ca.MinPassphraseLen {
-		return nil, fault.New(fault.InvalidArgument, "root passphrase in %s is shorter than %d bytes", path, ca.MinPassphraseLen)
-	}
-	return p, nil
+	return readPassphraseFile("root", path)
 }
 
 // writeNewFile writes data to a path that must not exist yet.

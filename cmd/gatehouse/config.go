@@ -244,13 +244,18 @@ func readPassphrase(v *viper.Viper) ([]byte, error) {
 				"no CA passphrase: set GATEHOUSE_CA_PASSPHRASE or --ca-passphrase-file")
 		}
 	}
+	return readPassphraseFile("CA", path)
+}
+
+// readPassphraseFile reads a passphrase file (one line) of the given kind.
+func readPassphraseFile(kind, path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read CA passphrase: %w", err)
+		return nil, fmt.Errorf("read %s passphrase: %w", kind, err)
 	}
 	p := []byte(strings.TrimRight(string(b), "\r\n"))
 	if len(p) < ca.MinPassphraseLen {
-		return nil, fault.New(fault.InvalidArgument, "CA passphrase in %s is shorter than %d bytes", path, ca.MinPassphraseLen)
+		return nil, fault.New(fault.InvalidArgument, "%s passphrase in %s is shorter than %d bytes", kind, path, ca.MinPassphraseLen)
 	}
 	return p, nil
 }
