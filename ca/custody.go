@@ -238,10 +238,16 @@ func FindRootKey(dir string, root *x509.Certificate, pass []byte) (string, error
 		if err != nil || found != "" {
 			return err
 		}
-		if d.IsDir() || !d.Type().IsRegular() {
+		if d.IsDir() {
 			return nil
 		}
-		if d.Name() == RootKeyFile || holdsKeyOf(path, root, pass) {
+		// A symlink to the key puts it within reach as much as a copy:
+		// follow links to regular files (WalkDir itself does not).
+		st, err := os.Stat(path)
+		if err != nil || !st.Mode().IsRegular() {
+			return nil
+		}
+		if d.Name() == RootKeyFile || filepath.Base(mustEval(path)) == RootKeyFile || holdsKeyOf(path, root, pass) {
 			found = path
 			return filepath.SkipAll
 		}
@@ -251,6 +257,14 @@ func FindRootKey(dir string, root *x509.Certificate, pass []byte) (string, error
 		return "", fmt.Errorf("look for the root key in %s: %w", dir, err)
 	}
 	return found, nil
+}
+
+// mustEval resolves path's symlinks, or returns it as it is.
+func mustEval(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	return path
 }
 
 func holdsKeyOf(path string, cert *x509.Certificate, pass []byte) bool {

@@ -136,6 +136,17 @@ func TestInitRootOffline(t *testing.T) {
 	if p, _ := ca.FindRootKey(dataDir, c.Root(), pass); p != "" {
 		t.Fatalf("FindRootKey mistook %s for the root key", p)
 	}
+	// A symlink to the offline key is the key within reach.
+	link := filepath.Join(dataDir, "ca", "link.pem")
+	if err := os.Symlink(keyOut, link); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := ca.FindRootKey(dataDir, c.Root(), rootPass); p != link {
+		t.Fatalf("FindRootKey = %q, want the symlink %s", p, link)
+	}
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
 	// The file name alone is enough, whatever it holds.
 	if err := os.WriteFile(filepath.Join(dataDir, ca.RootKeyFile), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
