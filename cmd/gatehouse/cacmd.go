@@ -21,7 +21,7 @@ import (
 
 func newCACmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "ca", Short: "CA key custody: sign and install intermediates"}
-	cmd.AddCommand(newSignIntermediateCmd(), newInstallIntermediateCmd())
+	cmd.AddCommand(newSignIntermediateCmd(), newInstallIntermediateCmd(), newRotateCmd())
 	return cmd
 }
 
@@ -138,6 +138,51 @@ func newInstallIntermediateCmd() *cobra.Command {
 	addServerFlags(cmd)
 	cmd.Flags().String("cert", "", "the signed intermediate certificate (PEM; may be followed by the root)")
 	cmd.Flags().String("root-cert", "", "the root certificate that signed it (PEM), unless --cert carries it")
+	return cmd
+}
+
+func newRotateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rotate",
+		Short: "Make a new issuing intermediate (new key, same root); the old one keeps its CRL and OCSP until it expires",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			pass, err := readPassphrase(v)
+			if err != nil {
+				return err
+			}
+			req := ca.RotateRequest{Dir: caDir(v), Passphrase: pass}
+			req.Validity, _ = cmd.Flags().GetDuration("validity")
+			if keyFile, _ := cmd.Flags().GetString("root-key"); keyFile != "" {
+				rootPass, err := rootPassphrase(cmd.Flags())
+				if err != nil {
+					return err
+				}
+				if rootPass == nil {
+					rootPass = pass
+				}
+				if req.RootKey, err = ca.LoadKey(keyFile, rootPass); err != nil {
+					return err
+				}
+			}
+			inter, err := ca.Rotate(req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "new issuing intermediate %q (serial %s, valid until %s); restart serve (every replica) to issue with it\n",
+				inter.Subject.CommonName, ca.SerialHex(inter.SerialNumber), inter.NotAfter.UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	addServerFlags(cmd)
+	f := cmd.Flags()
+	f.String("root-key", "", "the root key, when it is kept offline (default <data-dir>/ca/root_ca.key)")
+	f.String("root-passphrase-file", "", "file holding the root key passphrase (default: the CA passphrase)")
+	f.Duration("validity", 5*365*24*time.Hour, "new intermediate validity (never past the root's expiry)")
 	return cmd
 }
 

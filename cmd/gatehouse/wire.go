@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"os"
@@ -258,7 +259,7 @@ func newHooks(v *viper.Viper, az *authz.Authorizer, authority *ca.CA, hauth hook
 // newRevocation builds the CRL publisher, the session kicker, the
 // revocation service and the superseded sweeper, and returns the OCSP
 // responder (served through the API).
-func (a *app) newRevocation(ctx context.Context, v *viper.Viper, crlValidity time.Duration, log *slog.Logger) (_ *ocsp.Responder, err error) {
+func (a *app) newRevocation(ctx context.Context, v *viper.Viper, crlValidity time.Duration, log *slog.Logger) (_ ocsp.Multi, err error) {
 	st := a.store
 	if a.crl, err = newCRL(v, a.ca, st, crlValidity, log); err != nil {
 		return nil, err
@@ -276,20 +277,41 @@ func (a *app) newRevocation(ctx context.Context, v *viper.Viper, crlValidity tim
 	return newOCSP(ctx, a.ca, st, log)
 }
 
+// newCRL returns the CRL publisher: the current intermediate's list, and
+// after rotations the retired intermediates' lists with it (in the file
+// too, one PEM block each).
 func newCRL(v *viper.Viper, authority *ca.CA, st *store.Store, validity time.Duration, log *slog.Logger) (*crl.Publisher, error) {
+	retired := map[int]*x509.Certificate{}
+	issuers := authority.Issuers()
+	for i, gen := range authority.RetiredGenerations() {
+		retired[gen] = issuers[i+1]
+	}
 	return crl.New(crl.Config{Generator: authority, Numbers: st, Issuer: authority.Intermediate(),
+		Generation: authority.Generation(), Retired: retired,
 		File: v.GetString(keyCRLFile), ReloadCommand: v.GetString(keyCRLReload), Validity: validity, Log: log})
 }
 
 // newOCSP returns the OCSP responder. Its key is made fresh and certified by
 // the intermediate at every start (see ca/ocsp.go); it never touches the
-// disk.
-func newOCSP(ctx context.Context, authority *ca.CA, st *store.Store, log *slog.Logger) (*ocsp.Responder, error) {
+// disk. Each retired intermediate has a responder of its own.
+func newOCSP(ctx context.Context, authority *ca.CA, st *store.Store, log *slog.Logger) (ocsp.Multi, error) {
 	signer, err := authority.NewOCSPSigner(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
-	return ocsp.New(ocsp.Config{Certs: st, Signer: signer, Issuer: authority.Intermediate(), Log: log})
+	retired, err := authority.RetiredOCSPSigners(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out ocsp.Multi
+	for _, s := range append([]*ca.OCSPSigner{signer}, retired...) {
+		r, err := ocsp.New(ocsp.Config{Certs: st, Signer: s, Issuer: s.Issuer(), Log: log})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // Operator edge: api, ui, auth — built inline in wire, since api takes
