@@ -169,7 +169,19 @@ func baseName(cn string, gen int) string {
 // issuer), then renames the new key and certificate over the current ones.
 // The key goes first: a crash between the renames leaves a mismatch that
 // New refuses, with the old intermediate safe under its retired name.
-func installRotated(dir string, gen int, key crypto.Signer, inter *x509.Certificate, pass []byte) error {
+func installRotated(dir string, gen int, key crypto.Signer, inter *x509.Certificate, pass []byte) (err error) {
+	var copies []string
+	defer func() {
+		// Failed before the renames: the current intermediate is unchanged,
+		// and a copy of it under a retired name would count as a rotation.
+		if err != nil && len(copies) > 0 {
+			if cur, rerr := loadCert(filepath.Join(dir, IntermediateCertFile)); rerr == nil && !cur.Equal(inter) {
+				for _, c := range copies {
+					_ = os.Remove(c)
+				}
+			}
+		}
+	}()
 	for src, dst := range map[string]string{IntermediateKeyFile: RetiredKeyFile(gen), IntermediateCertFile: RetiredCertFile(gen)} {
 		b, err := os.ReadFile(filepath.Join(dir, src))
 		if err != nil {
@@ -182,6 +194,7 @@ func installRotated(dir string, gen int, key crypto.Signer, inter *x509.Certific
 		if err := writeExclusive(filepath.Join(dir, dst), b, perm); err != nil {
 			return err
 		}
+		copies = append(copies, filepath.Join(dir, dst))
 	}
 	tmpKey, tmpCert := filepath.Join(dir, ".next.key"), filepath.Join(dir, ".next.crt")
 	_ = os.Remove(tmpKey)

@@ -105,11 +105,7 @@ func newInstallIntermediateCmd() *cobra.Command {
 		Short: "Install the intermediate certificate an external or offline root signed for init --intermediate-from-csr",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			pass, err := readPassphrase(v)
+			v, pass, err := configAndPassphrase(cmd)
 			if err != nil {
 				return err
 			}
@@ -147,11 +143,7 @@ func newRotateCmd() *cobra.Command {
 		Short: "Make a new issuing intermediate (new key, same root); the old one keeps its CRL and OCSP until it expires",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			pass, err := readPassphrase(v)
+			v, pass, err := configAndPassphrase(cmd)
 			if err != nil {
 				return err
 			}
@@ -186,6 +178,16 @@ func newRotateCmd() *cobra.Command {
 	return cmd
 }
 
+// configAndPassphrase loads the configuration and the CA passphrase.
+func configAndPassphrase(cmd *cobra.Command) (*viper.Viper, []byte, error) {
+	v, err := loadConfig(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	pass, err := readPassphrase(v)
+	return v, pass, err
+}
+
 // rootPassphrase reads --root-passphrase-file; nil when the flag is unset
 // (the CA passphrase then applies).
 func rootPassphrase(f *pflag.FlagSet) ([]byte, error) {
@@ -213,7 +215,15 @@ func writeNewFile(path string, data []byte, perm os.FileMode) error {
 // as configured: an intermediate still waiting for its certificate, or a
 // root key within reach of the server although the root is offline
 // (ca.root_offline, or init --root-offline's marker).
-func checkCustody(v *viper.Viper, pass []byte) error {
+func checkCustody(v *viper.Viper) ([]byte, error) {
+	pass, err := readPassphrase(v)
+	if err != nil {
+		return nil, err
+	}
+	return pass, checkKeys(v, pass)
+}
+
+func checkKeys(v *viper.Viper, pass []byte) error {
 	dir := caDir(v)
 	if ca.Pending(dir) {
 		return fault.New(fault.Conflict, "the intermediate in %s waits for its certificate: run `gatehouse ca install-intermediate --data-dir %s --cert FILE --root-cert FILE`", dir, dataDir(v))

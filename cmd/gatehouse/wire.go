@@ -72,11 +72,8 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if !ca.Initialized(caDir(v)) {
 		return nil, fault.New(fault.NotFound, "%s holds no CA: run `gatehouse init --data-dir %s` first", dataDir(v), dataDir(v))
 	}
-	pass, err := readPassphrase(v)
+	pass, err := checkCustody(v)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkCustody(v, pass); err != nil {
 		return nil, err
 	}
 	// Before anything opens: a server whose hooks could not authenticate
