@@ -93,6 +93,10 @@ type Config struct {
 	Dir string
 	// Passphrase decrypts the intermediate key.
 	Passphrase []byte
+	// KMS, when set, is the PKCS#11 URI of the issuing key (kms.go), used
+	// instead of intermediate_ca.key; KMSPin is the token's user PIN.
+	KMS    string
+	KMSPin string
 	// Store backs the authority's certificate and revocation database.
 	Store CertStore
 	// RoleOIDs maps profile role names to extended key usage OIDs.
@@ -155,6 +159,7 @@ type CA struct {
 	crl      crlState
 	// verified caches the broker-facing verifications (VerifyClientCert).
 	verified verifiedCache
+	closeKey func() error
 }
 
 // New loads the CA from cfg.Dir and starts the embedded authority.
@@ -184,10 +189,34 @@ func New(cfg Config) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := loadKey(filepath.Join(cfg.Dir, IntermediateKeyFile), cfg.Passphrase)
+	key, closeKey, err := issuingKey(cfg)
 	if err != nil {
 		return nil, err
 	}
+	c, err := newCA(cfg, roleOIDs, root, inter, key)
+	if err != nil {
+		_ = closeKey()
+		return nil, err
+	}
+	c.closeKey = closeKey
+	return c, nil
+}
+
+// issuingKey opens the intermediate key: in its token, or decrypted from
+// the CA directory.
+func issuingKey(cfg Config) (crypto.Signer, func() error, error) {
+	if cfg.KMS != "" {
+		k, err := openKMSKey(cfg.KMS, cfg.KMSPin)
+		return k.signer, k.close, err
+	}
+	key, err := loadKey(filepath.Join(cfg.Dir, IntermediateKeyFile), cfg.Passphrase)
+	return key, func() error { return nil }, err
+}
+
+// Close lets go of the issuing key's token, if any.
+func (c *CA) Close() error { return c.closeKey() }
+
+func newCA(cfg Config, roleOIDs map[string]asn1.ObjectIdentifier, root, inter *x509.Certificate, key crypto.Signer) (*CA, error) {
 	if err := inter.CheckSignatureFrom(root); err != nil {
 		return nil, fmt.Errorf("intermediate is not signed by the root: %w", err)
 	}

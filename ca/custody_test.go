@@ -251,3 +251,27 @@ func TestSignIntermediateRoundTrip(t *testing.T) {
 	c := loadCA(t, dir)
 	issueAndVerify(t, c, filepath.Join(rootDir, ca.RootCertFile), "dev-offline")
 }
+
+// TestKMSNeedsTheBuildTag: a build without the pkcs11 tag refuses a KMS
+// URI at init and at start instead of falling back to a key file.
+func TestKMSNeedsTheBuildTag(t *testing.T) {
+	if ca.KMSSupported {
+		t.Skip("built with pkcs11: kms_pkcs11_test.go covers the token")
+	}
+	dir := filepath.Join(t.TempDir(), "ca")
+	err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, KMS: "pkcs11:token=x;object=y", KMSPin: "1"})
+	if !fault.Is(err, fault.InvalidArgument) {
+		t.Fatalf("Init with a KMS URI: %v", err)
+	}
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.New(context.Background(), store.Config{DSN: testdb.SQLite(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: st, KMS: "pkcs11:token=x;object=y", KMSPin: "1"}); !fault.Is(err, fault.InvalidArgument) {
+		t.Fatalf("New with a KMS URI: %v", err)
+	}
+}

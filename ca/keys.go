@@ -59,6 +59,11 @@ type InitConfig struct {
 	// IntermediateFromCSR makes no root: Dir gets the intermediate key and
 	// a CSR for an external root to sign (InstallIntermediate finishes).
 	IntermediateFromCSR bool
+	// KMS, when set, is the PKCS#11 URI under which the intermediate key
+	// is generated inside the token (non-extractable); no key file is
+	// written. KMSPin is the token's user PIN.
+	KMS    string
+	KMSPin string
 }
 
 func (c *InitConfig) setDefaults() {
@@ -96,6 +101,9 @@ func Init(cfg InitConfig) error {
 	if len(cfg.Passphrase) < MinPassphraseLen || len(cfg.RootPassphrase) < MinPassphraseLen {
 		return fault.New(fault.InvalidArgument, "CA passphrase must be at least %d bytes", MinPassphraseLen)
 	}
+	if cfg.KMS != "" && cfg.IntermediateFromCSR {
+		return fault.New(fault.InvalidArgument, "an intermediate in a PKCS#11 token cannot be signed by an external root yet")
+	}
 	if cfg.RootKeyOut != "" && cfg.IntermediateFromCSR {
 		return fault.New(fault.InvalidArgument, "an external root (intermediate from CSR) has no root key to write")
 	}
@@ -110,10 +118,11 @@ func Init(cfg InitConfig) error {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return fmt.Errorf("create CA dir: %w", err)
 	}
-	interKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	interKey, closeKey, err := newIssuingKey(cfg)
 	if err != nil {
 		return err
 	}
+	defer closeKey()
 	if cfg.IntermediateFromCSR {
 		return writePending(cfg, interKey)
 	}
@@ -127,6 +136,17 @@ func Init(cfg InitConfig) error {
 		return err
 	}
 	return writeHierarchy(cfg, rootKey, root, interKey, inter)
+}
+
+// newIssuingKey generates the intermediate key: in the token (KMS), or in
+// memory, to be written encrypted.
+func newIssuingKey(cfg InitConfig) (crypto.Signer, func() error, error) {
+	if cfg.KMS != "" {
+		k, err := createKMSKey(cfg.KMS, cfg.KMSPin)
+		return k.signer, k.close, err
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return k, func() error { return nil }, err
 }
 
 func intermediateSubject(name string) pkix.Name {
@@ -194,8 +214,10 @@ func writeHierarchy(cfg InitConfig, rootKey crypto.Signer, root *x509.Certificat
 	if err := writeKey(rootKeyPath, rootKey, cfg.RootPassphrase); err != nil {
 		return err
 	}
-	if err := writeKey(filepath.Join(cfg.Dir, IntermediateKeyFile), interKey, cfg.Passphrase); err != nil {
-		return err
+	if cfg.KMS == "" {
+		if err := writeKey(filepath.Join(cfg.Dir, IntermediateKeyFile), interKey, cfg.Passphrase); err != nil {
+			return err
+		}
 	}
 	if err := writeCert(filepath.Join(cfg.Dir, RootCertFile), root); err != nil {
 		return err

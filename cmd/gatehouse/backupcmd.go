@@ -240,7 +240,12 @@ func restoreCRL(ctx context.Context, v *viper.Viper, m backup.Manifest, lastCRL 
 		return 0, err
 	}
 	defer st.Close()
-	authority, err := ca.New(ca.Config{Dir: caDir(v), Passphrase: pass, Store: st, RoleOIDs: roleOIDs(v), CRLStore: st})
+	cfg, err := caConfig(v, pass, st)
+	if err != nil {
+		return 0, err
+	}
+	cfg.CRLStore = st
+	authority, err := ca.New(cfg)
 	if err != nil {
 		return 0, err
 	}

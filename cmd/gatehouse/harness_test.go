@@ -383,7 +383,8 @@ func buildBinary(t *testing.T) string {
 			return
 		}
 		build.bin = filepath.Join(build.dir, "gatehouse")
-		if out, err := exec.Command("go", "build", "-o", build.bin, ".").CombinedOutput(); err != nil {
+		// The binary has the build tags this test binary has (pkcs11).
+		if out, err := exec.Command("go", "build", "-tags", binaryTags, "-o", build.bin, ".").CombinedOutput(); err != nil {
 			build.err = &buildError{err, out}
 		}
 	})

@@ -45,6 +45,7 @@ func newInitCmd() *cobra.Command {
 	f.Bool("root-offline", false, "write the root key outside the data directory (--root-key-out); serve then refuses to run beside it")
 	f.String("root-key-out", "", "where --root-offline writes the root key (default gatehouse-root-ca.key next to the data directory)")
 	f.String("root-passphrase-file", "", "file holding a separate passphrase for the offline root key (default: the CA passphrase)")
+	f.String("kms", "", "generate the issuing key inside a PKCS#11 token under this pkcs11: URI (PIN from ca.kms_pin or ca.kms_pin_file; build tag pkcs11); set ca.kms to it for serve")
 	f.Bool("intermediate-from-csr", false, "make no root: write the intermediate key and a CSR for an external root; finish with `gatehouse ca install-intermediate`")
 	return cmd
 }
@@ -126,6 +127,13 @@ func initCA(cmd *cobra.Command, vp *viper.Viper, pass []byte) error {
 		return fault.New(fault.InvalidArgument, "--root-key-out needs --root-offline")
 	}
 	cfg := ca.InitConfig{Dir: caDir(vp), Passphrase: pass, IntermediateFromCSR: fromCSR}
+	if uri, _ := f.GetString("kms"); uri != "" {
+		vp.Set(keyKMS, uri)
+		var err error
+		if cfg.KMS, cfg.KMSPin, err = kmsConfig(vp); err != nil {
+			return err
+		}
+	}
 	if offline {
 		var err error
 		if cfg.RootKeyOut, err = offlineRootKeyPath(vp, keyOut); err != nil {

@@ -165,8 +165,12 @@ func (a *app) load(ctx context.Context) error {
 // Device flow: enroll → ca → store.
 
 func newCA(v *viper.Viper, st *store.Store, pass []byte, base string, crlValidity time.Duration) (*ca.CA, error) {
-	return ca.New(ca.Config{Dir: caDir(v), Passphrase: pass, Store: st, RoleOIDs: roleOIDs(v),
-		CRLURL: base + "/crl", OCSPURL: base + "/ocsp", CRLStore: st, CRLValidity: crlValidity})
+	cfg, err := caConfig(v, pass, st)
+	if err != nil {
+		return nil, err
+	}
+	cfg.CRLURL, cfg.OCSPURL, cfg.CRLStore, cfg.CRLValidity = base+"/crl", base+"/ocsp", st, crlValidity
+	return ca.New(cfg)
 }
 
 // newDeviceFront returns inventory (fleets, profiles, devices) and
