@@ -18,14 +18,20 @@ import (
 
 var rootPass = []byte("a different root passphrase")
 
-func loadCA(t *testing.T, dir string) *ca.CA {
+// openStore opens a store on dsn, closed when t ends.
+func openStore(t testing.TB, dsn string) *store.Store {
 	t.Helper()
-	st, err := store.New(context.Background(), store.Config{DSN: testdb.SQLite(t)})
+	st, err := store.New(context.Background(), store.Config{DSN: dsn})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	c, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: st})
+	return st
+}
+
+func loadCA(t *testing.T, dir string) *ca.CA {
+	t.Helper()
+	c, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: openStore(t, testdb.SQLite(t))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,11 +272,7 @@ func TestKMSNeedsTheBuildTag(t *testing.T) {
 	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.New(context.Background(), store.Config{DSN: testdb.SQLite(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, testdb.SQLite(t))
 	if _, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: st, KMS: "pkcs11:token=x;object=y", KMSPin: "1"}); !fault.Is(err, fault.InvalidArgument) {
 		t.Fatalf("New with a KMS URI: %v", err)
 	}

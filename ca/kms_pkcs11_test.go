@@ -26,11 +26,7 @@ func kmsCA(t testing.TB, uri string) (*ca.CA, string, *store.Store, string) {
 		t.Fatal(err)
 	}
 	dsn := testdb.SQLite(t)
-	st, err := store.New(context.Background(), store.Config{DSN: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := openStore(t, dsn)
 	c, err := ca.New(ca.Config{Dir: dir, Store: st, CRLStore: st, KMS: uri, KMSPin: testhsm.PIN,
 		CRLURL: "http://127.0.0.1:1/crl", OCSPURL: "http://127.0.0.1:1/ocsp"})
 	if err != nil {
@@ -110,11 +106,7 @@ func TestSoftHSMWrongPIN(t *testing.T) {
 	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, KMS: uri, KMSPin: testhsm.PIN}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.New(context.Background(), store.Config{DSN: testdb.SQLite(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, testdb.SQLite(t))
 	if _, err := ca.New(ca.Config{Dir: dir, Store: st, KMS: uri, KMSPin: "000000"}); err == nil || strings.Contains(err.Error(), "000000") {
 		t.Fatalf("New with a wrong PIN: %v", err)
 	}

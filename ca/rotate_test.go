@@ -11,7 +11,6 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
-	"github.com/gatehouse-iot/gatehouse/store"
 )
 
 // TestRotate: two rotations leave three generations; the CA issues with
@@ -30,11 +29,7 @@ func rotate(t *testing.T, dsn string) {
 	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.New(ctx, store.Config{DSN: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := openStore(t, dsn)
 	load := func() *ca.CA {
 		c, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: st, CRLStore: st, CRLURL: "http://127.0.0.1:1/crl"})
 		if err != nil {
