@@ -18,7 +18,8 @@ import (
 )
 
 // TestRotateIntermediate: devices enrolled before and after `gatehouse ca
-// rotate` verify with the published chain; the old intermediate keeps
+// rotate` verify with the published chain, and an old device renews onto
+// the new intermediate; the old intermediate keeps
 // signing its own CRL (at /crl, where its leaves point) and OCSP answers,
 // so revoking an old device shows there; Mosquitto with both lists in its
 // crlfile refuses the revoked device and accepts the others.
@@ -34,6 +35,9 @@ func TestRotateIntermediate(t *testing.T) {
 	g.serve(t, env)
 	toks := g.tokens(t, "default", 3)
 	old1, old2 := g.enroll(t, toks[0], "old-1"), g.enroll(t, toks[1], "old-2")
+	g.api(t, "POST", "/api/v1/profiles", map[string]any{"name": "short", "key_types": []string{"P-256"},
+		"validity": "2h", "renew_window": "2h"}, http.StatusCreated, nil)
+	old3 := g.enroll(t, g.tokens(t, "short", 1)[0], "old-3")
 	g.stop()
 	if r := g.run(t, nil, "ca", "rotate", "--data-dir", g.data); r.code != 0 || !strings.Contains(r.stdout, "G2") {
 		t.Fatalf("ca rotate: %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -48,12 +52,19 @@ func TestRotateIntermediate(t *testing.T) {
 	if cdp := readCert(t, new1.cert).CRLDistributionPoints; len(cdp) != 1 || cdp[0] != g.server+"/crl/2" {
 		t.Fatalf("new leaf's CRL URL %v, want %s/crl/2", cdp, g.server)
 	}
+	// A device of the old intermediate renews onto the new one.
+	if rn := g.run(t, nil, "renew", "--server", g.server, "--dir", old3.dir, "--json"); rn.code != 0 {
+		t.Fatalf("renew old-3: %d %s %s", rn.code, rn.stdout, rn.stderr)
+	}
+	if err := readCert(t, old3.cert).CheckSignatureFrom(newInter); err != nil {
+		t.Fatalf("old-3 renewed, but not by the new intermediate: %v", err)
+	}
 	root := filepath.Join(g.data, "ca", "root_ca.crt")
 	chain := filepath.Join(g.dir, "published-chain.pem")
 	if err := os.WriteFile(chain, g.api(t, "GET", "/api/v1/ca/chain", nil, http.StatusOK, nil), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []testDevice{old1, old2, new1} {
+	for _, d := range []testDevice{old1, old2, old3, new1} {
 		out, err := exec.Command("openssl", "verify", "-purpose", "sslclient", "-CAfile", root, "-untrusted", chain, d.cert).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), ": OK") {
 			t.Fatalf("%s with the published chain: %v\n%s", d.id, err, out)
