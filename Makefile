@@ -25,6 +25,7 @@ run: build
 
 test: test-deps
 	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 10m -tags pkcs11 -run SoftHSM ./ca ./cmd/gatehouse
 
 # A no-op when everything is there; `make test-deps DRY_RUN=1` only prints.
 test-deps:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/crl"
+	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
 // CRL serves the certificate revocation list and reports its upkeep.
@@ -22,8 +23,20 @@ type CRL interface {
 // crlDER serves GET /crl: the DER list, as RFC 5280 distribution points
 // expect (application/pkix-crl). No authentication: every leaf names this
 // URL, and brokers and devices fetch it anonymously.
+//
+// /crl/<generation> serves a rotated intermediate's list (ca rotate): the
+// leaves of generation 2 and later name it; /crl stays the first
+// intermediate's.
 func (s *Server) crlDER(c echo.Context) error {
-	return s.serveCRL(c, "application/pkix-crl", func(cur *crl.Current) []byte { return cur.DER })
+	gen := 0
+	if g := c.Param("generation"); g != "" {
+		n, err := strconv.Atoi(g)
+		if err != nil || n < 1 || strconv.Itoa(n) != g {
+			return fault.New(fault.NotFound, "no such CRL")
+		}
+		gen = n
+	}
+	return s.serveCRL(c, "application/pkix-crl", func(cur *crl.Current) []byte { return cur.ForGeneration(gen) })
 }
 
 // crlPEM serves GET /crl.pem: the same list as PEM, for brokers' crlfile.
@@ -35,6 +48,10 @@ func (s *Server) serveCRL(c echo.Context, contentType string, body func(*crl.Cur
 	cur, err := s.cfg.CRL.Serve(c.Request().Context())
 	if err != nil {
 		return err
+	}
+	b := body(cur)
+	if b == nil {
+		return fault.New(fault.NotFound, "no CRL for that intermediate")
 	}
 	h := c.Response().Header()
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -50,7 +67,7 @@ func (s *Server) serveCRL(c echo.Context, contentType string, body func(*crl.Cur
 	h.Set("Cache-Control", "public, no-cache, no-transform")
 	// ServeContent answers conditional (ETag, Last-Modified), HEAD and
 	// range requests.
-	http.ServeContent(c.Response(), c.Request(), "", cur.ThisUpdate, bytes.NewReader(body(cur)))
+	http.ServeContent(c.Response(), c.Request(), "", cur.ThisUpdate, bytes.NewReader(b))
 	return nil
 }
 

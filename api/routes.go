@@ -99,6 +99,8 @@ func (s *Server) routes() {
 	// distribution points (crl.go).
 	e.GET("/crl", s.crlDER)
 	e.HEAD("/crl", s.crlDER)
+	e.GET("/crl/:generation", s.crlDER)
+	e.HEAD("/crl/:generation", s.crlDER)
 	e.GET("/crl.pem", s.crlPEM)
 	e.HEAD("/crl.pem", s.crlPEM)
 	v1.GET("/crl", s.crlStatus, read...)

@@ -93,6 +93,10 @@ type Config struct {
 	Dir string
 	// Passphrase decrypts the intermediate key.
 	Passphrase []byte
+	// KMS, when set, is the PKCS#11 URI of the issuing key (kms.go), used
+	// instead of intermediate_ca.key; KMSPin is the token's user PIN.
+	KMS    string
+	KMSPin string
 	// Store backs the authority's certificate and revocation database.
 	Store CertStore
 	// RoleOIDs maps profile role names to extended key usage OIDs.
@@ -140,16 +144,22 @@ func DefaultRoleOIDs() map[string]string {
 
 // CA issues device certificates.
 type CA struct {
-	cfg      Config
-	auth     *authority.Authority
-	root     *x509.Certificate
-	inter    *x509.Certificate
+	cfg   Config
+	auth  *authority.Authority
+	root  *x509.Certificate
+	inter *x509.Certificate
+	// gen is the current intermediate's generation (rotate.go); retired
+	// are the earlier ones still valid, newest first.
+	gen      int
+	retired  []issuer
+	crlURL   string
 	roots    *x509.CertPool
 	inters   *x509.CertPool
 	roleOIDs map[string]asn1.ObjectIdentifier
 	crl      crlState
 	// verified caches the broker-facing verifications (VerifyClientCert).
 	verified verifiedCache
+	closeKey func() error
 }
 
 // New loads the CA from cfg.Dir and starts the embedded authority.
@@ -179,10 +189,34 @@ func New(cfg Config) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := loadKey(filepath.Join(cfg.Dir, IntermediateKeyFile), cfg.Passphrase)
+	key, closeKey, err := issuingKey(cfg)
 	if err != nil {
 		return nil, err
 	}
+	c, err := newCA(cfg, roleOIDs, root, inter, key)
+	if err != nil {
+		_ = closeKey()
+		return nil, err
+	}
+	c.closeKey = closeKey
+	return c, nil
+}
+
+// issuingKey opens the intermediate key: in its token, or decrypted from
+// the CA directory.
+func issuingKey(cfg Config) (crypto.Signer, func() error, error) {
+	if cfg.KMS != "" {
+		k, err := openKMSKey(cfg.KMS, cfg.KMSPin)
+		return k.signer, k.close, err
+	}
+	key, err := loadKey(filepath.Join(cfg.Dir, IntermediateKeyFile), cfg.Passphrase)
+	return key, func() error { return nil }, err
+}
+
+// Close lets go of the issuing key's token, if any.
+func (c *CA) Close() error { return c.closeKey() }
+
+func newCA(cfg Config, roleOIDs map[string]asn1.ObjectIdentifier, root, inter *x509.Certificate, key crypto.Signer) (*CA, error) {
 	if err := inter.CheckSignatureFrom(root); err != nil {
 		return nil, fmt.Errorf("intermediate is not signed by the root: %w", err)
 	}
@@ -212,9 +246,56 @@ func New(cfg Config) (*CA, error) {
 	}
 	c := &CA{cfg: cfg, auth: auth, root: root, inter: inter, roleOIDs: roleOIDs,
 		roots: x509.NewCertPool(), inters: x509.NewCertPool(), crl: crlState{signer: crlSigner}}
+	if err := c.loadGenerations(); err != nil {
+		return nil, err
+	}
 	c.roots.AddCert(root)
 	c.inters.AddCert(inter)
+	for _, r := range c.retired {
+		c.inters.AddCert(r.cert)
+	}
 	return c, nil
+}
+
+// loadGenerations loads the retired intermediates and gives the current
+// one's leaves a CRL URL of their own after a rotation: /crl stays the
+// first intermediate's, whose leaves name it.
+func (c *CA) loadGenerations() (err error) {
+	if c.gen, err = currentGen(c.cfg.Dir); err != nil {
+		return err
+	}
+	if c.retired, err = loadRetired(c.cfg.Dir, c.cfg.Passphrase, c.root, c.cfg.Now()); err != nil {
+		return err
+	}
+	c.crlURL = c.cfg.CRLURL
+	if c.gen > 1 && c.crlURL != "" {
+		c.crlURL += "/" + strconv.Itoa(c.gen)
+	}
+	return nil
+}
+
+// Generation is the current intermediate's generation: 1 until the first
+// rotation.
+func (c *CA) Generation() int { return c.gen }
+
+// RetiredGenerations lists the retired intermediates' generations, in the
+// order of Issuers()[1:].
+func (c *CA) RetiredGenerations() []int {
+	out := make([]int, len(c.retired))
+	for i, r := range c.retired {
+		out[i] = r.gen
+	}
+	return out
+}
+
+// Issuers returns every intermediate whose leaves may still be valid: the
+// current one first, then the retired ones, newest first.
+func (c *CA) Issuers() []*x509.Certificate {
+	out := []*x509.Certificate{c.inter}
+	for _, r := range c.retired {
+		out = append(out, r.cert)
+	}
+	return out
 }
 
 // Root returns the root certificate.
@@ -223,8 +304,10 @@ func (c *CA) Root() *x509.Certificate { return c.root }
 // Intermediate returns the issuing certificate.
 func (c *CA) Intermediate() *x509.Certificate { return c.inter }
 
-// ChainPEM returns the issuing chain a device needs: intermediate then root.
-func (c *CA) ChainPEM() []byte { return EncodePEM(c.inter, c.root) }
+// ChainPEM returns the issuing chain a device or broker needs: the
+// current intermediate, the retired ones still valid, then the root. A
+// verifier picks the intermediate that issued the leaf.
+func (c *CA) ChainPEM() []byte { return EncodePEM(append(c.Issuers(), c.root)...) }
 
 // Chain is what Issue returns with a leaf: the intermediate and the root.
 func (c *CA) Chain() []*x509.Certificate { return []*x509.Certificate{c.inter, c.root} }
@@ -346,8 +429,8 @@ func (c *CA) Issue(ctx context.Context, req LeafRequest) (Issued, error) {
 		NotBefore:          notBefore.UTC(),
 		NotAfter:           notAfter.UTC(),
 	}
-	if c.cfg.CRLURL != "" {
-		lt.CRLDistributionPoints = []string{c.cfg.CRLURL}
+	if c.crlURL != "" {
+		lt.CRLDistributionPoints = []string{c.crlURL}
 	}
 	if c.cfg.OCSPURL != "" {
 		lt.OCSPServer = []string{c.cfg.OCSPURL}

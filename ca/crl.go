@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/asn1"
 	"encoding/hex"
 	"errors"
@@ -68,7 +69,13 @@ var ErrCRLDisabled = fault.New(fault.NotFound, "certificate revocation lists are
 // as an x509.RevocationListEntry, and marshals them with reflection; for a
 // million entries that took 36 s and 3 GB. Here each row is encoded into
 // DER as it streams from the database (see BenchmarkGenerateCRL).
-func (c *CA) GenerateCRL(ctx context.Context) (store.CRL, error) {
+func (c *CA) GenerateCRL(ctx context.Context) (store.CRL, error) { return c.GenerateCRLAbove(ctx, 0) }
+
+// GenerateCRLAbove is GenerateCRL with a floor: the new list is numbered
+// above floor even when the stored number is lower. A restored CA uses it,
+// since lists published after its backup was taken carry numbers the
+// restored database never saw, and a CRL number must never go back.
+func (c *CA) GenerateCRLAbove(ctx context.Context, floor int64) (store.CRL, error) {
 	crls := c.cfg.CRLStore
 	if crls == nil {
 		return store.CRL{}, ErrCRLDisabled
@@ -90,6 +97,7 @@ func (c *CA) GenerateCRL(ctx context.Context) (store.CRL, error) {
 		if n, err = crls.CRLNumber(ctx); err != nil {
 			break
 		}
+		n = max(n, floor)
 		var out store.CRL
 		if out, err = c.signCRL(ctx, n+1); err != nil {
 			break
@@ -126,38 +134,61 @@ var (
 // distribution point differs from the certificate's, and the URL follows
 // api.public_url, which may change).
 func (c *CA) signCRL(ctx context.Context, n int64) (store.CRL, error) {
-	alg, hash, err := signatureAlgorithm(c.crl.signer.Public())
-	if err != nil {
-		return store.CRL{}, err
-	}
 	now := c.cfg.Now().UTC().Truncate(time.Second)
-	thisUpdate, nextUpdate := c.crlWindow(now)
 	list, count, err := c.crlEntries(ctx, now)
 	if err != nil {
 		return store.CRL{}, err
 	}
-	tbsDER, err := c.crlTBS(n, alg, thisUpdate, nextUpdate, list, count)
-	if err != nil {
-		return store.CRL{}, fmt.Errorf("encode CRL: %w", err)
-	}
-	der, err := c.signCRLTBS(tbsDER, alg, hash)
+	cur := issuer{gen: c.gen, cert: c.inter, key: c.crl.signer}
+	der, thisUpdate, nextUpdate, err := c.signCRLFor(cur, n, now, list, count)
 	if err != nil {
 		return store.CRL{}, err
 	}
-	return store.CRL{Number: n, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, Entries: count, DER: der}, nil
+	out := store.CRL{Number: n, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, Entries: count, DER: der}
+	// Each retired intermediate signs its own list with the same number and
+	// entries: every revoked Gatehouse serial, whichever intermediate issued
+	// it. Serials are 128 random bits, so no other issuer's certificate
+	// shares one, and the entries are encoded once for all lists.
+	for _, r := range c.retired {
+		der, _, next, err := c.signCRLFor(r, n, now, list, count)
+		if err != nil {
+			return store.CRL{}, fmt.Errorf("retired intermediate %d: %w", r.gen, err)
+		}
+		out.Others = append(out.Others, store.IssuerCRL{Generation: r.gen, DER: der})
+		// The set is due again when its first list is.
+		if next.Before(out.NextUpdate) {
+			out.NextUpdate = next
+		}
+	}
+	return out, nil
+}
+
+// signCRLFor signs CRL number n for one intermediate.
+func (c *CA) signCRLFor(is issuer, n int64, now time.Time, list []byte, count int) (der []byte, thisUpdate, nextUpdate time.Time, err error) {
+	alg, hash, err := signatureAlgorithm(is.key.Public())
+	if err != nil {
+		return nil, thisUpdate, nextUpdate, err
+	}
+	thisUpdate, nextUpdate = c.crlWindow(now, is.cert)
+	tbsDER, err := crlTBS(is.cert, n, alg, thisUpdate, nextUpdate, list, count)
+	if err != nil {
+		return nil, thisUpdate, nextUpdate, fmt.Errorf("encode CRL: %w", err)
+	}
+	der, err = signCRLTBS(is.key, tbsDER, alg, hash)
+	return der, thisUpdate, nextUpdate, err
 }
 
 // crlWindow returns the thisUpdate and nextUpdate of a list made at now.
-func (c *CA) crlWindow(now time.Time) (thisUpdate, nextUpdate time.Time) {
+func (c *CA) crlWindow(now time.Time, inter *x509.Certificate) (thisUpdate, nextUpdate time.Time) {
 	// thisUpdate is backdated as certificates' notBefore is: a broker whose
 	// clock runs a little behind would otherwise find every fresh list "not
 	// yet valid", and OpenSSL then refuses every client, not just the
 	// revoked ones. nextUpdate counts from now, so the validity is kept.
 	thisUpdate = now.Add(-c.cfg.Backdate)
 	nextUpdate = now.Add(c.cfg.CRLValidity)
-	if nextUpdate.After(c.inter.NotAfter) {
+	if nextUpdate.After(inter.NotAfter) {
 		// A list must not outlive its issuer: verifiers reject it then.
-		nextUpdate = c.inter.NotAfter
+		nextUpdate = inter.NotAfter
 	}
 	return thisUpdate, nextUpdate
 }
@@ -207,12 +238,12 @@ func (c *CA) crlEntries(ctx context.Context, now time.Time) ([]byte, int, error)
 
 // crlTBS encodes the TBSCertList of CRL number n around the encoded
 // entries list (count of them; none leaves the field out).
-func (c *CA) crlTBS(n int64, alg []byte, thisUpdate, nextUpdate time.Time, list []byte, count int) ([]byte, error) {
+func crlTBS(inter *x509.Certificate, n int64, alg []byte, thisUpdate, nextUpdate time.Time, list []byte, count int) ([]byte, error) {
 	tbs := cryptobyte.NewBuilder(make([]byte, 0, len(list)+1024))
 	tbs.AddASN1(cbasn1.SEQUENCE, func(t *cryptobyte.Builder) {
 		t.AddASN1Int64(1) // v2
 		t.AddBytes(alg)
-		t.AddBytes(c.inter.RawSubject)
+		t.AddBytes(inter.RawSubject)
 		addTime(t, thisUpdate)
 		addTime(t, nextUpdate)
 		if count > 0 {
@@ -220,13 +251,13 @@ func (c *CA) crlTBS(n int64, alg []byte, thisUpdate, nextUpdate time.Time, list 
 		}
 		t.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(x *cryptobyte.Builder) {
 			x.AddASN1(cbasn1.SEQUENCE, func(exts *cryptobyte.Builder) {
-				if len(c.inter.SubjectKeyId) > 0 {
+				if len(inter.SubjectKeyId) > 0 {
 					exts.AddASN1(cbasn1.SEQUENCE, func(ext *cryptobyte.Builder) {
 						ext.AddASN1ObjectIdentifier(oidExtAuthorityKeyID)
 						ext.AddASN1(cbasn1.OCTET_STRING, func(v *cryptobyte.Builder) {
 							v.AddASN1(cbasn1.SEQUENCE, func(aki *cryptobyte.Builder) {
 								aki.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(id *cryptobyte.Builder) {
-									id.AddBytes(c.inter.SubjectKeyId)
+									id.AddBytes(inter.SubjectKeyId)
 								})
 							})
 						})
@@ -244,14 +275,14 @@ func (c *CA) crlTBS(n int64, alg []byte, thisUpdate, nextUpdate time.Time, list 
 
 // signCRLTBS signs tbsDER with the CRL signer and returns the
 // CertificateList.
-func (c *CA) signCRLTBS(tbsDER, alg []byte, hash crypto.Hash) ([]byte, error) {
+func signCRLTBS(signer crypto.Signer, tbsDER, alg []byte, hash crypto.Hash) ([]byte, error) {
 	digest := tbsDER
 	if hash != 0 {
 		h := hash.New()
 		h.Write(tbsDER)
 		digest = h.Sum(nil)
 	}
-	sig, err := c.crl.signer.Sign(rand.Reader, digest, hash)
+	sig, err := signer.Sign(rand.Reader, digest, hash)
 	if err != nil {
 		return nil, fmt.Errorf("sign CRL: %w", err)
 	}

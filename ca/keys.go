@@ -27,6 +27,12 @@ const (
 	RootKeyFile          = "root_ca.key"
 	IntermediateCertFile = "intermediate_ca.crt"
 	IntermediateKeyFile  = "intermediate_ca.key"
+	// IntermediateCSRFile is the request init writes when an external or
+	// offline root is to sign the intermediate (custody.go).
+	IntermediateCSRFile = "intermediate_ca.csr"
+	// RootOfflineFile marks a CA whose root key was written outside the
+	// directory: serve then refuses to run while a root key lies within reach.
+	RootOfflineFile = "root-offline"
 )
 
 // MinPassphraseLen is the shortest passphrase accepted for the CA keys.
@@ -43,6 +49,21 @@ type InitConfig struct {
 	// RootValidity and IntermediateValidity default to 10 and 5 years.
 	RootValidity         time.Duration
 	IntermediateValidity time.Duration
+	// RootKeyOut, when set, receives the root key instead of Dir: the
+	// offline root. It must lie outside Dir, and Dir is marked so that
+	// serve refuses to run beside a root key (RootOfflineFile).
+	RootKeyOut string
+	// RootPassphrase encrypts the root key; default Passphrase. An offline
+	// root deserves its own: the online passphrase then opens nothing of it.
+	RootPassphrase []byte
+	// IntermediateFromCSR makes no root: Dir gets the intermediate key and
+	// a CSR for an external root to sign (InstallIntermediate finishes).
+	IntermediateFromCSR bool
+	// KMS, when set, is the PKCS#11 URI under which the intermediate key
+	// is generated inside the token (non-extractable); no key file is
+	// written. KMSPin is the token's user PIN.
+	KMS    string
+	KMSPin string
 }
 
 func (c *InitConfig) setDefaults() {
@@ -55,11 +76,15 @@ func (c *InitConfig) setDefaults() {
 	if c.IntermediateValidity == 0 {
 		c.IntermediateValidity = 5 * 365 * 24 * time.Hour
 	}
+	if len(c.RootPassphrase) == 0 {
+		c.RootPassphrase = c.Passphrase
+	}
 }
 
-// Initialized reports whether dir already holds a CA.
+// Initialized reports whether dir already holds a CA (or one waiting for
+// its intermediate certificate).
 func Initialized(dir string) bool {
-	for _, f := range []string{RootCertFile, RootKeyFile, IntermediateCertFile, IntermediateKeyFile} {
+	for _, f := range []string{RootCertFile, RootKeyFile, IntermediateCertFile, IntermediateKeyFile, IntermediateCSRFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
 			return true
 		}
@@ -68,11 +93,24 @@ func Initialized(dir string) bool {
 }
 
 // Init creates a root CA and an issuing intermediate (ECDSA P-256, path
-// length 0) in cfg.Dir. It refuses to touch a directory that holds any CA file.
+// length 0) in cfg.Dir. It refuses to touch a directory that holds any CA
+// file. With RootKeyOut the root key goes there instead; with
+// IntermediateFromCSR only the intermediate key and its CSR are made.
 func Init(cfg InitConfig) error {
 	cfg.setDefaults()
-	if len(cfg.Passphrase) < MinPassphraseLen {
+	if len(cfg.Passphrase) < MinPassphraseLen || len(cfg.RootPassphrase) < MinPassphraseLen {
 		return fault.New(fault.InvalidArgument, "CA passphrase must be at least %d bytes", MinPassphraseLen)
+	}
+	if cfg.KMS != "" && cfg.IntermediateFromCSR {
+		return fault.New(fault.InvalidArgument, "an intermediate in a PKCS#11 token cannot be signed by an external root yet")
+	}
+	if cfg.RootKeyOut != "" && cfg.IntermediateFromCSR {
+		return fault.New(fault.InvalidArgument, "an external root (intermediate from CSR) has no root key to write")
+	}
+	if cfg.RootKeyOut != "" {
+		if err := CheckOutside(cfg.RootKeyOut, cfg.Dir); err != nil {
+			return err
+		}
 	}
 	if Initialized(cfg.Dir) {
 		return fault.New(fault.AlreadyExists, "%s already holds a CA; refusing to overwrite it", cfg.Dir)
@@ -80,11 +118,45 @@ func Init(cfg InitConfig) error {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return fmt.Errorf("create CA dir: %w", err)
 	}
-	now := time.Now().Add(-time.Minute).Truncate(time.Second)
-
-	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	interKey, closeKey, err := newIssuingKey(cfg)
 	if err != nil {
 		return err
+	}
+	defer closeKey()
+	if cfg.IntermediateFromCSR {
+		return writePending(cfg, interKey)
+	}
+	now := time.Now().Add(-time.Minute).Truncate(time.Second)
+	rootKey, root, err := newRoot(cfg, now)
+	if err != nil {
+		return err
+	}
+	inter, err := signIntermediate(root, rootKey, interKey.Public(), intermediateSubject(cfg.Name), now, cfg.IntermediateValidity)
+	if err != nil {
+		return err
+	}
+	return writeHierarchy(cfg, rootKey, root, interKey, inter)
+}
+
+// newIssuingKey generates the intermediate key: in the token (KMS), or in
+// memory, to be written encrypted.
+func newIssuingKey(cfg InitConfig) (crypto.Signer, func() error, error) {
+	if cfg.KMS != "" {
+		k, err := createKMSKey(cfg.KMS, cfg.KMSPin)
+		return k.signer, k.close, err
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return k, func() error { return nil }, err
+}
+
+func intermediateSubject(name string) pkix.Name {
+	return pkix.Name{CommonName: name + " Issuing CA", Organization: []string{name}}
+}
+
+func newRoot(cfg InitConfig, now time.Time) (crypto.Signer, *x509.Certificate, error) {
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
 	}
 	rootTmpl := &x509.Certificate{
 		Subject:               pkix.Name{CommonName: cfg.Name + " Root CA", Organization: []string{cfg.Name}},
@@ -97,34 +169,55 @@ func Init(cfg InitConfig) error {
 	}
 	root, err := x509util.CreateCertificate(rootTmpl, rootTmpl, rootKey.Public(), rootKey)
 	if err != nil {
-		return fmt.Errorf("create root CA: %w", err)
+		return nil, nil, fmt.Errorf("create root CA: %w", err)
 	}
+	return rootKey, root, nil
+}
 
-	interKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
+// signIntermediate certifies pub as an issuing CA (path length 0) under
+// root, never past the root's own expiry.
+func signIntermediate(root *x509.Certificate, rootKey crypto.Signer, pub crypto.PublicKey, subject pkix.Name,
+	notBefore time.Time, validity time.Duration) (*x509.Certificate, error) {
+	notAfter := notBefore.Add(validity)
+	if notAfter.After(root.NotAfter) {
+		notAfter = root.NotAfter
 	}
 	interTmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: cfg.Name + " Issuing CA", Organization: []string{cfg.Name}},
-		NotBefore:             now,
-		NotAfter:              now.Add(cfg.IntermediateValidity),
+		Subject:               subject,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
 	}
-	inter, err := x509util.CreateCertificate(interTmpl, root, interKey.Public(), rootKey)
+	inter, err := x509util.CreateCertificate(interTmpl, root, pub, rootKey)
 	if err != nil {
-		return fmt.Errorf("create intermediate CA: %w", err)
+		return nil, fmt.Errorf("create intermediate CA: %w", err)
 	}
+	return inter, nil
+}
 
-	// Keys first: a crash part-way leaves no certificate without its key.
-	if err := writeKey(filepath.Join(cfg.Dir, RootKeyFile), rootKey, cfg.Passphrase); err != nil {
+// writeHierarchy writes keys first: a crash part-way leaves no certificate
+// without its key.
+func writeHierarchy(cfg InitConfig, rootKey crypto.Signer, root *x509.Certificate, interKey crypto.Signer, inter *x509.Certificate) error {
+	rootKeyPath := filepath.Join(cfg.Dir, RootKeyFile)
+	if cfg.RootKeyOut != "" {
+		rootKeyPath = cfg.RootKeyOut
+		// The marker comes before the key leaves: a crash in between must
+		// not leave an offline-root CA that serve would not guard.
+		if err := writeExclusive(filepath.Join(cfg.Dir, RootOfflineFile), []byte("the root key is kept offline; serve refuses to run beside it\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := writeKey(rootKeyPath, rootKey, cfg.RootPassphrase); err != nil {
 		return err
 	}
-	if err := writeKey(filepath.Join(cfg.Dir, IntermediateKeyFile), interKey, cfg.Passphrase); err != nil {
-		return err
+	if cfg.KMS == "" {
+		if err := writeKey(filepath.Join(cfg.Dir, IntermediateKeyFile), interKey, cfg.Passphrase); err != nil {
+			return err
+		}
 	}
 	if err := writeCert(filepath.Join(cfg.Dir, RootCertFile), root); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +49,11 @@ type OCSPCredential struct {
 // OCSPSigner hands out the current responder credential and renews it once
 // a third of its lifetime is left.
 type OCSPSigner struct {
-	ca       *CA
+	ca *CA
+	// retired, when set, is the retired intermediate this responder
+	// answers for; its certificates are signed with that key directly,
+	// since the embedded authority signs with the current one only.
+	retired  *issuer
 	validity time.Duration
 	cur      atomic.Pointer[OCSPCredential]
 	mu       sync.Mutex // serialises renewals
@@ -64,7 +69,11 @@ func (c *CA) NewOCSPSigner(ctx context.Context, validity time.Duration) (*OCSPSi
 	if validity < time.Hour {
 		return nil, errors.New("ca: OCSP signer validity must be at least an hour")
 	}
-	s := &OCSPSigner{ca: c, validity: validity}
+	return c.newOCSPSigner(ctx, validity, nil)
+}
+
+func (c *CA) newOCSPSigner(ctx context.Context, validity time.Duration, retired *issuer) (*OCSPSigner, error) {
+	s := &OCSPSigner{ca: c, validity: validity, retired: retired}
 	cred, err := s.issue(ctx)
 	if err != nil {
 		return nil, err
@@ -73,8 +82,31 @@ func (c *CA) NewOCSPSigner(ctx context.Context, validity time.Duration) (*OCSPSi
 	return s, nil
 }
 
+// RetiredOCSPSigners returns a responder signer for each retired
+// intermediate (Issuers()[1:], in that order): each answers for its own
+// leaves until it expires.
+func (c *CA) RetiredOCSPSigners(ctx context.Context, validity time.Duration) ([]*OCSPSigner, error) {
+	if validity == 0 {
+		validity = DefaultOCSPSignerValidity
+	}
+	out := make([]*OCSPSigner, 0, len(c.retired))
+	for i := range c.retired {
+		s, err := c.newOCSPSigner(ctx, validity, &c.retired[i])
+		if err != nil {
+			return nil, fmt.Errorf("retired intermediate %d: %w", c.retired[i].gen, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
 // Issuer is the certificate whose leaves the responder answers for.
-func (s *OCSPSigner) Issuer() *x509.Certificate { return s.ca.inter }
+func (s *OCSPSigner) Issuer() *x509.Certificate {
+	if s.retired != nil {
+		return s.retired.cert
+	}
+	return s.ca.inter
+}
 
 // Current returns the credential to sign with. When the current certificate
 // nears its end, one caller renews it while the others keep using the
@@ -85,7 +117,7 @@ func (s *OCSPSigner) Current(ctx context.Context) (OCSPCredential, error) {
 	renewAt := cred.Cert.NotAfter.Add(-s.validity / 3)
 	// A certificate already cut to the intermediate's end cannot be
 	// outlasted: renewing it would certify a new key on every call.
-	if now.Before(renewAt) || !cred.Cert.NotAfter.Before(s.ca.inter.NotAfter) {
+	if now.Before(renewAt) || !cred.Cert.NotAfter.Before(s.Issuer().NotAfter) {
 		return *cred, nil
 	}
 	expired := !now.Before(cred.Cert.NotAfter)
@@ -152,14 +184,17 @@ func (s *OCSPSigner) issue(ctx context.Context) (*OCSPCredential, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := s.ca
+	c, inter := s.ca, s.Issuer()
 	now := c.cfg.Now().Truncate(time.Second)
 	notAfter := now.Add(s.validity)
-	if notAfter.After(c.inter.NotAfter) {
-		notAfter = c.inter.NotAfter
+	if notAfter.After(inter.NotAfter) {
+		notAfter = inter.NotAfter
+	}
+	if s.retired != nil {
+		return s.issueRetired(key, now.Add(-c.cfg.Backdate), notAfter)
 	}
 	tmpl, err := json.Marshal(ocspTemplate{
-		Subject:     ocspSubject{CommonName: c.inter.Subject.CommonName + " OCSP Responder", Organization: c.inter.Subject.Organization},
+		Subject:     ocspSubject{CommonName: inter.Subject.CommonName + " OCSP Responder", Organization: inter.Subject.Organization},
 		KeyUsage:    []string{"digitalSignature"},
 		ExtKeyUsage: []string{"ocspSigning"},
 		// The extension's value is an ASN.1 NULL.
@@ -176,6 +211,34 @@ func (s *OCSPSigner) issue(ctx context.Context) (*OCSPCredential, error) {
 		return nil, fmt.Errorf("sign OCSP responder certificate: %w", err)
 	}
 	return &OCSPCredential{Cert: chain[0], Signer: key}, nil
+}
+
+// issueRetired certifies a responder key with a retired intermediate's key,
+// in the shape enforceOCSPSigner pins.
+func (s *OCSPSigner) issueRetired(key *ecdsa.PrivateKey, notBefore, notAfter time.Time) (*OCSPCredential, error) {
+	inter := s.retired.cert
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial.Add(serial, big.NewInt(1)),
+		Subject:      pkix.Name{CommonName: inter.Subject.CommonName + " OCSP Responder", Organization: inter.Subject.Organization},
+		NotBefore:    notBefore.UTC(), NotAfter: notAfter.UTC(),
+		ExtraExtensions: []pkix.Extension{{Id: oidOCSPNoCheck, Value: []byte{0x05, 0x00}}},
+	}
+	if err := enforceOCSPSigner(tmpl); err != nil {
+		return nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, inter, key.Public(), s.retired.key)
+	if err != nil {
+		return nil, fmt.Errorf("sign OCSP responder certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &OCSPCredential{Cert: cert, Signer: key}, nil
 }
 
 // enforceOCSPSigner pins the responder certificate to OCSP signing only:

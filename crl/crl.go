@@ -55,6 +55,12 @@ type Config struct {
 	Numbers Numbers
 	// Issuer, when set, must have signed every list before it is installed.
 	Issuer *x509.Certificate
+	// Generation is Issuer's generation (ca rotate), 1 before any rotation;
+	// Retired maps the retired intermediates' generations to their
+	// certificates. Their lists (store.CRL.Others) are served at
+	// /crl/<generation> and follow the current one in File.
+	Generation int
+	Retired    map[int]*x509.Certificate
 	// File, when set, receives every new list as PEM.
 	File string
 	// ReloadCommand, when set, runs through /bin/sh -c after each write of
@@ -125,10 +131,33 @@ type Status struct {
 	LastErrorAt time.Time
 }
 
-// Current is the installed list, ready to serve.
+// Current is the installed list, ready to serve: PEM holds the current
+// intermediate's list and then every retired one's.
 type Current struct {
 	store.CRL
-	PEM []byte
+	PEM        []byte
+	Generation int
+}
+
+// ForGeneration returns the DER list of the intermediate of generation
+// gen, or nil. Generation 1's list is the one at /crl (ForGeneration(0)),
+// which the first intermediate's leaves name; once that intermediate is
+// gone, /crl serves the current list.
+func (c *Current) ForGeneration(gen int) []byte {
+	if gen == 0 || gen == c.Generation {
+		if gen == 0 && c.Generation != 1 {
+			if der := c.ForGeneration(1); der != nil {
+				return der
+			}
+		}
+		return c.DER
+	}
+	for _, o := range c.Others {
+		if o.Generation == gen {
+			return o.DER
+		}
+	}
+	return nil
 }
 
 // flight is one generation; the callers that joined it wait on done.
@@ -379,7 +408,15 @@ func (p *Publisher) installCRL(ctx context.Context, c store.CRL) error {
 		return err
 	}
 	c.Entries = len(rl.RevokedCertificateEntries)
-	cur = &Current{CRL: c, PEM: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c.DER})}
+	cur = &Current{CRL: c, PEM: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: c.DER}), Generation: max(p.cfg.Generation, 1)}
+	if cur.Others, err = p.verifyOthers(c.Others); err != nil {
+		err = fmt.Errorf("CRL %d not installed: %w", c.Number, err)
+		p.fail(err)
+		return err
+	}
+	for _, o := range cur.Others {
+		cur.PEM = append(cur.PEM, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: o.DER})...)
+	}
 	p.smu.Lock()
 	p.latest = cur
 	p.status.Number, p.status.ThisUpdate, p.status.NextUpdate, p.status.Entries = c.Number, c.ThisUpdate, c.NextUpdate, c.Entries
@@ -501,6 +538,11 @@ func (p *Publisher) clearError() {
 // verify checks that der is a list a broker can use now: it parses, is
 // signed by the issuer (when configured) and is not expired.
 func (p *Publisher) verify(der []byte) (*x509.RevocationList, error) {
+	return p.verifyBy(der, p.cfg.Issuer)
+}
+
+// verifyBy is verify against issuer (none: no signature check).
+func (p *Publisher) verifyBy(der []byte, issuer *x509.Certificate) (*x509.RevocationList, error) {
 	if len(der) == 0 {
 		return nil, errors.New("empty CRL")
 	}
@@ -508,8 +550,8 @@ func (p *Publisher) verify(der []byte) (*x509.RevocationList, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unparsable CRL: %w", err)
 	}
-	if p.cfg.Issuer != nil {
-		if err := rl.CheckSignatureFrom(p.cfg.Issuer); err != nil {
+	if issuer != nil {
+		if err := rl.CheckSignatureFrom(issuer); err != nil {
 			return nil, fmt.Errorf("CRL not signed by the issuing CA: %w", err)
 		}
 	}
@@ -518,6 +560,24 @@ func (p *Publisher) verify(der []byte) (*x509.RevocationList, error) {
 		return nil, fmt.Errorf("CRL expired at %s", rl.NextUpdate.Format(time.RFC3339))
 	}
 	return rl, nil
+}
+
+// verifyOthers checks the retired intermediates' lists like verify, each
+// against its own issuer. A list of a generation this replica does not
+// hold as retired (its files are gone, or it expired) is left out.
+func (p *Publisher) verifyOthers(others []store.IssuerCRL) ([]store.IssuerCRL, error) {
+	var out []store.IssuerCRL
+	for _, o := range others {
+		issuer, ok := p.cfg.Retired[o.Generation]
+		if !ok {
+			continue
+		}
+		if _, err := p.verifyBy(o.DER, issuer); err != nil {
+			return nil, fmt.Errorf("retired intermediate %d's list: %w", o.Generation, err)
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }
 
 // maxOutput caps the reload command output kept for Status.

@@ -9,6 +9,8 @@
 #   mosquitto-dev, libmosquitto-dev, libcurl4-openssl-dev, libcjson-dev, libssl-dev, gcc,
 #   libc6-dev, pkg-config  build the gatehouse-mosquitto plugin
 #                        (`make mosquitto-plugin`, brokers/mosquitto)
+#   softhsm2, opensc     the PKCS#11 issuing-key tests (-tags pkcs11): a SoftHSM2
+#                        token each test makes, checked with pkcs11-tool
 #   chromium             the headless web UI test (cmd/gatehouse/ui_e2e_test.go)
 #   nodejs               runs ui/static/dom.js in ui/security_test.go
 #   make                 this entry point
@@ -61,6 +63,8 @@ compgen -G '/usr/include/*/curl/curl.h' >/dev/null || [ -f /usr/include/curl/cur
 have gcc || add gcc
 [ -f /usr/include/stdio.h ] || add libc6-dev
 have pkg-config || add pkg-config
+[ -f /usr/lib/softhsm/libsofthsm2.so ] && have softhsm2-util || add softhsm2
+have pkcs11-tool || add opensc
 { [ -n "${GATEHOUSE_CHROMIUM:-}" ] && is_exec "$GATEHOUSE_CHROMIUM"; } || is_exec /usr/bin/chromium ||
   is_exec /usr/bin/chromium-browser || add chromium
 have node || add nodejs

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
@@ -26,16 +28,51 @@ type CRL struct {
 	NextUpdate time.Time
 	Entries    int
 	DER        []byte
+	// Others are the lists of retired intermediates, with the same number
+	// and entries (ca rotate); empty before any rotation.
+	Others []IssuerCRL
+}
+
+// IssuerCRL is a retired intermediate's list.
+type IssuerCRL struct {
+	Generation int
+	DER        []byte
+}
+
+// encodeOthers and decodeOthers store Others as "<gen>:<base64>;…".
+func encodeOthers(others []IssuerCRL) string {
+	parts := make([]string, len(others))
+	for i, o := range others {
+		parts[i] = strconv.Itoa(o.Generation) + ":" + base64.StdEncoding.EncodeToString(o.DER)
+	}
+	return strings.Join(parts, ";")
+}
+
+func decodeOthers(s string) ([]IssuerCRL, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []IssuerCRL
+	for _, part := range strings.Split(s, ";") {
+		g, b, ok := strings.Cut(part, ":")
+		gen, err1 := strconv.Atoi(g)
+		der, err2 := base64.StdEncoding.DecodeString(b)
+		if !ok || err1 != nil || err2 != nil {
+			return nil, errors.New("stored retired-intermediate CRL is malformed")
+		}
+		out = append(out, IssuerCRL{Generation: gen, DER: der})
+	}
+	return out, nil
 }
 
 const (
 	sqlRevokedCerts = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
 WHERE status = 'revoked' AND not_after >= ?`
-	sqlGetCRL    = `SELECT crl_number, this_update, next_update, entries, der FROM crls WHERE id = 1`
+	sqlGetCRL    = `SELECT crl_number, this_update, next_update, entries, der, others FROM crls WHERE id = 1`
 	sqlCRLNumber = `SELECT crl_number FROM crls WHERE id = 1`
-	sqlStoreCRL  = `INSERT INTO crls (id, crl_number, this_update, next_update, entries, der) VALUES (1, ?, ?, ?, ?, ?)
+	sqlStoreCRL  = `INSERT INTO crls (id, crl_number, this_update, next_update, entries, der, others) VALUES (1, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET crl_number = excluded.crl_number, this_update = excluded.this_update,
-next_update = excluded.next_update, entries = excluded.entries, der = excluded.der
+next_update = excluded.next_update, entries = excluded.entries, der = excluded.der, others = excluded.others
 WHERE excluded.crl_number > crls.crl_number`
 )
 
@@ -94,8 +131,9 @@ func (s *Store) GetCRL(ctx context.Context) (CRL, error) {
 		this, nxt int64
 		entries   int64
 		der       string
+		others    string
 	)
-	if err := s.queryRow(ctx, sqlGetCRL).Scan(&c.Number, &this, &nxt, &entries, &der); err != nil {
+	if err := s.queryRow(ctx, sqlGetCRL).Scan(&c.Number, &this, &nxt, &entries, &der, &others); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return CRL{}, fault.New(fault.NotFound, "no CRL has been generated yet")
 		}
@@ -106,6 +144,9 @@ func (s *Store) GetCRL(ctx context.Context) (CRL, error) {
 		return CRL{}, errors.New("stored CRL is not base64")
 	}
 	c.ThisUpdate, c.NextUpdate, c.Entries, c.DER = fromMS(this), fromMS(nxt), int(entries), b
+	if c.Others, err = decodeOthers(others); err != nil {
+		return CRL{}, err
+	}
 	return c, nil
 }
 
@@ -130,7 +171,7 @@ func (s *Store) StoreCRL(ctx context.Context, c CRL) error {
 	}
 	der := base64.StdEncoding.EncodeToString(c.DER)
 	return s.writeSQL(ctx, func(ex execer) error {
-		res, err := ex.ExecContext(ctx, sqlStoreCRL, c.Number, ms(c.ThisUpdate), ms(c.NextUpdate), int64(c.Entries), der)
+		res, err := ex.ExecContext(ctx, sqlStoreCRL, c.Number, ms(c.ThisUpdate), ms(c.NextUpdate), int64(c.Entries), der, encodeOthers(c.Others))
 		if err != nil {
 			return classify(err, "CRL")
 		}

@@ -48,6 +48,10 @@ const (
 	keyPassphrase     = "ca.passphrase"
 	keyPassphraseFile = "ca.passphrase_file"
 	keyRoleOIDs       = "ca.role_oids"
+	keyRootOffline    = "ca.root_offline"
+	keyKMS            = "ca.kms"
+	keyKMSPin         = "ca.kms_pin"
+	keyKMSPinFile     = "ca.kms_pin_file"
 	keyLogLevel       = "log.level"
 	keyCRLFile        = "crl.file"
 	keyCRLReload      = "crl.reload_command"
@@ -92,6 +96,10 @@ var defaults = map[string]any{
 	keyPassphrase:     "",
 	keyPassphraseFile: "",
 	keyRoleOIDs:       map[string]string{},
+	keyRootOffline:    false,
+	keyKMS:            "",
+	keyKMSPin:         "",
+	keyKMSPinFile:     "",
 	keyLogLevel:       "info",
 	keyCRLFile:        "",
 	keyCRLReload:      "",
@@ -242,13 +250,18 @@ func readPassphrase(v *viper.Viper) ([]byte, error) {
 				"no CA passphrase: set GATEHOUSE_CA_PASSPHRASE or --ca-passphrase-file")
 		}
 	}
+	return readPassphraseFile("CA", path)
+}
+
+// readPassphraseFile reads a passphrase file (one line) of the given kind.
+func readPassphraseFile(kind, path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read CA passphrase: %w", err)
+		return nil, fmt.Errorf("read %s passphrase: %w", kind, err)
 	}
 	p := []byte(strings.TrimRight(string(b), "\r\n"))
 	if len(p) < ca.MinPassphraseLen {
-		return nil, fault.New(fault.InvalidArgument, "CA passphrase in %s is shorter than %d bytes", path, ca.MinPassphraseLen)
+		return nil, fault.New(fault.InvalidArgument, "%s passphrase in %s is shorter than %d bytes", kind, path, ca.MinPassphraseLen)
 	}
 	return p, nil
 }
@@ -269,6 +282,35 @@ func generatePassphrase(path string) ([]byte, error) {
 		return nil, err
 	}
 	return p, f.Close()
+}
+
+// kmsConfig reads ca.kms (a PKCS#11 URI naming the issuing key) and its
+// PIN from ca.kms_pin or ca.kms_pin_file. A PIN inside the URI is refused:
+// the URI sits in config files and messages.
+func kmsConfig(v *viper.Viper) (uri, pin string, err error) {
+	if uri = v.GetString(keyKMS); uri == "" {
+		return "", "", nil
+	}
+	if !strings.HasPrefix(uri, "pkcs11:") || strings.Contains(uri, "pin-value") || strings.Contains(uri, "pin-source") {
+		return "", "", fault.New(fault.InvalidArgument, "%s must be a pkcs11: URI without its PIN (set %s or %s)", keyKMS, keyKMSPin, keyKMSPinFile)
+	}
+	if pin = v.GetString(keyKMSPin); pin == "" && v.GetString(keyKMSPinFile) != "" {
+		b, err := os.ReadFile(v.GetString(keyKMSPinFile))
+		if err != nil {
+			return "", "", fault.Wrap(err, fault.InvalidArgument, "%s: %v", keyKMSPinFile, err)
+		}
+		pin = strings.TrimRight(string(b), "\r\n")
+	}
+	if pin == "" {
+		return "", "", fault.New(fault.InvalidArgument, "%s needs the token PIN in %s or %s", keyKMS, keyKMSPin, keyKMSPinFile)
+	}
+	return uri, pin, nil
+}
+
+// caConfig is the CA's configuration as serve and restore load it.
+func caConfig(v *viper.Viper, pass []byte, st ca.CertStore) (ca.Config, error) {
+	uri, pin, err := kmsConfig(v)
+	return ca.Config{Dir: caDir(v), Passphrase: pass, Store: st, RoleOIDs: roleOIDs(v), KMS: uri, KMSPin: pin}, err
 }
 
 // policyEvalTimeout reads policy.eval_timeout: the bound of one evaluation

@@ -74,6 +74,12 @@ type gatehouse struct {
 // Under -short it skips the test, which builds and runs the binary.
 func newGatehouse(t *testing.T, env ...string) *gatehouse {
 	t.Helper()
+	return newGatehouseInit(t, nil, env...)
+}
+
+// newGatehouseInit is newGatehouse with extra init flags.
+func newGatehouseInit(t *testing.T, initArgs []string, env ...string) *gatehouse {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -85,7 +91,7 @@ func newGatehouse(t *testing.T, env ...string) *gatehouse {
 		apiAddr: freeAddr(t), hooksAddr: freeAddr(t), diagAddr: freeAddr(t),
 		client: &http.Client{Timeout: 10 * time.Second}, logs: &logBuffer{}, stop: func() {},
 	}
-	g.initOut = g.run(t, nil, "init", "--data-dir", g.data)
+	g.initOut = g.run(t, nil, append([]string{"init", "--data-dir", g.data}, initArgs...)...)
 	out := g.initOut.stdout
 	tok, user, pw := adminTokenLine.FindStringSubmatch(out), adminUserLine.FindStringSubmatch(out), adminPasswordLine.FindStringSubmatch(out)
 	hs := hooksSecretLine.FindStringSubmatch(out)
@@ -377,7 +383,8 @@ func buildBinary(t *testing.T) string {
 			return
 		}
 		build.bin = filepath.Join(build.dir, "gatehouse")
-		if out, err := exec.Command("go", "build", "-o", build.bin, ".").CombinedOutput(); err != nil {
+		// The binary has the build tags this test binary has (pkcs11).
+		if out, err := exec.Command("go", "build", "-tags", binaryTags, "-o", build.bin, ".").CombinedOutput(); err != nil {
 			build.err = &buildError{err, out}
 		}
 	})

@@ -40,7 +40,13 @@ func newInitCmd() *cobra.Command {
 		},
 	}
 	addServerFlags(cmd)
-	cmd.Flags().Bool("if-missing", false, "on an initialised data directory, only add what is missing (the hook secret)")
+	f := cmd.Flags()
+	f.Bool("if-missing", false, "on an initialised data directory, only add what is missing (the hook secret)")
+	f.Bool("root-offline", false, "write the root key outside the data directory (--root-key-out); serve then refuses to run beside it")
+	f.String("root-key-out", "", "where --root-offline writes the root key (default gatehouse-root-ca.key next to the data directory)")
+	f.String("root-passphrase-file", "", "file holding a separate passphrase for the offline root key (default: the CA passphrase)")
+	f.String("kms", "", "generate the issuing key inside a PKCS#11 token under this pkcs11: URI (PIN from ca.kms_pin or ca.kms_pin_file; build tag pkcs11); set ca.kms to it for serve")
+	f.Bool("intermediate-from-csr", false, "make no root: write the intermediate key and a CSR for an external root; finish with `gatehouse ca install-intermediate`")
 	return cmd
 }
 
@@ -60,10 +66,9 @@ func runInit(cmd *cobra.Command, vp *viper.Viper) error {
 	} else if err != nil {
 		return err
 	}
-	if err := ca.Init(ca.InitConfig{Dir: caDir(vp), Passphrase: pass}); err != nil {
+	if err := initCA(cmd, vp, pass); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "created root and issuing CA in %s (keys encrypted)\n", caDir(vp))
 	if err := ensureHookSecret(vp, out); err != nil {
 		return err
 	}
@@ -108,6 +113,63 @@ func runInit(cmd *cobra.Command, vp *viper.Viper) error {
 	fmt.Fprintln(out, "admin-user: admin")
 	fmt.Fprintf(out, "admin-password: %s\n", password)
 	return nil
+}
+
+// initCA creates the CA as the flags ask: root and intermediate in the data
+// directory, the root key outside it (--root-offline), or only the
+// intermediate key and its CSR (--intermediate-from-csr).
+func initCA(cmd *cobra.Command, vp *viper.Viper, pass []byte) error {
+	out, f := cmd.OutOrStdout(), cmd.Flags()
+	offline, _ := f.GetBool("root-offline")
+	fromCSR, _ := f.GetBool("intermediate-from-csr")
+	keyOut, _ := f.GetString("root-key-out")
+	if keyOut != "" && !offline {
+		return fault.New(fault.InvalidArgument, "--root-key-out needs --root-offline")
+	}
+	cfg := ca.InitConfig{Dir: caDir(vp), Passphrase: pass, IntermediateFromCSR: fromCSR}
+	if uri, _ := f.GetString("kms"); uri != "" {
+		vp.Set(keyKMS, uri)
+		var err error
+		if cfg.KMS, cfg.KMSPin, err = kmsConfig(vp); err != nil {
+			return err
+		}
+	}
+	if offline {
+		var err error
+		if cfg.RootKeyOut, err = offlineRootKeyPath(vp, keyOut); err != nil {
+			return err
+		}
+		if cfg.RootPassphrase, err = rootPassphrase(f); err != nil {
+			return err
+		}
+	}
+	if err := ca.Init(cfg); err != nil {
+		return err
+	}
+	switch {
+	case fromCSR:
+		fmt.Fprintf(out, "created the issuing CA key in %s (encrypted); have your root sign %s, then run `gatehouse ca install-intermediate --cert FILE --root-cert FILE`\n",
+			caDir(vp), filepath.Join(caDir(vp), ca.IntermediateCSRFile))
+	case offline:
+		fmt.Fprintf(out, "created root and issuing CA in %s (keys encrypted)\n", caDir(vp))
+		fmt.Fprintf(out, "root-key: %s\nmove the root key to offline storage now; serve never reads it and refuses to run while it is in the data directory\n", cfg.RootKeyOut)
+	default:
+		fmt.Fprintf(out, "created root and issuing CA in %s (keys encrypted)\n", caDir(vp))
+	}
+	return nil
+}
+
+// offlineRootKeyPath is --root-key-out, or gatehouse-root-ca.key beside
+// (never inside) the data directory.
+func offlineRootKeyPath(vp *viper.Viper, keyOut string) (string, error) {
+	if keyOut == "" {
+		abs, err := filepath.Abs(dataDir(vp))
+		if err != nil {
+			return "", err
+		}
+		keyOut = filepath.Join(filepath.Dir(abs), "gatehouse-root-ca.key")
+	}
+	return keyOut, ca.CheckOutside(keyOut, dataDir(vp))
 }
 
 // createAdminToken makes an admin API token (auth stores only its hash and

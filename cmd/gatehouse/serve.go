@@ -147,12 +147,14 @@ func runTasks(ctx context.Context, log *slog.Logger, tasks []task) error {
 // serving each. It listens before anything serves, so a taken port fails
 // start-up at once.
 func listen(v *viper.Viper, a *app, log *slog.Logger) (_ []task, err error) {
-	// The intermediate is an anchor too, so devices whose TLS stacks send
+	// The intermediates (current and retired) are anchors too, so devices whose TLS stacks send
 	// only their leaf can still authenticate; renewal re-verifies the
 	// full chain to the root.
 	roots := x509.NewCertPool()
 	roots.AddCert(a.ca.Root())
-	roots.AddCert(a.ca.Intermediate())
+	for _, inter := range a.ca.Issuers() {
+		roots.AddCert(inter)
+	}
 	apiTLSConfig, err := apiTLS(v, roots)
 	if err != nil {
 		return nil, err

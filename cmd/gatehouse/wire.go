@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -78,7 +79,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if !ca.Initialized(caDir(v)) {
 		return nil, fault.New(fault.NotFound, "%s holds no CA: run `gatehouse init --data-dir %s` first", dataDir(v), dataDir(v))
 	}
-	pass, err := readPassphrase(v)
+	pass, err := checkCustody(v)
 	if err != nil {
 		return nil, err
 	}
@@ -176,8 +177,12 @@ func (a *app) load(ctx context.Context) error {
 // Device flow: enroll → ca → store.
 
 func newCA(v *viper.Viper, st *store.Store, pass []byte, base string, crlValidity time.Duration) (*ca.CA, error) {
-	return ca.New(ca.Config{Dir: caDir(v), Passphrase: pass, Store: st, RoleOIDs: roleOIDs(v),
-		CRLURL: base + "/crl", OCSPURL: base + "/ocsp", CRLStore: st, CRLValidity: crlValidity})
+	cfg, err := caConfig(v, pass, st)
+	if err != nil {
+		return nil, err
+	}
+	cfg.CRLURL, cfg.OCSPURL, cfg.CRLStore, cfg.CRLValidity = base+"/crl", base+"/ocsp", st, crlValidity
+	return ca.New(cfg)
 }
 
 // newDeviceFront returns inventory (fleets, profiles, devices) and
@@ -266,7 +271,7 @@ func newHooks(v *viper.Viper, a *app, hauth hookAuth, log *slog.Logger) (*hooks.
 // newRevocation builds the CRL publisher, the session kicker, the
 // revocation service and the superseded sweeper, and returns the OCSP
 // responder (served through the API).
-func (a *app) newRevocation(ctx context.Context, v *viper.Viper, crlValidity time.Duration, log *slog.Logger) (_ *ocsp.Responder, err error) {
+func (a *app) newRevocation(ctx context.Context, v *viper.Viper, crlValidity time.Duration, log *slog.Logger) (_ ocsp.Multi, err error) {
 	st := a.store
 	if a.crl, err = newCRL(v, a.ca, st, crlValidity, log); err != nil {
 		return nil, err
@@ -284,20 +289,41 @@ func (a *app) newRevocation(ctx context.Context, v *viper.Viper, crlValidity tim
 	return newOCSP(ctx, a.ca, st, log)
 }
 
+// newCRL returns the CRL publisher: the current intermediate's list, and
+// after rotations the retired intermediates' lists with it (in the file
+// too, one PEM block each).
 func newCRL(v *viper.Viper, authority *ca.CA, st *store.Store, validity time.Duration, log *slog.Logger) (*crl.Publisher, error) {
+	retired := map[int]*x509.Certificate{}
+	issuers := authority.Issuers()
+	for i, gen := range authority.RetiredGenerations() {
+		retired[gen] = issuers[i+1]
+	}
 	return crl.New(crl.Config{Generator: authority, Numbers: st, Issuer: authority.Intermediate(),
+		Generation: authority.Generation(), Retired: retired,
 		File: v.GetString(keyCRLFile), ReloadCommand: v.GetString(keyCRLReload), Validity: validity, Log: log})
 }
 
 // newOCSP returns the OCSP responder. Its key is made fresh and certified by
 // the intermediate at every start (see ca/ocsp.go); it never touches the
-// disk.
-func newOCSP(ctx context.Context, authority *ca.CA, st *store.Store, log *slog.Logger) (*ocsp.Responder, error) {
+// disk. Each retired intermediate has a responder of its own.
+func newOCSP(ctx context.Context, authority *ca.CA, st *store.Store, log *slog.Logger) (ocsp.Multi, error) {
 	signer, err := authority.NewOCSPSigner(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
-	return ocsp.New(ocsp.Config{Certs: st, Signer: signer, Issuer: authority.Intermediate(), Log: log})
+	retired, err := authority.RetiredOCSPSigners(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out ocsp.Multi
+	for _, s := range append([]*ca.OCSPSigner{signer}, retired...) {
+		r, err := ocsp.New(ocsp.Config{Certs: st, Signer: s, Issuer: s.Issuer(), Log: log})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // Operator edge: api, ui, auth — built inline in wire, since api takes

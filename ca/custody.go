@@ -1,0 +1,292 @@
+package ca
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.step.sm/crypto/pemutil"
+
+	"github.com/gatehouse-iot/gatehouse/fault"
+)
+
+// Key custody: the root operations that run away from the server. The
+// root key signs only intermediates, so it can live on an offline machine;
+// serve needs the root's certificate, never its key.
+
+// CheckOutside refuses a path inside dir (after resolving symlinks of
+// their existing parts): an "offline" key written into the directory the
+// server reads would be online.
+func CheckOutside(path, dir string) error {
+	p, err1 := resolve(path)
+	d, err2 := resolve(dir)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("resolve %s: %w", path, err)
+	}
+	rel, err := filepath.Rel(d, p)
+	if err != nil || (rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))) {
+		return fault.New(fault.InvalidArgument, "%s lies inside %s: an offline root key must be kept elsewhere", path, dir)
+	}
+	return nil
+}
+
+// resolve makes path absolute and resolves the symlinks of its longest
+// existing prefix (the file itself usually does not exist yet).
+func resolve(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	var tail []string
+	for cur := abs; ; cur = filepath.Dir(cur) {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(append([]string{r}, tail...)...), nil
+		}
+		if cur == filepath.Dir(cur) {
+			return abs, nil
+		}
+		tail = append([]string{filepath.Base(cur)}, tail...)
+	}
+}
+
+// writePending writes the intermediate key and the CSR an external root
+// signs; InstallIntermediate completes the CA.
+func writePending(cfg InitConfig, key crypto.Signer) error {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: intermediateSubject(cfg.Name)}, key)
+	if err != nil {
+		return fmt.Errorf("create intermediate CSR: %w", err)
+	}
+	if err := writeKey(filepath.Join(cfg.Dir, IntermediateKeyFile), key, cfg.Passphrase); err != nil {
+		return err
+	}
+	return writeExclusive(filepath.Join(cfg.Dir, IntermediateCSRFile),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), 0o644)
+}
+
+// Pending reports whether dir holds an intermediate key and CSR still
+// waiting for its certificate.
+func Pending(dir string) bool {
+	_, errCSR := os.Stat(filepath.Join(dir, IntermediateCSRFile))
+	_, errCert := os.Stat(filepath.Join(dir, IntermediateCertFile))
+	return errCSR == nil && errors.Is(errCert, fs.ErrNotExist)
+}
+
+// RootOffline reports whether init wrote dir's root key elsewhere.
+func RootOffline(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, RootOfflineFile))
+	return err == nil
+}
+
+// SignRequest is one root operation: certify an intermediate CSR.
+type SignRequest struct {
+	Root     *x509.Certificate
+	RootKey  crypto.Signer
+	CSR      *x509.CertificateRequest
+	Validity time.Duration // default 5 years, never past the root's expiry
+	Now      func() time.Time
+}
+
+// SignIntermediate certifies a CSR as an issuing CA under the root. Only
+// the CSR's subject and public key are used: the certificate is always a
+// path-length-0 CA for certificate and CRL signing.
+func SignIntermediate(req SignRequest) (*x509.Certificate, error) {
+	if req.Root == nil || req.RootKey == nil || req.CSR == nil {
+		return nil, fault.New(fault.InvalidArgument, "root certificate, root key and CSR are required")
+	}
+	if !publicKeysEqual(req.Root.PublicKey, req.RootKey.Public()) {
+		return nil, fault.New(fault.InvalidArgument, "the root key does not match the root certificate")
+	}
+	if !req.Root.IsCA || req.Root.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, fault.New(fault.InvalidArgument, "the root certificate is not a CA that may sign certificates")
+	}
+	if err := req.CSR.CheckSignature(); err != nil {
+		return nil, fault.Wrap(err, fault.CSRInvalid, "intermediate CSR signature does not verify")
+	}
+	if !strongCAKey(req.CSR.PublicKey) {
+		return nil, fault.New(fault.KeyTypeNotAllowed, "intermediate key type %q is not allowed (P-256, P-384, Ed25519, RSA ≥ 2048)", KeyType(req.CSR.PublicKey))
+	}
+	if req.CSR.Subject.CommonName == "" {
+		return nil, fault.New(fault.CSRInvalid, "intermediate CSR has no common name")
+	}
+	if req.Validity <= 0 {
+		req.Validity = 5 * 365 * 24 * time.Hour
+	}
+	if req.Now == nil {
+		req.Now = time.Now
+	}
+	now := req.Now().Add(-time.Minute).Truncate(time.Second)
+	if !now.Before(req.Root.NotAfter) {
+		return nil, fault.New(fault.InvalidArgument, "the root certificate has expired")
+	}
+	return signIntermediate(req.Root, req.RootKey, req.CSR.PublicKey, req.CSR.Subject, now, req.Validity)
+}
+
+func strongCAKey(pub crypto.PublicKey) bool {
+	if k, ok := pub.(*rsa.PublicKey); ok {
+		return k.N.BitLen() >= 2048
+	}
+	return KeyType(pub) != ""
+}
+
+// InstallIntermediate completes a pending CA (Pending): cert must certify
+// the key init made and be signed by root, a self-signed CA certificate.
+// certPEM may carry root after the intermediate; rootPEM may then be empty.
+func InstallIntermediate(dir string, pass, certPEM, rootPEM []byte, now time.Time) error {
+	if !Pending(dir) {
+		return fault.New(fault.Conflict, "%s holds no intermediate waiting for its certificate", dir)
+	}
+	certs, err := ParseCertsPEM(append(append([]byte{}, certPEM...), rootPEM...))
+	if err != nil {
+		return err
+	}
+	inter, root := certs[0], certs[len(certs)-1]
+	if len(certs) != 2 {
+		return fault.New(fault.InvalidArgument, "want the intermediate and its root (2 certificates), got %d: the root must sign Gatehouse's intermediate directly", len(certs))
+	}
+	key, err := loadKey(filepath.Join(dir, IntermediateKeyFile), pass)
+	if err != nil {
+		return err
+	}
+	if err := checkInstall(inter, root, key.Public(), now); err != nil {
+		return err
+	}
+	if err := writeCert(filepath.Join(dir, RootCertFile), root); err != nil {
+		return err
+	}
+	if err := writeCert(filepath.Join(dir, IntermediateCertFile), inter); err != nil {
+		return err
+	}
+	// The CSR has served; Pending is false from here on either way.
+	return os.Remove(filepath.Join(dir, IntermediateCSRFile))
+}
+
+func checkInstall(inter, root *x509.Certificate, pub crypto.PublicKey, now time.Time) error {
+	switch {
+	case !publicKeysEqual(inter.PublicKey, pub):
+		return fault.New(fault.InvalidArgument, "the certificate is not for this CA's intermediate key")
+	case !inter.IsCA || inter.KeyUsage&x509.KeyUsageCertSign == 0 || inter.KeyUsage&x509.KeyUsageCRLSign == 0:
+		return fault.New(fault.InvalidArgument, "the intermediate certificate must be a CA allowed to sign certificates and CRLs")
+	case !root.IsCA || root.CheckSignatureFrom(root) != nil:
+		return fault.New(fault.InvalidArgument, "the root certificate is not a self-signed CA")
+	case now.Before(inter.NotBefore) || now.After(inter.NotAfter):
+		return fault.New(fault.InvalidArgument, "the intermediate certificate is not valid now")
+	}
+	if err := inter.CheckSignatureFrom(root); err != nil {
+		return fault.Wrap(err, fault.InvalidArgument, "the intermediate is not signed by the root: %v", err)
+	}
+	return nil
+}
+
+// ParseCertsPEM parses every CERTIFICATE block; other blocks are refused.
+func ParseCertsPEM(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for rest := bytes.TrimSpace(data); len(rest) > 0; rest = bytes.TrimSpace(rest) {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil || b.Type != "CERTIFICATE" {
+			return nil, fault.New(fault.InvalidArgument, "not a PEM certificate")
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fault.Wrap(err, fault.InvalidArgument, "bad certificate: %v", err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fault.New(fault.InvalidArgument, "no PEM certificate")
+	}
+	return out, nil
+}
+
+// ParseCSRPEM parses one PEM certificate request.
+func ParseCSRPEM(data []byte) (*x509.CertificateRequest, error) {
+	b, _ := pem.Decode(data)
+	if b == nil || b.Type != "CERTIFICATE REQUEST" {
+		return nil, fault.New(fault.CSRInvalid, "not a PEM certificate request")
+	}
+	csr, err := x509.ParseCertificateRequest(b.Bytes)
+	if err != nil {
+		return nil, fault.Wrap(err, fault.CSRInvalid, "bad certificate request: %v", err)
+	}
+	return csr, nil
+}
+
+// LoadKey decrypts a CA key file written by Init.
+func LoadKey(path string, pass []byte) (crypto.Signer, error) { return loadKey(path, pass) }
+
+// maxKeyScan bounds the files FindRootKey reads: keys are small, and the
+// database beside them is not read.
+const maxKeyScan = 64 << 10
+
+// FindRootKey looks through dir (recursively) for the root's private key:
+// a file named like the root key, or any private key, plain or encrypted
+// under pass, whose public key is the root's. It returns the first path
+// found, or "". serve runs it when the root is meant to be offline.
+func FindRootKey(dir string, root *x509.Certificate, pass []byte) (string, error) {
+	var found string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || found != "" {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		// A symlink to the key puts it within reach as much as a copy:
+		// follow links to regular files (WalkDir itself does not).
+		st, err := os.Stat(path)
+		if err != nil || !st.Mode().IsRegular() {
+			return nil
+		}
+		if d.Name() == RootKeyFile || filepath.Base(mustEval(path)) == RootKeyFile || holdsKeyOf(path, root, pass) {
+			found = path
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("look for the root key in %s: %w", dir, err)
+	}
+	return found, nil
+}
+
+// mustEval resolves path's symlinks, or returns it as it is.
+func mustEval(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	return path
+}
+
+func holdsKeyOf(path string, cert *x509.Certificate, pass []byte) bool {
+	st, err := os.Stat(path)
+	if err != nil || st.Size() > maxKeyScan {
+		return false
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || !bytes.Contains(data, []byte("PRIVATE KEY-----")) {
+		return false
+	}
+	for rest := data; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return false
+		}
+		if !strings.Contains(b.Type, "PRIVATE KEY") {
+			continue
+		}
+		k, err := pemutil.ParseKey(pem.EncodeToMemory(b), pemutil.WithPassword(pass))
+		if s, ok := k.(crypto.Signer); err == nil && ok && publicKeysEqual(cert.PublicKey, s.Public()) {
+			return true
+		}
+	}
+}

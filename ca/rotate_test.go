@@ -1,0 +1,128 @@
+package ca_test
+
+import (
+	"context"
+	"crypto/x509"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/testdb"
+)
+
+// TestRotate: two rotations leave three generations; the CA issues with
+// the newest, verifies leaves of all, signs one CRL per intermediate with
+// one number, and has a delegated OCSP responder for each retired one. On
+// both databases, since the retired lists are stored with the current one.
+func TestRotate(t *testing.T) {
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) { rotate(t, testdb.DSN(t, backend)) })
+	}
+}
+
+func rotate(t *testing.T, dsn string) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass}); err != nil {
+		t.Fatal(err)
+	}
+	st := openStore(t, dsn)
+	load := func() *ca.CA {
+		c, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: st, CRLStore: st, CRLURL: "http://127.0.0.1:1/crl"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c1 := load()
+	leaves := []*x509.Certificate{issue(t, c1, "gen-1")}
+	for want := 2; want <= 3; want++ {
+		inter, err := ca.Rotate(ca.RotateRequest{Dir: dir, Passphrase: pass})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(inter.Subject.CommonName, " G"+string(rune('0'+want))) || strings.Count(inter.Subject.CommonName, " G") != 1 {
+			t.Fatalf("generation %d named %q", want, inter.Subject.CommonName)
+		}
+		c := load()
+		if c.Generation() != want || len(c.Issuers()) != want || !c.Intermediate().Equal(inter) {
+			t.Fatalf("after rotation: generation %d, %d issuers", c.Generation(), len(c.Issuers()))
+		}
+		leaves = append(leaves, issue(t, c, "gen-"+string(rune('0'+want))))
+	}
+	c := load()
+	issuers := c.Issuers()
+	for i, leaf := range leaves {
+		if _, err := c.VerifyLeaf(leaf); err != nil {
+			t.Fatalf("leaf of generation %d: %v", i+1, err)
+		}
+		// Newest first: generation 3 is issuers[0].
+		if err := leaf.CheckSignatureFrom(issuers[len(issuers)-1-i]); err != nil {
+			t.Fatalf("leaf of generation %d not signed by its intermediate: %v", i+1, err)
+		}
+	}
+	if cdp := leaves[2].CRLDistributionPoints; len(cdp) != 1 || cdp[0] != "http://127.0.0.1:1/crl/3" {
+		t.Fatalf("generation 3 leaf CRL URL %v", cdp)
+	}
+	if cdp := leaves[0].CRLDistributionPoints; len(cdp) != 1 || cdp[0] != "http://127.0.0.1:1/crl" {
+		t.Fatalf("generation 1 leaf CRL URL %v", cdp)
+	}
+	testdb.SeedCertificates(t, dsn, []testdb.Cert{{Serial: ca.SerialHex(leaves[0].SerialNumber), NotAfter: leaves[0].NotAfter,
+		RevokedAt: time.Now().Add(-time.Minute), Reason: 1}})
+	if _, err := c.GenerateCRL(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := st.GetCRL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored.Others) != 2 || stored.Others[0].Generation != 2 || stored.Others[1].Generation != 1 {
+		t.Fatalf("stored retired lists: %+v", stored.Others)
+	}
+	for i, der := range [][]byte{stored.DER, stored.Others[0].DER, stored.Others[1].DER} {
+		rl, err := x509.ParseRevocationList(der)
+		if err != nil || rl.CheckSignatureFrom(issuers[i]) != nil || rl.Number.Int64() != stored.Number ||
+			len(rl.RevokedCertificateEntries) != 1 || rl.RevokedCertificateEntries[0].SerialNumber.Cmp(leaves[0].SerialNumber) != 0 {
+			t.Fatalf("list %d: %v", i, err)
+		}
+	}
+	signers, err := c.RetiredOCSPSigners(ctx, 0)
+	if err != nil || len(signers) != 2 {
+		t.Fatalf("retired OCSP signers: %d %v", len(signers), err)
+	}
+	for i, s := range signers {
+		cred, err := s.Current(ctx)
+		if err != nil || cred.Cert.CheckSignatureFrom(issuers[i+1]) != nil || !s.Issuer().Equal(issuers[i+1]) ||
+			len(cred.Cert.ExtKeyUsage) != 1 || cred.Cert.ExtKeyUsage[0] != x509.ExtKeyUsageOCSPSigning || cred.Cert.IsCA {
+			t.Fatalf("retired responder %d: %v", i, err)
+		}
+	}
+}
+
+func TestRotateOfflineRootNeedsItsKey(t *testing.T) {
+	tmp := t.TempDir()
+	dir, keyOut := filepath.Join(tmp, "ca"), filepath.Join(tmp, "root.key")
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: keyOut}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Rotate(ca.RotateRequest{Dir: dir, Passphrase: pass}); !fault.Is(err, fault.Conflict) {
+		t.Fatalf("rotate without the offline root key: %v", err)
+	}
+	wrong, err := ca.LoadKey(filepath.Join(dir, ca.IntermediateKeyFile), pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Rotate(ca.RotateRequest{Dir: dir, Passphrase: pass, RootKey: wrong}); !fault.Is(err, fault.InvalidArgument) {
+		t.Fatalf("rotate with a key that is not the root's: %v", err)
+	}
+	key, err := ca.LoadKey(keyOut, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Rotate(ca.RotateRequest{Dir: dir, Passphrase: pass, RootKey: key}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-iot/gatehouse/internal/testdb"
+)
+
+// TestBackupRestore: a backup taken while serve runs is restored into a
+// new data directory; the restored server recognises the old device and
+// its certificate verifies against the restored root, token state is as
+// it was (a used token stays used, an unused one enrolls), and the CRL
+// number goes above every list the old server published, also those
+// after the backup. On PostgreSQL the database is pg_dump's: the backup
+// holds keys and config, and the restore runs against the same database.
+func TestBackupRestore(t *testing.T) {
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			var env []string
+			if backend == "postgres" {
+				env = append(env, "GATEHOUSE_DATABASE_DSN="+testdb.Postgres(t))
+			}
+			backupRestore(t, env)
+		})
+	}
+}
+
+func backupRestore(t *testing.T, env []string) {
+	g := newGatehouse(t, env...)
+	g.serve(t)
+	toks := g.tokens(t, "default", 3)
+	old := g.enroll(t, toks[0], "before-backup")
+	g.enroll(t, toks[1], "to-revoke")
+
+	file := filepath.Join(t.TempDir(), "gatehouse.backup")
+	r := g.run(t, nil, "backup", "--data-dir", g.data, "--out", file)
+	if r.code != 0 {
+		t.Fatalf("backup: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file: %v %v", st, err)
+	}
+	names := archiveNames(t, file)
+	for _, secret := range []string{"ca-passphrase", "ca/root_ca.key"} {
+		if strings.Contains(names, secret) != (secret == "ca/root_ca.key") {
+			t.Errorf("backup holds %s: %v (names %s)", secret, strings.Contains(names, secret), names)
+		}
+	}
+	if pg := len(env) > 0; strings.Contains(names, "gatehouse.db") == pg || strings.Contains(r.stdout, "pg_dump") != pg {
+		t.Errorf("database in the backup (postgres %v): names %s\n%s", pg, names, r.stdout)
+	}
+	// After the backup the live server publishes more lists.
+	if rv := g.adminCLI(t, "revoke", "device", "to-revoke", "--server", g.server); rv.code != 0 {
+		t.Fatalf("revoke: %d\n%s", rv.code, rv.stderr)
+	}
+	lastCRL := filepath.Join(t.TempDir(), "last.crl")
+	lastNumber := fetchCRL(t, g, lastCRL)
+	g.stop()
+
+	restored := filepath.Join(t.TempDir(), "restored")
+	pass := []string{"--ca-passphrase-file", filepath.Join(g.data, "ca-passphrase")}
+	if r := g.run(t, nil, append([]string{"restore", "--in", file, "--data-dir", g.data}, pass...)...); r.code == 0 ||
+		!strings.Contains(r.stderr, "already_exists") {
+		t.Fatalf("restore over a data dir in use: %d\n%s", r.code, r.stderr)
+	}
+	r = g.run(t, nil, append([]string{"restore", "--in", file, "--data-dir", restored, "--last-crl", lastCRL}, pass...)...)
+	if r.code != 0 {
+		t.Fatalf("restore: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	h := g.restoredInto(t, restored)
+	h.serve(t, "GATEHOUSE_CA_PASSPHRASE_FILE="+filepath.Join(g.data, "ca-passphrase"))
+	if n := fetchCRL(t, h, filepath.Join(t.TempDir(), "new.crl")); n <= lastNumber {
+		t.Fatalf("the restored CRL number %d is not above the last published %d", n, lastNumber)
+	}
+	verifyDevice(t, old, filepath.Join(restored, "ca", "root_ca.crt"))
+	var dev struct {
+		Status string `json:"status"`
+	}
+	h.api(t, "GET", "/api/v1/devices/"+old.id, nil, http.StatusOK, &dev)
+	if dev.Status != "active" {
+		t.Fatalf("restored device %s is %q", old.id, dev.Status)
+	}
+	used := h.run(t, nil, "enroll", "--server", h.server, "--token", toks[0], "--out", t.TempDir(), "--json")
+	if used.code != 1 || !strings.Contains(used.stdout, `"code": "token_used"`) {
+		t.Fatalf("a token used before the backup: %d\n%s", used.code, used.stdout)
+	}
+	h.enroll(t, toks[2], "after-restore")
+}
+
+// restoredInto is a gatehouse for another data directory with the same
+// credentials, on fresh ports.
+func (g *gatehouse) restoredInto(t *testing.T, data string) *gatehouse {
+	h := *g
+	h.data, h.dir = data, t.TempDir()
+	h.apiAddr, h.hooksAddr, h.diagAddr = freeAddr(t), freeAddr(t), freeAddr(t)
+	h.logs, h.stop = &logBuffer{}, func() {}
+	return &h
+}
+
+// fetchCRL saves the server's CRL to path and returns its number.
+func fetchCRL(t *testing.T, g *gatehouse, path string) int64 {
+	t.Helper()
+	resp, err := g.client.Get(g.server + "/crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	der, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /crl: %d %v", resp.StatusCode, err)
+	}
+	l, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, der, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return l.Number.Int64()
+}
+
+func archiveNames(t *testing.T, file string) string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, h.Name)
+	}
+	return strings.Join(names, " ")
+}

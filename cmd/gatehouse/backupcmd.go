@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/gatehouse-iot/gatehouse/backup"
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+// crlRestoreGap is how far above the backup's CRL number a restored CA
+// numbers its next list when no later list is given (--last-crl): lists
+// published between the backup and the restore (one per revocation and
+// per refresh) carry numbers the backup never saw, and a CRL number must
+// not go back. 2^20 covers a million of them; the number has 159 bits.
+const crlRestoreGap = 1 << 20
+
+// sqliteSnapshotName is the database's name in a backup and in a restored
+// data directory (databaseDSN's default).
+const sqliteSnapshotName = "gatehouse.db"
+
+func newBackupCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup",
+		Short: "Write a consistent online backup: SQLite snapshot, CA certificates and encrypted keys, hook secret, config",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			out, _ := cmd.Flags().GetString("out")
+			if out == "" {
+				return fault.New(fault.InvalidArgument, "--out is required")
+			}
+			return runBackup(cmd.Context(), cmd, v, out)
+		},
+	}
+	addServerFlags(cmd)
+	cmd.Flags().String("out", "", "backup file to write (mode 0600); must not exist")
+	return cmd
+}
+
+func runBackup(ctx context.Context, cmd *cobra.Command, v *viper.Viper, out string) (err error) {
+	if !ca.Initialized(caDir(v)) {
+		return fault.New(fault.NotFound, "%s holds no CA to back up", dataDir(v))
+	}
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fault.Wrap(err, fault.AlreadyExists, "backup file: %v", err)
+	}
+	defer func() {
+		if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
+			_ = os.Remove(out)
+		}
+	}()
+	tmp, err := os.MkdirTemp(filepath.Dir(out), ".gatehouse-backup-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	m, sources, err := snapshot(ctx, v, tmp)
+	if err != nil {
+		return err
+	}
+	if err := backup.Write(f, m, sources); err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "backup written to %s: %d files, CRL number %d; the CA passphrase is not in it\n", out, len(sources), m.CRLNumber)
+	if m.Database == "postgresql" {
+		fmt.Fprintf(w, "the PostgreSQL database is not in the backup: dump it with `pg_dump --format=custom --file gatehouse.pgdump '%s'`\n", redactDSN(databaseDSN(v)))
+	}
+	return nil
+}
+
+// snapshot takes the database snapshot (SQLite) into tmp, then lists what
+// the backup holds. The CA files never change while serve runs, so the
+// snapshot is what must be consistent.
+func snapshot(ctx context.Context, v *viper.Viper, tmp string) (backup.Manifest, []backup.Source, error) {
+	m := backup.Manifest{CreatedAt: time.Now().UTC(), Version: version, Database: "sqlite"}
+	st, err := store.New(ctx, store.Config{DSN: databaseDSN(v), Logger: newLogger(v)})
+	if err != nil {
+		return m, nil, err
+	}
+	defer st.Close()
+	var sources []backup.Source
+	if st.Postgres() {
+		m.Database = "postgresql"
+	} else {
+		db := filepath.Join(tmp, sqliteSnapshotName)
+		if err := st.Snapshot(ctx, db); err != nil {
+			return m, nil, err
+		}
+		sources = append(sources, backup.Source{Name: sqliteSnapshotName, Path: db})
+	}
+	// Read after the snapshot: a list stored in between only raises it,
+	// and a restore numbers above it.
+	if m.CRLNumber, err = st.CRLNumber(ctx); err != nil {
+		return m, nil, err
+	}
+	files, err := backupFiles(v)
+	return m, append(sources, files...), err
+}
+
+// backupFiles lists the CA directory (certificates, keys as encrypted at
+// rest), the generated hook secret and the config file. The generated CA
+// passphrase stays out: with it the backup would hold the keys in clear.
+func backupFiles(v *viper.Viper) ([]backup.Source, error) {
+	entries, err := os.ReadDir(caDir(v))
+	if err != nil {
+		return nil, err
+	}
+	var out []backup.Source
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			out = append(out, backup.Source{Name: "ca/" + e.Name(), Path: filepath.Join(caDir(v), e.Name())})
+		}
+	}
+	if p := filepath.Join(dataDir(v), hooksSecretFileName); fileExists(p) {
+		out = append(out, backup.Source{Name: hooksSecretFileName, Path: p})
+	}
+	if p := v.ConfigFileUsed(); p != "" {
+		out = append(out, backup.Source{Name: "config/" + filepath.Base(p), Path: p})
+	}
+	for _, s := range out {
+		if !backup.ValidName(s.Name) {
+			return nil, fault.New(fault.InvalidArgument, "cannot back up %s: its name is not one a backup holds", s.Path)
+		}
+	}
+	return out, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+func newRestoreCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "restore",
+		Short: "Restore a backup into a new data directory and sign a CRL numbered above every list published before",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			in, _ := cmd.Flags().GetString("in")
+			lastCRL, _ := cmd.Flags().GetString("last-crl")
+			if in == "" || !cmd.Flags().Changed("data-dir") {
+				return fault.New(fault.InvalidArgument, "--in and --data-dir are required")
+			}
+			return runRestore(cmd.Context(), cmd.OutOrStdout(), v, in, lastCRL)
+		},
+	}
+	addServerFlags(cmd)
+	cmd.Flags().String("in", "", "backup file written by gatehouse backup")
+	cmd.Flags().String("last-crl", "", "the newest CRL the old installation published (PEM or DER, e.g. its crl.file): the next number goes above it")
+	return cmd
+}
+
+func runRestore(ctx context.Context, w io.Writer, v *viper.Viper, in, lastCRL string) (err error) {
+	dir := dataDir(v)
+	if err := newEmptyDir(dir); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			// Only what this restore wrote: dir was empty.
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+			}
+		}
+	}()
+	f, err := os.Open(in)
+	if err != nil {
+		return fault.Wrap(err, fault.InvalidArgument, "backup file: %v", err)
+	}
+	defer f.Close()
+	m, err := backup.Extract(f, dir)
+	if err != nil {
+		return err
+	}
+	if m.Database == "postgresql" && v.GetString(keyDatabase) == "" {
+		return fault.New(fault.InvalidArgument, "the backup's database is PostgreSQL: restore the pg_dump first and pass --database")
+	}
+	n, err := restoreCRL(ctx, v, m, lastCRL)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "restored %d files from %s (taken %s) into %s; the new CRL is number %d\n", len(m.Files), in,
+		m.CreatedAt.Format(time.RFC3339), dir, n)
+	for _, f := range m.Files {
+		if filepath.Dir(f.Name) == "config" {
+			fmt.Fprintf(w, "the config file is in %s: check its paths and pass it with --config\n", filepath.Join(dir, f.Name))
+		}
+	}
+	return nil
+}
+
+// newEmptyDir creates dir (0700) or accepts it empty.
+func newEmptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return os.MkdirAll(dir, 0o700)
+	}
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fault.New(fault.AlreadyExists, "%s is not empty: restore only into a new data directory", dir)
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// restoreCRL opens the restored CA (which checks the passphrase opens the
+// intermediate key) and signs a CRL numbered above the backup's, above
+// lastCRL's, and crlRestoreGap above the larger.
+func restoreCRL(ctx context.Context, v *viper.Viper, m backup.Manifest, lastCRL string) (int64, error) {
+	pass, err := readPassphrase(v)
+	if err != nil {
+		return 0, err
+	}
+	st, err := openStore(ctx, v, newLogger(v))
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	cfg, err := caConfig(v, pass, st)
+	if err != nil {
+		return 0, err
+	}
+	cfg.CRLStore = st
+	authority, err := ca.New(cfg)
+	if err != nil {
+		return 0, err
+	}
+	floor := m.CRLNumber
+	if lastCRL != "" {
+		last, err := readCRLNumber(lastCRL, authority.Intermediate())
+		if err != nil {
+			return 0, err
+		}
+		floor = max(floor, last)
+	}
+	l, err := authority.GenerateCRLAbove(ctx, floor+crlRestoreGap)
+	return l.Number, err
+}
+
+// readCRLNumber reads a CRL the old installation published; it must be
+// signed by the restored intermediate.
+func readCRLNumber(path string, issuer *x509.Certificate) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fault.Wrap(err, fault.InvalidArgument, "last CRL: %v", err)
+	}
+	if p, _ := pem.Decode(b); p != nil {
+		b = p.Bytes
+	}
+	l, err := x509.ParseRevocationList(b)
+	if err != nil {
+		return 0, fault.Wrap(err, fault.InvalidArgument, "last CRL: %v", err)
+	}
+	if err := l.CheckSignatureFrom(issuer); err != nil {
+		return 0, fault.Wrap(err, fault.InvalidArgument, "last CRL is not signed by the restored CA: %v", err)
+	}
+	if l.Number == nil || !l.Number.IsInt64() || l.Number.Sign() < 0 {
+		return 0, fault.New(fault.InvalidArgument, "last CRL has no usable CRL number")
+	}
+	return l.Number.Int64(), nil
+}

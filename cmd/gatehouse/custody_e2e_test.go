@@ -1,0 +1,85 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestOfflineRoot: init --root-offline leaves no root key in the data
+// directory, serve runs without it and refuses to run beside it; the root
+// then signs a second Gatehouse's intermediate offline (init
+// --intermediate-from-csr, ca sign-intermediate, ca install-intermediate),
+// and devices of both verify with openssl against the one root.
+func TestOfflineRoot(t *testing.T) {
+	keyOut := filepath.Join(t.TempDir(), "offline-root.key")
+	g := newGatehouseInit(t, []string{"--root-offline", "--root-key-out", keyOut})
+	if !strings.Contains(g.initOut.stdout, "root-key: "+keyOut) {
+		t.Fatalf("init did not print where the root key went:\n%s", g.initOut.stdout)
+	}
+	if st, err := os.Stat(keyOut); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("offline root key: %v %v", st, err)
+	}
+	rootCert := filepath.Join(g.data, "ca", "root_ca.crt")
+	if _, err := os.Stat(filepath.Join(g.data, "ca", "root_ca.key")); !os.IsNotExist(err) {
+		t.Fatalf("root key in the data dir after init --root-offline: %v", err)
+	}
+	// A root key inside the data directory, under any name, stops serve.
+	stray := filepath.Join(g.data, "keys-backup.pem")
+	if err := os.WriteFile(stray, mustRead(t, keyOut), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := g.run(t, nil, "serve", "--data-dir", g.data, "--hooks-addr", g.hooksAddr, "--diag-addr", g.diagAddr, "--api-addr", g.apiAddr)
+	if r.code == 0 || !strings.Contains(r.stderr, "permission_denied") || !strings.Contains(r.stderr, stray) {
+		t.Fatalf("serve beside the root key: code %d\n%s", r.code, r.stderr)
+	}
+	if err := os.Remove(stray); err != nil {
+		t.Fatal(err)
+	}
+	g.serve(t)
+	verifyDevice(t, g.enroll(t, g.tokens(t, "default", 1)[0], "offline-1"), rootCert)
+
+	h := newGatehouseInit(t, []string{"--intermediate-from-csr"})
+	csr := filepath.Join(h.data, "ca", "intermediate_ca.csr")
+	if !strings.Contains(h.initOut.stdout, csr) {
+		t.Fatalf("init --intermediate-from-csr did not name the CSR:\n%s", h.initOut.stdout)
+	}
+	if r := h.run(t, nil, "serve", "--data-dir", h.data); r.code == 0 || !strings.Contains(r.stderr, "install-intermediate") {
+		t.Fatalf("serve before the intermediate certificate: code %d\n%s", r.code, r.stderr)
+	}
+	// The offline machine: only the root's files and the CSR.
+	signed := filepath.Join(t.TempDir(), "intermediate.crt")
+	sign := []string{"ca", "sign-intermediate", "--root-cert", rootCert, "--root-key", keyOut, "--csr", csr, "--out", signed,
+		"--ca-passphrase-file", filepath.Join(g.data, "ca-passphrase")}
+	if r := h.run(t, nil, sign...); r.code != 0 {
+		t.Fatalf("sign-intermediate: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := h.run(t, nil, sign...); r.code == 0 || !strings.Contains(r.stderr, "already_exists") {
+		t.Fatalf("sign-intermediate over an existing file: code %d\n%s", r.code, r.stderr)
+	}
+	if r := h.run(t, nil, "ca", "install-intermediate", "--data-dir", h.data, "--cert", signed, "--root-cert", rootCert); r.code != 0 {
+		t.Fatalf("install-intermediate: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	h.serve(t)
+	verifyDevice(t, h.enroll(t, h.tokens(t, "default", 1)[0], "csr-1"), rootCert)
+}
+
+func verifyDevice(t *testing.T, d testDevice, rootCert string) {
+	t.Helper()
+	out, err := exec.Command("openssl", "verify", "-purpose", "sslclient", "-CAfile", rootCert,
+		"-untrusted", filepath.Join(d.dir, "ca-chain.crt"), d.cert).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ": OK") {
+		t.Fatalf("openssl verify %s: %v\n%s", d.id, err, out)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
