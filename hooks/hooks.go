@@ -240,7 +240,7 @@ func (h *Handler) decide(r *http.Request, dialect string, req authz.Request) (au
 	req.Dialect = dialect
 	d, err := h.cfg.Authorizer.Authorize(r.Context(), req)
 	if err != nil {
-		return authz.Decision{}, err
+		return authz.Decision{}, coreError{err}
 	}
 	return d, nil
 }
@@ -252,7 +252,7 @@ func (h *Handler) decide(r *http.Request, dialect string, req authz.Request) (au
 // them — also when the operator opened the hooks to such callers.
 func (h *Handler) allowed(r *http.Request, dialect string, req authz.Request, d authz.Decision, err error) bool {
 	if err != nil {
-		h.observeRefusal(dialect, req.Action, err)
+		h.observeRefusal(r, dialect, req.Action, err)
 		if errors.Is(err, errUnauthenticated) || !h.credentialed(r) {
 			h.unauth.note(dialect, r.RemoteAddr)
 			return false

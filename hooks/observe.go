@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
 // Observer learns what the hook edge served, for metrics (package
@@ -33,19 +34,38 @@ func (h *Handler) timed(name string, f http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// observeRefusal reports a request that err refused at the edge; errors
-// of the core are not the edge's (the core reported them).
-func (h *Handler) observeRefusal(dialect string, action authz.Action, err error) {
+// coreError marks an error the core returned: the core counted it.
+type coreError struct{ error }
+
+func (e coreError) Unwrap() error { return e.error }
+
+// observeRefusal reports a request that err refused at the edge. Every
+// refusal the core did not count is counted here, as a deny or an error
+// with a bounded class; a caller without the hook credentials is counted
+// as unauthenticated whatever else is wrong with its request, so an
+// anonymous sender cannot move the error rate.
+func (h *Handler) observeRefusal(r *http.Request, dialect string, action authz.Action, err error) {
 	if h.cfg.Observer == nil {
 		return
 	}
-	var de decodeError
+	var (
+		de   decodeError
+		core coreError
+	)
+	result, reason := authz.ResultDeny, ""
 	switch {
-	case errors.Is(err, errUnauthenticated):
-		h.cfg.Observer.Refused(dialect, action, authz.ResultDeny, authz.ClassUnauthenticated)
+	case errors.As(err, &core):
+		return
+	case errors.Is(err, errUnauthenticated), !h.authenticated(r):
+		reason = authz.ClassUnauthenticated
 	case errors.Is(err, errPasswordListener), errors.Is(err, errNoCertIdentity):
-		h.cfg.Observer.Refused(dialect, action, authz.ResultDeny, authz.ClassNoIdentity)
+		reason = authz.ClassNoIdentity
 	case errors.As(err, &de):
-		h.cfg.Observer.Refused(dialect, action, authz.ResultError, authz.ClassBadRequest)
+		result, reason = authz.ResultError, authz.ClassBadRequest
+	case fault.Is(err, fault.CertInvalid):
+		reason = authz.ClassCertInvalid
+	default:
+		result, reason = authz.ResultError, authz.ClassOther
 	}
+	h.cfg.Observer.Refused(dialect, action, result, reason)
 }

@@ -2,7 +2,15 @@ package hooks_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -12,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/hooks"
 )
 
@@ -109,13 +118,16 @@ func TestObserverRefusals(t *testing.T) {
 			[]string{"emqx publish error bad_request"}},
 		{"mosquitto password listener", "/hooks/mosquitto/user", secret, `{"username":"dev1","password":"x"}`, nil,
 			[]string{"mosquitto connect deny no_identity"}},
+		{"malformed without the secret", "/hooks/emqx/authz", "", `{"clientid":`, nil, []string{"emqx  deny unauthenticated"}},
+		{"certificate the CA does not vouch for", "/hooks/v1/authorize", secret, nativeWithCert, nil,
+			[]string{"native connect deny cert_invalid"}},
 		{"core error", "/hooks/emqx/authz", secret, emqxPublish, errors.New("policy engine down"), nil},
 		{"allowed", "/hooks/emqx/authz", secret, emqxPublish, nil, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rec := &hookRecorder{fail: c.coreErr}
-			h, err := hooks.New(hooks.Config{Authorizer: rec, Secret: secret, Observer: rec})
+			h, err := hooks.New(hooks.Config{Authorizer: rec, Secret: secret, Observer: rec, Certs: refuseCerts{}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,6 +146,34 @@ func TestObserverRefusals(t *testing.T) {
 		})
 	}
 }
+
+// refuseCerts refuses every client certificate as the CA does one it did
+// not issue.
+type refuseCerts struct{}
+
+func (refuseCerts) VerifyClientCert(*x509.Certificate) (string, error) {
+	return "", fault.New(fault.CertInvalid, "certificate is not from this CA")
+}
+
+// nativeWithCert is a native CONNECT carrying a self-signed certificate.
+var nativeWithCert = func() string {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dev1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		panic(err)
+	}
+	b, err := json.Marshal(map[string]string{"action": "connect", "client_id": "dev1", "identity": "dev1",
+		"certificate": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))})
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 // TestObserverOptional: without an Observer, hooks answer as before and the
 // core still learns the dialect.
