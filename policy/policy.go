@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -126,6 +127,9 @@ type Policy struct {
 	// overruns counts evaluations still running past their deadline (see
 	// eval); while there is one, Grants refuses to start another.
 	overruns atomic.Int32
+	// symbol stands for the id in shared grants (shared.go); empty when
+	// the policy is evaluated per device.
+	symbol string
 }
 
 const (
@@ -185,7 +189,11 @@ func Compile(ctx context.Context, src Source) (*Policy, error) {
 	if err != nil {
 		return nil, &CompileError{Problems: problemsOf(err, "policy")}
 	}
-	return &Policy{source: src, modules: modules, compiler: compiler, query: q}, nil
+	p := &Policy{source: src, modules: modules, compiler: compiler, query: q}
+	if idIsText(ctx, compiler, caps) {
+		p.symbol = newSymbol(src)
+	}
+	return p, nil
 }
 
 func definesGrants(m *ast.Module) bool {
@@ -258,14 +266,9 @@ func (p *Policy) Grants(ctx context.Context, d Device) ([]Grant, error) {
 		}
 		out = append(out, g)
 	}
-	// Sets come back in a deterministic order already; sort anyway so the
-	// first matching grant (the decision's reason) never depends on OPA.
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Action != out[j].Action {
-			return out[i].Action < out[j].Action
-		}
-		return out[i].Filter < out[j].Filter
-	})
+	// Sets come back in a deterministic order already; sort anyway in the
+	// total order decisions follow (LessGrant).
+	slices.SortFunc(out, func(x, y Grant) int { return CompareGrants(&x, &y) })
 	return out, nil
 }
 
