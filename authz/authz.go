@@ -155,9 +155,9 @@ var errPolicyTimeout = errors.New("authz: policy evaluation timed out")
 
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
-	cfg     Config
-	policy  atomic.Pointer[activePolicy]
-	gens    atomic.Uint64 // source of unique generations for devices and policies
+	cfg    Config
+	policy atomic.Pointer[activePolicy]
+	gens   atomic.Uint64 // source of unique generations for devices and policies
 	// mu guards devices, classes, statuses, pending, warmedGen, expiry.
 	mu       sync.RWMutex
 	devices  map[string]*deviceEntry
@@ -169,10 +169,10 @@ type Authorizer struct {
 	pending   []*deviceEntry
 	warmedGen uint64
 	expiry    expiring
-	cache   *decisionCache
-	logged  atomic.Uint64
-	denies  *recentDenies
-	fresh   freshness
+	cache     *decisionCache
+	logged    atomic.Uint64
+	denies    *recentDenies
+	fresh     freshness
 
 	// timeoutLogged is the policy generation whose first cut-off evaluation
 	// was logged: one line per policy version, not one per device.
