@@ -162,7 +162,8 @@ type Authorizer struct {
 	mu       sync.RWMutex
 	devices  map[string]*deviceEntry
 	classes  map[string]*deviceClass
-	statuses map[string]string
+	statuses map[string]*string
+	keyBuf   []byte // appendClassKey's, under mu
 	// pending are the entries upserted since WarmGrants last ran, and
 	// warmedGen the policy generation whose every device it has passed
 	// over: Run's tick costs what changed, not the fleet's size.
@@ -210,7 +211,7 @@ func New(cfg Config) *Authorizer {
 		cfg.WarmEvery = time.Second
 	}
 	a := &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry),
-		classes: make(map[string]*deviceClass), statuses: make(map[string]string), cache: newDecisionCache(cfg.CacheSize),
+		classes: make(map[string]*deviceClass), statuses: make(map[string]*string), cache: newDecisionCache(cfg.CacheSize),
 		denies: newRecentDenies(cfg.RecentDenies), evalSlots: make(chan struct{}, cfg.EvalSlots)}
 	a.fresh.init(cfg.MaxStaleness, cfg.Now())
 	a.expiredUpTo = cfg.Now()
@@ -283,7 +284,7 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 	}
 	switch {
 	case !e.active:
-		return deny(id, "device is "+e.status), nil
+		return deny(id, "device is "+*e.status), nil
 	case e.notAfter.IsZero():
 		return deny(id, "device has no current certificate"), nil
 	case !now.Before(e.notAfter):
@@ -351,41 +352,45 @@ func (a *Authorizer) decide(ctx context.Context, ap *activePolicy, e *deviceEntr
 // whatever order they are held in: the least grant that allows the request
 // is its rule; with none, the reason is that of the greatest grant that
 // covers the topic but not the QoS or retain flag, as a pass over the
-// sorted grants would leave it.
-func matchGrants(gs *grantSet, want policy.Action, id, filter string, req Request, version int64) Decision {
-	var allow, refuse policy.Grant
-	var allowed, refused bool
-	reason := "no grant matches"
+// sorted grants would leave it. Shared grants are matched with the id
+// filled in on the stack; only a tie between two candidates allocates.
+func matchGrants(gs *grantSet, want policy.Action, id, topicOrFilter string, req Request, version int64) Decision {
+	var buf [256]byte
+	allow, refuse := -1, -1
 	for i := range gs.len() {
 		if gs.action(i) != want {
 			continue
 		}
-		g := gs.grant(i, id)
+		f := gs.filter(i, id, buf[:])
 		var covered bool
 		if want == policy.Publish || req.Action == Read {
 			// A name (published or delivered): the grant's filter must match it.
-			covered = topic.Match(g.Filter, filter)
+			covered = topic.Match(f, topicOrFilter)
 		} else {
 			// Containment: the filter may only match topics the grant allows.
-			covered = topic.Contains(g.Filter, filter)
+			covered = topic.Contains(f, topicOrFilter)
 		}
+		maxQoS, retain := gs.limits(i)
 		switch {
 		case !covered:
-		case req.QoS > g.MaxQoS || (req.Retain && !g.Retain):
-			if !refused || policy.LessGrant(&refuse, &g) {
-				refuse, refused = g, true
+		case req.QoS > maxQoS || (req.Retain && !retain):
+			if refuse < 0 || gs.less(refuse, i, id) {
+				refuse = i
 			}
-		case !allowed || policy.LessGrant(&g, &allow):
-			allow, allowed = g, true
+		case allow < 0 || gs.less(i, allow, id):
+			allow = i
 		}
 	}
+	reason := "no grant matches"
 	switch {
-	case allowed:
-		return Decision{Allow: true, Device: id, Reason: "granted", Rule: allow.Rule, PolicyVersion: version}
-	case refused && req.QoS > refuse.MaxQoS:
-		reason = "qos above the grant's maximum"
-	case refused:
-		reason = "retain not allowed by the grant"
+	case allow >= 0:
+		return Decision{Allow: true, Device: id, Reason: "granted", Rule: gs.rule(allow, id), PolicyVersion: version}
+	case refuse >= 0:
+		if maxQoS, _ := gs.limits(refuse); req.QoS > maxQoS {
+			reason = "qos above the grant's maximum"
+		} else {
+			reason = "retain not allowed by the grant"
+		}
 	}
 	return Decision{Device: id, Reason: reason, PolicyVersion: version}
 }

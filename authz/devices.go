@@ -3,9 +3,7 @@ package authz
 import (
 	"maps"
 	"slices"
-	"sort"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,11 +30,13 @@ type deviceClass struct {
 type deviceEntry struct {
 	id         string
 	class      *deviceClass
-	status     string
+	status     *string // interned: statuses are few
 	certSerial string
 	notAfter   time.Time
 	active     bool
-	gen        uint64
+	// sharedID: the id may take its class's grants (policy.SharedID).
+	sharedID bool
+	gen      uint64
 	// grants are the device's own, when its class's cannot stand for it
 	// (a policy that looks at the id, or an id unfit for substitution).
 	grants atomic.Pointer[grantSet]
@@ -46,7 +46,7 @@ type deviceEntry struct {
 // labels: callers inside the package only read them.
 func (e *deviceEntry) device() Device {
 	c := e.class
-	return Device{ID: e.id, Fleet: c.fleet, Profile: c.profile, Active: e.active, Status: e.status,
+	return Device{ID: e.id, Fleet: c.fleet, Profile: c.profile, Active: e.active, Status: *e.status,
 		Labels: c.labels, Roles: c.roles, CertSerial: e.certSerial, CertNotAfter: e.notAfter}
 }
 
@@ -55,37 +55,41 @@ func (c *deviceClass) input(id string) policy.Device {
 	return policy.Device{ID: id, Fleet: c.fleet, Profile: c.profile, Roles: c.roles, Labels: c.labels}
 }
 
-// classKey encodes what makes two devices alike for the policy, each part
-// length-prefixed so no two classes share a key.
-func classKey(d *Device) string {
-	var b strings.Builder
-	part := func(s string) {
-		b.WriteString(strconv.Itoa(len(s)))
-		b.WriteByte(':')
-		b.WriteString(s)
+// appendClassKey appends to b what makes two devices alike for the
+// policy, each part length-prefixed so no two classes share a key. The
+// map lookup with string(key) does not allocate: a device of a known
+// class costs no key string.
+func appendClassKey(b []byte, d *Device) []byte {
+	part := func(b []byte, s string) []byte {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		return append(b, s...)
 	}
-	part(d.Fleet)
-	part(d.Profile)
-	b.WriteString(strconv.Itoa(len(d.Roles)))
-	b.WriteByte('r')
+	b = part(b, d.Fleet)
+	b = part(b, d.Profile)
+	b = strconv.AppendInt(b, int64(len(d.Roles)), 10)
+	b = append(b, 'r')
 	for _, r := range d.Roles {
-		part(r)
+		b = part(b, r)
 	}
-	keys := slices.Collect(maps.Keys(d.Labels))
-	sort.Strings(keys)
-	b.WriteString(strconv.Itoa(len(keys)))
-	b.WriteByte('l')
+	var stack [8]string
+	keys := stack[:0]
+	for k := range d.Labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = strconv.AppendInt(b, int64(len(keys)), 10)
+	b = append(b, 'l')
 	for _, k := range keys {
-		part(k)
-		part(d.Labels[k])
+		b = part(b, k)
+		b = part(b, d.Labels[k])
 	}
-	return b.String()
+	return b
 }
 
 // UpsertDevice records a device's current state and invalidates its
 // cached decisions and grants.
 func (a *Authorizer) UpsertDevice(d Device) {
-	key := classKey(&d)
 	a.mu.Lock()
 	old := a.devices[d.ID]
 	// The sync re-reads recent changes on every poll (its overlap), so most
@@ -98,14 +102,16 @@ func (a *Authorizer) UpsertDevice(d Device) {
 			return
 		}
 	}
-	c := a.classes[key]
+	a.keyBuf = appendClassKey(a.keyBuf[:0], &d)
+	c := a.classes[string(a.keyBuf)]
 	if c == nil {
+		key := string(a.keyBuf)
 		c = &deviceClass{key: key, fleet: d.Fleet, profile: d.Profile, roles: slices.Clone(d.Roles), labels: maps.Clone(d.Labels)}
 		a.classes[key] = c
 	}
 	c.refs++
 	e := &deviceEntry{id: d.ID, class: c, status: a.intern(d.Status), certSerial: d.CertSerial, notAfter: d.CertNotAfter,
-		active: d.Active, gen: a.gens.Add(1)}
+		active: d.Active, sharedID: policy.SharedID(d.ID), gen: a.gens.Add(1)}
 	a.devices[d.ID] = e
 	if old != nil {
 		a.release(old.class)
@@ -120,14 +126,15 @@ func (a *Authorizer) UpsertDevice(d Device) {
 
 // intern returns the held copy of a status (a handful of values), under
 // a.mu.
-func (a *Authorizer) intern(s string) string {
+func (a *Authorizer) intern(s string) *string {
 	if held, ok := a.statuses[s]; ok {
 		return held
 	}
+	held := &s
 	if len(a.statuses) < 64 { // statuses are few; a flood of new ones is not interned
-		a.statuses[s] = s
+		a.statuses[s] = held
 	}
-	return s
+	return held
 }
 
 // release drops a device's hold on its class, under a.mu.

@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/policy"
@@ -41,6 +43,44 @@ func (gs *grantSet) action(i int) policy.Action {
 	return gs.grants[i].Action
 }
 
+// filter is grant i's filter for device id, built in buf when it holds
+// the id: valid only until buf is reused.
+func (gs *grantSet) filter(i int, id string, buf []byte) string {
+	if gs.tmpl == nil {
+		return gs.grants[i].Filter
+	}
+	if !gs.tmpl.HasID[i] {
+		return gs.tmpl.Grants[i].Filter
+	}
+	b := gs.tmpl.AppendFilter(buf[:0], i, id)
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// limits are grant i's QoS and retain bounds, which never hold the id.
+func (gs *grantSet) limits(i int) (maxQoS int, retain bool) {
+	if gs.tmpl != nil {
+		return gs.tmpl.Grants[i].MaxQoS, gs.tmpl.Grants[i].Retain
+	}
+	return gs.grants[i].MaxQoS, gs.grants[i].Retain
+}
+
+// less orders grants i and j for device id (policy.LessGrant).
+func (gs *grantSet) less(i, j int, id string) bool {
+	x, y := gs.grant(i, id), gs.grant(j, id)
+	return policy.LessGrant(&x, &y)
+}
+
+// rule is grant i's rule for device id.
+func (gs *grantSet) rule(i int, id string) string {
+	if gs.tmpl != nil && gs.tmpl.HasID[i] {
+		return strings.ReplaceAll(gs.tmpl.Grants[i].Rule, gs.tmpl.Symbol, id)
+	}
+	if gs.tmpl != nil {
+		return gs.tmpl.Grants[i].Rule
+	}
+	return gs.grants[i].Rule
+}
+
 // grant is grant i for device id.
 func (gs *grantSet) grant(i int, id string) policy.Grant {
 	if gs.tmpl != nil {
@@ -51,7 +91,7 @@ func (gs *grantSet) grant(i int, id string) policy.Grant {
 
 // shares reports whether e may take its class's grants under ap.
 func shares(ap *activePolicy, e *deviceEntry) bool {
-	return ap.p.Shared() && policy.SharedID(e.id)
+	return e.sharedID && ap.p.Shared()
 }
 
 // grants returns the grants deciding for e under the active policy,
