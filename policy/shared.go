@@ -52,15 +52,26 @@ func newSymbol(src Source) string {
 
 // idIsText reports whether the policy uses input.device.id only as text
 // spliced into its grants (see above). Any failure of the analysis is a no.
+//
+// Partial evaluation computes what it can, so a constant runaway (a
+// numbers.range over a billion) runs here: like eval, the analysis is
+// abandoned at its deadline (the policy is then per-device), so an
+// activation never hangs on it.
 func idIsText(ctx context.Context, compiler *ast.Compiler, caps *ast.Capabilities) bool {
 	ctx, cancel := context.WithTimeout(ctx, sharedAnalysisTimeout)
 	defer cancel()
-	pq, err := rego.New(rego.Query(Query), rego.Compiler(compiler), rego.Capabilities(caps),
-		rego.Unknowns([]string{"input"})).Partial(ctx)
-	if err != nil {
+	done := make(chan bool, 1)
+	go func() {
+		pq, err := rego.New(rego.Query(Query), rego.Compiler(compiler), rego.Capabilities(caps),
+			rego.Unknowns([]string{"input"})).Partial(ctx)
+		done <- err == nil && residualIsText(pq)
+	}()
+	select {
+	case ok := <-done:
+		return ok && ctx.Err() == nil
+	case <-ctx.Done():
 		return false
 	}
-	return residualIsText(pq)
 }
 
 // Shared reports whether the policy's grants are shared per class.
@@ -93,6 +104,20 @@ type Template struct {
 	Grants []Grant
 	// HasID marks the grants whose filter or rule contain the symbol.
 	HasID []bool
+	// parts are each filter split at the symbol (AppendFilter).
+	parts [][]string
+}
+
+// AppendFilter appends grant i's filter for the device id to dst: the
+// decision matches a topic against it without allocating.
+func (t *Template) AppendFilter(dst []byte, i int, id string) []byte {
+	for j, p := range t.parts[i] {
+		if j > 0 {
+			dst = append(dst, id...)
+		}
+		dst = append(dst, p...)
+	}
+	return dst
 }
 
 // Fill returns grant i for the device id.
@@ -122,13 +147,14 @@ func (p *Policy) ClassGrants(ctx context.Context, d Device) (*Template, error) {
 		// conflict between a spliced and a constant value): per device.
 		return nil, ErrNotShared
 	}
-	t := &Template{Symbol: p.symbol, Grants: gs, HasID: make([]bool, len(gs))}
+	t := &Template{Symbol: p.symbol, Grants: gs, HasID: make([]bool, len(gs)), parts: make([][]string, len(gs))}
 	for i, g := range gs {
 		n := strings.Count(g.Filter, p.symbol)
 		if len(g.Filter)+n*(MaxSharedID-len(p.symbol)) > topic.MaxLen {
 			return nil, ErrNotShared
 		}
 		t.HasID[i] = n > 0 || strings.Contains(g.Rule, p.symbol)
+		t.parts[i] = strings.Split(g.Filter, p.symbol)
 	}
 	return t, nil
 }
