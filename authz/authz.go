@@ -169,11 +169,14 @@ type Authorizer struct {
 	// over: Run's tick costs what changed, not the fleet's size.
 	pending   []*deviceEntry
 	warmedGen uint64
-	expiry    expiring
-	cache     *decisionCache
-	logged    atomic.Uint64
-	denies    *recentDenies
-	fresh     freshness
+	// pendingDrops counts the times pending overflowed (addPending): a
+	// full pass that began before one does not count as complete.
+	pendingDrops uint64
+	expiry       expiring
+	cache        *decisionCache
+	logged       atomic.Uint64
+	denies       *recentDenies
+	fresh        freshness
 
 	// timeoutLogged is the policy generation whose first cut-off evaluation
 	// was logged: one line per policy version, not one per device.

@@ -1,9 +1,12 @@
 package authz
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-iot/gatehouse/policy"
 )
 
 // TestClassKey: devices share a class exactly when the policy sees the
@@ -69,4 +72,42 @@ func TestClassesDroppedWithTheirDevices(t *testing.T) {
 	if n := count(); n != 0 {
 		t.Fatalf("%d classes after removing every device, want 0", n)
 	}
+}
+
+// TestPendingBounded: a core whose WarmGrants never runs does not queue
+// upserts without bound; the next WarmGrants then passes over every
+// device, so none is left cold.
+func TestPendingBounded(t *testing.T) {
+	p := compileDefault(t)
+	a := New(Config{})
+	a.SetPolicy(p, 1)
+	if _, err := a.WarmGrants(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 30 {
+		for i := range 100 {
+			a.UpsertDevice(Device{ID: fmt.Sprintf("d%d", i), Fleet: fmt.Sprintf("f%d", round), Active: true, CertNotAfter: time.Now().Add(time.Hour)})
+		}
+	}
+	a.mu.RLock()
+	n := len(a.pending)
+	a.mu.RUnlock()
+	if n > 1024 {
+		t.Fatalf("%d upserts queued for 100 devices", n)
+	}
+	if _, err := a.WarmGrants(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c := ColdDevices(a); c != 0 {
+		t.Fatalf("%d devices cold after the pass", c)
+	}
+}
+
+func compileDefault(t *testing.T) *policy.Policy {
+	t.Helper()
+	p, err := policy.Compile(context.Background(), policy.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -116,12 +116,24 @@ func (a *Authorizer) UpsertDevice(d Device) {
 	if old != nil {
 		a.release(old.class)
 	}
-	a.pending = append(a.pending, e)
-	a.expiry.add(e)
+	a.addPending(e)
+	a.trackExpiry(e)
 	a.mu.Unlock()
 	if a.cfg.Changes != nil {
 		a.cfg.Changes.DeviceChanged(d.ID)
 	}
+}
+
+// addPending queues e for WarmGrants, under a.mu. A core whose
+// WarmGrants does not run (no Run) must not queue without bound: past the
+// fleet's size the queue is dropped for one full pass.
+func (a *Authorizer) addPending(e *deviceEntry) {
+	if len(a.pending) >= max(len(a.devices), 1024) {
+		a.pending, a.warmedGen = nil, 0
+		a.pendingDrops++
+		return
+	}
+	a.pending = append(a.pending, e)
 }
 
 // intern returns the held copy of a status (a handful of values), under

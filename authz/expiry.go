@@ -79,29 +79,52 @@ func (a *Authorizer) announceExpired(now time.Time) {
 	}
 }
 
+// expiryBatch is how many expiries expiredSince pops per hold of the
+// write lock: a fleet expiring at once must not stall decisions.
+const expiryBatch = 4096
+
 // expiredSince pops the certificates that expired up to now and returns
-// the devices, still current, whose expiry is in (from, now]: authorize
-// denies from NotAfter on.
+// the devices, still current, whose expiry is in (from, now] (authorize
+// denies from NotAfter on); past maxExpiryEvents it only counts them.
 func (a *Authorizer) expiredSince(from, now time.Time) []string {
 	var ids []string
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for a.expiry.Len() > 0 && !a.expiry[0].e.notAfter.After(now) {
-		it := heap.Pop(&a.expiry).(expiryItem)
-		if a.devices[it.e.id] == it.e && it.e.notAfter.After(from) {
-			ids = append(ids, it.e.id)
-		}
-	}
-	// Replaced entries wait for their old expiry; when they outnumber the
-	// devices, the heap is rebuilt from the current ones.
-	if len(a.expiry) > 2*len(a.devices)+1024 {
-		a.expiry = a.expiry[:0]
-		for _, e := range a.devices {
-			if e.notAfter.After(now) {
-				a.expiry = append(a.expiry, expiryItem{notAfter: expiryKey(e.notAfter), e: e})
+	for more := true; more; {
+		a.mu.Lock()
+		for i := 0; ; i++ {
+			if a.expiry.Len() == 0 || a.expiry[0].e.notAfter.After(now) {
+				more = false
+				break
+			}
+			if i == expiryBatch {
+				break
+			}
+			it := heap.Pop(&a.expiry).(expiryItem)
+			if a.devices[it.e.id] == it.e && it.e.notAfter.After(from) && len(ids) <= maxExpiryEvents {
+				ids = append(ids, it.e.id)
 			}
 		}
-		heap.Init(&a.expiry)
+		a.mu.Unlock()
 	}
 	return ids
+}
+
+// trackExpiry records e's expiry for announceExpired, under a.mu. Without
+// Changes nothing is announced, so nothing is kept. Entries replaced by a
+// newer upsert wait in the heap for their old expiry; when they outnumber
+// the devices, the heap is rebuilt from the current ones.
+func (a *Authorizer) trackExpiry(e *deviceEntry) {
+	if a.cfg.Changes == nil {
+		return
+	}
+	a.expiry.add(e)
+	if len(a.expiry) <= 2*len(a.devices)+1024 {
+		return
+	}
+	a.expiry = a.expiry[:0]
+	for _, d := range a.devices {
+		if !d.notAfter.IsZero() {
+			a.expiry = append(a.expiry, expiryItem{notAfter: expiryKey(d.notAfter), e: d})
+		}
+	}
+	heap.Init(&a.expiry)
 }

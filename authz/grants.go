@@ -188,6 +188,7 @@ func (a *Authorizer) WarmGrants(ctx context.Context) (int, error) {
 	todo := a.pending
 	a.pending = nil
 	full := a.warmedGen != ap.gen
+	drops := a.pendingDrops
 	a.mu.Unlock()
 	if full {
 		todo = a.snapshot()
@@ -202,7 +203,9 @@ func (a *Authorizer) WarmGrants(ctx context.Context) (int, error) {
 	}
 	if full {
 		a.mu.Lock()
-		a.warmedGen = ap.gen
+		if a.pendingDrops == drops {
+			a.warmedGen = ap.gen
+		}
 		a.mu.Unlock()
 	}
 	return n, err
