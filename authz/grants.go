@@ -191,6 +191,9 @@ func (a *Authorizer) WarmGrants(ctx context.Context) (int, error) {
 	drops := a.pendingDrops
 	a.mu.Unlock()
 	if full {
+		// Once per policy, before the pass, so the pass shares grants
+		// where it can; until then decisions evaluate per device.
+		ap.p.Analyze(ctx)
 		todo = a.snapshot()
 	}
 	n, err := a.warm(ctx, ap, todo)
@@ -245,7 +248,8 @@ func (a *Authorizer) warm(ctx context.Context, ap *activePolicy, todo []*deviceE
 }
 
 // Simulate answers req for dev under policy p, with a throwaway core, so a
-// what-if never touches the live cache or decision log, under the same
+// what-if never touches the live cache or decision log nor waits on the
+// sharing analysis (one device gains nothing from it), under the same
 // evaluation bound as the live core (a cut-off evaluation is the same
 // ReasonPolicyTimeout deny). It takes its evaluation slot from the live
 // core's, so a burst of simulations cannot take more CPUs than the bound.

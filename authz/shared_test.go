@@ -50,7 +50,7 @@ func TestSharedDecidesAsPerDevice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !shared.Shared() || twin.Shared() {
+			if !shared.Analyze(ctx) || twin.Analyze(ctx) {
 				t.Fatalf("Shared() = %v / twin %v: want true / false", shared.Shared(), twin.Shared())
 			}
 			rng := rand.New(rand.NewPCG(5, 8))

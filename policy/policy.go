@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -128,8 +129,10 @@ type Policy struct {
 	// eval); while there is one, Grants refuses to start another.
 	overruns atomic.Int32
 	// symbol stands for the id in shared grants (shared.go); empty when
-	// the policy is evaluated per device.
-	symbol string
+	// the policy is evaluated per device. Set by Analyze before analyzed.
+	symbol   string
+	analysis sync.Once
+	analyzed atomic.Bool
 }
 
 const (
@@ -189,11 +192,7 @@ func Compile(ctx context.Context, src Source) (*Policy, error) {
 	if err != nil {
 		return nil, &CompileError{Problems: problemsOf(err, "policy")}
 	}
-	p := &Policy{source: src, modules: modules, compiler: compiler, query: q}
-	if idIsText(ctx, compiler, caps) {
-		p.symbol = newSymbol(src)
-	}
-	return p, nil
+	return &Policy{source: src, modules: modules, compiler: compiler, query: q}, nil
 }
 
 func definesGrants(m *ast.Module) bool {

@@ -22,7 +22,7 @@ import (
 // fleet, profile, roles and labels) are those of one evaluation with the id
 // replaced by a symbol, with the symbol replaced back by the device's id.
 //
-// Compile proves that for each policy by partial evaluation with the whole
+// Analyze proves that for a policy by partial evaluation with the whole
 // input unknown: every place the residual policy touches input.device.id
 // must be such a splice whose result flows only into grants. A condition on
 // the id (a comparison, startswith, regex, a lookup keyed by it), any other
@@ -33,7 +33,7 @@ import (
 // and ids with characters outside [A-Za-z0-9._:-], are evaluated per device.
 const MaxSharedID = 64
 
-// sharedAnalysisTimeout bounds the partial evaluation in Compile; a policy
+// sharedAnalysisTimeout bounds the partial evaluation in Analyze; a policy
 // whose analysis takes longer is evaluated per device.
 const sharedAnalysisTimeout = 2 * time.Second
 
@@ -74,8 +74,24 @@ func idIsText(ctx context.Context, compiler *ast.Compiler, caps *ast.Capabilitie
 	}
 }
 
-// Shared reports whether the policy's grants are shared per class.
-func (p *Policy) Shared() bool { return p.symbol != "" }
+// Analyze runs the sharing analysis once per policy (later calls wait for
+// the first and return its answer) and reports whether the policy's grants
+// are shared per class. It is not part of Compile: a policy that is only
+// validated, tested or simulated never pays for it. The analysis is bounded
+// by sharedAnalysisTimeout, whatever ctx allows.
+func (p *Policy) Analyze(ctx context.Context) bool {
+	p.analysis.Do(func() {
+		if idIsText(context.WithoutCancel(ctx), p.compiler, sandbox()) {
+			p.symbol = newSymbol(p.source)
+		}
+		p.analyzed.Store(true)
+	})
+	return p.Shared()
+}
+
+// Shared reports whether the policy's grants are shared per class: false
+// until Analyze has found so. It never waits.
+func (p *Policy) Shared() bool { return p.analyzed.Load() && p.symbol != "" }
 
 // SharedID reports whether a device with this id may take its class's
 // shared grants: an id that cannot change a topic's levels or wildcards.
@@ -134,7 +150,7 @@ func (t *Template) Fill(i int, id string) Grant {
 // id as the symbol. A Timeout is returned as from Grants; ErrNotShared
 // means the caller must use Grants per device.
 func (p *Policy) ClassGrants(ctx context.Context, d Device) (*Template, error) {
-	if p.symbol == "" || classHas(d, p.symbol) {
+	if !p.Shared() || classHas(d, p.symbol) {
 		return nil, ErrNotShared
 	}
 	d.ID = p.symbol

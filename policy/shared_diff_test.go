@@ -140,7 +140,7 @@ func TestSharedGrantsEqualPerDevice(t *testing.T) {
 			continue // a generated rule set may conflict; the generator is blunt
 		}
 		policies++
-		if p.Shared() {
+		if p.Analyze(context.Background()) {
 			shared++
 		}
 		for range 20 {
@@ -167,6 +167,7 @@ func FuzzSharedGrants(f *testing.F) {
 		if err != nil {
 			return
 		}
+		p.Analyze(context.Background())
 		d := genDevice(rng)
 		d.ID = id
 		checkShared(t, p, d)

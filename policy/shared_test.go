@@ -56,7 +56,7 @@ func TestSharedAnalysis(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.Shared() != tc.shared {
+			if p.Analyze(context.Background()) != tc.shared {
 				t.Fatalf("Shared() = %v, want %v", p.Shared(), tc.shared)
 			}
 		})
@@ -80,8 +80,15 @@ func TestSharedAnalysisBounded(t *testing.T) {
 		t.Fatalf("Compile took %v", took)
 	}
 	if p.Shared() {
+		t.Fatal("Shared() before Analyze")
+	}
+	start = time.Now()
+	if p.Analyze(context.Background()) {
 		// Finished within the bound on a fast machine: then it must be
 		// right, the id is only spliced.
 		t.Log("analysis finished within its bound")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("Analyze took %v", took)
 	}
 }
