@@ -205,31 +205,3 @@ func readRSS() (rss, hwm uint64) {
 
 func mib(n uint64) float64 { return float64(n) / (1 << 20) }
 
-// BenchmarkUncached is the uncached decision of BenchmarkScale alone, per
-// fleet size, for profiling.
-func BenchmarkUncached(b *testing.B) {
-	for _, n := range []int{1000, 100000} {
-		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
-			src := policy.Default()
-			src.Policy += scaleExtra
-			a := authz.New(authz.Config{})
-			a.SetPolicy(compileScale(b, src), 1)
-			devs := loadScaleDevices(a, n)
-			warmAll(b, a, n)
-			reqs := make([]authz.Request, 1<<16)
-			for i := range reqs {
-				d := devs[i%len(devs)]
-				reqs[i] = authz.Request{Action: authz.Publish, Identity: d.ID, ClientID: d.ID, QoS: 1,
-					Topic: ownTopic(d, "telemetry/u"+strconv.Itoa(i))}
-			}
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := range b.N {
-				if d, _ := a.Authorize(ctx, reqs[i%len(reqs)]); !d.Allow {
-					b.Fatal("denied")
-				}
-			}
-		})
-	}
-}
