@@ -204,4 +204,3 @@ func readRSS() (rss, hwm uint64) {
 }
 
 func mib(n uint64) float64 { return float64(n) / (1 << 20) }
-
