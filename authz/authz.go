@@ -13,14 +13,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"maps"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/topic"
 )
@@ -157,35 +154,34 @@ type activePolicy struct {
 	gen     uint64
 }
 
-type deviceEntry struct {
-	dev    Device
-	gen    uint64
-	grants atomic.Pointer[grantSet]
-}
-
-type grantSet struct {
-	policyGen uint64
-	grants    []policy.Grant
-	// timedOutUntil, when set, marks an evaluation that was cut off: the
-	// device is denied until then, then evaluated again.
-	timedOutUntil time.Time
-}
-
 // errPolicyTimeout is what grants returns for a cut-off evaluation; decide
 // turns it into a deny.
 var errPolicyTimeout = errors.New("authz: policy evaluation timed out")
 
 // Authorizer makes decisions. It is safe for concurrent use.
 type Authorizer struct {
-	cfg     Config
-	policy  atomic.Pointer[activePolicy]
-	gens    atomic.Uint64 // source of unique generations for devices and policies
-	mu      sync.RWMutex
-	devices map[string]*deviceEntry
-	cache   *decisionCache
-	logged  atomic.Uint64
-	denies  *recentDenies
-	fresh   freshness
+	cfg    Config
+	policy atomic.Pointer[activePolicy]
+	gens   atomic.Uint64 // source of unique generations for devices and policies
+	// mu guards devices, classes, statuses, pending, warmedGen, expiry.
+	mu       sync.RWMutex
+	devices  map[string]*deviceEntry
+	classes  map[string]*deviceClass
+	statuses map[string]*string
+	keyBuf   []byte // appendClassKey's, under mu
+	// pending are the entries upserted since WarmGrants last ran, and
+	// warmedGen the policy generation whose every device it has passed
+	// over: Run's tick costs what changed, not the fleet's size.
+	pending   []*deviceEntry
+	warmedGen uint64
+	// pendingDrops counts the times pending overflowed (addPending): a
+	// full pass that began before one does not count as complete.
+	pendingDrops uint64
+	expiry       expiring
+	cache        *decisionCache
+	logged       atomic.Uint64
+	denies       *recentDenies
+	fresh        freshness
 
 	// timeoutLogged is the policy generation whose first cut-off evaluation
 	// was logged: one line per policy version, not one per device.
@@ -222,7 +218,8 @@ func New(cfg Config) *Authorizer {
 	if cfg.WarmEvery <= 0 {
 		cfg.WarmEvery = time.Second
 	}
-	a := &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry), cache: newDecisionCache(cfg.CacheSize),
+	a := &Authorizer{cfg: cfg, devices: make(map[string]*deviceEntry),
+		classes: make(map[string]*deviceClass), statuses: make(map[string]*string), cache: newDecisionCache(cfg.CacheSize),
 		denies: newRecentDenies(cfg.RecentDenies), evalSlots: make(chan struct{}, cfg.EvalSlots)}
 	a.fresh.init(cfg.MaxStaleness, cfg.Now())
 	a.expiredUpTo = cfg.Now()
@@ -244,40 +241,6 @@ func (a *Authorizer) PolicyVersion() int64 {
 		return ap.version
 	}
 	return 0
-}
-
-// UpsertDevice records a device's current state and invalidates its
-// cached decisions and grants.
-func (a *Authorizer) UpsertDevice(d Device) {
-	e := &deviceEntry{dev: d, gen: a.gens.Add(1)}
-	a.mu.Lock()
-	old := a.devices[d.ID]
-	a.devices[d.ID] = e
-	a.mu.Unlock()
-	// The sync re-reads recent changes on every poll (its overlap), so most
-	// upserts repeat the state already held: only a real change is
-	// announced, or every poll would void the brokers' caches.
-	if a.cfg.Changes != nil && (old == nil || !sameDevice(&old.dev, &d)) {
-		a.cfg.Changes.DeviceChanged(d.ID)
-	}
-}
-
-// sameDevice reports whether two states of a device decide alike.
-func sameDevice(x, y *Device) bool {
-	return x.ID == y.ID && x.Fleet == y.Fleet && x.Profile == y.Profile && x.Active == y.Active &&
-		x.Status == y.Status && maps.Equal(x.Labels, y.Labels) && slices.Equal(x.Roles, y.Roles) &&
-		x.CertSerial == y.CertSerial && x.CertNotAfter.Equal(y.CertNotAfter)
-}
-
-// RemoveDevice forgets a device; its next request is denied.
-func (a *Authorizer) RemoveDevice(id string) {
-	a.mu.Lock()
-	_, had := a.devices[id]
-	delete(a.devices, id)
-	a.mu.Unlock()
-	if had && a.cfg.Changes != nil {
-		a.cfg.Changes.DeviceChanged(id)
-	}
 }
 
 // ErrNoPolicy is returned while no policy is active.
@@ -329,15 +292,14 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 	if e == nil {
 		return deny(id, "unknown device"), nil
 	}
-	dev := &e.dev
 	switch {
-	case !dev.Active:
-		return deny(id, "device is "+dev.Status), nil
-	case dev.CertNotAfter.IsZero():
+	case !e.active:
+		return deny(id, "device is "+*e.status), nil
+	case e.notAfter.IsZero():
 		return deny(id, "device has no current certificate"), nil
-	case !now.Before(dev.CertNotAfter):
+	case !now.Before(e.notAfter):
 		return deny(id, "certificate has expired"), nil
-	case req.CertSerial != "" && req.CertSerial != dev.CertSerial:
+	case req.CertSerial != "" && req.CertSerial != e.certSerial:
 		return deny(id, "certificate is not the device's current certificate"), nil
 	}
 	switch req.Action {
@@ -370,7 +332,7 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 
 // decide matches a request against the device's grants.
 func (a *Authorizer) decide(ctx context.Context, ap *activePolicy, e *deviceEntry, req Request) (Decision, error) {
-	id := e.dev.ID
+	id := e.id
 	filter := req.Topic
 	if req.Action == Publish || req.Action == Read {
 		if err := topic.ValidateName(req.Topic); err != nil {
@@ -383,142 +345,62 @@ func (a *Authorizer) decide(ctx context.Context, ap *activePolicy, e *deviceEntr
 		// A shared subscription is authorised on the filter it shares.
 		_, filter, _ = topic.SplitShared(req.Topic)
 	}
-	grants, err := a.grants(ctx, ap, e)
+	gs, err := a.grants(ctx, ap, e)
 	if errors.Is(err, errPolicyTimeout) {
 		return Decision{Device: id, Reason: ReasonPolicyTimeout, PolicyVersion: ap.version}, nil
 	}
 	if err != nil {
 		return Decision{}, err
 	}
-	want := policy.Publish
-	if req.Action != Publish {
-		want = policy.Subscribe
+	if req.Action == Publish {
+		return matchGrants(gs, policy.Publish, id, filter, req, ap.version), nil
 	}
-	reason := "no grant matches"
-	for _, g := range grants {
-		if g.Action != want {
+	return matchGrants(gs, policy.Subscribe, id, filter, req, ap.version), nil
+}
+
+// matchGrants decides on the grants in their total order (policy.LessGrant)
+// whatever order they are held in: the least grant that allows the request
+// is its rule; with none, the reason is that of the greatest grant that
+// covers the topic but not the QoS or retain flag, as a pass over the
+// sorted grants would leave it. Shared grants are matched with the id
+// filled in on the stack; only a tie between two candidates allocates.
+func matchGrants(gs *grantSet, want policy.Action, id, topicOrFilter string, req Request, version int64) Decision {
+	var buf [256]byte
+	allow, refuse := -1, -1
+	for i := range gs.len() {
+		if gs.action(i) != want {
 			continue
 		}
+		f := gs.filter(i, id, buf[:])
 		var covered bool
 		if want == policy.Publish || req.Action == Read {
 			// A name (published or delivered): the grant's filter must match it.
-			covered = topic.Match(g.Filter, filter)
+			covered = topic.Match(f, topicOrFilter)
 		} else {
 			// Containment: the filter may only match topics the grant allows.
-			covered = topic.Contains(g.Filter, filter)
+			covered = topic.Contains(f, topicOrFilter)
 		}
-		if !covered {
-			continue
+		maxQoS, retain := gs.limits(i)
+		switch {
+		case !covered:
+		case req.QoS > maxQoS || (req.Retain && !retain):
+			if refuse < 0 || gs.less(refuse, i, id) {
+				refuse = i
+			}
+		case allow < 0 || gs.less(i, allow, id):
+			allow = i
 		}
-		if req.QoS > g.MaxQoS {
+	}
+	reason := "no grant matches"
+	switch {
+	case allow >= 0:
+		return Decision{Allow: true, Device: id, Reason: "granted", Rule: gs.rule(allow, id), PolicyVersion: version}
+	case refuse >= 0:
+		if maxQoS, _ := gs.limits(refuse); req.QoS > maxQoS {
 			reason = "qos above the grant's maximum"
-			continue
-		}
-		if req.Retain && !g.Retain {
+		} else {
 			reason = "retain not allowed by the grant"
-			continue
-		}
-		return Decision{Allow: true, Device: id, Reason: "granted", Rule: g.Rule, PolicyVersion: ap.version}, nil
-	}
-	return Decision{Device: id, Reason: reason, PolicyVersion: ap.version}, nil
-}
-
-// grants returns the device's grants under the active policy, evaluating
-// the policy only when the device or the policy changed since last time.
-// The evaluation is bounded by Config.EvalTimeout; a cut-off one returns
-// errPolicyTimeout, for that evaluation and for timeoutRetry after it.
-func (a *Authorizer) grants(ctx context.Context, ap *activePolicy, e *deviceEntry) ([]policy.Grant, error) {
-	if gs := e.grants.Load(); gs != nil && gs.policyGen == ap.gen {
-		if gs.timedOutUntil.IsZero() {
-			return gs.grants, nil
-		}
-		if a.cfg.Now().Before(gs.timedOutUntil) {
-			return nil, errPolicyTimeout
 		}
 	}
-	d := e.dev
-	select {
-	case a.evalSlots <- struct{}{}:
-		defer func() { <-a.evalSlots }()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	ectx, cancel := context.WithTimeout(ctx, a.cfg.EvalTimeout)
-	defer cancel()
-	began := a.grantsStart()
-	gs, err := ap.p.Grants(ectx, policy.Device{ID: d.ID, Fleet: d.Fleet, Profile: d.Profile, Roles: d.Roles, Labels: d.Labels})
-	a.observeGrants(began)
-	if fault.Is(err, policy.Timeout) {
-		e.grants.Store(&grantSet{policyGen: ap.gen, timedOutUntil: a.cfg.Now().Add(timeoutRetry)})
-		if a.cfg.Log != nil && a.timeoutLogged.Swap(ap.gen) != ap.gen {
-			a.cfg.Log.Warn("policy evaluation cut off at its time limit: the device is denied (further timeouts under this version are not logged; see the recent denies)",
-				"device", d.ID, "policy_version", ap.version, "eval_timeout", a.cfg.EvalTimeout)
-		}
-		return nil, errPolicyTimeout
-	}
-	if err != nil {
-		return nil, err
-	}
-	e.grants.Store(&grantSet{policyGen: ap.gen, grants: gs})
-	return gs, nil
-}
-
-// Device returns the state the core holds for a device.
-func (a *Authorizer) Device(id string) (Device, bool) {
-	a.mu.RLock()
-	e := a.devices[id]
-	a.mu.RUnlock()
-	if e == nil {
-		return Device{}, false
-	}
-	return e.dev, true
-}
-
-// Simulate answers req for dev under policy p, with a throwaway core, so a
-// what-if never touches the live cache or decision log, under the same
-// evaluation bound as the live core (a cut-off evaluation is the same
-// ReasonPolicyTimeout deny). The request's identity and client id are the
-// device's.
-func (a *Authorizer) Simulate(ctx context.Context, p *policy.Policy, version int64, dev Device, req Request) (Decision, error) {
-	sim := New(Config{CacheSize: 64, EvalTimeout: a.cfg.EvalTimeout, Now: a.cfg.Now, Observer: a.cfg.Observer})
-	sim.SetPolicy(p, version)
-	sim.UpsertDevice(dev)
-	req.Identity, req.ClientID, req.Dialect = dev.ID, dev.ID, DialectSimulate
-	return sim.Authorize(ctx, req)
-}
-
-// WarmGrants computes the grants of every device that lacks them under the
-// active policy, so decisions for those devices never wait on the policy
-// engine. It returns how many it computed; devices whose grants fail are
-// left cold (their requests then return the error, failing closed), and
-// devices whose evaluation was cut off are skipped (denied with
-// ReasonPolicyTimeout until their requests retry).
-func (a *Authorizer) WarmGrants(ctx context.Context) (int, error) {
-	ap := a.policy.Load()
-	if ap == nil {
-		return 0, ErrNoPolicy
-	}
-	a.mu.RLock()
-	cold := make([]*deviceEntry, 0)
-	for _, e := range a.devices {
-		if gs := e.grants.Load(); (gs == nil || gs.policyGen != ap.gen) && e.dev.Active {
-			cold = append(cold, e)
-		}
-	}
-	a.mu.RUnlock()
-	n := 0
-	for _, e := range cold {
-		if ctx.Err() != nil {
-			return n, ctx.Err()
-		}
-		_, err := a.grants(ctx, ap, e)
-		if errors.Is(err, errPolicyTimeout) {
-			continue
-		}
-		if err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
+	return Decision{Device: id, Reason: reason, PolicyVersion: version}
 }

@@ -21,7 +21,7 @@ func ColdDevices(a *Authorizer) int {
 	defer a.mu.RUnlock()
 	n := 0
 	for _, e := range a.devices {
-		if gs := e.grants.Load(); (gs == nil || ap == nil || gs.policyGen != ap.gen) && e.dev.Active {
+		if e.active && (ap == nil || !ready(ap, e)) {
 			n++
 		}
 	}

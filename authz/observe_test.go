@@ -144,7 +144,8 @@ func TestObserverSeesEveryDecision(t *testing.T) {
 }
 
 // TestSimulateIsObservedAsSimulate: a what-if decision is labelled
-// simulate, never as the dialect of a live broker.
+// simulate, never as the dialect of a live broker, and its grant
+// evaluation is not counted as the live core's.
 func TestSimulateIsObservedAsSimulate(t *testing.T) {
 	rec := &recorder{}
 	a := newAuthorizerWith(t, authz.Config{Now: func() time.Time { return now }, Observer: rec})
@@ -154,11 +155,16 @@ func TestSimulateIsObservedAsSimulate(t *testing.T) {
 	}
 	dev := authz.Device{ID: "sim-1", Fleet: "plant", Profile: "sensor", Roles: []string{"telemetry"}, Active: true,
 		Status: "active", CertNotAfter: now.Add(time.Hour)}
-	if _, err := a.Simulate(context.Background(), p, 1, dev, authz.Request{Action: authz.Connect, Dialect: "emqx"}); err != nil {
-		t.Fatal(err)
+	d, err := a.Simulate(context.Background(), p, 1, dev, authz.Request{Action: authz.Publish, Dialect: "emqx",
+		Topic: "fleets/plant/devices/sim-1/telemetry/x"})
+	if err != nil || !d.Allow {
+		t.Fatalf("Simulate = %+v, %v; want an allowed publish (its grants evaluated)", d, err)
 	}
 	if len(rec.seen) != 1 || rec.seen[0].dialect != authz.DialectSimulate {
 		t.Fatalf("observed %v, want one simulate decision", rec.seen)
+	}
+	if rec.grants != 0 {
+		t.Errorf("a simulation counted %d grant computations of the live core", rec.grants)
 	}
 }
 

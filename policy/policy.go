@@ -14,8 +14,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -126,6 +128,11 @@ type Policy struct {
 	// overruns counts evaluations still running past their deadline (see
 	// eval); while there is one, Grants refuses to start another.
 	overruns atomic.Int32
+	// symbol stands for the id in shared grants (shared.go); empty when
+	// the policy is evaluated per device. Set by Analyze before analyzed.
+	symbol   string
+	analysis sync.Once
+	analyzed atomic.Bool
 }
 
 const (
@@ -258,14 +265,9 @@ func (p *Policy) Grants(ctx context.Context, d Device) ([]Grant, error) {
 		}
 		out = append(out, g)
 	}
-	// Sets come back in a deterministic order already; sort anyway so the
-	// first matching grant (the decision's reason) never depends on OPA.
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Action != out[j].Action {
-			return out[i].Action < out[j].Action
-		}
-		return out[i].Filter < out[j].Filter
-	})
+	// Sets come back in a deterministic order already; sort anyway in the
+	// total order decisions follow (LessGrant).
+	slices.SortFunc(out, func(x, y Grant) int { return CompareGrants(&x, &y) })
 	return out, nil
 }
 
