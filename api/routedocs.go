@@ -66,7 +66,7 @@ var routeDocs = map[string]routeDoc{
 		query: []queryParam{{"object_type", "string", false}, {"object_id", "string", false}, {"actor", "string", false}, {"action", "string", false},
 			{"since", "date-time", false}, {"until", "date-time", false}, {"limit", "integer", false}}},
 	"GET /api/v1/audit/verify": {summary: "Verify the audit hash chain", who: viewer, resps: okJSON(apitypes.AuditVerification{}),
-		query: []queryParam{{"since", "date-time", false}}},
+		query: []queryParam{{"since", "date-time", false}}, faults: []fault.Code{fault.Unavailable}},
 
 	"GET /api/v1/stats": {summary: "Device counts for the dashboard", who: viewer, resps: okJSON(apitypes.Stats{})},
 	"GET /api/v1/stats/series": {summary: "This replica's decisions and enrollments per minute or hour (dashboard charts)", who: viewer,

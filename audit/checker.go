@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -49,17 +50,27 @@ func NewChecker(cfg CheckerConfig) *Checker {
 }
 
 // VerifyAuditChain checks the chain; with since set it walks that window
-// as asked, uncached (but still one check at a time). Checked counts every row verified since the last full
+// as asked, uncached, and only when no other check runs (else
+// fault.Unavailable). Checked counts every row verified since the last full
 // walk, so it reads like a full walk's count.
 func (c *Checker) VerifyAuditChain(ctx context.Context, since time.Time) (store.AuditVerification, error) {
+	if !since.IsZero() {
+		// A window is walked as asked, uncached, so it does not queue:
+		// a caller asking for many windows at once would otherwise keep the
+		// cached check (the audit page's badge) waiting behind them.
+		select {
+		case c.sem <- struct{}{}:
+			defer func() { <-c.sem }()
+		default:
+			return store.AuditVerification{}, fault.New(fault.Unavailable, "an audit chain check is running; retry shortly")
+		}
+		return c.cfg.Store.VerifyAuditChain(ctx, since)
+	}
 	select {
 	case c.sem <- struct{}{}:
 		defer func() { <-c.sem }()
 	case <-ctx.Done():
 		return store.AuditVerification{}, ctx.Err()
-	}
-	if !since.IsZero() {
-		return c.cfg.Store.VerifyAuditChain(ctx, since)
 	}
 	now := c.cfg.Now()
 	if c.full.IsZero() || !c.last.OK || now.Sub(c.full) >= c.cfg.FullEvery {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/audit"
+	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -122,5 +123,41 @@ func TestCheckerHeadEditFoundAtOnce(t *testing.T) {
 	got, err := c.VerifyAuditChain(ctx, time.Time{})
 	if err != nil || got.OK || got.FirstBroken != "ev-03" || got.Reason != "anchor" {
 		t.Fatalf("after editing the head: %+v, %v; want broken at ev-03 (anchor)", got, err)
+	}
+}
+
+// blocking holds a full walk until released.
+type blocking struct {
+	started, release chan struct{}
+}
+
+func (b *blocking) VerifyAuditChain(ctx context.Context, _ time.Time) (store.AuditVerification, error) {
+	b.started <- struct{}{}
+	<-b.release
+	return store.AuditVerification{OK: true}, nil
+}
+
+func (b *blocking) VerifyAuditChainFrom(context.Context, store.AuditAnchor) (store.AuditVerification, error) {
+	return store.AuditVerification{OK: true}, nil
+}
+
+// TestCheckerWindowDoesNotQueue: while a check runs, a --since window is
+// refused as unavailable at once instead of queueing behind it.
+func TestCheckerWindowDoesNotQueue(t *testing.T) {
+	b := &blocking{started: make(chan struct{}, 1), release: make(chan struct{})}
+	c := audit.NewChecker(audit.CheckerConfig{Store: b})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.VerifyAuditChain(context.Background(), time.Time{})
+		done <- err
+	}()
+	<-b.started
+	_, err := c.VerifyAuditChain(context.Background(), time.Unix(1, 0))
+	if !fault.Is(err, fault.Unavailable) {
+		t.Errorf("window during a running check: %v, want %s", err, fault.Unavailable)
+	}
+	close(b.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
