@@ -84,6 +84,11 @@ type Device struct {
 	// CertNotAfter means the device holds no usable certificate.
 	CertSerial   string
 	CertNotAfter time.Time
+	// CertFingerprint is the SHA-256 of the current certificate's DER:
+	// a broker hook that is shown exactly these bytes knows the device
+	// without parsing or verifying them (Gatehouse issued and recorded
+	// them; expiry and status are still decided here).
+	CertFingerprint [32]byte
 }
 
 // Changes learns of every change to the state decisions rest on, so a
@@ -261,7 +266,7 @@ func (a *Authorizer) UpsertDevice(d Device) {
 func sameDevice(x, y *Device) bool {
 	return x.ID == y.ID && x.Fleet == y.Fleet && x.Profile == y.Profile && x.Active == y.Active &&
 		x.Status == y.Status && maps.Equal(x.Labels, y.Labels) && slices.Equal(x.Roles, y.Roles) &&
-		x.CertSerial == y.CertSerial && x.CertNotAfter.Equal(y.CertNotAfter)
+		x.CertSerial == y.CertSerial && x.CertNotAfter.Equal(y.CertNotAfter) && x.CertFingerprint == y.CertFingerprint
 }
 
 // RemoveDevice forgets a device; its next request is denied.

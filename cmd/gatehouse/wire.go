@@ -234,7 +234,7 @@ func newAuthz(v *viper.Viper, changes authz.Changes, log *slog.Logger) (*authz.A
 
 func newHooks(v *viper.Viper, az *authz.Authorizer, authority *ca.CA, hauth hookAuth, hub *events.Hub,
 	acks *kick.Mosquitto, log *slog.Logger) (*hooks.Handler, error) {
-	cfg := hooks.Config{Authorizer: az, Certs: authority, Secret: hauth.secret, Events: hub, Fresh: az,
+	cfg := hooks.Config{Authorizer: az, Certs: authority, Devices: az, Secret: hauth.secret, Events: hub, Fresh: az,
 		ClientCerts: hauth.clientCerts, AllowUnauthenticated: hauth.open,
 		MosquittoMode: hooks.MosquittoMode(v.GetString(keyHooksMosqMode)), RabbitCertLogin: v.GetBool(keyHooksRabbitCL),
 		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log}
