@@ -32,7 +32,7 @@
 
 #include <cJSON.h>
 #include <curl/curl.h>
-#include <openssl/pem.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include <mosquitto.h>
@@ -467,23 +467,30 @@ static bool stream_live(bool *pending)
 /* ------------------------------------------------------------------------
  * Certificates */
 
-/* cert_pem_cn returns the client certificate as PEM and its subject CN
- * (both malloc'd), or -1. */
-static int cert_pem_cn(struct mosquitto *client, char **pem, char **cn)
+/* b64_der returns the certificate's DER as base64 (malloc'd, no line
+ * breaks), or NULL. Gatehouse hashes these bytes to recognise the device's
+ * current certificate without parsing it; PEM would only add armour for it
+ * to strip. */
+static char *b64_der(X509 *cert)
 {
-	*pem = *cn = NULL;
+	unsigned char *der = NULL;
+	int n = i2d_X509(cert, &der);
+	if (n <= 0) return NULL;
+	char *out = malloc(4 * (((size_t)n + 2) / 3) + 1);
+	if (out) EVP_EncodeBlock((unsigned char *)out, der, n);
+	OPENSSL_free(der);
+	return out;
+}
+
+/* cert_der_cn returns the client certificate as base64 DER and its subject
+ * CN (both malloc'd), or -1. */
+static int cert_der_cn(struct mosquitto *client, char **der, char **cn)
+{
+	*der = *cn = NULL;
 	X509 *cert = mosquitto_client_certificate(client);
 	if (!cert) return -1;
 	int rc = -1;
-	BIO *bio = BIO_new(BIO_s_mem());
-	if (bio && PEM_write_bio_X509(bio, cert)) {
-		char *p;
-		long n = BIO_get_mem_data(bio, &p);
-		if (n > 0 && (*pem = malloc((size_t)n + 1))) {
-			memcpy(*pem, p, (size_t)n);
-			(*pem)[n] = '\0';
-		}
-	}
+	*der = b64_der(cert);
 	X509_NAME *name = X509_get_subject_name(cert);
 	int idx = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
 	/* Exactly one CN: a second one would make "the" CN ambiguous. */
@@ -496,13 +503,12 @@ static int cert_pem_cn(struct mosquitto *client, char **pem, char **cn)
 		}
 		OPENSSL_free(utf8);
 	}
-	if (*pem && *cn) rc = 0;
+	if (*der && *cn) rc = 0;
 	else {
-		free(*pem);
+		free(*der);
 		free(*cn);
-		*pem = *cn = NULL;
+		*der = *cn = NULL;
 	}
-	BIO_free(bio);
 	X509_free(cert);
 	return rc;
 }
@@ -516,8 +522,8 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	(void)userdata;
 	struct mosquitto_evt_basic_auth *ed = event_data;
 	const char *client_id = mosquitto_client_id(ed->client);
-	char *pem, *cn;
-	if (cert_pem_cn(ed->client, &pem, &cn) != 0) {
+	char *der, *cn;
+	if (cert_der_cn(ed->client, &der, &cn) != 0) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "client %s has no usable certificate: denied",
 				     client_id ? client_id : "?");
 		return MOSQ_ERR_AUTH;
@@ -526,10 +532,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	cJSON *req = cJSON_CreateObject();
 	if (req && cJSON_AddStringToObject(req, "action", "connect") &&
 	    cJSON_AddStringToObject(req, "client_id", client_id ? client_id : "") &&
-	    cJSON_AddStringToObject(req, "certificate", pem))
+	    cJSON_AddStringToObject(req, "identity", cn) &&
+	    cJSON_AddStringToObject(req, "certificate_der", der))
 		allow = authorize(req);
 	cJSON_Delete(req);
-	free(pem);
+	free(der);
 	int rc = MOSQ_ERR_AUTH;
 	/* The username becomes the device id Gatehouse verified (it checked
 	 * that the CN names the device): ACL checks send it as the identity,
