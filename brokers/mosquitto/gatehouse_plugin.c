@@ -117,6 +117,14 @@ static struct {
 	CURL *http; /* main thread: keep-alive handle for decisions */
 	struct cache cache;
 
+	/* Read by the main thread on every ACL check without taking mu (the
+	 * cached path takes no lock); written under mu. live_until_ms is the
+	 * end of the stream's liveness (last heartbeat + staleness; 0: not
+	 * live); q_len and epoch are mirrored from below. */
+	long long live_until_ms;
+	size_t q_len_atomic;
+	unsigned long epoch_atomic;
+
 	pthread_mutex_t mu; /* guards everything below */
 	pthread_cond_t cond;
 	bool stop;
@@ -171,6 +179,7 @@ static void clear_queue_locked(void)
 	}
 	g.q_head = g.q_tail = NULL;
 	g.q_len = 0;
+	__atomic_store_n(&g.q_len_atomic, 0, __ATOMIC_RELEASE);
 }
 
 static void push_locked(struct event *e)
@@ -187,6 +196,7 @@ static void push_locked(struct event *e)
 	else g.q_head = e;
 	g.q_tail = e;
 	g.q_len++;
+	__atomic_store_n(&g.q_len_atomic, g.q_len, __ATOMIC_RELEASE);
 }
 
 static void enqueue(enum ev_kind kind, const char *a, const char *b, int level)
@@ -432,16 +442,36 @@ static int authorize(cJSON *req)
 /* ------------------------------------------------------------------------
  * Liveness of the stream (main thread) */
 
-/* stream_live reports whether the stream is live; *pending, whether events
- * wait for the next tick (then the cache may be behind: not used). */
-static bool stream_live(bool *pending)
+static long long stream_staleness(void)
 {
 	pthread_mutex_lock(&g.mu);
-	bool live = g.connected && g.last_event_ms > 0 && now_ms() - g.last_event_ms < g.staleness_ms;
-	long long staleness = g.staleness_ms;
-	unsigned long epoch = g.epoch;
-	if (pending) *pending = g.q_len > 0;
+	long long v = g.staleness_ms;
 	pthread_mutex_unlock(&g.mu);
+	return v;
+}
+
+/* publish_liveness_locked mirrors the stream's state for stream_live (g.mu
+ * held). The epoch is stored last: whoever sees it changed sees the rest. */
+static void publish_liveness_locked(void)
+{
+	long long until = g.connected && g.last_event_ms > 0 ? g.last_event_ms + g.staleness_ms : 0;
+	__atomic_store_n(&g.live_until_ms, until, __ATOMIC_RELEASE);
+	__atomic_store_n(&g.epoch_atomic, g.epoch, __ATOMIC_RELEASE);
+}
+
+/* stream_live reports whether the stream is live; *pending, whether events
+ * wait for the next tick (then the cache may be behind: not used). It takes
+ * no lock: a cached ACL check costs a key, a hash and a bucket walk. Every
+ * change that can make cached answers wrong (a device event, a reset, a
+ * new stream connection) is queued before it takes effect and only this
+ * thread drains the queue, so a non-zero q_len seen here stays non-zero
+ * until this thread has applied it. */
+static bool stream_live(bool *pending)
+{
+	unsigned long epoch = __atomic_load_n(&g.epoch_atomic, __ATOMIC_ACQUIRE);
+	long long until = __atomic_load_n(&g.live_until_ms, __ATOMIC_ACQUIRE);
+	if (pending) *pending = __atomic_load_n(&g.q_len_atomic, __ATOMIC_ACQUIRE) > 0;
+	bool live = until > 0 && now_ms() < until;
 	if (epoch != g.cache_epoch) {
 		/* A new stream connection: events may have been missed in
 		 * between, even if this thread never saw the stream down. */
@@ -454,7 +484,7 @@ static bool stream_live(bool *pending)
 		} else {
 			mosquitto_log_printf(MOSQ_LOG_WARNING,
 					     LOG_PREFIX "no event from Gatehouse within %lld ms: cached decisions are not used, "
-							"every decision is asked fresh (fail closed)", staleness);
+							"every decision is asked fresh (fail closed)", stream_staleness());
 		}
 		/* Whatever happened while the stream was not live was missed:
 		 * start from an empty cache either way. */
@@ -661,6 +691,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	struct event *e = g.q_head;
 	g.q_head = g.q_tail = NULL;
 	g.q_len = 0;
+	__atomic_store_n(&g.q_len_atomic, 0, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&g.mu);
 	while (e) {
 		struct event *n = e->next;
@@ -729,6 +760,7 @@ static void dispatch(struct sse *s)
 		 * cached decisions in use. */
 		pthread_mutex_lock(&g.mu);
 		g.last_event_ms = now_ms();
+		publish_liveness_locked();
 		pthread_mutex_unlock(&g.mu);
 	} else if (strcmp(name, "hello") == 0) {
 		cJSON *ms = cJSON_GetObjectItemCaseSensitive(d, "max_staleness_ms");
@@ -742,6 +774,7 @@ static void dispatch(struct sse *s)
 		g.last_event_ms = 0; /* live from the first heartbeat on */
 		g.connected = true;
 		g.epoch++;
+		publish_liveness_locked();
 		pthread_mutex_unlock(&g.mu);
 		s->hello = true;
 		qlog(MOSQ_LOG_NOTICE, "event stream connected (max staleness %lld ms)", staleness);
@@ -889,6 +922,7 @@ static void *stream_main(void *arg)
 		bool had_hello = s->hello;
 		pthread_mutex_lock(&g.mu);
 		g.connected = false;
+		publish_liveness_locked();
 		pthread_mutex_unlock(&g.mu);
 		if (stopping()) break;
 		if (had_hello) {
