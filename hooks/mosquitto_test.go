@@ -122,6 +122,17 @@ func TestGoAuthUserinfoSecret(t *testing.T) {
 	}
 }
 
+// goAuthACL sends dev1's ACL check for acc on topic as go-auth's JSON body.
+func goAuthACL(h http.Handler, acc, topic string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("POST", "/hooks/mosquitto/acl",
+		strings.NewReader(`{"acc":`+acc+`,"clientid":"dev1","topic":"`+topic+`","username":"dev1"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth("gatehouse", secret)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
 // onlyActions is a core that allows exactly the listed actions and records
 // every action it was asked about.
 type onlyActions struct {
@@ -176,12 +187,7 @@ func TestMosquittoAccValues(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req := httptest.NewRequest("POST", "/hooks/mosquitto/acl",
-				strings.NewReader(`{"acc":`+tc.acc+`,"clientid":"dev1","topic":"t","username":"dev1"}`))
-			req.Header.Set("Content-Type", "application/json")
-			req.SetBasicAuth("gatehouse", secret)
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
+			rec := goAuthACL(h, tc.acc, "t")
 			if got := rec.Code == http.StatusOK; got != tc.allow || rec.Code >= 500 {
 				t.Errorf("acc %s: %d %s, want allow=%v", tc.acc, rec.Code, rec.Body, tc.allow)
 			}
@@ -207,12 +213,7 @@ func TestMosquittoReadIsDelivery(t *testing.T) {
 		{"1", tele, false}, {"2", tele, true}, {"3", tele, false},
 		{"1", other, false}, {"2", other, false}, {"3", other, false}, {"4", other, false},
 	} {
-		req := httptest.NewRequest("POST", "/hooks/mosquitto/acl",
-			strings.NewReader(`{"acc":`+tc.acc+`,"clientid":"dev1","topic":"`+tc.topic+`","username":"dev1"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.SetBasicAuth("gatehouse", secret)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
+		rec := goAuthACL(h, tc.acc, tc.topic)
 		if got := rec.Code == http.StatusOK; got != tc.allow {
 			t.Errorf("acc %s on %s: %d, want allow=%v", tc.acc, tc.topic, rec.Code, tc.allow)
 		}

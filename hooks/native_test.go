@@ -52,6 +52,22 @@ func issueLeaf(tb testing.TB, c *ca.CA, id string) (string, string) {
 	return string(ca.EncodePEM(iss.Leaf)), ca.SerialHex(iss.Leaf.SerialNumber)
 }
 
+// expectNative posts req to the native endpoint and fails unless the answer
+// is a 200 with the wanted allow.
+func expectNative(t *testing.T, h *hooks.Handler, req hooks.NativeRequest, allow bool) {
+	t.Helper()
+	b, _ := json.Marshal(req)
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest("POST", "/hooks/v1/authorize", strings.NewReader(string(b)))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("X-Gatehouse-Hook-Secret", secret)
+	h.ServeHTTP(rec, r)
+	var out hooks.NativeResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 || out.Allow != allow {
+		t.Fatalf("%d %s, want allow=%v (%v)", rec.Code, rec.Body, allow, err)
+	}
+}
+
 // TestNativeCertificate: the native endpoint verifies the certificate it is
 // given — chain to the Gatehouse CA, and that it is the device's current
 // one — before the decision core sees the request.
@@ -82,16 +98,7 @@ func TestNativeCertificate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			b, _ := json.Marshal(tc.req)
-			rec := httptest.NewRecorder()
-			r := httptest.NewRequest("POST", "/hooks/v1/authorize", strings.NewReader(string(b)))
-			r.Header.Set("Content-Type", "application/json")
-			r.Header.Set("X-Gatehouse-Hook-Secret", secret)
-			h.ServeHTTP(rec, r)
-			var out hooks.NativeResponse
-			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 || out.Allow != tc.allow {
-				t.Fatalf("%d %s, want allow=%v (%v)", rec.Code, rec.Body, tc.allow, err)
-			}
+			expectNative(t, h, tc.req, tc.allow)
 		})
 	}
 }
@@ -165,16 +172,7 @@ func TestNativeCertificateDER(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			certs.n.Store(0)
-			b, _ := json.Marshal(tc.req)
-			rec := httptest.NewRecorder()
-			r := httptest.NewRequest("POST", "/hooks/v1/authorize", strings.NewReader(string(b)))
-			r.Header.Set("Content-Type", "application/json")
-			r.Header.Set("X-Gatehouse-Hook-Secret", secret)
-			h.ServeHTTP(rec, r)
-			var out hooks.NativeResponse
-			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 || out.Allow != tc.allow {
-				t.Fatalf("%d %s, want allow=%v (%v)", rec.Code, rec.Body, tc.allow, err)
-			}
+			expectNative(t, h, tc.req, tc.allow)
 			if n := certs.n.Load(); n != tc.verified {
 				t.Errorf("%d certificates verified, want %d", n, tc.verified)
 			}
