@@ -236,11 +236,13 @@ func ackAll(sub *events.Subscription, m *kick.Mosquitto, counts *sync.Map) {
 func TestMosquittoKickTwoReplicas(t *testing.T) {
 	for _, backend := range testdb.All() {
 		t.Run(backend, func(t *testing.T) {
-			st := openStore(t, backend)
+			// Each replica has its own connection pool to the one database.
+			dsn := testdb.DSN(t, backend)
+			st, stB := openDSN(t, dsn), openDSN(t, dsn)
 			clk := testclock.New(base)
 			hubA, hubB := events.NewHub(events.Config{}), events.NewHub(events.Config{})
 			mA, mB := newMosquitto(t, hubA, 5*time.Second), newMosquitto(t, hubB, 5*time.Second)
-			svcA, svcB := newService(t, st, clk, mA), newService(t, st, clk, mB)
+			svcA, svcB := newService(t, st, clk, mA), newService(t, stB, clk, mB)
 			ctx := context.Background()
 			sub, _ := hubB.Subscribe("mosquitto")
 			var counts sync.Map
