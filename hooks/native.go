@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
+	"strconv"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
 )
@@ -49,10 +50,8 @@ func (h *Handler) native(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return authz.Request{}, malformed("body: " + err.Error())
 		}
-		dec := json.NewDecoder(bytesReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			return authz.Request{}, malformed("body is not a valid request object")
+		if req, err = decodeNative(b); err != nil {
+			return authz.Request{}, err
 		}
 		areq := authz.Request{Action: authz.Action(req.Action), ClientID: req.ClientID, Username: req.Username,
 			Identity: req.Identity, Topic: req.Topic, QoS: req.QoS, Retain: req.Retain}
@@ -66,6 +65,63 @@ func (h *Handler) native(w http.ResponseWriter, r *http.Request) {
 		d, err = h.decide(r, areq)
 	}
 	writeJSON(w, http.StatusOK, NativeResponse{Allow: h.allowed(r, "native", areq, d, err)})
+}
+
+// decodeNative reads the request body. The flat decoder takes the common
+// body (known keys, each of its JSON type) without reflection; anything else
+// — an unknown or differently cased key, another type, trailing data — goes
+// to encoding/json, which decides as before and explains.
+func decodeNative(b []byte) (NativeRequest, error) {
+	if req, ok := nativeFlat(b); ok {
+		return req, nil
+	}
+	var req NativeRequest
+	dec := json.NewDecoder(bytesReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return NativeRequest{}, malformed("body is not a valid request object")
+	}
+	return req, nil
+}
+
+// nativeFlat decodes b when flatObject can and every member is a known key
+// with a value encoding/json would store as is.
+func nativeFlat(b []byte) (NativeRequest, bool) {
+	var req NativeRequest
+	good := true
+	ok := flatObject(b, func(k, v string, quoted bool) {
+		var dst *string
+		switch k {
+		case "action":
+			dst = &req.Action
+		case "client_id":
+			dst = &req.ClientID
+		case "username":
+			dst = &req.Username
+		case "identity":
+			dst = &req.Identity
+		case "certificate":
+			dst = &req.Certificate
+		case "certificate_der":
+			dst = &req.CertificateDER
+		case "topic":
+			dst = &req.Topic
+		case "qos":
+			n, err := strconv.Atoi(v)
+			good = good && !quoted && err == nil
+			req.QoS = n
+		case "retain":
+			good = good && !quoted && (v == "true" || v == "false")
+			req.Retain = v == "true"
+		default:
+			good = false
+		}
+		if dst != nil {
+			good = good && quoted
+			*dst = v
+		}
+	})
+	return req, ok && good
 }
 
 // certIdentity returns the device and serial of the request's certificate.
