@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/hooks"
 )
 
@@ -39,6 +40,19 @@ func BenchmarkEMQXAuthz(b *testing.B) {
 	}
 }
 
+// benchDevice is a CA, dev1's current certificate (PEM and DER) and a core
+// that knows dev1 with it.
+func benchDevice(b *testing.B) (*ca.CA, string, []byte, *authz.Authorizer) {
+	b.Helper()
+	c := newTestCA(b)
+	cert, serial := issueLeaf(b, c, "dev1")
+	der := derOf(b, cert)
+	p := newAuthorizer(b)
+	p.UpsertDevice(authz.Device{ID: "dev1", Fleet: "plant", Active: true, Status: "active", Roles: []string{"telemetry"},
+		CertSerial: serial, CertNotAfter: time.Now().Add(time.Hour), CertFingerprint: sha256.Sum256(der)})
+	return c, cert, der, p
+}
+
 // BenchmarkNativeConnect is the in-process cost of a broker CONNECT through
 // the native hook with the client certificate (what the gatehouse-mosquitto
 // plugin asks): decode, the certificate check, the decision, encode; no
@@ -48,12 +62,7 @@ func BenchmarkEMQXAuthz(b *testing.B) {
 // plugin sends: base64 DER with the identity, recognised as the device's
 // current certificate by its SHA-256, no parse.
 func BenchmarkNativeConnect(b *testing.B) {
-	c := newTestCA(b)
-	cert, serial := issueLeaf(b, c, "dev1")
-	der := derOf(b, cert)
-	p := newAuthorizer(b)
-	p.UpsertDevice(authz.Device{ID: "dev1", Fleet: "plant", Active: true, Status: "active", Roles: []string{"telemetry"},
-		CertSerial: serial, CertNotAfter: time.Now().Add(time.Hour), CertFingerprint: sha256.Sum256(der)})
+	c, cert, der, p := benchDevice(b)
 	for _, bc := range []struct {
 		name    string
 		devices hooks.Devices
@@ -91,12 +100,7 @@ func BenchmarkNativeConnect(b *testing.B) {
 // is never cached), several clients at once.
 // Run with -cpuprofile to see where a storm's Gatehouse CPU goes.
 func BenchmarkNativeDeviceHTTP(b *testing.B) {
-	c := newTestCA(b)
-	cert, serial := issueLeaf(b, c, "dev1")
-	der := derOf(b, cert)
-	p := newAuthorizer(b)
-	p.UpsertDevice(authz.Device{ID: "dev1", Fleet: "plant", Active: true, Status: "active", Roles: []string{"telemetry"},
-		CertSerial: serial, CertNotAfter: time.Now().Add(time.Hour), CertFingerprint: sha256.Sum256(der)})
+	c, _, der, p := benchDevice(b)
 	h, err := hooks.New(hooks.Config{Authorizer: p, Certs: c, Devices: p, Secret: secret})
 	if err != nil {
 		b.Fatal(err)

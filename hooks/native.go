@@ -84,41 +84,33 @@ func decodeNative(b []byte) (NativeRequest, error) {
 	return req, nil
 }
 
+// nativeStrings are the native request's string members by JSON key.
+var nativeStrings = map[string]func(*NativeRequest) *string{
+	"action": func(r *NativeRequest) *string { return &r.Action }, "client_id": func(r *NativeRequest) *string { return &r.ClientID },
+	"username": func(r *NativeRequest) *string { return &r.Username }, "identity": func(r *NativeRequest) *string { return &r.Identity },
+	"certificate": func(r *NativeRequest) *string { return &r.Certificate }, "topic": func(r *NativeRequest) *string { return &r.Topic },
+	"certificate_der": func(r *NativeRequest) *string { return &r.CertificateDER },
+}
+
 // nativeFlat decodes b when flatObject can and every member is a known key
 // with a value encoding/json would store as is.
 func nativeFlat(b []byte) (NativeRequest, bool) {
 	var req NativeRequest
 	good := true
 	ok := flatObject(b, func(k, v string, quoted bool) {
-		var dst *string
-		switch k {
-		case "action":
-			dst = &req.Action
-		case "client_id":
-			dst = &req.ClientID
-		case "username":
-			dst = &req.Username
-		case "identity":
-			dst = &req.Identity
-		case "certificate":
-			dst = &req.Certificate
-		case "certificate_der":
-			dst = &req.CertificateDER
-		case "topic":
-			dst = &req.Topic
-		case "qos":
+		switch field := nativeStrings[k]; {
+		case field != nil:
+			good = good && quoted
+			*field(&req) = v
+		case k == "qos":
 			n, err := strconv.Atoi(v)
 			good = good && !quoted && err == nil
 			req.QoS = n
-		case "retain":
+		case k == "retain":
 			good = good && !quoted && (v == "true" || v == "false")
 			req.Retain = v == "true"
 		default:
 			good = false
-		}
-		if dst != nil {
-			good = good && quoted
-			*dst = v
 		}
 	})
 	return req, ok && good
