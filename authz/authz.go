@@ -84,6 +84,11 @@ type Device struct {
 	// CertNotAfter means the device holds no usable certificate.
 	CertSerial   string
 	CertNotAfter time.Time
+	// CertFingerprint is the SHA-256 of the current certificate's DER:
+	// a broker hook that is shown exactly these bytes knows the device
+	// without parsing or verifying them (Gatehouse issued and recorded
+	// them; expiry and status are still decided here).
+	CertFingerprint [32]byte
 }
 
 // Changes learns of every change to the state decisions rest on, so a

@@ -33,7 +33,9 @@ type deviceEntry struct {
 	status     *string // interned: statuses are few
 	certSerial string
 	notAfter   time.Time
-	active     bool
+	// certFP is the current certificate's SHA-256 (Device.CertFingerprint).
+	certFP [32]byte
+	active bool
 	// sharedID: the id may take its class's grants (policy.SharedID).
 	sharedID bool
 	gen      uint64
@@ -47,7 +49,7 @@ type deviceEntry struct {
 func (e *deviceEntry) device() Device {
 	c := e.class
 	return Device{ID: e.id, Fleet: c.fleet, Profile: c.profile, Active: e.active, Status: *e.status,
-		Labels: c.labels, Roles: c.roles, CertSerial: e.certSerial, CertNotAfter: e.notAfter}
+		Labels: c.labels, Roles: c.roles, CertSerial: e.certSerial, CertNotAfter: e.notAfter, CertFingerprint: e.certFP}
 }
 
 // input is the policy input of the class for a device id.
@@ -110,7 +112,7 @@ func (a *Authorizer) UpsertDevice(d Device) {
 		a.classes[key] = c
 	}
 	c.refs++
-	e := &deviceEntry{id: d.ID, class: c, status: a.intern(d.Status), certSerial: d.CertSerial, notAfter: d.CertNotAfter,
+	e := &deviceEntry{id: d.ID, class: c, status: a.intern(d.Status), certSerial: d.CertSerial, notAfter: d.CertNotAfter, certFP: d.CertFingerprint,
 		active: d.Active, sharedID: policy.SharedID(d.ID), gen: a.gens.Add(1)}
 	a.devices[d.ID] = e
 	if old != nil {
@@ -160,7 +162,7 @@ func (a *Authorizer) release(c *deviceClass) {
 func sameDevice(x, y *Device) bool {
 	return x.ID == y.ID && x.Fleet == y.Fleet && x.Profile == y.Profile && x.Active == y.Active &&
 		x.Status == y.Status && maps.Equal(x.Labels, y.Labels) && slices.Equal(x.Roles, y.Roles) &&
-		x.CertSerial == y.CertSerial && x.CertNotAfter.Equal(y.CertNotAfter)
+		x.CertSerial == y.CertSerial && x.CertNotAfter.Equal(y.CertNotAfter) && x.CertFingerprint == y.CertFingerprint
 }
 
 // RemoveDevice forgets a device; its next request is denied.

@@ -6,6 +6,7 @@ package authzsync
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -165,5 +166,6 @@ func (s *Syncer) state(d store.DeviceWithCert) authz.Device {
 	out.Roles = s.cfg.Roles.RolesOf(cert)
 	out.CertSerial = d.Cert.Serial
 	out.CertNotAfter = d.Cert.NotAfter
+	out.CertFingerprint = sha256.Sum256(block.Bytes)
 	return out
 }

@@ -491,16 +491,35 @@ func (c *CA) verifyLeaf(cert *x509.Certificate) (Identity, [][]*x509.Certificate
 // recognised by its bytes until its chain's earliest expiry
 // (verifycache.go): brokers show the same certificate at every reconnect.
 func (c *CA) VerifyClientCert(cert *x509.Certificate) (string, error) {
-	now := c.cfg.Now()
-	if id, ok := c.verified.get(cert.Raw, now); ok {
-		return id.DeviceID, nil
+	if e, ok := c.verified.get(cert.Raw, c.cfg.Now()); ok {
+		return e.id.DeviceID, nil
 	}
+	id, _, err := c.verifyAndRemember(cert)
+	return id, err
+}
+
+// VerifyClientDER is VerifyClientCert for a certificate's DER bytes, and
+// also returns its serial (SerialHex). A certificate verified before is
+// recognised by the hash of its bytes before any parse.
+func (c *CA) VerifyClientDER(der []byte) (deviceID, serial string, err error) {
+	if e, ok := c.verified.get(der, c.cfg.Now()); ok {
+		return e.id.DeviceID, e.serial, nil
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "", "", fault.Wrap(err, fault.CertInvalid, "certificate does not parse")
+	}
+	return c.verifyAndRemember(cert)
+}
+
+func (c *CA) verifyAndRemember(cert *x509.Certificate) (deviceID, serial string, err error) {
 	id, chains, err := c.verifyLeaf(cert)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	c.verified.put(cert.Raw, id, chains)
-	return id.DeviceID, nil
+	serial = SerialHex(cert.SerialNumber)
+	c.verified.put(cert.Raw, id, serial, chains)
+	return id.DeviceID, serial, nil
 }
 
 // KeyType names a public key the way profiles list allowed key types:

@@ -256,7 +256,8 @@ func BenchmarkBareSign(b *testing.B) {
 // through the native hook (/hooks/v1/authorize with a certificate): parse
 // (paid by every such CONNECT), full verification (the chain to the
 // Gatehouse CA, clientAuth, the identity: a first CONNECT) and a cached
-// one (a reconnect with the same certificate), in one run.
+// one (a reconnect with the same certificate; cached-der: from the bytes,
+// no parse), in one run.
 func BenchmarkVerifyClientCert(b *testing.B) {
 	c, _ := newCA(b, nil)
 	req := ca.LeafRequest{CSR: testpki.ParseCSR(b, testpki.CSR(b, testpki.Key(b, "P-256"))), Fleet: "f", DeviceID: "d1", Validity: time.Hour}
@@ -282,6 +283,14 @@ func BenchmarkVerifyClientCert(b *testing.B) {
 	b.Run("cached", func(b *testing.B) {
 		for b.Loop() {
 			if id, err := c.VerifyClientCert(leaf.Leaf); err != nil || id != "d1" {
+				b.Fatal(id, err)
+			}
+		}
+	})
+	// The same from the DER bytes: the cache is looked up before any parse.
+	b.Run("cached-der", func(b *testing.B) {
+		for b.Loop() {
+			if id, _, err := c.VerifyClientDER(leaf.Leaf.Raw); err != nil || id != "d1" {
 				b.Fatal(id, err)
 			}
 		}

@@ -36,26 +36,28 @@ type verifiedCache struct {
 }
 
 type verified struct {
-	id    Identity
-	until time.Time
+	id     Identity
+	serial string // SerialHex of the certificate
+	until  time.Time
 }
 
-func (v *verifiedCache) get(der []byte, now time.Time) (Identity, bool) {
+// get looks the bytes up without parsing them: a hit needs no X.509 parse.
+func (v *verifiedCache) get(der []byte, now time.Time) (verified, bool) {
 	key := sha256.Sum256(der)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e, ok := v.m[key]
 	if !ok {
-		return Identity{}, false
+		return verified{}, false
 	}
 	if !now.Before(e.until) {
 		delete(v.m, key)
-		return Identity{}, false
+		return verified{}, false
 	}
-	return e.id, true
+	return e, true
 }
 
-func (v *verifiedCache) put(der []byte, id Identity, chains [][]*x509.Certificate) {
+func (v *verifiedCache) put(der []byte, id Identity, serial string, chains [][]*x509.Certificate) {
 	if len(chains) == 0 {
 		return
 	}
@@ -80,7 +82,7 @@ func (v *verifiedCache) put(der []byte, id Identity, chains [][]*x509.Certificat
 		// next reconnects refill it.
 		clear(v.m)
 	}
-	v.m[key] = verified{id: id, until: until}
+	v.m[key] = verified{id: id, serial: serial, until: until}
 }
 
 func (v *verifiedCache) len() int {

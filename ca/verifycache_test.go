@@ -64,3 +64,56 @@ func TestVerifyClientCertCache(t *testing.T) {
 		t.Fatalf("expired certificate answered from the cache: %v", err)
 	}
 }
+
+// VerifyClientDER answers as VerifyClientCert does, from the bytes: the
+// identity and serial of the CA's own certificate (from the cache after the
+// first), and CertInvalid for a foreign, tampered, truncated or
+// non-certificate input, and for a cached certificate past its expiry.
+func TestVerifyClientDER(t *testing.T) {
+	now := time.Now()
+	c, _ := newCA(t, func(cfg *ca.Config) { cfg.Now = func() time.Time { return now } })
+	other, _ := newCA(t, nil)
+	issue := func(authority *ca.CA) *x509.Certificate {
+		t.Helper()
+		req := ca.LeafRequest{CSR: testpki.ParseCSR(t, testpki.CSR(t, testpki.Key(t, "P-256"))), Fleet: "f",
+			DeviceID: "d1", Validity: time.Hour}
+		leaf, err := authority.Issue(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.Leaf
+	}
+	mine, foreign := issue(c), issue(other)
+	for i := range 2 {
+		id, serial, err := c.VerifyClientDER(mine.Raw)
+		if err != nil || id != "d1" || serial != ca.SerialHex(mine.SerialNumber) {
+			t.Fatalf("own certificate, try %d: %q %q %v", i, id, serial, err)
+		}
+		if n := c.VerifiedLen(); n != 1 {
+			t.Fatalf("try %d: cache holds %d, want 1", i, n)
+		}
+	}
+	tampered := append([]byte(nil), mine.Raw...)
+	tampered[len(tampered)-3] ^= 0x01
+	for _, tc := range []struct {
+		name string
+		der  []byte
+	}{
+		{"foreign CA", foreign.Raw},
+		{"tampered signature", tampered},
+		{"truncated", mine.Raw[:len(mine.Raw)/2]},
+		{"empty", nil},
+		{"not DER", []byte("-----BEGIN CERTIFICATE-----")},
+	} {
+		if id, _, err := c.VerifyClientDER(tc.der); fault.CodeOf(err) != fault.CertInvalid || id != "" {
+			t.Errorf("%s: %q %v, want CertInvalid", tc.name, id, err)
+		}
+	}
+	if n := c.VerifiedLen(); n != 1 {
+		t.Errorf("cache holds %d after refusals, want 1", n)
+	}
+	now = mine.NotAfter.Add(time.Second)
+	if _, _, err := c.VerifyClientDER(mine.Raw); fault.CodeOf(err) != fault.CertInvalid {
+		t.Errorf("expired certificate answered from the cache: %v", err)
+	}
+}

@@ -89,7 +89,7 @@ func (h *Handler) emqxDecode(w http.ResponseWriter, r *http.Request) (emqxReques
 		return req, malformed("body: " + err.Error())
 	}
 	var ferr error
-	if flatObject(b, func(k, v string) {
+	if flatObject(b, func(k, v string, _ bool) {
 		switch k {
 		case "clientid":
 			req.ClientID = v

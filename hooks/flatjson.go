@@ -8,11 +8,11 @@ import (
 // flatObject reads a JSON object whose values are all strings, numbers,
 // booleans or null — the shape of every broker webhook body Gatehouse
 // reads — and calls set for each member with the value's text (strings
-// unescaped, other literals as written). It is the hot path's decoder:
+// unescaped, other literals as written; quoted says which it was). It is the hot path's decoder:
 // encoding/json's reflection was most of an authorization request's cost.
 // Anything else (nesting, arrays, malformed input) returns ok=false and the
 // caller falls back to encoding/json, which also produces the error.
-func flatObject(b []byte, set func(key, value string)) (ok bool) {
+func flatObject(b []byte, set func(key, value string, quoted bool)) (ok bool) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -35,6 +35,7 @@ func flatObject(b []byte, set func(key, value string)) (ok bool) {
 			return false
 		}
 		var val string
+		quoted := b[i] == '"'
 		switch c := b[i]; {
 		case c == '"':
 			val, n, ok = jsonString(b, i)
@@ -54,7 +55,7 @@ func flatObject(b []byte, set func(key, value string)) (ok bool) {
 		default:
 			return false
 		}
-		set(key, val)
+		set(key, val, quoted)
 		i = skipWS(b, n)
 		if i >= len(b) {
 			return false

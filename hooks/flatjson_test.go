@@ -18,7 +18,8 @@ func FuzzFlatObject(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in string) {
 		got := map[string]string{}
-		if !flatObject([]byte(in), func(k, v string) { got[k] = v }) {
+		quoted := map[string]bool{}
+		if !flatObject([]byte(in), func(k, v string, q bool) { got[k], quoted[k] = v, q }) {
 			return
 		}
 		var ref map[string]any
@@ -32,6 +33,9 @@ func FuzzFlatObject(f *testing.F) {
 			gv, ok := got[k]
 			if !ok {
 				t.Fatalf("%q: member %q missing", in, k)
+			}
+			if _, isString := rv.(string); isString != quoted[k] {
+				t.Fatalf("%q: %q quoted=%v, encoding/json %T", in, k, quoted[k], rv)
 			}
 			switch rv := rv.(type) {
 			case string:

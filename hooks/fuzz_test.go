@@ -29,6 +29,8 @@ func FuzzDialects(f *testing.F) {
 	f.Add(uint8(11), `{"action":"publish","client_id":"dev1","identity":"dev1","topic":"t/\u0000"}`)
 	f.Add(uint8(12), `{"username":"dev1","client_id":"dev1","topics":[{"topic":"#","qos":1,"no_local":"x","retain_handling":7}]}`)
 	f.Add(uint8(13), `{"username":"dev1","client_id":"dev1","listener_type":7}`)
+	f.Add(uint8(11), `{"action":"connect","client_id":"dev1","identity":"dev1","certificate_der":"MIIBAA=="}`)
+	f.Add(uint8(11), `{"action":"connect","client_id":"dev1","identity":"dev1","certificate_der":"AA","certificate":"x"}`)
 	endpoints := []struct{ path, ctype, hook string }{
 		{"/hooks/emqx/authn", "application/json", ""},
 		{"/hooks/emqx/authz", "application/json", ""},
@@ -45,7 +47,8 @@ func FuzzDialects(f *testing.F) {
 		{"/hooks/vernemq", "application/json", "auth_on_subscribe_m5"},
 		{"/hooks/vernemq", "application/json", "auth_on_register_m5"},
 	}
-	h, err := hooks.New(hooks.Config{Authorizer: newAuthorizer(f), Secret: secret, RabbitCertLogin: true, VerneMQPerFilterSuback: true})
+	az := newAuthorizer(f)
+	h, err := hooks.New(hooks.Config{Authorizer: az, Devices: az, Secret: secret, RabbitCertLogin: true, VerneMQPerFilterSuback: true})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -16,7 +16,6 @@ package hooks
 import (
 	"context"
 	"crypto/subtle"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -34,10 +33,16 @@ type Authorizer interface {
 	Authorize(ctx context.Context, req authz.Request) (authz.Decision, error)
 }
 
-// CertVerifier checks a client certificate presented to the native endpoint
-// and returns the device id it names.
+// CertVerifier checks a client certificate (DER) presented to the native
+// endpoint and returns the device id it names and its serial.
 type CertVerifier interface {
-	VerifyClientCert(cert *x509.Certificate) (deviceID string, err error)
+	VerifyClientDER(der []byte) (deviceID, serial string, err error)
+}
+
+// Devices knows each device's current certificate (the decision core): the
+// native endpoint recognises it by fingerprint, without parsing it.
+type Devices interface {
+	Device(id string) (authz.Device, bool)
 }
 
 // MosquittoMode is how mosquitto-go-auth reads answers.
@@ -53,8 +58,10 @@ const (
 // Config wires the hook handlers.
 type Config struct {
 	Authorizer Authorizer
-	// Certs verifies certificates sent to the native endpoint.
-	Certs CertVerifier
+	// Certs verifies certificates sent to the native endpoint; Devices,
+	// when set, spares that for the device's current certificate.
+	Certs   CertVerifier
+	Devices Devices
 	// Secret, when set, must arrive in the X-Gatehouse-Hook-Secret header (or
 	// as the password of HTTP basic auth); a request without it is denied.
 	// At least MinSecretLen bytes.

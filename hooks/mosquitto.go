@@ -18,16 +18,32 @@ import (
 // httpRequest); the hook secret reaches Gatehouse as the basic-auth password
 // Go's HTTP client derives from userinfo put in auth_opt_http_host.
 
-// go-auth access codes: Mosquitto's MOSQ_ACL_* bits, passed through
-// unchanged (auth-plugin.c, AuthAclCheck). Mosquitto asks about one access
-// at a time — read on delivery, write on publish, subscribe on subscribe —
-// and answers unsubscribe itself for v4 plugins such as go-auth, so no
-// combined value (3, read|write) ever arrives; anything else is denied.
+// go-auth access codes (go-auth's MOSQ_ACL_* constants, which its HTTP
+// backend sends unchanged as acc): read is the delivery of a message to a
+// subscriber, write a publish, subscribe a subscription; readwrite (3) asks
+// for read and write at once and is allowed only when both are.
 const (
 	mosqRead      = 1
 	mosqWrite     = 2
+	mosqReadWrite = mosqRead | mosqWrite
 	mosqSubscribe = 4
 )
+
+// mosqActions maps a go-auth access code to the actions that must all be
+// allowed; an unknown code maps to none and is denied.
+func mosqActions(acc int) []authz.Action {
+	switch acc {
+	case mosqRead:
+		return []authz.Action{authz.Read}
+	case mosqWrite:
+		return []authz.Action{authz.Publish}
+	case mosqReadWrite:
+		return []authz.Action{authz.Read, authz.Publish}
+	case mosqSubscribe:
+		return []authz.Action{authz.Subscribe}
+	}
+	return nil
+}
 
 // errPasswordListener is the answer to every go-auth user check. Mosquitto
 // skips the plugin's basic auth on a listener with use_identity_as_username
@@ -131,31 +147,24 @@ func (h *Handler) mosquittoSuperuser(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) mosquittoACL(w http.ResponseWriter, r *http.Request) {
 	req, err := h.mosqDecode(w, r)
 	base := authz.Request{Identity: req.Username, ClientID: req.ClientID, Username: req.Username, Topic: req.Topic}
-	var actions []authz.Action
-	switch req.Acc.v {
-	case mosqRead, mosqSubscribe:
-		// Read is checked per delivered message against its topic name, which
-		// a subscribe grant must contain like any filter.
-		actions = []authz.Action{authz.Subscribe}
-	case mosqWrite:
-		actions = []authz.Action{authz.Publish}
-	default:
-		if err == nil {
-			err = malformed("unknown acc " + strconv.Itoa(req.Acc.v))
-		}
+	actions := mosqActions(req.Acc.v)
+	if err == nil && len(actions) == 0 {
+		err = malformed("unknown acc " + strconv.Itoa(req.Acc.v))
 	}
-	allow := err == nil
+	if err != nil {
+		h.mosqAnswer(w, h.allowed(r, "mosquitto", base, authz.Decision{}, err))
+		return
+	}
+	// Actions are decided in order; the first deny ends the check.
+	allow := true
 	for _, a := range actions {
-		if !allow {
-			break
-		}
 		areq := base
 		areq.Action = a
 		d, derr := h.decide(r, "mosquitto", areq)
-		allow = h.allowed(r, "mosquitto", areq, d, derr)
-	}
-	if err != nil {
-		h.allowed(r, "mosquitto", base, authz.Decision{}, err)
+		if !h.allowed(r, "mosquitto", areq, d, derr) {
+			allow = false
+			break
+		}
 	}
 	h.mosqAnswer(w, allow)
 }

@@ -1,15 +1,20 @@
 package hooks_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/internal/testlog"
 
 	"github.com/gatehouse-iot/gatehouse/hooks"
@@ -117,29 +122,100 @@ func TestGoAuthUserinfoSecret(t *testing.T) {
 	}
 }
 
-// TestMosquittoAccValues: with a core that allows everything, the ACL check
-// allows exactly the access values Mosquitto passes to go-auth — read 1,
-// write 2, subscribe 4 — and denies every other, including 3 (read|write),
-// which Mosquitto never sends and which used to be served as subscribe and
-// publish together, and 8 (unsubscribe), which Mosquitto answers itself for
-// go-auth's plugin interface.
+// goAuthACL sends dev1's ACL check for acc on topic as go-auth's JSON body.
+func goAuthACL(h http.Handler, acc, topic string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest("POST", "/hooks/mosquitto/acl",
+		strings.NewReader(`{"acc":`+acc+`,"clientid":"dev1","topic":"`+topic+`","username":"dev1"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth("gatehouse", secret)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// onlyActions is a core that allows exactly the listed actions and records
+// every action it was asked about.
+type onlyActions struct {
+	allow map[authz.Action]bool
+	mu    sync.Mutex
+	asked []authz.Action
+}
+
+func (o *onlyActions) Authorize(_ context.Context, req authz.Request) (authz.Decision, error) {
+	o.mu.Lock()
+	o.asked = append(o.asked, req.Action)
+	o.mu.Unlock()
+	return authz.Decision{Allow: o.allow[req.Action], Reason: "test"}, nil
+}
+
+// TestMosquittoAccValues: each go-auth access code (its MOSQ_ACL_*
+// constants, passed through unchanged by its HTTP backend) is decided as the
+// actions it names — read 1 as read (delivery), write 2 as publish,
+// readwrite 3 as read and publish (both must allow), subscribe 4 as
+// subscribe — and every other code is denied without asking the core.
+// Before, 1 was decided as subscribe and 3 was refused.
 func TestMosquittoAccValues(t *testing.T) {
-	h, err := hooks.New(hooks.Config{Authorizer: allowAll{}, Secret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, p, s := authz.Read, authz.Publish, authz.Subscribe
 	for _, tc := range []struct {
-		acc   string
-		allow bool
-	}{{"1", true}, {"2", true}, {"4", true}, {"0", false}, {"3", false}, {"5", false}, {"8", false}, {"-1", false}} {
-		req := httptest.NewRequest("POST", "/hooks/mosquitto/acl",
-			strings.NewReader(`{"acc":`+tc.acc+`,"clientid":"dev1","topic":"t","username":"dev1"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.SetBasicAuth("gatehouse", secret)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if got := rec.Code == http.StatusOK; got != tc.allow || rec.Code >= 500 {
-			t.Errorf("acc %s: %d %s, want allow=%v", tc.acc, rec.Code, rec.Body, tc.allow)
+		acc     string
+		allowed []authz.Action // what the core allows
+		allow   bool
+		asked   []authz.Action
+	}{
+		{"1", []authz.Action{r}, true, []authz.Action{r}},
+		{"1", []authz.Action{s, p}, false, []authz.Action{r}},
+		{"2", []authz.Action{p}, true, []authz.Action{p}},
+		{"2", []authz.Action{r, s}, false, []authz.Action{p}},
+		{"3", []authz.Action{r, p}, true, []authz.Action{r, p}},
+		{"3", []authz.Action{r}, false, []authz.Action{r, p}},
+		{"3", []authz.Action{p}, false, []authz.Action{r}},
+		{"3", []authz.Action{s}, false, []authz.Action{r}},
+		{"4", []authz.Action{s}, true, []authz.Action{s}},
+		{"4", []authz.Action{r}, false, []authz.Action{s}},
+		{"0", []authz.Action{r, p, s}, false, nil},
+		{"5", []authz.Action{r, p, s}, false, nil},
+		{"8", []authz.Action{r, p, s}, false, nil},
+		{"17", []authz.Action{r, p, s}, false, nil},
+		{"-1", []authz.Action{r, p, s}, false, nil},
+	} {
+		t.Run(tc.acc+"/"+fmt.Sprint(tc.allowed), func(t *testing.T) {
+			core := &onlyActions{allow: map[authz.Action]bool{}}
+			for _, a := range tc.allowed {
+				core.allow[a] = true
+			}
+			h, err := hooks.New(hooks.Config{Authorizer: core, Secret: secret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := goAuthACL(h, tc.acc, "t")
+			if got := rec.Code == http.StatusOK; got != tc.allow || rec.Code >= 500 {
+				t.Errorf("acc %s: %d %s, want allow=%v", tc.acc, rec.Code, rec.Body, tc.allow)
+			}
+			if !slices.Equal(core.asked, tc.asked) {
+				t.Errorf("acc %s: core asked %v, want %v", tc.acc, core.asked, tc.asked)
+			}
+		})
+	}
+}
+
+// TestMosquittoReadIsDelivery runs the access codes through the default
+// policy: dev1 may receive its own command topic (read) but may not publish
+// it, may publish its telemetry but not receive it, so readwrite is denied
+// on both; another device's command topic is neither read nor written.
+func TestMosquittoReadIsDelivery(t *testing.T) {
+	h := newHandler(t, hooks.MosquittoStatus)
+	own, tele, other := "fleets/plant/devices/dev1/cmd/reboot", "fleets/plant/devices/dev1/telemetry/t", "fleets/plant/devices/dev2/cmd/reboot"
+	for _, tc := range []struct {
+		acc, topic string
+		allow      bool
+	}{
+		{"1", own, true}, {"2", own, false}, {"3", own, false},
+		{"1", tele, false}, {"2", tele, true}, {"3", tele, false},
+		{"1", other, false}, {"2", other, false}, {"3", other, false}, {"4", other, false},
+	} {
+		rec := goAuthACL(h, tc.acc, tc.topic)
+		if got := rec.Code == http.StatusOK; got != tc.allow {
+			t.Errorf("acc %s on %s: %d, want allow=%v", tc.acc, tc.topic, rec.Code, tc.allow)
 		}
 	}
 }

@@ -151,8 +151,8 @@ func TestObserverRefusals(t *testing.T) {
 // not issue.
 type refuseCerts struct{}
 
-func (refuseCerts) VerifyClientCert(*x509.Certificate) (string, error) {
-	return "", fault.New(fault.CertInvalid, "certificate is not from this CA")
+func (refuseCerts) VerifyClientDER([]byte) (string, string, error) {
+	return "", "", fault.New(fault.CertInvalid, "certificate is not from this CA")
 }
 
 // nativeWithCert is a native CONNECT carrying a self-signed certificate.

@@ -50,6 +50,13 @@ type Broker interface {
 	Disconnect(ctx context.Context, r Request) error
 }
 
+// Local is a Broker that only some replicas can reach at a given moment (a
+// Mosquitto plugin holds its event stream open to one replica). Here
+// reports whether this replica can reach it now.
+type Local interface {
+	Here() bool
+}
+
 // Retry is the delivery retry policy.
 type Retry struct {
 	// Initial is the wait after the first failure, doubled after each
@@ -92,6 +99,13 @@ type Config struct {
 	Timeout, Lease time.Duration
 	// Concurrency caps parallel deliveries (default 8).
 	Concurrency int
+	// Elsewhere is how long a due kick for a Local broker this replica
+	// cannot reach is left to the replica that can, before this one tries
+	// it anyway (and fails, counting an attempt): a replica without the
+	// plugin's stream must neither burn the kick's fast retries nor delay
+	// it, and a plugin that streams nowhere must still end in a failed
+	// kick (default 5s).
+	Elsewhere time.Duration
 	// CheckEvery is how often Run checks the targets again (Checker), so
 	// a password changed at the broker, or an operator account added under
 	// a name a device could have, shows before the next kick (default 5m).
@@ -134,6 +148,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CheckEvery <= 0 {
 		c.CheckEvery = 5 * time.Minute
+	}
+	if c.Elsewhere <= 0 {
+		c.Elsewhere = 5 * time.Second
 	}
 }
 
@@ -217,7 +234,7 @@ func (s *Service) DeliverDue(ctx context.Context) int {
 	total := 0
 	limit := 4 * s.cfg.Concurrency
 	for ctx.Err() == nil {
-		ks, err := s.cfg.Store.ClaimKicks(ctx, s.names, s.cfg.Now(), s.cfg.Lease, limit)
+		ks, err := s.claim(ctx, limit)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.cfg.Log.Error("session kick queue unreadable", "err", err)
@@ -244,6 +261,32 @@ func (s *Service) DeliverDue(ctx context.Context) int {
 		}
 	}
 	return total
+}
+
+// claim leases due kicks: at once for the brokers this replica reaches, and
+// for Local brokers it cannot reach only once they are Elsewhere overdue
+// (claimed as of Elsewhere ago, so the lease still ends Lease from now).
+func (s *Service) claim(ctx context.Context, limit int) ([]store.SessionKick, error) {
+	var here, away []string
+	for _, n := range s.names {
+		if l, ok := s.brokers[n].(Local); ok && !l.Here() {
+			away = append(away, n)
+		} else {
+			here = append(here, n)
+		}
+	}
+	now := s.cfg.Now()
+	ks, err := s.cfg.Store.ClaimKicks(ctx, here, now, s.cfg.Lease, limit)
+	if err != nil || len(ks) >= limit || len(away) == 0 {
+		return ks, err
+	}
+	late, err := s.cfg.Store.ClaimKicks(ctx, away, now.Add(-s.cfg.Elsewhere), s.cfg.Lease+s.cfg.Elsewhere, limit-len(ks))
+	if err != nil && len(ks) > 0 {
+		// What is leased already is delivered; the rest waits for the next pass.
+		s.cfg.Log.Error("session kick queue unreadable", "err", err)
+		return ks, nil
+	}
+	return append(ks, late...), err
 }
 
 // deliver makes one attempt and records its outcome.

@@ -20,6 +20,8 @@ type Streams interface {
 	// Send queues ev on every open stream of the broker name and returns
 	// how many it reached.
 	Send(broker string, ev events.Event) int
+	// Subscribers counts the open streams of the broker name.
+	Subscribers(broker string) int
 }
 
 // MosquittoConfig configures the Mosquitto kicker.
@@ -42,9 +44,11 @@ const DefaultAckTimeout = 5 * time.Second
 // Gatehouse, receives a kick event, disconnects the device's sessions
 // inside the broker and posts the result back (AckKick).
 //
-// The kick goes to the streams open on this replica. With none (the plugin
-// is down, or connected to another replica), the attempt fails and the
-// worker retries it, as it does a management API that does not answer.
+// The kick goes to the streams open on this replica. A replica without one
+// (the plugin streams to another replica) leaves the kick to the replica
+// that has it (Local); past Config.Elsewhere it tries anyway, the attempt
+// fails and the worker retries it, as it does a management API that does
+// not answer, so a plugin down everywhere still ends in a failed kick.
 type Mosquitto struct {
 	cfg     MosquittoConfig
 	mu      sync.Mutex
@@ -62,8 +66,12 @@ type pendingKick struct {
 	decided  bool
 }
 
-// Mosquitto is a Broker; a signature drift breaks the build here.
-var _ Broker = (*Mosquitto)(nil)
+// Mosquitto is a Broker reachable from some replicas only; a signature
+// drift breaks the build here.
+var (
+	_ Broker = (*Mosquitto)(nil)
+	_ Local  = (*Mosquitto)(nil)
+)
 
 // NewMosquitto returns the Mosquitto kicker.
 func NewMosquitto(cfg MosquittoConfig) (*Mosquitto, error) {
@@ -87,6 +95,9 @@ func NewMosquitto(cfg MosquittoConfig) (*Mosquitto, error) {
 
 // Name implements Broker.
 func (m *Mosquitto) Name() string { return m.cfg.Name }
+
+// Here implements Local: a plugin of the broker name streams to this replica.
+func (m *Mosquitto) Here() bool { return m.cfg.Streams.Subscribers(m.cfg.Name) > 0 }
 
 // Disconnect implements Broker: it sends a kick event to every open stream
 // of the broker name and waits until every one of them acknowledged ok.

@@ -3,7 +3,10 @@ package kick_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,8 +153,9 @@ func TestMosquittoDisconnect(t *testing.T) {
 }
 
 // Through the durable queue on both databases: a kick without a plugin
-// stream fails and is retried; with one, the event goes out, the ack
-// finishes the row.
+// stream is left for a replica that has one, then, Elsewhere later, tried,
+// failed and retried; with a stream, the event goes out, the ack finishes
+// the row.
 func TestMosquittoKickService(t *testing.T) {
 	for _, backend := range testdb.All() {
 		t.Run(backend, func(t *testing.T) {
@@ -164,6 +168,10 @@ func TestMosquittoKickService(t *testing.T) {
 			if err := svc.Kick(ctx, "d1", "device.revoke"); err != nil {
 				t.Fatal(err)
 			}
+			if n := svc.DeliverDue(ctx); n != 0 {
+				t.Fatalf("without a stream, at once: delivered %d, want 0 (left to a replica with the stream)", n)
+			}
+			clk.Add(5 * time.Second)
 			if n := svc.DeliverDue(ctx); n != 1 {
 				t.Fatalf("delivered %d, want 1", n)
 			}
@@ -193,6 +201,100 @@ func TestMosquittoKickService(t *testing.T) {
 			k = statusOf(t, st, "d1")["mosquitto"]
 			if k.Status != store.KickDone || k.Attempts != 2 || k.DoneAt == nil {
 				t.Fatalf("after the ack: %+v", k)
+			}
+		})
+	}
+}
+
+// ackAll plays the plugin on sub: it acknowledges every kick it reads, ok,
+// until the subscription ends, and counts them per device.
+func ackAll(sub *events.Subscription, m *kick.Mosquitto, counts *sync.Map) {
+	for {
+		select {
+		case ev := <-sub.Events():
+			var k kickEvent
+			data, _ := strings.CutPrefix(string(ev.Frame()), "event: kick\ndata: ")
+			if json.Unmarshal([]byte(data), &k) != nil {
+				continue
+			}
+			n, _ := counts.LoadOrStore(k.Device, new(atomic.Int32))
+			n.(*atomic.Int32).Add(1)
+			_ = m.AckKick("mosquitto", k.ID, true, "", 1)
+		case <-sub.Done():
+			return
+		}
+	}
+}
+
+// TestMosquittoKickTwoReplicas: two replicas share one database (both
+// databases); the plugin streams to replica B only. Kicks recorded through
+// A, with both workers draining the queue at the same time, are all
+// delivered by B on its first attempt: A leaves them alone instead of
+// failing them and burning their retries. With the plugin streaming to
+// neither, the kick is still tried (after Elsewhere), retried, and ends
+// failed: leaving rows to another replica is bounded.
+func TestMosquittoKickTwoReplicas(t *testing.T) {
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			// Each replica has its own connection pool to the one database.
+			dsn := testdb.DSN(t, backend)
+			st, stB := openDSN(t, dsn), openDSN(t, dsn)
+			clk := testclock.New(base)
+			hubA, hubB := events.NewHub(events.Config{}), events.NewHub(events.Config{})
+			mA, mB := newMosquitto(t, hubA, 5*time.Second), newMosquitto(t, hubB, 5*time.Second)
+			svcA, svcB := newService(t, st, clk, mA), newService(t, stB, clk, mB)
+			ctx := context.Background()
+			sub, _ := hubB.Subscribe("mosquitto")
+			var counts sync.Map
+			plugin := make(chan struct{})
+			go func() { ackAll(sub, mB, &counts); close(plugin) }()
+
+			const n = 20
+			for i := range n {
+				if err := svcA.Kick(ctx, fmt.Sprintf("d%02d", i), "device.revoke"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var wg sync.WaitGroup
+			var deliveredA, deliveredB atomic.Int64
+			deliveredA.Add(int64(svcA.DeliverDue(ctx))) // A first: it must leave them
+			for range 4 {
+				wg.Add(2)
+				go func() { defer wg.Done(); deliveredA.Add(int64(svcA.DeliverDue(ctx))) }()
+				go func() { defer wg.Done(); deliveredB.Add(int64(svcB.DeliverDue(ctx))) }()
+			}
+			wg.Wait()
+			if deliveredA.Load() != 0 || deliveredB.Load() != n {
+				t.Errorf("deliveries: A (no stream) %d, B (stream) %d; want 0 and %d", deliveredA.Load(), deliveredB.Load(), n)
+			}
+			for i := range n {
+				dev := fmt.Sprintf("d%02d", i)
+				k := statusOf(t, st, dev)["mosquitto"]
+				if k.Status != store.KickDone || k.Attempts != 1 || k.LastError != "" {
+					t.Errorf("%s: %+v, want done on the first attempt", dev, k)
+				}
+				if c, ok := counts.Load(dev); !ok || c.(*atomic.Int32).Load() != 1 {
+					t.Errorf("%s: the plugin saw %v kick events, want 1", dev, c)
+				}
+			}
+
+			// The plugin goes away: nobody holds a stream.
+			sub.Close()
+			<-plugin
+			if err := svcA.Kick(ctx, "lost", "device.revoke"); err != nil {
+				t.Fatal(err)
+			}
+			if a, b := svcA.DeliverDue(ctx), svcB.DeliverDue(ctx); a+b != 0 {
+				t.Fatalf("no stream anywhere, at once: delivered %d+%d, want 0", a, b)
+			}
+			for range 10 {
+				clk.Add(10 * time.Second)
+				svcA.DeliverDue(ctx)
+				svcB.DeliverDue(ctx)
+			}
+			k := statusOf(t, st, "lost")["mosquitto"]
+			if k.Status != store.KickFailed || k.Attempts < 4 || !strings.Contains(k.LastError, "not connected") {
+				t.Errorf("no stream anywhere, later: %+v, want failed after its fast retries", k)
 			}
 		})
 	}

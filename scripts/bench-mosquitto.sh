@@ -24,6 +24,9 @@
 #   BENCH_STORM_ARGS    extra connect-storm flags
 #   BENCH_PACED         after each all-at-once storm, the same storm with at most
 #                       this many connection attempts in flight (default 100; 0: skip)
+#   BENCH_RECONNECT     after the storms, restart each broker and let the largest
+#                       storm's devices reconnect (paced as BENCH_PACED; default 1;
+#                       0: skip): the broker's caches are empty, Gatehouse's are warm
 #   BENCH_DEVICES_DIR   enrolled-device cache (default: in the work dir);
 #                       only reused while the same Gatehouse CA vouches for it
 #   GATEHOUSE_MOSQ_PLUGIN       plugin .so (default brokers/mosquitto/gatehouse-mosquitto.so)
@@ -193,6 +196,20 @@ start_mosquitto() {
 	echo "bench: mosquitto $name pid $pid on 127.0.0.1:$port (nofile $(awk '/Max open files/{print $4}' "/proc/$pid/limits"))" >&2
 }
 
+# restart_mosquitto NAME [PLUGIN]: stop the broker by its PID and start it
+# again (fresh config, new port): every cache inside it is gone.
+restart_mosquitto() {
+	local name=$1 pidvar=PID_$1 pid
+	pid=${!pidvar}
+	kill -TERM "$pid"
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$pid" 2>/dev/null && die "mosquitto $name (pid $pid) did not stop"
+	local keep=()
+	for p in "${PIDS[@]}"; do [ "$p" != "$pid" ] && keep+=("$p"); done
+	PIDS=("${keep[@]}")
+	start_mosquitto "$@"
+}
+
 BROKERS=(plain)
 start_mosquitto plain
 if [ -f "$PLUGIN" ]; then
@@ -238,29 +255,46 @@ echo "bench: enrolling up to $max devices…" >&2
 bench enroll plain -n "$max" --revoked "$REVOKED" --subscriber-profile bench-monitor || die "enrollment of $max devices failed"
 
 status=0
+# storm NAME N [FLAGS…]: one connect storm. Without the plugin, spoofs and
+# revoked devices getting in is the finding, not a failure of the run; with
+# it, any wrong decision is.
+storm() {
+	local name=$1 n=$2
+	shift 2
+	if ! bench connect-storm "$name" -n "$n" --spoof "$SPOOF" --revoked "$REVOKED" --timeout "${BENCH_TIMEOUT:-30s}" "$@" ${BENCH_STORM_ARGS:-}; then
+		[ "$name" = plain ] && echo "(expected of the plain broker: it checks the certificate chain only)" || status=1
+	fi
+	# Let the broker close the storm's sockets.
+	sleep 2
+}
+
 for name in "${BROKERS[@]}"; do
 	for n in $NS; do
 		echo
 		echo "=== connect storm: broker=$name N=$n spoof=$SPOOF revoked=$REVOKED"
-		# Without the plugin, spoofs and revoked devices getting in is the
-		# finding, not a failure of the run; with it, any wrong decision is.
-		if ! bench connect-storm "$name" -n "$n" --spoof "$SPOOF" --revoked "$REVOKED" --timeout "${BENCH_TIMEOUT:-30s}" ${BENCH_STORM_ARGS:-}; then
-			[ "$name" = plain ] && echo "(expected of the plain broker: it checks the certificate chain only)" || status=1
-		fi
-		# Let the broker close the last storm's sockets.
-		sleep 2
+		storm "$name" "$n"
 		if [ "${BENCH_PACED:-100}" != 0 ]; then
 			# The same storm with at most BENCH_PACED connection attempts in
 			# flight (Mosquitto's listen backlog is 100).
 			echo
 			echo "=== connect storm, paced: broker=$name N=$n --max-inflight ${BENCH_PACED:-100}"
-			if ! bench connect-storm "$name" -n "$n" --spoof "$SPOOF" --revoked "$REVOKED" --timeout "${BENCH_TIMEOUT:-30s}" --max-inflight "${BENCH_PACED:-100}" ${BENCH_STORM_ARGS:-}; then
-				[ "$name" = plain ] && echo "(expected of the plain broker: it checks the certificate chain only)" || status=1
-			fi
-			sleep 2
+			storm "$name" "$n" --max-inflight "${BENCH_PACED:-100}"
 		fi
 	done
 done
+
+# Reconnect storm: the largest storm's devices again, after a broker restart.
+if [ "${BENCH_RECONNECT:-1}" != 0 ]; then
+	for name in "${BROKERS[@]}"; do
+		if [ "$name" = plugin ]; then restart_mosquitto plugin "$PLUGIN"; else restart_mosquitto "$name"; fi
+		# The plugin's event stream must be live before its first decision
+		# can be cached (it asks Gatehouse either way).
+		sleep 2
+		echo
+		echo "=== reconnect storm after a broker restart: broker=$name N=$max --max-inflight ${BENCH_PACED:-100}"
+		storm "$name" "$max" --max-inflight "${BENCH_PACED:-100}"
+	done
+fi
 
 declare -A RATE SENT
 for qos in 0 1; do

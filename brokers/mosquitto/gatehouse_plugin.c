@@ -32,7 +32,7 @@
 
 #include <cJSON.h>
 #include <curl/curl.h>
-#include <openssl/pem.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include <mosquitto.h>
@@ -117,6 +117,14 @@ static struct {
 	CURL *http; /* main thread: keep-alive handle for decisions */
 	struct cache cache;
 
+	/* Read by the main thread on every ACL check without taking mu (the
+	 * cached path takes no lock); written under mu. live_until_ms is the
+	 * end of the stream's liveness (last heartbeat + staleness; 0: not
+	 * live); q_len and epoch are mirrored from below. */
+	long long live_until_ms;
+	size_t q_len_atomic;
+	unsigned long epoch_atomic;
+
 	pthread_mutex_t mu; /* guards everything below */
 	pthread_cond_t cond;
 	bool stop;
@@ -171,6 +179,7 @@ static void clear_queue_locked(void)
 	}
 	g.q_head = g.q_tail = NULL;
 	g.q_len = 0;
+	__atomic_store_n(&g.q_len_atomic, 0, __ATOMIC_RELEASE);
 }
 
 static void push_locked(struct event *e)
@@ -187,6 +196,7 @@ static void push_locked(struct event *e)
 	else g.q_head = e;
 	g.q_tail = e;
 	g.q_len++;
+	__atomic_store_n(&g.q_len_atomic, g.q_len, __ATOMIC_RELEASE);
 }
 
 static void enqueue(enum ev_kind kind, const char *a, const char *b, int level)
@@ -432,16 +442,36 @@ static int authorize(cJSON *req)
 /* ------------------------------------------------------------------------
  * Liveness of the stream (main thread) */
 
-/* stream_live reports whether the stream is live; *pending, whether events
- * wait for the next tick (then the cache may be behind: not used). */
-static bool stream_live(bool *pending)
+static long long stream_staleness(void)
 {
 	pthread_mutex_lock(&g.mu);
-	bool live = g.connected && g.last_event_ms > 0 && now_ms() - g.last_event_ms < g.staleness_ms;
-	long long staleness = g.staleness_ms;
-	unsigned long epoch = g.epoch;
-	if (pending) *pending = g.q_len > 0;
+	long long v = g.staleness_ms;
 	pthread_mutex_unlock(&g.mu);
+	return v;
+}
+
+/* publish_liveness_locked mirrors the stream's state for stream_live (g.mu
+ * held). The epoch is stored last: whoever sees it changed sees the rest. */
+static void publish_liveness_locked(void)
+{
+	long long until = g.connected && g.last_event_ms > 0 ? g.last_event_ms + g.staleness_ms : 0;
+	__atomic_store_n(&g.live_until_ms, until, __ATOMIC_RELEASE);
+	__atomic_store_n(&g.epoch_atomic, g.epoch, __ATOMIC_RELEASE);
+}
+
+/* stream_live reports whether the stream is live; *pending, whether events
+ * wait for the next tick (then the cache may be behind: not used). It takes
+ * no lock: a cached ACL check costs a key, a hash and a bucket walk. Every
+ * change that can make cached answers wrong (a device event, a reset, a
+ * new stream connection) is queued before it takes effect and only this
+ * thread drains the queue, so a non-zero q_len seen here stays non-zero
+ * until this thread has applied it. */
+static bool stream_live(bool *pending)
+{
+	unsigned long epoch = __atomic_load_n(&g.epoch_atomic, __ATOMIC_ACQUIRE);
+	long long until = __atomic_load_n(&g.live_until_ms, __ATOMIC_ACQUIRE);
+	if (pending) *pending = __atomic_load_n(&g.q_len_atomic, __ATOMIC_ACQUIRE) > 0;
+	bool live = until > 0 && now_ms() < until;
 	if (epoch != g.cache_epoch) {
 		/* A new stream connection: events may have been missed in
 		 * between, even if this thread never saw the stream down. */
@@ -454,7 +484,7 @@ static bool stream_live(bool *pending)
 		} else {
 			mosquitto_log_printf(MOSQ_LOG_WARNING,
 					     LOG_PREFIX "no event from Gatehouse within %lld ms: cached decisions are not used, "
-							"every decision is asked fresh (fail closed)", staleness);
+							"every decision is asked fresh (fail closed)", stream_staleness());
 		}
 		/* Whatever happened while the stream was not live was missed:
 		 * start from an empty cache either way. */
@@ -467,23 +497,30 @@ static bool stream_live(bool *pending)
 /* ------------------------------------------------------------------------
  * Certificates */
 
-/* cert_pem_cn returns the client certificate as PEM and its subject CN
- * (both malloc'd), or -1. */
-static int cert_pem_cn(struct mosquitto *client, char **pem, char **cn)
+/* b64_der returns the certificate's DER as base64 (malloc'd, no line
+ * breaks), or NULL. Gatehouse hashes these bytes to recognise the device's
+ * current certificate without parsing it; PEM would only add armour for it
+ * to strip. */
+static char *b64_der(X509 *cert)
 {
-	*pem = *cn = NULL;
+	unsigned char *der = NULL;
+	int n = i2d_X509(cert, &der);
+	if (n <= 0) return NULL;
+	char *out = malloc(4 * (((size_t)n + 2) / 3) + 1);
+	if (out) EVP_EncodeBlock((unsigned char *)out, der, n);
+	OPENSSL_free(der);
+	return out;
+}
+
+/* cert_der_cn returns the client certificate as base64 DER and its subject
+ * CN (both malloc'd), or -1. */
+static int cert_der_cn(struct mosquitto *client, char **der, char **cn)
+{
+	*der = *cn = NULL;
 	X509 *cert = mosquitto_client_certificate(client);
 	if (!cert) return -1;
 	int rc = -1;
-	BIO *bio = BIO_new(BIO_s_mem());
-	if (bio && PEM_write_bio_X509(bio, cert)) {
-		char *p;
-		long n = BIO_get_mem_data(bio, &p);
-		if (n > 0 && (*pem = malloc((size_t)n + 1))) {
-			memcpy(*pem, p, (size_t)n);
-			(*pem)[n] = '\0';
-		}
-	}
+	*der = b64_der(cert);
 	X509_NAME *name = X509_get_subject_name(cert);
 	int idx = name ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
 	/* Exactly one CN: a second one would make "the" CN ambiguous. */
@@ -496,13 +533,12 @@ static int cert_pem_cn(struct mosquitto *client, char **pem, char **cn)
 		}
 		OPENSSL_free(utf8);
 	}
-	if (*pem && *cn) rc = 0;
+	if (*der && *cn) rc = 0;
 	else {
-		free(*pem);
+		free(*der);
 		free(*cn);
-		*pem = *cn = NULL;
+		*der = *cn = NULL;
 	}
-	BIO_free(bio);
 	X509_free(cert);
 	return rc;
 }
@@ -516,8 +552,8 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	(void)userdata;
 	struct mosquitto_evt_basic_auth *ed = event_data;
 	const char *client_id = mosquitto_client_id(ed->client);
-	char *pem, *cn;
-	if (cert_pem_cn(ed->client, &pem, &cn) != 0) {
+	char *der, *cn;
+	if (cert_der_cn(ed->client, &der, &cn) != 0) {
 		mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "client %s has no usable certificate: denied",
 				     client_id ? client_id : "?");
 		return MOSQ_ERR_AUTH;
@@ -526,10 +562,11 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	cJSON *req = cJSON_CreateObject();
 	if (req && cJSON_AddStringToObject(req, "action", "connect") &&
 	    cJSON_AddStringToObject(req, "client_id", client_id ? client_id : "") &&
-	    cJSON_AddStringToObject(req, "certificate", pem))
+	    cJSON_AddStringToObject(req, "identity", cn) &&
+	    cJSON_AddStringToObject(req, "certificate_der", der))
 		allow = authorize(req);
 	cJSON_Delete(req);
-	free(pem);
+	free(der);
 	int rc = MOSQ_ERR_AUTH;
 	/* The username becomes the device id Gatehouse verified (it checked
 	 * that the CN names the device): ACL checks send it as the identity,
@@ -654,6 +691,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	struct event *e = g.q_head;
 	g.q_head = g.q_tail = NULL;
 	g.q_len = 0;
+	__atomic_store_n(&g.q_len_atomic, 0, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&g.mu);
 	while (e) {
 		struct event *n = e->next;
@@ -722,6 +760,7 @@ static void dispatch(struct sse *s)
 		 * cached decisions in use. */
 		pthread_mutex_lock(&g.mu);
 		g.last_event_ms = now_ms();
+		publish_liveness_locked();
 		pthread_mutex_unlock(&g.mu);
 	} else if (strcmp(name, "hello") == 0) {
 		cJSON *ms = cJSON_GetObjectItemCaseSensitive(d, "max_staleness_ms");
@@ -735,6 +774,7 @@ static void dispatch(struct sse *s)
 		g.last_event_ms = 0; /* live from the first heartbeat on */
 		g.connected = true;
 		g.epoch++;
+		publish_liveness_locked();
 		pthread_mutex_unlock(&g.mu);
 		s->hello = true;
 		qlog(MOSQ_LOG_NOTICE, "event stream connected (max staleness %lld ms)", staleness);
@@ -882,6 +922,7 @@ static void *stream_main(void *arg)
 		bool had_hello = s->hello;
 		pthread_mutex_lock(&g.mu);
 		g.connected = false;
+		publish_liveness_locked();
 		pthread_mutex_unlock(&g.mu);
 		if (stopping()) break;
 		if (had_hello) {

@@ -73,6 +73,7 @@ var (
 // The decision core and its feeders.
 var (
 	_ authzsync.Sink      = (*authz.Authorizer)(nil)
+	_ hooks.Devices       = (*authz.Authorizer)(nil)
 	_ authzsync.Freshness = (*authz.Authorizer)(nil)
 	_ policy.Activator    = (*authz.Authorizer)(nil)
 	_ policy.Freshness    = (*authz.Authorizer)(nil)

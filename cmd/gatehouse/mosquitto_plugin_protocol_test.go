@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -81,13 +82,13 @@ func (f *fakeHooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/hooks/v1/authorize":
 		var req struct {
-			Action      string `json:"action"`
-			ClientID    string `json:"client_id"`
-			Identity    string `json:"identity"`
-			Certificate string `json:"certificate"`
-			Topic       string `json:"topic"`
-			QoS         int    `json:"qos"`
-			Retain      bool   `json:"retain"`
+			Action   string `json:"action"`
+			ClientID string `json:"client_id"`
+			Identity string `json:"identity"`
+			CertDER  string `json:"certificate_der"`
+			Topic    string `json:"topic"`
+			QoS      int    `json:"qos"`
+			Retain   bool   `json:"retain"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -97,10 +98,12 @@ func (f *fakeHooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		switch req.Action {
 		case "connect":
-			if block, _ := pem.Decode([]byte(req.Certificate)); block != nil {
-				if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			// The plugin sends the certificate as base64 DER with its CN
+			// as the identity (Gatehouse's fingerprint lookup key).
+			if der, err := base64.StdEncoding.DecodeString(req.CertDER); err == nil {
+				if c, err := x509.ParseCertificate(der); err == nil {
 					cn := c.Subject.CommonName
-					allow = f.allowed[cn] && req.ClientID == cn
+					allow = f.allowed[cn] && req.ClientID == cn && req.Identity == cn
 				}
 			}
 		case "publish", "subscribe", "read":

@@ -250,7 +250,7 @@ func newAuthz(v *viper.Viper, changes authz.Changes, obs authz.Observer, log *sl
 }
 
 func newHooks(v *viper.Viper, a *app, hauth hookAuth, log *slog.Logger) (*hooks.Handler, error) {
-	cfg := hooks.Config{Authorizer: a.authz, Certs: a.ca, Secret: hauth.secret, Events: a.events, Fresh: a.authz,
+	cfg := hooks.Config{Authorizer: a.authz, Certs: a.ca, Devices: a.authz, Secret: hauth.secret, Events: a.events, Fresh: a.authz,
 		ClientCerts: hauth.clientCerts, AllowUnauthenticated: hauth.open,
 		MosquittoMode: hooks.MosquittoMode(v.GetString(keyHooksMosqMode)), RabbitCertLogin: v.GetBool(keyHooksRabbitCL),
 		VerneMQPerFilterSuback: v.GetBool(keyHooksVMQ22), Log: log, Observer: a.metrics}
