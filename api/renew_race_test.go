@@ -77,7 +77,7 @@ func newRevocationStack(t testing.TB, dsn string) *revocationStack {
 				t.Fatal(err)
 			}
 			// Renewals on a profile with superseded_grace 0 republish the CRL.
-			enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: theCA, CRL: pub})
+			enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Claims: st, Audit: rec, Issuer: theCA, CRL: pub})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -49,7 +49,7 @@ func failingEnv(t *testing.T, backend, caDir string) (*teststore.Store, *enroll.
 	}
 	logs := &testlog.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	svc, err := enroll.New(enroll.Config{Catalog: db, Tokens: db, Records: db, Audit: audit.New(db, log), Issuer: theCA, Log: log})
+	svc, err := enroll.New(enroll.Config{Catalog: db, Tokens: db, Records: db, Claims: db, Audit: audit.New(db, log), Issuer: theCA, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

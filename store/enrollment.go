@@ -247,8 +247,10 @@ const (
 	// batch check is a correlated EXISTS, a primary key lookup: SQLite runs
 	// "batch_id IN (SELECT id … WHERE revoked_at IS NULL)" as a scan of every
 	// batch.
+	// The enrollment's claim (ClaimToken) must still be the token's: a
+	// holder that outlived its claim loses the token to the next claimant.
 	sqlConsumeToken = `UPDATE bootstrap_tokens SET used_at = ?, used_by = ?, used_serial = ?
-WHERE hash = ? AND used_at IS NULL AND expires_at > ?
+WHERE hash = ? AND used_at IS NULL AND expires_at > ? AND COALESCE(claim_id, '') = ?
 AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id AND b.revoked_at IS NULL)`
 	// sqlConsumeTokenLocked is sqlConsumeToken for PostgreSQL: the batch
 	// row is share-locked until the enrollment commits. A batch revocation
@@ -260,7 +262,7 @@ AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id
 	// which could finish without it: a revoked batch's device kept an
 	// active certificate. SQLite's single writer orders the two already.
 	sqlConsumeTokenLocked = `UPDATE bootstrap_tokens SET used_at = ?, used_by = ?, used_serial = ?
-WHERE hash = ? AND used_at IS NULL AND expires_at > ?
+WHERE hash = ? AND used_at IS NULL AND expires_at > ? AND COALESCE(claim_id, '') = ?
 AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id AND b.revoked_at IS NULL FOR SHARE)`
 	sqlTokenState = `SELECT used_at, expires_at FROM bootstrap_tokens WHERE hash = ?`
 	// sqlIDReserved finds a live unused token that fixes an id. The
@@ -300,7 +302,7 @@ func (s *Store) enrollTx(ctx context.Context, ex execer, e Enrollment) (Device, 
 	if s.postgres {
 		consume = sqlConsumeTokenLocked
 	}
-	res, err := ex.ExecContext(ctx, consume, at, e.Device.ID, e.Cert.Serial, e.TokenHash, at)
+	res, err := ex.ExecContext(ctx, consume, at, e.Device.ID, e.Cert.Serial, e.TokenHash, at, e.Claim)
 	if err != nil {
 		return Device{}, classify(err, "bootstrap token")
 	}
@@ -439,6 +441,7 @@ func (s *Store) RecordRenewal(ctx context.Context, r Renewal) (Certificate, erro
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		// The challenge first: of concurrent renewals with one challenge,
 		// exactly one deletes it; the others wait on its row and find it gone.
+		// (With claims only one of them gets this far: ClaimRenewal.)
 		if r.ChallengeHash != "" {
 			if err := s.redeemChallenge(tx, r.ChallengeHash, r.OldSerial); err != nil {
 				return err
@@ -468,8 +471,9 @@ func (s *Store) RecordRenewal(ctx context.Context, r Renewal) (Certificate, erro
 			set = map[string]any{"status": string(CertRevoked), "revoked_at": ms(now),
 				"revocation_reason": ReasonSuperseded}
 		}
-		res := tx.Model(&certRow{}).Where("serial = ? AND device_id = ? AND status = ?",
-			r.OldSerial, r.DeviceID, string(CertActive)).Updates(set)
+		// Only with the renewal's own claim (ClaimRenewal), if it took one.
+		res := tx.Model(&certRow{}).Where("serial = ? AND device_id = ? AND status = ? AND COALESCE(renew_claim_id, '') = ?",
+			r.OldSerial, r.DeviceID, string(CertActive), r.Claim).Updates(set)
 		if res.Error != nil {
 			return classify(res.Error, "certificate "+r.OldSerial)
 		}
@@ -509,7 +513,13 @@ func (s *Store) RecordRenewal(ctx context.Context, r Renewal) (Certificate, erro
 // GetCertificate returns one certificate record by serial.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (Certificate, error) {
 	var r certRow
-	if err := s.db.WithContext(ctx).Where("serial = ?", serial).Take(&r).Error; err != nil {
+	err := s.db.WithContext(ctx).Where("serial = ?", serial).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		// A certificate signed for an enrollment or renewal that did not
+		// commit is known too, as revoked: OCSP must not call it unknown.
+		return s.discarded(ctx, serial)
+	}
+	if err != nil {
 		return Certificate{}, classify(err, "certificate "+serial)
 	}
 	return r.domain(), nil

@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/gatehouse-iot/gatehouse/fault"
+)
+
+// Claims (migration 00012) close the gap between signing a certificate and
+// recording it. A credential, a bootstrap token or the certificate a renewal
+// replaces, is claimed before anything is signed, by one conditional UPDATE:
+// of concurrent requests exactly one changes the row (PostgreSQL's UPDATE
+// locks it and re-checks the condition on the committed version; SQLite has
+// one writer). Only the holder signs, and its enrollment or renewal commits
+// only while the claim is still its own. A claim whose holder died expires;
+// a holder that outlived its claim fails to record and discards what it
+// signed (DiscardCertificate), so no signed certificate goes unrecorded.
+const (
+	sqlClaimToken = `UPDATE bootstrap_tokens SET claim_id = ?, claim_until = ?
+WHERE hash = ? AND used_at IS NULL AND expires_at > ? AND (claim_until IS NULL OR claim_until <= ?)
+AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id AND b.revoked_at IS NULL)`
+	sqlReleaseToken = `UPDATE bootstrap_tokens SET claim_id = NULL, claim_until = NULL
+WHERE hash = ? AND claim_id = ? AND used_at IS NULL`
+	sqlClaimRenewal = `UPDATE certificates SET renew_claim_id = ?, renew_claim_until = ?
+WHERE serial = ? AND device_id = ? AND status = 'active' AND (renew_claim_until IS NULL OR renew_claim_until <= ?)`
+	sqlReleaseRenewal = `UPDATE certificates SET renew_claim_id = NULL, renew_claim_until = NULL
+WHERE serial = ? AND renew_claim_id = ? AND status = 'active'`
+	sqlInsertDiscarded = `INSERT INTO discarded_certificates (serial, fingerprint, device_id, not_before, not_after, pem,
+revoked_at, revocation_reason, cause, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (serial) DO NOTHING`
+	sqlGetDiscarded = `SELECT serial, fingerprint, device_id, not_before, not_after, pem, revoked_at, revocation_reason,
+created_at FROM discarded_certificates WHERE serial = ?`
+)
+
+// ReasonDiscarded is RFC 5280's CRLReason cessationOfOperation: the
+// certificate was signed for an enrollment or renewal that did not commit,
+// and was never handed out.
+const ReasonDiscarded = 5
+
+// Claim is a claim on a credential: ID is the holder's random id, Until
+// when it lapses unless used.
+type Claim struct {
+	ID    string
+	Until time.Time
+}
+
+// ClaimToken claims an unused, live bootstrap token of an unrevoked batch
+// for one enrollment. A token that is used, or claimed by a live claim of
+// another enrollment, is token_used (the caller tells the two apart by
+// reading the token); expired and revoked are token_expired and
+// token_revoked.
+func (s *Store) ClaimToken(ctx context.Context, hash string, c Claim, at time.Time) error {
+	return s.writeSQL(ctx, func(ex execer) error {
+		res, err := ex.ExecContext(ctx, sqlClaimToken, c.ID, ms(c.Until), hash, ms(at), ms(at))
+		if err != nil {
+			return classify(err, "bootstrap token")
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return classify(err, "bootstrap token")
+		}
+		if err := tokenRefusal(ctx, ex, hash, at); !fault.Is(err, fault.TokenRevoked) {
+			return err
+		}
+		// tokenRefusal's last resort: an unused, live token that was not
+		// claimable is either claimed or of a revoked batch.
+		return s.claimedOrRevoked(ctx, ex, hash, at)
+	})
+}
+
+func (s *Store) claimedOrRevoked(ctx context.Context, ex execer, hash string, at time.Time) error {
+	var until sql.NullInt64
+	err := ex.QueryRowContext(ctx, `SELECT claim_until FROM bootstrap_tokens WHERE hash = ?`, hash).Scan(&until)
+	if err != nil {
+		return classify(err, "bootstrap token")
+	}
+	if until.Valid && until.Int64 > ms(at) {
+		return fault.New(fault.TokenUsed, "bootstrap token is being redeemed by another request")
+	}
+	return fault.New(fault.TokenRevoked, "bootstrap token's batch was revoked")
+}
+
+// ReleaseTokenClaim gives up claim c on a token that was not used, so the
+// enrollment may be retried at once. Releasing a claim that is not (or no
+// longer) the caller's changes nothing.
+func (s *Store) ReleaseTokenClaim(ctx context.Context, hash, claimID string) error {
+	return s.writeSQL(ctx, func(ex execer) error {
+		_, err := ex.ExecContext(ctx, sqlReleaseToken, hash, claimID)
+		return classify(err, "bootstrap token")
+	})
+}
+
+// ClaimRenewal claims the device's active certificate serial for one
+// renewal. A certificate that is not active, not the device's, or claimed
+// by a live claim of another renewal is certificate_invalid: this renewal
+// lost to another one.
+func (s *Store) ClaimRenewal(ctx context.Context, deviceID, serial string, c Claim, at time.Time) error {
+	return s.writeSQL(ctx, func(ex execer) error {
+		res, err := ex.ExecContext(ctx, sqlClaimRenewal, c.ID, ms(c.Until), serial, deviceID, ms(at))
+		if err != nil {
+			return classify(err, "certificate "+serial)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return classify(err, "certificate "+serial)
+		}
+		return fault.New(fault.CertInvalid, "certificate %s was already renewed or is being renewed", serial)
+	})
+}
+
+// ReleaseRenewalClaim gives up claim c on a certificate that was not
+// renewed, so the renewal may be retried at once.
+func (s *Store) ReleaseRenewalClaim(ctx context.Context, serial, claimID string) error {
+	return s.writeSQL(ctx, func(ex execer) error {
+		_, err := ex.ExecContext(ctx, sqlReleaseRenewal, serial, claimID)
+		return classify(err, "certificate "+serial)
+	})
+}
+
+// DiscardCertificate records a certificate that was signed but whose
+// enrollment or renewal did not commit, as revoked (ReasonDiscarded) at at,
+// with audit (when not nil) in the same transaction. It is then on the CRL
+// and GetCertificate reports it revoked. Discarding one twice keeps the
+// first record.
+func (s *Store) DiscardCertificate(ctx context.Context, c Certificate, cause string, at time.Time, audit *AuditEvent) error {
+	err := s.writeSQL(ctx, func(ex execer) error {
+		if _, err := ex.ExecContext(ctx, sqlInsertDiscarded, c.Serial, c.Fingerprint, c.DeviceID, ms(c.NotBefore),
+			ms(c.NotAfter), c.PEM, ms(at), ReasonDiscarded, cause, ms(s.now())); err != nil {
+			return classify(err, "discarded certificate "+c.Serial)
+		}
+		return s.appendAudit(ctx, ex, audit)
+	})
+	if err == nil {
+		s.notifyAfter(ctx, TopicDevices)
+	}
+	return err
+}
+
+// discarded returns the discarded certificate serial as a revoked
+// Certificate, or not_found.
+func (s *Store) discarded(ctx context.Context, serial string) (Certificate, error) {
+	var (
+		c                              Certificate
+		notBefore, notAfter, createdAt int64
+		revokedAt                      int64
+	)
+	err := s.queryRow(ctx, sqlGetDiscarded, serial).Scan(&c.Serial, &c.Fingerprint, &c.DeviceID, &notBefore, &notAfter,
+		&c.PEM, &revokedAt, &c.RevocationReason, &createdAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Certificate{}, fault.New(fault.NotFound, "certificate %s not found", serial)
+	}
+	if err != nil {
+		return Certificate{}, classify(err, "certificate "+serial)
+	}
+	rev := fromMS(revokedAt)
+	c.NotBefore, c.NotAfter, c.CreatedAt, c.RevokedAt = fromMS(notBefore), fromMS(notAfter), fromMS(createdAt), &rev
+	c.Status = CertRevoked
+	return c, nil
+}
