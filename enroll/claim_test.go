@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/pem"
 	"log/slog"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/testclock"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testlog"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
@@ -349,5 +351,78 @@ func (e *claimEnv) checkDiscarded(t *testing.T, before int, deviceID string) {
 	ev, err := e.db.Real().ListAudit(ctx, store.AuditFilter{Action: "certificate.discard", ObjectID: got[0]})
 	if err != nil || len(ev) != 1 {
 		t.Fatalf("discard audit events: %+v %v, want one", ev, err)
+	}
+}
+
+// TestLapsedClaimDiscards: an enrollment that signs after its claim lapsed
+// (its holder stalled longer than ClaimTTL, and the token was claimed and
+// used by another) cannot commit; its certificate is discarded as revoked,
+// never left valid and unknown.
+func TestLapsedClaimDiscards(t *testing.T) {
+	caDir := newCADir(t)
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			clk := testclock.New(time.Now())
+			e := newClaimEnv(t, backend, caDir, clk.Now)
+			_, tok := oneToken(t, e.svc)
+			entered, hold := make(chan struct{}), make(chan struct{})
+			var first atomic.Bool
+			first.Store(true)
+			e.iss.before = func() {
+				if first.CompareAndSwap(true, false) {
+					close(entered)
+					<-hold
+				}
+			}
+			stalled := make(chan error, 1)
+			go func() {
+				_, err := e.svc.Enroll(ctx, enroll.Request{Token: tok, DeviceID: "cam-1", CSR: []byte(testpki.CSRPEM(t, testpki.Key(t, "P-256")))})
+				stalled <- err
+			}()
+			<-entered
+			clk.Add(31 * time.Second) // past the default ClaimTTL
+			won, err := e.svc.Enroll(ctx, enroll.Request{Token: tok, DeviceID: "cam-1", CSR: []byte(testpki.CSRPEM(t, testpki.Key(t, "P-256")))})
+			if err != nil {
+				t.Fatalf("enrollment after the claim lapsed: %v", err)
+			}
+			close(hold)
+			if err := <-stalled; !fault.Is(err, fault.TokenUsed) {
+				t.Fatalf("stalled enrollment: %v, want token_used", err)
+			}
+			signed := e.iss.serials()
+			if len(signed) != 2 || signed[0] != won.Serial {
+				t.Fatalf("signed %v, want the winner's %s then the stalled one's", signed, won.Serial)
+			}
+			e.checkDiscarded(t, 1, "cam-1")
+		})
+	}
+}
+
+// TestSignFailureReleases: a CSR whose signature does not verify is refused
+// by the CA after the token was claimed; the claim is let go, so the token
+// is not spent and enrolls at once with a good CSR (not unavailable for the
+// claim's lifetime).
+func TestSignFailureReleases(t *testing.T) {
+	caDir := newCADir(t)
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			e := newClaimEnv(t, backend, caDir, nil)
+			_, tok := oneToken(t, e.svc)
+			key := testpki.Key(t, "P-256")
+			der := testpki.CSR(t, key)
+			der[len(der)-1] ^= 0xff
+			bad := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+			if _, err := e.svc.Enroll(ctx, enroll.Request{Token: tok, CSR: bad}); !fault.Is(err, fault.CSRInvalid) {
+				t.Fatalf("tampered CSR: %v, want csr_invalid", err)
+			}
+			if _, err := e.svc.Enroll(ctx, enroll.Request{Token: tok, CSR: []byte(testpki.CSRPEM(t, key))}); err != nil {
+				t.Fatalf("the same token with a good CSR: %v", err)
+			}
+			if n := len(e.iss.serials()); n != 1 {
+				t.Fatalf("signed %d, want 1", n)
+			}
+		})
 	}
 }

@@ -28,8 +28,11 @@ WHERE hash = ? AND claim_id = ? AND used_at IS NULL`
 WHERE serial = ? AND device_id = ? AND status = 'active' AND (renew_claim_until IS NULL OR renew_claim_until <= ?)`
 	sqlReleaseRenewal = `UPDATE certificates SET renew_claim_id = NULL, renew_claim_until = NULL
 WHERE serial = ? AND renew_claim_id = ? AND status = 'active'`
+	// A certificate whose commit reported an error but went through (the
+	// reply was lost, say) is recorded already, and stays as it is.
 	sqlInsertDiscarded = `INSERT INTO discarded_certificates (serial, fingerprint, device_id, not_before, not_after, pem,
-revoked_at, revocation_reason, cause, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+revoked_at, revocation_reason, cause, created_at)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM certificates WHERE serial = ?)
 ON CONFLICT (serial) DO NOTHING`
 	sqlGetDiscarded = `SELECT serial, fingerprint, device_id, not_before, not_after, pem, revoked_at, revocation_reason,
 created_at FROM discarded_certificates WHERE serial = ?`
@@ -61,25 +64,8 @@ func (s *Store) ClaimToken(ctx context.Context, hash string, c Claim, at time.Ti
 		if n, err := res.RowsAffected(); err != nil || n == 1 {
 			return classify(err, "bootstrap token")
 		}
-		if err := tokenRefusal(ctx, ex, hash, at); !fault.Is(err, fault.TokenRevoked) {
-			return err
-		}
-		// tokenRefusal's last resort: an unused, live token that was not
-		// claimable is either claimed or of a revoked batch.
-		return s.claimedOrRevoked(ctx, ex, hash, at)
+		return tokenRefusal(ctx, ex, hash, at, c.ID, false)
 	})
-}
-
-func (s *Store) claimedOrRevoked(ctx context.Context, ex execer, hash string, at time.Time) error {
-	var until sql.NullInt64
-	err := ex.QueryRowContext(ctx, `SELECT claim_until FROM bootstrap_tokens WHERE hash = ?`, hash).Scan(&until)
-	if err != nil {
-		return classify(err, "bootstrap token")
-	}
-	if until.Valid && until.Int64 > ms(at) {
-		return fault.New(fault.TokenUsed, "bootstrap token is being redeemed by another request")
-	}
-	return fault.New(fault.TokenRevoked, "bootstrap token's batch was revoked")
 }
 
 // ReleaseTokenClaim gives up claim c on a token that was not used, so the
@@ -122,11 +108,11 @@ func (s *Store) ReleaseRenewalClaim(ctx context.Context, serial, claimID string)
 // enrollment or renewal did not commit, as revoked (ReasonDiscarded) at at,
 // with audit (when not nil) in the same transaction. It is then on the CRL
 // and GetCertificate reports it revoked. Discarding one twice keeps the
-// first record.
+// first record, and a certificate that is recorded already is left alone.
 func (s *Store) DiscardCertificate(ctx context.Context, c Certificate, cause string, at time.Time, audit *AuditEvent) error {
 	err := s.writeSQL(ctx, func(ex execer) error {
 		if _, err := ex.ExecContext(ctx, sqlInsertDiscarded, c.Serial, c.Fingerprint, c.DeviceID, ms(c.NotBefore),
-			ms(c.NotAfter), c.PEM, ms(at), ReasonDiscarded, cause, ms(s.now())); err != nil {
+			ms(c.NotAfter), c.PEM, ms(at), ReasonDiscarded, cause, ms(s.now()), c.Serial); err != nil {
 			return classify(err, "discarded certificate "+c.Serial)
 		}
 		return s.appendAudit(ctx, ex, audit)

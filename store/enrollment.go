@@ -264,7 +264,7 @@ AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id
 	sqlConsumeTokenLocked = `UPDATE bootstrap_tokens SET used_at = ?, used_by = ?, used_serial = ?
 WHERE hash = ? AND used_at IS NULL AND expires_at > ? AND COALESCE(claim_id, '') = ?
 AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id AND b.revoked_at IS NULL FOR SHARE)`
-	sqlTokenState = `SELECT used_at, expires_at FROM bootstrap_tokens WHERE hash = ?`
+	sqlTokenState = `SELECT used_at, expires_at, claim_id, claim_until FROM bootstrap_tokens WHERE hash = ?`
 	// sqlIDReserved finds a live unused token that fixes an id. The
 	// enrollment's own token is used already (consumed just before).
 	sqlIDReserved = `SELECT 1 FROM bootstrap_tokens t JOIN token_batches b ON b.id = t.batch_id
@@ -310,7 +310,7 @@ func (s *Store) enrollTx(ctx context.Context, ex execer, e Enrollment) (Device, 
 		if err != nil {
 			return Device{}, classify(err, "bootstrap token")
 		}
-		return Device{}, tokenRefusal(ctx, ex, e.TokenHash, e.At)
+		return Device{}, tokenRefusal(ctx, ex, e.TokenHash, e.At, e.Claim, true)
 	}
 	if e.CheckReserved {
 		if err := s.checkNotReserved(ctx, ex, e.Device.ID, at); err != nil {
@@ -365,23 +365,32 @@ func (s *Store) checkNotReserved(ctx context.Context, ex execer, id string, at i
 	}
 }
 
-// tokenRefusal explains why a token could not be consumed.
-func tokenRefusal(ctx context.Context, ex execer, hash string, at time.Time) error {
+// tokenRefusal explains why a token could not be claimed (ClaimToken) or
+// consumed with claim (held: the enrollment's commit).
+func tokenRefusal(ctx context.Context, ex execer, hash string, at time.Time, claim string, held bool) error {
 	var (
-		usedAt    *int64
-		expiresAt int64
+		usedAt, claimUntil *int64
+		expiresAt          int64
+		claimID            *string
 	)
-	if err := ex.QueryRowContext(ctx, sqlTokenState, hash).Scan(&usedAt, &expiresAt); err != nil {
+	if err := ex.QueryRowContext(ctx, sqlTokenState, hash).Scan(&usedAt, &expiresAt, &claimID, &claimUntil); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return fault.New(fault.TokenInvalid, "unknown bootstrap token")
 		}
 		return classify(err, "bootstrap token")
 	}
+	other := claimID != nil && *claimID != claim
 	switch {
 	case usedAt != nil:
 		return fault.New(fault.TokenUsed, "bootstrap token was already used")
 	case expiresAt <= ms(at):
 		return fault.New(fault.TokenExpired, "bootstrap token has expired")
+	case other && claimUntil != nil && *claimUntil > ms(at):
+		return fault.New(fault.TokenUsed, "bootstrap token is being redeemed by another request")
+	case held && deref(claimID) != claim:
+		// The claim lapsed (its holder was slower than the claim's TTL) and
+		// was taken, or taken and let go, by another enrollment.
+		return fault.New(fault.Conflict, "this enrollment's claim on the bootstrap token lapsed; retry")
 	default:
 		return fault.New(fault.TokenRevoked, "bootstrap token's batch was revoked")
 	}
