@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testlog"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
+	"github.com/gatehouse-iot/gatehouse/internal/testrace"
 	"github.com/gatehouse-iot/gatehouse/internal/teststore"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -152,19 +153,10 @@ type raceResult struct {
 func race(t *testing.T, n int, fn func(i int) (enroll.Result, error)) (enroll.Result, map[fault.Code]int) {
 	t.Helper()
 	out := make([]raceResult, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			r, err := fn(i)
-			out[i] = raceResult{r, err}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testrace.Run(n, func(i int) {
+		r, err := fn(i)
+		out[i] = raceResult{r, err}
+	})
 	var won []enroll.Result
 	codes := map[fault.Code]int{}
 	for _, o := range out {

@@ -3,12 +3,12 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
+	"github.com/gatehouse-iot/gatehouse/internal/testrace"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -80,18 +80,9 @@ func testTokenClaimRace(t *testing.T, backend string) {
 	batch(t, s, "b", base.Add(time.Hour), "t1")
 	const n = 32
 	errs := make([]error, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			errs[i] = s.ClaimToken(ctx, "t1", claim(fmt.Sprint("c", i), base.Add(time.Minute)), base)
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testrace.Run(n, func(i int) {
+		errs[i] = s.ClaimToken(ctx, "t1", claim(fmt.Sprint("c", i), base.Add(time.Minute)), base)
+	})
 	won := 0
 	for _, err := range errs {
 		if err == nil {
