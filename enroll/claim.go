@@ -19,8 +19,9 @@ import (
 // the other valid, unrevocable and on no CRL.
 type Claims interface {
 	// ClaimToken is token_used when the token is used or claimed by a live
-	// claim of another enrollment.
-	ClaimToken(ctx context.Context, hash string, c store.Claim, at time.Time) error
+	// claim of another enrollment, and refuses as the commit would a
+	// device id that is enrolled or reserved.
+	ClaimToken(ctx context.Context, c store.TokenClaim, at time.Time) error
 	ReleaseTokenClaim(ctx context.Context, hash, claimID string) error
 	// ClaimRenewal is certificate_invalid when the certificate is not the
 	// device's active one, or is claimed by another renewal.
@@ -57,16 +58,16 @@ func (s *Service) newClaim(now time.Time) store.Claim {
 // for the caller to repeat; one still held after the wait is unavailable
 // (retry), not token_used, which would tell a factory line to throw a good
 // token away.
-func (s *Service) claimToken(ctx context.Context, hash string) (store.Claim, error) {
+func (s *Service) claimToken(ctx context.Context, c store.TokenClaim) (store.Claim, error) {
 	deadline := time.Now().Add(s.cfg.ClaimWait)
 	pause := claimPollMin
 	for {
-		claim := s.newClaim(s.cfg.Now())
-		err := s.cfg.Claims.ClaimToken(ctx, hash, claim, s.cfg.Now())
+		c.Claim = s.newClaim(s.cfg.Now())
+		err := s.cfg.Claims.ClaimToken(ctx, c, s.cfg.Now())
 		if !fault.Is(err, fault.TokenUsed) {
-			return claim, err
+			return c.Claim, err
 		}
-		tok, _, gerr := s.cfg.Tokens.GetEnrollmentToken(ctx, hash)
+		tok, _, gerr := s.cfg.Tokens.GetEnrollmentToken(ctx, c.Hash)
 		switch {
 		case gerr != nil:
 			return store.Claim{}, gerr

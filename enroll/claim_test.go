@@ -418,3 +418,37 @@ func TestSignFailureReleases(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedEnrollmentSignsNothing: an enrollment the commit would refuse
+// (an id reserved for another token, or enrolled already) is refused
+// before signing, so retrying it at will neither signs nor grows the CRL.
+func TestRefusedEnrollmentSignsNothing(t *testing.T) {
+	caDir := newCADir(t)
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			e := newClaimEnv(t, backend, caDir, nil)
+			if _, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "eager", DeviceIDs: []string{"cam-9"},
+				TTL: time.Hour}); err != nil {
+				t.Fatal(err)
+			}
+			res, _ := e.enrolled(t)
+			_, tok := oneToken(t, e.svc)
+			signed := len(e.iss.serials())
+			for id, code := range map[string]fault.Code{"cam-9": fault.DeviceIDReserved, res.Device.ID: fault.AlreadyExists} {
+				for range 3 {
+					_, err := e.svc.Enroll(ctx, enroll.Request{Token: tok, DeviceID: id, CSR: []byte(testpki.CSRPEM(t, testpki.Key(t, "P-256")))})
+					if !fault.Is(err, code) {
+						t.Fatalf("enroll as %s: %v, want %s", id, err, code)
+					}
+				}
+			}
+			if n := len(e.iss.serials()); n != signed {
+				t.Fatalf("refused enrollments signed %d certificates", n-signed)
+			}
+			if n := len(e.onCRL(t)); n != 0 || e.crl.n.Load() != 0 {
+				t.Fatalf("CRL has %d entries after refusals (%d publications), want none", n, e.crl.n.Load())
+			}
+		})
+	}
+}

@@ -301,7 +301,8 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	}
 	// The token is claimed before anything is signed: of concurrent
 	// requests with it only the holder of the claim signs.
-	claim, err := s.claimToken(ctx, tok.Hash)
+	claim, err := s.claimToken(ctx, store.TokenClaim{Hash: tok.Hash, DeviceID: deviceID, Fleet: tok.Fleet,
+		ClaimPending: tok.DeviceID != "", CheckReserved: tok.DeviceID == ""})
 	if fault.Is(err, fault.TokenUsed) {
 		return s.repeatUsed(ctx, tok.Hash, req, csr, now)
 	}

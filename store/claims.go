@@ -34,6 +34,7 @@ WHERE serial = ? AND renew_claim_id = ? AND status = 'active'`
 revoked_at, revocation_reason, cause, created_at)
 SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM certificates WHERE serial = ?)
 ON CONFLICT (serial) DO NOTHING`
+	sqlDeviceFleet  = `SELECT status, fleet FROM devices WHERE id = ?`
 	sqlGetDiscarded = `SELECT serial, fingerprint, device_id, not_before, not_after, pem, revoked_at, revocation_reason,
 created_at FROM discarded_certificates WHERE serial = ?`
 )
@@ -50,22 +51,67 @@ type Claim struct {
 	Until time.Time
 }
 
+// TokenClaim is an enrollment's claim on its bootstrap token, with what the
+// enrollment's commit will check about its device (Enrollment's fields of
+// the same names), checked here already: an enrollment that is bound to be
+// refused (an id enrolled already, or reserved for another token) must be
+// refused before anything is signed, or each retry of it would sign and
+// discard a certificate and grow the CRL.
+type TokenClaim struct {
+	Claim
+	Hash string
+	// DeviceID and Fleet name the device; an empty DeviceID skips the checks.
+	DeviceID, Fleet             string
+	ClaimPending, CheckReserved bool
+}
+
 // ClaimToken claims an unused, live bootstrap token of an unrevoked batch
 // for one enrollment. A token that is used, or claimed by a live claim of
 // another enrollment, is token_used (the caller tells the two apart by
 // reading the token); expired and revoked are token_expired and
 // token_revoked.
-func (s *Store) ClaimToken(ctx context.Context, hash string, c Claim, at time.Time) error {
+func (s *Store) ClaimToken(ctx context.Context, c TokenClaim, at time.Time) error {
 	return s.writeSQL(ctx, func(ex execer) error {
-		res, err := ex.ExecContext(ctx, sqlClaimToken, c.ID, ms(c.Until), hash, ms(at), ms(at))
+		res, err := ex.ExecContext(ctx, sqlClaimToken, c.ID, ms(c.Until), c.Hash, ms(at), ms(at))
 		if err != nil {
 			return classify(err, "bootstrap token")
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 1 {
+		n, err := res.RowsAffected()
+		if err != nil {
 			return classify(err, "bootstrap token")
 		}
-		return tokenRefusal(ctx, ex, hash, at, c.ID, false)
+		if n != 1 {
+			return tokenRefusal(ctx, ex, c.Hash, at, c.ID, false)
+		}
+		if c.DeviceID == "" {
+			return nil
+		}
+		// An error rolls the claim back with the transaction.
+		if c.CheckReserved {
+			if err := s.checkNotReserved(ctx, ex, c.DeviceID, ms(at)); err != nil {
+				return err
+			}
+		}
+		return deviceEnrollable(ctx, ex, c)
 	})
+}
+
+// deviceEnrollable refuses, as the commit would, an id taken by a device
+// that the enrollment may not claim (only a pending device of its fleet,
+// by a token fixed to its id).
+func deviceEnrollable(ctx context.Context, ex execer, c TokenClaim) error {
+	var status, fleet string
+	err := ex.QueryRowContext(ctx, sqlDeviceFleet, c.DeviceID).Scan(&status, &fleet)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return classify(err, "device "+c.DeviceID)
+	case c.ClaimPending && status == string(DevicePending) && fleet == c.Fleet:
+		return nil
+	default:
+		return fault.New(fault.AlreadyExists, "device %s is already enrolled", c.DeviceID)
+	}
 }
 
 // ReleaseTokenClaim gives up claim c on a token that was not used, so the

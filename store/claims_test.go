@@ -20,6 +20,7 @@ func TestClaims(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			t.Run("token", func(t *testing.T) { testTokenClaim(t, backend) })
 			t.Run("token race", func(t *testing.T) { testTokenClaimRace(t, backend) })
+			t.Run("token device", func(t *testing.T) { testTokenClaimDevice(t, backend) })
 			t.Run("renewal", func(t *testing.T) { testRenewalClaim(t, backend) })
 			t.Run("discard", func(t *testing.T) { testDiscard(t, backend) })
 		})
@@ -28,14 +29,18 @@ func TestClaims(t *testing.T) {
 
 func claim(id string, until time.Time) store.Claim { return store.Claim{ID: id, Until: until} }
 
+func tokenClaim(hash, id string, until time.Time) store.TokenClaim {
+	return store.TokenClaim{Claim: claim(id, until), Hash: hash}
+}
+
 func testTokenClaim(t *testing.T, backend string) {
 	ctx := context.Background()
 	s, _ := seeded(t, backend)
 	batch(t, s, "b", base.Add(time.Hour), "t1", "t2")
 	ttl := 30 * time.Second
 
-	noErr(t, s.ClaimToken(ctx, "t1", claim("a", base.Add(ttl)), base))
-	wantCode(t, s.ClaimToken(ctx, "t1", claim("b", base.Add(10*time.Second+ttl)), base.Add(10*time.Second)), fault.TokenUsed)
+	noErr(t, s.ClaimToken(ctx, tokenClaim("t1", "a", base.Add(ttl)), base))
+	wantCode(t, s.ClaimToken(ctx, tokenClaim("t1", "b", base.Add(10*time.Second+ttl)), base.Add(10*time.Second)), fault.TokenUsed)
 	// Committing needs the claim: none, or another one, is refused.
 	wantCode(t, second(s.CompleteEnrollment(ctx, enrollment("t1", "dev-x", "sx", base))), fault.TokenUsed)
 	e := enrollment("t1", "dev-1", "s1", base)
@@ -45,32 +50,32 @@ func testTokenClaim(t *testing.T, backend string) {
 	// A claim whose holder died lapses: "b" takes it over, and "a" then
 	// cannot commit with it.
 	later := base.Add(ttl)
-	noErr(t, s.ClaimToken(ctx, "t1", claim("b", later.Add(ttl)), later))
+	noErr(t, s.ClaimToken(ctx, tokenClaim("t1", "b", later.Add(ttl)), later))
 	e.Claim, e.At = "a", later
 	wantCode(t, second(s.CompleteEnrollment(ctx, e)), fault.TokenUsed)
 	// Only the holder releases; then anyone may claim again.
 	noErr(t, s.ReleaseTokenClaim(ctx, "t1", "a"))
-	wantCode(t, s.ClaimToken(ctx, "t1", claim("c", later.Add(ttl)), later), fault.TokenUsed)
+	wantCode(t, s.ClaimToken(ctx, tokenClaim("t1", "c", later.Add(ttl)), later), fault.TokenUsed)
 	noErr(t, s.ReleaseTokenClaim(ctx, "t1", "b"))
 	e.Claim = "b"
 	wantCode(t, second(s.CompleteEnrollment(ctx, e)), fault.Conflict)
-	noErr(t, s.ClaimToken(ctx, "t1", claim("c", later.Add(ttl)), later))
+	noErr(t, s.ClaimToken(ctx, tokenClaim("t1", "c", later.Add(ttl)), later))
 	e.Claim = "c"
 	must(s.CompleteEnrollment(ctx, e))(t)
-	wantCode(t, s.ClaimToken(ctx, "t1", claim("d", later.Add(2*ttl)), later.Add(ttl)), fault.TokenUsed)
+	wantCode(t, s.ClaimToken(ctx, tokenClaim("t1", "d", later.Add(2*ttl)), later.Add(ttl)), fault.TokenUsed)
 	noErr(t, s.ReleaseTokenClaim(ctx, "t1", "c"))
 	if b := must(s.GetTokenBatch(ctx, "b"))(t); b.Used != 1 {
 		t.Fatalf("used %d, want 1", b.Used)
 	}
 
 	// The other refusals keep their codes.
-	wantCode(t, s.ClaimToken(ctx, "nope", claim("e", later.Add(ttl)), later), fault.TokenInvalid)
-	wantCode(t, s.ClaimToken(ctx, "t2", claim("e", base.Add(2*time.Hour)), base.Add(time.Hour)), fault.TokenExpired)
+	wantCode(t, s.ClaimToken(ctx, tokenClaim("nope", "e", later.Add(ttl)), later), fault.TokenInvalid)
+	wantCode(t, s.ClaimToken(ctx, tokenClaim("t2", "e", base.Add(2*time.Hour)), base.Add(time.Hour)), fault.TokenExpired)
 	batch(t, s, "r", base.Add(time.Hour), "t3")
 	if _, _, err := s.StartBatchRevocation(ctx, store.RevocationJob{Target: "r", Reason: "keyCompromise", CreatedAt: base}, nil); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, s.ClaimToken(ctx, "t3", claim("e", later.Add(ttl)), later), fault.TokenRevoked)
+	wantCode(t, s.ClaimToken(ctx, tokenClaim("t3", "e", later.Add(ttl)), later), fault.TokenRevoked)
 }
 
 // testTokenClaimRace: of 32 claims of one token at once exactly one holds.
@@ -81,7 +86,7 @@ func testTokenClaimRace(t *testing.T, backend string) {
 	const n = 32
 	errs := make([]error, n)
 	testrace.Run(n, func(i int) {
-		errs[i] = s.ClaimToken(ctx, "t1", claim(fmt.Sprint("c", i), base.Add(time.Minute)), base)
+		errs[i] = s.ClaimToken(ctx, tokenClaim("t1", fmt.Sprint("c", i), base.Add(time.Minute)), base)
 	})
 	won := 0
 	for _, err := range errs {
@@ -157,4 +162,31 @@ func testDiscard(t *testing.T, backend string) {
 		t.Fatalf("%d discard audit events, want 1", len(ev))
 	}
 	wantCode(t, second(s.GetCertificate(ctx, "nope")), fault.NotFound)
+}
+
+// testTokenClaimDevice: a claim for an id the commit would refuse (enrolled,
+// or reserved for another token) is refused the same way and holds nothing.
+func testTokenClaimDevice(t *testing.T, backend string) {
+	ctx := context.Background()
+	s, _ := seeded(t, backend)
+	batch(t, s, "b", base.Add(time.Hour), "t1", "t2")
+	must(s.CreateTokenBatch(ctx, store.TokenBatch{ID: "fixed", Fleet: fleet, Profile: profile, ExpiresAt: base.Add(time.Hour),
+		CreatedBy: "test"}, []store.NewToken{{Hash: "f1", DeviceID: "reserved-1"}}, nil))(t)
+	must(s.CompleteEnrollment(ctx, enrollment("t1", "dev-1", "s1", base)))(t)
+
+	c := tokenClaim("t2", "a", base.Add(time.Minute))
+	c.DeviceID, c.Fleet, c.CheckReserved = "dev-1", fleet, true
+	wantCode(t, s.ClaimToken(ctx, c, base), fault.AlreadyExists)
+	c.ClaimPending = true // an enrolled device is not pending: still refused
+	wantCode(t, s.ClaimToken(ctx, c, base), fault.AlreadyExists)
+	c.DeviceID, c.ClaimPending = "reserved-1", false
+	wantCode(t, s.ClaimToken(ctx, c, base), fault.DeviceIDReserved)
+	// The refusals held nothing: another claim of the token succeeds.
+	c.DeviceID = "free-1"
+	c.ID = "b"
+	noErr(t, s.ClaimToken(ctx, c, base))
+	// The rightful token claims its reserved id.
+	f := tokenClaim("f1", "c", base.Add(time.Minute))
+	f.DeviceID, f.Fleet, f.ClaimPending = "reserved-1", fleet, true
+	noErr(t, s.ClaimToken(ctx, f, base))
 }

@@ -232,11 +232,11 @@ func (s *Store) GetRenewalChallenge(ctx context.Context, hash string) (store.Ren
 
 // enroll.Claims
 
-func (s *Store) ClaimToken(ctx context.Context, hash string, c store.Claim, at time.Time) error {
+func (s *Store) ClaimToken(ctx context.Context, c store.TokenClaim, at time.Time) error {
 	if err := s.check("ClaimToken"); err != nil {
 		return err
 	}
-	return s.real.ClaimToken(ctx, hash, c, at)
+	return s.real.ClaimToken(ctx, c, at)
 }
 
 func (s *Store) ReleaseTokenClaim(ctx context.Context, hash, claimID string) error {
