@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
+	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 )
@@ -53,11 +54,12 @@ func TestEnrollBatchRevokeRace(t *testing.T) {
 
 			var wg sync.WaitGroup
 			var enrolled reply
+			body := mustJSON(t, apitypes.EnrollRequest{Token: b.Tokens[0].Token, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))})
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				enrolled = s.send(t, request{method: http.MethodPost, path: "/api/v1/enroll", contentType: "application/json",
-					body: bytes.NewReader(mustJSON(t, apitypes.EnrollRequest{Token: b.Tokens[0].Token, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))})
+					body: bytes.NewReader(body)})
 			}()
 			if hold != nil {
 				waitForLockWait(t, hold)
@@ -89,7 +91,14 @@ func TestEnrollBatchRevokeRace(t *testing.T) {
 				s.call(t, http.MethodGet, "/api/v1/revocation-jobs/"+job.ID, s.viewer, nil, http.StatusOK, &job)
 			}
 			if enrolled.status != http.StatusCreated {
-				t.Logf("enrollment refused: %s", enrolled)
+				// Refused because the batch was revoked first, and for
+				// nothing else: not a 5xx, not token_used.
+				wantError(t, enrolled, http.StatusForbidden, fault.TokenRevoked)
+				var certs apitypes.CertificateList
+				s.call(t, http.MethodGet, "/api/v1/devices/lot-dev/certificates", s.viewer, nil, http.StatusOK, &certs)
+				if len(certs.Certificates) != 0 {
+					t.Fatalf("refused enrollment left certificates %+v", certs.Certificates)
+				}
 				return
 			}
 			var dev apitypes.Device

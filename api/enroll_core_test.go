@@ -50,7 +50,7 @@ func withEnrollCore(core **authz.Authorizer, hooksURL *string) stackOpt {
 			done := make(chan struct{})
 			go func() { _ = syncer.Run(ctx); close(done) }()
 			t.Cleanup(func() { cancel(); <-done })
-			enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: theCA, Core: syncer})
+			enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Claims: st, Audit: rec, Issuer: theCA, Core: syncer})
 			if err != nil {
 				t.Fatal(err)
 			}

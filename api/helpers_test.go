@@ -145,7 +145,7 @@ func fullConfig(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder
 	if err != nil {
 		t.Fatal(err)
 	}
-	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: theCA, Now: now})
+	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Claims: st, Audit: rec, Issuer: theCA, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func newRevocationStack(t testing.TB, dsn string) *revocationStack {
 				t.Fatal(err)
 			}
 			// Renewals on a profile with superseded_grace 0 republish the CRL.
-			enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: theCA, CRL: pub})
+			enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Claims: st, Audit: rec, Issuer: theCA, CRL: pub})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -208,10 +208,12 @@ func TestRenewRevokeRace(t *testing.T) {
 				renewBodies[i] = mustJSON(t, apitypes.RenewRequest{Certificate: d.cert, CSR: s.challengeCSR(t, d.cert, d.key)})
 			}
 			revokeBody := mustJSON(t, map[string]any{"reason": "keyCompromise"})
+			// Each goroutine writes only its own fields: the renewal and the
+			// revocation of a pair run at once.
 			type outcome struct {
 				renew, revoke         int
 				renewCode, revokeCode fault.Code
-				err                   error
+				renewErr, revokeErr   error
 			}
 			out := make([]outcome, pairs)
 			start := make(chan struct{})
@@ -221,20 +223,12 @@ func TestRenewRevokeRace(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					st, code, err := s.post("/api/v1/renew", "", renewBodies[i])
-					out[i].renew, out[i].renewCode = st, code
-					if err != nil {
-						out[i].err = err
-					}
+					out[i].renew, out[i].renewCode, out[i].renewErr = s.post("/api/v1/renew", "", renewBodies[i])
 				}()
 				go func() {
 					defer wg.Done()
 					<-start
-					st, code, err := s.post("/api/v1/devices/"+d.id+"/revoke", s.admin, revokeBody)
-					out[i].revoke, out[i].revokeCode = st, code
-					if err != nil {
-						out[i].err = err
-					}
+					out[i].revoke, out[i].revokeCode, out[i].revokeErr = s.post("/api/v1/devices/"+d.id+"/revoke", s.admin, revokeBody)
 				}()
 			}
 			close(start)
@@ -242,8 +236,8 @@ func TestRenewRevokeRace(t *testing.T) {
 
 			tally := map[string]int{}
 			for i, o := range out {
-				if o.err != nil {
-					t.Fatalf("device %s: %v", devs[i].id, o.err)
+				if o.renewErr != nil || o.revokeErr != nil {
+					t.Fatalf("device %s: renew %v, revoke %v", devs[i].id, o.renewErr, o.revokeErr)
 				}
 				tally[fmt.Sprintf("renew %d %s", o.renew, o.renewCode)]++
 				if o.revoke != http.StatusOK {
@@ -263,7 +257,7 @@ func TestRenewRevokeRace(t *testing.T) {
 
 			onCRL := s.crlSerials(t)
 			leaking, checked := 0, 0
-			for _, d := range devs {
+			for i, d := range devs {
 				var dev apitypes.Device
 				s.call(t, http.MethodGet, "/api/v1/devices/"+d.id, s.viewer, nil, http.StatusOK, &dev)
 				if dev.Status != "revoked" {
@@ -271,6 +265,15 @@ func TestRenewRevokeRace(t *testing.T) {
 					continue
 				}
 				certs := s.certificates(t, d.id)
+				// Exactly one certificate was issued by a renewal that
+				// succeeded, none by one that was refused.
+				want := 1
+				if out[i].renew == http.StatusCreated {
+					want = 2
+				}
+				if len(certs) != want {
+					t.Errorf("device %s (renew %d %s) holds %d certificates, want %d", d.id, out[i].renew, out[i].renewCode, len(certs), want)
+				}
 				leak := false
 				for _, c := range certs {
 					checked++

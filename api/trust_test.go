@@ -234,6 +234,12 @@ func parallelOutcomes(t testing.TB, s *stack, path string, n int, body func(i in
 	t.Helper()
 	out := make([]outcome, n)
 	errs := make([]error, n)
+	// Bodies (CSRs: key generation and signing) are built before the start,
+	// so the requests really arrive together.
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = body(i)
+	}
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
@@ -241,7 +247,7 @@ func parallelOutcomes(t testing.TB, s *stack, path string, n int, body func(i in
 		go func() {
 			defer wg.Done()
 			<-start
-			resp, err := s.srv.Client().Post(s.srv.URL+path, "application/json", bytes.NewReader(body(i)))
+			resp, err := s.srv.Client().Post(s.srv.URL+path, "application/json", bytes.NewReader(bodies[i]))
 			if err != nil {
 				errs[i] = err
 				return
@@ -455,13 +461,16 @@ func TestDeviceIDReservationRace(t *testing.T) {
 				tok := s.token(t)
 				var wg sync.WaitGroup
 				var batchStatus, enrollStatus int
+				batchReq := mustRequest(t, s, "/api/v1/token-batches", s.admin, map[string]any{
+					"fleet": "default", "profile": "default", "device_ids": []string{id}, "ttl": "1h"})
+				enrollReq := mustRequest(t, s, "/api/v1/enroll", "", apitypes.EnrollRequest{Token: tok,
+					DeviceID: id, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))})
 				start := make(chan struct{})
 				wg.Add(2)
 				go func() {
 					defer wg.Done()
 					<-start
-					resp, err := s.srv.Client().Do(mustRequest(t, s, "/api/v1/token-batches", s.admin, map[string]any{
-						"fleet": "default", "profile": "default", "device_ids": []string{id}, "ttl": "1h"}))
+					resp, err := s.srv.Client().Do(batchReq)
 					if err == nil {
 						batchStatus = readReply(resp).status
 					}
@@ -469,8 +478,7 @@ func TestDeviceIDReservationRace(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					resp, err := s.srv.Client().Do(mustRequest(t, s, "/api/v1/enroll", "", apitypes.EnrollRequest{Token: tok,
-						DeviceID: id, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))
+					resp, err := s.srv.Client().Do(enrollReq)
 					if err == nil {
 						enrollStatus = readReply(resp).status
 					}
@@ -524,13 +532,16 @@ func TestDeviceIDReservationRegister(t *testing.T) {
 				id := fmt.Sprintf("raced-reg-%d", round)
 				var wg sync.WaitGroup
 				var batchStatus, regStatus int
+				batchReq := mustRequest(t, s, "/api/v1/token-batches", s.admin, map[string]any{
+					"fleet": "default", "profile": "default", "device_ids": []string{id}, "ttl": "1h"})
+				regReq := mustRequest(t, s, "/api/v1/devices", s.admin, map[string]any{
+					"id": id, "fleet": "fleet-b", "profile": "default"})
 				start := make(chan struct{})
 				wg.Add(2)
 				go func() {
 					defer wg.Done()
 					<-start
-					resp, err := s.srv.Client().Do(mustRequest(t, s, "/api/v1/token-batches", s.admin, map[string]any{
-						"fleet": "default", "profile": "default", "device_ids": []string{id}, "ttl": "1h"}))
+					resp, err := s.srv.Client().Do(batchReq)
 					if err == nil {
 						batchStatus = readReply(resp).status
 					}
@@ -538,8 +549,7 @@ func TestDeviceIDReservationRegister(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					resp, err := s.srv.Client().Do(mustRequest(t, s, "/api/v1/devices", s.admin, map[string]any{
-						"id": id, "fleet": "fleet-b", "profile": "default"}))
+					resp, err := s.srv.Client().Do(regReq)
 					if err == nil {
 						regStatus = readReply(resp).status
 					}

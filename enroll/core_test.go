@@ -54,7 +54,7 @@ func TestEnrollRefreshesCore(t *testing.T) {
 	e := newEnv(t, t.TempDir(), nil)
 	core := &recordingCore{t: t, st: e.st}
 	var logs bytes.Buffer
-	svc, err := enroll.New(enroll.Config{Catalog: e.st, Tokens: e.st, Records: e.st, Audit: audit.New(e.st, nil),
+	svc, err := enroll.New(enroll.Config{Catalog: e.st, Tokens: e.st, Records: e.st, Claims: e.st, Audit: audit.New(e.st, nil),
 		Issuer: e.ca, Core: core, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -81,6 +81,15 @@ type Config struct {
 	Records Records
 	Audit   *audit.Recorder
 	Issuer  Issuer
+	// Claims takes a token or certificate before Issuer signs with it.
+	Claims Claims
+	// ClaimTTL is how long a claim holds when its holder dies before
+	// releasing it; default 30 seconds. A holder slower than that loses
+	// its claim and discards what it signed.
+	ClaimTTL time.Duration
+	// ClaimWait is how long an enrollment waits for a concurrent one
+	// holding its token; default 5 seconds.
+	ClaimWait time.Duration
 	// MaxBatch caps tokens per batch; default 100000.
 	MaxBatch int
 	// MaxTTL caps a token's lifetime; default one year.
@@ -113,8 +122,14 @@ type Service struct{ cfg Config }
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Catalog == nil || cfg.Tokens == nil || cfg.Records == nil || cfg.Audit == nil || cfg.Issuer == nil {
-		return nil, errors.New("enroll: Catalog, Tokens, Records, Audit and Issuer are required")
+	if cfg.Catalog == nil || cfg.Tokens == nil || cfg.Records == nil || cfg.Audit == nil || cfg.Issuer == nil || cfg.Claims == nil {
+		return nil, errors.New("enroll: Catalog, Tokens, Records, Audit, Issuer and Claims are required")
+	}
+	if cfg.ClaimTTL <= 0 {
+		cfg.ClaimTTL = 30 * time.Second
+	}
+	if cfg.ClaimWait <= 0 {
+		cfg.ClaimWait = 5 * time.Second
 	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 100000
@@ -284,14 +299,34 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 	if err := keyAllowed(profile.KeyTypes, csr.PublicKey); err != nil {
 		return Result{}, err
 	}
-	iss, err := s.cfg.Issuer.Issue(ctx, ca.LeafRequest{CSR: csr, Fleet: tok.Fleet, DeviceID: deviceID,
-		Validity: profile.Validity, Roles: profile.Roles})
+	// The token is claimed before anything is signed: of concurrent
+	// requests with it only the holder of the claim signs.
+	claim, err := s.claimToken(ctx, store.TokenClaim{Hash: tok.Hash, DeviceID: deviceID, Fleet: tok.Fleet,
+		ClaimPending: tok.DeviceID != "", CheckReserved: tok.DeviceID == ""})
+	if fault.Is(err, fault.TokenUsed) {
+		return s.repeatUsed(ctx, tok.Hash, req, csr, now)
+	}
 	if err != nil {
 		return Result{}, err
 	}
-	// The certificate is signed but not yet anyone's: it is released only if
-	// this transaction wins the token. A loser's certificate is discarded
-	// unseen, so a replayed token can never yield a second identity.
+	res, err := s.issueEnrollment(ctx, tok, profile, deviceID, claim.ID, csr, now)
+	if fault.Is(err, fault.TokenUsed) {
+		return s.repeatUsed(ctx, tok.Hash, req, csr, now)
+	}
+	return res, err
+}
+
+// issueEnrollment signs and records the enrollment of deviceID with tok,
+// which it holds claim on. What it signed and could not record is
+// discarded (revoked), and the claim let go.
+func (s *Service) issueEnrollment(ctx context.Context, tok store.BootstrapToken, profile store.Profile, deviceID, claim string,
+	csr *x509.CertificateRequest, now time.Time) (Result, error) {
+	iss, err := s.cfg.Issuer.Issue(ctx, ca.LeafRequest{CSR: csr, Fleet: tok.Fleet, DeviceID: deviceID,
+		Validity: profile.Validity, Roles: profile.Roles})
+	if err != nil {
+		s.releaseToken(ctx, tok.Hash, claim)
+		return Result{}, err
+	}
 	// The audit event commits with the enrollment, or not at all.
 	dev, err := s.cfg.Tokens.CompleteEnrollment(ctx, store.Enrollment{
 		TokenHash:    tok.Hash,
@@ -301,22 +336,27 @@ func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
 		ClaimPending: tok.DeviceID != "",
 		// An id fixed to another unused token is reserved for it.
 		CheckReserved: tok.DeviceID == "",
+		Claim:         claim,
 		Audit: &store.AuditEvent{Actor: "device:" + deviceID, Action: "device.enroll", ObjectType: "device",
 			ObjectID: deviceID, Detail: "batch=" + tok.BatchID + " serial=" + ca.SerialHex(iss.Leaf.SerialNumber)},
 	})
-	if fault.Is(err, fault.TokenUsed) {
-		// A concurrent request with this token won; if it was this device
-		// retrying (same key), it gets the winner's certificate.
-		if tok, _, err = s.cfg.Tokens.GetEnrollmentToken(ctx, tok.Hash); err != nil {
-			return Result{}, err
-		}
-		return s.repeat(ctx, tok, req, csr, now)
-	}
 	if err != nil {
+		s.discard(ctx, "enrollment", deviceID, iss.Leaf, err)
+		s.releaseToken(ctx, tok.Hash, claim)
 		return Result{}, err
 	}
 	s.refresh(ctx, "enrollment", deviceID)
 	return Result{Device: dev, Serial: ca.SerialHex(iss.Leaf.SerialNumber), Certificate: iss.Leaf, Chain: iss.Chain}, nil
+}
+
+// repeatUsed answers a request whose token another enrollment used: if
+// that was this device retrying (same key), it gets that certificate.
+func (s *Service) repeatUsed(ctx context.Context, hash string, req Request, csr *x509.CertificateRequest, now time.Time) (Result, error) {
+	tok, _, err := s.cfg.Tokens.GetEnrollmentToken(ctx, hash)
+	if err != nil {
+		return Result{}, err
+	}
+	return s.repeat(ctx, tok, req, csr, now)
 }
 
 // repeat answers an enrollment whose token is used already. A factory line
@@ -437,28 +477,45 @@ func (s *Service) Renew(ctx context.Context, req RenewRequest) (Result, error) {
 	if err := keyAllowed(profile.KeyTypes, csr.PublicKey); err != nil {
 		return Result{}, err
 	}
+	return s.issueRenewal(ctx, dev, profile, serial, challengeHash, csr, now)
+}
+
+// issueRenewal claims the certificate serial for this renewal, signs, and
+// records the renewal, which redeems the challenge (if any) and supersedes
+// serial. Of concurrent renewals of one certificate (one challenge, or
+// several mutual-TLS handshakes) only the claim's holder signs; the others
+// are certificate_invalid. What was signed and could not be recorded is
+// discarded (revoked), and the claim let go, so a retry of the same
+// request renews.
+func (s *Service) issueRenewal(ctx context.Context, dev store.Device, profile store.Profile, serial, challengeHash string,
+	csr *x509.CertificateRequest, now time.Time) (Result, error) {
+	claim := s.newClaim(now)
+	if err := s.cfg.Claims.ClaimRenewal(ctx, dev.ID, serial, claim, now); err != nil {
+		return Result{}, err
+	}
 	iss, err := s.cfg.Issuer.Issue(ctx, ca.LeafRequest{CSR: csr, Fleet: dev.Fleet, DeviceID: dev.ID,
 		Validity: profile.Validity, Roles: profile.Roles})
 	if err != nil {
+		s.releaseRenewal(ctx, serial, claim.ID)
 		return Result{}, err
 	}
 	// The audit event commits with the renewal or not at all; the store
 	// adds the old certificate's fate to its detail.
 	old, err := s.cfg.Records.RecordRenewal(ctx, store.Renewal{DeviceID: dev.ID, OldSerial: serial,
-		Cert: certRecord(dev.ID, iss.Leaf), ChallengeHash: challengeHash,
+		Cert: certRecord(dev.ID, iss.Leaf), ChallengeHash: challengeHash, Claim: claim.ID,
 		Audit: &store.AuditEvent{Actor: "device:" + dev.ID, Action: "device.renew", ObjectType: "device", ObjectID: dev.ID,
 			Detail: "old=" + serial + " new=" + ca.SerialHex(iss.Leaf.SerialNumber)}})
 	if err != nil {
+		s.discard(ctx, "renewal", dev.ID, iss.Leaf, err)
+		s.releaseRenewal(ctx, serial, claim.ID)
 		return Result{}, err
 	}
 	s.refresh(ctx, "renewal", dev.ID)
-	if old.Status == store.CertRevoked && s.cfg.CRL != nil {
+	if old.Status == store.CertRevoked {
 		// The renewal is committed and OCSP already answers revoked; the
 		// CRL follows. Its failure does not undo the renewal the device
 		// needs, and the CRL's loop retries it.
-		cctx, cancel := context.WithTimeout(ctx, s.cfg.CRLWait)
-		_ = s.cfg.CRL.Publish(cctx)
-		cancel()
+		s.publishCRL(ctx)
 	}
 	return Result{Device: dev, Serial: ca.SerialHex(iss.Leaf.SerialNumber), Certificate: iss.Leaf, Chain: iss.Chain}, nil
 }
@@ -507,7 +564,8 @@ func (s *Service) Challenge(ctx context.Context, current *x509.Certificate) (Cha
 
 // checkChallenge finds the CSR's challenge and checks it before anything is
 // signed; the renewal's transaction redeems it (store.Renewal.ChallengeHash),
-// which is what makes it single use.
+// which is what makes it single use. Until then the renewal's claim on the
+// certificate keeps a second renewal with it from signing.
 func (s *Service) checkChallenge(ctx context.Context, csr *x509.CertificateRequest, serial string) (string, error) {
 	nonce, ok, err := ChallengeOf(csr)
 	if err != nil {

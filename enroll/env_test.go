@@ -44,7 +44,7 @@ func newEnv(tb testing.TB, dir string, now func() time.Time) *env {
 		tb.Fatal(err)
 	}
 	rec := audit.New(st, nil)
-	svc, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Audit: rec, Issuer: theCA, Now: now})
+	svc, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Claims: st, Audit: rec, Issuer: theCA, Now: now})
 	if err != nil {
 		tb.Fatal(err)
 	}

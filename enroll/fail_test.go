@@ -6,13 +6,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gatehouse-iot/gatehouse/audit"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
@@ -36,31 +34,13 @@ func newCADir(t *testing.T) string {
 	return caDir
 }
 
-// failingEnv is an enrollment service whose every store call goes through a
+// failingEnv is claimEnv's store, service and log: an enrollment service whose every store call goes through a
 // teststore wrapper on backend (the CA in caDir reads the real store), with
 // fleet "default" and a profile "eager" whose renewal window is open at once.
 func failingEnv(t *testing.T, backend, caDir string) (*teststore.Store, *enroll.Service, *testlog.Buffer) {
 	t.Helper()
-	ctx := context.Background()
-	db := teststore.Open(t, backend)
-	theCA, err := ca.New(ca.Config{Dir: caDir, Passphrase: caPass, Store: db.Real()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testlog.Buffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	svc, err := enroll.New(enroll.Config{Catalog: db, Tokens: db, Records: db, Audit: audit.New(db, log), Issuer: theCA, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Real().CreateFleet(ctx, store.Fleet{Name: "default"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Real().CreateProfile(ctx, store.Profile{Name: "eager", KeyTypes: []string{"P-256"}, Validity: time.Hour,
-		RenewWindow: time.Hour}, nil); err != nil {
-		t.Fatal(err)
-	}
-	return db, svc, logs
+	e := newClaimEnv(t, backend, caDir, nil)
+	return e.db, e.svc, e.logs
 }
 
 func oneToken(t *testing.T, svc *enroll.Service) (enroll.Batch, string) {

@@ -247,8 +247,10 @@ const (
 	// batch check is a correlated EXISTS, a primary key lookup: SQLite runs
 	// "batch_id IN (SELECT id … WHERE revoked_at IS NULL)" as a scan of every
 	// batch.
+	// The enrollment's claim (ClaimToken) must still be the token's: a
+	// holder that outlived its claim loses the token to the next claimant.
 	sqlConsumeToken = `UPDATE bootstrap_tokens SET used_at = ?, used_by = ?, used_serial = ?
-WHERE hash = ? AND used_at IS NULL AND expires_at > ?
+WHERE hash = ? AND used_at IS NULL AND expires_at > ? AND COALESCE(claim_id, '') = ?
 AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id AND b.revoked_at IS NULL)`
 	// sqlConsumeTokenLocked is sqlConsumeToken for PostgreSQL: the batch
 	// row is share-locked until the enrollment commits. A batch revocation
@@ -260,9 +262,9 @@ AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id
 	// which could finish without it: a revoked batch's device kept an
 	// active certificate. SQLite's single writer orders the two already.
 	sqlConsumeTokenLocked = `UPDATE bootstrap_tokens SET used_at = ?, used_by = ?, used_serial = ?
-WHERE hash = ? AND used_at IS NULL AND expires_at > ?
+WHERE hash = ? AND used_at IS NULL AND expires_at > ? AND COALESCE(claim_id, '') = ?
 AND EXISTS (SELECT 1 FROM token_batches b WHERE b.id = bootstrap_tokens.batch_id AND b.revoked_at IS NULL FOR SHARE)`
-	sqlTokenState = `SELECT used_at, expires_at FROM bootstrap_tokens WHERE hash = ?`
+	sqlTokenState = `SELECT used_at, expires_at, claim_id, claim_until FROM bootstrap_tokens WHERE hash = ?`
 	// sqlIDReserved finds a live unused token that fixes an id. The
 	// enrollment's own token is used already (consumed just before).
 	sqlIDReserved = `SELECT 1 FROM bootstrap_tokens t JOIN token_batches b ON b.id = t.batch_id
@@ -300,7 +302,7 @@ func (s *Store) enrollTx(ctx context.Context, ex execer, e Enrollment) (Device, 
 	if s.postgres {
 		consume = sqlConsumeTokenLocked
 	}
-	res, err := ex.ExecContext(ctx, consume, at, e.Device.ID, e.Cert.Serial, e.TokenHash, at)
+	res, err := ex.ExecContext(ctx, consume, at, e.Device.ID, e.Cert.Serial, e.TokenHash, at, e.Claim)
 	if err != nil {
 		return Device{}, classify(err, "bootstrap token")
 	}
@@ -308,7 +310,7 @@ func (s *Store) enrollTx(ctx context.Context, ex execer, e Enrollment) (Device, 
 		if err != nil {
 			return Device{}, classify(err, "bootstrap token")
 		}
-		return Device{}, tokenRefusal(ctx, ex, e.TokenHash, e.At)
+		return Device{}, tokenRefusal(ctx, ex, e.TokenHash, e.At, e.Claim, true)
 	}
 	if e.CheckReserved {
 		if err := s.checkNotReserved(ctx, ex, e.Device.ID, at); err != nil {
@@ -363,23 +365,32 @@ func (s *Store) checkNotReserved(ctx context.Context, ex execer, id string, at i
 	}
 }
 
-// tokenRefusal explains why a token could not be consumed.
-func tokenRefusal(ctx context.Context, ex execer, hash string, at time.Time) error {
+// tokenRefusal explains why a token could not be claimed (ClaimToken) or
+// consumed with claim (held: the enrollment's commit).
+func tokenRefusal(ctx context.Context, ex execer, hash string, at time.Time, claim string, held bool) error {
 	var (
-		usedAt    *int64
-		expiresAt int64
+		usedAt, claimUntil *int64
+		expiresAt          int64
+		claimID            *string
 	)
-	if err := ex.QueryRowContext(ctx, sqlTokenState, hash).Scan(&usedAt, &expiresAt); err != nil {
+	if err := ex.QueryRowContext(ctx, sqlTokenState, hash).Scan(&usedAt, &expiresAt, &claimID, &claimUntil); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return fault.New(fault.TokenInvalid, "unknown bootstrap token")
 		}
 		return classify(err, "bootstrap token")
 	}
+	other := claimID != nil && *claimID != claim
 	switch {
 	case usedAt != nil:
 		return fault.New(fault.TokenUsed, "bootstrap token was already used")
 	case expiresAt <= ms(at):
 		return fault.New(fault.TokenExpired, "bootstrap token has expired")
+	case other && claimUntil != nil && *claimUntil > ms(at):
+		return fault.New(fault.TokenUsed, "bootstrap token is being redeemed by another request")
+	case held && deref(claimID) != claim:
+		// The claim lapsed (its holder was slower than the claim's TTL) and
+		// was taken, or taken and let go, by another enrollment.
+		return fault.New(fault.Conflict, "this enrollment's claim on the bootstrap token lapsed; retry")
 	default:
 		return fault.New(fault.TokenRevoked, "bootstrap token's batch was revoked")
 	}
@@ -439,6 +450,7 @@ func (s *Store) RecordRenewal(ctx context.Context, r Renewal) (Certificate, erro
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		// The challenge first: of concurrent renewals with one challenge,
 		// exactly one deletes it; the others wait on its row and find it gone.
+		// (With claims only one of them gets this far: ClaimRenewal.)
 		if r.ChallengeHash != "" {
 			if err := s.redeemChallenge(tx, r.ChallengeHash, r.OldSerial); err != nil {
 				return err
@@ -468,8 +480,9 @@ func (s *Store) RecordRenewal(ctx context.Context, r Renewal) (Certificate, erro
 			set = map[string]any{"status": string(CertRevoked), "revoked_at": ms(now),
 				"revocation_reason": ReasonSuperseded}
 		}
-		res := tx.Model(&certRow{}).Where("serial = ? AND device_id = ? AND status = ?",
-			r.OldSerial, r.DeviceID, string(CertActive)).Updates(set)
+		// Only with the renewal's own claim (ClaimRenewal), if it took one.
+		res := tx.Model(&certRow{}).Where("serial = ? AND device_id = ? AND status = ? AND COALESCE(renew_claim_id, '') = ?",
+			r.OldSerial, r.DeviceID, string(CertActive), r.Claim).Updates(set)
 		if res.Error != nil {
 			return classify(res.Error, "certificate "+r.OldSerial)
 		}
@@ -509,7 +522,13 @@ func (s *Store) RecordRenewal(ctx context.Context, r Renewal) (Certificate, erro
 // GetCertificate returns one certificate record by serial.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (Certificate, error) {
 	var r certRow
-	if err := s.db.WithContext(ctx).Where("serial = ?", serial).Take(&r).Error; err != nil {
+	err := s.db.WithContext(ctx).Where("serial = ?", serial).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		// A certificate signed for an enrollment or renewal that did not
+		// commit is known too, as revoked: OCSP must not call it unknown.
+		return s.discarded(ctx, serial)
+	}
+	if err != nil {
 		return Certificate{}, classify(err, "certificate "+serial)
 	}
 	return r.domain(), nil

@@ -197,6 +197,10 @@ type Enrollment struct {
 	// another unused, unexpired token of an unrevoked batch fixes the
 	// device's id. Set for every token that does not fix the id itself.
 	CheckReserved bool
+	// Claim is the id of the enrollment's claim on the token (ClaimToken);
+	// the enrollment commits only while the token holds it. Empty: only a
+	// token never claimed.
+	Claim string
 	// Audit, when set, is written in the same transaction.
 	Audit *AuditEvent
 }
@@ -214,6 +218,10 @@ type Renewal struct {
 	// carried: it is redeemed (deleted) in the renewal's transaction, and
 	// the renewal fails unless it was live and issued for OldSerial.
 	ChallengeHash string
+	// Claim is the id of the renewal's claim on OldSerial (ClaimRenewal);
+	// the renewal commits only while the certificate holds it. Empty: only
+	// a certificate never claimed.
+	Claim string
 	// Audit, when set, is written in the renewal's transaction; the store
 	// appends the old certificate's fate (revoked now, or revoked after the
 	// grace) to its Detail, which only the transaction knows.

@@ -23,6 +23,7 @@ var (
 	_ enroll.Catalog         = (*Store)(nil)
 	_ enroll.Tokens          = (*Store)(nil)
 	_ enroll.Records         = (*Store)(nil)
+	_ enroll.Claims          = (*Store)(nil)
 	_ audit.Sink             = (*Store)(nil)
 )
 
@@ -227,6 +228,43 @@ func (s *Store) GetRenewalChallenge(ctx context.Context, hash string) (store.Ren
 		return store.RenewalChallenge{}, err
 	}
 	return s.real.GetRenewalChallenge(ctx, hash)
+}
+
+// enroll.Claims
+
+func (s *Store) ClaimToken(ctx context.Context, c store.TokenClaim, at time.Time) error {
+	if err := s.check("ClaimToken"); err != nil {
+		return err
+	}
+	return s.real.ClaimToken(ctx, c, at)
+}
+
+func (s *Store) ReleaseTokenClaim(ctx context.Context, hash, claimID string) error {
+	if err := s.check("ReleaseTokenClaim"); err != nil {
+		return err
+	}
+	return s.real.ReleaseTokenClaim(ctx, hash, claimID)
+}
+
+func (s *Store) ClaimRenewal(ctx context.Context, deviceID, serial string, c store.Claim, at time.Time) error {
+	if err := s.check("ClaimRenewal"); err != nil {
+		return err
+	}
+	return s.real.ClaimRenewal(ctx, deviceID, serial, c, at)
+}
+
+func (s *Store) ReleaseRenewalClaim(ctx context.Context, serial, claimID string) error {
+	if err := s.check("ReleaseRenewalClaim"); err != nil {
+		return err
+	}
+	return s.real.ReleaseRenewalClaim(ctx, serial, claimID)
+}
+
+func (s *Store) DiscardCertificate(ctx context.Context, c store.Certificate, cause string, at time.Time, audit *store.AuditEvent) error {
+	if err := s.check("DiscardCertificate"); err != nil {
+		return err
+	}
+	return s.real.DiscardCertificate(ctx, c, cause, at, audit)
 }
 
 // audit.Sink
