@@ -5,10 +5,12 @@ import (
 	"crypto/x509"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/crl"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 )
@@ -124,5 +126,64 @@ func TestRotateOfflineRootNeedsItsKey(t *testing.T) {
 	}
 	if _, err := ca.Rotate(ca.RotateRequest{Dir: dir, Passphrase: pass, RootKey: key}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRetiredIntermediateExpiry: a retired intermediate near its end must
+// not cap the set's nextUpdate (the publisher would regenerate on every
+// poll through its last refresh window), and once it has expired while
+// serve runs, lists keep being published without it, with the revocations
+// made since. On both databases.
+func TestRetiredIntermediateExpiry(t *testing.T) {
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) { retiredIntermediateExpiry(t, testdb.DSN(t, backend)) })
+	}
+}
+
+func retiredIntermediateExpiry(t *testing.T, dsn string) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "ca")
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, IntermediateValidity: 3 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Rotate(ca.RotateRequest{Dir: dir, Passphrase: pass}); err != nil {
+		t.Fatal(err)
+	}
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	st := openStore(t, dsn)
+	c, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: st, CRLStore: st, CRLURL: "http://127.0.0.1:1/crl", Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := c.Issuers()[1]
+	p, err := crl.New(crl.Config{Generator: c, Numbers: st, Issuer: c.Intermediate(), Generation: c.Generation(),
+		Retired: map[int]*x509.Certificate{1: old}, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cur := p.Latest()
+	if left := cur.NextUpdate.Sub(clock()); left <= 12*time.Hour {
+		t.Errorf("a fresh list set is due again in %s (refresh 12h before): it would be regenerated on every poll", left)
+	}
+	if len(cur.Others) != 1 || cur.Others[0].Generation != 1 {
+		t.Fatalf("before its expiry the retired intermediate's list is served: %+v", cur.Others)
+	}
+	now.Store(old.NotAfter.Add(time.Minute).UnixNano())
+	leaf := issue(t, c, "after-expiry")
+	testdb.SeedCertificates(t, dsn, []testdb.Cert{{Serial: ca.SerialHex(leaf.SerialNumber), NotAfter: leaf.NotAfter,
+		RevokedAt: clock().Add(-time.Second), Reason: 1}})
+	if err := p.Publish(ctx); err != nil {
+		t.Fatalf("after the retired intermediate expired, publication fails: %v", err)
+	}
+	cur = p.Latest()
+	rl, err := x509.ParseRevocationList(cur.DER)
+	if err != nil || len(cur.Others) != 0 || len(rl.RevokedCertificateEntries) != 1 ||
+		rl.RevokedCertificateEntries[0].SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Fatalf("list after the expiry: others %d, err %v", len(cur.Others), err)
 	}
 }

@@ -564,12 +564,16 @@ func (p *Publisher) verifyBy(der []byte, issuer *x509.Certificate) (*x509.Revoca
 
 // verifyOthers checks the retired intermediates' lists like verify, each
 // against its own issuer. A list of a generation this replica does not
-// hold as retired (its files are gone, or it expired) is left out.
+// hold as retired (its files are gone), or whose intermediate has expired
+// since this replica started, is left out: its leaves have all expired,
+// and its list (which ends at its issuer's expiry) must not hold back the
+// current intermediate's.
 func (p *Publisher) verifyOthers(others []store.IssuerCRL) ([]store.IssuerCRL, error) {
 	var out []store.IssuerCRL
+	now := p.cfg.Now()
 	for _, o := range others {
 		issuer, ok := p.cfg.Retired[o.Generation]
-		if !ok {
+		if !ok || !issuer.NotAfter.After(now) {
 			continue
 		}
 		if _, err := p.verifyBy(o.DER, issuer); err != nil {
