@@ -67,7 +67,8 @@ func decodeOthers(s string) ([]IssuerCRL, error) {
 
 const (
 	sqlRevokedCerts = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
-WHERE status = 'revoked' AND not_after >= ?`
+WHERE status = 'revoked' AND not_after >= ?
+UNION ALL SELECT serial, revoked_at, revocation_reason, not_after FROM restored_revocations WHERE not_after >= ?`
 	sqlGetCRL    = `SELECT crl_number, this_update, next_update, entries, der, others FROM crls WHERE id = 1`
 	sqlCRLNumber = `SELECT crl_number FROM crls WHERE id = 1`
 	sqlStoreCRL  = `INSERT INTO crls (id, crl_number, this_update, next_update, entries, der, others) VALUES (1, ?, ?, ?, ?, ?, ?)
@@ -86,7 +87,7 @@ func (s *Store) EachRevokedCertificate(ctx context.Context, notAfterSince time.T
 	if s.postgres {
 		q = pgQuery(q)
 	}
-	rows, err := s.sql.QueryContext(ctx, q, ms(notAfterSince))
+	rows, err := s.sql.QueryContext(ctx, q, ms(notAfterSince), ms(notAfterSince))
 	if err != nil {
 		return classify(err, "revoked certificates")
 	}

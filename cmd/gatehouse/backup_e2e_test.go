@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"os"
@@ -36,9 +37,9 @@ func TestBackupRestore(t *testing.T) {
 func backupRestore(t *testing.T, env []string) {
 	g := newGatehouse(t, env...)
 	g.serve(t)
-	toks := g.tokens(t, "default", 3)
+	toks := g.tokens(t, "default", 4)
 	old := g.enroll(t, toks[0], "before-backup")
-	g.enroll(t, toks[1], "to-revoke")
+	revoked := g.enroll(t, toks[1], "to-revoke")
 
 	file := filepath.Join(t.TempDir(), "gatehouse.backup")
 	r := g.run(t, nil, "backup", "--data-dir", g.data, "--out", file)
@@ -57,9 +58,14 @@ func backupRestore(t *testing.T, env []string) {
 	if pg := len(env) > 0; strings.Contains(names, "gatehouse.db") == pg || strings.Contains(r.stdout, "pg_dump") != pg {
 		t.Errorf("database in the backup (postgres %v): names %s\n%s", pg, names, r.stdout)
 	}
-	// After the backup the live server publishes more lists.
-	if rv := g.adminCLI(t, "revoke", "device", "to-revoke", "--server", g.server); rv.code != 0 {
-		t.Fatalf("revoke: %d\n%s", rv.code, rv.stderr)
+	// After the backup the live server publishes more lists, revoking a
+	// device the backup holds and one enrolled (with a token unused in the
+	// backup) after it.
+	later := g.enroll(t, toks[3], "after-backup")
+	for _, id := range []string{"to-revoke", "after-backup"} {
+		if rv := g.adminCLI(t, "revoke", "device", id, "--server", g.server); rv.code != 0 {
+			t.Fatalf("revoke: %d\n%s", rv.code, rv.stderr)
+		}
 	}
 	lastCRL := filepath.Join(t.TempDir(), "last.crl")
 	lastNumber := fetchCRL(t, g, lastCRL)
@@ -67,18 +73,38 @@ func backupRestore(t *testing.T, env []string) {
 
 	restored := filepath.Join(t.TempDir(), "restored")
 	pass := []string{"--ca-passphrase-file", filepath.Join(g.data, "ca-passphrase")}
-	if r := g.run(t, nil, append([]string{"restore", "--in", file, "--data-dir", g.data}, pass...)...); r.code == 0 ||
+	if r := g.run(t, nil, append([]string{"restore", "--in", file, "--data-dir", g.data, "--accept-data-loss"}, pass...)...); r.code == 0 ||
 		!strings.Contains(r.stderr, "already_exists") {
 		t.Fatalf("restore over a data dir in use: %d\n%s", r.code, r.stderr)
 	}
+	if r := g.run(t, nil, append([]string{"restore", "--in", file, "--data-dir", restored}, pass...)...); r.code == 0 ||
+		!strings.Contains(r.stderr, "--accept-data-loss") {
+		t.Fatalf("restore without --last-crl: %d\n%s", r.code, r.stderr)
+	}
 	r = g.run(t, nil, append([]string{"restore", "--in", file, "--data-dir", restored, "--last-crl", lastCRL}, pass...)...)
-	if r.code != 0 {
+	// On PostgreSQL the restore runs against the live database (the test
+	// restores no pg_dump): it knows the later device and token already.
+	want := []string{"1 certificates of the backup marked revoked, 1 issued after it", "2 unused bootstrap tokens marked used"}
+	if len(env) > 0 {
+		want = []string{"2 certificates of the backup marked revoked, 0 issued after it", "1 unused bootstrap tokens marked used"}
+	}
+	if r.code != 0 || !strings.Contains(r.stdout, want[0]) || !strings.Contains(r.stdout, want[1]) {
 		t.Fatalf("restore: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	h := g.restoredInto(t, restored)
 	h.serve(t, "GATEHOUSE_CA_PASSPHRASE_FILE="+filepath.Join(g.data, "ca-passphrase"))
-	if n := fetchCRL(t, h, filepath.Join(t.TempDir(), "new.crl")); n <= lastNumber {
+	newCRL := filepath.Join(t.TempDir(), "new.crl")
+	if n := fetchCRL(t, h, newCRL); n <= lastNumber {
 		t.Fatalf("the restored CRL number %d is not above the last published %d", n, lastNumber)
+	}
+	listed := crlSerials(t, newCRL)
+	for _, d := range []testDevice{revoked, later} {
+		if s := leafOf(t, d.cert).SerialNumber.Text(16); !listed[s] {
+			t.Errorf("the restored CRL does not list %s (%s), revoked after the backup", d.id, s)
+		}
+	}
+	if s := leafOf(t, old.cert).SerialNumber.Text(16); listed[s] {
+		t.Errorf("the restored CRL lists %s, never revoked", old.id)
 	}
 	verifyDevice(t, old, filepath.Join(restored, "ca", "root_ca.crt"))
 	var dev struct {
@@ -92,7 +118,50 @@ func backupRestore(t *testing.T, env []string) {
 	if used.code != 1 || !strings.Contains(used.stdout, `"code": "token_used"`) {
 		t.Fatalf("a token used before the backup: %d\n%s", used.code, used.stdout)
 	}
-	h.enroll(t, toks[2], "after-restore")
+	// A token unused in the backup may have been spent since: refused.
+	for _, tok := range toks[2:] {
+		spent := h.run(t, nil, "enroll", "--server", h.server, "--token", tok, "--out", t.TempDir(), "--json")
+		if spent.code != 1 || !strings.Contains(spent.stdout, `"code": "token_used"`) {
+			t.Fatalf("a token unused in the backup: %d\n%s", spent.code, spent.stdout)
+		}
+	}
+	h.enroll(t, h.tokens(t, "default", 1)[0], "after-restore")
+}
+
+// crlSerials reads a DER CRL and returns its serials in hex.
+func crlSerials(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	der, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, e := range l.RevokedCertificateEntries {
+		out[e.SerialNumber.Text(16)] = true
+	}
+	return out
+}
+
+// leafOf parses the PEM certificate in path.
+func leafOf(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s holds no PEM", path)
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf
 }
 
 // restoredInto is a gatehouse for another data directory with the same

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -160,15 +161,21 @@ func newRestoreCmd() *cobra.Command {
 			}
 			in, _ := cmd.Flags().GetString("in")
 			lastCRL, _ := cmd.Flags().GetString("last-crl")
+			lossOK, _ := cmd.Flags().GetBool("accept-data-loss")
 			if in == "" || !cmd.Flags().Changed("data-dir") {
 				return fault.New(fault.InvalidArgument, "--in and --data-dir are required")
+			}
+			if lastCRL == "" && !lossOK {
+				return fault.New(fault.InvalidArgument, "--last-crl is required: without the newest published CRL, devices revoked after the backup "+
+					"would be valid again; pass --accept-data-loss only when no published list survives")
 			}
 			return runRestore(cmd.Context(), cmd.OutOrStdout(), v, in, lastCRL)
 		},
 	}
 	addServerFlags(cmd)
 	cmd.Flags().String("in", "", "backup file written by gatehouse backup")
-	cmd.Flags().String("last-crl", "", "the newest CRL the old installation published (PEM or DER, e.g. its crl.file): the next number goes above it")
+	cmd.Flags().String("last-crl", "", "the newest CRL the old installation published (PEM or DER, e.g. its crl.file): its revocations are restored and the next number goes above it")
+	cmd.Flags().Bool("accept-data-loss", false, "restore without --last-crl: revocations made after the backup are lost")
 	return cmd
 }
 
@@ -198,12 +205,19 @@ func runRestore(ctx context.Context, w io.Writer, v *viper.Viper, in, lastCRL st
 	if m.Database == "postgresql" && v.GetString(keyDatabase) == "" {
 		return fault.New(fault.InvalidArgument, "the backup's database is PostgreSQL: restore the pg_dump first and pass --database")
 	}
-	n, err := restoreCRL(ctx, v, m, lastCRL)
+	res, err := restoreCRL(ctx, v, m, lastCRL)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "restored %d files from %s (taken %s) into %s; the new CRL is number %d\n", len(m.Files), in,
-		m.CreatedAt.Format(time.RFC3339), dir, n)
+		m.CreatedAt.Format(time.RFC3339), dir, res.number)
+	if lastCRL == "" {
+		fmt.Fprintln(w, "WARNING: restored without --last-crl: certificates revoked after the backup are valid again until revoked anew")
+	} else {
+		fmt.Fprintf(w, "revocations from %s: %d certificates of the backup marked revoked, %d issued after it recorded as revoked\n",
+			lastCRL, res.revoked.Known, res.revoked.Unknown)
+	}
+	fmt.Fprintf(w, "%d unused bootstrap tokens marked used: they may have been spent after the backup; issue new ones\n", res.tokens)
 	for _, f := range m.Files {
 		if filepath.Dir(f.Name) == "config" {
 			fmt.Fprintf(w, "the config file is in %s: check its paths and pass it with --config\n", filepath.Join(dir, f.Name))
@@ -227,59 +241,123 @@ func newEmptyDir(dir string) error {
 	return os.Chmod(dir, 0o700)
 }
 
+// restored is what restoreCRL did.
+type restored struct {
+	number  int64
+	revoked store.RestoredRevocations
+	tokens  int
+}
+
 // restoreCRL opens the restored CA (which checks the passphrase opens the
-// intermediate key) and signs a CRL numbered above the backup's, above
-// lastCRL's, and crlRestoreGap above the larger.
-func restoreCRL(ctx context.Context, v *viper.Viper, m backup.Manifest, lastCRL string) (int64, error) {
+// intermediate key), records the revocations of lastCRL (when given),
+// spends every unused bootstrap token, and signs a CRL numbered above the
+// backup's, above lastCRL's, and crlRestoreGap above the larger.
+func restoreCRL(ctx context.Context, v *viper.Viper, m backup.Manifest, lastCRL string) (restored, error) {
+	var out restored
 	pass, err := readPassphrase(v)
 	if err != nil {
-		return 0, err
+		return out, err
 	}
 	st, err := openStore(ctx, v, newLogger(v))
 	if err != nil {
-		return 0, err
+		return out, err
 	}
 	defer st.Close()
 	cfg, err := caConfig(v, pass, st)
 	if err != nil {
-		return 0, err
+		return out, err
 	}
 	cfg.CRLStore = st
 	authority, err := ca.New(cfg)
 	if err != nil {
-		return 0, err
+		return out, err
 	}
 	floor := m.CRLNumber
 	if lastCRL != "" {
-		last, err := readCRLNumber(lastCRL, authority.Intermediate())
+		last, err := readLastCRL(lastCRL, authority.Issuers())
 		if err != nil {
-			return 0, err
+			return out, err
 		}
-		floor = max(floor, last)
+		floor = max(floor, last.number)
+		if out.revoked, err = st.RecordRestoredRevocations(ctx, last.entries); err != nil {
+			return out, err
+		}
+	}
+	// Whether or not a list survived: no list tells which tokens were
+	// spent after the backup.
+	if out.tokens, err = st.SpendUnusedTokens(ctx, time.Now()); err != nil {
+		return out, err
 	}
 	l, err := authority.GenerateCRLAbove(ctx, floor+crlRestoreGap)
-	return l.Number, err
+	out.number = l.Number
+	return out, err
 }
 
-// readCRLNumber reads a CRL the old installation published; it must be
-// signed by the restored intermediate.
-func readCRLNumber(path string, issuer *x509.Certificate) (int64, error) {
+// lastCRL is what a restore takes from the newest published list.
+type lastCRL struct {
+	number  int64
+	entries []store.RevokedCert
+}
+
+// readLastCRL reads the lists the old installation published (PEM, one or
+// more as in crl.file, or one DER); each must be signed by one of the
+// restored intermediates. Revoked serials unknown to the restored database
+// are kept until the latest issuer's expiry, since a list does not carry
+// the leaves' own.
+func readLastCRL(path string, issuers []*x509.Certificate) (lastCRL, error) {
+	var out lastCRL
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, fault.Wrap(err, fault.InvalidArgument, "last CRL: %v", err)
+		return out, fault.Wrap(err, fault.InvalidArgument, "last CRL: %v", err)
 	}
-	if p, _ := pem.Decode(b); p != nil {
-		b = p.Bytes
+	ders := [][]byte{b}
+	if bytes.Contains(b, []byte("-----BEGIN")) {
+		ders = nil
+		for p, rest := pem.Decode(b); p != nil; p, rest = pem.Decode(rest) {
+			ders = append(ders, p.Bytes)
+		}
 	}
-	l, err := x509.ParseRevocationList(b)
+	var until time.Time
+	for _, is := range issuers {
+		if is.NotAfter.After(until) {
+			until = is.NotAfter
+		}
+	}
+	seen := map[string]bool{}
+	for _, der := range ders {
+		l, err := parseLastCRL(der, issuers)
+		if err != nil {
+			return out, err
+		}
+		out.number = max(out.number, l.Number.Int64())
+		for _, e := range l.RevokedCertificateEntries {
+			s := ca.SerialHex(e.SerialNumber)
+			if !seen[s] {
+				seen[s] = true
+				out.entries = append(out.entries, store.RevokedCert{Serial: s, RevokedAt: e.RevocationTime, Reason: e.ReasonCode, NotAfter: until})
+			}
+		}
+	}
+	if len(ders) == 0 {
+		return out, fault.New(fault.InvalidArgument, "last CRL: %s holds no list", path)
+	}
+	return out, nil
+}
+
+// parseLastCRL parses one published list and checks it was signed by one
+// of the restored intermediates and carries a usable number.
+func parseLastCRL(der []byte, issuers []*x509.Certificate) (*x509.RevocationList, error) {
+	l, err := x509.ParseRevocationList(der)
 	if err != nil {
-		return 0, fault.Wrap(err, fault.InvalidArgument, "last CRL: %v", err)
-	}
-	if err := l.CheckSignatureFrom(issuer); err != nil {
-		return 0, fault.Wrap(err, fault.InvalidArgument, "last CRL is not signed by the restored CA: %v", err)
+		return nil, fault.Wrap(err, fault.InvalidArgument, "last CRL: %v", err)
 	}
 	if l.Number == nil || !l.Number.IsInt64() || l.Number.Sign() < 0 {
-		return 0, fault.New(fault.InvalidArgument, "last CRL has no usable CRL number")
+		return nil, fault.New(fault.InvalidArgument, "last CRL has no usable CRL number")
 	}
-	return l.Number.Int64(), nil
+	for _, is := range issuers {
+		if l.CheckSignatureFrom(is) == nil {
+			return l, nil
+		}
+	}
+	return nil, fault.New(fault.InvalidArgument, "last CRL is not signed by the restored CA")
 }
