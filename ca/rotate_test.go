@@ -3,6 +3,7 @@ package ca_test
 import (
 	"context"
 	"crypto/x509"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -185,5 +186,79 @@ func retiredIntermediateExpiry(t *testing.T, dsn string) {
 	if err != nil || len(cur.Others) != 0 || len(rl.RevokedCertificateEntries) != 1 ||
 		rl.RevokedCertificateEntries[0].SerialNumber.Cmp(leaf.SerialNumber) != 0 {
 		t.Fatalf("list after the expiry: others %d, err %v", len(cur.Others), err)
+	}
+}
+
+// TestStaleReplicaAfterRotate: replica A restarted after "ca rotate",
+// replica B (same database) not yet. A revokes; B, which cannot verify A's
+// main list, installs its own intermediate's list from A's set (same
+// number, same entries) within a few polls, and reports itself degraded.
+// On both databases.
+func TestStaleReplicaAfterRotate(t *testing.T) {
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) { staleReplicaAfterRotate(t, testdb.DSN(t, backend)) })
+	}
+}
+
+func staleReplicaAfterRotate(t *testing.T, dsn string) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	dirA, dirB := filepath.Join(tmp, "a", "ca"), filepath.Join(tmp, "b", "ca")
+	if err := ca.Init(ca.InitConfig{Dir: dirA, Passphrase: pass}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(dirB, os.DirFS(dirA)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Rotate(ca.RotateRequest{Dir: dirA, Passphrase: pass}); err != nil {
+		t.Fatal(err)
+	}
+	st := openStore(t, dsn)
+	pub := func(dir string) (*ca.CA, *crl.Publisher) {
+		c, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: st, CRLStore: st, CRLURL: "http://127.0.0.1:1/crl"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		retired := map[int]*x509.Certificate{}
+		for i, g := range c.RetiredGenerations() {
+			retired[g] = c.Issuers()[i+1]
+		}
+		p, err := crl.New(crl.Config{Generator: c, Numbers: st, Issuer: c.Intermediate(), Generation: c.Generation(),
+			Retired: retired, PollInterval: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, p
+	}
+	_, pa := pub(dirA)
+	b, pb := pub(dirB)
+	leaf := issue(t, b, "dev") // generation 1, by the replica not restarted
+	if err := pb.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = pb.Run(rctx) }()
+	testdb.SeedCertificates(t, dsn, []testdb.Cert{{Serial: ca.SerialHex(leaf.SerialNumber), NotAfter: leaf.NotAfter,
+		RevokedAt: time.Now().Add(-time.Minute), Reason: 1}})
+	if err := pa.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := pa.Latest().Number
+	deadline := time.Now().Add(10 * time.Second)
+	for pb.Latest().Number < want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cur := pb.Latest()
+	rl, err := x509.ParseRevocationList(cur.ForGeneration(0))
+	if err != nil || cur.Number < want || rl.CheckSignatureFrom(b.Intermediate()) != nil || len(rl.RevokedCertificateEntries) != 1 ||
+		rl.RevokedCertificateEntries[0].SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Fatalf("replica B serves CRL %d (A stored %d) without the revocation: %v; status %+v", cur.Number, want, err, pb.Status())
+	}
+	if d := pb.Degraded(); len(d) != 1 || !strings.Contains(d[0], "restart") {
+		t.Fatalf("replica B reports %q", d)
+	}
+	if d := pa.Degraded(); len(d) != 0 {
+		t.Fatalf("replica A reports %q", d)
 	}
 }
