@@ -218,3 +218,41 @@ func archiveNames(t *testing.T, file string) string {
 	}
 	return strings.Join(names, " ")
 }
+
+// TestSecondRestoreKeepsCRLNumberRising: restoring the same backup a second
+// time (the first restored server gone, no --last-crl) numbers the CRL
+// above the lists the first restored server published.
+func TestSecondRestoreKeepsCRLNumberRising(t *testing.T) {
+	g := newGatehouse(t)
+	g.serve(t)
+	file := filepath.Join(t.TempDir(), "gatehouse.backup")
+	if r := g.run(t, nil, "backup", "--data-dir", g.data, "--out", file); r.code != 0 {
+		t.Fatalf("backup: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	g.stop()
+	pass := filepath.Join(g.data, "ca-passphrase")
+	restore := func() *gatehouse {
+		dir := filepath.Join(t.TempDir(), "restored")
+		r := g.run(t, nil, "restore", "--in", file, "--data-dir", dir, "--ca-passphrase-file", pass, "--accept-data-loss")
+		if r.code != 0 || !strings.Contains(r.stdout, "WARNING: restored without --last-crl") {
+			t.Fatalf("restore: %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		h := g.restoredInto(t, dir)
+		h.serve(t, "GATEHOUSE_CA_PASSPHRASE_FILE="+pass)
+		return h
+	}
+	h := restore()
+	for i, tok := range h.tokens(t, "default", 2) {
+		id := string(rune('a' + i))
+		h.enroll(t, tok, id)
+		if rv := h.adminCLI(t, "revoke", "device", id, "--server", h.server); rv.code != 0 {
+			t.Fatalf("revoke: %d\n%s", rv.code, rv.stderr)
+		}
+	}
+	high := fetchCRL(t, h, filepath.Join(t.TempDir(), "high.crl"))
+	h.stop()
+	k := restore()
+	if n := fetchCRL(t, k, filepath.Join(t.TempDir(), "low.crl")); n <= high {
+		t.Errorf("the second restore publishes CRL %d, not above the %d the first one published", n, high)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -21,12 +22,41 @@ import (
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
-// crlRestoreGap is how far above the backup's CRL number a restored CA
-// numbers its next list when no later list is given (--last-crl): lists
-// published between the backup and the restore (one per revocation and
-// per refresh) carry numbers the backup never saw, and a CRL number must
-// not go back. 2^20 covers a million of them; the number has 159 bits.
+// crlRestoreGap is how far above the backup's CRL number (or --last-crl's)
+// a restored CA numbers its next list at the least: lists published after
+// the backup (one per revocation and per refresh) carry numbers the backup
+// never saw, and a CRL number must not go back. 2^20 covers a million.
 const crlRestoreGap = 1 << 20
+
+// restoreFloor is the number a restored CA's first list goes above: the
+// larger of base+crlRestoreGap plus a millisecond per millisecond since the
+// backup was taken, and the current Unix time in milliseconds. The time
+// terms keep a second restore of the same backup (the lists the first
+// restored server published are unknown to it) above the first one's
+// lists, as long as that server published less than a list per
+// millisecond on average: a fixed gap alone would number them again. The
+// arithmetic is checked, since base comes from files a restore reads.
+func restoreFloor(base int64, backupAt, now time.Time) (int64, error) {
+	elapsed := max(now.Sub(backupAt).Milliseconds(), 0)
+	floor, ok := addInt64(base, crlRestoreGap)
+	if ok {
+		floor, ok = addInt64(floor, elapsed)
+	}
+	// A CRL number has room for 159 bits; the store keeps 63, and the
+	// restored CA signs floor+1 and counts on from there.
+	if !ok || floor > math.MaxInt64/2 {
+		return 0, fault.New(fault.InvalidArgument, "CRL number %d is too large to restore above", base)
+	}
+	return max(floor, now.UnixMilli()), nil
+}
+
+// addInt64 returns a+b and whether it did not overflow (a, b >= 0).
+func addInt64(a, b int64) (int64, bool) {
+	if a < 0 || b < 0 || a > math.MaxInt64-b {
+		return 0, false
+	}
+	return a + b, true
+}
 
 // sqliteSnapshotName is the database's name in a backup and in a restored
 // data directory (databaseDSN's default).
@@ -250,8 +280,8 @@ type restored struct {
 
 // restoreCRL opens the restored CA (which checks the passphrase opens the
 // intermediate key), records the revocations of lastCRL (when given),
-// spends every unused bootstrap token, and signs a CRL numbered above the
-// backup's, above lastCRL's, and crlRestoreGap above the larger.
+// spends every unused bootstrap token, and signs a CRL numbered above
+// restoreFloor of the larger of the backup's number and lastCRL's.
 func restoreCRL(ctx context.Context, v *viper.Viper, m backup.Manifest, lastCRL string) (restored, error) {
 	var out restored
 	pass, err := readPassphrase(v)
@@ -288,7 +318,10 @@ func restoreCRL(ctx context.Context, v *viper.Viper, m backup.Manifest, lastCRL 
 	if out.tokens, err = st.SpendUnusedTokens(ctx, time.Now()); err != nil {
 		return out, err
 	}
-	l, err := authority.GenerateCRLAbove(ctx, floor+crlRestoreGap)
+	if floor, err = restoreFloor(floor, m.CreatedAt, time.Now()); err != nil {
+		return out, err
+	}
+	l, err := authority.GenerateCRLAbove(ctx, floor)
 	out.number = l.Number
 	return out, err
 }
