@@ -197,6 +197,13 @@ func fetchCRL(t *testing.T, g *gatehouse, path string) int64 {
 }
 
 func archiveNames(t *testing.T, file string) string {
+	names, _ := readArchive(t, file)
+	return strings.Join(names, " ")
+}
+
+// readArchive returns the names in a backup archive, in order, and their
+// contents.
+func readArchive(t *testing.T, file string) ([]string, map[string]string) {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
@@ -209,14 +216,19 @@ func archiveNames(t *testing.T, file string) string {
 	}
 	tr := tar.NewReader(gz)
 	var names []string
+	files := map[string]string{}
 	for {
 		h, err := tr.Next()
 		if err != nil {
 			break
 		}
-		names = append(names, h.Name)
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, files[h.Name] = append(names, h.Name), string(b)
 	}
-	return strings.Join(names, " ")
+	return names, files
 }
 
 // TestSecondRestoreKeepsCRLNumberRising: restoring the same backup a second
@@ -254,5 +266,31 @@ func TestSecondRestoreKeepsCRLNumberRising(t *testing.T) {
 	k := restore()
 	if n := fetchCRL(t, k, filepath.Join(t.TempDir(), "low.crl")); n <= high {
 		t.Errorf("the second restore publishes CRL %d, not above the %d the first one published", n, high)
+	}
+}
+
+// TestBackupRedactsConfigSecrets: with the CA passphrase in the config
+// file, the backup's copy of the file holds everything else but not it,
+// and the command says what it removed.
+func TestBackupRedactsConfigSecrets(t *testing.T) {
+	g := newGatehouse(t)
+	pass, err := os.ReadFile(filepath.Join(g.data, "ca-passphrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := strings.TrimSpace(string(pass))
+	cfg := filepath.Join(t.TempDir(), "gatehouse.yaml")
+	if err := os.WriteFile(cfg, []byte("log:\n  level: debug\nca:\n  passphrase: "+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "b.tgz")
+	r := g.run(t, nil, "backup", "--config", cfg, "--data-dir", g.data, "--out", file)
+	if r.code != 0 || !strings.Contains(r.stdout, "removed from the config file's copy (set them again after a restore): ca.passphrase") {
+		t.Fatalf("backup: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	_, files := readArchive(t, file)
+	copied := files["config/gatehouse.yaml"]
+	if strings.Contains(copied, secret) || !strings.Contains(copied, "debug") {
+		t.Errorf("the backup's config copy:\n%s", copied)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -102,7 +103,7 @@ func runBackup(ctx context.Context, cmd *cobra.Command, v *viper.Viper, out stri
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	m, sources, err := snapshot(ctx, v, tmp)
+	m, sources, removed, err := snapshot(ctx, v, tmp)
 	if err != nil {
 		return err
 	}
@@ -111,6 +112,9 @@ func runBackup(ctx context.Context, cmd *cobra.Command, v *viper.Viper, out stri
 	}
 	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "backup written to %s: %d files, CRL number %d; the CA passphrase is not in it\n", out, len(sources), m.CRLNumber)
+	if len(removed) > 0 {
+		fmt.Fprintf(w, "removed from the config file's copy (set them again after a restore): %s\n", strings.Join(removed, ", "))
+	}
 	if m.Database == "postgresql" {
 		fmt.Fprintf(w, "the PostgreSQL database is not in the backup: dump it with `pg_dump --format=custom --file gatehouse.pgdump '%s'`\n", redactDSN(databaseDSN(v)))
 	}
@@ -120,11 +124,11 @@ func runBackup(ctx context.Context, cmd *cobra.Command, v *viper.Viper, out stri
 // snapshot takes the database snapshot (SQLite) into tmp, then lists what
 // the backup holds. The CA files never change while serve runs, so the
 // snapshot is what must be consistent.
-func snapshot(ctx context.Context, v *viper.Viper, tmp string) (backup.Manifest, []backup.Source, error) {
+func snapshot(ctx context.Context, v *viper.Viper, tmp string) (backup.Manifest, []backup.Source, []string, error) {
 	m := backup.Manifest{CreatedAt: time.Now().UTC(), Version: version, Database: "sqlite"}
 	st, err := store.New(ctx, store.Config{DSN: databaseDSN(v), Logger: newLogger(v)})
 	if err != nil {
-		return m, nil, err
+		return m, nil, nil, err
 	}
 	defer st.Close()
 	var sources []backup.Source
@@ -133,26 +137,28 @@ func snapshot(ctx context.Context, v *viper.Viper, tmp string) (backup.Manifest,
 	} else {
 		db := filepath.Join(tmp, sqliteSnapshotName)
 		if err := st.Snapshot(ctx, db); err != nil {
-			return m, nil, err
+			return m, nil, nil, err
 		}
 		sources = append(sources, backup.Source{Name: sqliteSnapshotName, Path: db})
 	}
 	// Read after the snapshot: a list stored in between only raises it,
 	// and a restore numbers above it.
 	if m.CRLNumber, err = st.CRLNumber(ctx); err != nil {
-		return m, nil, err
+		return m, nil, nil, err
 	}
-	files, err := backupFiles(v)
-	return m, append(sources, files...), err
+	files, removed, err := backupFiles(v, tmp)
+	return m, append(sources, files...), removed, err
 }
 
 // backupFiles lists the CA directory (certificates, keys as encrypted at
-// rest), the generated hook secret and the config file. The generated CA
-// passphrase stays out: with it the backup would hold the keys in clear.
-func backupFiles(v *viper.Viper) ([]backup.Source, error) {
+// rest), the generated hook secret and the config file with its secrets
+// removed (redactedConfig, written into tmp; it returns the keys removed).
+// The generated CA passphrase stays out: with it the backup would hold the
+// keys in clear.
+func backupFiles(v *viper.Viper, tmp string) ([]backup.Source, []string, error) {
 	entries, err := os.ReadDir(caDir(v))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []backup.Source
 	for _, e := range entries {
@@ -163,15 +169,25 @@ func backupFiles(v *viper.Viper) ([]backup.Source, error) {
 	if p := filepath.Join(dataDir(v), hooksSecretFileName); fileExists(p) {
 		out = append(out, backup.Source{Name: hooksSecretFileName, Path: p})
 	}
+	var removed []string
 	if p := v.ConfigFileUsed(); p != "" {
-		out = append(out, backup.Source{Name: "config/" + filepath.Base(p), Path: p})
+		cfgDir := filepath.Join(tmp, "config")
+		if err := os.Mkdir(cfgDir, 0o700); err != nil {
+			return nil, nil, err
+		}
+		redacted, r, err := redactedConfig(p, cfgDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		removed = r
+		out = append(out, backup.Source{Name: "config/" + filepath.Base(p), Path: redacted})
 	}
 	for _, s := range out {
 		if !backup.ValidName(s.Name) {
-			return nil, fault.New(fault.InvalidArgument, "cannot back up %s: its name is not one a backup holds", s.Path)
+			return nil, nil, fault.New(fault.InvalidArgument, "cannot back up %s: its name is not one a backup holds", s.Path)
 		}
 	}
-	return out, nil
+	return out, removed, nil
 }
 
 func fileExists(p string) bool {
