@@ -1,7 +1,11 @@
 package ca_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -275,5 +279,89 @@ func TestKMSNeedsTheBuildTag(t *testing.T) {
 	st := openStore(t, testdb.SQLite(t))
 	if _, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: st, KMS: "pkcs11:token=x;object=y", KMSPin: "1"}); !fault.Is(err, fault.InvalidArgument) {
 		t.Fatalf("New with a KMS URI: %v", err)
+	}
+}
+
+// TestFindRootKeyHiddenCopies: the offline root key put within the data
+// directory in forms a name or PEM-head check misses is found; a directory
+// symlink loop ends the walk. Each case starts from a clean data dir.
+func TestFindRootKeyHiddenCopies(t *testing.T) {
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	keyOut := filepath.Join(tmp, "offline", "root.key")
+	if err := os.MkdirAll(filepath.Dir(keyOut), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Init(ca.InitConfig{Dir: filepath.Join(data, "ca"), Passphrase: pass, RootKeyOut: keyOut}); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := ca.ParseCertsPEM(readFile(t, filepath.Join(data, "ca", ca.RootCertFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ca.LoadKey(keyOut, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecDER, err := x509.MarshalECPrivateKey(key.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	write := func(path string, b []byte) string {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	for _, tc := range []struct {
+		name string
+		put  func(dir string) string // returns the path FindRootKey must name, "" for none
+	}{
+		{"PEM copy", func(d string) string { return write(filepath.Join(d, "old.pem"), pemKey) }},
+		{"DER PKCS#8 copy", func(d string) string { return write(filepath.Join(d, "old.der"), der) }},
+		{"DER SEC 1 copy", func(d string) string { return write(filepath.Join(d, "sub", "k.bin"), ecDER) }},
+		{"PEM after 80 KiB of text", func(d string) string {
+			return write(filepath.Join(d, "notes.txt"), append(bytes.Repeat([]byte("#\n"), 40<<10), pemKey...))
+		}},
+		{"PEM after a broken PEM block", func(d string) string {
+			return write(filepath.Join(d, "mixed.txt"), append([]byte("-----BEGIN PRIVATE KEY-----\nnot base64\n"), pemKey...))
+		}},
+		{"symlinked directory holding the key", func(d string) string {
+			usb := filepath.Join(t.TempDir(), "usb")
+			write(filepath.Join(usb, "copy.pem"), pemKey)
+			if err := os.Symlink(usb, filepath.Join(d, "offline-media")); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(d, "offline-media", "copy.pem")
+		}},
+		{"directory symlink loop, no key", func(d string) string {
+			if err := os.Symlink(d, filepath.Join(d, "ca", "loop")); err != nil {
+				t.Fatal(err)
+			}
+			return ""
+		}},
+		{"PEM beyond the scan bound", func(d string) string {
+			write(filepath.Join(d, "huge.txt"), append(make([]byte, ca.MaxKeyScan), pemKey...))
+			return ""
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := filepath.Join(t.TempDir(), "data")
+			if err := os.CopyFS(d, os.DirFS(data)); err != nil {
+				t.Fatal(err)
+			}
+			want := tc.put(d)
+			if found, err := ca.FindRootKey(d, roots[0], pass); err != nil || found != want {
+				t.Errorf("FindRootKey = %q, %v; want %q", found, err, want)
+			}
+		})
 	}
 }
