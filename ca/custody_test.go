@@ -88,9 +88,19 @@ func TestInitRootOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, inside := range []string{filepath.Join(dir, "root.key"), filepath.Join(base, "link", "x", "root.key")} {
-		err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: inside})
-		if !fault.Is(err, fault.InvalidArgument) {
+		err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: inside, RootPassphrase: rootPass})
+		if !fault.Is(err, fault.InvalidArgument) || !strings.Contains(err.Error(), "inside") {
 			t.Fatalf("root key inside the CA dir (%s): %v, want invalid_argument", inside, err)
+		}
+	}
+	// The offline root needs a passphrase of its own.
+	for _, rp := range [][]byte{nil, pass} {
+		err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: keyOut, RootPassphrase: rp})
+		if !fault.Is(err, fault.InvalidArgument) || !strings.Contains(err.Error(), "passphrase of its own") {
+			t.Fatalf("offline root under the CA passphrase (%q): %v, want invalid_argument", rp, err)
+		}
+		if _, err := os.Stat(keyOut); !os.IsNotExist(err) {
+			t.Fatalf("refused init wrote the root key: %v", err)
 		}
 	}
 	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: keyOut, RootPassphrase: rootPass}); err != nil {
@@ -224,14 +234,14 @@ func TestIntermediateFromCSR(t *testing.T) {
 func TestSignIntermediateRoundTrip(t *testing.T) {
 	tmp := t.TempDir()
 	rootDir, keyOut := filepath.Join(tmp, "a", "ca"), filepath.Join(tmp, "root.key")
-	if err := ca.Init(ca.InitConfig{Dir: rootDir, Passphrase: pass, RootKeyOut: keyOut}); err != nil {
+	if err := ca.Init(ca.InitConfig{Dir: rootDir, Passphrase: pass, RootKeyOut: keyOut, RootPassphrase: rootPass}); err != nil {
 		t.Fatal(err)
 	}
 	root, err := ca.ParseCertsPEM(readFile(t, filepath.Join(rootDir, ca.RootCertFile)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootKey, err := ca.LoadKey(keyOut, pass)
+	rootKey, err := ca.LoadKey(keyOut, rootPass)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,14 +302,14 @@ func TestFindRootKeyHiddenCopies(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(keyOut), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := ca.Init(ca.InitConfig{Dir: filepath.Join(data, "ca"), Passphrase: pass, RootKeyOut: keyOut}); err != nil {
+	if err := ca.Init(ca.InitConfig{Dir: filepath.Join(data, "ca"), Passphrase: pass, RootKeyOut: keyOut, RootPassphrase: rootPass}); err != nil {
 		t.Fatal(err)
 	}
 	roots, err := ca.ParseCertsPEM(readFile(t, filepath.Join(data, "ca", ca.RootCertFile)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := ca.LoadKey(keyOut, pass)
+	key, err := ca.LoadKey(keyOut, rootPass)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,7 +108,7 @@ func rotate(t *testing.T, dsn string) {
 func TestRotateOfflineRootNeedsItsKey(t *testing.T) {
 	tmp := t.TempDir()
 	dir, keyOut := filepath.Join(tmp, "ca"), filepath.Join(tmp, "root.key")
-	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: keyOut}); err != nil {
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: keyOut, RootPassphrase: rootPass}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ca.Rotate(ca.RotateRequest{Dir: dir, Passphrase: pass}); !fault.Is(err, fault.Conflict) {
@@ -121,7 +121,7 @@ func TestRotateOfflineRootNeedsItsKey(t *testing.T) {
 	if _, err := ca.Rotate(ca.RotateRequest{Dir: dir, Passphrase: pass, RootKey: wrong}); !fault.Is(err, fault.InvalidArgument) {
 		t.Fatalf("rotate with a key that is not the root's: %v", err)
 	}
-	key, err := ca.LoadKey(keyOut, pass)
+	key, err := ca.LoadKey(keyOut, rootPass)
 	if err != nil {
 		t.Fatal(err)
 	}
