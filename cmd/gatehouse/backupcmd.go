@@ -61,7 +61,7 @@ func addInt64(a, b int64) (int64, bool) {
 
 // sqliteSnapshotName is the database's name in a backup and in a restored
 // data directory (databaseDSN's default).
-const sqliteSnapshotName = "gatehouse.db"
+const sqliteSnapshotName = backup.DatabaseName
 
 func newBackupCmd() *cobra.Command {
 	cmd := &cobra.Command{
