@@ -171,14 +171,15 @@ func baseName(cn string, gen int) string {
 // New refuses, with the old intermediate safe under its retired name.
 func installRotated(dir string, gen int, key crypto.Signer, inter *x509.Certificate, pass []byte) (err error) {
 	var copies []string
+	keyRenamed := false
 	defer func() {
 		// Failed before the renames: the current intermediate is unchanged,
 		// and a copy of it under a retired name would count as a rotation.
-		if err != nil && len(copies) > 0 {
-			if cur, rerr := loadCert(filepath.Join(dir, IntermediateCertFile)); rerr == nil && !cur.Equal(inter) {
-				for _, c := range copies {
-					_ = os.Remove(c)
-				}
+		// Once the new key has replaced the current one, the retired copy
+		// is the old key's only copy: it stays whatever failed after.
+		if err != nil && !keyRenamed {
+			for _, c := range copies {
+				_ = os.Remove(c)
 			}
 		}
 	}()
@@ -205,8 +206,16 @@ func installRotated(dir string, gen int, key crypto.Signer, inter *x509.Certific
 	if err := writeCert(tmpCert, inter); err != nil {
 		return err
 	}
-	if err := os.Rename(tmpKey, filepath.Join(dir, IntermediateKeyFile)); err != nil {
+	if err := renameFile(tmpKey, filepath.Join(dir, IntermediateKeyFile)); err != nil {
 		return err
 	}
-	return os.Rename(tmpCert, filepath.Join(dir, IntermediateCertFile))
+	keyRenamed = true
+	if err := renameFile(tmpCert, filepath.Join(dir, IntermediateCertFile)); err != nil {
+		return fmt.Errorf("the new intermediate key is in place but not its certificate (rename %s to %s to finish; the old intermediate is kept as generation %d): %w",
+			tmpCert, IntermediateCertFile, gen, err)
+	}
+	return nil
 }
+
+// renameFile is os.Rename; tests make it fail.
+var renameFile = os.Rename

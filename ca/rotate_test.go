@@ -2,6 +2,7 @@ package ca_test
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/x509"
 	"os"
 	"path/filepath"
@@ -260,5 +261,46 @@ func staleReplicaAfterRotate(t *testing.T, dsn string) {
 	}
 	if d := pa.Degraded(); len(d) != 0 {
 		t.Fatalf("replica A reports %q", d)
+	}
+}
+
+// TestRotateRenameFailure: a rotation that fails at the key rename leaves
+// the CA as it was (no retired copy, so it can rotate again); one that
+// fails at the certificate rename, after the new key replaced the old,
+// keeps the old key under its retired name: it is its only copy.
+func TestRotateRenameFailure(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := ca.ParseCertsPEM(readFile(t, filepath.Join(dir, ca.IntermediateCertFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	restore := ca.FailRename(ca.IntermediateKeyFile)
+	_, err = ca.Rotate(ca.RotateRequest{Dir: dir, Passphrase: pass})
+	restore()
+	if err == nil {
+		t.Fatal("rotate with a failing key rename succeeded")
+	}
+	for _, f := range []string{ca.RetiredKeyFile(1), ca.RetiredCertFile(1)} {
+		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+			t.Fatalf("%s left after a rotation that changed nothing: %v", f, err)
+		}
+	}
+	loadCA(t, dir)
+
+	restore = ca.FailRename(ca.IntermediateCertFile)
+	_, err = ca.Rotate(ca.RotateRequest{Dir: dir, Passphrase: pass})
+	restore()
+	if err == nil || !strings.Contains(err.Error(), "to finish") {
+		t.Fatalf("rotate with a failing certificate rename: %v", err)
+	}
+	key, err := ca.LoadKey(filepath.Join(dir, ca.RetiredKeyFile(1)), pass)
+	if err != nil {
+		t.Fatalf("the old intermediate key is gone: %v", err)
+	}
+	if !old[0].PublicKey.(*ecdsa.PublicKey).Equal(key.Public()) {
+		t.Fatal("the retired key is not the old intermediate's")
 	}
 }
