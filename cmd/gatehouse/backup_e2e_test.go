@@ -294,3 +294,30 @@ func TestBackupRedactsConfigSecrets(t *testing.T) {
 		t.Errorf("the backup's config copy:\n%s", copied)
 	}
 }
+
+// TestBackupCADirOddities: a key left by a rotation that did not finish is
+// skipped with a warning instead of failing every backup; a symlink in the
+// CA directory is refused by name instead of silently left out.
+func TestBackupCADirOddities(t *testing.T) {
+	g := newGatehouse(t)
+	caDir := filepath.Join(g.data, "ca")
+	if err := os.WriteFile(filepath.Join(caDir, ".next.key"), []byte("half a rotation"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "b.tgz")
+	r := g.run(t, nil, "backup", "--data-dir", g.data, "--out", file)
+	if r.code != 0 || !strings.Contains(r.stderr, "warning: not backed up: "+filepath.Join(caDir, ".next.key")) {
+		t.Fatalf("backup beside a leftover .next.key: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if names := archiveNames(t, file); strings.Contains(names, ".next") || !strings.Contains(names, "ca/intermediate_ca.key") {
+		t.Fatalf("backup holds %s", names)
+	}
+	link := filepath.Join(caDir, "extra.crt")
+	if err := os.Symlink(filepath.Join(caDir, "root_ca.crt"), link); err != nil {
+		t.Fatal(err)
+	}
+	r = g.run(t, nil, "backup", "--data-dir", g.data, "--out", filepath.Join(t.TempDir(), "c.tgz"))
+	if r.code == 0 || !strings.Contains(r.stderr, link) || !strings.Contains(r.stderr, "not a regular file") {
+		t.Fatalf("backup with a symlink in ca/: %d\n%s", r.code, r.stderr)
+	}
+}

@@ -103,17 +103,21 @@ func runBackup(ctx context.Context, cmd *cobra.Command, v *viper.Viper, out stri
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	m, sources, removed, err := snapshot(ctx, v, tmp)
+	set, err := snapshot(ctx, v, tmp)
 	if err != nil {
 		return err
 	}
-	if err := backup.Write(f, m, sources); err != nil {
+	m := set.m
+	if err := backup.Write(f, m, set.sources); err != nil {
 		return err
 	}
 	w := cmd.OutOrStdout()
-	fmt.Fprintf(w, "backup written to %s: %d files, CRL number %d; the CA passphrase is not in it\n", out, len(sources), m.CRLNumber)
-	if len(removed) > 0 {
-		fmt.Fprintf(w, "removed from the config file's copy (set them again after a restore): %s\n", strings.Join(removed, ", "))
+	for _, s := range set.skipped {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: not backed up: %s\n", s)
+	}
+	fmt.Fprintf(w, "backup written to %s: %d files, CRL number %d; the CA passphrase is not in it\n", out, len(set.sources), m.CRLNumber)
+	if len(set.removed) > 0 {
+		fmt.Fprintf(w, "removed from the config file's copy (set them again after a restore): %s\n", strings.Join(set.removed, ", "))
 	}
 	if m.Database == "postgresql" {
 		fmt.Fprintf(w, "the PostgreSQL database is not in the backup: dump it with `pg_dump --format=custom --file gatehouse.pgdump '%s'`\n", redactDSN(databaseDSN(v)))
@@ -124,30 +128,36 @@ func runBackup(ctx context.Context, cmd *cobra.Command, v *viper.Viper, out stri
 // snapshot takes the database snapshot (SQLite) into tmp, then lists what
 // the backup holds. The CA files never change while serve runs, so the
 // snapshot is what must be consistent.
-func snapshot(ctx context.Context, v *viper.Viper, tmp string) (backup.Manifest, []backup.Source, []string, error) {
-	m := backup.Manifest{CreatedAt: time.Now().UTC(), Version: version, Database: "sqlite"}
+func snapshot(ctx context.Context, v *viper.Viper, tmp string) (backupSet, error) {
+	set := backupSet{m: backup.Manifest{CreatedAt: time.Now().UTC(), Version: version, Database: "sqlite"}}
 	st, err := store.New(ctx, store.Config{DSN: databaseDSN(v), Logger: newLogger(v)})
 	if err != nil {
-		return m, nil, nil, err
+		return set, err
 	}
 	defer st.Close()
-	var sources []backup.Source
 	if st.Postgres() {
-		m.Database = "postgresql"
+		set.m.Database = "postgresql"
 	} else {
 		db := filepath.Join(tmp, sqliteSnapshotName)
 		if err := st.Snapshot(ctx, db); err != nil {
-			return m, nil, nil, err
+			return set, err
 		}
-		sources = append(sources, backup.Source{Name: sqliteSnapshotName, Path: db})
+		set.sources = append(set.sources, backup.Source{Name: sqliteSnapshotName, Path: db})
 	}
 	// Read after the snapshot: a list stored in between only raises it,
 	// and a restore numbers above it.
-	if m.CRLNumber, err = st.CRLNumber(ctx); err != nil {
-		return m, nil, nil, err
+	if set.m.CRLNumber, err = st.CRLNumber(ctx); err != nil {
+		return set, err
 	}
-	files, removed, err := backupFiles(v, tmp)
-	return m, append(sources, files...), removed, err
+	return set, backupFiles(v, tmp, &set)
+}
+
+// backupSet is what a backup holds, and what it left out.
+type backupSet struct {
+	m       backup.Manifest
+	sources []backup.Source
+	removed []string // config keys removed from the config file's copy
+	skipped []string // files left out, with why
 }
 
 // backupFiles lists the CA directory (certificates, keys as encrypted at
@@ -155,39 +165,47 @@ func snapshot(ctx context.Context, v *viper.Viper, tmp string) (backup.Manifest,
 // removed (redactedConfig, written into tmp; it returns the keys removed).
 // The generated CA passphrase stays out: with it the backup would hold the
 // keys in clear.
-func backupFiles(v *viper.Viper, tmp string) ([]backup.Source, []string, error) {
+func backupFiles(v *viper.Viper, tmp string, set *backupSet) error {
 	entries, err := os.ReadDir(caDir(v))
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	var out []backup.Source
 	for _, e := range entries {
-		if e.Type().IsRegular() {
-			out = append(out, backup.Source{Name: "ca/" + e.Name(), Path: filepath.Join(caDir(v), e.Name())})
+		path := filepath.Join(caDir(v), e.Name())
+		switch {
+		case strings.HasPrefix(e.Name(), ".next."):
+			set.skipped = append(set.skipped, path+": left by a ca rotate that did not finish")
+		case !e.Type().IsRegular():
+			// A link or directory would be restored as something else, or
+			// not at all: the operator decides what it stands for.
+			return fault.New(fault.InvalidArgument, "cannot back up %s: not a regular file (%s)", path, e.Type())
+		default:
+			out = append(out, backup.Source{Name: "ca/" + e.Name(), Path: path})
 		}
 	}
 	if p := filepath.Join(dataDir(v), hooksSecretFileName); fileExists(p) {
 		out = append(out, backup.Source{Name: hooksSecretFileName, Path: p})
 	}
-	var removed []string
 	if p := v.ConfigFileUsed(); p != "" {
 		cfgDir := filepath.Join(tmp, "config")
 		if err := os.Mkdir(cfgDir, 0o700); err != nil {
-			return nil, nil, err
+			return err
 		}
-		redacted, r, err := redactedConfig(p, cfgDir)
+		redacted, removed, err := redactedConfig(p, cfgDir)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
-		removed = r
+		set.removed = removed
 		out = append(out, backup.Source{Name: "config/" + filepath.Base(p), Path: redacted})
 	}
 	for _, s := range out {
 		if !backup.ValidName(s.Name) {
-			return nil, nil, fault.New(fault.InvalidArgument, "cannot back up %s: its name is not one a backup holds", s.Path)
+			return fault.New(fault.InvalidArgument, "cannot back up %s: its name is not one a backup holds", s.Path)
 		}
 	}
-	return out, removed, nil
+	set.sources = append(set.sources, out...)
+	return nil
 }
 
 func fileExists(p string) bool {
