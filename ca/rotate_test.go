@@ -304,3 +304,28 @@ func TestRotateRenameFailure(t *testing.T) {
 		t.Fatal("the retired key is not the old intermediate's")
 	}
 }
+
+// TestRotateRefusesKMS: with the issuing key in a PKCS#11 token (ca.kms
+// set, or no key file beside the certificate, as init --kms leaves it)
+// rotate refuses clearly and changes nothing.
+func TestRotateRefusesKMS(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(req ca.RotateRequest) {
+		t.Helper()
+		_, err := ca.Rotate(req)
+		if !fault.Is(err, fault.InvalidArgument) || !strings.Contains(err.Error(), "PKCS#11") {
+			t.Fatalf("rotate: %v, want invalid_argument naming PKCS#11", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, ca.RetiredCertFile(1))); !os.IsNotExist(err) {
+			t.Fatalf("a refused rotation retired the intermediate: %v", err)
+		}
+	}
+	check(ca.RotateRequest{Dir: dir, Passphrase: pass, KMS: "pkcs11:token=gatehouse;object=issuing"})
+	if err := os.Remove(filepath.Join(dir, ca.IntermediateKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	check(ca.RotateRequest{Dir: dir, Passphrase: pass})
+}
