@@ -24,8 +24,14 @@ import (
 // is not found.
 const MaxKeyScan = 16 << 20
 
-// maxScanDepth bounds the directories FindRootKey descends through.
-const maxScanDepth = 64
+// maxScanDepth bounds the directories FindRootKey descends through, and
+// maxScanFiles the files it looks at: a link to a large tree (say /) must
+// not keep serve from starting for hours; beyond them the scan fails, and
+// serve with it.
+const (
+	maxScanDepth = 64
+	maxScanFiles = 100_000
+)
 
 // FindRootKey looks through dir (recursively, following symbolic links to
 // files and to directories, each directory once) for the root's private
@@ -49,6 +55,7 @@ type rootScan struct {
 	root  *x509.Certificate
 	pass  []byte
 	seen  map[string]bool // resolved directories walked: the loop guard
+	files int
 	found string
 }
 
@@ -80,8 +87,13 @@ func (s *rootScan) dir(dir string, depth int) error {
 			if err := s.dir(path, depth+1); err != nil {
 				return err
 			}
-		case st.Mode().IsRegular() && s.holdsRootKey(path):
-			s.found = path
+		case st.Mode().IsRegular():
+			if s.files++; s.files > maxScanFiles {
+				return fmt.Errorf("more than %d files to look through", maxScanFiles)
+			}
+			if s.holdsRootKey(path) {
+				s.found = path
+			}
 		}
 		if s.found != "" {
 			return nil
