@@ -39,6 +39,28 @@ const maxManifest = 1 << 20
 // maxFiles bounds the entries of an archive.
 const maxFiles = 256
 
+// DatabaseName is the SQLite snapshot's name in a backup.
+const DatabaseName = "gatehouse.db"
+
+// Extraction bounds, so that a small hostile (or damaged) archive cannot
+// fill the disk: each file is refused beyond its bound from its header,
+// before anything is written, and the whole archive once it has
+// decompressed to more than MaxRatio times the compressed bytes read plus
+// ratioSlack (deflate reaches about 1000:1 on zeros; a SQLite snapshot,
+// keys and certificates stay far below 100:1).
+const (
+	// MaxFileSize bounds every file but the database: certificates, keys,
+	// the hook secret, the config file.
+	MaxFileSize = 4 << 20
+	// MaxDatabaseSize bounds the SQLite snapshot (DatabaseName).
+	MaxDatabaseSize = 256 << 30
+	// MaxTotalSize bounds the archive's files together.
+	MaxTotalSize = MaxDatabaseSize + maxFiles*MaxFileSize
+	// MaxRatio bounds the bytes written per compressed byte read.
+	MaxRatio   = 100
+	ratioSlack = 16 << 20
+)
+
 // namePattern is every name a backup may hold: files directly in the data
 // directory, in its ca/ directory, or the config file under config/.
 var namePattern = regexp.MustCompile(`^((ca|config)/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -113,6 +135,9 @@ func writeFile(tw *tar.Writer, s Source) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
+	if err := checkSize(s.Name, st.Size()); err != nil {
+		return File{}, err
+	}
 	if !st.Mode().IsRegular() {
 		return File{}, fmt.Errorf("backup: %s is not a regular file", s.Path)
 	}
@@ -135,10 +160,12 @@ func writeFile(tw *tar.Writer, s Source) (File, error) {
 // manifest once every file matched it. Files are created exclusively with
 // their archived permissions, never wider than 0644 (keys stay 0600).
 func Extract(r io.Reader, dir string) (Manifest, error) {
-	gz, err := gzip.NewReader(r)
+	in := &countingReader{r: r}
+	gz, err := gzip.NewReader(in)
 	if err != nil {
 		return Manifest{}, bad("not a gzip stream: %v", err)
 	}
+	bud := &budget{in: in}
 	tr := tar.NewReader(gz)
 	got := map[string]File{}
 	var m *Manifest
@@ -162,7 +189,7 @@ func Extract(r io.Reader, dir string) (Manifest, error) {
 			}
 			continue
 		}
-		f, err := extractFile(tr, hdr, dir)
+		f, err := extractFile(tr, hdr, dir, bud)
 		if err != nil {
 			return Manifest{}, err
 		}
@@ -191,9 +218,12 @@ func readManifest(r io.Reader, size int64) (*Manifest, error) {
 	return &m, nil
 }
 
-func extractFile(r io.Reader, hdr *tar.Header, dir string) (File, error) {
+func extractFile(r io.Reader, hdr *tar.Header, dir string, bud *budget) (File, error) {
 	if !ValidName(hdr.Name) || hdr.Size < 0 {
 		return File{}, bad("entry %q is not a name a backup holds", hdr.Name)
+	}
+	if err := checkSize(hdr.Name, hdr.Size); err != nil {
+		return File{}, err
 	}
 	mode := fs.FileMode(hdr.Mode).Perm() & 0o644
 	path := filepath.Join(dir, filepath.FromSlash(hdr.Name))
@@ -205,11 +235,56 @@ func extractFile(r io.Reader, hdr *tar.Header, dir string) (File, error) {
 		return File{}, fmt.Errorf("restore %s: %w", hdr.Name, err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), io.LimitReader(r, hdr.Size))
+	n, err := io.Copy(io.MultiWriter(bud, out, h), io.LimitReader(r, hdr.Size))
 	if err = errors.Join(err, out.Sync(), out.Close()); err != nil {
 		return File{}, fmt.Errorf("restore %s: %w", hdr.Name, err)
 	}
 	return File{Name: hdr.Name, Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Mode: mode}, nil
+}
+
+// checkSize refuses a file beyond its bound (MaxFileSize, or
+// MaxDatabaseSize for the database): Write does not make an archive that
+// Extract would refuse.
+func checkSize(name string, size int64) error {
+	limit := int64(MaxFileSize)
+	if name == DatabaseName {
+		limit = MaxDatabaseSize
+	}
+	if size > limit {
+		return bad("%s is larger (%d bytes) than a backup holds (%d)", name, size, limit)
+	}
+	return nil
+}
+
+// countingReader counts the compressed bytes read.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// budget is an io.Writer placed first in each file's MultiWriter: it
+// fails the write that would take the archive beyond MaxTotalSize or
+// MaxRatio, before the file receives it.
+type budget struct {
+	in      *countingReader
+	written int64
+}
+
+func (b *budget) Write(p []byte) (int, error) {
+	b.written += int64(len(p))
+	if b.written > MaxTotalSize {
+		return 0, bad("the files add up to more than %d bytes", int64(MaxTotalSize))
+	}
+	if b.written > MaxRatio*b.in.n+ratioSlack {
+		return 0, bad("decompresses to more than %d times its size: refused as a decompression bomb", MaxRatio)
+	}
+	return len(p), nil
 }
 
 // check compares what was extracted with what the manifest promises.

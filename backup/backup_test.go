@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -191,4 +193,57 @@ func FuzzExtract(f *testing.F) {
 			t.Fatalf("Extract wrote outside its directory: %v", entries)
 		}
 	})
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// bomb is a gzip'd tar holding one entry of size zeros.
+func bomb(t *testing.T, name string, size int64) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(gz)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: size, Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(tw, zeros{}, size); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(tw.Close(), gz.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestExtractBounds: a small archive that decompresses far beyond its
+// size is refused before it fills the disk, and so is a file larger than
+// its bound, before anything of it is written.
+func TestExtractBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		entry    string
+		size     int64
+		maxWrite int64
+	}{
+		{"database decompression bomb", backup.DatabaseName, 256 << 20, 32 << 20},
+		{"key file beyond MaxFileSize", "ca/intermediate_ca.key", backup.MaxFileSize + 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			arch := bomb(t, tc.entry, tc.size)
+			_, err := backup.Extract(bytes.NewReader(arch), dir)
+			if !fault.Is(err, fault.InvalidArgument) {
+				t.Fatalf("Extract of a %d-byte archive = %v, want invalid_argument", len(arch), err)
+			}
+			st, serr := os.Stat(filepath.Join(dir, filepath.FromSlash(tc.entry)))
+			if serr == nil && (tc.maxWrite == 0 || st.Size() > tc.maxWrite) {
+				t.Fatalf("a %d-byte archive wrote %d bytes of %s before it was refused (%v)", len(arch), st.Size(), tc.entry, err)
+			}
+		})
+	}
 }

@@ -149,16 +149,23 @@ func (c *CA) signCRL(ctx context.Context, n int64) (store.CRL, error) {
 	// entries: every revoked Gatehouse serial, whichever intermediate issued
 	// it. Serials are 128 random bits, so no other issuer's certificate
 	// shares one, and the entries are encoded once for all lists.
+	//
+	// A retired intermediate that has expired (serve loads them only at
+	// start) signs nothing: every leaf it issued has expired with it, and
+	// its list, capped at its expiry, would be expired on arrival and make
+	// replicas refuse the whole set. The set's nextUpdate is the current
+	// list's alone: a retired list ends at its issuer's expiry at the
+	// latest, and capping the set there would regenerate it on every poll
+	// through the last refresh window before that expiry.
 	for _, r := range c.retired {
-		der, _, next, err := c.signCRLFor(r, n, now, list, count)
+		if !r.cert.NotAfter.After(now) {
+			continue
+		}
+		der, _, _, err := c.signCRLFor(r, n, now, list, count)
 		if err != nil {
 			return store.CRL{}, fmt.Errorf("retired intermediate %d: %w", r.gen, err)
 		}
 		out.Others = append(out.Others, store.IssuerCRL{Generation: r.gen, DER: der})
-		// The set is due again when its first list is.
-		if next.Before(out.NextUpdate) {
-			out.NextUpdate = next
-		}
 	}
 	return out, nil
 }

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"go.step.sm/crypto/pemutil"
-
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
@@ -223,70 +221,3 @@ func ParseCSRPEM(data []byte) (*x509.CertificateRequest, error) {
 
 // LoadKey decrypts a CA key file written by Init.
 func LoadKey(path string, pass []byte) (crypto.Signer, error) { return loadKey(path, pass) }
-
-// maxKeyScan bounds the files FindRootKey reads: keys are small, and the
-// database beside them is not read.
-const maxKeyScan = 64 << 10
-
-// FindRootKey looks through dir (recursively) for the root's private key:
-// a file named like the root key, or any private key, plain or encrypted
-// under pass, whose public key is the root's. It returns the first path
-// found, or "". serve runs it when the root is meant to be offline.
-func FindRootKey(dir string, root *x509.Certificate, pass []byte) (string, error) {
-	var found string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || found != "" {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		// A symlink to the key puts it within reach as much as a copy:
-		// follow links to regular files (WalkDir itself does not).
-		st, err := os.Stat(path)
-		if err != nil || !st.Mode().IsRegular() {
-			return nil
-		}
-		if d.Name() == RootKeyFile || filepath.Base(mustEval(path)) == RootKeyFile || holdsKeyOf(path, root, pass) {
-			found = path
-			return filepath.SkipAll
-		}
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("look for the root key in %s: %w", dir, err)
-	}
-	return found, nil
-}
-
-// mustEval resolves path's symlinks, or returns it as it is.
-func mustEval(path string) string {
-	if r, err := filepath.EvalSymlinks(path); err == nil {
-		return r
-	}
-	return path
-}
-
-func holdsKeyOf(path string, cert *x509.Certificate, pass []byte) bool {
-	st, err := os.Stat(path)
-	if err != nil || st.Size() > maxKeyScan {
-		return false
-	}
-	data, err := os.ReadFile(path)
-	if err != nil || !bytes.Contains(data, []byte("PRIVATE KEY-----")) {
-		return false
-	}
-	for rest := data; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			return false
-		}
-		if !strings.Contains(b.Type, "PRIVATE KEY") {
-			continue
-		}
-		k, err := pemutil.ParseKey(pem.EncodeToMemory(b), pemutil.WithPassword(pass))
-		if s, ok := k.(crypto.Signer); err == nil && ok && publicKeysEqual(cert.PublicKey, s.Public()) {
-			return true
-		}
-	}
-}

@@ -1,7 +1,11 @@
 package ca_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,9 +88,19 @@ func TestInitRootOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, inside := range []string{filepath.Join(dir, "root.key"), filepath.Join(base, "link", "x", "root.key")} {
-		err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: inside})
-		if !fault.Is(err, fault.InvalidArgument) {
+		err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: inside, RootPassphrase: rootPass})
+		if !fault.Is(err, fault.InvalidArgument) || !strings.Contains(err.Error(), "inside") {
 			t.Fatalf("root key inside the CA dir (%s): %v, want invalid_argument", inside, err)
+		}
+	}
+	// The offline root needs a passphrase of its own.
+	for _, rp := range [][]byte{nil, pass} {
+		err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: keyOut, RootPassphrase: rp})
+		if !fault.Is(err, fault.InvalidArgument) || !strings.Contains(err.Error(), "passphrase of its own") {
+			t.Fatalf("offline root under the CA passphrase (%q): %v, want invalid_argument", rp, err)
+		}
+		if _, err := os.Stat(keyOut); !os.IsNotExist(err) {
+			t.Fatalf("refused init wrote the root key: %v", err)
 		}
 	}
 	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: keyOut, RootPassphrase: rootPass}); err != nil {
@@ -220,14 +234,14 @@ func TestIntermediateFromCSR(t *testing.T) {
 func TestSignIntermediateRoundTrip(t *testing.T) {
 	tmp := t.TempDir()
 	rootDir, keyOut := filepath.Join(tmp, "a", "ca"), filepath.Join(tmp, "root.key")
-	if err := ca.Init(ca.InitConfig{Dir: rootDir, Passphrase: pass, RootKeyOut: keyOut}); err != nil {
+	if err := ca.Init(ca.InitConfig{Dir: rootDir, Passphrase: pass, RootKeyOut: keyOut, RootPassphrase: rootPass}); err != nil {
 		t.Fatal(err)
 	}
 	root, err := ca.ParseCertsPEM(readFile(t, filepath.Join(rootDir, ca.RootCertFile)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootKey, err := ca.LoadKey(keyOut, pass)
+	rootKey, err := ca.LoadKey(keyOut, rootPass)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,5 +289,89 @@ func TestKMSNeedsTheBuildTag(t *testing.T) {
 	st := openStore(t, testdb.SQLite(t))
 	if _, err := ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: st, KMS: "pkcs11:token=x;object=y", KMSPin: "1"}); !fault.Is(err, fault.InvalidArgument) {
 		t.Fatalf("New with a KMS URI: %v", err)
+	}
+}
+
+// TestFindRootKeyHiddenCopies: the offline root key put within the data
+// directory in forms a name or PEM-head check misses is found; a directory
+// symlink loop ends the walk. Each case starts from a clean data dir.
+func TestFindRootKeyHiddenCopies(t *testing.T) {
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	keyOut := filepath.Join(tmp, "offline", "root.key")
+	if err := os.MkdirAll(filepath.Dir(keyOut), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Init(ca.InitConfig{Dir: filepath.Join(data, "ca"), Passphrase: pass, RootKeyOut: keyOut, RootPassphrase: rootPass}); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := ca.ParseCertsPEM(readFile(t, filepath.Join(data, "ca", ca.RootCertFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ca.LoadKey(keyOut, rootPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecDER, err := x509.MarshalECPrivateKey(key.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	write := func(path string, b []byte) string {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	for _, tc := range []struct {
+		name string
+		put  func(dir string) string // returns the path FindRootKey must name, "" for none
+	}{
+		{"PEM copy", func(d string) string { return write(filepath.Join(d, "old.pem"), pemKey) }},
+		{"DER PKCS#8 copy", func(d string) string { return write(filepath.Join(d, "old.der"), der) }},
+		{"DER SEC 1 copy", func(d string) string { return write(filepath.Join(d, "sub", "k.bin"), ecDER) }},
+		{"PEM after 80 KiB of text", func(d string) string {
+			return write(filepath.Join(d, "notes.txt"), append(bytes.Repeat([]byte("#\n"), 40<<10), pemKey...))
+		}},
+		{"PEM after a broken PEM block", func(d string) string {
+			return write(filepath.Join(d, "mixed.txt"), append([]byte("-----BEGIN PRIVATE KEY-----\nnot base64\n"), pemKey...))
+		}},
+		{"symlinked directory holding the key", func(d string) string {
+			usb := filepath.Join(t.TempDir(), "usb")
+			write(filepath.Join(usb, "copy.pem"), pemKey)
+			if err := os.Symlink(usb, filepath.Join(d, "offline-media")); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(d, "offline-media", "copy.pem")
+		}},
+		{"directory symlink loop, no key", func(d string) string {
+			if err := os.Symlink(d, filepath.Join(d, "ca", "loop")); err != nil {
+				t.Fatal(err)
+			}
+			return ""
+		}},
+		{"PEM beyond the scan bound", func(d string) string {
+			write(filepath.Join(d, "huge.txt"), append(make([]byte, ca.MaxKeyScan), pemKey...))
+			return ""
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := filepath.Join(t.TempDir(), "data")
+			if err := os.CopyFS(d, os.DirFS(data)); err != nil {
+				t.Fatal(err)
+			}
+			want := tc.put(d)
+			if found, err := ca.FindRootKey(d, roots[0], pass); err != nil || found != want {
+				t.Errorf("FindRootKey = %q, %v; want %q", found, err, want)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -97,6 +98,11 @@ func Initialized(dir string) bool {
 // file. With RootKeyOut the root key goes there instead; with
 // IntermediateFromCSR only the intermediate key and its CSR are made.
 func Init(cfg InitConfig) error {
+	// An offline root under the online passphrase is offline in name only:
+	// whoever holds the server's passphrase opens any copy of it.
+	if cfg.RootKeyOut != "" && (len(cfg.RootPassphrase) == 0 || bytes.Equal(cfg.RootPassphrase, cfg.Passphrase)) {
+		return fault.New(fault.InvalidArgument, "an offline root key needs a passphrase of its own, not the CA passphrase (init --root-passphrase-file)")
+	}
 	cfg.setDefaults()
 	if len(cfg.Passphrase) < MinPassphraseLen || len(cfg.RootPassphrase) < MinPassphraseLen {
 		return fault.New(fault.InvalidArgument, "CA passphrase must be at least %d bytes", MinPassphraseLen)

@@ -6,7 +6,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -106,7 +108,16 @@ type RotateRequest struct {
 	RootKey  crypto.Signer
 	Validity time.Duration // default 5 years, never past the root
 	Now      func() time.Time
+	// KMS is the configured PKCS#11 URI of the issuing key (ca.kms), if
+	// any: rotation with a token key is refused.
+	KMS string
 }
+
+// errRotateKMS refuses a rotation of an issuing key held in a token: the
+// new key would have to be made in the token and the old one kept there
+// for its CRL and OCSP, which Rotate does not do yet.
+var errRotateKMS = fault.New(fault.InvalidArgument,
+	"ca rotate does not support an issuing key in a PKCS#11 token (ca.kms) yet: the intermediate would not rotate")
 
 // Rotate retires the current intermediate and makes a new one (new P-256
 // key, same root, subject with the generation appended). Servers pick it
@@ -116,6 +127,14 @@ func Rotate(req RotateRequest) (*x509.Certificate, error) {
 		req.Now = time.Now
 	}
 	dir := req.Dir
+	if req.KMS != "" {
+		return nil, errRotateKMS
+	}
+	if _, err := os.Stat(filepath.Join(dir, IntermediateKeyFile)); errors.Is(err, fs.ErrNotExist) && !Pending(dir) {
+		// No key file beside the certificate: init --kms put it in a token,
+		// whatever the config says now.
+		return nil, errRotateKMS
+	}
 	if Pending(dir) || RootOffline(dir) && req.RootKey == nil {
 		return nil, fault.New(fault.Conflict, "%s has no intermediate to rotate, or its root key was not given", dir)
 	}
@@ -171,14 +190,15 @@ func baseName(cn string, gen int) string {
 // New refuses, with the old intermediate safe under its retired name.
 func installRotated(dir string, gen int, key crypto.Signer, inter *x509.Certificate, pass []byte) (err error) {
 	var copies []string
+	keyRenamed := false
 	defer func() {
 		// Failed before the renames: the current intermediate is unchanged,
 		// and a copy of it under a retired name would count as a rotation.
-		if err != nil && len(copies) > 0 {
-			if cur, rerr := loadCert(filepath.Join(dir, IntermediateCertFile)); rerr == nil && !cur.Equal(inter) {
-				for _, c := range copies {
-					_ = os.Remove(c)
-				}
+		// Once the new key has replaced the current one, the retired copy
+		// is the old key's only copy: it stays whatever failed after.
+		if err != nil && !keyRenamed {
+			for _, c := range copies {
+				_ = os.Remove(c)
 			}
 		}
 	}()
@@ -205,8 +225,16 @@ func installRotated(dir string, gen int, key crypto.Signer, inter *x509.Certific
 	if err := writeCert(tmpCert, inter); err != nil {
 		return err
 	}
-	if err := os.Rename(tmpKey, filepath.Join(dir, IntermediateKeyFile)); err != nil {
+	if err := renameFile(tmpKey, filepath.Join(dir, IntermediateKeyFile)); err != nil {
 		return err
 	}
-	return os.Rename(tmpCert, filepath.Join(dir, IntermediateCertFile))
+	keyRenamed = true
+	if err := renameFile(tmpCert, filepath.Join(dir, IntermediateCertFile)); err != nil {
+		return fmt.Errorf("the new intermediate key is in place but not its certificate (rename %s to %s to finish; the old intermediate is kept as generation %d): %w",
+			tmpCert, IntermediateCertFile, gen, err)
+	}
+	return nil
 }
+
+// renameFile is os.Rename; tests make it fail.
+var renameFile = os.Rename

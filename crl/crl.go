@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -182,6 +183,8 @@ type Publisher struct {
 	// fileNumber is the number of the list in File; below latest's after
 	// a failed write, which install retries.
 	fileNumber int64
+	// foreign is the degraded state ownList found, "" when none.
+	foreign string
 	// kick wakes Run before its next tick (Notify).
 	wake *loop.Waker
 }
@@ -347,7 +350,13 @@ func (p *Publisher) tick(ctx context.Context) error {
 	if !p.fresh(stored) {
 		return p.Publish(ctx)
 	}
-	return p.installCRL(ctx, stored)
+	err = p.installCRL(ctx, stored)
+	if errors.Is(err, errForeignSet) {
+		// Rather than serve the older list until it goes stale: sign the
+		// store's revocations with this replica's intermediate.
+		return p.Publish(ctx)
+	}
+	return err
 }
 
 // Latest returns the installed list, nil before the first.
@@ -401,7 +410,7 @@ func (p *Publisher) installCRL(ctx context.Context, c store.CRL) error {
 		cur != nil && c.Number == cur.Number && p.cfg.File == "" {
 		return nil
 	}
-	rl, err := p.verify(c.DER)
+	c, rl, err := p.ownList(c)
 	if err != nil {
 		err = fmt.Errorf("CRL %d not installed: %w", c.Number, err)
 		p.fail(err)
@@ -562,14 +571,76 @@ func (p *Publisher) verifyBy(der []byte, issuer *x509.Certificate) (*x509.Revoca
 	return rl, nil
 }
 
+// errForeignSet is installCRL's error for a stored set that holds no list
+// signed by this replica's intermediate: Run then signs a set of its own.
+var errForeignSet = errors.New("no list in the set is signed by this replica's intermediate")
+
+// ownList returns c with this replica's intermediate's list as its main
+// one, and that list parsed. A replica not yet restarted after "ca rotate"
+// (another replica, restarted, stored the set) finds the set's main list
+// signed by an intermediate it does not know; its own intermediate, now
+// retired there, signed one of the others with the same number and
+// entries, and that one is as good: it installs it, without the list it
+// cannot verify, logs loudly and reports itself degraded until restarted.
+func (p *Publisher) ownList(c store.CRL) (store.CRL, *x509.RevocationList, error) {
+	rl, err := p.verify(c.DER)
+	if err == nil || p.cfg.Issuer == nil {
+		p.setForeign("")
+		return c, rl, err
+	}
+	for i, o := range c.Others {
+		own, oerr := p.verifyBy(o.DER, p.cfg.Issuer)
+		if oerr != nil {
+			continue
+		}
+		msg := fmt.Sprintf("CRL %d was stored by a replica with a newer intermediate (ca rotate): serving this intermediate's list; restart this replica to load the new one", c.Number)
+		p.setForeign(msg)
+		c.DER, c.NextUpdate = o.DER, own.NextUpdate
+		c.Others = append(slices.Clone(c.Others[:i]), c.Others[i+1:]...)
+		return c, own, nil
+	}
+	p.setForeign(fmt.Sprintf("CRL %d is not signed by this replica's intermediate: %v; signing a set of its own", c.Number, err))
+	return c, nil, fmt.Errorf("%w: %v", errForeignSet, err)
+}
+
+// setForeign records (msg) or clears ("") the degraded state ownList
+// found, logging each new one as an error.
+func (p *Publisher) setForeign(msg string) {
+	p.smu.Lock()
+	was := p.foreign
+	p.foreign = msg
+	p.smu.Unlock()
+	if msg != "" && msg != was {
+		p.cfg.Log.Error("CRL set from another replica", "problem", msg)
+	}
+}
+
+// Degraded reports a stored set this replica could not fully verify (see
+// ownList), for the readiness probe.
+func (p *Publisher) Degraded() []string {
+	if p == nil {
+		return nil // CRLs not enabled
+	}
+	p.smu.RLock()
+	defer p.smu.RUnlock()
+	if p.foreign == "" {
+		return nil
+	}
+	return []string{p.foreign}
+}
+
 // verifyOthers checks the retired intermediates' lists like verify, each
 // against its own issuer. A list of a generation this replica does not
-// hold as retired (its files are gone, or it expired) is left out.
+// hold as retired (its files are gone), or whose intermediate has expired
+// since this replica started, is left out: its leaves have all expired,
+// and its list (which ends at its issuer's expiry) must not hold back the
+// current intermediate's.
 func (p *Publisher) verifyOthers(others []store.IssuerCRL) ([]store.IssuerCRL, error) {
 	var out []store.IssuerCRL
+	now := p.cfg.Now()
 	for _, o := range others {
 		issuer, ok := p.cfg.Retired[o.Generation]
-		if !ok {
+		if !ok || !issuer.NotAfter.After(now) {
 			continue
 		}
 		if _, err := p.verifyBy(o.DER, issuer); err != nil {

@@ -67,11 +67,14 @@ func decodeOthers(s string) ([]IssuerCRL, error) {
 
 const (
 	// Discarded certificates (DiscardCertificate) were signed, so they are
-	// listed like any other revoked one.
+	// listed like any other revoked one; so are revocations a restore
+	// learned from the last published CRL (RecordRestoredRevocations).
 	sqlRevokedCerts = `SELECT serial, revoked_at, revocation_reason, not_after FROM certificates
 WHERE status = 'revoked' AND not_after >= ?
 UNION ALL
-SELECT serial, revoked_at, revocation_reason, not_after FROM discarded_certificates WHERE not_after >= ?`
+SELECT serial, revoked_at, revocation_reason, not_after FROM discarded_certificates WHERE not_after >= ?
+UNION ALL
+SELECT serial, revoked_at, revocation_reason, not_after FROM restored_revocations WHERE not_after >= ?`
 	sqlGetCRL    = `SELECT crl_number, this_update, next_update, entries, der, others FROM crls WHERE id = 1`
 	sqlCRLNumber = `SELECT crl_number FROM crls WHERE id = 1`
 	sqlStoreCRL  = `INSERT INTO crls (id, crl_number, this_update, next_update, entries, der, others) VALUES (1, ?, ?, ?, ?, ?, ?)
@@ -90,7 +93,7 @@ func (s *Store) EachRevokedCertificate(ctx context.Context, notAfterSince time.T
 	if s.postgres {
 		q = pgQuery(q)
 	}
-	rows, err := s.sql.QueryContext(ctx, q, ms(notAfterSince), ms(notAfterSince))
+	rows, err := s.sql.QueryContext(ctx, q, ms(notAfterSince), ms(notAfterSince), ms(notAfterSince))
 	if err != nil {
 		return classify(err, "revoked certificates")
 	}

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"os"
@@ -36,9 +37,9 @@ func TestBackupRestore(t *testing.T) {
 func backupRestore(t *testing.T, env []string) {
 	g := newGatehouse(t, env...)
 	g.serve(t)
-	toks := g.tokens(t, "default", 3)
+	toks := g.tokens(t, "default", 4)
 	old := g.enroll(t, toks[0], "before-backup")
-	g.enroll(t, toks[1], "to-revoke")
+	revoked := g.enroll(t, toks[1], "to-revoke")
 
 	file := filepath.Join(t.TempDir(), "gatehouse.backup")
 	r := g.run(t, nil, "backup", "--data-dir", g.data, "--out", file)
@@ -57,9 +58,14 @@ func backupRestore(t *testing.T, env []string) {
 	if pg := len(env) > 0; strings.Contains(names, "gatehouse.db") == pg || strings.Contains(r.stdout, "pg_dump") != pg {
 		t.Errorf("database in the backup (postgres %v): names %s\n%s", pg, names, r.stdout)
 	}
-	// After the backup the live server publishes more lists.
-	if rv := g.adminCLI(t, "revoke", "device", "to-revoke", "--server", g.server); rv.code != 0 {
-		t.Fatalf("revoke: %d\n%s", rv.code, rv.stderr)
+	// After the backup the live server publishes more lists, revoking a
+	// device the backup holds and one enrolled (with a token unused in the
+	// backup) after it.
+	later := g.enroll(t, toks[3], "after-backup")
+	for _, id := range []string{"to-revoke", "after-backup"} {
+		if rv := g.adminCLI(t, "revoke", "device", id, "--server", g.server); rv.code != 0 {
+			t.Fatalf("revoke: %d\n%s", rv.code, rv.stderr)
+		}
 	}
 	lastCRL := filepath.Join(t.TempDir(), "last.crl")
 	lastNumber := fetchCRL(t, g, lastCRL)
@@ -67,18 +73,38 @@ func backupRestore(t *testing.T, env []string) {
 
 	restored := filepath.Join(t.TempDir(), "restored")
 	pass := []string{"--ca-passphrase-file", filepath.Join(g.data, "ca-passphrase")}
-	if r := g.run(t, nil, append([]string{"restore", "--in", file, "--data-dir", g.data}, pass...)...); r.code == 0 ||
+	if r := g.run(t, nil, append([]string{"restore", "--in", file, "--data-dir", g.data, "--accept-data-loss"}, pass...)...); r.code == 0 ||
 		!strings.Contains(r.stderr, "already_exists") {
 		t.Fatalf("restore over a data dir in use: %d\n%s", r.code, r.stderr)
 	}
+	if r := g.run(t, nil, append([]string{"restore", "--in", file, "--data-dir", restored}, pass...)...); r.code == 0 ||
+		!strings.Contains(r.stderr, "--accept-data-loss") {
+		t.Fatalf("restore without --last-crl: %d\n%s", r.code, r.stderr)
+	}
 	r = g.run(t, nil, append([]string{"restore", "--in", file, "--data-dir", restored, "--last-crl", lastCRL}, pass...)...)
-	if r.code != 0 {
+	// On PostgreSQL the restore runs against the live database (the test
+	// restores no pg_dump): it knows the later device and token already.
+	want := []string{"1 certificates of the backup marked revoked, 1 issued after it", "2 unused bootstrap tokens marked used"}
+	if len(env) > 0 {
+		want = []string{"2 certificates of the backup marked revoked, 0 issued after it", "1 unused bootstrap tokens marked used"}
+	}
+	if r.code != 0 || !strings.Contains(r.stdout, want[0]) || !strings.Contains(r.stdout, want[1]) {
 		t.Fatalf("restore: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	h := g.restoredInto(t, restored)
 	h.serve(t, "GATEHOUSE_CA_PASSPHRASE_FILE="+filepath.Join(g.data, "ca-passphrase"))
-	if n := fetchCRL(t, h, filepath.Join(t.TempDir(), "new.crl")); n <= lastNumber {
+	newCRL := filepath.Join(t.TempDir(), "new.crl")
+	if n := fetchCRL(t, h, newCRL); n <= lastNumber {
 		t.Fatalf("the restored CRL number %d is not above the last published %d", n, lastNumber)
+	}
+	listed := crlSerials(t, newCRL)
+	for _, d := range []testDevice{revoked, later} {
+		if s := leafOf(t, d.cert).SerialNumber.Text(16); !listed[s] {
+			t.Errorf("the restored CRL does not list %s (%s), revoked after the backup", d.id, s)
+		}
+	}
+	if s := leafOf(t, old.cert).SerialNumber.Text(16); listed[s] {
+		t.Errorf("the restored CRL lists %s, never revoked", old.id)
 	}
 	verifyDevice(t, old, filepath.Join(restored, "ca", "root_ca.crt"))
 	var dev struct {
@@ -92,7 +118,50 @@ func backupRestore(t *testing.T, env []string) {
 	if used.code != 1 || !strings.Contains(used.stdout, `"code": "token_used"`) {
 		t.Fatalf("a token used before the backup: %d\n%s", used.code, used.stdout)
 	}
-	h.enroll(t, toks[2], "after-restore")
+	// A token unused in the backup may have been spent since: refused.
+	for _, tok := range toks[2:] {
+		spent := h.run(t, nil, "enroll", "--server", h.server, "--token", tok, "--out", t.TempDir(), "--json")
+		if spent.code != 1 || !strings.Contains(spent.stdout, `"code": "token_used"`) {
+			t.Fatalf("a token unused in the backup: %d\n%s", spent.code, spent.stdout)
+		}
+	}
+	h.enroll(t, h.tokens(t, "default", 1)[0], "after-restore")
+}
+
+// crlSerials reads a DER CRL and returns its serials in hex.
+func crlSerials(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	der, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, e := range l.RevokedCertificateEntries {
+		out[e.SerialNumber.Text(16)] = true
+	}
+	return out
+}
+
+// leafOf parses the PEM certificate in path.
+func leafOf(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s holds no PEM", path)
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf
 }
 
 // restoredInto is a gatehouse for another data directory with the same
@@ -128,6 +197,13 @@ func fetchCRL(t *testing.T, g *gatehouse, path string) int64 {
 }
 
 func archiveNames(t *testing.T, file string) string {
+	names, _ := readArchive(t, file)
+	return strings.Join(names, " ")
+}
+
+// readArchive returns the names in a backup archive, in order, and their
+// contents.
+func readArchive(t *testing.T, file string) ([]string, map[string]string) {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
@@ -140,12 +216,108 @@ func archiveNames(t *testing.T, file string) string {
 	}
 	tr := tar.NewReader(gz)
 	var names []string
+	files := map[string]string{}
 	for {
 		h, err := tr.Next()
 		if err != nil {
 			break
 		}
-		names = append(names, h.Name)
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, files[h.Name] = append(names, h.Name), string(b)
 	}
-	return strings.Join(names, " ")
+	return names, files
+}
+
+// TestSecondRestoreKeepsCRLNumberRising: restoring the same backup a second
+// time (the first restored server gone, no --last-crl) numbers the CRL
+// above the lists the first restored server published.
+func TestSecondRestoreKeepsCRLNumberRising(t *testing.T) {
+	g := newGatehouse(t)
+	g.serve(t)
+	file := filepath.Join(t.TempDir(), "gatehouse.backup")
+	if r := g.run(t, nil, "backup", "--data-dir", g.data, "--out", file); r.code != 0 {
+		t.Fatalf("backup: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	g.stop()
+	pass := filepath.Join(g.data, "ca-passphrase")
+	restore := func() *gatehouse {
+		dir := filepath.Join(t.TempDir(), "restored")
+		r := g.run(t, nil, "restore", "--in", file, "--data-dir", dir, "--ca-passphrase-file", pass, "--accept-data-loss")
+		if r.code != 0 || !strings.Contains(r.stdout, "WARNING: restored without --last-crl") {
+			t.Fatalf("restore: %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		h := g.restoredInto(t, dir)
+		h.serve(t, "GATEHOUSE_CA_PASSPHRASE_FILE="+pass)
+		return h
+	}
+	h := restore()
+	for i, tok := range h.tokens(t, "default", 2) {
+		id := string(rune('a' + i))
+		h.enroll(t, tok, id)
+		if rv := h.adminCLI(t, "revoke", "device", id, "--server", h.server); rv.code != 0 {
+			t.Fatalf("revoke: %d\n%s", rv.code, rv.stderr)
+		}
+	}
+	high := fetchCRL(t, h, filepath.Join(t.TempDir(), "high.crl"))
+	h.stop()
+	k := restore()
+	if n := fetchCRL(t, k, filepath.Join(t.TempDir(), "low.crl")); n <= high {
+		t.Errorf("the second restore publishes CRL %d, not above the %d the first one published", n, high)
+	}
+}
+
+// TestBackupRedactsConfigSecrets: with the CA passphrase in the config
+// file, the backup's copy of the file holds everything else but not it,
+// and the command says what it removed.
+func TestBackupRedactsConfigSecrets(t *testing.T) {
+	g := newGatehouse(t)
+	pass, err := os.ReadFile(filepath.Join(g.data, "ca-passphrase"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := strings.TrimSpace(string(pass))
+	cfg := filepath.Join(t.TempDir(), "gatehouse.yaml")
+	if err := os.WriteFile(cfg, []byte("log:\n  level: debug\nca:\n  passphrase: "+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "b.tgz")
+	r := g.run(t, nil, "backup", "--config", cfg, "--data-dir", g.data, "--out", file)
+	if r.code != 0 || !strings.Contains(r.stdout, "removed from the config file's copy (set them again after a restore): ca.passphrase") {
+		t.Fatalf("backup: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	_, files := readArchive(t, file)
+	copied := files["config/gatehouse.yaml"]
+	if strings.Contains(copied, secret) || !strings.Contains(copied, "debug") {
+		t.Errorf("the backup's config copy:\n%s", copied)
+	}
+}
+
+// TestBackupCADirOddities: a key left by a rotation that did not finish is
+// skipped with a warning instead of failing every backup; a symlink in the
+// CA directory is refused by name instead of silently left out.
+func TestBackupCADirOddities(t *testing.T) {
+	g := newGatehouse(t)
+	caDir := filepath.Join(g.data, "ca")
+	if err := os.WriteFile(filepath.Join(caDir, ".next.key"), []byte("half a rotation"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "b.tgz")
+	r := g.run(t, nil, "backup", "--data-dir", g.data, "--out", file)
+	if r.code != 0 || !strings.Contains(r.stderr, "warning: not backed up: "+filepath.Join(caDir, ".next.key")) {
+		t.Fatalf("backup beside a leftover .next.key: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if names := archiveNames(t, file); strings.Contains(names, ".next") || !strings.Contains(names, "ca/intermediate_ca.key") {
+		t.Fatalf("backup holds %s", names)
+	}
+	link := filepath.Join(caDir, "extra.crt")
+	if err := os.Symlink(filepath.Join(caDir, "root_ca.crt"), link); err != nil {
+		t.Fatal(err)
+	}
+	r = g.run(t, nil, "backup", "--data-dir", g.data, "--out", filepath.Join(t.TempDir(), "c.tgz"))
+	if r.code == 0 || !strings.Contains(r.stderr, link) || !strings.Contains(r.stderr, "not a regular file") {
+		t.Fatalf("backup with a symlink in ca/: %d\n%s", r.code, r.stderr)
+	}
 }

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,16 +23,45 @@ import (
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
-// crlRestoreGap is how far above the backup's CRL number a restored CA
-// numbers its next list when no later list is given (--last-crl): lists
-// published between the backup and the restore (one per revocation and
-// per refresh) carry numbers the backup never saw, and a CRL number must
-// not go back. 2^20 covers a million of them; the number has 159 bits.
+// crlRestoreGap is how far above the backup's CRL number (or --last-crl's)
+// a restored CA numbers its next list at the least: lists published after
+// the backup (one per revocation and per refresh) carry numbers the backup
+// never saw, and a CRL number must not go back. 2^20 covers a million.
 const crlRestoreGap = 1 << 20
+
+// restoreFloor is the number a restored CA's first list goes above: the
+// larger of base+crlRestoreGap plus a millisecond per millisecond since the
+// backup was taken, and the current Unix time in milliseconds. The time
+// terms keep a second restore of the same backup (the lists the first
+// restored server published are unknown to it) above the first one's
+// lists, as long as that server published less than a list per
+// millisecond on average: a fixed gap alone would number them again. The
+// arithmetic is checked, since base comes from files a restore reads.
+func restoreFloor(base int64, backupAt, now time.Time) (int64, error) {
+	elapsed := max(now.Sub(backupAt).Milliseconds(), 0)
+	floor, ok := addInt64(base, crlRestoreGap)
+	if ok {
+		floor, ok = addInt64(floor, elapsed)
+	}
+	// A CRL number has room for 159 bits; the store keeps 63, and the
+	// restored CA signs floor+1 and counts on from there.
+	if !ok || floor > math.MaxInt64/2 {
+		return 0, fault.New(fault.InvalidArgument, "CRL number %d is too large to restore above", base)
+	}
+	return max(floor, now.UnixMilli()), nil
+}
+
+// addInt64 returns a+b and whether it did not overflow (a, b >= 0).
+func addInt64(a, b int64) (int64, bool) {
+	if a < 0 || b < 0 || a > math.MaxInt64-b {
+		return 0, false
+	}
+	return a + b, true
+}
 
 // sqliteSnapshotName is the database's name in a backup and in a restored
 // data directory (databaseDSN's default).
-const sqliteSnapshotName = "gatehouse.db"
+const sqliteSnapshotName = backup.DatabaseName
 
 func newBackupCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -71,15 +103,22 @@ func runBackup(ctx context.Context, cmd *cobra.Command, v *viper.Viper, out stri
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	m, sources, err := snapshot(ctx, v, tmp)
+	set, err := snapshot(ctx, v, tmp)
 	if err != nil {
 		return err
 	}
-	if err := backup.Write(f, m, sources); err != nil {
+	m := set.m
+	if err := backup.Write(f, m, set.sources); err != nil {
 		return err
 	}
 	w := cmd.OutOrStdout()
-	fmt.Fprintf(w, "backup written to %s: %d files, CRL number %d; the CA passphrase is not in it\n", out, len(sources), m.CRLNumber)
+	for _, s := range set.skipped {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: not backed up: %s\n", s)
+	}
+	fmt.Fprintf(w, "backup written to %s: %d files, CRL number %d; the CA passphrase is not in it\n", out, len(set.sources), m.CRLNumber)
+	if len(set.removed) > 0 {
+		fmt.Fprintf(w, "removed from the config file's copy (set them again after a restore): %s\n", strings.Join(set.removed, ", "))
+	}
 	if m.Database == "postgresql" {
 		fmt.Fprintf(w, "the PostgreSQL database is not in the backup: dump it with `pg_dump --format=custom --file gatehouse.pgdump '%s'`\n", redactDSN(databaseDSN(v)))
 	}
@@ -89,58 +128,84 @@ func runBackup(ctx context.Context, cmd *cobra.Command, v *viper.Viper, out stri
 // snapshot takes the database snapshot (SQLite) into tmp, then lists what
 // the backup holds. The CA files never change while serve runs, so the
 // snapshot is what must be consistent.
-func snapshot(ctx context.Context, v *viper.Viper, tmp string) (backup.Manifest, []backup.Source, error) {
-	m := backup.Manifest{CreatedAt: time.Now().UTC(), Version: version, Database: "sqlite"}
+func snapshot(ctx context.Context, v *viper.Viper, tmp string) (backupSet, error) {
+	set := backupSet{m: backup.Manifest{CreatedAt: time.Now().UTC(), Version: version, Database: "sqlite"}}
 	st, err := store.New(ctx, store.Config{DSN: databaseDSN(v), Logger: newLogger(v)})
 	if err != nil {
-		return m, nil, err
+		return set, err
 	}
 	defer st.Close()
-	var sources []backup.Source
 	if st.Postgres() {
-		m.Database = "postgresql"
+		set.m.Database = "postgresql"
 	} else {
 		db := filepath.Join(tmp, sqliteSnapshotName)
 		if err := st.Snapshot(ctx, db); err != nil {
-			return m, nil, err
+			return set, err
 		}
-		sources = append(sources, backup.Source{Name: sqliteSnapshotName, Path: db})
+		set.sources = append(set.sources, backup.Source{Name: sqliteSnapshotName, Path: db})
 	}
 	// Read after the snapshot: a list stored in between only raises it,
 	// and a restore numbers above it.
-	if m.CRLNumber, err = st.CRLNumber(ctx); err != nil {
-		return m, nil, err
+	if set.m.CRLNumber, err = st.CRLNumber(ctx); err != nil {
+		return set, err
 	}
-	files, err := backupFiles(v)
-	return m, append(sources, files...), err
+	return set, backupFiles(v, tmp, &set)
+}
+
+// backupSet is what a backup holds, and what it left out.
+type backupSet struct {
+	m       backup.Manifest
+	sources []backup.Source
+	removed []string // config keys removed from the config file's copy
+	skipped []string // files left out, with why
 }
 
 // backupFiles lists the CA directory (certificates, keys as encrypted at
-// rest), the generated hook secret and the config file. The generated CA
-// passphrase stays out: with it the backup would hold the keys in clear.
-func backupFiles(v *viper.Viper) ([]backup.Source, error) {
+// rest), the generated hook secret and the config file with its secrets
+// removed (redactedConfig, written into tmp; it returns the keys removed).
+// The generated CA passphrase stays out: with it the backup would hold the
+// keys in clear.
+func backupFiles(v *viper.Viper, tmp string, set *backupSet) error {
 	entries, err := os.ReadDir(caDir(v))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var out []backup.Source
 	for _, e := range entries {
-		if e.Type().IsRegular() {
-			out = append(out, backup.Source{Name: "ca/" + e.Name(), Path: filepath.Join(caDir(v), e.Name())})
+		path := filepath.Join(caDir(v), e.Name())
+		switch {
+		case strings.HasPrefix(e.Name(), ".next."):
+			set.skipped = append(set.skipped, path+": left by a ca rotate that did not finish")
+		case !e.Type().IsRegular():
+			// A link or directory would be restored as something else, or
+			// not at all: the operator decides what it stands for.
+			return fault.New(fault.InvalidArgument, "cannot back up %s: not a regular file (%s)", path, e.Type())
+		default:
+			out = append(out, backup.Source{Name: "ca/" + e.Name(), Path: path})
 		}
 	}
 	if p := filepath.Join(dataDir(v), hooksSecretFileName); fileExists(p) {
 		out = append(out, backup.Source{Name: hooksSecretFileName, Path: p})
 	}
 	if p := v.ConfigFileUsed(); p != "" {
-		out = append(out, backup.Source{Name: "config/" + filepath.Base(p), Path: p})
+		cfgDir := filepath.Join(tmp, "config")
+		if err := os.Mkdir(cfgDir, 0o700); err != nil {
+			return err
+		}
+		redacted, removed, err := redactedConfig(p, cfgDir)
+		if err != nil {
+			return err
+		}
+		set.removed = removed
+		out = append(out, backup.Source{Name: "config/" + filepath.Base(p), Path: redacted})
 	}
 	for _, s := range out {
 		if !backup.ValidName(s.Name) {
-			return nil, fault.New(fault.InvalidArgument, "cannot back up %s: its name is not one a backup holds", s.Path)
+			return fault.New(fault.InvalidArgument, "cannot back up %s: its name is not one a backup holds", s.Path)
 		}
 	}
-	return out, nil
+	set.sources = append(set.sources, out...)
+	return nil
 }
 
 func fileExists(p string) bool {
@@ -160,15 +225,21 @@ func newRestoreCmd() *cobra.Command {
 			}
 			in, _ := cmd.Flags().GetString("in")
 			lastCRL, _ := cmd.Flags().GetString("last-crl")
+			lossOK, _ := cmd.Flags().GetBool("accept-data-loss")
 			if in == "" || !cmd.Flags().Changed("data-dir") {
 				return fault.New(fault.InvalidArgument, "--in and --data-dir are required")
+			}
+			if lastCRL == "" && !lossOK {
+				return fault.New(fault.InvalidArgument, "--last-crl is required: without the newest published CRL, devices revoked after the backup "+
+					"would be valid again; pass --accept-data-loss only when no published list survives")
 			}
 			return runRestore(cmd.Context(), cmd.OutOrStdout(), v, in, lastCRL)
 		},
 	}
 	addServerFlags(cmd)
 	cmd.Flags().String("in", "", "backup file written by gatehouse backup")
-	cmd.Flags().String("last-crl", "", "the newest CRL the old installation published (PEM or DER, e.g. its crl.file): the next number goes above it")
+	cmd.Flags().String("last-crl", "", "the newest CRL the old installation published (PEM or DER, e.g. its crl.file): its revocations are restored and the next number goes above it")
+	cmd.Flags().Bool("accept-data-loss", false, "restore without --last-crl: revocations made after the backup are lost")
 	return cmd
 }
 
@@ -198,12 +269,19 @@ func runRestore(ctx context.Context, w io.Writer, v *viper.Viper, in, lastCRL st
 	if m.Database == "postgresql" && v.GetString(keyDatabase) == "" {
 		return fault.New(fault.InvalidArgument, "the backup's database is PostgreSQL: restore the pg_dump first and pass --database")
 	}
-	n, err := restoreCRL(ctx, v, m, lastCRL)
+	res, err := restoreCRL(ctx, v, m, lastCRL)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "restored %d files from %s (taken %s) into %s; the new CRL is number %d\n", len(m.Files), in,
-		m.CreatedAt.Format(time.RFC3339), dir, n)
+		m.CreatedAt.Format(time.RFC3339), dir, res.number)
+	if lastCRL == "" {
+		fmt.Fprintln(w, "WARNING: restored without --last-crl: certificates revoked after the backup are valid again until revoked anew")
+	} else {
+		fmt.Fprintf(w, "revocations from %s: %d certificates of the backup marked revoked, %d issued after it recorded as revoked\n",
+			lastCRL, res.revoked.Known, res.revoked.Unknown)
+	}
+	fmt.Fprintf(w, "%d unused bootstrap tokens marked used: they may have been spent after the backup; issue new ones\n", res.tokens)
 	for _, f := range m.Files {
 		if filepath.Dir(f.Name) == "config" {
 			fmt.Fprintf(w, "the config file is in %s: check its paths and pass it with --config\n", filepath.Join(dir, f.Name))
@@ -227,59 +305,126 @@ func newEmptyDir(dir string) error {
 	return os.Chmod(dir, 0o700)
 }
 
+// restored is what restoreCRL did.
+type restored struct {
+	number  int64
+	revoked store.RestoredRevocations
+	tokens  int
+}
+
 // restoreCRL opens the restored CA (which checks the passphrase opens the
-// intermediate key) and signs a CRL numbered above the backup's, above
-// lastCRL's, and crlRestoreGap above the larger.
-func restoreCRL(ctx context.Context, v *viper.Viper, m backup.Manifest, lastCRL string) (int64, error) {
+// intermediate key), records the revocations of lastCRL (when given),
+// spends every unused bootstrap token, and signs a CRL numbered above
+// restoreFloor of the larger of the backup's number and lastCRL's.
+func restoreCRL(ctx context.Context, v *viper.Viper, m backup.Manifest, lastCRL string) (restored, error) {
+	var out restored
 	pass, err := readPassphrase(v)
 	if err != nil {
-		return 0, err
+		return out, err
 	}
 	st, err := openStore(ctx, v, newLogger(v))
 	if err != nil {
-		return 0, err
+		return out, err
 	}
 	defer st.Close()
 	cfg, err := caConfig(v, pass, st)
 	if err != nil {
-		return 0, err
+		return out, err
 	}
 	cfg.CRLStore = st
 	authority, err := ca.New(cfg)
 	if err != nil {
-		return 0, err
+		return out, err
 	}
 	floor := m.CRLNumber
 	if lastCRL != "" {
-		last, err := readCRLNumber(lastCRL, authority.Intermediate())
+		last, err := readLastCRL(lastCRL, authority.Issuers())
 		if err != nil {
-			return 0, err
+			return out, err
 		}
-		floor = max(floor, last)
+		floor = max(floor, last.number)
+		if out.revoked, err = st.RecordRestoredRevocations(ctx, last.entries); err != nil {
+			return out, err
+		}
 	}
-	l, err := authority.GenerateCRLAbove(ctx, floor+crlRestoreGap)
-	return l.Number, err
+	// Whether or not a list survived: no list tells which tokens were
+	// spent after the backup.
+	if out.tokens, err = st.SpendUnusedTokens(ctx, time.Now()); err != nil {
+		return out, err
+	}
+	if floor, err = restoreFloor(floor, m.CreatedAt, time.Now()); err != nil {
+		return out, err
+	}
+	l, err := authority.GenerateCRLAbove(ctx, floor)
+	out.number = l.Number
+	return out, err
 }
 
-// readCRLNumber reads a CRL the old installation published; it must be
-// signed by the restored intermediate.
-func readCRLNumber(path string, issuer *x509.Certificate) (int64, error) {
+// lastCRL is what a restore takes from the newest published list.
+type lastCRL struct {
+	number  int64
+	entries []store.RevokedCert
+}
+
+// readLastCRL reads the lists the old installation published (PEM, one or
+// more as in crl.file, or one DER); each must be signed by one of the
+// restored intermediates. Revoked serials unknown to the restored database
+// are kept until the latest issuer's expiry, since a list does not carry
+// the leaves' own.
+func readLastCRL(path string, issuers []*x509.Certificate) (lastCRL, error) {
+	var out lastCRL
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, fault.Wrap(err, fault.InvalidArgument, "last CRL: %v", err)
+		return out, fault.Wrap(err, fault.InvalidArgument, "last CRL: %v", err)
 	}
-	if p, _ := pem.Decode(b); p != nil {
-		b = p.Bytes
+	ders := [][]byte{b}
+	if bytes.Contains(b, []byte("-----BEGIN")) {
+		ders = nil
+		for p, rest := pem.Decode(b); p != nil; p, rest = pem.Decode(rest) {
+			ders = append(ders, p.Bytes)
+		}
 	}
-	l, err := x509.ParseRevocationList(b)
+	var until time.Time
+	for _, is := range issuers {
+		if is.NotAfter.After(until) {
+			until = is.NotAfter
+		}
+	}
+	seen := map[string]bool{}
+	for _, der := range ders {
+		l, err := parseLastCRL(der, issuers)
+		if err != nil {
+			return out, err
+		}
+		out.number = max(out.number, l.Number.Int64())
+		for _, e := range l.RevokedCertificateEntries {
+			s := ca.SerialHex(e.SerialNumber)
+			if !seen[s] {
+				seen[s] = true
+				out.entries = append(out.entries, store.RevokedCert{Serial: s, RevokedAt: e.RevocationTime, Reason: e.ReasonCode, NotAfter: until})
+			}
+		}
+	}
+	if len(ders) == 0 {
+		return out, fault.New(fault.InvalidArgument, "last CRL: %s holds no list", path)
+	}
+	return out, nil
+}
+
+// parseLastCRL parses one published list and checks it was signed by one
+// of the restored intermediates and carries a usable number.
+func parseLastCRL(der []byte, issuers []*x509.Certificate) (*x509.RevocationList, error) {
+	l, err := x509.ParseRevocationList(der)
 	if err != nil {
-		return 0, fault.Wrap(err, fault.InvalidArgument, "last CRL: %v", err)
-	}
-	if err := l.CheckSignatureFrom(issuer); err != nil {
-		return 0, fault.Wrap(err, fault.InvalidArgument, "last CRL is not signed by the restored CA: %v", err)
+		return nil, fault.Wrap(err, fault.InvalidArgument, "last CRL: %v", err)
 	}
 	if l.Number == nil || !l.Number.IsInt64() || l.Number.Sign() < 0 {
-		return 0, fault.New(fault.InvalidArgument, "last CRL has no usable CRL number")
+		return nil, fault.New(fault.InvalidArgument, "last CRL has no usable CRL number")
 	}
-	return l.Number.Int64(), nil
+	for _, is := range issuers {
+		if l.CheckSignatureFrom(is) == nil {
+			return l, nil
+		}
+	}
+	return nil, fault.New(fault.InvalidArgument, "last CRL is not signed by the restored CA")
 }

@@ -147,7 +147,7 @@ func newRotateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := ca.RotateRequest{Dir: caDir(v), Passphrase: pass}
+			req := ca.RotateRequest{Dir: caDir(v), Passphrase: pass, KMS: v.GetString(keyKMS)}
 			req.Validity, _ = cmd.Flags().GetDuration("validity")
 			if keyFile, _ := cmd.Flags().GetString("root-key"); keyFile != "" {
 				rootPass, err := rootPassphrase(cmd.Flags())

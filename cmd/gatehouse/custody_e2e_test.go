@@ -15,7 +15,16 @@ import (
 // and devices of both verify with openssl against the one root.
 func TestOfflineRoot(t *testing.T) {
 	keyOut := filepath.Join(t.TempDir(), "offline-root.key")
-	g := newGatehouseInit(t, []string{"--root-offline", "--root-key-out", keyOut})
+	rootPassFile := filepath.Join(t.TempDir(), "root-passphrase")
+	if err := os.WriteFile(rootPassFile, []byte("the offline root's own passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := newGatehouseInit(t, []string{"--root-offline", "--root-key-out", keyOut, "--root-passphrase-file", rootPassFile})
+	// Without a passphrase of its own the offline root is refused.
+	if r := g.run(t, nil, "init", "--data-dir", filepath.Join(t.TempDir(), "data"), "--root-offline", "--root-key-out",
+		filepath.Join(t.TempDir(), "k")); r.code == 0 || !strings.Contains(r.stderr, "--root-passphrase-file") {
+		t.Fatalf("init --root-offline without --root-passphrase-file: %d\n%s", r.code, r.stderr)
+	}
 	if !strings.Contains(g.initOut.stdout, "root-key: "+keyOut) {
 		t.Fatalf("init did not print where the root key went:\n%s", g.initOut.stdout)
 	}
@@ -27,8 +36,13 @@ func TestOfflineRoot(t *testing.T) {
 		t.Fatalf("root key in the data dir after init --root-offline: %v", err)
 	}
 	// A root key inside the data directory, under any name, stops serve.
+	// (In clear: serve cannot open a copy under the root's own passphrase.)
 	stray := filepath.Join(g.data, "keys-backup.pem")
-	if err := os.WriteFile(stray, mustRead(t, keyOut), 0o600); err != nil {
+	plain, err := exec.Command("openssl", "pkey", "-in", keyOut, "-passin", "file:"+rootPassFile).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stray, plain, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := g.run(t, nil, "serve", "--data-dir", g.data, "--hooks-addr", g.hooksAddr, "--diag-addr", g.diagAddr, "--api-addr", g.apiAddr)
@@ -52,7 +66,7 @@ func TestOfflineRoot(t *testing.T) {
 	// The offline machine: only the root's files and the CSR.
 	signed := filepath.Join(t.TempDir(), "intermediate.crt")
 	sign := []string{"ca", "sign-intermediate", "--root-cert", rootCert, "--root-key", keyOut, "--csr", csr, "--out", signed,
-		"--ca-passphrase-file", filepath.Join(g.data, "ca-passphrase")}
+		"--root-passphrase-file", rootPassFile}
 	if r := h.run(t, nil, sign...); r.code != 0 {
 		t.Fatalf("sign-intermediate: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}

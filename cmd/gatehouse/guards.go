@@ -93,6 +93,7 @@ var (
 	_ revoke.Sessions = (*kick.Service)(nil)
 	_ api.KickTargets = (*kick.Service)(nil)
 	_ api.Degraded    = (*kick.Service)(nil)
+	_ api.Degraded    = (*crl.Publisher)(nil)
 )
 
 // The operator edge: admin API tokens.

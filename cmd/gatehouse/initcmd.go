@@ -44,7 +44,7 @@ func newInitCmd() *cobra.Command {
 	f.Bool("if-missing", false, "on an initialised data directory, only add what is missing (the hook secret)")
 	f.Bool("root-offline", false, "write the root key outside the data directory (--root-key-out); serve then refuses to run beside it")
 	f.String("root-key-out", "", "where --root-offline writes the root key (default gatehouse-root-ca.key next to the data directory)")
-	f.String("root-passphrase-file", "", "file holding a separate passphrase for the offline root key (default: the CA passphrase)")
+	f.String("root-passphrase-file", "", "file holding the offline root key's own passphrase (required with --root-offline; must differ from the CA passphrase)")
 	f.String("kms", "", "generate the issuing key inside a PKCS#11 token under this pkcs11: URI (PIN from ca.kms_pin or ca.kms_pin_file; build tag pkcs11); set ca.kms to it for serve")
 	f.Bool("intermediate-from-csr", false, "make no root: write the intermediate key and a CSR for an external root; finish with `gatehouse ca install-intermediate`")
 	return cmd
@@ -141,6 +141,9 @@ func initCA(cmd *cobra.Command, vp *viper.Viper, pass []byte) error {
 		}
 		if cfg.RootPassphrase, err = rootPassphrase(f); err != nil {
 			return err
+		}
+		if cfg.RootPassphrase == nil {
+			return fault.New(fault.InvalidArgument, "--root-offline needs --root-passphrase-file: the offline root key must not open with the online CA passphrase")
 		}
 	}
 	if err := ca.Init(cfg); err != nil {

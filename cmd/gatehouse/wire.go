@@ -333,7 +333,7 @@ func newOCSP(ctx context.Context, authority *ca.CA, st *store.Store, log *slog.L
 // (api.Diagnostics) and the metrics at GET /metrics.
 func (a *app) diagnostics() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", api.Diagnostics(a.store, a.authz, a.kick))
+	mux.Handle("/", api.Diagnostics(a.store, a.authz, a.kick, a.crl))
 	mux.Handle("GET /metrics", a.metrics.Handler())
 	return mux
 }
