@@ -322,7 +322,8 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 		return deny(id, "invalid qos"), nil
 	}
 	key := cacheKey{device: id, action: req.Action, topic: req.Topic, qos: uint8(req.QoS), retain: req.Retain}
-	if d, ok := a.cache.get(key, ap.gen, e.gen); ok {
+	h := a.cache.hash(&key)
+	if d, ok := a.cache.get(h, &key, ap.gen, e.gen); ok {
 		return d, nil
 	}
 	d, err := a.decide(ctx, ap, e, req)
@@ -330,7 +331,7 @@ func (a *Authorizer) authorize(ctx context.Context, req Request) (Decision, erro
 		return Decision{}, err
 	}
 	if d.Reason != ReasonPolicyTimeout { // retried after timeoutRetry, so never cached
-		a.cache.put(key, cacheEntry{decision: d, policyGen: ap.gen, deviceGen: e.gen})
+		a.cache.put(h, cacheEntry{key: key, decision: d, policyGen: ap.gen, deviceGen: e.gen})
 	}
 	return d, nil
 }

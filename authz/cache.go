@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,9 @@ type cacheKey struct {
 // It is valid only while the policy generation and the device's generation
 // are both unchanged: invalidation is a counter increment, never a scan.
 type cacheEntry struct {
+	// key is the whole key, kept to confirm a hit: the map is keyed by the
+	// key's hash alone, and two keys of one hash only evict each other.
+	key       cacheKey
 	decision  Decision
 	policyGen uint64
 	deviceGen uint64
@@ -38,7 +42,10 @@ type decisionCache struct {
 
 type cacheShard struct {
 	mu sync.RWMutex
-	m  map[cacheKey]cacheEntry
+	// m is keyed by decisionCache.hash: the shard's hash is computed
+	// anyway, and a uint64 key spares the map a second hash of three
+	// strings and a struct comparison per lookup.
+	m map[uint64]cacheEntry
 	// hits and misses count get's answers, per shard so that counting
 	// adds no cache line shared by every decision.
 	hits, misses atomic.Uint64
@@ -47,25 +54,41 @@ type cacheShard struct {
 func newDecisionCache(size int) *decisionCache {
 	c := &decisionCache{seed: maphash.MakeSeed(), perShard: max(size/cacheShards, 16)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[cacheKey]cacheEntry)
+		c.shards[i].m = make(map[uint64]cacheEntry)
 	}
 	return c
 }
 
-func (c *decisionCache) shard(k *cacheKey) *cacheShard {
+// hash is k's hash under the cache's seed. The parts are length-delimited,
+// so two distinct keys never hash the same bytes: a device cannot name a
+// topic that lands on another device's entry, short of a 64-bit collision
+// under a seed it does not know (and even then get's key check only makes
+// it a miss).
+func (c *decisionCache) hash(k *cacheKey) uint64 {
 	var h maphash.Hash
 	h.SetSeed(c.seed)
 	h.WriteString(k.device)
 	h.WriteString(k.topic)
-	return &c.shards[h.Sum64()%cacheShards]
+	h.WriteString(string(k.action))
+	var tail [10]byte
+	binary.LittleEndian.PutUint32(tail[0:], uint32(len(k.device)))
+	binary.LittleEndian.PutUint32(tail[4:], uint32(len(k.topic)))
+	tail[8] = k.qos
+	if k.retain {
+		tail[9] = 1
+	}
+	_, _ = h.Write(tail[:])
+	return h.Sum64()
 }
 
-func (c *decisionCache) get(k cacheKey, policyGen, deviceGen uint64) (Decision, bool) {
-	s := c.shard(&k)
+// get returns the decision held for k, whose hash is h, when it was made
+// under both generations.
+func (c *decisionCache) get(h uint64, k *cacheKey, policyGen, deviceGen uint64) (Decision, bool) {
+	s := &c.shards[h%cacheShards]
 	s.mu.RLock()
-	e, ok := s.m[k]
+	e, ok := s.m[h]
 	s.mu.RUnlock()
-	if !ok || e.policyGen != policyGen || e.deviceGen != deviceGen {
+	if !ok || e.key != *k || e.policyGen != policyGen || e.deviceGen != deviceGen {
 		s.misses.Add(1)
 		return Decision{}, false
 	}
@@ -73,13 +96,14 @@ func (c *decisionCache) get(k cacheKey, policyGen, deviceGen uint64) (Decision, 
 	return e.decision, true
 }
 
-func (c *decisionCache) put(k cacheKey, e cacheEntry) {
-	s := c.shard(&k)
+// put holds e under h, the hash of e.key.
+func (c *decisionCache) put(h uint64, e cacheEntry) {
+	s := &c.shards[h%cacheShards]
 	s.mu.Lock()
 	if len(s.m) >= c.perShard {
 		clear(s.m)
 	}
-	s.m[k] = e
+	s.m[h] = e
 	s.mu.Unlock()
 }
 
