@@ -29,7 +29,7 @@ type Claims interface {
 	ReleaseRenewalClaim(ctx context.Context, serial, claimID string) error
 	// DiscardCertificate records a signed certificate that was never
 	// handed out as revoked.
-	DiscardCertificate(ctx context.Context, c store.Certificate, cause string, at time.Time, audit *store.AuditEvent) error
+	DiscardCertificate(ctx context.Context, c store.Certificate, cause string, at time.Time, ref store.ClaimRef, audit *store.AuditEvent) error
 }
 
 var _ Claims = (*store.Store)(nil)
@@ -112,23 +112,26 @@ func (s *Service) releaseRenewal(ctx context.Context, serial, claimID string) {
 }
 
 // discard records leaf, signed for an enrollment or renewal (action) of
-// deviceID that then failed with cause, as revoked, and republishes the
-// CRL: nobody was given it, but it is signed by our CA, and a broker that
-// checks only the CRL would accept it. If even that write fails the
-// certificate is logged at error level for an operator to revoke.
-func (s *Service) discard(ctx context.Context, action, deviceID string, leaf *x509.Certificate, cause error) {
+// deviceID that then failed with cause, as revoked, releasing ref's claim
+// in the same write, and republishes the CRL: nobody was given it, but it
+// is signed by our CA, and a broker that checks only the CRL would accept
+// it. If even that write fails the certificate is logged at error level for
+// an operator to revoke, and discard reports false: the claim is still
+// held.
+func (s *Service) discard(ctx context.Context, action, deviceID string, leaf *x509.Certificate, ref store.ClaimRef, cause error) bool {
 	ctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	rec := certRecord(deviceID, leaf)
 	why := action + " failed (" + string(fault.CodeOf(cause)) + ") after signing"
-	err := s.cfg.Claims.DiscardCertificate(ctx, rec, why, s.cfg.Now(), &store.AuditEvent{Actor: "device:" + deviceID,
+	err := s.cfg.Claims.DiscardCertificate(ctx, rec, why, s.cfg.Now(), ref, &store.AuditEvent{Actor: "device:" + deviceID,
 		Action: "certificate.discard", ObjectType: "certificate", ObjectID: rec.Serial, Detail: why})
 	if err != nil {
 		s.cfg.Log.Error("a signed certificate was neither recorded nor discarded: revoke it by hand",
 			"serial", rec.Serial, "device", deviceID, "fingerprint", rec.Fingerprint, "pem", rec.PEM, "err", err)
-		return
+		return false
 	}
 	s.publishCRL(ctx)
+	return true
 }
 
 // publishCRL republishes the CRL within CRLWait. Its failure fails nothing:

@@ -329,10 +329,14 @@ func (s *Service) issueEnrollment(ctx context.Context, tok store.BootstrapToken,
 	}
 	// The audit event commits with the enrollment, or not at all.
 	dev, err := s.cfg.Tokens.CompleteEnrollment(ctx, store.Enrollment{
-		TokenHash:    tok.Hash,
-		Device:       store.Device{ID: deviceID, Fleet: tok.Fleet, Profile: tok.Profile},
-		Cert:         certRecord(deviceID, iss.Leaf),
-		At:           now,
+		TokenHash: tok.Hash,
+		Device:    store.Device{ID: deviceID, Fleet: tok.Fleet, Profile: tok.Profile},
+		Cert:      certRecord(deviceID, iss.Leaf),
+		// Stamped now, not when the request came: after waiting on a claim
+		// or a slow signature, a stamp older than the sync's overlap would
+		// be passed over by every replica's poll (RecordRenewal stamps at
+		// commit too).
+		At:           s.cfg.Now(),
 		ClaimPending: tok.DeviceID != "",
 		// An id fixed to another unused token is reserved for it.
 		CheckReserved: tok.DeviceID == "",
@@ -341,8 +345,9 @@ func (s *Service) issueEnrollment(ctx context.Context, tok store.BootstrapToken,
 			ObjectID: deviceID, Detail: "batch=" + tok.BatchID + " serial=" + ca.SerialHex(iss.Leaf.SerialNumber)},
 	})
 	if err != nil {
-		s.discard(ctx, "enrollment", deviceID, iss.Leaf, err)
-		s.releaseToken(ctx, tok.Hash, claim)
+		if !s.discard(ctx, "enrollment", deviceID, iss.Leaf, store.ClaimRef{TokenHash: tok.Hash, ID: claim}, err) {
+			s.releaseToken(ctx, tok.Hash, claim)
+		}
 		return Result{}, err
 	}
 	s.refresh(ctx, "enrollment", deviceID)
@@ -506,8 +511,9 @@ func (s *Service) issueRenewal(ctx context.Context, dev store.Device, profile st
 		Audit: &store.AuditEvent{Actor: "device:" + dev.ID, Action: "device.renew", ObjectType: "device", ObjectID: dev.ID,
 			Detail: "old=" + serial + " new=" + ca.SerialHex(iss.Leaf.SerialNumber)}})
 	if err != nil {
-		s.discard(ctx, "renewal", dev.ID, iss.Leaf, err)
-		s.releaseRenewal(ctx, serial, claim.ID)
+		if !s.discard(ctx, "renewal", dev.ID, iss.Leaf, store.ClaimRef{OldSerial: serial, ID: claim.ID}, err) {
+			s.releaseRenewal(ctx, serial, claim.ID)
+		}
 		return Result{}, err
 	}
 	s.refresh(ctx, "renewal", dev.ID)

@@ -150,13 +150,29 @@ func (s *Store) ReleaseRenewalClaim(ctx context.Context, serial, claimID string)
 	})
 }
 
+// ClaimRef names the claim an enrollment (TokenHash) or a renewal
+// (OldSerial) held while it signed; ID is the claim's id.
+type ClaimRef struct {
+	TokenHash, OldSerial, ID string
+}
+
 // DiscardCertificate records a certificate that was signed but whose
 // enrollment or renewal did not commit, as revoked (ReasonDiscarded) at at,
 // with audit (when not nil) in the same transaction. It is then on the CRL
 // and GetCertificate reports it revoked. Discarding one twice keeps the
 // first record, and a certificate that is recorded already is left alone.
-func (s *Store) DiscardCertificate(ctx context.Context, c Certificate, cause string, at time.Time, audit *AuditEvent) error {
+//
+// The claim (when ref.ID is set) is released first, in the same
+// transaction: that write takes the credential's row, so a commit of the
+// same enrollment or renewal still in flight (its error was a lost reply,
+// say) finishes before the check for a recorded certificate runs, and a
+// commit that comes after finds its claim gone and fails. Either way the
+// certificate ends up recorded or discarded, never both.
+func (s *Store) DiscardCertificate(ctx context.Context, c Certificate, cause string, at time.Time, ref ClaimRef, audit *AuditEvent) error {
 	err := s.writeSQL(ctx, func(ex execer) error {
+		if err := releaseClaim(ctx, ex, ref); err != nil {
+			return err
+		}
 		if _, err := ex.ExecContext(ctx, sqlInsertDiscarded, c.Serial, c.Fingerprint, c.DeviceID, ms(c.NotBefore),
 			ms(c.NotAfter), c.PEM, ms(at), ReasonDiscarded, cause, ms(s.now()), c.Serial); err != nil {
 			return classify(err, "discarded certificate "+c.Serial)
@@ -167,6 +183,21 @@ func (s *Store) DiscardCertificate(ctx context.Context, c Certificate, cause str
 		s.notifyAfter(ctx, TopicDevices)
 	}
 	return err
+}
+
+// releaseClaim gives up ref's claim with ex.
+func releaseClaim(ctx context.Context, ex execer, ref ClaimRef) error {
+	switch {
+	case ref.ID == "":
+		return nil
+	case ref.TokenHash != "":
+		_, err := ex.ExecContext(ctx, sqlReleaseToken, ref.TokenHash, ref.ID)
+		return classify(err, "bootstrap token")
+	case ref.OldSerial != "":
+		_, err := ex.ExecContext(ctx, sqlReleaseRenewal, ref.OldSerial, ref.ID)
+		return classify(err, "certificate "+ref.OldSerial)
+	}
+	return nil
 }
 
 // discarded returns the discarded certificate serial as a revoked

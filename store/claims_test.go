@@ -135,9 +135,9 @@ func testDiscard(t *testing.T, backend string) {
 
 	// Of a device that does not exist (a first enrollment that failed).
 	lost := certificate("ghost", "b2", base)
-	noErr(t, s.DiscardCertificate(ctx, lost, "enrollment failed", base.Add(time.Second),
+	noErr(t, s.DiscardCertificate(ctx, lost, "enrollment failed", base.Add(time.Second), store.ClaimRef{},
 		&store.AuditEvent{Actor: "device:ghost", Action: "certificate.discard", ObjectType: "certificate", ObjectID: "b2"}))
-	noErr(t, s.DiscardCertificate(ctx, lost, "again", base.Add(time.Hour), nil))
+	noErr(t, s.DiscardCertificate(ctx, lost, "again", base.Add(time.Hour), store.ClaimRef{}, nil))
 	c := must(s.GetCertificate(ctx, "b2"))(t)
 	if c.Status != store.CertRevoked || c.DeviceID != "ghost" || c.RevocationReason != store.ReasonDiscarded || c.PEM != lost.PEM {
 		t.Fatalf("discarded certificate: %+v", c)
@@ -145,7 +145,7 @@ func testDiscard(t *testing.T, backend string) {
 	wantTimePtr(t, "revoked_at", c.RevokedAt, base.Add(time.Second))
 	// A certificate that is recorded already (its commit went through after
 	// all) is not discarded.
-	noErr(t, s.DiscardCertificate(ctx, certificate("dev-1", "a1", base), "lost reply", base, nil))
+	noErr(t, s.DiscardCertificate(ctx, certificate("dev-1", "a1", base), "lost reply", base, store.ClaimRef{}, nil))
 	if c := must(s.GetCertificate(ctx, "a1"))(t); c.Status != store.CertActive {
 		t.Fatalf("recorded certificate after a discard: %s, want active", c.Status)
 	}

@@ -260,11 +260,11 @@ func (s *Store) ReleaseRenewalClaim(ctx context.Context, serial, claimID string)
 	return s.real.ReleaseRenewalClaim(ctx, serial, claimID)
 }
 
-func (s *Store) DiscardCertificate(ctx context.Context, c store.Certificate, cause string, at time.Time, audit *store.AuditEvent) error {
+func (s *Store) DiscardCertificate(ctx context.Context, c store.Certificate, cause string, at time.Time, ref store.ClaimRef, audit *store.AuditEvent) error {
 	if err := s.check("DiscardCertificate"); err != nil {
 		return err
 	}
-	return s.real.DiscardCertificate(ctx, c, cause, at, audit)
+	return s.real.DiscardCertificate(ctx, c, cause, at, ref, audit)
 }
 
 // audit.Sink
