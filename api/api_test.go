@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
+	"github.com/gatehouse-iot/gatehouse/internal/testrace"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -662,35 +662,26 @@ func TestEnrollRace(t *testing.T) {
 				err    error
 			}
 			out := make([]outcome, n)
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					resp, err := s.srv.Client().Post(s.srv.URL+"/api/v1/enroll", "application/json", bytes.NewReader(bodies[i]))
-					if err != nil {
-						out[i].err = err
-						return
-					}
-					defer resp.Body.Close()
-					var buf bytes.Buffer
-					_, _ = buf.ReadFrom(resp.Body)
-					out[i].status = resp.StatusCode
-					// An error or an enrollment: one decode reads either.
-					var e struct {
-						apitypes.ErrorBody
-						apitypes.EnrollResponse
-					}
-					if err := json.Unmarshal(buf.Bytes(), &e); err != nil {
-						out[i].err = fmt.Errorf("reply %q: %w", buf.String(), err)
-					}
-					out[i].code, out[i].device = e.Error.Code, e.DeviceID
-				}()
-			}
-			close(start)
-			wg.Wait()
+			testrace.Run(n, func(i int) {
+				resp, err := s.srv.Client().Post(s.srv.URL+"/api/v1/enroll", "application/json", bytes.NewReader(bodies[i]))
+				if err != nil {
+					out[i].err = err
+					return
+				}
+				defer resp.Body.Close()
+				var buf bytes.Buffer
+				_, _ = buf.ReadFrom(resp.Body)
+				out[i].status = resp.StatusCode
+				// An error or an enrollment: one decode reads either.
+				var e struct {
+					apitypes.ErrorBody
+					apitypes.EnrollResponse
+				}
+				if err := json.Unmarshal(buf.Bytes(), &e); err != nil {
+					out[i].err = fmt.Errorf("reply %q: %w", buf.String(), err)
+				}
+				out[i].code, out[i].device = e.Error.Code, e.DeviceID
+			})
 			tally := map[string]int{}
 			var winner string
 			for _, o := range out {

@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/internal/secret"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
+	"github.com/gatehouse-iot/gatehouse/internal/testrace"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
 
@@ -240,30 +241,21 @@ func parallelOutcomes(t testing.TB, s *stack, path string, n int, body func(i in
 	for i := range bodies {
 		bodies[i] = body(i)
 	}
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			resp, err := s.srv.Client().Post(s.srv.URL+path, "application/json", bytes.NewReader(bodies[i]))
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			r := readReply(resp)
-			// An error or a certificate: one decode reads either.
-			var e struct {
-				apitypes.ErrorBody
-				apitypes.EnrollResponse
-			}
-			_ = json.Unmarshal(r.body, &e)
-			out[i] = outcome{status: r.status, code: e.Error.Code, serial: e.Serial}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testrace.Run(n, func(i int) {
+		resp, err := s.srv.Client().Post(s.srv.URL+path, "application/json", bytes.NewReader(bodies[i]))
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		r := readReply(resp)
+		// An error or a certificate: one decode reads either.
+		var e struct {
+			apitypes.ErrorBody
+			apitypes.EnrollResponse
+		}
+		_ = json.Unmarshal(r.body, &e)
+		out[i] = outcome{status: r.status, code: e.Error.Code, serial: e.Serial}
+	})
 	for _, err := range errs {
 		if err != nil {
 			t.Fatal(err)
