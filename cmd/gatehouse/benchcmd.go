@@ -282,6 +282,8 @@ func (e *benchEnv) client(d benchDevice, clientID, kind string, allow bool) mqtt
 		Topic: "fleets/" + e.devices.fleet + "/devices/" + d.id + "/telemetry/bench"}
 }
 
+// readPool reads the PEM certificates in path into a pool; a file without
+// one is an error.
 func readPool(path string) (*x509.CertPool, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -206,13 +206,9 @@ func hooksTLS(v *viper.Viper) (*tls.Config, error) {
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if caFile != "" {
-		pemData, err := os.ReadFile(caFile)
+		pool, err := readPool(caFile)
 		if err != nil {
 			return nil, fault.Wrap(err, fault.InvalidArgument, "hooks client CA: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemData) {
-			return nil, fault.New(fault.InvalidArgument, "hooks client CA %s holds no PEM certificate", caFile)
 		}
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
