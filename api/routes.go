@@ -107,6 +107,10 @@ func (s *Server) routes() {
 
 	s.sessionRoutes(v1) // session.go: login, logout, users
 
+	// EST (RFC 7030) is device-facing and outside /api, at the path the
+	// RFC fixes; its errors are text (errors.go).
+	s.cfg.EST.Mount(e, dev...)
+
 	// The API's own table of routes, for telling 404 from 405.
 	for _, r := range e.Routes() {
 		s.apiRoutes = append(s.apiRoutes, apiRoute{method: r.Method, segs: strings.Split(r.Path, "/")})
