@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/gatehouse-iot/gatehouse/auth"
+	"github.com/gatehouse-iot/gatehouse/est"
 )
 
 // routes is the whole HTTP surface of the API listener.
@@ -115,11 +116,12 @@ func (s *Server) routes() {
 	for _, r := range e.Routes() {
 		s.apiRoutes = append(s.apiRoutes, apiRoute{method: r.Method, segs: strings.Split(r.Path, "/")})
 	}
-	for _, p := range []string{"/api", "/api/*"} {
+	// EST's paths are the API's too: the UI must not answer them.
+	for _, p := range []string{"/api", "/api/*", est.Prefix, est.Prefix + "/*"} {
 		e.Any(p, s.apiFallback, secureHeaders)
 		e.RouteNotFound(p, s.apiFallback, secureHeaders)
 	}
-	// The UI serves everything outside /api, and nothing inside it.
+	// The UI serves everything outside /api and EST, and nothing inside them.
 	e.Any("/*", echo.WrapHandler(s.cfg.UI))
 }
 
