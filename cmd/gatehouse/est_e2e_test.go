@@ -5,12 +5,14 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
@@ -126,6 +128,62 @@ func testESTWithCurlAndOpenSSL(t *testing.T, g *gatehouse) {
 	}
 	checkESTFiles(t, g, dir)
 	estRefusals(t, g, dir, tok)
+	estRace(t, g)
+}
+
+// estRace sends one token with many keys at once: exactly one gets a
+// certificate; the others are token_used, or unavailable while the winner
+// is in flight; never a 5xx otherwise, and one device.
+func estRace(t *testing.T, g *gatehouse) {
+	const n = 12
+	tok := g.tokens(t, "line", 1)[0]
+	bodies := make([]string, n)
+	for i := range bodies {
+		bodies[i] = base64.StdEncoding.EncodeToString(testpki.CSR(t, testpki.Key(t, "P-256")))
+	}
+	type answer struct {
+		status int
+		body   string
+	}
+	answers := make(chan answer, n)
+	var start sync.WaitGroup
+	start.Add(1)
+	for i := range n {
+		go func() {
+			start.Wait()
+			req, _ := http.NewRequest("POST", g.server+"/.well-known/est/line/simpleenroll", strings.NewReader(bodies[i]))
+			req.SetBasicAuth("race-1", tok)
+			req.Header.Set("Content-Type", "application/pkcs10")
+			resp, err := g.client.Do(req)
+			if err != nil {
+				answers <- answer{0, err.Error()}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers <- answer{resp.StatusCode, string(b)}
+		}()
+	}
+	start.Done()
+	won := 0
+	for range n {
+		a := <-answers
+		switch {
+		case a.status == 200:
+			won++
+		case a.status == 409 && strings.HasPrefix(a.body, "token_used: "), a.status == 503 && strings.HasPrefix(a.body, "unavailable: "):
+		default:
+			t.Errorf("racing enrollment: %d %q", a.status, a.body)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of %d racing enrollments with one token got a certificate, want 1", won, n)
+	}
+	var certs apitypes.CertificateList
+	g.api(t, "GET", "/api/v1/devices/race-1/certificates", nil, http.StatusOK, &certs)
+	if len(certs.Certificates) != 1 {
+		t.Fatalf("race-1 has %d certificates, want 1", len(certs.Certificates))
+	}
 }
 
 // checkESTFiles checks what the README's commands wrote against the data
