@@ -108,6 +108,13 @@ type Config struct {
 	// Observer, when set, is told of every request, enrollment and OCSP
 	// answer (observe.go).
 	Observer Observer
+	// EST serves RFC 7030 under /.well-known/est (package est).
+	EST EST
+}
+
+// EST mounts the EST routes (est.Server) with the API's device middleware.
+type EST interface {
+	Mount(e *echo.Echo, mw ...echo.MiddlewareFunc)
 }
 
 // missing names the required dependencies cfg lacks, in field order.
@@ -122,7 +129,7 @@ func (cfg *Config) missing() []string {
 		{"Policies", cfg.Policies == nil}, {"PolicyVersions", cfg.PolicyVersions == nil}, {"Decisions", cfg.Decisions == nil},
 		{"Stats", cfg.Stats == nil}, {"Traffic", cfg.Traffic == nil}, {"Revoke", cfg.Revoke == nil}, {"SessionKicks", cfg.SessionKicks == nil},
 		{"KickTargets", cfg.KickTargets == nil}, {"OCSP", cfg.OCSP == nil}, {"CRL", cfg.CRL == nil},
-		{"Auth", cfg.Auth == nil}, {"UI", cfg.UI == nil},
+		{"Auth", cfg.Auth == nil}, {"UI", cfg.UI == nil}, {"EST", cfg.EST == nil},
 	} {
 		if d.absent {
 			out = append(out, d.name)

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/auth"
+	"github.com/gatehouse-iot/gatehouse/est"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/policy"
 )
@@ -39,6 +41,10 @@ func statusOf(code fault.Code) int {
 		return http.StatusRequestEntityTooLarge
 	case fault.Unavailable:
 		return http.StatusServiceUnavailable
+	case est.TLSRequired:
+		return http.StatusForbidden
+	case est.NotImplemented:
+		return http.StatusNotImplemented
 	case "method_not_allowed":
 		return http.StatusMethodNotAllowed
 	case "unsupported_media_type":
@@ -69,7 +75,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			}
 		}
 		status := statusOf(body.Error.Code)
-		if status >= 500 {
+		if status >= 500 && status != http.StatusNotImplemented {
 			// Only malfunctions are logged with their cause; client mistakes
 			// are not worth a log line each, and causes may hold input.
 			log.Error("request failed", "method", c.Request().Method, "path", c.Path(), "request_id", c.Get(ctxRequestID), "err", err)
@@ -78,8 +84,22 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			_ = c.NoContent(status)
 			return
 		}
+		if strings.HasPrefix(c.Request().URL.Path, est.Prefix+"/") {
+			estError(c, status, body.Error)
+			return
+		}
 		_ = c.JSON(status, body)
 	}
+}
+
+// estError renders an EST error as text, as RFC 7030 §4.2.3 has it: the
+// stable code first, then the message. A 401 names the Basic realm, which
+// is how an EST client learns to send its bootstrap token.
+func estError(c echo.Context, status int, e apitypes.ErrorDetail) {
+	if status == http.StatusUnauthorized {
+		c.Response().Header().Set("WWW-Authenticate", `Basic realm="`+est.Realm+`"`)
+	}
+	_ = c.String(status, string(e.Code)+": "+e.Message+"\n")
 }
 
 // problems copies a policy's compile errors into their wire shape; the

@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/authzsync"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/est"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/secret"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
@@ -180,11 +181,15 @@ func fullConfig(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder
 	if err != nil {
 		t.Fatal(err)
 	}
+	estSrv, err := est.New(est.Config{Enroll: enr, CA: theCA, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return api.Config{Inventory: inv, Enroll: enr, AdminTokens: tokens, Batches: st, Audit: st, CA: theCA,
 		Policies: pol, PolicyVersions: st, Decisions: az, Stats: st, Traffic: traffic, Revoke: rev, SessionKicks: st, KickTargets: kicks,
 		OCSP: noOCSP{}, CRL: &fakeCRL{}, Auth: users, UI: noUI, Version: "test",
 		// As the server binary: every request goes through the metrics.
-		Observer: metrics.New(metrics.Config{})}
+		Observer: metrics.New(metrics.Config{}), EST: estSrv}
 }
 
 // newCA initializes a fresh CA hierarchy in a temp dir and loads it.

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/gatehouse-iot/gatehouse/auth"
+	"github.com/gatehouse-iot/gatehouse/est"
 )
 
 // routes is the whole HTTP surface of the API listener.
@@ -107,15 +108,20 @@ func (s *Server) routes() {
 
 	s.sessionRoutes(v1) // session.go: login, logout, users
 
+	// EST (RFC 7030) is device-facing and outside /api, at the path the
+	// RFC fixes; its errors are text (errors.go).
+	s.cfg.EST.Mount(e, dev...)
+
 	// The API's own table of routes, for telling 404 from 405.
 	for _, r := range e.Routes() {
 		s.apiRoutes = append(s.apiRoutes, apiRoute{method: r.Method, segs: strings.Split(r.Path, "/")})
 	}
-	for _, p := range []string{"/api", "/api/*"} {
+	// EST's paths are the API's too: the UI must not answer them.
+	for _, p := range []string{"/api", "/api/*", est.Prefix, est.Prefix + "/*"} {
 		e.Any(p, s.apiFallback, secureHeaders)
 		e.RouteNotFound(p, s.apiFallback, secureHeaders)
 	}
-	// The UI serves everything outside /api, and nothing inside it.
+	// The UI serves everything outside /api and EST, and nothing inside them.
 	e.Any("/*", echo.WrapHandler(s.cfg.UI))
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/crl"
 	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/est"
 	"github.com/gatehouse-iot/gatehouse/events"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/hooks"
@@ -147,10 +148,14 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if a.traffic, err = series.New(series.Config{Source: series.FromGatherer(a.metrics.Gatherer()), Log: log}); err != nil {
 		return nil, err
 	}
+	estServer, err := est.New(est.Config{Enroll: enr, CA: a.ca, Store: st})
+	if err != nil {
+		return nil, err
+	}
 	a.api, err = api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: tokens, Batches: st, Audit: auditLog{st, audit.NewChecker(audit.CheckerConfig{Store: st})},
 		CA: a.ca, Policies: a.policies, PolicyVersions: st, Decisions: a.authz, Revoke: a.revoke, SessionKicks: st, KickTargets: a.kick, OCSP: ocspResp, CRL: a.crl, Stats: st, Traffic: a.traffic,
 		Auth: users, SecureCookies: strings.HasPrefix(base, "https://"), PublicURL: base, UI: ui.Handler(), Logger: log, Version: version,
-		Observer: a.metrics})
+		Observer: a.metrics, EST: estServer})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,288 @@
+package est
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/internal/secret"
+	"github.com/gatehouse-iot/gatehouse/store"
+)
+
+type fakeEnroller struct {
+	enrolls []enroll.Request
+	renews  []enroll.RenewRequest
+	leaf    *x509.Certificate
+}
+
+func (f *fakeEnroller) Enroll(_ context.Context, r enroll.Request) (enroll.Result, error) {
+	f.enrolls = append(f.enrolls, r)
+	return enroll.Result{Certificate: f.leaf}, nil
+}
+
+func (f *fakeEnroller) Renew(_ context.Context, r enroll.RenewRequest) (enroll.Result, error) {
+	f.renews = append(f.renews, r)
+	return enroll.Result{Certificate: f.leaf}, nil
+}
+
+type fakeCA struct{ chain []*x509.Certificate }
+
+func (f fakeCA) ChainPEM() []byte {
+	var out []byte
+	for _, c := range f.chain {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
+}
+
+// fakeStore holds profiles, token hash → profile, serial → device → profile.
+type fakeStore struct {
+	profiles map[string]store.Profile
+	tokens   map[string]string
+	certs    map[string]string
+	devices  map[string]string
+}
+
+func (f fakeStore) GetProfile(_ context.Context, name string) (store.Profile, error) {
+	p, ok := f.profiles[name]
+	if !ok {
+		return p, fault.New(fault.NotFound, "no profile")
+	}
+	return p, nil
+}
+
+func (f fakeStore) GetEnrollmentToken(_ context.Context, hash string) (store.BootstrapToken, store.Profile, error) {
+	p, ok := f.tokens[hash]
+	if !ok {
+		return store.BootstrapToken{}, store.Profile{}, fault.New(fault.NotFound, "no token")
+	}
+	return store.BootstrapToken{Hash: hash}, store.Profile{Name: p}, nil
+}
+
+func (f fakeStore) GetCertificate(_ context.Context, serial string) (store.Certificate, error) {
+	d, ok := f.certs[serial]
+	if !ok {
+		return store.Certificate{}, fault.New(fault.NotFound, "no certificate")
+	}
+	return store.Certificate{Serial: serial, DeviceID: d}, nil
+}
+
+func (f fakeStore) GetDevice(_ context.Context, id string) (store.Device, error) {
+	p, ok := f.devices[id]
+	if !ok {
+		return store.Device{}, fault.New(fault.NotFound, "no device")
+	}
+	return store.Device{ID: id, Profile: p}, nil
+}
+
+type rig struct {
+	srv  *Server
+	enr  *fakeEnroller
+	e    *echo.Echo
+	leaf *x509.Certificate
+	ca   []*x509.Certificate
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{enr: &fakeEnroller{}, e: echo.New(), leaf: selfSigned(t, "leaf"),
+		ca: []*x509.Certificate{selfSigned(t, "issuing"), selfSigned(t, "root")}}
+	r.enr.leaf = r.leaf
+	st := fakeStore{
+		profiles: map[string]store.Profile{"line": {Name: "line", KeyTypes: []string{"P-256"}}, "other": {Name: "other"}},
+		tokens:   map[string]string{secret.Hash("ghb_line"): "line", secret.Hash("ghb_other"): "other"},
+		certs:    map[string]string{"7": "cam-1"}, // selfSigned's serial
+		devices:  map[string]string{"cam-1": "other"},
+	}
+	var err error
+	if r.srv, err = New(Config{Enroll: r.enr, CA: fakeCA{r.ca}, Store: st}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+type call struct {
+	method, op, label string
+	tls               bool
+	peer              *x509.Certificate
+	user, pass        string
+	ct, body          string
+}
+
+func (r *rig) do(c call) (*httptest.ResponseRecorder, error) {
+	req := httptest.NewRequest(c.method, "/.well-known/est/"+c.op, strings.NewReader(c.body))
+	if c.tls {
+		req.TLS = &tls.ConnectionState{}
+		if c.peer != nil {
+			req.TLS.PeerCertificates = []*x509.Certificate{c.peer}
+		}
+	}
+	if c.pass != "" {
+		req.SetBasicAuth(c.user, c.pass)
+	}
+	if c.ct != "" {
+		req.Header.Set("Content-Type", c.ct)
+	}
+	rec := httptest.NewRecorder()
+	ctx := r.e.NewContext(req, rec)
+	if c.label != "" {
+		ctx.SetParamNames("label")
+		ctx.SetParamValues(c.label)
+	}
+	h := map[string]echo.HandlerFunc{"cacerts": r.srv.cacerts, "simpleenroll": r.srv.simpleEnroll,
+		"simplereenroll": r.srv.simpleReenroll, "csrattrs": r.srv.csrAttrs, "serverkeygen": r.srv.serverKeygen}[c.op]
+	return rec, h(ctx)
+}
+
+// certsIn decodes a certs-only answer into its certificates' raw bytes.
+func certsIn(t *testing.T, rec *httptest.ResponseRecorder) [][]byte {
+	t.Helper()
+	if ct := rec.Header().Get("Content-Type"); ct != "application/pkcs7-mime; smime-type=certs-only" ||
+		rec.Header().Get("Content-Transfer-Encoding") != "base64" || rec.Code != http.StatusOK {
+		t.Fatalf("%d %q %q", rec.Code, ct, rec.Header().Get("Content-Transfer-Encoding"))
+	}
+	der, err := decodeBase64(rec.Body.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ci struct {
+		ContentType asn1.ObjectIdentifier
+		Content     asn1.RawValue `asn1:"explicit,tag:0"`
+	}
+	var sd signedData
+	if _, err := asn1.Unmarshal(der, &ci); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := asn1.Unmarshal(ci.Content.Bytes, &sd); err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, c := range sd.Certificates {
+		out = append(out, c.FullBytes)
+	}
+	return out
+}
+
+func TestRefusals(t *testing.T) {
+	r := newRig(t)
+	csr := base64.StdEncoding.EncodeToString(newCSR(t))
+	const p10 = "application/pkcs10"
+	for _, tc := range []struct {
+		name string
+		c    call
+		want fault.Code
+	}{
+		{"cacerts over http", call{method: "GET", op: "cacerts"}, TLSRequired},
+		{"enroll over http", call{method: "POST", op: "simpleenroll", pass: "ghb_line", ct: p10, body: csr}, TLSRequired},
+		{"reenroll over http", call{method: "POST", op: "simplereenroll", ct: p10, body: csr}, TLSRequired},
+		{"csrattrs over http", call{method: "GET", op: "csrattrs", label: "line"}, TLSRequired},
+		{"unknown label", call{method: "GET", op: "cacerts", label: "nope", tls: true}, fault.NotFound},
+		{"label outside the grammar", call{method: "GET", op: "cacerts", label: "a/b", tls: true}, fault.NotFound},
+		{"enroll without credentials", call{method: "POST", op: "simpleenroll", tls: true, ct: p10, body: csr}, fault.Unauthenticated},
+		{"enroll with wrong content type", call{method: "POST", op: "simpleenroll", tls: true, pass: "ghb_line", ct: "application/json", body: csr}, fault.InvalidArgument},
+		{"enroll with bad base64", call{method: "POST", op: "simpleenroll", tls: true, pass: "ghb_line", ct: p10, body: "%%%"}, fault.InvalidArgument},
+		{"token of another label", call{method: "POST", op: "simpleenroll", label: "line", tls: true, pass: "ghb_other", ct: p10, body: csr}, fault.PermissionDenied},
+		{"unknown token under a label", call{method: "POST", op: "simpleenroll", label: "line", tls: true, pass: "ghb_x", ct: p10, body: csr}, fault.TokenInvalid},
+		{"reenroll without client certificate", call{method: "POST", op: "simplereenroll", tls: true, ct: p10, body: csr}, fault.Unauthenticated},
+		{"reenroll under another label", call{method: "POST", op: "simplereenroll", label: "line", tls: true, peer: r.leaf, ct: p10, body: csr}, fault.PermissionDenied},
+		{"serverkeygen", call{method: "POST", op: "serverkeygen", tls: true}, NotImplemented},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(r.enr.enrolls) + len(r.enr.renews)
+			_, err := r.do(tc.c)
+			if fault.CodeOf(err) != tc.want {
+				t.Fatalf("err %v, want %s", err, tc.want)
+			}
+			if len(r.enr.enrolls)+len(r.enr.renews) != before {
+				t.Fatal("a refused request reached enroll.Service")
+			}
+		})
+	}
+}
+
+func TestCACerts(t *testing.T) {
+	r := newRig(t)
+	for _, label := range []string{"", "line"} {
+		rec, err := r.do(call{method: "GET", op: "cacerts", label: label, tls: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := certsIn(t, rec)
+		if len(got) != 2 || string(got[0]) != string(r.ca[0].Raw) || string(got[1]) != string(r.ca[1].Raw) {
+			t.Fatalf("label %q: %d certificates, want the chain", label, len(got))
+		}
+	}
+}
+
+func TestSimpleEnroll(t *testing.T) {
+	r := newRig(t)
+	der := newCSR(t)
+	rec, err := r.do(call{method: "POST", op: "simpleenroll", label: "line", tls: true, user: "cam-9", pass: "ghb_line",
+		ct: "application/pkcs10", body: wrap(base64.StdEncoding.EncodeToString(der), 64, "\r\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := certsIn(t, rec); len(got) != 1 || string(got[0]) != string(r.leaf.Raw) {
+		t.Fatalf("answer holds %d certificates, want the leaf", len(got))
+	}
+	if len(r.enr.enrolls) != 1 {
+		t.Fatalf("%d enrollments", len(r.enr.enrolls))
+	}
+	e := r.enr.enrolls[0]
+	block, _ := pem.Decode(e.CSR)
+	if e.Token != "ghb_line" || e.DeviceID != "cam-9" || block == nil || string(block.Bytes) != string(der) {
+		t.Fatalf("enroll request %+v", e)
+	}
+}
+
+func TestSimpleReenroll(t *testing.T) {
+	r := newRig(t)
+	rec, err := r.do(call{method: "POST", op: "simplereenroll", label: "other", tls: true, peer: r.leaf,
+		ct: "application/pkcs10", body: base64.StdEncoding.EncodeToString(newCSR(t))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := certsIn(t, rec); len(got) != 1 {
+		t.Fatalf("%d certificates", len(got))
+	}
+	if len(r.enr.renews) != 1 || r.enr.renews[0].Current != r.leaf || !r.enr.renews[0].KeyProven {
+		t.Fatalf("renew requests %+v", r.enr.renews)
+	}
+}
+
+func TestCSRAttrsHandler(t *testing.T) {
+	r := newRig(t)
+	for _, tc := range []struct {
+		label  string
+		status int
+	}{{"", http.StatusNoContent}, {"other", http.StatusNoContent}, {"line", http.StatusOK}} {
+		rec, err := r.do(call{method: "GET", op: "csrattrs", label: tc.label, tls: true})
+		if err != nil || rec.Code != tc.status {
+			t.Fatalf("label %q: %d %v, want %d", tc.label, rec.Code, err, tc.status)
+		}
+		if tc.status == http.StatusOK {
+			want, _ := CSRAttrs([]string{"P-256"})
+			der, err := decodeBase64(rec.Body.Bytes())
+			if err != nil || string(der) != string(want) || rec.Header().Get("Content-Type") != "application/csrattrs" {
+				t.Fatalf("csrattrs %q: %v %q", rec.Header().Get("Content-Type"), err, rec.Body)
+			}
+		}
+	}
+}
+
+func TestNewRequiresAll(t *testing.T) {
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("New with nothing succeeded")
+	}
+}
