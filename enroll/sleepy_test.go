@@ -58,6 +58,16 @@ func newSleepyEnv(t *testing.T, backend, caDir string) *sleepyEnv {
 	return &sleepyEnv{claimEnv: e, clock: clock}
 }
 
+// expiredDevice is a sleepyEnv with one device enrolled whose certificate
+// expired 10 days ago.
+func expiredDevice(t *testing.T, backend, caDir string) (*sleepyEnv, enroll.Result, crypto.Signer) {
+	t.Helper()
+	e := newSleepyEnv(t, backend, caDir)
+	res, key := e.enrolled(t)
+	e.clock.Add(time.Hour + 10*day)
+	return e, res, key
+}
+
 // setAllowance changes profile eager's renew_after_expiry.
 func (e *sleepyEnv) setAllowance(t *testing.T, d time.Duration) {
 	t.Helper()
@@ -199,9 +209,7 @@ func TestRenewExpiredRefusals(t *testing.T) {
 	caDir := newCADir(t)
 	for _, backend := range testdb.All() {
 		t.Run(backend, func(t *testing.T) {
-			e := newSleepyEnv(t, backend, caDir)
-			res, key := e.enrolled(t)
-			e.clock.Add(time.Hour + 10*day)
+			e, res, key := expiredDevice(t, backend, caDir)
 			other := []byte(testpki.CSRPEM(t, testpki.Key(t, "P-256")))
 			_, err := e.svc.Renew(context.Background(), enroll.RenewRequest{Current: res.Certificate, CSR: other, KeyProven: true})
 			if fault.CodeOf(err) != fault.Unauthenticated {
@@ -225,9 +233,7 @@ func TestRenewExpiredRaceSignsOnce(t *testing.T) {
 	caDir := newCADir(t)
 	for _, backend := range testdb.All() {
 		t.Run(backend, func(t *testing.T) {
-			e := newSleepyEnv(t, backend, caDir)
-			res, key := e.enrolled(t)
-			e.clock.Add(time.Hour + 10*day)
+			e, res, key := expiredDevice(t, backend, caDir)
 			csr, err := expiredCSR(e.svc, key, res.Certificate)
 			if err != nil {
 				t.Fatal(err)

@@ -135,19 +135,7 @@ func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollRe
 		// Only mutual TLS can prove the old key when the CSR names a new one.
 		csrDER, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
 	} else {
-		// The proof of possession without mutual TLS is a fresh server nonce
-		// signed by the current key. It is sent over https too, where the
-		// handshake proves the key already: a TLS-terminating proxy in front
-		// of Gatehouse would leave the handshake's proof behind.
-		var chBody []byte
-		if chBody, err = c.do("POST", "/api/v1/renew/challenge", "", apitypes.RenewChallengeRequest{Certificate: string(certPEM)}); err != nil {
-			return enrollResult{}, err
-		}
-		var ch apitypes.RenewChallengeResponse
-		if err := json.Unmarshal(chBody, &ch); err != nil || ch.Nonce == "" {
-			return enrollResult{}, fault.New(fault.Unavailable, "server sent an unreadable renewal challenge")
-		}
-		csrDER, err = enroll.NewChallengeCSR(key, ch.Nonce)
+		csrDER, err = challengeCSR(c, key, certPEM)
 	}
 	if err != nil {
 		return enrollResult{}, err
@@ -188,4 +176,21 @@ func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollRe
 	}
 	return enrollResult{OK: true, Files: files, DeviceID: res.DeviceID, Identity: res.Identity, Serial: res.Serial,
 		NotAfter: jsonTime{res.NotAfter}}, nil
+}
+
+// challengeCSR asks for a renewal challenge for certPEM and signs it into a
+// CSR with key. The proof of possession without mutual TLS is a fresh
+// server nonce signed by the current key. It is sent over https too, where
+// the handshake proves the key already: a TLS-terminating proxy in front
+// of Gatehouse would leave the handshake's proof behind.
+func challengeCSR(c *client, key crypto.Signer, certPEM []byte) ([]byte, error) {
+	body, err := c.do("POST", "/api/v1/renew/challenge", "", apitypes.RenewChallengeRequest{Certificate: string(certPEM)})
+	if err != nil {
+		return nil, err
+	}
+	var ch apitypes.RenewChallengeResponse
+	if err := json.Unmarshal(body, &ch); err != nil || ch.Nonce == "" {
+		return nil, fault.New(fault.Unavailable, "server sent an unreadable renewal challenge")
+	}
+	return enroll.NewChallengeCSR(key, ch.Nonce)
 }

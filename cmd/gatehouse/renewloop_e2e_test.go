@@ -9,32 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
+	"github.com/gatehouse-iot/gatehouse/internal/testlog"
 )
-
-// lockedBuffer is a bytes.Buffer safe to read while a process writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestRenewLoopAndSleepyE2E runs a real server over HTTPS with two
 // devices. "loop" has a 2-minute certificate with a 1-minute window and
@@ -66,7 +48,7 @@ func TestRenewLoopAndSleepyE2E(t *testing.T) {
 		"--rotate-key", "--renew-before", "1m", "--max-jitter", "5s",
 		"--post-renew", `echo "$GATEHOUSE_DEVICE_ID $GATEHOUSE_SERIAL $GATEHOUSE_CERT_FILE" >> `+marker)
 	cmd.Env = append(os.Environ(), g.env...)
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
