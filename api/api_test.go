@@ -401,6 +401,14 @@ func TestFleetProfileCRUD(t *testing.T) {
 			}
 		}
 	}
+	sleepyIs := func(t *testing.T, want string) func([]byte) {
+		return func(b []byte) {
+			var p apitypes.Profile
+			if err := jsonUnmarshal(b, &p); err != nil || p.RenewAfterExpiry != want {
+				t.Errorf("profile %s (%v), want renew_after_expiry %s", b, err, want)
+			}
+		}
+	}
 	// The superseded grace is 1h unless a profile says otherwise.
 	profileIs := func(t *testing.T, validity, window string, keys, roles []string) func([]byte) {
 		return profileIsGrace(t, validity, window, "1h0m0s", keys, roles)
@@ -479,6 +487,22 @@ func TestFleetProfileCRUD(t *testing.T) {
 		{"grace not whole seconds", "POST", "/api/v1/profiles", `{"name":"p","key_types":["P-256"],"validity":"1d","superseded_grace":"500ms"}`,
 			400, fault.InvalidArgument, nil},
 		{"grace abc", "PUT", "/api/v1/profiles/at-once", `{"key_types":["P-256"],"validity":"1d","superseded_grace":"abc"}`,
+			400, fault.InvalidArgument, nil},
+		{"renew_after_expiry defaults to 0", "POST", "/api/v1/profiles", `{"name":"sleepy","key_types":["P-256"],"validity":"1d"}`,
+			201, "", sleepyIs(t, "0s")},
+		{"update sets renew_after_expiry", "PUT", "/api/v1/profiles/sleepy", `{"key_types":["P-256"],"validity":"1d","renew_after_expiry":"30d"}`,
+			200, "", sleepyIs(t, "720h0m0s")},
+		{"update keeps renew_after_expiry", "PUT", "/api/v1/profiles/sleepy", `{"key_types":["P-256"],"validity":"2d"}`,
+			200, "", sleepyIs(t, "720h0m0s")},
+		{"renew_after_expiry 365d", "POST", "/api/v1/profiles", `{"name":"year","key_types":["P-256"],"validity":"1d","renew_after_expiry":"365d"}`,
+			201, "", sleepyIs(t, "8760h0m0s")},
+		{"renew_after_expiry over 365d", "POST", "/api/v1/profiles", `{"name":"p","key_types":["P-256"],"validity":"1d","renew_after_expiry":"366d"}`,
+			400, fault.InvalidArgument, nil},
+		{"renew_after_expiry negative", "POST", "/api/v1/profiles", `{"name":"p","key_types":["P-256"],"validity":"1d","renew_after_expiry":"-1h"}`,
+			400, fault.InvalidArgument, nil},
+		{"renew_after_expiry not whole seconds", "POST", "/api/v1/profiles", `{"name":"p","key_types":["P-256"],"validity":"1d","renew_after_expiry":"1.5s"}`,
+			400, fault.InvalidArgument, nil},
+		{"renew_after_expiry abc", "PUT", "/api/v1/profiles/sleepy", `{"key_types":["P-256"],"validity":"1d","renew_after_expiry":"abc"}`,
 			400, fault.InvalidArgument, nil},
 		{"update profile invalid", "PUT", "/api/v1/profiles/sensor", `{"key_types":["P-384"],"validity":"abc"}`,
 			400, fault.InvalidArgument, nil},

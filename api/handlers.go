@@ -155,14 +155,26 @@ func profileOf(b apitypes.ProfileRequest) (store.Profile, error) {
 		return store.Profile{}, err
 	}
 	p := store.Profile{Name: b.Name, KeyTypes: b.KeyTypes, Validity: validity, RenewWindow: window, Roles: b.Roles}
-	if b.SupersededGrace != "" {
-		grace, err := parseDuration("superseded_grace", b.SupersededGrace)
-		if err != nil {
-			return store.Profile{}, err
-		}
-		p.SupersededGrace = &grace
+	if p.SupersededGrace, err = optDuration("superseded_grace", b.SupersededGrace); err != nil {
+		return store.Profile{}, err
+	}
+	if p.RenewAfterExpiry, err = optDuration("renew_after_expiry", b.RenewAfterExpiry); err != nil {
+		return store.Profile{}, err
 	}
 	return p, nil
+}
+
+// optDuration parses an optional duration field: "" is nil (the default,
+// or unchanged on an update).
+func optDuration(field, v string) (*time.Duration, error) {
+	if v == "" {
+		return nil, nil
+	}
+	d, err := parseDuration(field, v)
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
 }
 
 func (s *Server) createProfile(c echo.Context) error {

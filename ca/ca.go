@@ -468,11 +468,29 @@ func (c *CA) VerifyLeaf(cert *x509.Certificate) (Identity, error) {
 	return id, err
 }
 
+// VerifyExpiredLeaf checks an expired cert as VerifyLeaf would have at
+// the last instant of its validity, and returns its identity. It is for a
+// sleepy device's renewal only: the caller must still prove possession of
+// the key, check the certificate's record (never revoked, never replaced)
+// and bound how long ago it expired. A certificate that has not expired is
+// certificate_invalid here: it goes through VerifyLeaf.
+func (c *CA) VerifyExpiredLeaf(cert *x509.Certificate) (Identity, error) {
+	if !c.cfg.Now().After(cert.NotAfter) {
+		return Identity{}, fault.New(fault.CertInvalid, "certificate has not expired")
+	}
+	id, _, err := c.verifyLeafAt(cert, cert.NotAfter)
+	return id, err
+}
+
 func (c *CA) verifyLeaf(cert *x509.Certificate) (Identity, [][]*x509.Certificate, error) {
+	return c.verifyLeafAt(cert, c.cfg.Now())
+}
+
+func (c *CA) verifyLeafAt(cert *x509.Certificate, at time.Time) (Identity, [][]*x509.Certificate, error) {
 	chains, err := cert.Verify(x509.VerifyOptions{
 		Roots:         c.roots,
 		Intermediates: c.inters,
-		CurrentTime:   c.cfg.Now(),
+		CurrentTime:   at,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err != nil {

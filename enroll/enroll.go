@@ -70,6 +70,9 @@ type CRL interface {
 type Issuer interface {
 	Issue(ctx context.Context, req ca.LeafRequest) (ca.Issued, error)
 	VerifyLeaf(cert *x509.Certificate) (ca.Identity, error)
+	// VerifyExpiredLeaf is VerifyLeaf at the last instant of an expired
+	// cert's validity (a sleepy device's renewal, sleepy.go).
+	VerifyExpiredLeaf(cert *x509.Certificate) (ca.Identity, error)
 	// Chain is the chain Issue returns with a leaf, for a retried enrollment.
 	Chain() []*x509.Certificate
 }
@@ -418,82 +421,99 @@ func (s *Service) repeat(ctx context.Context, tok store.BootstrapToken, req Requ
 // Otherwise the CSR must be signed by Current's key and carry, as its
 // challengePassword, a live challenge issued for Current (Challenge): a
 // signature over a fresh server nonce is the proof of possession, and an
-// old CSR, the enrollment's one included, proves nothing.
+// old CSR, the enrollment's one included, proves nothing. An expired
+// Current (sleepy.go) always takes the challenge path.
 type RenewRequest struct {
 	Current   *x509.Certificate
 	CSR       []byte
 	KeyProven bool
 }
 
-// Renew issues a new certificate for the same identity within the renewal window.
+// Renew issues a new certificate for the same identity within the renewal
+// window, or within the profile's renew_after_expiry after expiry.
 func (s *Service) Renew(ctx context.Context, req RenewRequest) (Result, error) {
-	if req.Current == nil {
-		return Result{}, fault.New(fault.Unauthenticated, "the current certificate is required")
-	}
-	id, err := s.cfg.Issuer.VerifyLeaf(req.Current)
+	cur, err := s.current(ctx, req.Current)
 	if err != nil {
 		return Result{}, err
+	}
+	if cur.expired {
+		// Told apart first: an expired certificate that may not renew is
+		// told so, whatever its request lacks.
+		if _, _, err := s.renewable(ctx, cur, req.Current); err != nil {
+			return Result{}, err
+		}
 	}
 	csr, err := ParseCSR(req.CSR)
 	if err != nil {
 		return Result{}, err
 	}
-	if !req.KeyProven && !samePublicKey(csr.PublicKey, req.Current.PublicKey) {
+	// No handshake ever proves an expired key (Go's verifier refuses it),
+	// so whatever the caller says, an expired certificate needs the
+	// challenge signed by its key.
+	keyProven := req.KeyProven && !cur.expired
+	if !keyProven && !samePublicKey(csr.PublicKey, req.Current.PublicKey) {
 		return Result{}, fault.New(fault.Unauthenticated, "csr must be signed by the current certificate's key")
 	}
-	serial := ca.SerialHex(req.Current.SerialNumber)
-	rec, err := s.cfg.Records.GetCertificate(ctx, serial)
-	if err != nil {
-		if fault.Is(err, fault.NotFound) {
-			return Result{}, fault.New(fault.CertInvalid, "certificate is not known to Gatehouse")
-		}
-		return Result{}, err
-	}
-	if rec.DeviceID != id.DeviceID {
-		return Result{}, fault.New(fault.CertInvalid, "certificate does not belong to device %s", id.DeviceID)
-	}
-	switch rec.Status {
-	case store.CertRevoked:
-		return Result{}, fault.New(fault.CertInvalid, "certificate is revoked")
-	case store.CertSuperseded:
-		return Result{}, fault.New(fault.CertInvalid, "certificate was already renewed")
-	}
 	var challengeHash string
-	if !req.KeyProven {
-		if challengeHash, err = s.checkChallenge(ctx, csr, serial); err != nil {
+	if !keyProven {
+		if challengeHash, err = s.checkChallenge(ctx, csr, cur.serial); err != nil {
 			return Result{}, err
 		}
 	}
-	dev, err := s.cfg.Records.GetDevice(ctx, id.DeviceID)
+	dev, profile, err := s.renewable(ctx, cur, req.Current)
 	if err != nil {
 		return Result{}, err
-	}
-	if dev.Status != store.DeviceActive {
-		return Result{}, fault.New(fault.DeviceNotActive, "device %s is %s", dev.ID, dev.Status)
-	}
-	profile, err := s.cfg.Catalog.GetProfile(ctx, dev.Profile)
-	if err != nil {
-		return Result{}, err
-	}
-	now := s.cfg.Now()
-	if opens := req.Current.NotAfter.Add(-profile.RenewWindow); now.Before(opens) {
-		return Result{}, fault.New(fault.RenewalTooEarly, "renewal opens at %s", opens.UTC().Format(time.RFC3339))
 	}
 	if err := keyAllowed(profile.KeyTypes, csr.PublicKey); err != nil {
 		return Result{}, err
 	}
-	return s.issueRenewal(ctx, dev, profile, serial, challengeHash, csr, now)
+	return s.issueRenewal(ctx, dev, profile, cur, challengeHash, csr, s.cfg.Now())
 }
 
-// issueRenewal claims the certificate serial for this renewal, signs, and
+// renewable returns the active device of cur and its profile, and checks
+// that the profile lets cert renew now: within its renewal window, or,
+// expired, within renew_after_expiry.
+func (s *Service) renewable(ctx context.Context, cur current, cert *x509.Certificate) (store.Device, store.Profile, error) {
+	dev, profile, err := s.deviceProfile(ctx, cur.id.DeviceID)
+	if err != nil {
+		return store.Device{}, store.Profile{}, err
+	}
+	now := s.cfg.Now()
+	if cur.expired {
+		return dev, profile, expiredRenewable(profile, cert, now)
+	}
+	if opens := cert.NotAfter.Add(-profile.RenewWindow); now.Before(opens) {
+		return store.Device{}, store.Profile{}, fault.New(fault.RenewalTooEarly, "renewal opens at %s", opens.UTC().Format(time.RFC3339))
+	}
+	return dev, profile, nil
+}
+
+// deviceProfile returns device id, which must be active, and its profile.
+func (s *Service) deviceProfile(ctx context.Context, id string) (store.Device, store.Profile, error) {
+	dev, err := s.cfg.Records.GetDevice(ctx, id)
+	if err != nil {
+		return store.Device{}, store.Profile{}, err
+	}
+	if dev.Status != store.DeviceActive {
+		return store.Device{}, store.Profile{}, fault.New(fault.DeviceNotActive, "device %s is %s", dev.ID, dev.Status)
+	}
+	profile, err := s.cfg.Catalog.GetProfile(ctx, dev.Profile)
+	if err != nil {
+		return store.Device{}, store.Profile{}, err
+	}
+	return dev, profile, nil
+}
+
+// issueRenewal claims the certificate cur for this renewal, signs, and
 // records the renewal, which redeems the challenge (if any) and supersedes
-// serial. Of concurrent renewals of one certificate (one challenge, or
+// cur. Of concurrent renewals of one certificate (one challenge, or
 // several mutual-TLS handshakes) only the claim's holder signs; the others
 // are certificate_invalid. What was signed and could not be recorded is
 // discarded (revoked), and the claim let go, so a retry of the same
 // request renews.
-func (s *Service) issueRenewal(ctx context.Context, dev store.Device, profile store.Profile, serial, challengeHash string,
+func (s *Service) issueRenewal(ctx context.Context, dev store.Device, profile store.Profile, cur current, challengeHash string,
 	csr *x509.CertificateRequest, now time.Time) (Result, error) {
+	serial := cur.serial
 	claim := s.newClaim(now)
 	if err := s.cfg.Claims.ClaimRenewal(ctx, dev.ID, serial, claim, now); err != nil {
 		return Result{}, err
@@ -508,8 +528,7 @@ func (s *Service) issueRenewal(ctx context.Context, dev store.Device, profile st
 	// adds the old certificate's fate to its detail.
 	old, err := s.cfg.Records.RecordRenewal(ctx, store.Renewal{DeviceID: dev.ID, OldSerial: serial,
 		Cert: certRecord(dev.ID, iss.Leaf), ChallengeHash: challengeHash, Claim: claim.ID,
-		Audit: &store.AuditEvent{Actor: "device:" + dev.ID, Action: "device.renew", ObjectType: "device", ObjectID: dev.ID,
-			Detail: "old=" + serial + " new=" + ca.SerialHex(iss.Leaf.SerialNumber)}})
+		Audit: renewAudit(dev.ID, cur, ca.SerialHex(iss.Leaf.SerialNumber))})
 	if err != nil {
 		if !s.discard(ctx, "renewal", dev.ID, iss.Leaf, store.ClaimRef{OldSerial: serial, ID: claim.ID}, err) {
 			s.releaseRenewal(ctx, serial, claim.ID)
@@ -539,23 +558,17 @@ type Challenge struct {
 // asker gets the certificate's live challenge, as long as at least half of
 // its lifetime is left, and only then a new one.
 func (s *Service) Challenge(ctx context.Context, current *x509.Certificate) (Challenge, error) {
-	if current == nil {
-		return Challenge{}, fault.New(fault.Unauthenticated, "the current certificate is required")
-	}
-	id, err := s.cfg.Issuer.VerifyLeaf(current)
+	cur, err := s.current(ctx, current)
 	if err != nil {
 		return Challenge{}, err
 	}
-	serial := ca.SerialHex(current.SerialNumber)
-	rec, err := s.cfg.Records.GetCertificate(ctx, serial)
-	if err != nil {
-		if fault.Is(err, fault.NotFound) {
-			return Challenge{}, fault.New(fault.CertInvalid, "certificate is not known to Gatehouse")
+	serial := cur.serial
+	if cur.expired {
+		// A challenge is the only way an expired certificate renews: hand
+		// one out only when the renewal could go through.
+		if _, _, err := s.renewable(ctx, cur, current); err != nil {
+			return Challenge{}, err
 		}
-		return Challenge{}, err
-	}
-	if rec.DeviceID != id.DeviceID || rec.Status != store.CertActive {
-		return Challenge{}, fault.New(fault.CertInvalid, "certificate is not the device's active certificate")
 	}
 	now := s.cfg.Now()
 	nonce := secret.New(ChallengePrefix)

@@ -141,6 +141,9 @@ func (s *Service) checkProfile(p store.Profile) error {
 	if g := p.SupersededGrace; g != nil && (*g < 0 || *g > MaxSupersededGrace || *g%time.Second != 0) {
 		return fault.New(fault.InvalidArgument, "superseded_grace must be whole seconds between 0 and %s", MaxSupersededGrace)
 	}
+	if a := p.RenewAfterExpiry; a != nil && (*a < 0 || *a > MaxRenewAfterExpiry || *a%time.Second != 0) {
+		return fault.New(fault.InvalidArgument, "renew_after_expiry must be whole seconds between 0 and %s", MaxRenewAfterExpiry)
+	}
 	for _, r := range p.Roles {
 		if !slices.Contains(s.cfg.Roles, r) {
 			return fault.New(fault.InvalidArgument, "role %q has no OID configured (known roles: %s)", r, strings.Join(s.cfg.Roles, ", "))
@@ -156,6 +159,9 @@ func (s *Service) CreateProfile(ctx context.Context, actor string, p store.Profi
 	}
 	if p.SupersededGrace == nil {
 		p.SupersededGrace = new(store.DefaultSupersededGrace)
+	}
+	if p.RenewAfterExpiry == nil {
+		p.RenewAfterExpiry = new(time.Duration)
 	}
 	return s.cfg.Profiles.CreateProfile(ctx, p, audit.Event(actor, "profile.create", "profile", p.Name, profileDetail(p)))
 }
@@ -189,13 +195,21 @@ func (s *Service) DeleteProfile(ctx context.Context, actor, name string) error {
 // not a rollout margin.
 const MaxSupersededGrace = 30 * 24 * time.Hour
 
+// MaxRenewAfterExpiry bounds a profile's renew_after_expiry: a device
+// asleep for more than a year enrolls again.
+const MaxRenewAfterExpiry = 365 * 24 * time.Hour
+
 func profileDetail(p store.Profile) string {
-	grace := "unchanged"
-	if p.SupersededGrace != nil {
-		grace = p.SupersededGrace.String()
+	return fmt.Sprintf("key_types=%s validity=%s renew_window=%s superseded_grace=%s renew_after_expiry=%s roles=%s",
+		strings.Join(p.KeyTypes, ","), p.Validity, p.RenewWindow, optDuration(p.SupersededGrace),
+		optDuration(p.RenewAfterExpiry), strings.Join(p.Roles, ","))
+}
+
+func optDuration(d *time.Duration) string {
+	if d == nil {
+		return "unchanged"
 	}
-	return fmt.Sprintf("key_types=%s validity=%s renew_window=%s superseded_grace=%s roles=%s",
-		strings.Join(p.KeyTypes, ","), p.Validity, p.RenewWindow, grace, strings.Join(p.Roles, ","))
+	return d.String()
 }
 
 func checkLabels(labels map[string]string) error {

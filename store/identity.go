@@ -82,7 +82,8 @@ func (s *Store) CreateProfile(ctx context.Context, p Profile, audit *AuditEvent)
 	now := s.now()
 	r := profileRow{Name: p.Name, KeyTypes: joinList(p.KeyTypes), Roles: joinList(p.Roles),
 		ValiditySeconds: int64(p.Validity / time.Second), RenewWindowSeconds: int64(p.RenewWindow / time.Second),
-		SupersededGraceSeconds: int64(p.Grace() / time.Second), CreatedAt: ms(now), UpdatedAt: ms(now)}
+		SupersededGraceSeconds:  int64(p.Grace() / time.Second),
+		RenewAfterExpirySeconds: int64(p.AfterExpiry() / time.Second), CreatedAt: ms(now), UpdatedAt: ms(now)}
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		if err := tx.Create(&r).Error; err != nil {
 			return classify(err, "profile "+p.Name)
@@ -117,8 +118,8 @@ func (s *Store) ListProfiles(ctx context.Context) ([]Profile, error) {
 	return out, nil
 }
 
-// UpdateProfile replaces a profile's settings; a nil SupersededGrace keeps
-// the stored one. audit is written in the same transaction.
+// UpdateProfile replaces a profile's settings; a nil SupersededGrace or
+// RenewAfterExpiry keeps the stored one. audit is written in the same transaction.
 func (s *Store) UpdateProfile(ctx context.Context, p Profile, audit *AuditEvent) (Profile, error) {
 	set := map[string]any{
 		"key_types": joinList(p.KeyTypes), "roles": joinList(p.Roles),
@@ -128,6 +129,9 @@ func (s *Store) UpdateProfile(ctx context.Context, p Profile, audit *AuditEvent)
 	}
 	if p.SupersededGrace != nil {
 		set["superseded_grace_seconds"] = int64(*p.SupersededGrace / time.Second)
+	}
+	if p.RenewAfterExpiry != nil {
+		set["renew_after_expiry_seconds"] = int64(*p.RenewAfterExpiry / time.Second)
 	}
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&profileRow{}).Where("name = ?", p.Name).Updates(set)

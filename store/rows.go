@@ -23,10 +23,12 @@ type profileRow struct {
 	ValiditySeconds    int64  `gorm:"column:validity_seconds"`
 	RenewWindowSeconds int64  `gorm:"column:renew_window_seconds"`
 	// SupersededGraceSeconds is migrations/00009.
-	SupersededGraceSeconds int64  `gorm:"column:superseded_grace_seconds"`
-	Roles                  string `gorm:"column:roles"`
-	CreatedAt              int64  `gorm:"column:created_at;autoCreateTime:false"`
-	UpdatedAt              int64  `gorm:"column:updated_at;autoUpdateTime:false"`
+	SupersededGraceSeconds int64 `gorm:"column:superseded_grace_seconds"`
+	// RenewAfterExpirySeconds is migrations/00015.
+	RenewAfterExpirySeconds int64  `gorm:"column:renew_after_expiry_seconds"`
+	Roles                   string `gorm:"column:roles"`
+	CreatedAt               int64  `gorm:"column:created_at;autoCreateTime:false"`
+	UpdatedAt               int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
 
 func (profileRow) TableName() string { return "profiles" }
@@ -34,10 +36,11 @@ func (profileRow) TableName() string { return "profiles" }
 func (r profileRow) domain() Profile {
 	return Profile{
 		Name: r.Name, KeyTypes: splitList(r.KeyTypes), Roles: splitList(r.Roles),
-		Validity:        secs(r.ValiditySeconds),
-		RenewWindow:     secs(r.RenewWindowSeconds),
-		SupersededGrace: new(secs(r.SupersededGraceSeconds)),
-		CreatedAt:       fromMS(r.CreatedAt), UpdatedAt: fromMS(r.UpdatedAt),
+		Validity:         secs(r.ValiditySeconds),
+		RenewWindow:      secs(r.RenewWindowSeconds),
+		SupersededGrace:  new(secs(r.SupersededGraceSeconds)),
+		RenewAfterExpiry: new(secs(r.RenewAfterExpirySeconds)),
+		CreatedAt:        fromMS(r.CreatedAt), UpdatedAt: fromMS(r.UpdatedAt),
 	}
 }
 

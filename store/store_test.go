@@ -379,14 +379,16 @@ func testProfiles(t *testing.T, backend string) {
 
 	cases := []store.Profile{
 		{Name: "full", KeyTypes: []string{"ecdsa-p256", "ed25519", "rsa-2048"}, Roles: []string{"telemetry", "ota"},
-			Validity: 90 * 24 * time.Hour, RenewWindow: 30 * 24 * time.Hour, SupersededGrace: new(time.Duration(0))},
+			Validity: 90 * 24 * time.Hour, RenewWindow: 30 * 24 * time.Hour, SupersededGrace: new(time.Duration(0)),
+			RenewAfterExpiry: new(30 * 24 * time.Hour)},
 		{Name: "minimal", KeyTypes: []string{"ed25519"}, Validity: 90 * time.Second},
 	}
 	for _, p := range cases {
 		t.Run(p.Name, func(t *testing.T) {
 			got := must(s.CreateProfile(ctx, p, nil))(t)
-			// Unset, the grace is the default.
+			// Unset, the grace is the default and renew_after_expiry 0.
 			p.CreatedAt, p.UpdatedAt, p.SupersededGrace = base, base, new(p.Grace())
+			p.RenewAfterExpiry = new(p.AfterExpiry())
 			if !reflect.DeepEqual(got, p) {
 				t.Errorf("CreateProfile = %+v, want %+v", got, p)
 			}
@@ -404,14 +406,15 @@ func testProfiles(t *testing.T, backend string) {
 	upd := store.Profile{Name: "full", KeyTypes: []string{"ed25519"}, Roles: []string{"admin-ish"},
 		Validity: 7 * 24 * time.Hour, RenewWindow: 0}
 	got := must(s.UpdateProfile(ctx, upd, nil))(t)
-	// Unset in an update, the grace is kept (0 above).
+	// Unset in an update, the grace and renew_after_expiry are kept.
 	upd.CreatedAt, upd.UpdatedAt, upd.SupersededGrace = base, base.Add(time.Minute), new(time.Duration(0))
+	upd.RenewAfterExpiry = new(30 * 24 * time.Hour)
 	if !reflect.DeepEqual(got, upd) {
 		t.Errorf("UpdateProfile = %+v, want %+v", got, upd)
 	}
-	upd.SupersededGrace = new(90 * time.Minute)
-	if got := must(s.UpdateProfile(ctx, upd, nil))(t); got.Grace() != 90*time.Minute {
-		t.Errorf("UpdateProfile grace = %v, want 1h30m", got.Grace())
+	upd.SupersededGrace, upd.RenewAfterExpiry = new(90*time.Minute), new(time.Duration(0))
+	if got := must(s.UpdateProfile(ctx, upd, nil))(t); got.Grace() != 90*time.Minute || got.AfterExpiry() != 0 {
+		t.Errorf("UpdateProfile grace, renew_after_expiry = %v, %v, want 1h30m, 0", got.Grace(), got.AfterExpiry())
 	}
 
 	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)

@@ -57,9 +57,14 @@ type Profile struct {
 	// created and "unchanged" when one is updated; profiles read from the
 	// store always have it.
 	SupersededGrace *time.Duration
-	Roles           []string
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// RenewAfterExpiry is how long after its expiry a certificate may
+	// still be renewed, by proof of its key, if it was never revoked or
+	// superseded (a sleepy device); 0 never. nil is 0 when a profile is
+	// created and "unchanged" when one is updated.
+	RenewAfterExpiry *time.Duration
+	Roles            []string
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }
 
 // Grace is p's superseded grace, the default when unset.
@@ -68,6 +73,14 @@ func (p Profile) Grace() time.Duration {
 		return DefaultSupersededGrace
 	}
 	return *p.SupersededGrace
+}
+
+// AfterExpiry is p's renew_after_expiry, 0 when unset.
+func (p Profile) AfterExpiry() time.Duration {
+	if p.RenewAfterExpiry == nil {
+		return 0
+	}
+	return *p.RenewAfterExpiry
 }
 
 // Device is one identity in a fleet.

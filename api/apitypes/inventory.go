@@ -30,14 +30,17 @@ type FleetList struct {
 // Profile says what a device's certificate looks like. KeyTypes and Roles
 // are never null.
 type Profile struct {
-	Name            string    `json:"name"`
-	KeyTypes        []string  `json:"key_types"`
-	Validity        string    `json:"validity"`
-	RenewWindow     string    `json:"renew_window"`
-	SupersededGrace string    `json:"superseded_grace"`
-	Roles           []string  `json:"roles"`
-	CreatedAt       time.Time `json:"created_at"`
-	UpdatedAt       time.Time `json:"updated_at"`
+	Name            string   `json:"name"`
+	KeyTypes        []string `json:"key_types"`
+	Validity        string   `json:"validity"`
+	RenewWindow     string   `json:"renew_window"`
+	SupersededGrace string   `json:"superseded_grace"`
+	// RenewAfterExpiry is how long after expiry a certificate may still
+	// renew (sleepy devices); "0s" never.
+	RenewAfterExpiry string    `json:"renew_after_expiry"`
+	Roles            []string  `json:"roles"`
+	CreatedAt        time.Time `json:"created_at"`
+	UpdatedAt        time.Time `json:"updated_at"`
 }
 
 // ProfileRequest is the body of POST /api/v1/profiles and PUT
@@ -49,8 +52,11 @@ type ProfileRequest struct {
 	RenewWindow string   `json:"renew_window"`
 	// SupersededGrace left out is the default (1h) when a profile is
 	// created and unchanged when one is updated; "0" revokes at renewal.
-	SupersededGrace string   `json:"superseded_grace"`
-	Roles           []string `json:"roles"`
+	SupersededGrace string `json:"superseded_grace"`
+	// RenewAfterExpiry left out is 0 (never) when a profile is created and
+	// unchanged when one is updated; at most 365d.
+	RenewAfterExpiry string   `json:"renew_after_expiry"`
+	Roles            []string `json:"roles"`
 }
 
 // ProfileList answers GET /api/v1/profiles.

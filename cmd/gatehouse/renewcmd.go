@@ -8,9 +8,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -27,10 +31,14 @@ func newRenewCmd() *cobra.Command {
 			"connection, which proves possession of its key, and --rotate-key may replace the key. " +
 			"Without --rotate-key renew also asks for a single-use challenge and signs it into the CSR " +
 			"with the current key (PKCS#9 challengePassword): the proof over plain http, where an old " +
-			"CSR could otherwise be replayed.",
+			"CSR could otherwise be replayed. An expired certificate (a profile with renew_after_expiry) " +
+			"renews by that challenge only. --loop keeps renewing at the start of every renewal window.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := cmd.Flags()
+			if must(f.GetBool("loop")) || must(f.GetBool("daemon")) {
+				return runRenewLoop(cmd)
+			}
 			res, err := runRenew(must(f.GetString("server")), must(f.GetString("dir")), must(f.GetString("ca-file")),
 				must(f.GetBool("rotate-key")), must(f.GetString("key-type")))
 			if must(f.GetBool("json")) {
@@ -56,7 +64,32 @@ func newRenewCmd() *cobra.Command {
 	f.Bool("rotate-key", false, "generate a new key (needs an https server: the TLS handshake proves the old key)")
 	f.String("key-type", "P-256", "key type for --rotate-key")
 	f.Bool("json", false, "print the result (or the error) as JSON")
+	f.Bool("loop", false, "keep running: renew at the start of each renewal window (plus jitter) until SIGTERM")
+	f.Bool("daemon", false, "same as --loop")
+	f.String("post-renew", "", "with --loop: command run with sh -c after each renewal; "+
+		"GATEHOUSE_CERT_FILE, GATEHOUSE_KEY_FILE, GATEHOUSE_CHAIN_FILE, GATEHOUSE_DEVICE_ID, GATEHOUSE_SERIAL name the result")
+	f.Duration("renew-before", 0, "with --loop: renew this long before expiry (the profile's renew_window); 0 is a third of the certificate's lifetime")
+	f.Duration("max-jitter", defaultMaxJitter, "with --loop: cap of the random delay added to each renewal (at most a quarter of the window)")
 	return cmd
+}
+
+// runRenewLoop runs renewLoop with the command's flags until SIGTERM or
+// SIGINT, logging to stderr.
+func runRenewLoop(cmd *cobra.Command) error {
+	f := cmd.Flags()
+	server, dir, caFile := must(f.GetString("server")), must(f.GetString("dir")), must(f.GetString("ca-file"))
+	rotate, keyType := must(f.GetBool("rotate-key")), must(f.GetString("key-type"))
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	l := &renewLoop{
+		renew:     func() (enrollResult, error) { return runRenew(server, dir, caFile, rotate, keyType) },
+		certPath:  filepath.Join(dir, deviceCertFile),
+		before:    must(f.GetDuration("renew-before")),
+		maxJitter: must(f.GetDuration("max-jitter")),
+		postRenew: must(f.GetString("post-renew")),
+		log:       slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+	}
+	return l.run(ctx)
 }
 
 func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollResult, error) {
@@ -79,7 +112,13 @@ func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollRe
 	if err != nil {
 		return enrollResult{}, err
 	}
-	mtls := strings.HasPrefix(c.base, "https://")
+	// An expired certificate fails any TLS handshake it is shown in; it
+	// renews (if its profile allows) by the challenge alone.
+	expired := pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter)
+	if expired && rotate {
+		return enrollResult{}, fault.New(fault.InvalidArgument, "an expired certificate renews only with its own key: drop --rotate-key")
+	}
+	mtls := strings.HasPrefix(c.base, "https://") && !expired
 	if mtls {
 		c.withClientCert(pair)
 	} else if rotate {
@@ -96,19 +135,7 @@ func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollRe
 		// Only mutual TLS can prove the old key when the CSR names a new one.
 		csrDER, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
 	} else {
-		// The proof of possession without mutual TLS is a fresh server nonce
-		// signed by the current key. It is sent over https too, where the
-		// handshake proves the key already: a TLS-terminating proxy in front
-		// of Gatehouse would leave the handshake's proof behind.
-		var chBody []byte
-		if chBody, err = c.do("POST", "/api/v1/renew/challenge", "", apitypes.RenewChallengeRequest{Certificate: string(certPEM)}); err != nil {
-			return enrollResult{}, err
-		}
-		var ch apitypes.RenewChallengeResponse
-		if err := json.Unmarshal(chBody, &ch); err != nil || ch.Nonce == "" {
-			return enrollResult{}, fault.New(fault.Unavailable, "server sent an unreadable renewal challenge")
-		}
-		csrDER, err = enroll.NewChallengeCSR(key, ch.Nonce)
+		csrDER, err = challengeCSR(c, key, certPEM)
 	}
 	if err != nil {
 		return enrollResult{}, err
@@ -149,4 +176,21 @@ func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollRe
 	}
 	return enrollResult{OK: true, Files: files, DeviceID: res.DeviceID, Identity: res.Identity, Serial: res.Serial,
 		NotAfter: jsonTime{res.NotAfter}}, nil
+}
+
+// challengeCSR asks for a renewal challenge for certPEM and signs it into a
+// CSR with key. The proof of possession without mutual TLS is a fresh
+// server nonce signed by the current key. It is sent over https too, where
+// the handshake proves the key already: a TLS-terminating proxy in front
+// of Gatehouse would leave the handshake's proof behind.
+func challengeCSR(c *client, key crypto.Signer, certPEM []byte) ([]byte, error) {
+	body, err := c.do("POST", "/api/v1/renew/challenge", "", apitypes.RenewChallengeRequest{Certificate: string(certPEM)})
+	if err != nil {
+		return nil, err
+	}
+	var ch apitypes.RenewChallengeResponse
+	if err := json.Unmarshal(body, &ch); err != nil || ch.Nonce == "" {
+		return nil, fault.New(fault.Unavailable, "server sent an unreadable renewal challenge")
+	}
+	return enroll.NewChallengeCSR(key, ch.Nonce)
 }

@@ -16,6 +16,7 @@ export async function render({ can, navigate }) {
   const validity = h('input', { id: 'profile-validity', required: true, placeholder: '720h', testid: 'profile-validity' });
   const renew = h('input', { id: 'profile-renew-window', placeholder: 'a third of validity', testid: 'profile-renew-window' });
   const grace = h('input', { id: 'profile-superseded-grace', placeholder: '1h', testid: 'profile-superseded-grace' });
+  const sleepy = h('input', { id: 'profile-renew-after-expiry', placeholder: '0', testid: 'profile-renew-after-expiry' });
   const roles = h('input', { id: 'profile-roles', placeholder: 'telemetry, command', testid: 'profile-roles' });
   const title = h('h2', {}, 'New profile');
   const submit = h('button', { type: 'submit', id: 'profile-submit', testid: 'profile-submit' }, 'Create profile');
@@ -27,6 +28,7 @@ export async function render({ can, navigate }) {
     validity.value = p ? shortDur(p.validity) : '';
     renew.value = p ? shortDur(p.renew_window) : '';
     grace.value = p ? shortDur(p.superseded_grace) : '';
+    sleepy.value = p ? shortDur(p.renew_after_expiry) : '';
     roles.value = p ? p.roles.join(', ') : '';
     title.textContent = p ? 'Edit profile ' + p.name : 'New profile';
     submit.textContent = p ? 'Save' : 'Create profile';
@@ -43,6 +45,7 @@ export async function render({ can, navigate }) {
         validity: validity.value.trim(),
         renew_window: renew.value.trim(),
         superseded_grace: grace.value.trim(),
+        renew_after_expiry: sleepy.value.trim(),
         roles: roles.value.split(',').map((s) => s.trim()).filter(Boolean),
       };
       try {
@@ -60,6 +63,7 @@ export async function render({ can, navigate }) {
   field('Validity', validity, 'Certificate lifetime, e.g. 720h (30 days).'),
   field('Renewal window', renew, 'How long before expiry a device may renew, e.g. 240h. Empty: a third of the validity.'),
   field('Superseded grace', grace, 'How long a certificate replaced by a renewal stays valid before it is revoked (reason superseded), e.g. 1h; 0 revokes it at renewal. Empty: 1h for a new profile, unchanged when editing.'),
+  field('Renew after expiry', sleepy, 'How long after expiry a sleepy device may still renew, by proof of its expired key, if its certificate was never revoked, e.g. 30d; 0 never. Empty: 0 for a new profile, unchanged when editing.'),
   field('Roles', roles, 'Comma-separated roles written into certificates; policies grant by role.'),
   msg, h('div', { class: 'row' }, submit, h('button', { type: 'button', class: 'secondary', id: 'profile-cancel', onclick: () => fill(null) }, 'Clear')));
 
@@ -69,6 +73,7 @@ export async function render({ can, navigate }) {
     { label: 'Validity', key: 'validity', cell: (p) => shortDur(p.validity) },
     { label: 'Renewal window', key: 'renew_window', cell: (p) => shortDur(p.renew_window) },
     { label: 'Superseded grace', key: 'superseded_grace', cell: (p) => shortDur(p.superseded_grace) },
+    { label: 'Renew after expiry', key: 'renew_after_expiry', cell: (p) => shortDur(p.renew_after_expiry) },
     { label: 'Roles', key: 'roles', cell: (p) => p.roles.join(', ') || h('span', { class: 'muted' }, 'none') },
     { label: '', key: 'actions', cell: (p) => writable ? h('div', { class: 'row' },
       h('button', { type: 'button', class: 'small secondary', testid: 'profile-edit-' + p.name, onclick: () => { fill(p); validity.focus(); } }, 'Edit'),
