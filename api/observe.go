@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/gatehouse-iot/gatehouse/est"
 	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/ocsp"
 )
@@ -30,8 +32,17 @@ type Observer interface {
 // path under /api, or one the web UI does not know.
 const RouteUnmatched = "unmatched"
 
-// enrollKinds are the routes whose answers Observer.Enrolled counts.
-var enrollKinds = map[string]string{"/api/v1/enroll": "enroll", "/api/v1/renew": "renew"}
+// enrollKinds are the routes whose answers Observer.Enrolled counts: the
+// API's and EST's (whose enrollments answer 200, so a 200 there is not a
+// repeat; estRoutes).
+var enrollKinds = map[string]string{
+	"/api/v1/enroll": "enroll", "/api/v1/renew": "renew",
+	est.Prefix + "/simpleenroll": "enroll", est.Prefix + "/:label/simpleenroll": "enroll",
+	est.Prefix + "/simplereenroll": "renew", est.Prefix + "/:label/simplereenroll": "renew",
+}
+
+// estRoute reports whether route is one of EST's.
+func estRoute(route string) bool { return strings.HasPrefix(route, est.Prefix+"/") }
 
 // observeHTTP reports every request to the Observer. It renders an error
 // itself (c.Error, as echo would after it) so the status it reports is the
@@ -48,7 +59,11 @@ func (s *Server) observeHTTP(next echo.HandlerFunc) echo.HandlerFunc {
 		route := routeLabel(c.Path(), status)
 		o.HTTPServed(route, c.Request().Method, status, time.Since(start))
 		if kind := enrollKinds[route]; kind != "" && c.Request().Method == http.MethodPost {
-			o.Enrolled(kind, enrollCode(kind, status, err))
+			code := enrollCode(kind, status, err)
+			if code == "repeated" && estRoute(route) {
+				code = "ok"
+			}
+			o.Enrolled(kind, code)
 		}
 		return nil
 	}

@@ -115,9 +115,13 @@ func TestObserverEnrollments(t *testing.T) {
 			}
 			s.send(t, request{method: "POST", path: "/api/v1/renew", contentType: "application/json", body: strings.NewReader(`{}`)})
 			s.send(t, request{method: "GET", path: "/api/v1/enroll"}) // no such route for GET: not an enrollment
+			// EST's enrollments count too, with and without a label (this
+			// stack is plain HTTP, which EST refuses).
+			s.send(t, request{method: "POST", path: "/.well-known/est/simpleenroll", contentType: "application/pkcs10", body: strings.NewReader("x")})
+			s.send(t, request{method: "POST", path: "/.well-known/est/p1/simplereenroll", contentType: "application/pkcs10", body: strings.NewReader("x")})
 			_, enrolled, _ := rec.take()
 			want := []string{"enroll ok", "enroll repeated", "enroll token_used", "enroll invalid_argument", "enroll body_too_large",
-				"renew unauthenticated"}
+				"renew unauthenticated", "enroll tls_required", "renew tls_required"}
 			if !slices.Equal(enrolled, want) {
 				t.Fatalf("enrollments %q, want %q", enrolled, want)
 			}
