@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"crypto/x509"
-	"encoding/pem"
 	"io"
 	"net/http"
 	"os"
@@ -99,11 +98,11 @@ func backupRestore(t *testing.T, env []string) {
 	}
 	listed := crlSerials(t, newCRL)
 	for _, d := range []testDevice{revoked, later} {
-		if s := leafOf(t, d.cert).SerialNumber.Text(16); !listed[s] {
+		if s := readCert(t, d.cert).SerialNumber.Text(16); !listed[s] {
 			t.Errorf("the restored CRL does not list %s (%s), revoked after the backup", d.id, s)
 		}
 	}
-	if s := leafOf(t, old.cert).SerialNumber.Text(16); listed[s] {
+	if s := readCert(t, old.cert).SerialNumber.Text(16); listed[s] {
 		t.Errorf("the restored CRL lists %s, never revoked", old.id)
 	}
 	verifyDevice(t, old, filepath.Join(restored, "ca", "root_ca.crt"))
@@ -144,24 +143,6 @@ func crlSerials(t *testing.T, path string) map[string]bool {
 		out[e.SerialNumber.Text(16)] = true
 	}
 	return out
-}
-
-// leafOf parses the PEM certificate in path.
-func leafOf(t *testing.T, path string) *x509.Certificate {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatalf("%s holds no PEM", path)
-	}
-	leaf, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return leaf
 }
 
 // restoredInto is a gatehouse for another data directory with the same
