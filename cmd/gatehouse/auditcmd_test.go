@@ -30,22 +30,7 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 // with its hashes, `audit verify` succeeds on the intact chain and fails,
 // naming the row, once a row is edited in the database.
 func TestAuditVerifyAndExportCLI(t *testing.T) {
-	dir := t.TempDir()
-	dsn := filepath.Join(dir, "gatehouse.db")
-	ctx := context.Background()
-	st, err := store.New(ctx, store.Config{DSN: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 5; i++ {
-		if err := st.AppendAudit(ctx, store.AuditEvent{ID: fmt.Sprintf("ev-%d", i), Actor: "admin",
-			Action: "test", ObjectType: "device", ObjectID: fmt.Sprint(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dir, dsn := auditDataDir(t, 5)
 
 	out, err := runCLI(t, "audit", "export", "--data-dir", dir, "--format", "jsonl")
 	if err != nil {
@@ -93,21 +78,7 @@ func TestAuditVerifyAndExportCLI(t *testing.T) {
 // TestAuditVerifyExpectHead: a deleted tail leaves a chain that verifies on
 // its own; the head printed by an earlier run is what catches it.
 func TestAuditVerifyExpectHead(t *testing.T) {
-	dir := t.TempDir()
-	dsn := filepath.Join(dir, "gatehouse.db")
-	ctx := context.Background()
-	st, err := store.New(ctx, store.Config{DSN: dsn})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 4; i++ {
-		if err := st.AppendAudit(ctx, store.AuditEvent{ID: fmt.Sprintf("ev-%d", i), Action: "test"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	dir, dsn := auditDataDir(t, 4)
 	out, err := runCLI(t, "audit", "verify", "--data-dir", dir)
 	if err != nil {
 		t.Fatalf("verify: %v\n%s", err, out)
@@ -142,4 +113,27 @@ func TestAuditVerifyExpectHead(t *testing.T) {
 			t.Errorf("--expect-head %s: err %v, want %q\n%s", tc.head, err, tc.want, out)
 		}
 	}
+}
+
+// auditDataDir is a data directory whose SQLite database holds n audit
+// rows ev-1 … ev-n, and that database's path.
+func auditDataDir(t *testing.T, n int) (dir, dsn string) {
+	t.Helper()
+	dir = t.TempDir()
+	dsn = filepath.Join(dir, "gatehouse.db")
+	ctx := context.Background()
+	st, err := store.New(ctx, store.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		if err := st.AppendAudit(ctx, store.AuditEvent{ID: fmt.Sprintf("ev-%d", i), Actor: "admin",
+			Action: "test", ObjectType: "device", ObjectID: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, dsn
 }
