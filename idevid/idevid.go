@@ -80,9 +80,10 @@ type Vendor struct {
 	// AllowReenroll lets one IDevID enroll again (a factory reset): the
 	// device keeps its id and gets a new certificate. Off: once per IDevID.
 	AllowReenroll bool
-	// AllowList, when non-nil, holds the only IDevID serials (lower-case hex,
-	// no colons, no leading zeros) that may enroll.
-	AllowList map[string]bool
+	// RequireAllowList: only IDevID serials on the vendor's imported
+	// allow-list may enroll. The list lives in the store (it may hold
+	// millions of serials); enroll looks the serial up, Check does not.
+	RequireAllowList bool
 }
 
 // Identity is what a verified IDevID says.
@@ -111,8 +112,8 @@ func Match(vendors []Vendor, chain []*x509.Certificate, now time.Time) (Identity
 
 // Check verifies chain against v at now: a chain to an anchor (any EKU:
 // IDevIDs rarely carry clientAuth), every certificate valid at now, none
-// revoked by a CRL of v, the serial on the allow-list if v has one, and a
-// device id derivable per v.IDFrom.
+// revoked by a CRL of v, and a device id derivable per v.IDFrom. The
+// allow-list is enroll's to check (RequireAllowList).
 func (v Vendor) Check(chain []*x509.Certificate, now time.Time) (Identity, error) {
 	panic("skeleton")
 }
