@@ -198,7 +198,9 @@ func pemLines(field string, data []byte) error {
 			return nil
 		}
 		block, after := pem.Decode(rest)
-		if block == nil {
+		// pem.Decode skips a malformed block and returns the next good
+		// one: a block is good only if it is the first thing decoded.
+		if block == nil || strings.Count(string(rest[:len(rest)-len(after)]), "-----BEGIN ") > 1 {
 			return fault.New(fault.InvalidArgument, "%s: line %d: a PEM block that does not decode (bad base64 or no END line)", field, line)
 		}
 		if block.Type != "CERTIFICATE" {
