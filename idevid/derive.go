@@ -38,9 +38,9 @@ func idFromList() string {
 func rawID(cert *x509.Certificate, from IDFrom) (string, error) {
 	switch from {
 	case FromSerialNumber:
-		return subjectAttr(cert, oidSerialNumber, "subject serialNumber")
+		return subjectAttr(cert, oidSerialNumber, cert.Subject.SerialNumber, "subject serialNumber")
 	case FromCN:
-		return subjectAttr(cert, oidCommonName, "subject common name")
+		return subjectAttr(cert, oidCommonName, cert.Subject.CommonName, "subject common name")
 	case FromSANDNS:
 		if len(cert.DNSNames) == 0 {
 			return "", fault.New(Invalid, "the IDevID has no DNS name SAN to derive the device id from")
@@ -68,7 +68,13 @@ func rawID(cert *x509.Certificate, from IDFrom) (string, error) {
 	}
 }
 
-func subjectAttr(cert *x509.Certificate, oid asn1.ObjectIdentifier, what string) (string, error) {
+// subjectAttr reads attribute oid from the parsed subject's Names; single
+// is the value crypto/x509 picked, used only for a certificate built in
+// memory without Names.
+func subjectAttr(cert *x509.Certificate, oid asn1.ObjectIdentifier, single, what string) (string, error) {
+	if len(cert.Subject.Names) == 0 && single != "" {
+		return single, nil
+	}
 	var values []string
 	for _, atv := range cert.Subject.Names {
 		if atv.Type.Equal(oid) {

@@ -1,6 +1,7 @@
 package idevid_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -69,6 +70,24 @@ func TestCheck(t *testing.T) {
 		}(), chain: goodChain, deviceID: "SN-0042"},
 		{name: "prefix", v: func() idevid.Vendor { v := base; v.IDPrefix = "acme-"; return v }(), chain: goodChain, deviceID: "acme-SN-0042"},
 		{name: "unregistered vendor", v: base, chain: stranger, code: idevid.UnknownVendor, msg: "other IDevID CA"},
+		{name: "unregistered vendor with a pile of look-alike intermediates", v: base, chain: func() []*x509.Certificate {
+			ch := append([]*x509.Certificate{}, stranger...)
+			for range 80 {
+				ch = append(ch, other.NewIntermediate(t, "other IDevID CA", other.IntermediateKey, now.Add(-time.Hour), fresh))
+			}
+			return ch
+		}(), code: idevid.UnknownVendor},
+		{name: "an impostor PKI with the vendor's names", v: base, chain: func() []*x509.Certificate {
+			_, _, ch := idevidtest.NewVendor(t, "acme").Device(t, idevidtest.DeviceOptions{SerialNumber: "SN-6"})
+			if !bytes.Equal(ch[1].RawSubject, acme.Intermediate.RawSubject) {
+				t.Fatal("impostor names differ")
+			}
+			return ch
+		}(), code: idevid.UnknownVendor},
+		{name: "an impostor leaf alone with the vendor's issuer name", v: base, chain: func() []*x509.Certificate {
+			_, _, ch := idevidtest.NewVendor(t, "acme").Device(t, idevidtest.DeviceOptions{SerialNumber: "SN-6"})
+			return ch[:1]
+		}(), code: idevid.UnknownVendor},
 		{name: "no certificate", v: base, chain: nil, code: idevid.Invalid},
 		{name: "expired IDevID", v: base, chain: expired, code: idevid.Invalid, msg: "the IDevID (serial"},
 		{name: "expired IDevID says expired", v: base, chain: expired, code: idevid.Invalid, msg: "expired at"},

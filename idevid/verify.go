@@ -12,10 +12,14 @@ import (
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
-// maxLinkDepth bounds the signature walk from a leaf to an anchor: vendor
-// PKIs are two or three levels deep, and the bound keeps a client's chain
-// from costing more than a few signature checks per certificate.
-const maxLinkDepth = 8
+// maxLinkDepth bounds the signature walk from a leaf to an anchor (vendor
+// PKIs are two or three levels deep), and maxLinkSignatures the signature
+// checks it may spend: a client controls chain[1:] and could otherwise send
+// hundreds of certificates sharing one name to make the walk quadratic.
+const (
+	maxLinkDepth      = 8
+	maxLinkSignatures = 64
+)
 
 // link reports whether chain[0] leads to one of v's anchors by issuer name
 // and signature alone, ignoring validity periods, and returns that path
@@ -30,6 +34,15 @@ func (v Vendor) link(chain []*x509.Certificate) ([]*x509.Certificate, bool) {
 	pool = append(pool, v.Intermediates...)
 	pool = append(pool, chain[1:]...)
 	seen := map[*x509.Certificate]bool{}
+	budget := maxLinkSignatures
+	// issued reports whether parent's name and key issued c.
+	issued := func(parent, c *x509.Certificate) bool {
+		if parent == nil || !bytes.Equal(parent.RawSubject, c.RawIssuer) || budget <= 0 {
+			return false
+		}
+		budget--
+		return c.CheckSignatureFrom(parent) == nil
+	}
 	var walk func(c *x509.Certificate, path []*x509.Certificate) ([]*x509.Certificate, bool)
 	walk = func(c *x509.Certificate, path []*x509.Certificate) ([]*x509.Certificate, bool) {
 		path = append(path, c)
@@ -58,11 +71,6 @@ func (v Vendor) link(chain []*x509.Certificate) ([]*x509.Certificate, bool) {
 		return nil, false
 	}
 	return walk(chain[0], nil)
-}
-
-// issued reports whether parent's name and key issued c.
-func issued(parent, c *x509.Certificate) bool {
-	return parent != nil && bytes.Equal(parent.RawSubject, c.RawIssuer) && c.CheckSignatureFrom(parent) == nil
 }
 
 // verify runs crypto/x509 Verify for chain against v at now and classifies
@@ -130,14 +138,14 @@ func role(i, n int, c *x509.Certificate) string {
 	case i == 0:
 		return fmt.Sprintf("the IDevID (serial %s)", serialHex(c))
 	case i == n-1:
-		return fmt.Sprintf("the vendor anchor %q", c.Subject.String())
+		return fmt.Sprintf("the vendor anchor %q", clip(c.Subject.String()))
 	default:
-		return fmt.Sprintf("the vendor intermediate %q", c.Subject.String())
+		return fmt.Sprintf("the vendor intermediate %q", clip(c.Subject.String()))
 	}
 }
 
 func unknown(leaf *x509.Certificate) error {
-	return fault.New(UnknownVendor, "the IDevID issued by %q chains to no registered vendor anchor", leaf.Issuer.String())
+	return fault.New(UnknownVendor, "the IDevID issued by %q chains to no registered vendor anchor", clip(leaf.Issuer.String()))
 }
 
 // checkRevocation checks every certificate of every verified chain except
