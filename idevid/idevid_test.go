@@ -2,8 +2,11 @@ package idevid_test
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"math/big"
 	"strings"
@@ -109,11 +112,14 @@ func TestCheck(t *testing.T) {
 		}(), chain: goodChain, code: idevid.CRLStale},
 		{name: "fresh CRLs at both levels", v: withCRLs(acme.RootCRL(t, nil, now, fresh), acme.LeafCRL(t, nil, now, fresh)), chain: goodChain, deviceID: "SN-0042"},
 		{name: "a stranger's CRL with the intermediate's name is ignored", v: func() idevid.Vendor {
-			fake := other.NewIntermediate(t, "acme IDevID CA", other.IntermediateKey, now.Add(-time.Hour), fresh)
+			impostor := idevidtest.NewVendor(t, "acme")
 			v := base
 			// Same issuer name as the acme intermediate but another key: it
 			// must not count as covering (neither revoke nor go stale).
-			v.CRLs = crls(t, other.CRL(t, fake, other.IntermediateKey, []*big.Int{good.SerialNumber}, now.Add(-48*time.Hour), stale))
+			v.CRLs = crls(t, impostor.LeafCRL(t, []*big.Int{good.SerialNumber}, now.Add(-48*time.Hour), stale))
+			if !bytes.Equal(v.CRLs[0].RawIssuer, acme.Intermediate.RawSubject) {
+				t.Fatal("impostor names differ")
+			}
 			return v
 		}(), chain: goodChain, deviceID: "SN-0042"},
 	}
@@ -317,7 +323,7 @@ func TestParseCRL(t *testing.T) {
 	other := idevidtest.NewVendor(t, "other")
 	cas := []*x509.Certificate{acme.Root, acme.Intermediate}
 	rootCRL := acme.RevokeIntermediateCRL(t, now, now.Add(time.Hour))
-	fake := other.NewIntermediate(t, "acme IDevID CA", other.IntermediateKey, now.Add(-time.Hour), now.Add(time.Hour))
+	impostor := idevidtest.NewVendor(t, "acme")
 	cases := []struct {
 		name string
 		in   []byte
@@ -326,7 +332,11 @@ func TestParseCRL(t *testing.T) {
 		{"DER root CRL", rootCRL, true},
 		{"PEM leaf CRL", idevidtest.CRLPEM(acme.LeafCRL(t, []*big.Int{big.NewInt(5)}, now, now.Add(time.Hour))), true},
 		{"signed by a stranger", other.LeafCRL(t, nil, now, now.Add(time.Hour)), false},
-		{"stranger using the intermediate's name", other.CRL(t, fake, other.IntermediateKey, nil, now, now.Add(time.Hour)), false},
+		{"impostor using the intermediate's name", impostor.LeafCRL(t, nil, now, now.Add(time.Hour)), false},
+		{"impostor using the root's name", impostor.RootCRL(t, nil, now, now.Add(time.Hour)), false},
+		{"delta CRL", crlWith(t, acme, pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 27}, Critical: true, Value: []byte{2, 1, 1}}), false},
+		{"unknown critical extension", crlWith(t, acme, pkix.Extension{Id: asn1.ObjectIdentifier{1, 2, 3, 4}, Critical: true, Value: []byte{5, 0}}), false},
+		{"unknown non-critical extension", crlWith(t, acme, pkix.Extension{Id: asn1.ObjectIdentifier{1, 2, 3, 4}, Value: []byte{5, 0}}), true},
 		{"PEM of another type", idevidtest.CertPEM(acme.Root), false},
 		{"PEM with trailing data", append(idevidtest.CRLPEM(rootCRL), "x"...), false},
 		{"garbage", []byte("garbage"), false},
@@ -438,4 +448,17 @@ func TestParseAllowList(t *testing.T) {
 			}
 		})
 	}
+}
+
+// crlWith is a root CRL carrying ext.
+func crlWith(t *testing.T, v *idevidtest.VendorPKI, ext pkix.Extension) []byte {
+	now := time.Now()
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(99), ThisUpdate: now, NextUpdate: now.Add(time.Hour),
+		ExtraExtensions: []pkix.Extension{ext},
+	}, v.Root, v.RootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
