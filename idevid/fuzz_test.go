@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,9 @@ func FuzzParseAllowList(f *testing.F) {
 		"serial\nab\n", "# c\n\nAB:CD,x\n", "\"a\nb\",c\n", "\xef\xbb\xbfserial,x\n0x1\n", "a\na\n", ",\n", "\"\n",
 	} {
 		f.Add(s, 3)
+	}
+	if golden, err := os.ReadFile("testdata/allowlist.csv"); err == nil {
+		f.Add(string(golden), 100)
 	}
 	f.Fuzz(func(t *testing.T, in string, max int) {
 		max %= 100

@@ -74,7 +74,8 @@ type Vendor struct {
 	// CRLs are vendor CRLs; each must be signed by an anchor or an
 	// intermediate (ParseCRL checks). A chain certificate whose issuer has
 	// a CRL here is checked against it; a covering CRL past NextUpdate is
-	// CRLStale.
+	// CRLStale. A certificate whose issuer has no CRL here is not checked
+	// (the operator imported none for it), and the anchor itself never is.
 	CRLs []*x509.RevocationList
 	// IDFrom and IDPrefix derive the device id: IDPrefix + the value, which
 	// must then satisfy deviceid.Valid.
