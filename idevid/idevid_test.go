@@ -54,6 +54,10 @@ func TestCheck(t *testing.T) {
 	noSentIntermediate := []*x509.Certificate{good} // the vendor's registered intermediate completes it
 
 	fresh, stale := now.Add(24*time.Hour), now.Add(-time.Hour)
+	_, _, hwOnly := acme.Device(t, idevidtest.DeviceOptions{EmptySubject: true, CriticalSAN: true, HWModule: &idevidtest.HWModule{Serial: []byte{0xca, 0xfe}}})
+	_, _, otherCritical := acme.Device(t, idevidtest.DeviceOptions{EmptySubject: true, CriticalSAN: true,
+		RawSAN: []byte{0x30, 0x07, 0xa4, 0x05, 0x30, 0x03, 0x31, 0x01, 0x00}}) // a directoryName only: not ours to wave through
+	hwVendor := acme.Vendor("plant", "sensor", idevid.FromHardwareModule)
 	cases := []struct {
 		name     string
 		v        idevid.Vendor
@@ -71,6 +75,8 @@ func TestCheck(t *testing.T) {
 			v.CRLs = crls(t, acme.RevokeIntermediateCRL(t, now, fresh))
 			return v
 		}(), chain: goodChain, deviceID: "SN-0042"},
+		{name: "empty subject, critical SAN with a hardwareModuleName only", v: hwVendor, chain: hwOnly, deviceID: "cafe"},
+		{name: "empty subject, critical SAN x509 does not handle, not a hardwareModuleName", v: hwVendor, chain: otherCritical, code: idevid.Invalid, msg: "does not verify"},
 		{name: "prefix", v: func() idevid.Vendor { v := base; v.IDPrefix = "acme-"; return v }(), chain: goodChain, deviceID: "acme-SN-0042"},
 		{name: "unregistered vendor", v: base, chain: stranger, code: idevid.UnknownVendor, msg: "other IDevID CA"},
 		{name: "unregistered vendor with a pile of look-alike intermediates", v: base, chain: func() []*x509.Certificate {

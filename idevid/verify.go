@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -103,7 +104,7 @@ func (v Vendor) verify(chain []*x509.Certificate, now time.Time) ([][]*x509.Cert
 			opts.Intermediates.AddCert(c)
 		}
 	}
-	chains, err := chain[0].Verify(opts)
+	chains, err := handledSAN(chain[0]).Verify(opts)
 	if err == nil {
 		return chains, nil
 	}
@@ -116,6 +117,37 @@ func (v Vendor) verify(chain []*x509.Certificate, now time.Time) ([][]*x509.Cert
 		}
 	}
 	return nil, fault.Wrap(err, Invalid, "the IDevID chain to vendor %q does not verify: %s", v.Name, verifyReason(err))
+}
+
+// handledSAN returns leaf, or a copy of it that no longer lists its
+// subjectAltName as an unhandled critical extension when that SAN holds only
+// names this package reads (a hardwareModuleName). crypto/x509 marks a
+// critical SAN it found no DNS/email/IP/URI in as unhandled, and RFC 5280
+// makes the SAN critical when the subject is empty: exactly an 802.1AR
+// IDevID that names its device by hardwareModuleName alone.
+func handledSAN(leaf *x509.Certificate) *x509.Certificate {
+	if len(leaf.UnhandledCriticalExtensions) == 0 {
+		return leaf
+	}
+	var rest []asn1.ObjectIdentifier
+	for _, oid := range leaf.UnhandledCriticalExtensions {
+		if !oid.Equal(oidSubjectAltName) {
+			rest = append(rest, oid)
+		}
+	}
+	if len(rest) == len(leaf.UnhandledCriticalExtensions) {
+		return leaf
+	}
+	for _, ext := range leaf.Extensions {
+		if ext.Id.Equal(oidSubjectAltName) {
+			if serials, err := parseHardwareModuleNames(ext.Value); err != nil || len(serials) == 0 {
+				return leaf
+			}
+		}
+	}
+	c := *leaf
+	c.UnhandledCriticalExtensions = rest
+	return &c
 }
 
 // verifyReason is a client-safe summary of a Verify error: x509's own

@@ -91,10 +91,15 @@ type DeviceOptions struct {
 	HWModule     *HWModule
 	// RawSAN replaces the whole subjectAltName extension value (hostile
 	// tests); DNSNames, URIs and HWModule are then ignored.
-	RawSAN    []byte
-	NotBefore time.Time
-	NotAfter  time.Time
-	Key       crypto.Signer // default: a new P-256 key
+	RawSAN []byte
+	// CriticalSAN marks the subjectAltName critical (RFC 5280 asks for it
+	// when the subject is empty) with HWModule or RawSAN.
+	CriticalSAN bool
+	// EmptySubject leaves the subject empty (then set CriticalSAN).
+	EmptySubject bool
+	NotBefore    time.Time
+	NotAfter     time.Time
+	Key          crypto.Signer // default: a new P-256 key
 	// Issuer and IssuerKey sign instead of v.Intermediate (e.g. an expired
 	// intermediate from NewIntermediate, or v.Root directly).
 	Issuer    *x509.Certificate
@@ -127,6 +132,9 @@ func (v *VendorPKI) Device(t testing.TB, o DeviceOptions) (*x509.Certificate, cr
 	if tmpl.Subject.CommonName == "" {
 		tmpl.Subject.CommonName = "device"
 	}
+	if o.EmptySubject {
+		tmpl.Subject = pkix.Name{}
+	}
 	if tmpl.NotBefore.IsZero() {
 		tmpl.NotBefore = now.Add(-time.Hour)
 	}
@@ -135,9 +143,9 @@ func (v *VendorPKI) Device(t testing.TB, o DeviceOptions) (*x509.Certificate, cr
 	}
 	switch {
 	case o.RawSAN != nil:
-		tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: o.RawSAN}}
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Critical: o.CriticalSAN, Value: o.RawSAN}}
 	case o.HWModule != nil:
-		tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: SAN(t, o.DNSNames, o.URIs, o.HWModule)}}
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Critical: o.CriticalSAN, Value: SAN(t, o.DNSNames, o.URIs, o.HWModule)}}
 	default:
 		tmpl.DNSNames = o.DNSNames
 		for _, s := range o.URIs {
