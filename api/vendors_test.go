@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"math/big"
 	"net/http"
 	"strings"
@@ -280,5 +281,33 @@ func TestVendorCRLRace(t *testing.T) {
 				t.Fatalf("stored %+v, want number %s (statuses %v)", v.CRLs, want, status)
 			}
 		})
+	}
+}
+
+// TestVendorAllowListTooLarge: an allow-list body past its cap, sent
+// without a length so the cap is met while the CSV is being parsed, is 413
+// body_too_large, not a parse error of a cut line, and changes nothing.
+func TestVendorAllowListTooLarge(t *testing.T) {
+	s := newStack(t, testdb.SQLite(t))
+	pki := idevidtest.NewVendor(t, "Acme")
+	s.call(t, "POST", vendorsPath, s.admin, map[string]any{"name": "acme", "profile": "default",
+		"anchors_pem": string(pki.AnchorsPEM())}, http.StatusCreated, nil)
+	pr, pw := io.Pipe()
+	go func() {
+		// Long lines: the cap is met long before the serial cap.
+		line := []byte("01," + strings.Repeat("x", 64<<10) + "\n")
+		for sent := 0; sent <= 130<<20; sent += len(line) {
+			if _, err := pw.Write(line); err != nil {
+				return
+			}
+		}
+		_ = pw.Close()
+	}()
+	r := s.send(t, request{method: "PUT", path: vendorsPath + "/acme/allowlist", bearer: s.admin, contentType: "text/csv",
+		body: pr, chunked: true})
+	_ = pr.CloseWithError(io.ErrClosedPipe)
+	wantError(t, r, http.StatusRequestEntityTooLarge, fault.BodyTooLarge)
+	if ok, err := s.st.IDevIDAllowed(context.Background(), "default", "acme", "1"); ok || err != nil {
+		t.Errorf("an oversized import stored serials: %v %v", ok, err)
 	}
 }
