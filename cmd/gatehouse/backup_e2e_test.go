@@ -109,6 +109,13 @@ func backupRestore(t *testing.T, env []string) {
 	if s := readCert(t, old.cert).SerialNumber.Text(16); listed[s] {
 		t.Errorf("the restored CRL lists %s, never revoked", old.id)
 	}
+	// OCSP agrees with the CRL, also for the certificate the restored
+	// database never saw (on SQLite only in restored_revocations).
+	inter := readCert(t, filepath.Join(restored, "ca", "intermediate_ca.crt"))
+	restoredRoot := filepath.Join(restored, "ca", "root_ca.crt")
+	ocspCheck(t, h, later, inter, restoredRoot, ": revoked")
+	ocspCheck(t, h, revoked, inter, restoredRoot, ": revoked")
+	ocspCheck(t, h, old, inter, restoredRoot, ": good")
 	verifyDevice(t, old, filepath.Join(restored, "ca", "root_ca.crt"))
 	var dev struct {
 		Status string `json:"status"`
