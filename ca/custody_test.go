@@ -44,7 +44,7 @@ func loadCA(t *testing.T, dir string) *ca.CA {
 	return c
 }
 
-func readFile(t *testing.T, path string) []byte {
+func readFile(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -443,4 +443,39 @@ func TestRootPin(t *testing.T) {
 	if pinned, err := ca.CheckRootPin(other, root[0]); pinned || err != nil {
 		t.Fatalf("no marker: %v, %v", pinned, err)
 	}
+}
+
+// FuzzCheckRootPin: no marker content panics CheckRootPin; whatever it
+// holds, the root is either accepted unpinned, accepted because the pin is
+// its own, or refused with root_mismatch.
+func FuzzCheckRootPin(f *testing.F) {
+	dir := filepath.Join(f.TempDir(), "ca")
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: filepath.Join(filepath.Dir(dir), "root.key"), RootPassphrase: rootPass}); err != nil {
+		f.Fatal(err)
+	}
+	marker := filepath.Join(dir, ca.RootOfflineFile)
+	b, err := os.ReadFile(marker)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte("root-spki-sha256: \n"))
+	f.Add([]byte("x\nroot-spki-sha256: 00\nroot-spki-sha256: 00"))
+	certs, err := ca.ParseCertsPEM(readFile(f, filepath.Join(dir, ca.RootCertFile)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	pin := sha256.Sum256(certs[0].RawSubjectPublicKeyInfo)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(marker, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pinned, err := ca.CheckRootPin(dir, certs[0])
+		if err != nil && !fault.Is(err, ca.RootMismatch) {
+			t.Fatalf("CheckRootPin = %v, want nil or root_mismatch", err)
+		}
+		if err == nil && pinned && !bytes.Contains(data, []byte(hex.EncodeToString(pin[:]))) {
+			t.Fatalf("accepted a pin that is not the root's: %q", data)
+		}
+	})
 }
