@@ -460,3 +460,22 @@ func TestBackupCADirOddities(t *testing.T) {
 		t.Fatalf("backup with a symlink in ca/: %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestBackupNeedsTheKeysPassphrase: the archive's MAC is keyed from the CA
+// passphrase, so a backup under one that does not open the CA keys (which
+// the restore could not check) is refused, and writes no file.
+func TestBackupNeedsTheKeysPassphrase(t *testing.T) {
+	g := newGatehouse(t)
+	wrong := filepath.Join(t.TempDir(), "wrong-passphrase")
+	if err := os.WriteFile(wrong, []byte("not-the-ca-passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "b.tgz")
+	r := g.run(t, nil, "backup", "--data-dir", g.data, "--out", file, "--ca-passphrase-file", wrong)
+	if r.code == 0 || !strings.Contains(r.stderr, "wrong CA passphrase") {
+		t.Fatalf("backup under a wrong passphrase: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("the refused backup left %s: %v", file, err)
+	}
+}

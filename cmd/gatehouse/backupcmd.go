@@ -95,6 +95,13 @@ func runBackup(ctx context.Context, cmd *cobra.Command, v *viper.Viper, out stri
 	if err != nil {
 		return err
 	}
+	// A passphrase that does not open the keys would authenticate a backup
+	// that the restore, which needs the keys' passphrase, cannot check.
+	if key := filepath.Join(caDir(v), ca.IntermediateKeyFile); fileExists(key) {
+		if _, err := ca.LoadKey(key, pass); err != nil {
+			return err
+		}
+	}
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fault.Wrap(err, fault.AlreadyExists, "backup file: %v", err)
