@@ -433,10 +433,10 @@ func (r *Responder) lookup(ctx context.Context, serial *big.Int) (Status, time.T
 	if serial.Sign() <= 0 {
 		return Unknown, time.Time{}, 0, nil
 	}
-	hex := ca.SerialHex(serial)
-	c, err := r.cfg.Certs.GetCertificate(ctx, hex)
+	sn := ca.SerialHex(serial)
+	c, err := r.cfg.Certs.GetCertificate(ctx, sn)
 	if fault.Is(err, fault.NotFound) {
-		return r.restored(ctx, hex)
+		return r.restored(ctx, sn)
 	}
 	if err != nil {
 		return 0, time.Time{}, 0, fail(TryLater, "read certificate status", err)
@@ -449,7 +449,7 @@ func (r *Responder) lookup(ctx context.Context, serial *big.Int) (Status, time.T
 		// No certificate to tell its issuer by: never "good" on a guess,
 		// but a revocation stands whoever issued it.
 		if !revoked {
-			r.cfg.Log.Error("ocsp: stored certificate does not parse; answered unknown", "serial", hex)
+			r.cfg.Log.Error("ocsp: stored certificate does not parse; answered unknown", "serial", sn)
 			return Unknown, time.Time{}, 0, nil
 		}
 	}
