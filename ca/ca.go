@@ -185,6 +185,9 @@ func New(cfg Config) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := CheckRootPin(cfg.Dir, root); err != nil {
+		return nil, err
+	}
 	inter, err := loadCert(filepath.Join(cfg.Dir, IntermediateCertFile))
 	if err != nil {
 		return nil, err

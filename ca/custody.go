@@ -5,7 +5,10 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -83,6 +86,56 @@ func Pending(dir string) bool {
 func RootOffline(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, RootOfflineFile))
 	return err == nil
+}
+
+// RootMismatch: the root certificate in the CA directory is not the one
+// the offline-root marker pins (CheckRootPin).
+const RootMismatch fault.Code = "root_mismatch"
+
+// rootPinPrefix starts the marker's line with the SHA-256 of the root
+// certificate's SubjectPublicKeyInfo.
+const rootPinPrefix = "root-spki-sha256: "
+
+// rootMarker is the offline-root marker's content. It pins the root's key:
+// the key scan (FindRootKey) looks for the key of the root certificate on
+// disk, so a root certificate replaced under it would have the scan look
+// for another key, and the server trust another root.
+func rootMarker(root *x509.Certificate) []byte {
+	pin := sha256.Sum256(root.RawSubjectPublicKeyInfo)
+	return []byte("the root key is kept offline; serve refuses to run beside it\n" + rootPinPrefix + hex.EncodeToString(pin[:]) + "\n")
+}
+
+// CheckRootPin compares root (the root certificate in dir) with the key
+// the offline-root marker pins: a mismatch, or a pin that does not parse,
+// is RootMismatch. pinned is false when dir has no marker, or one written
+// before markers carried the pin (nothing to compare with).
+func CheckRootPin(dir string, root *x509.Certificate) (pinned bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, RootOfflineFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", RootOfflineFile, err)
+	}
+	var pins []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), rootPinPrefix); ok {
+			pins = append(pins, v)
+		}
+	}
+	if len(pins) == 0 {
+		return false, nil
+	}
+	want, err := hex.DecodeString(pins[0])
+	if len(pins) != 1 || err != nil || len(want) != sha256.Size {
+		return true, fault.New(RootMismatch, "%s: the root pin is malformed", filepath.Join(dir, RootOfflineFile))
+	}
+	got := sha256.Sum256(root.RawSubjectPublicKeyInfo)
+	if subtle.ConstantTimeCompare(got[:], want) != 1 {
+		return true, fault.New(RootMismatch, "%s is not the root %s pins (its key's SHA-256 is %x, the pin %x): "+
+			"the root certificate was replaced; put the original back", filepath.Join(dir, RootCertFile), RootOfflineFile, got, want)
+	}
+	return true, nil
 }
 
 // SignRequest is one root operation: certify an intermediate CSR.

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"os"
 	"os/exec"
@@ -42,7 +44,7 @@ func loadCA(t *testing.T, dir string) *ca.CA {
 	return c
 }
 
-func readFile(t *testing.T, path string) []byte {
+func readFile(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -374,4 +376,106 @@ func TestFindRootKeyHiddenCopies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRootPin: the offline-root marker pins the root certificate's key
+// (SHA-256 of its SubjectPublicKeyInfo). A root certificate replaced under
+// it, or a pin that does not parse, stops the CA from loading with
+// root_mismatch; a marker from before the pin has nothing to compare.
+func TestRootPin(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "data", "ca")
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: filepath.Join(base, "root.key"), RootPassphrase: rootPass}); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(base, "other")
+	if err := ca.Init(ca.InitConfig{Dir: other, Passphrase: pass}); err != nil {
+		t.Fatal(err)
+	}
+	rootFile, marker := filepath.Join(dir, ca.RootCertFile), filepath.Join(dir, ca.RootOfflineFile)
+	origRoot, origMarker := readFile(t, rootFile), readFile(t, marker)
+	root, err := ca.ParseCertsPEM(origRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := sha256.Sum256(root[0].RawSubjectPublicKeyInfo)
+	if !strings.Contains(string(origMarker), "root-spki-sha256: "+hex.EncodeToString(pin[:])) {
+		t.Fatalf("the marker does not pin the root's key:\n%s", origMarker)
+	}
+	legacy := []byte("the root key is kept offline; serve refuses to run beside it\n")
+	for _, tc := range []struct {
+		name         string
+		root, marker []byte
+		pinned       bool
+		want         fault.Code
+	}{
+		{"as init wrote them", origRoot, origMarker, true, ""},
+		{"root certificate replaced", readFile(t, filepath.Join(other, ca.RootCertFile)), origMarker, true, ca.RootMismatch},
+		{"pin not hex", origRoot, append(bytes.Clone(legacy), "root-spki-sha256: zz\n"...), true, ca.RootMismatch},
+		{"pin too short", origRoot, append(bytes.Clone(legacy), "root-spki-sha256: abcd\n"...), true, ca.RootMismatch},
+		{"two pins", origRoot, append(bytes.Clone(origMarker), "root-spki-sha256: "+strings.Repeat("00", 32)+"\n"...), true, ca.RootMismatch},
+		{"marker from before the pin", origRoot, legacy, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(rootFile, tc.root, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(marker, tc.marker, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			certs, err := ca.ParseCertsPEM(tc.root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pinned, err := ca.CheckRootPin(dir, certs[0])
+			if pinned != tc.pinned || fault.CodeOf(err) != tc.want {
+				t.Fatalf("CheckRootPin = %v, %v; want %v, %q", pinned, err, tc.pinned, tc.want)
+			}
+			_, err = ca.New(ca.Config{Dir: dir, Passphrase: pass, Store: openStore(t, testdb.SQLite(t))})
+			if tc.want != "" && !fault.Is(err, tc.want) {
+				t.Fatalf("ca.New = %v, want %s", err, tc.want)
+			}
+			if tc.want == "" && err != nil {
+				t.Fatalf("ca.New = %v", err)
+			}
+		})
+	}
+	if pinned, err := ca.CheckRootPin(other, root[0]); pinned || err != nil {
+		t.Fatalf("no marker: %v, %v", pinned, err)
+	}
+}
+
+// FuzzCheckRootPin: no marker content panics CheckRootPin; whatever it
+// holds, the root is either accepted unpinned, accepted because the pin is
+// its own, or refused with root_mismatch.
+func FuzzCheckRootPin(f *testing.F) {
+	dir := filepath.Join(f.TempDir(), "ca")
+	if err := ca.Init(ca.InitConfig{Dir: dir, Passphrase: pass, RootKeyOut: filepath.Join(filepath.Dir(dir), "root.key"), RootPassphrase: rootPass}); err != nil {
+		f.Fatal(err)
+	}
+	marker := filepath.Join(dir, ca.RootOfflineFile)
+	b, err := os.ReadFile(marker)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte("root-spki-sha256: \n"))
+	f.Add([]byte("x\nroot-spki-sha256: 00\nroot-spki-sha256: 00"))
+	certs, err := ca.ParseCertsPEM(readFile(f, filepath.Join(dir, ca.RootCertFile)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	pin := sha256.Sum256(certs[0].RawSubjectPublicKeyInfo)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(marker, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pinned, err := ca.CheckRootPin(dir, certs[0])
+		if err != nil && !fault.Is(err, ca.RootMismatch) {
+			t.Fatalf("CheckRootPin = %v, want nil or root_mismatch", err)
+		}
+		if err == nil && pinned && !bytes.Contains(data, []byte(hex.EncodeToString(pin[:]))) {
+			t.Fatalf("accepted a pin that is not the root's: %q", data)
+		}
+	})
 }

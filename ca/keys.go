@@ -213,7 +213,7 @@ func writeHierarchy(cfg InitConfig, rootKey crypto.Signer, root *x509.Certificat
 		rootKeyPath = cfg.RootKeyOut
 		// The marker comes before the key leaves: a crash in between must
 		// not leave an offline-root CA that serve would not guard.
-		if err := writeExclusive(filepath.Join(cfg.Dir, RootOfflineFile), []byte("the root key is kept offline; serve refuses to run beside it\n"), 0o644); err != nil {
+		if err := writeExclusive(filepath.Join(cfg.Dir, RootOfflineFile), rootMarker(root), 0o644); err != nil {
 			return err
 		}
 	}

@@ -28,6 +28,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,7 +85,12 @@ const (
 // Certs looks certificate records up by serial (lowercase hex).
 type Certs interface {
 	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
+	// RestoredRevocation is a revocation a restore learnt from the last
+	// published CRL for a serial the restored database never saw.
+	RestoredRevocation(ctx context.Context, serial string) (store.RevokedCert, error)
 }
+
+var _ Certs = (*store.Store)(nil)
 
 // Signer hands out the current delegated responder credential.
 type Signer interface {
@@ -412,20 +418,42 @@ func worse(a, b Status) Status {
 }
 
 // lookup reads a certificate's status from the store. A serial the store
-// does not hold is unknown; a store that cannot answer is tryLater, never a
-// guess.
+// does not hold is unknown, unless a restore recorded it revoked; a store
+// that cannot answer is tryLater, never a guess.
+//
+// A serial another of our intermediates issued is unknown too: a CertID is
+// the pair (issuer, serial), and this issuer never issued that serial, so
+// no such certificate exists, exactly as for a serial nobody issued. It is
+// not "unauthorized" (RFC 6960 §2.3), which is for an issuer the responder
+// does not serve, and which would let Multi try the next responder, which
+// refuses the request as naming another issuer anyway; "unknown" answers
+// every certificate of a request on its own, and tells a client nothing a
+// request naming the right issuer would not.
 func (r *Responder) lookup(ctx context.Context, serial *big.Int) (Status, time.Time, int, error) {
 	if serial.Sign() <= 0 {
 		return Unknown, time.Time{}, 0, nil
 	}
-	c, err := r.cfg.Certs.GetCertificate(ctx, ca.SerialHex(serial))
+	sn := ca.SerialHex(serial)
+	c, err := r.cfg.Certs.GetCertificate(ctx, sn)
 	if fault.Is(err, fault.NotFound) {
-		return Unknown, time.Time{}, 0, nil
+		return r.restored(ctx, sn)
 	}
 	if err != nil {
 		return 0, time.Time{}, 0, fail(TryLater, "read certificate status", err)
 	}
-	if c.Status == store.CertRevoked || c.RevokedAt != nil {
+	revoked := c.Status == store.CertRevoked || c.RevokedAt != nil
+	switch r.issuedBy(c.PEM) {
+	case issuedElsewhere:
+		return Unknown, time.Time{}, 0, nil
+	case issuerUnreadable:
+		// No certificate to tell its issuer by: never "good" on a guess,
+		// but a revocation stands whoever issued it.
+		if !revoked {
+			r.cfg.Log.Error("ocsp: stored certificate does not parse; answered unknown", "serial", sn)
+			return Unknown, time.Time{}, 0, nil
+		}
+	}
+	if revoked {
 		at := c.CreatedAt
 		if c.RevokedAt != nil {
 			at = *c.RevokedAt
@@ -433,6 +461,61 @@ func (r *Responder) lookup(ctx context.Context, serial *big.Int) (Status, time.T
 		return Revoked, at, c.RevocationReason, nil
 	}
 	return Good, time.Time{}, 0, nil
+}
+
+// restored answers a serial the certificate records do not hold: revoked
+// with the recorded time and reason when a restore learnt its revocation
+// from the last published CRL (the certificate was issued after the
+// backup), unknown otherwise. The record does not say which intermediate
+// issued it; every generation's CRL lists it, and "revoked" grants nothing,
+// so every issuer answers it so.
+func (r *Responder) restored(ctx context.Context, serial string) (Status, time.Time, int, error) {
+	rv, err := r.cfg.Certs.RestoredRevocation(ctx, serial)
+	if fault.Is(err, fault.NotFound) {
+		return Unknown, time.Time{}, 0, nil
+	}
+	if err != nil {
+		return 0, time.Time{}, 0, fail(TryLater, "read restored revocation", err)
+	}
+	return Revoked, rv.RevokedAt, rv.Reason, nil
+}
+
+// issuerMatch is what a stored certificate says about its issuer.
+type issuerMatch int
+
+const (
+	issuedHere issuerMatch = iota
+	issuedElsewhere
+	issuerUnreadable
+)
+
+// issuedBy tells whether the stored certificate (PEM) was issued by this
+// responder's issuer: by its name and, when both carry them, its key
+// identifier, else its signature. The records are the CA's own, so the
+// name and key identifier tell the intermediates apart (a rotation gives
+// each generation its own name and key) without a signature check per
+// request.
+func (r *Responder) issuedBy(certPEM string) issuerMatch {
+	b, _ := pem.Decode([]byte(certPEM))
+	if b == nil || b.Type != "CERTIFICATE" {
+		return issuerUnreadable
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return issuerUnreadable
+	}
+	is := r.cfg.Issuer
+	switch {
+	case !bytes.Equal(c.RawIssuer, is.RawSubject):
+		return issuedElsewhere
+	case len(c.AuthorityKeyId) > 0 && len(is.SubjectKeyId) > 0:
+		if !bytes.Equal(c.AuthorityKeyId, is.SubjectKeyId) {
+			return issuedElsewhere
+		}
+	case c.CheckSignatureFrom(is) != nil:
+		return issuedElsewhere
+	}
+	return issuedHere
 }
 
 // signingState returns the per-credential parts of a response, rebuilt only

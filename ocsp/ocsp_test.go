@@ -31,6 +31,7 @@ type env struct {
 	st     *store.Store
 	ca     *ca.CA
 	signer *ca.OCSPSigner
+	dir    string // the CA directory
 	leaf   *x509.Certificate
 	serial string
 	clock  *testclock.Clock
@@ -68,7 +69,7 @@ func newEnv(t testing.TB, dsn string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{r: r, st: st, ca: c, signer: signer, clock: clk}
+	e := &env{r: r, st: st, ca: c, signer: signer, dir: dir, clock: clk}
 	if _, err := st.CreateFleet(ctx, store.Fleet{Name: "f"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -418,10 +419,18 @@ func (failingCerts) GetCertificate(context.Context, string) (store.Certificate, 
 	return store.Certificate{}, errors.New("connection refused")
 }
 
+func (failingCerts) RestoredRevocation(context.Context, string) (store.RevokedCert, error) {
+	return store.RevokedCert{}, errors.New("connection refused")
+}
+
 type notFound struct{}
 
 func (notFound) GetCertificate(_ context.Context, s string) (store.Certificate, error) {
 	return store.Certificate{}, fault.New(fault.NotFound, "certificate %s not found", s)
+}
+
+func (notFound) RestoredRevocation(_ context.Context, s string) (store.RevokedCert, error) {
+	return store.RevokedCert{}, fault.New(fault.NotFound, "no restored revocation of %s", s)
 }
 
 // TestStoreDown: a store that cannot answer is tryLater, never "good" and

@@ -2,9 +2,13 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
 // RestoredRevocations counts what RecordRestoredRevocations wrote.
@@ -53,6 +57,27 @@ func restoreRevocation(tx *gorm.DB, e RevokedCert) (known bool, err error) {
 	}
 	return false, tx.Exec(`INSERT INTO restored_revocations (serial, revoked_at, revocation_reason, not_after) VALUES (?, ?, ?, ?)
 ON CONFLICT (serial) DO NOTHING`, e.Serial, ms(e.RevokedAt), e.Reason, ms(e.NotAfter)).Error
+}
+
+const sqlGetRestored = `SELECT serial, revoked_at, revocation_reason, not_after FROM restored_revocations WHERE serial = ?`
+
+// RestoredRevocation returns the revocation a restore recorded for a
+// serial the restored database never saw (RecordRestoredRevocations), or
+// fault.NotFound. OCSP answers such a serial revoked: it is on every CRL.
+func (s *Store) RestoredRevocation(ctx context.Context, serial string) (RevokedCert, error) {
+	var (
+		r                   RevokedCert
+		revokedAt, notAfter int64
+	)
+	err := s.queryRow(ctx, sqlGetRestored, serial).Scan(&r.Serial, &revokedAt, &r.Reason, &notAfter)
+	if errors.Is(err, sql.ErrNoRows) {
+		return RevokedCert{}, fault.New(fault.NotFound, "no restored revocation of %s", serial)
+	}
+	if err != nil {
+		return RevokedCert{}, classify(err, "restored revocation "+serial)
+	}
+	r.RevokedAt, r.NotAfter = fromMS(revokedAt), fromMS(notAfter)
+	return r, nil
 }
 
 // SpendUnusedTokens marks every unused bootstrap token used at at, by no

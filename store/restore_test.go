@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -52,6 +53,17 @@ func TestRecordRestoredRevocations(t *testing.T) {
 			for i := range want {
 				if list[i] != want[i] {
 					t.Errorf("entry %d: %+v, want %+v", i, list[i], want[i])
+				}
+			}
+			// OCSP reads one serial: the unknown ones only (a known
+			// certificate's revocation is on its row).
+			r, err := s.RestoredRevocation(ctx, "c1")
+			if err != nil || r != in[2] {
+				t.Errorf("RestoredRevocation(c1) = %+v, %v; want %+v", r, err, in[2])
+			}
+			for _, serial := range []string{"a1", "zz"} {
+				if _, err := s.RestoredRevocation(ctx, serial); !fault.Is(err, fault.NotFound) {
+					t.Errorf("RestoredRevocation(%s) = %v, want not_found", serial, err)
 				}
 			}
 		})

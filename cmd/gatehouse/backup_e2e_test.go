@@ -2,8 +2,11 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -80,6 +83,7 @@ func backupRestore(t *testing.T, env []string) {
 		!strings.Contains(r.stderr, "--accept-data-loss") {
 		t.Fatalf("restore without --last-crl: %d\n%s", r.code, r.stderr)
 	}
+	refuseForged(t, g, file, restored, append([]string{"--last-crl", lastCRL}, pass...))
 	r = g.run(t, nil, append([]string{"restore", "--in", file, "--data-dir", restored, "--last-crl", lastCRL}, pass...)...)
 	// On PostgreSQL the restore runs against the live database (the test
 	// restores no pg_dump): it knows the later device and token already.
@@ -105,6 +109,13 @@ func backupRestore(t *testing.T, env []string) {
 	if s := readCert(t, old.cert).SerialNumber.Text(16); listed[s] {
 		t.Errorf("the restored CRL lists %s, never revoked", old.id)
 	}
+	// OCSP agrees with the CRL, also for the certificate the restored
+	// database never saw (on SQLite only in restored_revocations).
+	inter := readCert(t, filepath.Join(restored, "ca", "intermediate_ca.crt"))
+	restoredRoot := filepath.Join(restored, "ca", "root_ca.crt")
+	ocspCheck(t, h, later, inter, restoredRoot, ": revoked")
+	ocspCheck(t, h, revoked, inter, restoredRoot, ": revoked")
+	ocspCheck(t, h, old, inter, restoredRoot, ": good")
 	verifyDevice(t, old, filepath.Join(restored, "ca", "root_ca.crt"))
 	var dev struct {
 		Status string `json:"status"`
@@ -125,6 +136,153 @@ func backupRestore(t *testing.T, env []string) {
 		}
 	}
 	h.enroll(t, h.tokens(t, "default", 1)[0], "after-restore")
+	// An archive from before the MAC restores with the flag, and says so.
+	old1 := filepath.Join(t.TempDir(), "old.backup")
+	rewriteArchive(t, file, old1, toFormat1(t))
+	r = g.run(t, nil, append([]string{"restore", "--in", old1, "--data-dir", filepath.Join(t.TempDir(), "r1"),
+		"--accept-data-loss", "--accept-unauthenticated"}, pass...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "WARNING: "+old1+" has no MAC") {
+		t.Fatalf("restore of a format 1 archive with --accept-unauthenticated: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// refuseForged: restore refuses, with a stable code and nothing left in
+// the target directory, an archive changed by someone without the CA
+// passphrase (a file, the manifest, the MAC, a truncation), the right
+// archive under the wrong passphrase, and an archive from before the MAC
+// without --accept-unauthenticated.
+func refuseForged(t *testing.T, g *gatehouse, file, dir string, args []string) {
+	t.Helper()
+	names, _ := readArchive(t, file)
+	member := names[len(names)-3] // the last file before the manifest and its MAC
+	wrongPass := filepath.Join(t.TempDir(), "wrong-passphrase")
+	if err := os.WriteFile(wrongPass, []byte("not-the-ca-passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flipFirst := func(name string) func(string, []byte) ([]byte, bool) {
+		return func(n string, b []byte) ([]byte, bool) {
+			if n == name {
+				b = append([]byte{b[0] ^ 1}, b[1:]...)
+			}
+			return b, true
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(string, []byte) ([]byte, bool)
+		pass string
+		want string
+	}{
+		{"file " + member + " changed", flipFirst(member), "", "backup_tampered"},
+		{"manifest changed", flipFirst("MANIFEST.json"), "", "backup_tampered"},
+		{"MAC changed", flipFirst("MANIFEST.mac"), "", "backup_tampered"},
+		{"MAC dropped", func(n string, b []byte) ([]byte, bool) { return b, n != "MANIFEST.mac" }, "", "backup_tampered"},
+		{"wrong passphrase", nil, wrongPass, "backup_tampered"},
+		{"format 1 without --accept-unauthenticated", toFormat1(t), "", "backup_unauthenticated"},
+	} {
+		in := file
+		if tc.edit != nil {
+			in = filepath.Join(t.TempDir(), "forged.backup")
+			rewriteArchive(t, file, in, tc.edit)
+		}
+		a := append([]string{"restore", "--in", in, "--data-dir", dir}, args...)
+		if tc.pass != "" {
+			a = append(a, "--ca-passphrase-file", tc.pass) // the last one counts
+		}
+		r := g.run(t, nil, a...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Fatalf("%s: restore = %d, want %s\n%s%s", tc.name, r.code, tc.want, r.stdout, r.stderr)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("%s: the refused restore left %d entries in %s", tc.name, len(entries), dir)
+		}
+	}
+	// Truncated: the manifest and its MAC are gone.
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(t.TempDir(), "short.backup")
+	if err := os.WriteFile(short, b[:len(b)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := g.run(t, nil, append([]string{"restore", "--in", short, "--data-dir", dir}, args...)...); r.code == 0 ||
+		!strings.Contains(r.stderr, "backup_tampered") {
+		t.Fatalf("truncated archive: restore = %d\n%s", r.code, r.stderr)
+	}
+}
+
+// toFormat1 makes an archive look as written before the MAC: no MAC
+// entry, a format 1 manifest without the salt.
+func toFormat1(t *testing.T) func(string, []byte) ([]byte, bool) {
+	return func(name string, b []byte) ([]byte, bool) {
+		switch name {
+		case "MANIFEST.mac":
+			return nil, false
+		case "MANIFEST.json":
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["format"] = 1
+			delete(m, "mac_salt")
+			out, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out, true
+		}
+		return b, true
+	}
+}
+
+// rewriteArchive copies a backup archive through edit, which returns an
+// entry's new body and whether to keep it; headers are kept.
+func rewriteArchive(t *testing.T, in, out string, edit func(name string, body []byte) ([]byte, bool)) {
+	t.Helper()
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	gw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gw)
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, keep := edit(h.Name, b)
+		if !keep {
+			continue
+		}
+		h.Size = int64(len(b))
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(tw.Close(), gw.Close()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // crlSerials reads a DER CRL and returns its serials in hex.
@@ -300,5 +458,24 @@ func TestBackupCADirOddities(t *testing.T) {
 	r = g.run(t, nil, "backup", "--data-dir", g.data, "--out", filepath.Join(t.TempDir(), "c.tgz"))
 	if r.code == 0 || !strings.Contains(r.stderr, link) || !strings.Contains(r.stderr, "not a regular file") {
 		t.Fatalf("backup with a symlink in ca/: %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestBackupNeedsTheKeysPassphrase: the archive's MAC is keyed from the CA
+// passphrase, so a backup under one that does not open the CA keys (which
+// the restore could not check) is refused, and writes no file.
+func TestBackupNeedsTheKeysPassphrase(t *testing.T) {
+	g := newGatehouse(t)
+	wrong := filepath.Join(t.TempDir(), "wrong-passphrase")
+	if err := os.WriteFile(wrong, []byte("not-the-ca-passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "b.tgz")
+	r := g.run(t, nil, "backup", "--data-dir", g.data, "--out", file, "--ca-passphrase-file", wrong)
+	if r.code == 0 || !strings.Contains(r.stderr, "wrong CA passphrase") {
+		t.Fatalf("backup under a wrong passphrase: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("the refused backup left %s: %v", file, err)
 	}
 }

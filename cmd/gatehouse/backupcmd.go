@@ -89,6 +89,19 @@ func runBackup(ctx context.Context, cmd *cobra.Command, v *viper.Viper, out stri
 	if !ca.Initialized(caDir(v)) {
 		return fault.New(fault.NotFound, "%s holds no CA to back up", dataDir(v))
 	}
+	// The manifest's MAC is keyed from the CA passphrase: the secret a
+	// restore needs anyway, and one the archive never holds.
+	pass, err := readPassphrase(v)
+	if err != nil {
+		return err
+	}
+	// A passphrase that does not open the keys would authenticate a backup
+	// that the restore, which needs the keys' passphrase, cannot check.
+	if key := filepath.Join(caDir(v), ca.IntermediateKeyFile); fileExists(key) {
+		if _, err := ca.LoadKey(key, pass); err != nil {
+			return err
+		}
+	}
 	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fault.Wrap(err, fault.AlreadyExists, "backup file: %v", err)
@@ -108,14 +121,15 @@ func runBackup(ctx context.Context, cmd *cobra.Command, v *viper.Viper, out stri
 		return err
 	}
 	m := set.m
-	if err := backup.Write(f, m, set.sources); err != nil {
+	if err := backup.Write(f, m, set.sources, pass); err != nil {
 		return err
 	}
 	w := cmd.OutOrStdout()
 	for _, s := range set.skipped {
 		fmt.Fprintf(cmd.ErrOrStderr(), "warning: not backed up: %s\n", s)
 	}
-	fmt.Fprintf(w, "backup written to %s: %d files, CRL number %d; the CA passphrase is not in it\n", out, len(set.sources), m.CRLNumber)
+	fmt.Fprintf(w, "backup written to %s: %d files, CRL number %d; the CA passphrase is not in it, and a restore needs it to authenticate the archive\n",
+		out, len(set.sources), m.CRLNumber)
 	if len(set.removed) > 0 {
 		fmt.Fprintf(w, "removed from the config file's copy (set them again after a restore): %s\n", strings.Join(set.removed, ", "))
 	}
@@ -226,6 +240,7 @@ func newRestoreCmd() *cobra.Command {
 			in, _ := cmd.Flags().GetString("in")
 			lastCRL, _ := cmd.Flags().GetString("last-crl")
 			lossOK, _ := cmd.Flags().GetBool("accept-data-loss")
+			unauthOK, _ := cmd.Flags().GetBool("accept-unauthenticated")
 			if in == "" || !cmd.Flags().Changed("data-dir") {
 				return fault.New(fault.InvalidArgument, "--in and --data-dir are required")
 			}
@@ -233,19 +248,32 @@ func newRestoreCmd() *cobra.Command {
 				return fault.New(fault.InvalidArgument, "--last-crl is required: without the newest published CRL, devices revoked after the backup "+
 					"would be valid again; pass --accept-data-loss only when no published list survives")
 			}
-			return runRestore(cmd.Context(), cmd.OutOrStdout(), v, in, lastCRL)
+			return runRestore(cmd.Context(), cmd.OutOrStdout(), v, restoreArgs{in: in, lastCRL: lastCRL, acceptUnauthenticated: unauthOK})
 		},
 	}
 	addServerFlags(cmd)
 	cmd.Flags().String("in", "", "backup file written by gatehouse backup")
 	cmd.Flags().String("last-crl", "", "the newest CRL the old installation published (PEM or DER, e.g. its crl.file): its revocations are restored and the next number goes above it")
 	cmd.Flags().Bool("accept-data-loss", false, "restore without --last-crl: revocations made after the backup are lost")
+	cmd.Flags().Bool("accept-unauthenticated", false, "restore an archive written before backups carried a MAC (format 1): nothing shows it was not altered")
 	return cmd
 }
 
-func runRestore(ctx context.Context, w io.Writer, v *viper.Viper, in, lastCRL string) (err error) {
+// restoreArgs are restore's flags.
+type restoreArgs struct {
+	in, lastCRL           string
+	acceptUnauthenticated bool
+}
+
+func runRestore(ctx context.Context, w io.Writer, v *viper.Viper, args restoreArgs) (err error) {
+	in, lastCRL := args.in, args.lastCRL
 	dir := dataDir(v)
 	if err := newEmptyDir(dir); err != nil {
+		return err
+	}
+	// Before anything is extracted: the archive is authenticated with it.
+	pass, err := readPassphrase(v)
+	if err != nil {
 		return err
 	}
 	defer func() {
@@ -262,14 +290,17 @@ func runRestore(ctx context.Context, w io.Writer, v *viper.Viper, in, lastCRL st
 		return fault.Wrap(err, fault.InvalidArgument, "backup file: %v", err)
 	}
 	defer f.Close()
-	m, err := backup.Extract(f, dir)
+	m, err := backup.Extract(f, dir, backup.Verify{Passphrase: pass, AcceptUnauthenticated: args.acceptUnauthenticated})
 	if err != nil {
 		return err
+	}
+	if m.Format == backup.FormatUnauthenticated {
+		fmt.Fprintf(w, "WARNING: %s has no MAC (format %d): restored with --accept-unauthenticated, nothing shows it was not altered\n", in, m.Format)
 	}
 	if m.Database == "postgresql" && v.GetString(keyDatabase) == "" {
 		return fault.New(fault.InvalidArgument, "the backup's database is PostgreSQL: restore the pg_dump first and pass --database")
 	}
-	res, err := restoreCRL(ctx, v, m, lastCRL)
+	res, err := restoreCRL(ctx, v, pass, m, lastCRL)
 	if err != nil {
 		return err
 	}
@@ -316,12 +347,8 @@ type restored struct {
 // intermediate key), records the revocations of lastCRL (when given),
 // spends every unused bootstrap token, and signs a CRL numbered above
 // restoreFloor of the larger of the backup's number and lastCRL's.
-func restoreCRL(ctx context.Context, v *viper.Viper, m backup.Manifest, lastCRL string) (restored, error) {
+func restoreCRL(ctx context.Context, v *viper.Viper, pass []byte, m backup.Manifest, lastCRL string) (restored, error) {
 	var out restored
-	pass, err := readPassphrase(v)
-	if err != nil {
-		return out, err
-	}
 	st, err := openStore(ctx, v, newLogger(v))
 	if err != nil {
 		return out, err

@@ -235,6 +235,15 @@ func checkKeys(v *viper.Viper, pass []byte) error {
 	if err != nil {
 		return err
 	}
+	// Before the scan, which looks for the key of this certificate.
+	pinned, err := ca.CheckRootPin(dir, roots[0])
+	if err != nil {
+		return err
+	}
+	if !pinned && ca.RootOffline(dir) {
+		newLogger(v).Warn("the offline-root marker does not pin the root's key (written by an older gatehouse): a replaced root certificate goes unnoticed",
+			"marker", filepath.Join(dir, ca.RootOfflineFile))
+	}
 	found, err := ca.FindRootKey(dataDir(v), roots[0], pass)
 	if err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-iot/gatehouse/ca"
 )
 
 // TestOfflineRoot: init --root-offline leaves no root key in the data
@@ -50,6 +52,23 @@ func TestOfflineRoot(t *testing.T) {
 		t.Fatalf("serve beside the root key: code %d\n%s", r.code, r.stderr)
 	}
 	if err := os.Remove(stray); err != nil {
+		t.Fatal(err)
+	}
+	// A root certificate replaced under the marker's pin stops serve (the
+	// key scan would look for the other root's key).
+	otherCA := filepath.Join(t.TempDir(), "ca")
+	if err := ca.Init(ca.InitConfig{Dir: otherCA, Passphrase: []byte("another CA's passphrase")}); err != nil {
+		t.Fatal(err)
+	}
+	orig := mustRead(t, rootCert)
+	if err := os.WriteFile(rootCert, mustRead(t, filepath.Join(otherCA, "root_ca.crt")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = g.run(t, nil, "serve", "--data-dir", g.data, "--hooks-addr", g.hooksAddr, "--diag-addr", g.diagAddr, "--api-addr", g.apiAddr)
+	if r.code == 0 || !strings.Contains(r.stderr, "root_mismatch") {
+		t.Fatalf("serve with a replaced root certificate: code %d\n%s", r.code, r.stderr)
+	}
+	if err := os.WriteFile(rootCert, orig, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	g.serve(t)
