@@ -54,6 +54,36 @@ func TestDiscardedCertificates(t *testing.T) {
 				t.Fatalf("discarded flags in %s", raw.body)
 			}
 
+			// All discarded certificates, the device-less one included,
+			// newest first; the expiring list stays active certificates.
+			var all apitypes.ExpiringCertificateList
+			s.call(t, "GET", "/api/v1/certificates?discarded=true", s.viewer, nil, http.StatusOK, &all)
+			if len(all.Certificates) != 2 {
+				t.Fatalf("discarded certificates %+v, want 2", all.Certificates)
+			}
+			for _, c := range all.Certificates {
+				if !c.Discarded || c.Status != "revoked" || c.RevocationReason == nil || *c.RevocationReason != store.ReasonDiscarded {
+					t.Errorf("discarded certificate %+v", c)
+				}
+			}
+			if got := all.Certificates[0].DeviceID + " " + all.Certificates[1].DeviceID; got != dev+" never-was" && got != "never-was "+dev {
+				t.Errorf("discarded certificates of %s, want %s and never-was", got, dev)
+			}
+			var one, expiring apitypes.ExpiringCertificateList
+			s.call(t, "GET", "/api/v1/certificates?discarded=true&limit=1", s.viewer, nil, http.StatusOK, &one)
+			if len(one.Certificates) != 1 {
+				t.Errorf("limit=1: %d discarded certificates", len(one.Certificates))
+			}
+			s.call(t, "GET", "/api/v1/certificates?expiring_within=100000h", s.viewer, nil, http.StatusOK, &expiring)
+			if len(expiring.Certificates) != 1 || expiring.Certificates[0].Serial != enr.Serial || expiring.Certificates[0].Discarded ||
+				expiring.Certificates[0].RevocationReason != nil {
+				t.Errorf("expiring certificates %+v, want only the active one", expiring.Certificates)
+			}
+			for _, q := range []string{"discarded=yes", "discarded=true&expiring_within=1h", "discarded=false", "discarded=true&limit=x"} {
+				wantError(t, s.send(t, request{method: "GET", path: "/api/v1/certificates?" + q, bearer: s.viewer}), http.StatusBadRequest, "invalid_argument")
+			}
+			wantError(t, s.send(t, request{method: "GET", path: "/api/v1/certificates?discarded=true"}), http.StatusUnauthorized, "unauthenticated")
+
 			for _, serial := range []string{"d15ca4d0", "d15ca4d0", "d15ca4d1"} {
 				var out apitypes.CertificateResult
 				s.call(t, "POST", "/api/v1/certificates/"+serial+"/revoke", s.admin, apitypes.RevokeRequest{Reason: "keyCompromise"}, http.StatusOK, &out)

@@ -195,6 +195,21 @@ func testDiscardListedAndRevoked(t *testing.T, s *store.Store, lost store.Certif
 		t.Fatalf("the discarded certificate of a device that never was: %+v", cs)
 	}
 
+	// All of them, newest discard first, at most limit.
+	var all []string
+	for _, c := range must(s.DiscardedCertificates(ctx, 0))(t) {
+		all = append(all, c.Serial)
+		if !c.Discarded || c.Status != store.CertRevoked || c.RevocationReason != store.ReasonDiscarded {
+			t.Errorf("discarded certificate %+v", c)
+		}
+	}
+	if fmt.Sprint(all) != "[c3 b2]" {
+		t.Fatalf("DiscardedCertificates = %v, want [c3 b2]", all)
+	}
+	if cs := must(s.DiscardedCertificates(ctx, 1))(t); len(cs) != 1 || cs[0].Serial != "c3" {
+		t.Fatalf("DiscardedCertificates limit 1 = %+v", cs)
+	}
+
 	audited := 0
 	for _, serial := range []string{lost.Serial, failed.Serial} {
 		c, err := s.RevokeCertificateAudited(ctx, serial, 1, base.Add(time.Hour), func(c store.Certificate) store.AuditEvent {
