@@ -106,8 +106,8 @@ type Config struct {
 	DeviceBodyBytes int64
 	// Version is reported by GET /api/v1/version.
 	Version string
-	// Observer, when set, is told of every request, enrollment and OCSP
-	// answer (observe.go).
+	// Observer, when set, is told of every request and OCSP answer
+	// (observe.go); enrollments are the enrollment service's to report.
 	Observer Observer
 	// EST serves RFC 7030 under /.well-known/est (package est).
 	EST EST

@@ -1,6 +1,8 @@
 package api_test
 
 import (
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,17 +12,28 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/api"
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
+	"github.com/gatehouse-iot/gatehouse/audit"
+	"github.com/gatehouse-iot/gatehouse/ca"
+	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/est"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
+	"github.com/gatehouse-iot/gatehouse/store"
 )
 
-// apiRecorder is an api.Observer that keeps what it was told.
+// apiRecorder is an api.Observer, and an enroll.Observer, that keeps
+// what it was told.
 type apiRecorder struct {
 	mu       sync.Mutex
 	served   []string
 	enrolled []string
 	ocsp     []string
 }
+
+var (
+	_ api.Observer    = (*apiRecorder)(nil)
+	_ enroll.Observer = (*apiRecorder)(nil)
+)
 
 func (r *apiRecorder) HTTPServed(route, method string, status int, dur time.Duration) {
 	r.mu.Lock()
@@ -50,6 +63,25 @@ func (r *apiRecorder) take() (served, enrolled, ocsp []string) {
 }
 
 func withObserver(o api.Observer) stackOpt { return func(c *stackCfg) { c.api.Observer = o } }
+
+// withEnrollObserver gives the stack an enrollment service (behind the API
+// and EST alike) that reports to o, as the server binary's reports to its
+// metrics.
+func withEnrollObserver(o enroll.Observer) stackOpt {
+	return func(c *stackCfg) {
+		c.build = func(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder, cfg *api.Config) {
+			enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Claims: st, Audit: rec, Issuer: theCA, Observer: o})
+			if err != nil {
+				t.Fatal(err)
+			}
+			estSrv, err := est.New(est.Config{Enroll: enr, CA: theCA, Store: st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Enroll, cfg.EST = enr, estSrv
+		}
+	}
+}
 
 // TestObserverRoutes: each request is reported once, by the route pattern
 // the router matched, never the raw path; what no route took is
@@ -87,43 +119,62 @@ func TestObserverRoutes(t *testing.T) {
 	}
 }
 
-// TestObserverEnrollments: every enrollment answer is counted with its
-// code, including failures from middleware before the handler.
+// TestObserverEnrollments: every enrollment and renewal the service runs
+// is counted once, by the service, whether the API or EST asked, with its
+// code (an EST retry that got its certificate again is a repeat, although
+// EST answers 200 either way); a request refused before it reaches the
+// service (a body that does not decode or is too large, EST without its
+// credentials) is an HTTP request only, and so is a GET of an enrollment
+// route.
 func TestObserverEnrollments(t *testing.T) {
 	for _, backend := range testdb.All() {
 		t.Run(backend, func(t *testing.T) {
 			rec := &apiRecorder{}
-			s := newStack(t, testdb.DSN(t, backend), withObserver(rec))
-			tok := s.token(t)
-			csr := testpki.CSRPEM(t, testpki.Key(t, "P-256"))
+			s := newStack(t, testdb.DSN(t, backend), withTLS(), withObserver(rec), withEnrollObserver(rec))
+			tok, estTok := s.token(t), s.token(t)
+			key := testpki.Key(t, "P-256")
+			csr := testpki.CSRPEM(t, key)
+			block, _ := pem.Decode([]byte(csr))
+			estBody := base64.StdEncoding.EncodeToString(block.Bytes)
 			rec.take()
-			enroll := func(body string) int {
+			apiEnroll := func(body string) int {
 				return s.send(t, request{method: "POST", path: "/api/v1/enroll", contentType: "application/json",
 					body: strings.NewReader(body)}).status
+			}
+			estEnroll := func(path, token string) int {
+				r := request{method: "POST", path: path, contentType: "application/pkcs10", body: strings.NewReader(estBody),
+					header: map[string]string{"Content-Transfer-Encoding": "base64"}}
+				if token != "" {
+					r.header["Authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(":"+token))
+				}
+				return s.send(t, r).status
 			}
 			body := string(mustJSON(t, apitypes.EnrollRequest{Token: tok, CSR: csr}))
 			other := string(mustJSON(t, apitypes.EnrollRequest{Token: tok, CSR: testpki.CSRPEM(t, testpki.Key(t, "P-256"))}))
 			statuses := []int{
-				enroll(body),  // ok
-				enroll(body),  // the same request again: repeated
-				enroll(other), // the token with another key: token_used
-				enroll(`{"token":`),
-				enroll(`{"token":"` + strings.Repeat("x", 70<<10) + `"}`),
+				apiEnroll(body),  // ok
+				apiEnroll(body),  // the same request again: repeated
+				apiEnroll(other), // the token with another key: token_used
+				apiEnroll(`{"token":`),
+				apiEnroll(`{"token":"` + strings.Repeat("x", 70<<10) + `"}`),
+				estEnroll("/.well-known/est/simpleenroll", estTok), // ok
+				estEnroll("/.well-known/est/simpleenroll", estTok), // the same again: repeated
+				estEnroll("/.well-known/est/simpleenroll", ""),     // no credentials: never reaches the service
+				estEnroll("/.well-known/est/simpleenroll", "ghb_unknown"),
 			}
-			if !slices.Equal(statuses, []int{201, 200, 409, 400, 413}) {
-				t.Fatalf("statuses %v", statuses)
+			if want := []int{201, 200, 409, 400, 413, 200, 200, 401, 401}; !slices.Equal(statuses, want) {
+				t.Fatalf("statuses %v, want %v", statuses, want)
 			}
 			s.send(t, request{method: "POST", path: "/api/v1/renew", contentType: "application/json", body: strings.NewReader(`{}`)})
 			s.send(t, request{method: "GET", path: "/api/v1/enroll"}) // no such route for GET: not an enrollment
-			// EST's enrollments count too, with and without a label (this
-			// stack is plain HTTP, which EST refuses).
-			s.send(t, request{method: "POST", path: "/.well-known/est/simpleenroll", contentType: "application/pkcs10", body: strings.NewReader("x")})
-			s.send(t, request{method: "POST", path: "/.well-known/est/p1/simplereenroll", contentType: "application/pkcs10", body: strings.NewReader("x")})
-			_, enrolled, _ := rec.take()
-			want := []string{"enroll ok", "enroll repeated", "enroll token_used", "enroll invalid_argument", "enroll body_too_large",
-				"renew unauthenticated", "enroll tls_required", "renew tls_required"}
+			served, enrolled, _ := rec.take()
+			want := []string{"enroll ok", "enroll repeated", "enroll token_used", "enroll ok", "enroll repeated",
+				"enroll token_invalid", "renew unauthenticated"}
 			if !slices.Equal(enrolled, want) {
 				t.Fatalf("enrollments %q, want %q", enrolled, want)
+			}
+			if len(served) != len(statuses)+2 {
+				t.Fatalf("%d requests sent, %d observed: %q", len(statuses)+2, len(served), served)
 			}
 		})
 	}

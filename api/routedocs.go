@@ -86,8 +86,9 @@ var routeDocs = map[string]routeDoc{
 	"GET /api/v1/stats": {summary: "Device counts for the dashboard", who: viewer, resps: okJSON(apitypes.Stats{})},
 	"GET /api/v1/stats/series": {summary: "This replica's decisions and enrollments per minute or hour (dashboard charts)", who: viewer,
 		resps: okJSON(apitypes.TrafficSeries{}), query: []queryParam{{"window", "string", false}}},
-	"GET /api/v1/certificates": {summary: "Active certificates expiring within a window", who: viewer, resps: okJSON(apitypes.ExpiringCertificateList{}),
-		query: []queryParam{{"expiring_within", "string", true}, {"limit", "integer", false}}},
+	"GET /api/v1/certificates": {summary: "Active certificates expiring within a window, or (discarded=true) discarded ones", who: viewer,
+		resps: okJSON(apitypes.ExpiringCertificateList{}),
+		query: []queryParam{{"expiring_within", "string", false}, {"discarded", "boolean", false}, {"limit", "integer", false}}},
 	"GET /api/v1/decisions/recent-denies": {summary: "The decision core's last denies (in memory)", who: viewer, resps: okJSON(apitypes.DenyList{}),
 		query: []queryParam{{"device", "string", false}, {"limit", "integer", false}}},
 

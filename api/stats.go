@@ -26,6 +26,7 @@ var _ Traffic = (*series.Series)(nil)
 type Stats interface {
 	CountDevices(ctx context.Context) ([]store.DeviceCount, error)
 	ExpiringCertificates(ctx context.Context, before time.Time, limit int) ([]store.Certificate, error)
+	DiscardedCertificates(ctx context.Context, limit int) ([]store.Certificate, error)
 }
 
 func (s *Server) stats(c echo.Context) error {
@@ -78,10 +79,20 @@ func (s *Server) trafficSeries(c echo.Context) error {
 // listCertificates lists active certificates expiring within a window
 // (expiring_within, a Go duration, required: there is no listing of every
 // certificate).
+// listCertificates lists active certificates expiring within a window, or
+// with discarded=true the discarded ones (signed for an enrollment or
+// renewal that did not commit: revoked, never handed out).
 func (s *Server) listCertificates(c echo.Context) error {
 	within := c.QueryParam("expiring_within")
-	if within == "" {
-		return fault.New(fault.InvalidArgument, "expiring_within is required (e.g. 168h)")
+	switch discarded := c.QueryParam("discarded"); {
+	case discarded == "true" && within != "":
+		return fault.New(fault.InvalidArgument, "give expiring_within or discarded=true, not both")
+	case discarded == "true":
+		return s.listDiscarded(c)
+	case discarded != "" && discarded != "false":
+		return fault.New(fault.InvalidArgument, "discarded must be true or false")
+	case within == "":
+		return fault.New(fault.InvalidArgument, "expiring_within (e.g. 168h) or discarded=true is required")
 	}
 	d, err := parseDuration("expiring_within", within)
 	if err != nil {
@@ -103,6 +114,26 @@ func (s *Server) listCertificates(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, apitypes.ExpiringCertificateList{Certificates: mapSlice(cs, func(c store.Certificate) apitypes.ExpiringCertificate {
 		return apitypes.ExpiringCertificate{Serial: c.Serial, DeviceID: c.DeviceID, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Status: string(c.Status)}
+	})})
+}
+
+// listDiscarded answers GET /api/v1/certificates?discarded=true.
+func (s *Server) listDiscarded(c echo.Context) error {
+	limit, err := queryInt(c, "limit")
+	if err != nil {
+		return err
+	}
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	cs, err := s.cfg.Stats.DiscardedCertificates(c.Request().Context(), limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, apitypes.ExpiringCertificateList{Certificates: mapSlice(cs, func(c store.Certificate) apitypes.ExpiringCertificate {
+		r := c.RevocationReason
+		return apitypes.ExpiringCertificate{Serial: c.Serial, DeviceID: c.DeviceID, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
+			Status: string(c.Status), RevocationReason: &r, Discarded: true}
 	})})
 }
 

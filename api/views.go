@@ -32,7 +32,7 @@ func viewDevice(d store.Device) apitypes.Device {
 
 func viewCert(c store.Certificate) apitypes.Certificate {
 	v := apitypes.Certificate{Serial: c.Serial, Fingerprint: c.Fingerprint, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
-		Status: string(c.Status), RevokedAt: c.RevokedAt, Certificate: c.PEM}
+		Status: string(c.Status), RevokedAt: c.RevokedAt, Certificate: c.PEM, Discarded: c.Discarded}
 	if c.RevokedAt != nil {
 		r := c.RevocationReason
 		v.RevocationReason = &r

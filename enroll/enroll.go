@@ -118,6 +118,9 @@ type Config struct {
 	// (core.go); Log receives a refresh that failed.
 	Core Core
 	Log  *slog.Logger
+	// Observer, when set, is told the result of every Enroll and Renew
+	// (observe.go).
+	Observer Observer
 }
 
 // Service runs enrollment.
@@ -256,6 +259,12 @@ type Result struct {
 
 // Enroll exchanges a bootstrap token and a CSR for a device certificate.
 func (s *Service) Enroll(ctx context.Context, req Request) (Result, error) {
+	res, err := s.enroll(ctx, req)
+	s.observe(KindEnroll, res, err)
+	return res, err
+}
+
+func (s *Service) enroll(ctx context.Context, req Request) (Result, error) {
 	if req.Token == "" {
 		return Result{}, fault.New(fault.TokenInvalid, "token is required")
 	}
@@ -434,8 +443,20 @@ type RenewRequest struct {
 func (s *Service) Renew(ctx context.Context, req RenewRequest) (Result, error) {
 	cur, err := s.current(ctx, req.Current)
 	if err != nil {
+		s.observe(KindRenew, Result{}, err)
 		return Result{}, err
 	}
+	kind := KindRenew
+	if cur.expired {
+		kind = KindRenewExpired
+	}
+	res, err := s.renew(ctx, req, cur)
+	s.observe(kind, res, err)
+	return res, err
+}
+
+// renew is Renew of cur, the checked req.Current.
+func (s *Service) renew(ctx context.Context, req RenewRequest, cur current) (Result, error) {
 	if cur.expired {
 		// Told apart first: an expired certificate that may not renew is
 		// told so, whatever its request lacks.

@@ -49,6 +49,20 @@ const (
 	DeviceIDReserved Code = "device_id_reserved"
 )
 
+// known is every Code above (a test keeps them in step).
+var known = map[Code]bool{
+	Internal: true, InvalidArgument: true, NotFound: true, AlreadyExists: true, Conflict: true,
+	Unauthenticated: true, PermissionDenied: true, TokenInvalid: true, TokenUsed: true, TokenExpired: true,
+	TokenRevoked: true, CSRInvalid: true, KeyTypeNotAllowed: true, CertInvalid: true, DeviceNotActive: true,
+	RenewalTooEarly: true, BodyTooLarge: true, Unavailable: true, CSRFFailed: true, ChallengeRequired: true,
+	ChallengeInvalid: true, ChallengeExpired: true, DeviceIDReserved: true,
+}
+
+// Known reports whether c is one of the codes declared here. A Code is a
+// string any caller can make; a metric label takes only known ones, so its
+// series stay bounded.
+func Known(c Code) bool { return known[c] }
+
 // Error is a failure with a stable code and a message safe to show a client.
 // The wrapped cause is for logs only and never rendered.
 type Error struct {

@@ -6,15 +6,18 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/authz"
+	"github.com/gatehouse-iot/gatehouse/enroll"
+	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
-// What the HTTP edges report (api.Observer, hooks.Observer). These paths
-// cost an HTTP request each, so label lookups by name are fine here.
+// What the HTTP edges and enrollment report (api.Observer, hooks.Observer,
+// enroll.Observer). These paths cost an HTTP request each, so label
+// lookups by name are fine here.
 
 // Bounded label sets of the edges' metrics.
 var (
 	methodLabels = enum{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions, labelOther}
-	enrollKinds  = enum{"enroll", "renew", labelOther}
+	enrollKinds  = enum(append(enroll.Kinds(), labelOther))
 	ocspOutcomes = enum{"good", "revoked", "unknown", "malformed", "error"} // anything else: error
 )
 
@@ -26,10 +29,19 @@ func (m *Metrics) HTTPServed(route, method string, status int, dur time.Duration
 	m.httpDur.WithLabelValues(route).Observe(dur.Seconds())
 }
 
-// Enrolled implements api.Observer. Codes are fault codes, a fixed set of
-// constants, plus "ok" and "repeated".
+// Enrolled implements enroll.Observer: one enrollment or renewal the
+// service ran, by kind and code ("ok", "repeated" or a fault code; a code
+// fault does not declare is "other").
 func (m *Metrics) Enrolled(kind, code string) {
-	m.enrollments.WithLabelValues(enrollKinds.label(kind), code).Inc()
+	m.enrollments.WithLabelValues(enrollKinds.label(kind), enrollCode(code)).Inc()
+}
+
+// enrollCode bounds an enrollment's code.
+func enrollCode(code string) string {
+	if code == enroll.CodeOK || code == enroll.CodeRepeated || fault.Known(fault.Code(code)) {
+		return code
+	}
+	return labelOther
 }
 
 // OCSPAnswered implements api.Observer.

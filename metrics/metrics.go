@@ -2,8 +2,8 @@
 // per process (never the client library's global one), the Go runtime and
 // process collectors, and the counters, histograms and gauges the other
 // packages feed through the small observer interfaces they declare
-// (authz.Observer, hooks.Observer, api.Observer), so none of them imports
-// Prometheus.
+// (authz.Observer, hooks.Observer, api.Observer, enroll.Observer), so none
+// of them imports Prometheus.
 //
 // Every label takes its value from a fixed set: a value outside it is
 // recorded as "other". No device id, topic, serial or client id is ever a
@@ -39,7 +39,7 @@ type Config struct {
 const (
 	// NameDecisions: counter, labels dialect, action, result, reason.
 	NameDecisions = "gatehouse_decisions_total"
-	// NameEnrollments: counter, labels kind (enroll, renew), code.
+	// NameEnrollments: counter, labels kind (enroll.Kinds), code.
 	NameEnrollments = "gatehouse_enrollments_total"
 )
 
@@ -93,7 +93,7 @@ func New(cfg Config) *Metrics {
 	m.grantDur = m.histogram("gatehouse_grant_computation_duration_seconds",
 		"Time one policy evaluation of a device's grants took.", grantBuckets)
 	m.enrollments = m.counterVec(NameEnrollments,
-		`Enrollment and renewal requests by kind and result code ("ok", "repeated" or the fault code).`, "kind", "code")
+		`Enrollments and renewals the enrollment service ran, by kind (enroll, renew, renew_expired, idevid, serverkeygen) and result code ("ok", "repeated" or the fault code).`, "kind", "code")
 	m.ocsp = m.counterVec("gatehouse_ocsp_responses_total",
 		"OCSP responses by outcome (good, revoked, unknown, malformed, error).", "status")
 	m.httpReqs = m.counterVec("gatehouse_http_requests_total",

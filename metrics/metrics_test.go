@@ -145,6 +145,8 @@ func TestEdgeLabelsBounded(t *testing.T) {
 	m.HTTPServed("/api/v1/devices/:id", "GET", 200, time.Millisecond)
 	m.Enrolled("enroll", "ok")
 	m.Enrolled("reenroll", "token_used")
+	m.Enrolled("renew_expired", "repeated")
+	m.Enrolled("idevid", "dev-secret-42") // a code fault does not declare
 	m.OCSPAnswered("good")
 	m.OCSPAnswered("perhaps")
 	m.HookServed("emqx", time.Millisecond)
@@ -159,6 +161,8 @@ func TestEdgeLabelsBounded(t *testing.T) {
 		{"gatehouse_http_request_duration_seconds", map[string]string{"route": "/api/v1/devices/:id"}},
 		{"gatehouse_enrollments_total", map[string]string{"kind": "enroll", "code": "ok"}},
 		{"gatehouse_enrollments_total", map[string]string{"kind": "other", "code": "token_used"}},
+		{"gatehouse_enrollments_total", map[string]string{"kind": "renew_expired", "code": "repeated"}},
+		{"gatehouse_enrollments_total", map[string]string{"kind": "idevid", "code": "other"}},
 		{"gatehouse_ocsp_responses_total", map[string]string{"status": "good"}},
 		{"gatehouse_ocsp_responses_total", map[string]string{"status": "error"}},
 		{"gatehouse_hook_request_duration_seconds", map[string]string{"dialect": "emqx"}},

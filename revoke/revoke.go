@@ -268,11 +268,21 @@ func (s *Service) RevokeCertificate(ctx context.Context, serial string, req Requ
 		req.Reason = "unspecified"
 	}
 	c, err := s.cfg.Store.RevokeCertificateAudited(ctx, serial, code, s.cfg.Now(), func(c store.Certificate) store.AuditEvent {
+		detail := "device=" + c.DeviceID + " " + req.detail(code)
+		if c.Discarded {
+			detail += " discarded=true"
+		}
 		return store.AuditEvent{Actor: req.Actor, Action: "certificate.revoke",
-			ObjectType: "certificate", ObjectID: serial, Detail: "device=" + c.DeviceID + " " + req.detail(code)}
+			ObjectType: "certificate", ObjectID: serial, Detail: detail}
 	})
 	if err != nil {
 		return store.Certificate{}, err
+	}
+	if c.Discarded {
+		// Revoked from the start and never handed out: nothing changed,
+		// and its device (if it exists) holds another certificate, whose
+		// sessions must not be kicked for this one.
+		return c, nil
 	}
 	return c, s.after(ctx, c.DeviceID, "certificate.revoke", true)
 }

@@ -14,7 +14,8 @@ const (
 	// DecisionsFamily has labels dialect, action, result (allow, deny,
 	// error) and reason (a bounded class).
 	DecisionsFamily = "gatehouse_decisions_total"
-	// EnrollmentsFamily has labels kind (enroll, renew) and code ("ok" or
+	// EnrollmentsFamily has labels kind (enroll, renew, renew_expired,
+	// idevid, serverkeygen: enroll.Kinds) and code ("ok", "repeated" or
 	// a fault code).
 	EnrollmentsFamily = "gatehouse_enrollments_total"
 	// simulateDialect (authz.DialectSimulate, not imported for one
@@ -24,6 +25,10 @@ const (
 	// repeatedCode is an enrollment retry answered with its certificate.
 	repeatedCode = "repeated"
 )
+
+// renewalKinds are the kinds charted as renewals; every other kind (a
+// first enrollment, however authenticated) is an enrollment.
+var renewalKinds = map[string]bool{"renew": true, "renew_expired": true}
 
 // FromGatherer reads the totals from the decision and enrollment counter
 // families of g, summed over the labels the charts do not split by.
@@ -91,7 +96,7 @@ func (t *Totals) addEnrollment(labels map[string]string, n uint64) {
 		// when it was issued, and no failure.
 	case labels["code"] != "ok":
 		t.EnrollFailed += n
-	case labels["kind"] == "renew":
+	case renewalKinds[labels["kind"]]:
 		t.Renewed += n
 	default:
 		t.Enrolled += n

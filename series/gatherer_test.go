@@ -49,6 +49,10 @@ func TestFromGatherer(t *testing.T) {
 	}
 	enr.WithLabelValues("enroll", "ok").Add(6)
 	enr.WithLabelValues("renew", "ok").Add(2)
+	enr.WithLabelValues("renew_expired", "ok").Add(3) // a sleepy device's renewal
+	enr.WithLabelValues("idevid", "ok").Add(2)
+	enr.WithLabelValues("serverkeygen", "ok").Add(1)
+	enr.WithLabelValues("renew_expired", "certificate_invalid").Add(1)
 	enr.WithLabelValues("enroll", "token_used").Add(1)
 	enr.WithLabelValues("renew", "certificate_invalid").Add(3)
 	enr.WithLabelValues("enroll", "repeated").Add(5) // counted when first issued
@@ -57,7 +61,7 @@ func TestFromGatherer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := series.Counts{Allow: 7, Deny: 8, Error: 1, Enrolled: 6, Renewed: 2, EnrollFailed: 4}
+	want := series.Counts{Allow: 7, Deny: 8, Error: 1, Enrolled: 9, Renewed: 5, EnrollFailed: 5}
 	if got.Counts != want {
 		t.Errorf("counts %+v, want %+v", got.Counts, want)
 	}

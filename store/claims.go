@@ -218,6 +218,6 @@ func (s *Store) discarded(ctx context.Context, serial string) (Certificate, erro
 	}
 	rev := fromMS(revokedAt)
 	c.NotBefore, c.NotAfter, c.CreatedAt, c.RevokedAt = fromMS(notBefore), fromMS(notAfter), fromMS(createdAt), &rev
-	c.Status = CertRevoked
+	c.Status, c.Discarded = CertRevoked, true
 	return c, nil
 }

@@ -162,6 +162,73 @@ func testDiscard(t *testing.T, backend string) {
 		t.Fatalf("%d discard audit events, want 1", len(ev))
 	}
 	wantCode(t, second(s.GetCertificate(ctx, "nope")), fault.NotFound)
+	testDiscardListedAndRevoked(t, s, lost)
+}
+
+// testDiscardListedAndRevoked: a discarded certificate is in its device's
+// list, newest first, as revoked and discarded; revoking it is a request
+// that changes nothing (audited), like revoking a revoked certificate.
+func testDiscardListedAndRevoked(t *testing.T, s *store.Store, lost store.Certificate) {
+	ctx := context.Background()
+	// A renewal of dev-1 that failed to commit, signed after a1 and before
+	// a recorded later one.
+	failed := certificate("dev-1", "c3", base.Add(time.Minute))
+	noErr(t, s.DiscardCertificate(ctx, failed, "renewal failed", base.Add(2*time.Minute), store.ClaimRef{}, nil))
+	type row struct {
+		serial    string
+		status    store.CertStatus
+		reason    int
+		discarded bool
+	}
+	var got []row
+	for _, c := range must(s.ListCertificates(ctx, "dev-1"))(t) {
+		got = append(got, row{c.Serial, c.Status, c.RevocationReason, c.Discarded})
+		if c.Discarded && (c.RevokedAt == nil || !c.RevokedAt.Equal(base.Add(2*time.Minute)) || c.PEM != failed.PEM) {
+			t.Errorf("listed discarded certificate %+v", c)
+		}
+	}
+	want := []row{{"c3", store.CertRevoked, store.ReasonDiscarded, true}, {"a1", store.CertActive, 0, false}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("dev-1's certificates %v, want %v", got, want)
+	}
+	if cs := must(s.ListCertificates(ctx, "ghost"))(t); len(cs) != 1 || cs[0].Serial != lost.Serial || !cs[0].Discarded {
+		t.Fatalf("the discarded certificate of a device that never was: %+v", cs)
+	}
+
+	// All of them, newest discard first, at most limit.
+	var all []string
+	for _, c := range must(s.DiscardedCertificates(ctx, 0))(t) {
+		all = append(all, c.Serial)
+		if !c.Discarded || c.Status != store.CertRevoked || c.RevocationReason != store.ReasonDiscarded {
+			t.Errorf("discarded certificate %+v", c)
+		}
+	}
+	if fmt.Sprint(all) != "[c3 b2]" {
+		t.Fatalf("DiscardedCertificates = %v, want [c3 b2]", all)
+	}
+	if cs := must(s.DiscardedCertificates(ctx, 1))(t); len(cs) != 1 || cs[0].Serial != "c3" {
+		t.Fatalf("DiscardedCertificates limit 1 = %+v", cs)
+	}
+
+	audited := 0
+	for _, serial := range []string{lost.Serial, failed.Serial} {
+		c, err := s.RevokeCertificateAudited(ctx, serial, 1, base.Add(time.Hour), func(c store.Certificate) store.AuditEvent {
+			audited++
+			return store.AuditEvent{Actor: "admin", Action: "certificate.revoke", ObjectType: "certificate", ObjectID: c.Serial}
+		})
+		noErr(t, err)
+		if !c.Discarded || c.Status != store.CertRevoked || c.RevocationReason != store.ReasonDiscarded || c.RevokedAt == nil ||
+			c.RevokedAt.Equal(base.Add(time.Hour)) {
+			t.Fatalf("revoking discarded %s: %+v, want it as it was (revoked, cessationOfOperation, first time)", serial, c)
+		}
+	}
+	if audited != 2 || len(must(s.ListAudit(ctx, store.AuditFilter{Action: "certificate.revoke"}))(t)) != 2 {
+		t.Fatalf("revocations of discarded certificates audited %d times, want 2", audited)
+	}
+	if c := must(s.GetCertificate(ctx, "a1"))(t); c.Status != store.CertActive {
+		t.Fatalf("revoking dev-1's discarded certificate touched its active one: %s", c.Status)
+	}
+	wantCode(t, second(s.RevokeCertificateAudited(ctx, "nope", 1, base, nil)), fault.NotFound)
 }
 
 // testTokenClaimDevice: a claim for an id the commit would refuse (enrolled,

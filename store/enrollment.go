@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -534,17 +535,35 @@ func (s *Store) GetCertificate(ctx context.Context, serial string) (Certificate,
 	return r.domain(), nil
 }
 
-// ListCertificates returns a device's certificates, newest first.
+// ListCertificates returns a device's certificates, newest first, its
+// discarded ones (DiscardCertificate) among them: they were signed for it,
+// and an operator looking at the device must see them, revoked.
 func (s *Store) ListCertificates(ctx context.Context, deviceID string) ([]Certificate, error) {
 	var rows []certRow
 	if err := s.db.WithContext(ctx).Where("device_id = ?", deviceID).Order("not_before DESC, serial").
 		Find(&rows).Error; err != nil {
 		return nil, classify(err, "certificates")
 	}
-	out := make([]Certificate, len(rows))
-	for i, r := range rows {
-		out[i] = r.domain()
+	var discarded []discardedRow
+	if err := s.db.WithContext(ctx).Where("device_id = ?", deviceID).Find(&discarded).Error; err != nil {
+		return nil, classify(err, "discarded certificates")
 	}
+	out := make([]Certificate, 0, len(rows)+len(discarded))
+	for _, r := range rows {
+		out = append(out, r.domain())
+	}
+	if len(discarded) == 0 {
+		return out, nil
+	}
+	for _, r := range discarded {
+		out = append(out, r.domain())
+	}
+	slices.SortFunc(out, func(a, b Certificate) int {
+		if c := b.NotBefore.Compare(a.NotBefore); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Serial, b.Serial)
+	})
 	return out, nil
 }
 

@@ -450,8 +450,10 @@ func scanStrings(q *gorm.DB) ([]string, error) {
 // RevokeCertificateAudited revokes one certificate and records the audit
 // event audit builds from it, in one transaction, so a revocation is never
 // without its event. Revoking an already revoked certificate keeps the first
-// revocation's time and reason (and is audited as a request). It returns the
-// certificate as stored after the change.
+// revocation's time and reason (and is audited as a request); so does
+// revoking a discarded one (DiscardCertificate: revoked from the start),
+// which changes nothing else. It returns the certificate as stored after
+// the change.
 func (s *Store) RevokeCertificateAudited(ctx context.Context, serial string, reason int, at time.Time, audit func(Certificate) AuditEvent) (Certificate, error) {
 	var out Certificate
 	err := s.write(ctx, func(tx *gorm.DB) error {
@@ -460,12 +462,21 @@ func (s *Store) RevokeCertificateAudited(ctx context.Context, serial string, rea
 			return classify(err, "certificate "+serial)
 		}
 		var r certRow
-		if err := tx.Where("serial = ?", serial).Take(&r).Error; err != nil {
+		err := tx.Where("serial = ?", serial).Take(&r).Error
+		switch {
+		case errors.Is(err, gorm.ErrRecordNotFound):
+			var d discardedRow
+			if err := tx.Where("serial = ?", serial).Take(&d).Error; err != nil {
+				return classify(err, "certificate "+serial)
+			}
+			out = d.domain()
+		case err != nil:
 			return classify(err, "certificate "+serial)
-		}
-		out = r.domain()
-		if err := s.notify(tx, TopicDevices); err != nil {
-			return err
+		default:
+			out = r.domain()
+			if err := s.notify(tx, TopicDevices); err != nil {
+				return err
+			}
 		}
 		if audit == nil {
 			return nil

@@ -103,6 +103,28 @@ func (r certRow) domain() Certificate {
 	return c
 }
 
+// discardedRow is a row of discarded_certificates (DiscardCertificate).
+type discardedRow struct {
+	Serial           string `gorm:"column:serial;primaryKey"`
+	Fingerprint      string `gorm:"column:fingerprint"`
+	DeviceID         string `gorm:"column:device_id"`
+	NotBefore        int64  `gorm:"column:not_before"`
+	NotAfter         int64  `gorm:"column:not_after"`
+	PEM              string `gorm:"column:pem"`
+	RevokedAt        int64  `gorm:"column:revoked_at"`
+	RevocationReason int    `gorm:"column:revocation_reason"`
+	CreatedAt        int64  `gorm:"column:created_at;autoCreateTime:false"`
+}
+
+func (discardedRow) TableName() string { return "discarded_certificates" }
+
+func (r discardedRow) domain() Certificate {
+	rev := fromMS(r.RevokedAt)
+	return Certificate{Serial: r.Serial, Fingerprint: r.Fingerprint, DeviceID: r.DeviceID,
+		NotBefore: fromMS(r.NotBefore), NotAfter: fromMS(r.NotAfter), Status: CertRevoked, PEM: r.PEM,
+		RevokedAt: &rev, RevocationReason: r.RevocationReason, CreatedAt: fromMS(r.CreatedAt), Discarded: true}
+}
+
 func newCertRow(c Certificate) certRow {
 	r := certRow{Serial: c.Serial, Fingerprint: c.Fingerprint, DeviceID: c.DeviceID,
 		NotBefore: ms(c.NotBefore), NotAfter: ms(c.NotAfter), Status: string(c.Status), PEM: c.PEM,

@@ -53,6 +53,25 @@ func (s *Store) ExpiringCertificates(ctx context.Context, before time.Time, limi
 	return out, nil
 }
 
+// DiscardedCertificates returns the discarded certificates
+// (DiscardCertificate), the latest discarded first, at most limit (default and cap
+// 1000): those of a first enrollment that failed belong to no device, so
+// no device's list shows them.
+func (s *Store) DiscardedCertificates(ctx context.Context, limit int) ([]Certificate, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	var rows []discardedRow
+	if err := s.db.WithContext(ctx).Order("revoked_at DESC, serial").Limit(limit).Find(&rows).Error; err != nil {
+		return nil, classify(err, "discarded certificates")
+	}
+	out := make([]Certificate, len(rows))
+	for i, r := range rows {
+		out[i] = r.domain()
+	}
+	return out, nil
+}
+
 // labelNeedle is the pair as Go's JSON writes it. A device's stored labels
 // hold the label exactly when they contain it right after "{" or ",": only
 // there does an unescaped quote open a key.

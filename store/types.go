@@ -109,6 +109,10 @@ type Certificate struct {
 	// RevokeAfter is when a superseded certificate is due to be revoked
 	// (its profile's grace after the renewal); nil for other states.
 	RevokeAfter *time.Time
+	// Discarded: signed for an enrollment or renewal that did not commit,
+	// and never handed out (DiscardCertificate). It is revoked
+	// (ReasonDiscarded), and its device may not exist.
+	Discarded bool
 }
 
 // TokenBatch is a set of bootstrap tokens created together.

@@ -109,6 +109,9 @@ type Certificate struct {
 	RevokedAt        *time.Time `json:"revoked_at,omitempty"`
 	RevocationReason *int       `json:"revocation_reason,omitempty"`
 	Certificate      string     `json:"certificate"`
+	// Discarded: signed for an enrollment or renewal that did not commit
+	// and never handed out; revoked from the start (cessationOfOperation).
+	Discarded bool `json:"discarded,omitempty"`
 }
 
 // CertificateList answers GET /api/v1/devices/{id}/certificates.

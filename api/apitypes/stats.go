@@ -24,16 +24,22 @@ type FleetCount struct {
 	ByStatus map[string]int64 `json:"by_status"`
 }
 
-// ExpiringCertificate is an active certificate close to its NotAfter.
+// ExpiringCertificate is an active certificate close to its NotAfter, or
+// (GET /api/v1/certificates?discarded=true) a discarded one: signed for an
+// enrollment or renewal that did not commit, never handed out, revoked
+// with RevocationReason 5 (cessationOfOperation); its device may not exist.
 type ExpiringCertificate struct {
-	Serial    string    `json:"serial"`
-	DeviceID  string    `json:"device_id"`
-	NotBefore time.Time `json:"not_before"`
-	NotAfter  time.Time `json:"not_after"`
-	Status    string    `json:"status"`
+	Serial           string    `json:"serial"`
+	DeviceID         string    `json:"device_id"`
+	NotBefore        time.Time `json:"not_before"`
+	NotAfter         time.Time `json:"not_after"`
+	Status           string    `json:"status"`
+	RevocationReason *int      `json:"revocation_reason,omitempty"`
+	Discarded        bool      `json:"discarded,omitempty"`
 }
 
-// ExpiringCertificateList answers GET /api/v1/certificates?expiring_within=.
+// ExpiringCertificateList answers GET /api/v1/certificates?expiring_within=
+// (or ?discarded=true).
 type ExpiringCertificateList struct {
 	Certificates []ExpiringCertificate `json:"certificates"`
 }

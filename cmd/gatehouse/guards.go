@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/hooks"
 	"github.com/gatehouse-iot/gatehouse/inventory"
 	"github.com/gatehouse-iot/gatehouse/kick"
+	"github.com/gatehouse-iot/gatehouse/metrics"
 	"github.com/gatehouse-iot/gatehouse/ocsp"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/revoke"
@@ -111,4 +112,13 @@ var (
 	_ hooks.Freshness   = (*authz.Authorizer)(nil)
 	_ hooks.KickAcks    = (*kick.Mosquitto)(nil)
 	_ kick.Broker       = (*kick.Mosquitto)(nil)
+)
+
+// The metrics: every flow reports to the one *metrics.Metrics through the
+// observer its package declares.
+var (
+	_ authz.Observer  = (*metrics.Metrics)(nil)
+	_ hooks.Observer  = (*metrics.Metrics)(nil)
+	_ api.Observer    = (*metrics.Metrics)(nil)
+	_ enroll.Observer = (*metrics.Metrics)(nil)
 )

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/events"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/kick"
 )
 
 // TestKickConfig: kick targets come from GATEHOUSE_KICK_* (or the file);
@@ -48,7 +49,7 @@ func TestKickConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bs, err := kickBrokers(v, events.NewHub(events.Config{}), nil)
+			targets, err := kickBrokers(v, events.NewHub(events.Config{}), nil)
 			if tc.wantErr != "" {
 				if !fault.Is(err, fault.InvalidArgument) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want invalid_argument with %q", err, tc.wantErr)
@@ -62,11 +63,18 @@ func TestKickConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			var names []string
-			for _, b := range bs {
+			acked := false
+			for _, b := range targets.brokers {
 				names = append(names, b.Name())
+				acked = acked || (targets.mosquitto != nil && b == kick.Broker(targets.mosquitto))
 			}
 			if strings.Join(names, ",") != strings.Join(tc.brokers, ",") {
 				t.Errorf("brokers %v, want %v", names, tc.brokers)
+			}
+			// The Mosquitto target, and only it, receives the plugin's
+			// acknowledgements: it must be the one kicking.
+			if wantAcks := tc.env["GATEHOUSE_KICK_MOSQUITTO_ENABLED"] == "true"; acked != wantAcks || (targets.mosquitto != nil) != wantAcks {
+				t.Errorf("mosquitto acknowledgements target %v (among the brokers: %v), want configured=%v", targets.mosquitto, acked, wantAcks)
 			}
 		})
 	}

@@ -94,7 +94,12 @@ func revokeCertificate(cmd *cobra.Command, c *client, body apitypes.RevokeReques
 	if err := c.call("POST", "/api/v1/certificates/"+url.PathEscape(serial)+"/revoke", body, &res); err != nil {
 		return nil, err
 	}
-	if !asJSON(cmd) {
+	switch {
+	case asJSON(cmd):
+	case res.Discarded:
+		// Its reason stays the discard's, whatever was asked.
+		fmt.Fprintf(cmd.OutOrStdout(), "certificate %s was discarded (signed but never handed out): revoked already (cessationOfOperation)\n", serial)
+	default:
 		fmt.Fprintf(cmd.OutOrStdout(), "certificate %s %s (%s)\n", serial, res.Status, body.Reason)
 	}
 	printWarnings(cmd, res.Warnings)

@@ -91,6 +91,12 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, err
 	}
+	// Read once: the event hub's echoes and the decision core's bound
+	// must be the same duration.
+	staleness, err := maxStaleness(v)
+	if err != nil {
+		return nil, err
+	}
 	// Infrastructure first, although its section comes last: every flow
 	// records into the store.
 	st, err := openStore(ctx, v, log)
@@ -102,11 +108,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 			_ = st.Close()
 		}
 	}()
-	hub, err := newEventHub(v, log)
-	if err != nil {
-		return nil, err
-	}
-	a := &app{store: st, events: hub, metrics: metrics.New(metrics.Config{})}
+	a := &app{store: st, events: newEventHub(staleness, log), metrics: metrics.New(metrics.Config{})}
 	base := publicURL(v)
 	crlValidity, err := crlValidity(v)
 	if err != nil {
@@ -118,7 +120,7 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	}
 	// Broker flow, its core: decisions rest on the CA's roles, the active
 	// policy and the device state.
-	if err := a.newDecisionCore(v, log); err != nil {
+	if err := a.newDecisionCore(v, staleness, log); err != nil {
 		return nil, err
 	}
 	// Revocation takes back what both flows gave.
@@ -205,7 +207,7 @@ func (a *app) newDeviceFront(log *slog.Logger) (*inventory.Service, *enroll.Serv
 		return nil, nil, err
 	}
 	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Claims: st, Audit: audit.New(st, log), Issuer: a.ca, CRL: a.crl,
-		Core: a.sync, Log: log})
+		Core: a.sync, Log: log, Observer: a.metrics})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -215,9 +217,10 @@ func (a *app) newDeviceFront(log *slog.Logger) (*inventory.Service, *enroll.Serv
 // Broker flow: hooks → authz → policy, topic, authzsync.
 
 // newDecisionCore builds the decision core, the policy service that loads
-// versions into it and the syncer that feeds it device state.
-func (a *app) newDecisionCore(v *viper.Viper, log *slog.Logger) (err error) {
-	if a.authz, err = newAuthz(v, a.events, a.metrics, log); err != nil {
+// versions into it and the syncer that feeds it device state. staleness is
+// authz.max_staleness (maxStaleness).
+func (a *app) newDecisionCore(v *viper.Viper, staleness time.Duration, log *slog.Logger) (err error) {
+	if a.authz, err = newAuthz(v, staleness, a.events, a.metrics, log); err != nil {
 		return err
 	}
 	if a.policies, err = policy.NewService(policy.ServiceConfig{Versions: a.store, Active: a.authz, Fresh: a.authz, Log: log}); err != nil {
@@ -230,24 +233,17 @@ func (a *app) newDecisionCore(v *viper.Viper, log *slog.Logger) (err error) {
 // newEventHub returns the hub of the broker event streams. Device and
 // reset events are announced again after 2s and after max_staleness and a
 // second (events/echo.go): a plugin whose decisions a balancer spreads over
-// replicas then drops what a lagging replica answered.
-func newEventHub(v *viper.Viper, log *slog.Logger) (*events.Hub, error) {
-	staleness, err := maxStaleness(v)
-	if err != nil {
-		return nil, err
-	}
+// replicas then drops what a lagging replica answered. staleness is
+// authz.max_staleness (maxStaleness).
+func newEventHub(staleness time.Duration, log *slog.Logger) *events.Hub {
 	echo := []time.Duration{2 * time.Second}
 	if staleness > 0 {
 		echo = append(echo, staleness+time.Second)
 	}
-	return events.NewHub(events.Config{Echo: echo, Log: log}), nil
+	return events.NewHub(events.Config{Echo: echo, Log: log})
 }
 
-func newAuthz(v *viper.Viper, changes authz.Changes, obs authz.Observer, log *slog.Logger) (*authz.Authorizer, error) {
-	staleness, err := maxStaleness(v)
-	if err != nil {
-		return nil, err
-	}
+func newAuthz(v *viper.Viper, staleness time.Duration, changes authz.Changes, obs authz.Observer, log *slog.Logger) (*authz.Authorizer, error) {
 	evalTimeout, err := policyEvalTimeout(v)
 	if err != nil {
 		return nil, err

@@ -77,7 +77,11 @@ export async function render({ params, can, navigate, href }) {
       const r = await get(path + '/certificates');
       return table('certificates-table', [
         { label: 'Serial', key: 'serial', cell: (c) => h('code', {}, c.serial) },
-        { label: 'Status', key: 'status', cell: (c) => badge(c.status) },
+        // A discarded certificate was signed but never handed out (its
+        // enrollment or renewal did not commit): revoked from the start.
+        { label: 'Status', key: 'status', cell: (c) => c.discarded
+          ? [badge(c.status), ' ', h('small', { class: 'muted', testid: 'cert-discarded', title: 'signed for an enrollment or renewal that did not complete; never handed out' }, 'discarded')]
+          : badge(c.status) },
         { label: 'Valid from', key: 'not_before', cell: (c) => fmtTime(c.not_before) },
         { label: 'Valid until', key: 'not_after', cell: (c) => [fmtTime(c.not_after), ' ', h('small', { class: 'muted' }, '(' + fmtRelative(c.not_after) + ')')] },
         { label: 'Revoked', key: 'revoked', cell: (c) => c.revoked_at ? fmtTime(c.revoked_at) + ' (' + (REASON_CODES[c.revocation_reason] || 'reason ' + c.revocation_reason) + ')' : '' },
