@@ -39,6 +39,7 @@ var enrollKinds = map[string]string{
 	"/api/v1/enroll": "enroll", "/api/v1/renew": "renew",
 	est.Prefix + "/simpleenroll": "enroll", est.Prefix + "/:label/simpleenroll": "enroll",
 	est.Prefix + "/simplereenroll": "renew", est.Prefix + "/:label/simplereenroll": "renew",
+	est.Prefix + "/serverkeygen": "enroll", est.Prefix + "/:label/serverkeygen": "enroll",
 }
 
 // estRoute reports whether route is one of EST's.
