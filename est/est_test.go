@@ -147,8 +147,8 @@ func newRig(t *testing.T) *rig {
 			"rsa":    {Name: "rsa", KeyTypes: []string{"RSA"}, ServerKeygen: new(true)}},
 		tokens: map[string]string{secret.Hash(tokLine): "line", secret.Hash(tokOther): "other",
 			secret.Hash(tokKeygen): "keygen", secret.Hash(tokRSA): "rsa", secret.Hash(tokUsed): "keygen"},
-		certs:    map[string]string{"7": "cam-1"}, // selfSigned's serial
-		devices:  map[string]string{"cam-1": "other"},
+		certs:   map[string]string{"7": "cam-1"}, // selfSigned's serial
+		devices: map[string]string{"cam-1": "other"},
 	}
 	if r.srv, err = New(Config{Enroll: r.enr, CA: fakeCA{r.ca}, Store: st}); err != nil {
 		t.Fatal(err)
