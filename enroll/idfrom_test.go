@@ -206,3 +206,62 @@ func FuzzCSRSerialNumber(f *testing.F) {
 		}
 	})
 }
+
+// TestEnrollSerialNumberRace: many tokens whose CSRs all name one device
+// by serialNumber, at once: one wins, the others are refused with a client
+// code and anything they signed is revoked. Then many server-key
+// enrollments with one token: one wins and the CA signs once. On both
+// databases.
+func TestEnrollSerialNumberRace(t *testing.T) {
+	caDir := newCADir(t)
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			e := newClaimEnv(t, backend, caDir, nil)
+			if _, err := e.db.Real().CreateProfile(ctx, store.Profile{Name: "serial", KeyTypes: []string{"P-256"}, Validity: time.Hour,
+				DeviceIDFrom: store.DeviceIDFromCSRSerial, ServerKeygen: new(true)}, nil); err != nil {
+				t.Fatal(err)
+			}
+			b, err := e.svc.CreateBatch(ctx, enroll.BatchRequest{Fleet: "default", Profile: "serial", Count: racers + 1, TTL: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			csrs := make([][]byte, racers)
+			for i := range csrs {
+				csrs[i] = subjectCSR(t, testpki.Key(t, "P-256"), "contested")
+			}
+			before := len(e.iss.serials())
+			won, codes := race(t, racers, func(i int) (enroll.Result, error) {
+				return e.svc.Enroll(ctx, enroll.Request{Token: b.Tokens[i].Token, CSR: csrs[i]})
+			})
+			wantOnly(t, codes, fault.AlreadyExists, fault.Conflict, fault.Unavailable)
+			if won.Device.ID != "contested" {
+				t.Fatalf("winner %q", won.Device.ID)
+			}
+			// The claim is on each token, not on the id, so a loser may have
+			// signed before its commit failed: whatever it signed is
+			// discarded, revoked and on the CRL, never a second identity.
+			crl := e.onCRL(t)
+			for _, serial := range e.iss.serials()[before:] {
+				if serial == won.Serial {
+					continue
+				}
+				if c, err := e.db.Real().GetCertificate(ctx, serial); err != nil || c.Status != store.CertRevoked || !crl[serial] {
+					t.Fatalf("a loser's certificate %s: %s %v, on the CRL %v: want revoked", serial, c.Status, err, crl[serial])
+				}
+			}
+			if c, err := e.db.Real().GetCertificate(ctx, won.Serial); err != nil || c.Status != store.CertActive {
+				t.Fatalf("winner's certificate: %s %v", c.Status, err)
+			}
+
+			// One token, many server-generated keys at once.
+			tok := b.Tokens[racers].Token
+			before = len(e.iss.serials())
+			won, codes = race(t, racers, func(i int) (enroll.Result, error) {
+				return e.svc.Enroll(ctx, enroll.Request{Token: tok, CSR: subjectCSR(t, testpki.Key(t, "P-256"), "keyed"), ServerKey: true})
+			})
+			wantOnly(t, codes, fault.TokenUsed, fault.Unavailable)
+			e.checkOneSigned(t, before, won.Serial)
+		})
+	}
+}
