@@ -32,8 +32,8 @@ const (
 	// requires HTTPS (RFC 7030 §3.2.2), and simplereenroll needs the
 	// handshake's client certificate.
 	TLSRequired fault.Code = "tls_required"
-	// NotImplemented: an EST operation this server does not offer. Every
-	// operation is offered now; the code stays for the ones to come.
+	// NotImplemented: what this server does not offer: serverkeygen's
+	// key encryption beyond TLS (RFC 7030 §4.4.1.1, §4.4.1.2).
 	NotImplemented fault.Code = "not_implemented"
 )
 
@@ -295,6 +295,9 @@ func (s *Server) serverKeygen(c echo.Context) error {
 	}
 	client, _, err := parseBody(c)
 	if err != nil {
+		return err
+	}
+	if err := checkKeyDelivery(client); err != nil {
 		return err
 	}
 	var key crypto.Signer

@@ -9,11 +9,15 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"mime/multipart"
 	"net/textproto"
 	"slices"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
@@ -114,4 +118,61 @@ func ServerKeygenBody(key crypto.Signer, cert *x509.Certificate) ([]byte, string
 		return nil, "", err
 	}
 	return buf.Bytes(), "multipart/mixed; boundary=" + w.Boundary(), nil
+}
+
+// The CSR attributes by which a serverkeygen client asks for its key
+// encrypted beyond TLS (RFC 7030 §4.4.1.1 and §4.4.1.2: id-aa 37 and 54).
+var (
+	oidDecryptKeyID      = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 37}
+	oidAsymmDecryptKeyID = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 54}
+)
+
+// checkKeyDelivery refuses a serverkeygen CSR that asks for the key
+// encrypted beyond TLS: this server does not do that, and answering such a
+// client with a key it did not ask to get in the clear would break its
+// policy quietly.
+func checkKeyDelivery(csr *x509.CertificateRequest) error {
+	types, err := AttributeTypes(csr.RawTBSCertificateRequest)
+	if err != nil {
+		return fault.New(fault.CSRInvalid, "csr attributes: %v", err)
+	}
+	for _, t := range types {
+		if t.Equal(oidDecryptKeyID) || t.Equal(oidAsymmDecryptKeyID) {
+			return fault.New(NotImplemented,
+				"serverkeygen does not encrypt the key beyond TLS: send the CSR without DecryptKeyIdentifier or AsymmetricDecryptKeyIdentifier")
+		}
+	}
+	return nil
+}
+
+// AttributeTypes returns the attribute types of a DER
+// CertificationRequestInfo (RFC 2986): Go's parser keeps only the
+// attributes it understands, so they are read from the raw request info.
+//
+//	SEQUENCE { version INTEGER, subject Name, subjectPKInfo SEQUENCE,
+//	           attributes [0] IMPLICIT SET OF SEQUENCE { type OID, values SET } }
+func AttributeTypes(tbsDER []byte) ([]asn1.ObjectIdentifier, error) {
+	in := cryptobyte.String(tbsDER)
+	var tbs, attrs cryptobyte.String
+	var hasAttrs bool
+	if !in.ReadASN1(&tbs, cbasn1.SEQUENCE) || !in.Empty() {
+		return nil, errors.New("request info is not one SEQUENCE")
+	}
+	if !tbs.SkipASN1(cbasn1.INTEGER) || !tbs.SkipASN1(cbasn1.SEQUENCE) || !tbs.SkipASN1(cbasn1.SEQUENCE) {
+		return nil, errors.New("malformed request info")
+	}
+	if !tbs.ReadOptionalASN1(&attrs, &hasAttrs, cbasn1.Tag(0).ContextSpecific().Constructed()) || !tbs.Empty() {
+		return nil, errors.New("malformed attributes")
+	}
+	var out []asn1.ObjectIdentifier
+	for !attrs.Empty() {
+		var attr cryptobyte.String
+		var oid asn1.ObjectIdentifier
+		if !attrs.ReadASN1(&attr, cbasn1.SEQUENCE) || !attr.ReadASN1ObjectIdentifier(&oid) ||
+			!attr.SkipASN1(cbasn1.SET) || !attr.Empty() {
+			return nil, errors.New("malformed attribute")
+		}
+		out = append(out, oid)
+	}
+	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatehouse-iot/gatehouse/fault"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 )
 
@@ -188,4 +190,84 @@ func TestServerKeygenBodyEd25519(t *testing.T) {
 			t.Fatalf("line of %d characters", len(l))
 		}
 	}
+}
+
+// attrCSR is a DER CSR for a new P-256 key carrying an attribute of type oid.
+func attrCSR(t testing.TB, oid asn1.ObjectIdentifier) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "c"},
+		Attributes: []pkix.AttributeTypeAndValueSET{{Type: oid, // the value's shape does not matter here
+			Value: [][]pkix.AttributeTypeAndValue{{{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "k"}}}}},
+	}, testpki.Key(t, "P-256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// TestServerKeygenEncryptedDelivery: a client that asks for its key
+// encrypted beyond TLS is told it is not offered (501), before any key is
+// made or token touched; other attributes pass.
+func TestServerKeygenEncryptedDelivery(t *testing.T) {
+	r := newRig(t)
+	for _, tc := range []struct {
+		oid  asn1.ObjectIdentifier
+		want int
+	}{
+		{oidDecryptKeyID, http.StatusNotImplemented},
+		{oidAsymmDecryptKeyID, http.StatusNotImplemented},
+		{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 7}, http.StatusOK}, // challengePassword
+	} {
+		before := len(r.enr.enrolls)
+		rec, err := r.do(call{method: "POST", op: "serverkeygen", tls: true, pass: tokKeygen, ct: "application/pkcs10",
+			body: base64.StdEncoding.EncodeToString(attrCSR(t, tc.oid))})
+		switch {
+		case tc.want == http.StatusOK && (err != nil || rec.Code != http.StatusOK):
+			t.Errorf("attribute %v: %v %d", tc.oid, err, rec.Code)
+		case tc.want != http.StatusOK && (fault.CodeOf(err) != NotImplemented || len(r.enr.enrolls) != before):
+			t.Errorf("attribute %v: %v, want not_implemented before enrolling", tc.oid, err)
+		}
+	}
+}
+
+func TestAttributeTypes(t *testing.T) {
+	csr := testpki.ParseCSR(t, attrCSR(t, oidDecryptKeyID))
+	got, err := AttributeTypes(csr.RawTBSCertificateRequest)
+	if err != nil || len(got) != 1 || !got[0].Equal(oidDecryptKeyID) {
+		t.Fatalf("%v %v", got, err)
+	}
+	plain := testpki.ParseCSR(t, testpki.CSRSubject(t, testpki.Key(t, "P-256"), pkix.Name{CommonName: "c"}))
+	if got, err := AttributeTypes(plain.RawTBSCertificateRequest); err != nil || len(got) != 0 {
+		t.Fatalf("no attributes: %v %v", got, err)
+	}
+	// SANs travel as an extensionRequest attribute.
+	sans := testpki.ParseCSR(t, newCSR(t))
+	if got, err := AttributeTypes(sans.RawTBSCertificateRequest); err != nil || len(got) != 1 ||
+		!got[0].Equal(asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 14}) {
+		t.Fatalf("extensionRequest: %v %v", got, err)
+	}
+	for _, bad := range [][]byte{nil, {0x30, 0x00}, {0x30, 0x03, 0x02, 0x01, 0x00}, append(append([]byte(nil), csr.RawTBSCertificateRequest...), 0)} {
+		if _, err := AttributeTypes(bad); err == nil {
+			t.Errorf("% x parsed", bad)
+		}
+	}
+}
+
+// FuzzAttributeTypes: any bytes are attribute types or an error, never a
+// panic; a request info that parses keeps parsing the same.
+func FuzzAttributeTypes(f *testing.F) {
+	f.Add(testpki.ParseCSR(f, attrCSR(f, oidDecryptKeyID)).RawTBSCertificateRequest)
+	f.Add(testpki.ParseCSR(f, newCSR(f)).RawTBSCertificateRequest)
+	f.Add([]byte{0x30, 0x00})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		a, err := AttributeTypes(der)
+		if err != nil {
+			return
+		}
+		b, err := AttributeTypes(der)
+		if err != nil || len(a) != len(b) {
+			t.Fatal("not deterministic")
+		}
+	})
 }
