@@ -409,6 +409,14 @@ func TestFleetProfileCRUD(t *testing.T) {
 			}
 		}
 	}
+	estIs := func(t *testing.T, keygen bool, idFrom string) func([]byte) {
+		return func(b []byte) {
+			var p apitypes.Profile
+			if err := jsonUnmarshal(b, &p); err != nil || p.ServerKeygen != keygen || p.DeviceIDFrom != idFrom {
+				t.Errorf("profile %s (%v), want server_keygen %v, device_id_from %s", b, err, keygen, idFrom)
+			}
+		}
+	}
 	// The superseded grace is 1h unless a profile says otherwise.
 	profileIs := func(t *testing.T, validity, window string, keys, roles []string) func([]byte) {
 		return profileIsGrace(t, validity, window, "1h0m0s", keys, roles)
@@ -503,6 +511,26 @@ func TestFleetProfileCRUD(t *testing.T) {
 		{"renew_after_expiry not whole seconds", "POST", "/api/v1/profiles", `{"name":"p","key_types":["P-256"],"validity":"1d","renew_after_expiry":"1.5s"}`,
 			400, fault.InvalidArgument, nil},
 		{"renew_after_expiry abc", "PUT", "/api/v1/profiles/sleepy", `{"key_types":["P-256"],"validity":"1d","renew_after_expiry":"abc"}`,
+			400, fault.InvalidArgument, nil},
+		{"EST options default off", "POST", "/api/v1/profiles", `{"name":"est","key_types":["P-256"],"validity":"1d"}`,
+			201, "", estIs(t, false, "token")},
+		{"get EST options", "GET", "/api/v1/profiles/est", "", 200, "", estIs(t, false, "token")},
+		{"update sets EST options", "PUT", "/api/v1/profiles/est",
+			`{"key_types":["P-256"],"validity":"1d","server_keygen":true,"device_id_from":"csr_serial_number"}`,
+			200, "", estIs(t, true, "csr_serial_number")},
+		{"update keeps EST options", "PUT", "/api/v1/profiles/est", `{"key_types":["P-256"],"validity":"2d"}`,
+			200, "", estIs(t, true, "csr_serial_number")},
+		{"get EST options after update", "GET", "/api/v1/profiles/est", "", 200, "", estIs(t, true, "csr_serial_number")},
+		{"update clears server_keygen", "PUT", "/api/v1/profiles/est", `{"key_types":["P-256"],"validity":"2d","server_keygen":false,"device_id_from":"token"}`,
+			200, "", estIs(t, false, "token")},
+		{"create with EST options", "POST", "/api/v1/profiles",
+			`{"name":"est2","key_types":["P-256"],"validity":"1d","server_keygen":true,"device_id_from":"csr_serial_number"}`,
+			201, "", estIs(t, true, "csr_serial_number")},
+		{"device_id_from unknown", "POST", "/api/v1/profiles", `{"name":"p","key_types":["P-256"],"validity":"1d","device_id_from":"cn"}`,
+			400, fault.InvalidArgument, nil},
+		{"device_id_from unknown on update", "PUT", "/api/v1/profiles/est", `{"key_types":["P-256"],"validity":"1d","device_id_from":"CSR_SERIAL_NUMBER"}`,
+			400, fault.InvalidArgument, nil},
+		{"server_keygen not a bool", "POST", "/api/v1/profiles", `{"name":"p","key_types":["P-256"],"validity":"1d","server_keygen":"yes"}`,
 			400, fault.InvalidArgument, nil},
 		{"update profile invalid", "PUT", "/api/v1/profiles/sensor", `{"key_types":["P-384"],"validity":"abc"}`,
 			400, fault.InvalidArgument, nil},

@@ -92,12 +92,21 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 	}
 }
 
+// estRetryAfter is the seconds a 503 tells an EST client to wait.
+const estRetryAfter = "5"
+
 // estError renders an EST error as text, as RFC 7030 §4.2.3 has it: the
 // stable code first, then the message. A 401 names the Basic realm, which
 // is how an EST client learns to send its bootstrap token.
 func estError(c echo.Context, status int, e apitypes.ErrorDetail) {
-	if status == http.StatusUnauthorized {
+	switch status {
+	case http.StatusUnauthorized:
 		c.Response().Header().Set("WWW-Authenticate", `Basic realm="`+est.Realm+`"`)
+	case http.StatusServiceUnavailable:
+		// RFC 7030 §4.2.3: an EST client waits as told and retries (the
+		// same token and key get the same certificate). Mostly a token
+		// another request holds, which resolves within enroll's ClaimWait.
+		c.Response().Header().Set("Retry-After", estRetryAfter)
 	}
 	_ = c.String(status, string(e.Code)+": "+e.Message+"\n")
 }

@@ -31,7 +31,7 @@ func TestESTRoutes(t *testing.T) {
 		{"unknown label", s, "GET", "/.well-known/est/nope/csrattrs", "", "", 404, "not_found"},
 		{"no credentials", s, "POST", "/.well-known/est/simpleenroll", "AAAA", "application/pkcs10", 401, "unauthenticated"},
 		{"body too large", s, "POST", "/.well-known/est/simplereenroll", big, "application/pkcs10", 413, "body_too_large"},
-		{"serverkeygen", s, "POST", "/.well-known/est/serverkeygen", "", "", 501, "not_implemented"},
+		{"serverkeygen without credentials", s, "POST", "/.well-known/est/serverkeygen", "AAAA", "application/pkcs10", 401, "unauthenticated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := tc.on.send(t, request{method: tc.method, path: tc.path, body: strings.NewReader(tc.body), contentType: tc.ct})

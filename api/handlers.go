@@ -161,6 +161,7 @@ func profileOf(b apitypes.ProfileRequest) (store.Profile, error) {
 	if p.RenewAfterExpiry, err = optDuration("renew_after_expiry", b.RenewAfterExpiry); err != nil {
 		return store.Profile{}, err
 	}
+	p.ServerKeygen, p.DeviceIDFrom = b.ServerKeygen, b.DeviceIDFrom
 	return p, nil
 }
 

@@ -17,7 +17,8 @@ func viewFleet(f store.Fleet) apitypes.Fleet {
 func viewProfile(p store.Profile) apitypes.Profile {
 	return apitypes.Profile{Name: p.Name, KeyTypes: nonNil(p.KeyTypes), Validity: p.Validity.String(),
 		RenewWindow: p.RenewWindow.String(), SupersededGrace: p.Grace().String(),
-		RenewAfterExpiry: p.AfterExpiry().String(), Roles: nonNil(p.Roles),
+		RenewAfterExpiry: p.AfterExpiry().String(), ServerKeygen: p.KeygenOnServer(), DeviceIDFrom: p.IDFrom(),
+		Roles:     nonNil(p.Roles),
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 }
 

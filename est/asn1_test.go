@@ -27,6 +27,12 @@ func selfSigned(t *testing.T, cn string) *x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return selfSignedKey(t, cn, key)
+}
+
+// selfSignedKey is selfSigned with key.
+func selfSignedKey(t *testing.T, cn string, key *ecdsa.PrivateKey) *x509.Certificate {
+	t.Helper()
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)

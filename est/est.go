@@ -6,12 +6,14 @@
 // Paths are /.well-known/est/<op> and /.well-known/est/<label>/<op>, where
 // label is a profile name ([A-Za-z0-9._-]{1,64}). A label narrows an
 // operation to its profile: csrattrs answers that profile's key types, and
-// simpleenroll (simplereenroll) refuses a token (certificate) of another
-// profile. Without a label any profile is served.
+// simpleenroll and serverkeygen (simplereenroll) refuse a token
+// (certificate) of another profile. Without a label any profile is served.
+// serverkeygen is served only for a token whose profile has server_keygen.
 package est
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"net/http"
 
@@ -30,8 +32,8 @@ const (
 	// requires HTTPS (RFC 7030 §3.2.2), and simplereenroll needs the
 	// handshake's client certificate.
 	TLSRequired fault.Code = "tls_required"
-	// NotImplemented: an EST operation this server does not offer
-	// (serverkeygen).
+	// NotImplemented: what this server does not offer: serverkeygen's
+	// key encryption beyond TLS (RFC 7030 §4.4.1.1, §4.4.1.2).
 	NotImplemented fault.Code = "not_implemented"
 )
 
@@ -127,45 +129,87 @@ func (s *Server) cacerts(c echo.Context) error {
 }
 
 func (s *Server) simpleEnroll(c echo.Context) error {
-	profile, err := s.start(c)
+	label, err := s.start(c)
 	if err != nil {
 		return err
 	}
-	user, token, ok := c.Request().BasicAuth()
-	if !ok || token == "" {
-		return fault.New(fault.Unauthenticated, "send the bootstrap token as the HTTP Basic password")
+	cred, err := credentialOf(c.Request())
+	if err != nil {
+		return err
 	}
 	_, csrPEM, err := parseBody(c)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	if profile.Name != "" {
-		if err := s.tokenOfProfile(ctx, token, profile.Name); err != nil {
-			return err
-		}
-	}
-	res, err := s.cfg.Enroll.Enroll(ctx, enroll.Request{Token: token, CSR: csrPEM, DeviceID: user})
+	res, err := s.enrollAs(c.Request().Context(), cred, label, false,
+		func(store.Profile) ([]byte, error) { return csrPEM, nil })
 	if err != nil {
 		return err
 	}
 	return certsOnly(c, []*x509.Certificate{res.Certificate})
 }
 
-// tokenOfProfile refuses a token whose batch is not for profile. Every other
-// check of the token is enroll.Service's.
-func (s *Server) tokenOfProfile(ctx context.Context, token, profile string) error {
-	_, p, err := s.cfg.Store.GetEnrollmentToken(ctx, secret.Hash(token))
-	if fault.Is(err, fault.NotFound) {
-		return fault.New(fault.TokenInvalid, "unknown bootstrap token")
+// credential is what an EST client enrolls with: the bootstrap token sent
+// as the HTTP Basic password. (The IDevID path adds the TLS client
+// certificate here, and its branch in enrollAs.)
+type credential struct {
+	token string
+}
+
+// credentialOf reads the request's credential and refuses, without any
+// lookup, one that cannot be good: the cheap refusal comes before the
+// CSR's signature is verified. The Basic user name is ignored: libest and
+// other stacks send a fixed one ("estuser"), so it cannot name the device.
+func credentialOf(r *http.Request) (credential, error) {
+	_, token, ok := r.BasicAuth()
+	if !ok || token == "" {
+		return credential{}, fault.New(fault.Unauthenticated, "send the bootstrap token as the HTTP Basic password")
 	}
+	if !secret.WellFormed(token, enroll.BootstrapPrefix) {
+		return credential{}, fault.New(fault.TokenInvalid, "the HTTP Basic password is not a bootstrap token")
+	}
+	return credential{token: token}, nil
+}
+
+// enrollAs is "authenticate, then enroll this CSR", the one way into
+// enrollment for simpleenroll and serverkeygen: it finds the profile cred
+// enrolls into, refuses a credential of another profile than label's,
+// and enrolls the CSR csrFor makes for that profile (the client's own, or
+// one for a key the server generates: serverKey). Every rule of the token
+// (once, its fleet, profile and fixed id, batch revocation, the profile's
+// device_id_from) is enroll.Service's.
+func (s *Server) enrollAs(ctx context.Context, cred credential, label store.Profile, serverKey bool,
+	csrFor func(store.Profile) ([]byte, error)) (enroll.Result, error) {
+	if label.Name == "" && !serverKey {
+		// Nothing to decide before enroll.Service, which reads the token
+		// and its profile anyway.
+		return s.enroll(ctx, cred, store.Profile{}, false, csrFor)
+	}
+	tok, profile, err := s.cfg.Store.GetEnrollmentToken(ctx, secret.Hash(cred.token))
+	switch {
+	case fault.Is(err, fault.NotFound):
+		return enroll.Result{}, fault.New(fault.TokenInvalid, "unknown bootstrap token")
+	case err != nil:
+		return enroll.Result{}, err
+	case label.Name != "" && profile.Name != label.Name:
+		return enroll.Result{}, fault.New(fault.PermissionDenied, "this token is not for EST label %q", label.Name)
+	case serverKey && tok.UsedAt != nil:
+		// A key made now could never be the first enrollment's: its
+		// retry is token_used (enroll.Request.ServerKey), so no key is
+		// made for it.
+		return enroll.Result{}, fault.New(fault.TokenUsed, "bootstrap token was already used")
+	}
+	return s.enroll(ctx, cred, profile, serverKey, csrFor)
+}
+
+// enroll enrolls the CSR csrFor makes for profile with cred.
+func (s *Server) enroll(ctx context.Context, cred credential, profile store.Profile, serverKey bool,
+	csrFor func(store.Profile) ([]byte, error)) (enroll.Result, error) {
+	csrPEM, err := csrFor(profile)
 	if err != nil {
-		return err
+		return enroll.Result{}, err
 	}
-	if p.Name != profile {
-		return fault.New(fault.PermissionDenied, "this token is not for EST label %q", profile)
-	}
-	return nil
+	return s.cfg.Enroll.Enroll(ctx, enroll.Request{Token: cred.token, CSR: csrPEM, ServerKey: serverKey})
 }
 
 func (s *Server) simpleReenroll(c echo.Context) error {
@@ -235,11 +279,47 @@ func (s *Server) csrAttrs(c echo.Context) error {
 	return c.Blob(http.StatusOK, "application/csrattrs", encodeBase64(der))
 }
 
+// serverKeygen is RFC 7030 §4.4: the client sends a CSR (whose signature
+// must verify, as any), the server generates the key the token's profile
+// wants, enrolls a CSR with the client's subject for it, and answers the
+// key with the certificate. Only for a profile with server_keygen. The key
+// lives in this request's memory only: it is never logged or stored.
 func (s *Server) serverKeygen(c echo.Context) error {
-	if _, err := s.start(c); err != nil {
+	label, err := s.start(c)
+	if err != nil {
 		return err
 	}
-	return fault.New(NotImplemented, "serverkeygen is not offered: generate the key on the device and use simpleenroll")
+	cred, err := credentialOf(c.Request())
+	if err != nil {
+		return err
+	}
+	client, _, err := parseBody(c)
+	if err != nil {
+		return err
+	}
+	if err := checkKeyDelivery(client); err != nil {
+		return err
+	}
+	var key crypto.Signer
+	res, err := s.enrollAs(c.Request().Context(), cred, label, true, func(p store.Profile) ([]byte, error) {
+		if !p.KeygenOnServer() {
+			return nil, fault.New(fault.PermissionDenied, "serverkeygen is off for profile %s", p.Name)
+		}
+		var csrPEM []byte
+		var err error
+		key, csrPEM, err = keyAndCSR(p.KeyTypes, client)
+		return csrPEM, err
+	})
+	if err != nil {
+		return err
+	}
+	body, contentType, err := ServerKeygenBody(key, res.Certificate)
+	if err != nil {
+		return fault.Wrap(err, fault.Internal, "encode the serverkeygen answer")
+	}
+	err = c.Blob(http.StatusOK, contentType, body)
+	clear(body) // the key's encoding, best effort
+	return err
 }
 
 func parseBody(c echo.Context) (*x509.CertificateRequest, []byte, error) {

@@ -2,15 +2,21 @@ package est
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/pem"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -24,11 +30,27 @@ type fakeEnroller struct {
 	enrolls []enroll.Request
 	renews  []enroll.RenewRequest
 	leaf    *x509.Certificate
+	caKey   crypto.Signer
 }
 
+// Enroll answers a server-generated key with a certificate for it, signed
+// by caKey, and anything else with leaf.
 func (f *fakeEnroller) Enroll(_ context.Context, r enroll.Request) (enroll.Result, error) {
 	f.enrolls = append(f.enrolls, r)
-	return enroll.Result{Certificate: f.leaf}, nil
+	if !r.ServerKey {
+		return enroll.Result{Certificate: f.leaf}, nil
+	}
+	csr, err := enroll.ParseCSR(r.CSR)
+	if err != nil {
+		return enroll.Result{}, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(8), Subject: csr.Subject, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, f.leaf, csr.PublicKey, f.caKey)
+	if err != nil {
+		return enroll.Result{}, err
+	}
+	c, err := x509.ParseCertificate(der)
+	return enroll.Result{Certificate: c}, err
 }
 
 func (f *fakeEnroller) Renew(_ context.Context, r enroll.RenewRequest) (enroll.Result, error) {
@@ -45,6 +67,18 @@ func (f fakeCA) ChainPEM() []byte {
 	}
 	return out
 }
+
+// Bootstrap tokens of the rig, well formed (secret.WellFormed): of
+// profile line, other, keygen (server_keygen), rsa (server_keygen, RSA
+// only), and one of keygen that was used.
+var (
+	tokLine    = secret.New(enroll.BootstrapPrefix)
+	tokOther   = secret.New(enroll.BootstrapPrefix)
+	tokKeygen  = secret.New(enroll.BootstrapPrefix)
+	tokRSA     = secret.New(enroll.BootstrapPrefix)
+	tokUsed    = secret.New(enroll.BootstrapPrefix)
+	tokUnknown = secret.New(enroll.BootstrapPrefix)
+)
 
 // fakeStore holds profiles, token hash → profile, serial → device → profile.
 type fakeStore struct {
@@ -67,7 +101,11 @@ func (f fakeStore) GetEnrollmentToken(_ context.Context, hash string) (store.Boo
 	if !ok {
 		return store.BootstrapToken{}, store.Profile{}, fault.New(fault.NotFound, "no token")
 	}
-	return store.BootstrapToken{Hash: hash}, store.Profile{Name: p}, nil
+	tok := store.BootstrapToken{Hash: hash}
+	if hash == secret.Hash(tokUsed) {
+		tok.UsedAt = new(time.Now())
+	}
+	return tok, f.profiles[p], nil
 }
 
 func (f fakeStore) GetCertificate(_ context.Context, serial string) (store.Certificate, error) {
@@ -96,16 +134,22 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{enr: &fakeEnroller{}, e: echo.New(), leaf: selfSigned(t, "leaf"),
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{enr: &fakeEnroller{caKey: leafKey}, e: echo.New(), leaf: selfSignedKey(t, "leaf", leafKey),
 		ca: []*x509.Certificate{selfSigned(t, "issuing"), selfSigned(t, "root")}}
 	r.enr.leaf = r.leaf
 	st := fakeStore{
-		profiles: map[string]store.Profile{"line": {Name: "line", KeyTypes: []string{"P-256"}}, "other": {Name: "other"}},
-		tokens:   map[string]string{secret.Hash("ghb_line"): "line", secret.Hash("ghb_other"): "other"},
-		certs:    map[string]string{"7": "cam-1"}, // selfSigned's serial
-		devices:  map[string]string{"cam-1": "other"},
+		profiles: map[string]store.Profile{"line": {Name: "line", KeyTypes: []string{"P-256"}}, "other": {Name: "other"},
+			"keygen": {Name: "keygen", KeyTypes: []string{"Ed25519", "P-384", "P-256"}, ServerKeygen: new(true)},
+			"rsa":    {Name: "rsa", KeyTypes: []string{"RSA"}, ServerKeygen: new(true)}},
+		tokens: map[string]string{secret.Hash(tokLine): "line", secret.Hash(tokOther): "other",
+			secret.Hash(tokKeygen): "keygen", secret.Hash(tokRSA): "rsa", secret.Hash(tokUsed): "keygen"},
+		certs:   map[string]string{"7": "cam-1"}, // selfSigned's serial
+		devices: map[string]string{"cam-1": "other"},
 	}
-	var err error
 	if r.srv, err = New(Config{Enroll: r.enr, CA: fakeCA{r.ca}, Store: st}); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +220,10 @@ func certsIn(t *testing.T, rec *httptest.ResponseRecorder) [][]byte {
 
 func TestRefusals(t *testing.T) {
 	r := newRig(t)
-	csr := base64.StdEncoding.EncodeToString(newCSR(t))
+	der := newCSR(t)
+	csr := base64.StdEncoding.EncodeToString(der)
+	der[len(der)-5] ^= 0xff // inside the signature
+	badSig := base64.StdEncoding.EncodeToString(der)
 	const p10 = "application/pkcs10"
 	for _, tc := range []struct {
 		name string
@@ -184,19 +231,34 @@ func TestRefusals(t *testing.T) {
 		want fault.Code
 	}{
 		{"cacerts over http", call{method: "GET", op: "cacerts"}, TLSRequired},
-		{"enroll over http", call{method: "POST", op: "simpleenroll", pass: "ghb_line", ct: p10, body: csr}, TLSRequired},
+		{"enroll over http", call{method: "POST", op: "simpleenroll", pass: tokLine, ct: p10, body: csr}, TLSRequired},
 		{"reenroll over http", call{method: "POST", op: "simplereenroll", ct: p10, body: csr}, TLSRequired},
 		{"csrattrs over http", call{method: "GET", op: "csrattrs", label: "line"}, TLSRequired},
 		{"unknown label", call{method: "GET", op: "cacerts", label: "nope", tls: true}, fault.NotFound},
 		{"label outside the grammar", call{method: "GET", op: "cacerts", label: "a/b", tls: true}, fault.NotFound},
 		{"enroll without credentials", call{method: "POST", op: "simpleenroll", tls: true, ct: p10, body: csr}, fault.Unauthenticated},
-		{"enroll with wrong content type", call{method: "POST", op: "simpleenroll", tls: true, pass: "ghb_line", ct: "application/json", body: csr}, fault.InvalidArgument},
-		{"enroll with bad base64", call{method: "POST", op: "simpleenroll", tls: true, pass: "ghb_line", ct: p10, body: "%%%"}, fault.InvalidArgument},
-		{"token of another label", call{method: "POST", op: "simpleenroll", label: "line", tls: true, pass: "ghb_other", ct: p10, body: csr}, fault.PermissionDenied},
-		{"unknown token under a label", call{method: "POST", op: "simpleenroll", label: "line", tls: true, pass: "ghb_x", ct: p10, body: csr}, fault.TokenInvalid},
+		{"enroll with wrong content type", call{method: "POST", op: "simpleenroll", tls: true, pass: tokLine, ct: "application/json", body: csr}, fault.InvalidArgument},
+		{"enroll with bad base64", call{method: "POST", op: "simpleenroll", tls: true, pass: tokLine, ct: p10, body: "%%%"}, fault.InvalidArgument},
+		{"enroll with a bad signature", call{method: "POST", op: "simpleenroll", tls: true, pass: tokLine, ct: p10, body: badSig}, fault.CSRInvalid},
+		// Not a token at all: refused before the CSR is looked at, so a
+		// bad body does not change the answer.
+		{"malformed token", call{method: "POST", op: "simpleenroll", tls: true, pass: "ghb_x", ct: p10, body: badSig}, fault.TokenInvalid},
+		{"admin token as password", call{method: "POST", op: "simpleenroll", tls: true, pass: "gha_" + tokLine[4:], ct: p10, body: csr}, fault.TokenInvalid},
+		{"token of another label", call{method: "POST", op: "simpleenroll", label: "line", tls: true, pass: tokOther, ct: p10, body: csr}, fault.PermissionDenied},
+		{"unknown token under a label", call{method: "POST", op: "simpleenroll", label: "line", tls: true, pass: tokUnknown, ct: p10, body: csr}, fault.TokenInvalid},
 		{"reenroll without client certificate", call{method: "POST", op: "simplereenroll", tls: true, ct: p10, body: csr}, fault.Unauthenticated},
 		{"reenroll under another label", call{method: "POST", op: "simplereenroll", label: "line", tls: true, peer: r.leaf, ct: p10, body: csr}, fault.PermissionDenied},
-		{"serverkeygen", call{method: "POST", op: "serverkeygen", tls: true}, NotImplemented},
+		{"serverkeygen over http", call{method: "POST", op: "serverkeygen", pass: tokKeygen, ct: p10, body: csr}, TLSRequired},
+		{"serverkeygen without credentials", call{method: "POST", op: "serverkeygen", tls: true, ct: p10, body: csr}, fault.Unauthenticated},
+		{"serverkeygen with a malformed token", call{method: "POST", op: "serverkeygen", tls: true, pass: "ghb_x", ct: p10, body: csr}, fault.TokenInvalid},
+		{"serverkeygen with an unknown token", call{method: "POST", op: "serverkeygen", tls: true, pass: tokUnknown, ct: p10, body: csr}, fault.TokenInvalid},
+		{"serverkeygen off for the token's profile", call{method: "POST", op: "serverkeygen", tls: true, pass: tokLine, ct: p10, body: csr}, fault.PermissionDenied},
+		{"serverkeygen off under its label", call{method: "POST", op: "serverkeygen", label: "line", tls: true, pass: tokLine, ct: p10, body: csr}, fault.PermissionDenied},
+		{"serverkeygen token of another label", call{method: "POST", op: "serverkeygen", label: "line", tls: true, pass: tokKeygen, ct: p10, body: csr}, fault.PermissionDenied},
+		{"serverkeygen with a used token", call{method: "POST", op: "serverkeygen", tls: true, pass: tokUsed, ct: p10, body: csr}, fault.TokenUsed},
+		{"serverkeygen with a bad signature", call{method: "POST", op: "serverkeygen", tls: true, pass: tokKeygen, ct: p10, body: badSig}, fault.CSRInvalid},
+		{"serverkeygen with bad base64", call{method: "POST", op: "serverkeygen", tls: true, pass: tokKeygen, ct: p10, body: "%%%"}, fault.InvalidArgument},
+		{"serverkeygen with wrong content type", call{method: "POST", op: "serverkeygen", tls: true, pass: tokKeygen, ct: "text/plain", body: csr}, fault.InvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(r.enr.enrolls) + len(r.enr.renews)
@@ -228,7 +290,7 @@ func TestCACerts(t *testing.T) {
 func TestSimpleEnroll(t *testing.T) {
 	r := newRig(t)
 	der := newCSR(t)
-	rec, err := r.do(call{method: "POST", op: "simpleenroll", label: "line", tls: true, user: "cam-9", pass: "ghb_line",
+	rec, err := r.do(call{method: "POST", op: "simpleenroll", label: "line", tls: true, user: "estuser", pass: tokLine,
 		ct: "application/pkcs10", body: wrap(base64.StdEncoding.EncodeToString(der), 64, "\r\n")})
 	if err != nil {
 		t.Fatal(err)
@@ -241,7 +303,8 @@ func TestSimpleEnroll(t *testing.T) {
 	}
 	e := r.enr.enrolls[0]
 	block, _ := pem.Decode(e.CSR)
-	if e.Token != "ghb_line" || e.DeviceID != "cam-9" || block == nil || string(block.Bytes) != string(der) {
+	// The Basic user (libest's fixed "estuser") is not a device id.
+	if e.Token != tokLine || e.DeviceID != "" || e.ServerKey || block == nil || string(block.Bytes) != string(der) {
 		t.Fatalf("enroll request %+v", e)
 	}
 }

@@ -144,6 +144,9 @@ func (s *Service) checkProfile(p store.Profile) error {
 	if a := p.RenewAfterExpiry; a != nil && (*a < 0 || *a > MaxRenewAfterExpiry || *a%time.Second != 0) {
 		return fault.New(fault.InvalidArgument, "renew_after_expiry must be whole seconds between 0 and %s", MaxRenewAfterExpiry)
 	}
+	if p.DeviceIDFrom != "" && !slices.Contains(store.DeviceIDSources, p.DeviceIDFrom) {
+		return fault.New(fault.InvalidArgument, "device_id_from must be one of %s", strings.Join(store.DeviceIDSources, ", "))
+	}
 	for _, r := range p.Roles {
 		if !slices.Contains(s.cfg.Roles, r) {
 			return fault.New(fault.InvalidArgument, "role %q has no OID configured (known roles: %s)", r, strings.Join(s.cfg.Roles, ", "))
@@ -163,6 +166,7 @@ func (s *Service) CreateProfile(ctx context.Context, actor string, p store.Profi
 	if p.RenewAfterExpiry == nil {
 		p.RenewAfterExpiry = new(time.Duration)
 	}
+	p.ServerKeygen, p.DeviceIDFrom = new(p.KeygenOnServer()), p.IDFrom()
 	return s.cfg.Profiles.CreateProfile(ctx, p, audit.Event(actor, "profile.create", "profile", p.Name, profileDetail(p)))
 }
 
@@ -200,9 +204,16 @@ const MaxSupersededGrace = 30 * 24 * time.Hour
 const MaxRenewAfterExpiry = 365 * 24 * time.Hour
 
 func profileDetail(p store.Profile) string {
-	return fmt.Sprintf("key_types=%s validity=%s renew_window=%s superseded_grace=%s renew_after_expiry=%s roles=%s",
+	keygen, idFrom := "unchanged", "unchanged"
+	if p.ServerKeygen != nil {
+		keygen = fmt.Sprint(*p.ServerKeygen)
+	}
+	if p.DeviceIDFrom != "" {
+		idFrom = p.DeviceIDFrom
+	}
+	return fmt.Sprintf("key_types=%s validity=%s renew_window=%s superseded_grace=%s renew_after_expiry=%s server_keygen=%s device_id_from=%s roles=%s",
 		strings.Join(p.KeyTypes, ","), p.Validity, p.RenewWindow, optDuration(p.SupersededGrace),
-		optDuration(p.RenewAfterExpiry), strings.Join(p.Roles, ","))
+		optDuration(p.RenewAfterExpiry), keygen, idFrom, strings.Join(p.Roles, ","))
 }
 
 func optDuration(d *time.Duration) string {

@@ -206,7 +206,8 @@ func (s *Store) GetBootstrapToken(ctx context.Context, hash string) (BootstrapTo
 // token, its batch, and the batch's profile, in one query and one snapshot.
 const sqlEnrollmentToken = `SELECT t.hash, t.batch_id, t.device_id, t.expires_at, t.used_at, t.used_by, t.used_serial,
 b.fleet, b.revoked_at, p.name, p.key_types, p.validity_seconds, p.renew_window_seconds,
-p.superseded_grace_seconds, p.renew_after_expiry_seconds, p.roles, p.created_at, p.updated_at
+p.superseded_grace_seconds, p.renew_after_expiry_seconds, p.server_keygen, p.device_id_from, p.roles,
+p.created_at, p.updated_at
 FROM bootstrap_tokens t JOIN token_batches b ON b.id = t.batch_id JOIN profiles p ON p.name = b.profile
 WHERE t.hash = ?`
 
@@ -224,7 +225,7 @@ func (s *Store) GetEnrollmentToken(ctx context.Context, hash string) (BootstrapT
 	)
 	err := s.readRow(ctx, sqlEnrollmentToken, []any{hash}, &t.Hash, &t.BatchID, &deviceID, &expiresAt, &usedAt, &usedBy,
 		&usedSerial, &t.Fleet, &revokedAt, &p.Name, &p.KeyTypes, &p.ValiditySeconds, &p.RenewWindowSeconds,
-		&p.SupersededGraceSeconds, &p.RenewAfterExpirySeconds, &p.Roles,
+		&p.SupersededGraceSeconds, &p.RenewAfterExpirySeconds, &p.ServerKeygen, &p.DeviceIDFrom, &p.Roles,
 		&p.CreatedAt, &p.UpdatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return BootstrapToken{}, Profile{}, fault.New(fault.TokenInvalid, "unknown bootstrap token")

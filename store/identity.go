@@ -83,7 +83,9 @@ func (s *Store) CreateProfile(ctx context.Context, p Profile, audit *AuditEvent)
 	r := profileRow{Name: p.Name, KeyTypes: joinList(p.KeyTypes), Roles: joinList(p.Roles),
 		ValiditySeconds: int64(p.Validity / time.Second), RenewWindowSeconds: int64(p.RenewWindow / time.Second),
 		SupersededGraceSeconds:  int64(p.Grace() / time.Second),
-		RenewAfterExpirySeconds: int64(p.AfterExpiry() / time.Second), CreatedAt: ms(now), UpdatedAt: ms(now)}
+		RenewAfterExpirySeconds: int64(p.AfterExpiry() / time.Second),
+		ServerKeygen:            flag(p.KeygenOnServer()), DeviceIDFrom: p.IDFrom(),
+		CreatedAt: ms(now), UpdatedAt: ms(now)}
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		if err := tx.Create(&r).Error; err != nil {
 			return classify(err, "profile "+p.Name)
@@ -118,8 +120,9 @@ func (s *Store) ListProfiles(ctx context.Context) ([]Profile, error) {
 	return out, nil
 }
 
-// UpdateProfile replaces a profile's settings; a nil SupersededGrace or
-// RenewAfterExpiry keeps the stored one. audit is written in the same transaction.
+// UpdateProfile replaces a profile's settings; a nil SupersededGrace,
+// RenewAfterExpiry or ServerKeygen and an empty DeviceIDFrom keep the
+// stored one. audit is written in the same transaction.
 func (s *Store) UpdateProfile(ctx context.Context, p Profile, audit *AuditEvent) (Profile, error) {
 	set := map[string]any{
 		"key_types": joinList(p.KeyTypes), "roles": joinList(p.Roles),
@@ -132,6 +135,12 @@ func (s *Store) UpdateProfile(ctx context.Context, p Profile, audit *AuditEvent)
 	}
 	if p.RenewAfterExpiry != nil {
 		set["renew_after_expiry_seconds"] = int64(*p.RenewAfterExpiry / time.Second)
+	}
+	if p.ServerKeygen != nil {
+		set["server_keygen"] = flag(*p.ServerKeygen)
+	}
+	if p.DeviceIDFrom != "" {
+		set["device_id_from"] = p.DeviceIDFrom
 	}
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&profileRow{}).Where("name = ?", p.Name).Updates(set)

@@ -27,8 +27,8 @@ type idevidVendorRow struct {
 	IntermediatesPEM string `gorm:"column:intermediates_pem"`
 	IDFrom           string `gorm:"column:id_from"`
 	IDPrefix         string `gorm:"column:id_prefix"`
-	AllowReenroll    int    `gorm:"column:allow_reenroll"`
-	RequireAllowList int    `gorm:"column:require_allowlist"`
+	AllowReenroll    int64  `gorm:"column:allow_reenroll"`
+	RequireAllowList int64  `gorm:"column:require_allowlist"`
 	AllowListSize    int64  `gorm:"column:allowlist_size"`
 	CreatedAt        int64  `gorm:"column:created_at;autoCreateTime:false"`
 	UpdatedAt        int64  `gorm:"column:updated_at;autoUpdateTime:false"`
@@ -41,13 +41,6 @@ func (r idevidVendorRow) domain() IDevIDVendor {
 		IntermediatesPEM: r.IntermediatesPEM, IDFrom: r.IDFrom, IDPrefix: r.IDPrefix,
 		AllowReenroll: r.AllowReenroll != 0, RequireAllowList: r.RequireAllowList != 0,
 		AllowListSize: int(r.AllowListSize), CreatedAt: fromMS(r.CreatedAt), UpdatedAt: fromMS(r.UpdatedAt)}
-}
-
-func flag(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 type idevidCRLRow struct {

@@ -25,13 +25,24 @@ type profileRow struct {
 	// SupersededGraceSeconds is migrations/00009.
 	SupersededGraceSeconds int64 `gorm:"column:superseded_grace_seconds"`
 	// RenewAfterExpirySeconds is migrations/00015.
-	RenewAfterExpirySeconds int64  `gorm:"column:renew_after_expiry_seconds"`
-	Roles                   string `gorm:"column:roles"`
-	CreatedAt               int64  `gorm:"column:created_at;autoCreateTime:false"`
-	UpdatedAt               int64  `gorm:"column:updated_at;autoUpdateTime:false"`
+	RenewAfterExpirySeconds int64 `gorm:"column:renew_after_expiry_seconds"`
+	// ServerKeygen (0 or 1) and DeviceIDFrom are migrations/00016.
+	ServerKeygen int64  `gorm:"column:server_keygen"`
+	DeviceIDFrom string `gorm:"column:device_id_from"`
+	Roles        string `gorm:"column:roles"`
+	CreatedAt    int64  `gorm:"column:created_at;autoCreateTime:false"`
+	UpdatedAt    int64  `gorm:"column:updated_at;autoUpdateTime:false"`
 }
 
 func (profileRow) TableName() string { return "profiles" }
+
+// flag is a boolean as the schema stores it (no BOOLEAN: migrations.go).
+func flag(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 func (r profileRow) domain() Profile {
 	return Profile{
@@ -40,6 +51,8 @@ func (r profileRow) domain() Profile {
 		RenewWindow:      secs(r.RenewWindowSeconds),
 		SupersededGrace:  new(secs(r.SupersededGraceSeconds)),
 		RenewAfterExpiry: new(secs(r.RenewAfterExpirySeconds)),
+		ServerKeygen:     new(r.ServerKeygen != 0),
+		DeviceIDFrom:     r.DeviceIDFrom,
 		CreatedAt:        fromMS(r.CreatedAt), UpdatedAt: fromMS(r.UpdatedAt),
 	}
 }

@@ -380,15 +380,16 @@ func testProfiles(t *testing.T, backend string) {
 	cases := []store.Profile{
 		{Name: "full", KeyTypes: []string{"ecdsa-p256", "ed25519", "rsa-2048"}, Roles: []string{"telemetry", "ota"},
 			Validity: 90 * 24 * time.Hour, RenewWindow: 30 * 24 * time.Hour, SupersededGrace: new(time.Duration(0)),
-			RenewAfterExpiry: new(30 * 24 * time.Hour)},
+			RenewAfterExpiry: new(30 * 24 * time.Hour), ServerKeygen: new(true), DeviceIDFrom: store.DeviceIDFromCSRSerial},
 		{Name: "minimal", KeyTypes: []string{"ed25519"}, Validity: 90 * time.Second},
 	}
 	for _, p := range cases {
 		t.Run(p.Name, func(t *testing.T) {
 			got := must(s.CreateProfile(ctx, p, nil))(t)
-			// Unset, the grace is the default and renew_after_expiry 0.
+			// Unset, the grace is the default, renew_after_expiry 0,
+			// server_keygen off and the device id the token's.
 			p.CreatedAt, p.UpdatedAt, p.SupersededGrace = base, base, new(p.Grace())
-			p.RenewAfterExpiry = new(p.AfterExpiry())
+			p.RenewAfterExpiry, p.ServerKeygen, p.DeviceIDFrom = new(p.AfterExpiry()), new(p.KeygenOnServer()), p.IDFrom()
 			if !reflect.DeepEqual(got, p) {
 				t.Errorf("CreateProfile = %+v, want %+v", got, p)
 			}
@@ -406,16 +407,24 @@ func testProfiles(t *testing.T, backend string) {
 	upd := store.Profile{Name: "full", KeyTypes: []string{"ed25519"}, Roles: []string{"admin-ish"},
 		Validity: 7 * 24 * time.Hour, RenewWindow: 0}
 	got := must(s.UpdateProfile(ctx, upd, nil))(t)
-	// Unset in an update, the grace and renew_after_expiry are kept.
+	// Unset in an update, the grace, renew_after_expiry, server_keygen and
+	// device_id_from are kept.
 	upd.CreatedAt, upd.UpdatedAt, upd.SupersededGrace = base, base.Add(time.Minute), new(time.Duration(0))
-	upd.RenewAfterExpiry = new(30 * 24 * time.Hour)
+	upd.RenewAfterExpiry, upd.ServerKeygen, upd.DeviceIDFrom = new(30*24*time.Hour), new(true), store.DeviceIDFromCSRSerial
 	if !reflect.DeepEqual(got, upd) {
 		t.Errorf("UpdateProfile = %+v, want %+v", got, upd)
 	}
 	upd.SupersededGrace, upd.RenewAfterExpiry = new(90*time.Minute), new(time.Duration(0))
-	if got := must(s.UpdateProfile(ctx, upd, nil))(t); got.Grace() != 90*time.Minute || got.AfterExpiry() != 0 {
-		t.Errorf("UpdateProfile grace, renew_after_expiry = %v, %v, want 1h30m, 0", got.Grace(), got.AfterExpiry())
+	upd.ServerKeygen, upd.DeviceIDFrom = new(false), store.DeviceIDFromToken
+	if got := must(s.UpdateProfile(ctx, upd, nil))(t); got.Grace() != 90*time.Minute || got.AfterExpiry() != 0 ||
+		got.KeygenOnServer() || got.IDFrom() != store.DeviceIDFromToken {
+		t.Errorf("UpdateProfile grace, renew_after_expiry, server_keygen, device_id_from = %v, %v, %v, %q, want 1h30m, 0, false, token",
+			got.Grace(), got.AfterExpiry(), got.KeygenOnServer(), got.IDFrom())
 	}
+	// The schema refuses what the domain never writes.
+	upd.DeviceIDFrom = "cn"
+	wantCode(t, second(s.UpdateProfile(ctx, upd, nil)), fault.InvalidArgument)
+	upd.DeviceIDFrom = ""
 
 	must(s.CreateFleet(ctx, store.Fleet{Name: fleet}, nil))(t)
 	must(s.CreateDevice(ctx, store.Device{ID: "dev-1", Fleet: fleet, Profile: "full", Status: store.DevicePending}, nil))(t)

@@ -62,10 +62,33 @@ type Profile struct {
 	// superseded (a sleepy device); 0 never. nil is 0 when a profile is
 	// created and "unchanged" when one is updated.
 	RenewAfterExpiry *time.Duration
-	Roles            []string
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	// ServerKeygen lets EST serverkeygen generate the device's key on the
+	// server (est package); off never. nil is off when a profile is
+	// created and "unchanged" when one is updated.
+	ServerKeygen *bool
+	// DeviceIDFrom is where an enrollment's device id comes from when its
+	// token fixes none (DeviceIDFromToken, DeviceIDFromCSRSerial). "" is
+	// DeviceIDFromToken when a profile is created and "unchanged" when one
+	// is updated; profiles read from the store always have it.
+	DeviceIDFrom string
+	Roles        []string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
+
+// Where a profile's enrollments take the device id from
+// (Profile.DeviceIDFrom), when the token fixes none.
+const (
+	// DeviceIDFromToken: the request's device id, else Gatehouse names
+	// the device.
+	DeviceIDFromToken = "token"
+	// DeviceIDFromCSRSerial: the CSR subject's serialNumber attribute
+	// (2.5.4.5), which device stacks fill with the device serial.
+	DeviceIDFromCSRSerial = "csr_serial_number"
+)
+
+// DeviceIDSources are the values Profile.DeviceIDFrom may take.
+var DeviceIDSources = []string{DeviceIDFromToken, DeviceIDFromCSRSerial}
 
 // Grace is p's superseded grace, the default when unset.
 func (p Profile) Grace() time.Duration {
@@ -81,6 +104,17 @@ func (p Profile) AfterExpiry() time.Duration {
 		return 0
 	}
 	return *p.RenewAfterExpiry
+}
+
+// KeygenOnServer is p's server_keygen, off when unset.
+func (p Profile) KeygenOnServer() bool { return p.ServerKeygen != nil && *p.ServerKeygen }
+
+// IDFrom is p's device_id_from, DeviceIDFromToken when unset.
+func (p Profile) IDFrom() string {
+	if p.DeviceIDFrom == "" {
+		return DeviceIDFromToken
+	}
+	return p.DeviceIDFrom
 }
 
 // Device is one identity in a fleet.

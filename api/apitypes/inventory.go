@@ -37,10 +37,17 @@ type Profile struct {
 	SupersededGrace string   `json:"superseded_grace"`
 	// RenewAfterExpiry is how long after expiry a certificate may still
 	// renew (sleepy devices); "0s" never.
-	RenewAfterExpiry string    `json:"renew_after_expiry"`
-	Roles            []string  `json:"roles"`
-	CreatedAt        time.Time `json:"created_at"`
-	UpdatedAt        time.Time `json:"updated_at"`
+	RenewAfterExpiry string `json:"renew_after_expiry"`
+	// ServerKeygen: EST serverkeygen may generate a device's key on the
+	// server for a token of this profile.
+	ServerKeygen bool `json:"server_keygen"`
+	// DeviceIDFrom is where the device id comes from when the token fixes
+	// none: "token" (the request's, else Gatehouse names the device) or
+	// "csr_serial_number" (the CSR subject's serialNumber).
+	DeviceIDFrom string    `json:"device_id_from"`
+	Roles        []string  `json:"roles"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // ProfileRequest is the body of POST /api/v1/profiles and PUT
@@ -55,8 +62,14 @@ type ProfileRequest struct {
 	SupersededGrace string `json:"superseded_grace"`
 	// RenewAfterExpiry left out is 0 (never) when a profile is created and
 	// unchanged when one is updated; at most 365d.
-	RenewAfterExpiry string   `json:"renew_after_expiry"`
-	Roles            []string `json:"roles"`
+	RenewAfterExpiry string `json:"renew_after_expiry"`
+	// ServerKeygen left out is false when a profile is created and
+	// unchanged when one is updated.
+	ServerKeygen *bool `json:"server_keygen,omitempty"`
+	// DeviceIDFrom ("token" or "csr_serial_number") left out is "token"
+	// when a profile is created and unchanged when one is updated.
+	DeviceIDFrom string   `json:"device_id_from,omitempty"`
+	Roles        []string `json:"roles"`
 }
 
 // ProfileList answers GET /api/v1/profiles.

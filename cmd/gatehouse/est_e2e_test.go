@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/ecdsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"io"
@@ -105,14 +106,19 @@ func TestESTWithCurlAndOpenSSL(t *testing.T) {
 func testESTWithCurlAndOpenSSL(t *testing.T, g *gatehouse) {
 	crt, key := serverCert(t, g.dir)
 	g.serveTLS(t, crt, key)
-	for _, p := range []string{"line", "other"} {
-		g.api(t, "POST", "/api/v1/profiles", map[string]any{"name": p, "key_types": []string{"P-256"},
-			"validity": "2h", "renew_window": "2h"}, http.StatusCreated, nil)
-	}
-	tok := g.tokens(t, "line", 1)[0]
+	// line as the README has it; other with the defaults (no serverkeygen,
+	// the device id from the token).
+	g.api(t, "POST", "/api/v1/profiles", map[string]any{"name": "line", "key_types": []string{"P-256"},
+		"validity": "2h", "renew_window": "2h", "server_keygen": true, "device_id_from": "csr_serial_number"}, http.StatusCreated, nil)
+	g.api(t, "POST", "/api/v1/profiles", map[string]any{"name": "other", "key_types": []string{"P-256"},
+		"validity": "2h", "renew_window": "2h"}, http.StatusCreated, nil)
+	toks := g.tokens(t, "line", 2)
+	tok, keygenTok := toks[0], toks[1]
 	dir := t.TempDir()
 	script := readmeBlock(t, "## EST (RFC 7030)")
 	script = strings.ReplaceAll(script, "https://127.0.0.1:8443", g.server)
+	// KEYGEN_TOKEN first: it ends in TOKEN=ghb_… too.
+	script = strings.ReplaceAll(script, "KEYGEN_TOKEN=ghb_…", "KEYGEN_TOKEN="+keygenTok)
 	script = strings.ReplaceAll(script, "TOKEN=ghb_…", "TOKEN="+tok)
 	script = strings.ReplaceAll(script, "api-tls.crt", crt)
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
@@ -121,14 +127,60 @@ func testESTWithCurlAndOpenSSL(t *testing.T, g *gatehouse) {
 	if err != nil {
 		t.Fatalf("the README's EST commands failed: %v\n%s\n--- script\n%s", err, out, script)
 	}
-	for _, want := range []string{"id-ecPublicKey", "prime256v1", "est.crt: OK", "est-new.crt: OK"} {
+	for _, want := range []string{"id-ecPublicKey", "prime256v1", "est.crt: OK", "est-new.crt: OK",
+		"Key is valid", "skg.crt: OK", "skg.crt: certifies skg.key"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
 	checkESTFiles(t, g, dir)
-	estRefusals(t, g, dir, tok)
+	checkServerKeygen(t, g, dir)
+	estRefusals(t, g, dir, tok, keygenTok)
 	estRace(t, g)
+}
+
+// checkServerKeygen checks what the README's serverkeygen commands got: a
+// P-256 key, a certificate for it naming cam-8 (the CSR's serialNumber),
+// and an audit record saying the key was the server's. The key is in no
+// log line.
+func checkServerKeygen(t *testing.T, g *gatehouse, dir string) {
+	t.Helper()
+	keyPEM, err := os.ReadFile(filepath.Join(dir, "skg.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		t.Fatalf("skg.key is not PEM:\n%s", keyPEM)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, ok := key.(*ecdsa.PrivateKey)
+	if !ok || ec.Curve.Params().Name != "P-256" {
+		t.Fatalf("server key %T, want P-256", key)
+	}
+	certs := pemCerts(t, filepath.Join(dir, "skg.crt"))
+	if len(certs) != 1 || certs[0].Subject.CommonName != "cam-8" || !ec.PublicKey.Equal(certs[0].PublicKey) {
+		t.Fatalf("serverkeygen: %d certificates, want one for cam-8 and the key", len(certs))
+	}
+	var dev apitypes.Device
+	g.api(t, "GET", "/api/v1/devices/cam-8", nil, http.StatusOK, &dev)
+	if dev.Profile != "line" {
+		t.Errorf("device cam-8: %+v", dev)
+	}
+	var audit apitypes.AuditEventList
+	g.api(t, "GET", "/api/v1/audit?action=device.enroll&object_id=cam-8", nil, http.StatusOK, &audit)
+	if len(audit.Events) != 1 || !strings.Contains(audit.Events[0].Detail, "key=server-generated") {
+		t.Errorf("audit of cam-8's enrollment: %+v", audit.Events)
+	}
+	b64 := base64.StdEncoding.EncodeToString(block.Bytes)
+	for _, s := range []string{b64[:40], b64[len(b64)-40:]} {
+		if strings.Contains(g.logs.String(), s) {
+			t.Fatal("the server logged the generated key")
+		}
+	}
 }
 
 // estRace sends one token with many keys at once: exactly one gets a
@@ -137,9 +189,10 @@ func testESTWithCurlAndOpenSSL(t *testing.T, g *gatehouse) {
 func estRace(t *testing.T, g *gatehouse) {
 	const n = 12
 	tok := g.tokens(t, "line", 1)[0]
+	// Profile line takes the device id from the CSR's serialNumber.
 	bodies := make([]string, n)
 	for i := range bodies {
-		bodies[i] = base64.StdEncoding.EncodeToString(testpki.CSR(t, testpki.Key(t, "P-256")))
+		bodies[i] = base64.StdEncoding.EncodeToString(testpki.CSRSubject(t, testpki.Key(t, "P-256"), pkix.Name{SerialNumber: "race-1"}))
 	}
 	type answer struct {
 		status int
@@ -152,7 +205,7 @@ func estRace(t *testing.T, g *gatehouse) {
 		go func() {
 			start.Wait()
 			req, _ := http.NewRequest("POST", g.server+"/.well-known/est/line/simpleenroll", strings.NewReader(bodies[i]))
-			req.SetBasicAuth("race-1", tok)
+			req.SetBasicAuth("estuser", tok)
 			req.Header.Set("Content-Type", "application/pkcs10")
 			resp, err := g.client.Do(req)
 			if err != nil {
@@ -217,7 +270,7 @@ func checkESTFiles(t *testing.T, g *gatehouse, dir string) {
 	}
 }
 
-func estRefusals(t *testing.T, g *gatehouse, dir, tok string) {
+func estRefusals(t *testing.T, g *gatehouse, dir, tok, keygenTok string) {
 	est := g.server + "/.well-known/est"
 	good, bad := filepath.Join(dir, "good.p10"), filepath.Join(dir, "bad.p10")
 	writeCSR(t, good, false)
@@ -227,6 +280,7 @@ func estRefusals(t *testing.T, g *gatehouse, dir, tok string) {
 		return append(append(append(append([]string{}, auth...), ct...), "--data-binary", "@"+body), url)
 	}
 	otherTok := g.tokens(t, "other", 1)[0]
+	freshTok := g.tokens(t, "line", 1)[0]
 	var revoked apitypes.CertificateResult
 	serial := pemCerts(t, filepath.Join(dir, "est-new.crt"))[0].SerialNumber.Text(16)
 	g.api(t, "POST", "/api/v1/certificates/"+serial+"/revoke", map[string]string{"reason": "keyCompromise"}, http.StatusOK, &revoked)
@@ -245,14 +299,21 @@ func estRefusals(t *testing.T, g *gatehouse, dir, tok string) {
 		{"revoked certificate", post(rev, p10, good, est+"/simplereenroll"), 401, "certificate_invalid"},
 		{"reenroll without client certificate", post(nil, p10, good, est+"/simplereenroll"), 401, "unauthenticated"},
 		{"no credentials", post(nil, p10, good, est+"/simpleenroll"), 401, "unauthenticated"},
-		{"unknown token", post([]string{"-u", ":ghb_nope"}, p10, good, est+"/simpleenroll"), 401, "token_invalid"},
+		{"not a token", post([]string{"-u", ":ghb_nope"}, p10, good, est+"/simpleenroll"), 401, "token_invalid"},
+		{"unknown token", post([]string{"-u", ":ghb_" + strings.Repeat("A", 43)}, p10, good, est+"/simpleenroll"), 401, "token_invalid"},
 		{"token of another label", post([]string{"-u", ":" + otherTok}, p10, good, est+"/line/simpleenroll"), 403, "permission_denied"},
 		{"wrong content type", post([]string{"-u", ":" + otherTok}, []string{"-H", "Content-Type: application/json"}, good, est+"/simpleenroll"), 400, "invalid_argument"},
 		{"form content type", post([]string{"-u", ":" + otherTok}, nil, good, est+"/simpleenroll"), 400, "invalid_argument"},
 		{"bad base64", post([]string{"-u", ":" + otherTok}, p10, filepath.Join(dir, "est.crt"), est+"/simpleenroll"), 400, "invalid_argument"},
 		{"bad signature", post([]string{"-u", ":" + otherTok}, p10, bad, est+"/simpleenroll"), 400, "csr_invalid"},
 		{"unknown label", []string{est + "/nope/cacerts"}, 404, "not_found"},
-		{"serverkeygen", post([]string{"-u", ":" + otherTok}, p10, good, est+"/serverkeygen"), 501, "not_implemented"},
+		{"serverkeygen off for the token's profile", post([]string{"-u", ":" + otherTok}, p10, good, est+"/serverkeygen"), 403, "permission_denied"},
+		{"serverkeygen off under the label", post([]string{"-u", ":" + otherTok}, p10, good, est+"/other/serverkeygen"), 403, "permission_denied"},
+		{"serverkeygen token of another label", post([]string{"-u", ":" + otherTok}, p10, good, est+"/line/serverkeygen"), 403, "permission_denied"},
+		{"serverkeygen retried", post([]string{"-u", ":" + keygenTok}, p10, good, est+"/line/serverkeygen"), 409, "token_used"},
+		{"serverkeygen bad signature", post([]string{"-u", ":" + otherTok}, p10, bad, est+"/serverkeygen"), 400, "csr_invalid"},
+		{"serverkeygen without credentials", post(nil, p10, good, est+"/serverkeygen"), 401, "unauthenticated"},
+		{"enroll without the CSR's serialNumber", post([]string{"-u", ":" + freshTok}, p10, good, est+"/line/simpleenroll"), 400, "csr_invalid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := g.estCurl(t, dir, tc.args...)

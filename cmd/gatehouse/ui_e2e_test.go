@@ -595,11 +595,14 @@ func TestWebUI(t *testing.T) {
 			chromedp.Click(chromedp.CSS("#profile-key-P-384")),
 			chromedp.SetValue(chromedp.CSS("#profile-renew-window"), "240h"),
 			chromedp.SetValue(chromedp.CSS("#profile-renew-after-expiry"), "30d"),
+			chromedp.Click(chromedp.CSS("#profile-server-keygen")),
+			chromedp.SetValue(chromedp.CSS("#profile-device-id-from"), "csr_serial_number"),
 			chromedp.SetValue(chromedp.CSS("#profile-roles"), "telemetry, firmware"),
 			chromedp.Click(chromedp.CSS("#profile-submit")))
 		row := u.text(`#profiles-table tbody tr[data-row="0"]`)
-		// Validity, window, grace, renew_after_expiry in that order.
-		for _, want := range []string{"P-256, P-384", "720h240h1h720h", "telemetry, firmware"} {
+		// Validity, window, grace, renew_after_expiry, server keygen and
+		// device id source in that order.
+		for _, want := range []string{"P-256, P-384", "720h240h1h720honcsr_serial_number", "telemetry, firmware"} {
 			if !strings.Contains(row, want) {
 				t.Errorf("profile row %q lacks %q", row, want)
 			}

@@ -64,6 +64,17 @@ func CSR(t testing.TB, key crypto.Signer) []byte {
 	return der
 }
 
+// CSRSubject returns a DER CSR for key with subject alone: for tests of
+// what is read from a subject (its serialNumber as the device id).
+func CSRSubject(t testing.TB, key crypto.Signer, subject pkix.Name) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: subject}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
 // CSRPEM returns CSR as PEM.
 func CSRPEM(t testing.TB, key crypto.Signer) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: CSR(t, key)}))

@@ -2,6 +2,7 @@ import { get, post, put, del } from '../api.js';
 import { h, table, heading, errorBox, field, flash, flashNext, confirmDialog } from '../dom.js';
 
 const KEY_TYPES = ['P-256', 'P-384', 'Ed25519', 'RSA'];
+const ID_SOURCES = [['token', 'token (or the request; else Gatehouse names it)'], ['csr_serial_number', "CSR subject's serialNumber"]];
 
 // Go prints durations as 720h0m0s; people write 720h.
 function shortDur(s) { return (s || '').replace(/h0m0s$/, 'h').replace(/m0s$/, 'm'); }
@@ -17,6 +18,8 @@ export async function render({ can, navigate }) {
   const renew = h('input', { id: 'profile-renew-window', placeholder: 'a third of validity', testid: 'profile-renew-window' });
   const grace = h('input', { id: 'profile-superseded-grace', placeholder: '1h', testid: 'profile-superseded-grace' });
   const sleepy = h('input', { id: 'profile-renew-after-expiry', placeholder: '0', testid: 'profile-renew-after-expiry' });
+  const keygen = h('input', { type: 'checkbox', id: 'profile-server-keygen', testid: 'profile-server-keygen' });
+  const idFrom = h('select', { id: 'profile-device-id-from', testid: 'profile-device-id-from' }, ID_SOURCES.map(([v, l]) => h('option', { value: v }, l)));
   const roles = h('input', { id: 'profile-roles', placeholder: 'telemetry, command', testid: 'profile-roles' });
   const title = h('h2', {}, 'New profile');
   const submit = h('button', { type: 'submit', id: 'profile-submit', testid: 'profile-submit' }, 'Create profile');
@@ -29,6 +32,8 @@ export async function render({ can, navigate }) {
     renew.value = p ? shortDur(p.renew_window) : '';
     grace.value = p ? shortDur(p.superseded_grace) : '';
     sleepy.value = p ? shortDur(p.renew_after_expiry) : '';
+    keygen.checked = p ? p.server_keygen : false;
+    idFrom.value = p ? p.device_id_from : 'token';
     roles.value = p ? p.roles.join(', ') : '';
     title.textContent = p ? 'Edit profile ' + p.name : 'New profile';
     submit.textContent = p ? 'Save' : 'Create profile';
@@ -46,6 +51,8 @@ export async function render({ can, navigate }) {
         renew_window: renew.value.trim(),
         superseded_grace: grace.value.trim(),
         renew_after_expiry: sleepy.value.trim(),
+        server_keygen: keygen.checked,
+        device_id_from: idFrom.value,
         roles: roles.value.split(',').map((s) => s.trim()).filter(Boolean),
       };
       try {
@@ -64,6 +71,8 @@ export async function render({ can, navigate }) {
   field('Renewal window', renew, 'How long before expiry a device may renew, e.g. 240h. Empty: a third of the validity.'),
   field('Superseded grace', grace, 'How long a certificate replaced by a renewal stays valid before it is revoked (reason superseded), e.g. 1h; 0 revokes it at renewal. Empty: 1h for a new profile, unchanged when editing.'),
   field('Renew after expiry', sleepy, 'How long after expiry a sleepy device may still renew, by proof of its expired key, if its certificate was never revoked, e.g. 30d; 0 never. Empty: 0 for a new profile, unchanged when editing.'),
+  h('label', { class: 'check' }, keygen, ' EST server keygen: the server may generate a device\'s key (serverkeygen); off keeps keys on devices only'),
+  field('Device id from', idFrom, 'Where the device id comes from when the token fixes none, over the API and EST alike.'),
   field('Roles', roles, 'Comma-separated roles written into certificates; policies grant by role.'),
   msg, h('div', { class: 'row' }, submit, h('button', { type: 'button', class: 'secondary', id: 'profile-cancel', onclick: () => fill(null) }, 'Clear')));
 
@@ -74,6 +83,8 @@ export async function render({ can, navigate }) {
     { label: 'Renewal window', key: 'renew_window', cell: (p) => shortDur(p.renew_window) },
     { label: 'Superseded grace', key: 'superseded_grace', cell: (p) => shortDur(p.superseded_grace) },
     { label: 'Renew after expiry', key: 'renew_after_expiry', cell: (p) => shortDur(p.renew_after_expiry) },
+    { label: 'EST server keygen', key: 'server_keygen', cell: (p) => (p.server_keygen ? 'on' : 'off') },
+    { label: 'Device id from', key: 'device_id_from', cell: (p) => p.device_id_from },
     { label: 'Roles', key: 'roles', cell: (p) => p.roles.join(', ') || h('span', { class: 'muted' }, 'none') },
     { label: '', key: 'actions', cell: (p) => writable ? h('div', { class: 'row' },
       h('button', { type: 'button', class: 'small secondary', testid: 'profile-edit-' + p.name, onclick: () => { fill(p); validity.focus(); } }, 'Edit'),
