@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
+	"github.com/gatehouse-iot/gatehouse/internal/testrace"
 )
 
 // TestESTClientCLI runs `gatehouse enroll --est` with a bootstrap token and
@@ -140,6 +142,78 @@ func testESTClientCLI(t *testing.T, g *gatehouse) {
 	}
 	if r := g.run(t, nil, "renew", "--est", estURL, "--server", g.server, "--dir", dir, "--ca-file", crt); r.code == 0 {
 		t.Error("renew with --est and --server succeeded")
+	}
+	estRenewRace(t, g, estURL, crt, dir)
+}
+
+// estRenewRace runs several `renew --est` at once with one certificate and
+// key, each in a copy of the device directory: the server re-enrolls the
+// certificate once; the losers are refused and write nothing.
+func estRenewRace(t *testing.T, g *gatehouse, estURL, crt, dir string) {
+	t.Helper()
+	const n = 6
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = filepath.Join(g.dir, "race", strconv.Itoa(i))
+		if err := os.MkdirAll(dirs[i], 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{deviceCertFile, deviceKeyFile, deviceChainFile} {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dirs[i], f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, deviceCertFile))
+	results := make([]runResult, n)
+	testrace.Run(n, func(i int) {
+		cmd := exec.Command(g.bin, "renew", "--est", estURL, "--dir", dirs[i], "--ca-file", crt, "--json")
+		cmd.Env = append(os.Environ(), g.env...)
+		var out strings.Builder
+		cmd.Stdout = &out
+		err := cmd.Run()
+		results[i] = runResult{stdout: out.String()}
+		if ee, ok := err.(*exec.ExitError); ok {
+			results[i].code = ee.ExitCode()
+		} else if err != nil {
+			results[i].code = -1
+		}
+	})
+	won, winner := 0, ""
+	for i, r := range results {
+		switch {
+		case r.code == 0:
+			won++
+			winner = dirs[i]
+		case r.code == 1 && strings.Contains(r.stdout, `"code": "certificate_invalid"`):
+			if b, _ := os.ReadFile(filepath.Join(dirs[i], deviceCertFile)); !bytes.Equal(b, before) {
+				t.Errorf("a refused renew --est changed %s", dirs[i])
+			}
+		default:
+			t.Errorf("racing renew --est: %d %s", r.code, r.stdout)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of %d racing renew --est with one certificate succeeded, want 1", won, n)
+	}
+	final := checkDeviceDir(t, g, winner, "cam-9")
+	var certs apitypes.CertificateList
+	g.api(t, "GET", "/api/v1/devices/cam-9/certificates", nil, http.StatusOK, &certs)
+	active := 0
+	for _, c := range certs.Certificates {
+		if c.Status == "active" {
+			active++
+			if c.Serial != ca.SerialHex(final.SerialNumber) {
+				t.Errorf("the active certificate is %s, the directory holds %s", c.Serial, ca.SerialHex(final.SerialNumber))
+			}
+		}
+	}
+	if len(certs.Certificates) != 3 || active != 1 {
+		t.Fatalf("cam-9 has %d certificates (%d active), want 3 (1 active)", len(certs.Certificates), active)
 	}
 }
 

@@ -256,3 +256,27 @@ func TestEnrollESTRefusesForeignCertificate(t *testing.T) {
 		t.Fatalf("foreign certificate: %v, want bad_response", err)
 	}
 }
+
+// TestRenewFlagsEST: renew (and renew --loop, which renews with the same
+// function) goes over EST with --est, and refuses --est with --server.
+func TestRenewFlagsEST(t *testing.T) {
+	cmd := newRenewCmd()
+	if err := cmd.ParseFlags([]string{"--est", "https://h", "--server", "https://h", "--dir", t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := renewFunc(cmd.Flags()); fault.CodeOf(err) != fault.InvalidArgument {
+		t.Fatalf("--est with --server: %v", err)
+	}
+	// An empty directory: runRenewEST's own refusal, before any request.
+	cmd = newRenewCmd()
+	if err := cmd.ParseFlags([]string{"--est", "https://127.0.0.1:9/.well-known/est", "--ca", "x.pem", "--dir", t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	renew, err := renewFunc(cmd.Flags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := renew(); fault.CodeOf(err) != fault.InvalidArgument || !strings.Contains(err.Error(), "cannot load") {
+		t.Fatalf("renew --est in an empty directory: %v", err)
+	}
+}
