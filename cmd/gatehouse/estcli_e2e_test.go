@@ -84,6 +84,19 @@ func testESTClientCLI(t *testing.T, g *gatehouse) {
 		t.Errorf("cam-9's profile is %q, want line", dev.Profile)
 	}
 
+	// Without --key-type, a profile that does not take P-256 gets the key
+	// type its csrattrs name.
+	g.api(t, "POST", "/api/v1/profiles", map[string]any{"name": "p384", "key_types": []string{"P-384"},
+		"validity": "2h", "renew_window": "2h"}, http.StatusCreated, nil)
+	p384 := filepath.Join(g.dir, "cam-384")
+	if r := g.run(t, nil, "enroll", "--est", g.server+"/.well-known/est/p384", "--token", g.tokens(t, "p384", 1)[0],
+		"--device-id", "cam-384", "--out", p384, "--ca-file", crt); r.code != 0 {
+		t.Fatalf("enroll --est under p384: %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	if pub, ok := checkDeviceDir(t, g, p384, "cam-384").PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
+		t.Fatal("enroll --est under a P-384 profile did not make a P-384 key")
+	}
+
 	refused := func(name, want string, out string, args ...string) {
 		t.Helper()
 		r := g.run(t, nil, append(args, "--json")...)

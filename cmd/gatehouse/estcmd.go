@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -28,7 +29,10 @@ type estEnroll struct {
 	token, deviceID       string
 	idevidCert, idevidKey string
 	out, keyType          string
-	serverKeygen, force   bool
+	// keyTypeSet: --key-type was given; else the server's csrattrs may
+	// choose another type than the default.
+	keyTypeSet          bool
+	serverKeygen, force bool
 }
 
 // estAuth builds the client's configuration from the enroll flags: the
@@ -99,6 +103,13 @@ func runEnrollEST(o estEnroll) (enrollResult, error) {
 	if err != nil {
 		return enrollResult{}, err
 	}
+	if !o.keyTypeSet {
+		// Advice only (the server checks the key it gets): a server that
+		// cannot say gets the default.
+		if attrs, err := c.CSRAttrs(ctx); err == nil {
+			o.keyType = pickKeyType(estclient.KeyTypes(attrs), o.keyType)
+		}
+	}
 	// The key is made here; with --server-keygen it only signs the
 	// request, which the server ignores but for the key type (RFC 7030
 	// §4.4.1).
@@ -150,6 +161,18 @@ func runEnrollEST(o estEnroll) (enrollResult, error) {
 		}
 	}
 	return issuedResult(leaf, files), nil
+}
+
+// pickKeyType is def if the server allows it or says nothing, else the
+// first type it allows (RSA as RSA-2048, the least any profile takes).
+func pickKeyType(allowed []string, def string) string {
+	if len(allowed) == 0 || slices.Contains(allowed, def) {
+		return def
+	}
+	if allowed[0] == "RSA" {
+		return "RSA-2048"
+	}
+	return allowed[0]
 }
 
 // simpleEnrollRetry sends the enrollment, and the very same request again

@@ -2,6 +2,8 @@ package main
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -97,6 +99,11 @@ func fakeESTServer(t *testing.T, issuer *testIssuer) (string, string, func() []e
 		mu.Unlock()
 		var answer *x509.Certificate
 		switch req.op {
+		case "csrattrs":
+			der, _ := est.CSRAttrs([]string{"P-384", "RSA"})
+			w.Header().Set("Content-Type", "application/csrattrs")
+			_, _ = io.WriteString(w, base64.StdEncoding.EncodeToString(der))
+			return
 		case "cacerts":
 			answer = issuer.cert
 		case "simpleenroll":
@@ -217,8 +224,8 @@ func TestEnrollESTWithIDevID(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs := seen()
-	if len(reqs) != 2 || reqs[0].op != "cacerts" || reqs[1].op != "simpleenroll" {
-		t.Fatalf("requests %+v, want cacerts then simpleenroll", reqs)
+	if len(reqs) != 3 || reqs[0].op != "cacerts" || reqs[1].op != "csrattrs" || reqs[2].op != "simpleenroll" {
+		t.Fatalf("requests %+v, want cacerts, csrattrs, simpleenroll", reqs)
 	}
 	for _, r := range reqs {
 		if r.basic || r.peer == nil || !r.peer.Equal(idevid) {
@@ -232,6 +239,10 @@ func TestEnrollESTWithIDevID(t *testing.T) {
 	if err != nil || pair.Leaf.Subject.CommonName != "SN-0042" || pair.Leaf.Issuer.CommonName != "Gatehouse CA" {
 		t.Fatalf("written key pair: %v", err)
 	}
+	// The server's csrattrs allow P-384 and RSA, not the default P-256.
+	if pub, ok := pair.Leaf.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
+		t.Fatalf("key %T, want P-384 as csrattrs asked", pair.Leaf.PublicKey)
+	}
 	if st, err := os.Stat(filepath.Join(out, deviceKeyFile)); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("device.key: %v %v, want mode 0600", st.Mode(), err)
 	}
@@ -241,6 +252,23 @@ func TestEnrollESTWithIDevID(t *testing.T) {
 	// A second run refuses to overwrite the key.
 	if _, err := runEnrollEST(estEnroll{url: url, caFile: trust, idevidCert: idCert, idevidKey: idKeyFile, out: out, keyType: "P-256"}); fault.CodeOf(err) != fault.AlreadyExists {
 		t.Fatalf("second enroll: %v, want already_exists", err)
+	}
+}
+
+func TestPickKeyType(t *testing.T) {
+	for _, tc := range []struct {
+		allowed   []string
+		def, want string
+	}{
+		{nil, "P-256", "P-256"},
+		{[]string{"P-384", "P-256"}, "P-256", "P-256"},
+		{[]string{"P-384"}, "P-256", "P-384"},
+		{[]string{"RSA", "Ed25519"}, "P-256", "RSA-2048"},
+		{[]string{"Ed25519"}, "P-256", "Ed25519"},
+	} {
+		if got := pickKeyType(tc.allowed, tc.def); got != tc.want {
+			t.Errorf("pickKeyType(%v, %s) = %s, want %s", tc.allowed, tc.def, got, tc.want)
+		}
 	}
 }
 
