@@ -91,8 +91,7 @@ func estEnrollFlags(f *pflag.FlagSet) estEnroll {
 	o := estEnroll{url: must(f.GetString("est")), caFile: must(f.GetString("ca-file")), token: must(f.GetString("token")),
 		deviceID: must(f.GetString("device-id")), idevidCert: must(f.GetString("idevid-cert")), idevidKey: must(f.GetString("idevid-key")),
 		out: must(f.GetString("out")), keyType: must(f.GetString("key-type")), keyTypeSet: f.Changed("key-type"),
-		serverKeygen: must(f.GetBool("server-keygen")),
-		force:        must(f.GetBool("force"))}
+		serverKeygen: must(f.GetBool("server-keygen")), force: must(f.GetBool("force"))}
 	if (o.idevidCert != "" || o.idevidKey != "") && !f.Changed("token") {
 		o.token = ""
 	}

@@ -213,6 +213,11 @@ func estRenewRace(t *testing.T, g *gatehouse, estURL, crt, dir string) {
 	if won != 1 {
 		t.Fatalf("%d of %d racing renew --est with one certificate succeeded, want 1", won, n)
 	}
+	// Without --key-type the new key has the current one's type (P-384 since
+	// the renewal above).
+	if pub, ok := checkDeviceDir(t, g, winner, "cam-9").PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
+		t.Error("renew --est without --key-type changed the key type")
+	}
 	final := checkDeviceDir(t, g, winner, "cam-9")
 	var certs apitypes.CertificateList
 	g.api(t, "GET", "/api/v1/devices/cam-9/certificates", nil, http.StatusOK, &certs)

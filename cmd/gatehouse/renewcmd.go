@@ -89,6 +89,9 @@ func renewFunc(f *pflag.FlagSet) (func() (enrollResult, error), error) {
 		if server != "" {
 			return nil, fault.New(fault.InvalidArgument, "give --server or --est, not both")
 		}
+		if !f.Changed("key-type") {
+			keyType = "" // the current key's type
+		}
 		return func() (enrollResult, error) { return runRenewEST(est, dir, caFile, keyType) }, nil
 	}
 	return func() (enrollResult, error) { return runRenew(server, dir, caFile, rotate, keyType) }, nil
