@@ -216,6 +216,9 @@ func keyTypeOf(pub crypto.PublicKey) string {
 // can fail may stand between that answer and the files.
 func runRenewEST(url, dir, caFile, keyType string) (enrollResult, error) {
 	keyPath, certPath := filepath.Join(dir, deviceKeyFile), filepath.Join(dir, deviceCertFile)
+	if err := finishKeySwap(certPath, keyPath); err != nil {
+		return enrollResult{}, err
+	}
 	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err != nil {
 		return enrollResult{}, fault.Wrap(err, fault.InvalidArgument, "cannot load %s and %s: %v", certPath, keyPath, err)
@@ -286,6 +289,28 @@ func runRenewEST(url, dir, caFile, keyType string) (enrollResult, error) {
 		return enrollResult{}, err
 	}
 	return issuedResult(leaf, files), nil
+}
+
+// finishKeySwap completes a replacement a crash interrupted between the
+// new certificate and the rename of its key: when device.key.new is the
+// key of device.crt and device.key is not, the new key takes its place.
+// Without this the device would hold a certificate it cannot use and a
+// superseded one it no longer has.
+func finishKeySwap(certPath, keyPath string) error {
+	next := keyPath + ".new"
+	if _, err := os.Stat(next); err != nil {
+		return nil
+	}
+	if _, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
+		// The pair is whole. The side file is left alone: it may be the
+		// new key of a renewal running now, which writes the certificate
+		// next; the next renewal here overwrites it anyway.
+		return nil
+	}
+	if _, err := tls.LoadX509KeyPair(certPath, next); err != nil {
+		return nil // not ours to fix; loading reports the mismatch
+	}
+	return os.Rename(next, keyPath)
 }
 
 // verifyIssued checks that leaf chains to the CA certificates the server

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -314,5 +315,45 @@ func TestRenewFlagsEST(t *testing.T) {
 	}
 	if _, err := renew(); fault.CodeOf(err) != fault.InvalidArgument || !strings.Contains(err.Error(), "cannot load") {
 		t.Fatalf("renew --est in an empty directory: %v", err)
+	}
+}
+
+// TestFinishKeySwap: a renewal that crashed after writing the new
+// certificate but before renaming its key is completed; a side file next
+// to a whole pair (maybe a renewal running now) and a mismatch that is not
+// ours stay as they are.
+func TestFinishKeySwap(t *testing.T) {
+	gh := newTestIssuer(t, "CA")
+	oldKey, newKey := testpki.Key(t, "P-256"), testpki.Key(t, "P-256")
+	newCert := gh.issue(t, "cam-1", newKey.Public())
+	for _, tc := range []struct {
+		name        string
+		key, next   crypto.Signer // device.key, device.key.new (nil: none)
+		wantKey     crypto.Signer
+		wantNewGone bool
+	}{
+		{"interrupted swap", oldKey, newKey, newKey, true},
+		{"side file next to a whole pair", newKey, oldKey, newKey, false},
+		{"no side file", newKey, nil, newKey, true},
+		{"side file of another key", oldKey, testpki.Key(t, "P-256"), oldKey, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			certFile, keyFile := writeKeyPair(t, dir, "device", newCert, tc.key)
+			if tc.next != nil {
+				if err := os.WriteFile(keyFile+".new", testpki.KeyPEM(t, tc.next), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := finishKeySwap(certFile, keyFile); err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(keyFile); !bytes.Equal(b, testpki.KeyPEM(t, tc.wantKey)) {
+				t.Error("device.key is not the expected key")
+			}
+			if _, err := os.Stat(keyFile + ".new"); (err != nil) != tc.wantNewGone {
+				t.Errorf("device.key.new present: %v, want gone: %v", err == nil, tc.wantNewGone)
+			}
+		})
 	}
 }
