@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/deviceid"
@@ -38,8 +39,18 @@ func newEnrollCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := cmd.Flags()
 			asJSON, _ := f.GetBool("json")
-			res, err := runEnroll(must(f.GetString("server")), must(f.GetString("token")), must(f.GetString("out")),
-				must(f.GetString("device-id")), must(f.GetString("key-type")), must(f.GetString("ca-file")), must(f.GetBool("force")))
+			var res enrollResult
+			var err error
+			if est := must(f.GetString("est")); est != "" && f.Changed("server") {
+				err = fault.New(fault.InvalidArgument, "give --server or --est, not both")
+			} else if est != "" {
+				res, err = runEnrollEST(estEnrollFlags(f))
+			} else if must(f.GetBool("server-keygen")) || f.Changed("idevid-cert") || f.Changed("idevid-key") {
+				err = fault.New(fault.InvalidArgument, "--server-keygen and --idevid-cert/--idevid-key need --est")
+			} else {
+				res, err = runEnroll(must(f.GetString("server")), must(f.GetString("token")), must(f.GetString("out")),
+					must(f.GetString("device-id")), must(f.GetString("key-type")), must(f.GetString("ca-file")), must(f.GetBool("force")))
+			}
 			if asJSON {
 				if err != nil {
 					writeJSON(cmd.OutOrStdout(), jsonError(err))
@@ -66,7 +77,25 @@ func newEnrollCmd() *cobra.Command {
 	f.String("ca-file", "", "CA bundle to trust for an https server (default: system roots)")
 	f.Bool("force", false, "overwrite an existing device.key")
 	f.Bool("json", false, "print the result (or the error) as JSON")
+	f.String("est", "", "enroll over EST (RFC 7030) instead: https://host[:port][/.well-known/est[/label]]; needs --ca-file")
+	f.String("idevid-cert", "", "with --est: the vendor IDevID certificate (PEM, chain allowed) as TLS client certificate, instead of --token")
+	f.String("idevid-key", "", "with --est: the IDevID's private key (PEM)")
+	f.Bool("server-keygen", false, "with --est: the server generates the key (serverkeygen); --key-type is the type asked for")
+	f.SetNormalizeFunc(caFileAlias)
 	return cmd
+}
+
+// estEnrollFlags reads `enroll --est`'s flags. A token only in the
+// environment is not sent along with an IDevID.
+func estEnrollFlags(f *pflag.FlagSet) estEnroll {
+	o := estEnroll{url: must(f.GetString("est")), caFile: must(f.GetString("ca-file")), token: must(f.GetString("token")),
+		deviceID: must(f.GetString("device-id")), idevidCert: must(f.GetString("idevid-cert")), idevidKey: must(f.GetString("idevid-key")),
+		out: must(f.GetString("out")), keyType: must(f.GetString("key-type")), keyTypeSet: f.Changed("key-type"),
+		serverKeygen: must(f.GetBool("server-keygen")), force: must(f.GetBool("force"))}
+	if (o.idevidCert != "" || o.idevidKey != "") && !f.Changed("token") {
+		o.token = ""
+	}
+	return o
 }
 
 type enrollResult struct {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/enroll"
@@ -32,15 +33,19 @@ func newRenewCmd() *cobra.Command {
 			"Without --rotate-key renew also asks for a single-use challenge and signs it into the CSR " +
 			"with the current key (PKCS#9 challengePassword): the proof over plain http, where an old " +
 			"CSR could otherwise be replayed. An expired certificate (a profile with renew_after_expiry) " +
-			"renews by that challenge only. --loop keeps renewing at the start of every renewal window.",
+			"renews by that challenge only. --loop keeps renewing at the start of every renewal window. " +
+			"--est re-enrolls over EST instead (simplereenroll over mutual TLS, always with a new key).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := cmd.Flags()
 			if must(f.GetBool("loop")) || must(f.GetBool("daemon")) {
 				return runRenewLoop(cmd)
 			}
-			res, err := runRenew(must(f.GetString("server")), must(f.GetString("dir")), must(f.GetString("ca-file")),
-				must(f.GetBool("rotate-key")), must(f.GetString("key-type")))
+			renew, err := renewFunc(f)
+			var res enrollResult
+			if err == nil {
+				res, err = renew()
+			}
 			if must(f.GetBool("json")) {
 				if err != nil {
 					writeJSON(cmd.OutOrStdout(), jsonError(err))
@@ -70,19 +75,41 @@ func newRenewCmd() *cobra.Command {
 		"GATEHOUSE_CERT_FILE, GATEHOUSE_KEY_FILE, GATEHOUSE_CHAIN_FILE, GATEHOUSE_DEVICE_ID, GATEHOUSE_SERIAL name the result")
 	f.Duration("renew-before", 0, "with --loop: renew this long before expiry (the profile's renew_window); 0 is a third of the certificate's lifetime")
 	f.Duration("max-jitter", defaultMaxJitter, "with --loop: cap of the random delay added to each renewal (at most a quarter of the window)")
+	f.String("est", "", "re-enroll over EST (RFC 7030 simplereenroll, mutual TLS, always a new key) instead of --server; needs --ca-file")
+	f.SetNormalizeFunc(caFileAlias)
 	return cmd
+}
+
+// renewFunc is one renewal with the command's flags: over the API
+// (--server) or over EST (--est).
+func renewFunc(f *pflag.FlagSet) (func() (enrollResult, error), error) {
+	server, dir, caFile := must(f.GetString("server")), must(f.GetString("dir")), must(f.GetString("ca-file"))
+	rotate, keyType, est := must(f.GetBool("rotate-key")), must(f.GetString("key-type")), must(f.GetString("est"))
+	if est != "" {
+		if server != "" {
+			return nil, fault.New(fault.InvalidArgument, "give --server or --est, not both")
+		}
+		if !f.Changed("key-type") {
+			keyType = "" // the current key's type
+		}
+		return func() (enrollResult, error) { return runRenewEST(est, dir, caFile, keyType) }, nil
+	}
+	return func() (enrollResult, error) { return runRenew(server, dir, caFile, rotate, keyType) }, nil
 }
 
 // runRenewLoop runs renewLoop with the command's flags until SIGTERM or
 // SIGINT, logging to stderr.
 func runRenewLoop(cmd *cobra.Command) error {
 	f := cmd.Flags()
-	server, dir, caFile := must(f.GetString("server")), must(f.GetString("dir")), must(f.GetString("ca-file"))
-	rotate, keyType := must(f.GetBool("rotate-key")), must(f.GetString("key-type"))
+	renew, err := renewFunc(f)
+	if err != nil {
+		return err
+	}
+	dir := must(f.GetString("dir"))
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	l := &renewLoop{
-		renew:     func() (enrollResult, error) { return runRenew(server, dir, caFile, rotate, keyType) },
+		renew:     renew,
 		certPath:  filepath.Join(dir, deviceCertFile),
 		before:    must(f.GetDuration("renew-before")),
 		maxJitter: must(f.GetDuration("max-jitter")),
