@@ -250,3 +250,14 @@ type RenewalChallenge struct {
 	ExpiresAt time.Time
 	CreatedAt time.Time
 }
+
+// IDevIDVendor is a vendor PKI registered for a fleet (table idevid_vendors, PK (fleet, name)).
+type IDevIDVendor struct {
+	Fleet, Name, Profile            string
+	AnchorsPEM, IntermediatesPEM    string
+	IDFrom, IDPrefix                string
+	AllowReenroll, RequireAllowList bool
+	CRLs                            [][]byte // DER of the newest CRL per issuer (table idevid_vendor_crls)
+	AllowListSize                   int      // number of serials on its allow-list (table idevid_allowlist)
+	CreatedAt, UpdatedAt            time.Time
+}
