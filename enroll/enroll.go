@@ -118,15 +118,26 @@ type Config struct {
 	// (core.go); Log receives a refresh that failed.
 	Core Core
 	Log  *slog.Logger
+	// Vendors, when set, enables IDevID enrollment (idevid.go), whose
+	// records IDevIDs keeps; without Vendors every IDevID is
+	// idevid_unknown_vendor.
+	Vendors Vendors
+	IDevIDs IDevIDs
 }
 
 // Service runs enrollment.
-type Service struct{ cfg Config }
+type Service struct {
+	cfg     Config
+	vendors vendorCache
+}
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
 	if cfg.Catalog == nil || cfg.Tokens == nil || cfg.Records == nil || cfg.Audit == nil || cfg.Issuer == nil || cfg.Claims == nil {
 		return nil, errors.New("enroll: Catalog, Tokens, Records, Audit, Issuer and Claims are required")
+	}
+	if cfg.Vendors != nil && cfg.IDevIDs == nil {
+		return nil, errors.New("enroll: Vendors needs IDevIDs")
 	}
 	if cfg.ClaimTTL <= 0 {
 		cfg.ClaimTTL = 30 * time.Second

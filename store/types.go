@@ -251,13 +251,20 @@ type RenewalChallenge struct {
 	CreatedAt time.Time
 }
 
-// IDevIDVendor is a vendor PKI registered for a fleet (table idevid_vendors, PK (fleet, name)).
+// IDevIDVendor is a vendor PKI registered for a fleet (table
+// idevid_vendors, key (Fleet, Name)): devices presenting a certificate of
+// its anchors enroll into Fleet with Profile (issue 15, package idevid).
 type IDevIDVendor struct {
-	Fleet, Name, Profile            string
-	AnchorsPEM, IntermediatesPEM    string
+	Fleet, Name, Profile         string
+	AnchorsPEM, IntermediatesPEM string
+	// IDFrom and IDPrefix derive the device id (idevid.IDFrom).
 	IDFrom, IDPrefix                string
 	AllowReenroll, RequireAllowList bool
-	CRLs                            [][]byte // DER of the newest CRL per issuer (table idevid_vendor_crls)
-	AllowListSize                   int      // number of serials on its allow-list (table idevid_allowlist)
-	CreatedAt, UpdatedAt            time.Time
+	// CRLs is the DER of the newest CRL per issuer (table
+	// idevid_vendor_crls), in issuer order.
+	CRLs [][]byte
+	// AllowListSize is the number of serials on its allow-list (table
+	// idevid_allowlist).
+	AllowListSize        int
+	CreatedAt, UpdatedAt time.Time
 }
