@@ -20,9 +20,10 @@ type Observer interface {
 	// HTTPServed: one request, by route pattern (RouteUnmatched when no
 	// route took it), method and status, after dur.
 	HTTPServed(route, method string, status int, dur time.Duration)
-	// Enrolled: one enrollment or renewal request (kind "enroll" or
-	// "renew") answered with code: "ok", "repeated" (a retried enrollment
-	// given its certificate again) or the fault code.
+	// Enrolled: one enrollment or renewal request (kind "enroll",
+	// "enroll_idevid" for EST's by vendor certificate, or "renew")
+	// answered with code: "ok", "repeated" (a retried enrollment given its
+	// certificate again) or the fault code.
 	Enrolled(kind, code string)
 	// OCSPAnswered: one OCSP response, by ocsp.Answer.Outcome.
 	OCSPAnswered(outcome string)
@@ -44,6 +45,16 @@ var enrollKinds = map[string]string{
 // estRoute reports whether route is one of EST's.
 func estRoute(route string) bool { return strings.HasPrefix(route, est.Prefix+"/") }
 
+// idevidRequest reports whether an EST simpleenroll authenticates by a
+// vendor IDevID (est: a TLS client certificate and no Basic credentials).
+func idevidRequest(r *http.Request) bool {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return false
+	}
+	_, pass, ok := r.BasicAuth()
+	return !ok || pass == ""
+}
+
 // observeHTTP reports every request to the Observer. It renders an error
 // itself (c.Error, as echo would after it) so the status it reports is the
 // one sent.
@@ -59,6 +70,9 @@ func (s *Server) observeHTTP(next echo.HandlerFunc) echo.HandlerFunc {
 		route := routeLabel(c.Path(), status)
 		o.HTTPServed(route, c.Request().Method, status, time.Since(start))
 		if kind := enrollKinds[route]; kind != "" && c.Request().Method == http.MethodPost {
+			if kind == "enroll" && estRoute(route) && idevidRequest(c.Request()) {
+				kind = "enroll_idevid"
+			}
 			code := enrollCode(kind, status, err)
 			if code == "repeated" && estRoute(route) {
 				code = "ok"

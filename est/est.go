@@ -8,11 +8,18 @@
 // operation to its profile: csrattrs answers that profile's key types, and
 // simpleenroll (simplereenroll) refuses a token (certificate) of another
 // profile. Without a label any profile is served.
+//
+// simpleenroll authenticates by a bootstrap token as the HTTP Basic
+// password or, with no Basic credentials, by a vendor IDevID as the TLS
+// client certificate (enroll.Service.EnrollIDevID); under a label the
+// IDevID's vendor must enroll into that profile.
 package est
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -45,6 +52,7 @@ const Realm = "gatehouse-est"
 type Enroller interface {
 	Enroll(ctx context.Context, req enroll.Request) (enroll.Result, error)
 	Renew(ctx context.Context, req enroll.RenewRequest) (enroll.Result, error)
+	EnrollIDevID(ctx context.Context, req enroll.IDevIDRequest) (enroll.Result, error)
 }
 
 // CA publishes the issuing chain (ca.CA).
@@ -132,8 +140,11 @@ func (s *Server) simpleEnroll(c echo.Context) error {
 		return err
 	}
 	user, token, ok := c.Request().BasicAuth()
+	if (!ok || token == "") && len(c.Request().TLS.PeerCertificates) > 0 {
+		return s.idevidEnroll(c, profile)
+	}
 	if !ok || token == "" {
-		return fault.New(fault.Unauthenticated, "send the bootstrap token as the HTTP Basic password")
+		return fault.New(fault.Unauthenticated, "send the bootstrap token as the HTTP Basic password, or a vendor IDevID as TLS client certificate")
 	}
 	_, csrPEM, err := parseBody(c)
 	if err != nil {
@@ -146,6 +157,25 @@ func (s *Server) simpleEnroll(c echo.Context) error {
 		}
 	}
 	res, err := s.cfg.Enroll.Enroll(ctx, enroll.Request{Token: token, CSR: csrPEM, DeviceID: user})
+	if err != nil {
+		return err
+	}
+	return certsOnly(c, []*x509.Certificate{res.Certificate})
+}
+
+// idevidEnroll enrolls by the vendor IDevID the client sent as its TLS
+// certificate (no Basic credentials): the handshake proved possession of
+// its key, which the handshake does not verify (the API listener verifies
+// client certificates in the application); enroll.Service checks it
+// against the registered vendors, and under a label the vendor's profile
+// must be the label.
+func (s *Server) idevidEnroll(c echo.Context, profile store.Profile) error {
+	_, csrPEM, err := parseBody(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.Enroll.EnrollIDevID(c.Request().Context(), enroll.IDevIDRequest{
+		Chain: c.Request().TLS.PeerCertificates, CSR: csrPEM, Label: profile.Name})
 	if err != nil {
 		return err
 	}
@@ -197,7 +227,10 @@ func (s *Server) simpleReenroll(c echo.Context) error {
 }
 
 // certOfProfile refuses a certificate whose device is not of profile. An
-// unknown certificate passes: Renew refuses it with its own code.
+// unknown certificate passes: Renew refuses it with its own code. The
+// handshake did not verify cert (apiTLS), so a certificate is known only
+// if its bytes are the record's: a foreign one that copies a serial
+// learns nothing of that serial's device here.
 func (s *Server) certOfProfile(ctx context.Context, cert *x509.Certificate, profile string) error {
 	rec, err := s.cfg.Store.GetCertificate(ctx, ca.SerialHex(cert.SerialNumber))
 	if fault.Is(err, fault.NotFound) {
@@ -205,6 +238,9 @@ func (s *Server) certOfProfile(ctx context.Context, cert *x509.Certificate, prof
 	}
 	if err != nil {
 		return err
+	}
+	if fp := sha256.Sum256(cert.Raw); rec.Fingerprint != hex.EncodeToString(fp[:]) {
+		return nil
 	}
 	dev, err := s.cfg.Store.GetDevice(ctx, rec.DeviceID)
 	if fault.Is(err, fault.NotFound) {

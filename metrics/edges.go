@@ -14,7 +14,7 @@ import (
 // Bounded label sets of the edges' metrics.
 var (
 	methodLabels = enum{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions, labelOther}
-	enrollKinds  = enum{"enroll", "renew", labelOther}
+	enrollKinds  = enum{"enroll", "enroll_idevid", "renew", labelOther}
 	ocspOutcomes = enum{"good", "revoked", "unknown", "malformed", "error"} // anything else: error
 )
 
