@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/revoke"
 	"github.com/gatehouse-iot/gatehouse/store"
+	"github.com/gatehouse-iot/gatehouse/vendors"
 )
 
 // AdminTokens authenticates admin API bearer tokens (auth.Tokens): an
@@ -110,6 +111,8 @@ type Config struct {
 	Observer Observer
 	// EST serves RFC 7030 under /.well-known/est (package est).
 	EST EST
+	// Vendors manages the IDevID vendor PKIs of fleets.
+	Vendors *vendors.Service
 }
 
 // EST mounts the EST routes (est.Server) with the API's device middleware.
@@ -129,7 +132,7 @@ func (cfg *Config) missing() []string {
 		{"Policies", cfg.Policies == nil}, {"PolicyVersions", cfg.PolicyVersions == nil}, {"Decisions", cfg.Decisions == nil},
 		{"Stats", cfg.Stats == nil}, {"Traffic", cfg.Traffic == nil}, {"Revoke", cfg.Revoke == nil}, {"SessionKicks", cfg.SessionKicks == nil},
 		{"KickTargets", cfg.KickTargets == nil}, {"OCSP", cfg.OCSP == nil}, {"CRL", cfg.CRL == nil},
-		{"Auth", cfg.Auth == nil}, {"UI", cfg.UI == nil}, {"EST", cfg.EST == nil},
+		{"Auth", cfg.Auth == nil}, {"UI", cfg.UI == nil}, {"EST", cfg.EST == nil}, {"Vendors", cfg.Vendors == nil},
 	} {
 		if d.absent {
 			out = append(out, d.name)

@@ -38,6 +38,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/revoke"
 	"github.com/gatehouse-iot/gatehouse/series"
 	"github.com/gatehouse-iot/gatehouse/store"
+	"github.com/gatehouse-iot/gatehouse/vendors"
 )
 
 var caPass = []byte("correct horse battery staple")
@@ -185,11 +186,15 @@ func fullConfig(t testing.TB, st *store.Store, theCA *ca.CA, rec *audit.Recorder
 	if err != nil {
 		t.Fatal(err)
 	}
+	vendorRegistry, err := vendors.New(vendors.Config{Registry: st, Lists: st, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return api.Config{Inventory: inv, Enroll: enr, AdminTokens: tokens, Batches: st, Audit: st, CA: theCA,
 		Policies: pol, PolicyVersions: st, Decisions: az, Stats: st, Traffic: traffic, Revoke: rev, SessionKicks: st, KickTargets: kicks,
 		OCSP: noOCSP{}, CRL: &fakeCRL{}, Auth: users, UI: noUI, Version: "test",
 		// As the server binary: every request goes through the metrics.
-		Observer: metrics.New(metrics.Config{}), EST: estSrv}
+		Observer: metrics.New(metrics.Config{}), EST: estSrv, Vendors: vendorRegistry}
 }
 
 // newCA initializes a fresh CA hierarchy in a temp dir and loads it.

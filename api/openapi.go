@@ -157,11 +157,11 @@ func (d routeDoc) operation(g *typeschema.Generator, r *echo.Route, errs *errorR
 		op["parameters"] = params
 	}
 	if d.req != nil {
-		s, err := g.For(d.req, typeschema.Request)
+		content, err := requestContent(g, d.req)
 		if err != nil {
 			return nil, err
 		}
-		op["requestBody"] = map[string]any{"required": true, "content": map[string]any{echo.MIMEApplicationJSON: map[string]any{"schema": s}}}
+		op["requestBody"] = map[string]any{"required": true, "content": content}
 	}
 	resps, err := d.responses(g, r.Method, errs)
 	if err != nil {
@@ -325,6 +325,24 @@ func joinCodes(cs []fault.Code) string {
 		s[i] = string(c)
 	}
 	return strings.Join(s, ", ")
+}
+
+// requestContent is a request body's media types and schemas: JSON from
+// apitypes, or a CSV or CRL sent as it is.
+func requestContent(g *typeschema.Generator, req any) (map[string]any, error) {
+	text := map[string]any{"schema": typeschema.Schema{"type": "string"}}
+	switch req.(type) {
+	case csvDoc:
+		return map[string]any{"text/csv": text}, nil
+	case crlDoc:
+		return map[string]any{"application/pkix-crl": map[string]any{"schema": typeschema.Schema{"type": "string", "format": "binary"}},
+			"application/x-pem-file": text}, nil
+	}
+	s, err := g.For(req, typeschema.Request)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{echo.MIMEApplicationJSON: map[string]any{"schema": s}}, nil
 }
 
 // bodySchema is the media type and schema of one success body.

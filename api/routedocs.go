@@ -41,6 +41,21 @@ var routeDocs = map[string]routeDoc{
 	"PATCH /api/v1/fleets/:name":  {summary: "Change a fleet's description", who: operator, req: apitypes.FleetUpdate{}, resps: okJSON(apitypes.Fleet{}), faults: notFound},
 	"DELETE /api/v1/fleets/:name": {summary: "Delete an empty fleet", who: operator, resps: noContent, faults: inUse},
 
+	"GET /api/v1/fleets/:fleet/idevid-vendors": {summary: "List a fleet's IDevID vendors (no PEMs)", who: viewer,
+		resps: okJSON(apitypes.IDevIDVendorList{}), faults: notFound},
+	"GET /api/v1/fleets/:fleet/idevid-vendors/:vendor": {summary: "Get an IDevID vendor, with its PEMs", who: viewer,
+		resps: okJSON(apitypes.IDevIDVendor{}), faults: notFound},
+	"POST /api/v1/fleets/:fleet/idevid-vendors": {summary: "Register a vendor PKI whose IDevIDs enroll into the fleet", who: admin,
+		req: apitypes.IDevIDVendorRequest{}, resps: created(apitypes.IDevIDVendor{}), faults: []fault.Code{fault.AlreadyExists, fault.NotFound}},
+	"PATCH /api/v1/fleets/:fleet/idevid-vendors/:vendor": {summary: "Change an IDevID vendor", who: admin,
+		req: apitypes.IDevIDVendorUpdate{}, resps: okJSON(apitypes.IDevIDVendor{}), faults: notFound},
+	"DELETE /api/v1/fleets/:fleet/idevid-vendors/:vendor": {summary: "Delete an IDevID vendor with its CRLs and allow-list", who: admin,
+		resps: noContent, faults: notFound},
+	"PUT /api/v1/fleets/:fleet/idevid-vendors/:vendor/crls": {summary: "Import a vendor CRL (PEM or DER); an older one than stored is refused", who: admin,
+		req: crlBody, resps: okJSON(apitypes.VendorCRL{}), faults: inUse},
+	"PUT /api/v1/fleets/:fleet/idevid-vendors/:vendor/allowlist": {summary: "Replace a vendor's allow-list of IDevID serials (CSV)", who: admin,
+		req: csvBody, resps: okJSON(apitypes.AllowListResult{}), faults: notFound},
+
 	"GET /api/v1/profiles":          {summary: "List profiles", who: viewer, resps: okJSON(apitypes.ProfileList{})},
 	"GET /api/v1/profiles/:name":    {summary: "Get a profile", who: viewer, resps: okJSON(apitypes.Profile{}), faults: notFound},
 	"POST /api/v1/profiles":         {summary: "Create a profile", who: operator, req: apitypes.ProfileRequest{}, resps: created(apitypes.Profile{}), faults: exists},
@@ -175,12 +190,14 @@ func (c caller) role() auth.Role {
 type (
 	pemDoc     struct{}
 	csvDoc     struct{}
+	crlDoc     struct{} // a request body: a CRL, PEM or DER
 	openAPIDoc struct{}
 )
 
 var (
 	pemBody     = pemDoc{}
 	csvBody     = csvDoc{}
+	crlBody     = crlDoc{}
 	openAPIBody = openAPIDoc{}
 
 	noContent = []resp{{http.StatusNoContent, nil}}

@@ -45,6 +45,19 @@ func (s *Server) routes() {
 	v1.PATCH("/fleets/:name", s.updateFleet, write...)
 	v1.DELETE("/fleets/:name", s.deleteFleet, write...)
 
+	// IDevID vendors: what lets a device enroll without a token, so
+	// registering one is an admin's act; CRLs and allow-lists have body
+	// caps of their own (vendors.go).
+	v1.GET("/fleets/:fleet/idevid-vendors", s.listVendors, read...)
+	v1.GET("/fleets/:fleet/idevid-vendors/:vendor", s.getVendor, read...)
+	v1.POST("/fleets/:fleet/idevid-vendors", s.createVendor, admin...)
+	v1.PATCH("/fleets/:fleet/idevid-vendors/:vendor", s.updateVendor, admin...)
+	v1.DELETE("/fleets/:fleet/idevid-vendors/:vendor", s.deleteVendor, admin...)
+	v1.PUT("/fleets/:fleet/idevid-vendors/:vendor/crls", s.putVendorCRL,
+		secureHeaders, plainText, limitBody(vendorCRLBytes), s.requireRole(auth.RoleAdmin))
+	v1.PUT("/fleets/:fleet/idevid-vendors/:vendor/allowlist", s.putVendorAllowList,
+		secureHeaders, plainText, limitBody(allowListBytes), s.requireRole(auth.RoleAdmin))
+
 	v1.GET("/profiles", s.listProfiles, read...)
 	v1.GET("/profiles/:name", s.getProfile, read...)
 	v1.POST("/profiles", s.createProfile, write...)

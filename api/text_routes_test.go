@@ -37,6 +37,15 @@ var textBodies = map[string][]string{
 	"PATCH /api/v1/fleets/:name":  {`{"description":@}`},
 	"DELETE /api/v1/fleets/:name": nil,
 
+	"POST /api/v1/fleets/:fleet/idevid-vendors": {`{"name":@,"profile":"default","anchors_pem":"x"}`,
+		`{"name":"v","profile":@,"anchors_pem":"x"}`, `{"name":"v","profile":"default","anchors_pem":@}`,
+		`{"name":"v","profile":"default","anchors_pem":"x","id_prefix":@}`},
+	"PATCH /api/v1/fleets/:fleet/idevid-vendors/:vendor":  {`{"profile":@}`, `{"anchors_pem":@}`, `{"id_from":@}`},
+	"DELETE /api/v1/fleets/:fleet/idevid-vendors/:vendor": nil,
+	// CSV and CRL bodies are not JSON text: no template applies.
+	"PUT /api/v1/fleets/:fleet/idevid-vendors/:vendor/crls":      nil,
+	"PUT /api/v1/fleets/:fleet/idevid-vendors/:vendor/allowlist": nil,
+
 	"POST /api/v1/profiles": {`{"name":@,"key_types":["P-256"],"validity":"720h","renew_window":"240h"}`,
 		`{"name":"p","key_types":[@],"validity":"720h","renew_window":"240h"}`,
 		`{"name":"p","key_types":["P-256"],"validity":@,"renew_window":"240h"}`,

@@ -58,11 +58,16 @@ func (c *client) do(method, path, accept string, in any) ([]byte, error) {
 		}
 		body = bytes.NewReader(b)
 	}
+	return c.send(method, path, accept, "application/json", body)
+}
+
+// send is do with a body of any type (a CSV, a CRL), read as it is sent.
+func (c *client) send(method, path, accept, contentType string, body io.Reader) ([]byte, error) {
 	req, err := http.NewRequest(method, c.base+path, body)
 	if err != nil {
 		return nil, fault.Wrap(err, fault.InvalidArgument, "bad server URL %q", c.base)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}

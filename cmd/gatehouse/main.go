@@ -51,7 +51,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newServeCmd(), newEnrollCmd(), newRenewCmd(), newTokenCmd(), newRevokeCmd(), newAdminCmd(), newCACmd(), newBackupCmd(), newRestoreCmd(), newAuditCmd(), newBenchCmd(), newVersionCmd())
+	root.AddCommand(newInitCmd(), newServeCmd(), newEnrollCmd(), newRenewCmd(), newTokenCmd(), newRevokeCmd(), newAdminCmd(), newCACmd(), newBackupCmd(), newRestoreCmd(), newAuditCmd(), newBenchCmd(), newVendorCmd(), newVersionCmd())
 	return root
 }
 

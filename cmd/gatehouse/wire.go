@@ -33,6 +33,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/series"
 	"github.com/gatehouse-iot/gatehouse/store"
 	"github.com/gatehouse-iot/gatehouse/ui"
+	"github.com/gatehouse-iot/gatehouse/vendors"
 )
 
 // app is the wired control plane: what serve runs and listens with. Its
@@ -152,10 +153,14 @@ func wire(ctx context.Context, v *viper.Viper, log *slog.Logger) (_ *app, err er
 	if err != nil {
 		return nil, err
 	}
+	vendorRegistry, err := vendors.New(vendors.Config{Registry: st, Lists: st})
+	if err != nil {
+		return nil, err
+	}
 	a.api, err = api.New(api.Config{Inventory: inv, Enroll: enr, AdminTokens: tokens, Batches: st, Audit: auditLog{st, audit.NewChecker(audit.CheckerConfig{Store: st})},
 		CA: a.ca, Policies: a.policies, PolicyVersions: st, Decisions: a.authz, Revoke: a.revoke, SessionKicks: st, KickTargets: a.kick, OCSP: ocspResp, CRL: a.crl, Stats: st, Traffic: a.traffic,
 		Auth: users, SecureCookies: strings.HasPrefix(base, "https://"), PublicURL: base, UI: ui.Handler(), Logger: log, Version: version,
-		Observer: a.metrics, EST: estServer})
+		Observer: a.metrics, EST: estServer, Vendors: vendorRegistry})
 	if err != nil {
 		return nil, err
 	}
