@@ -42,7 +42,10 @@ type IDevIDs interface {
 	CompleteIDevIDEnrollment(ctx context.Context, e store.IDevIDEnrollment) (store.IDevIDEnrolled, error)
 }
 
-var _ IDevIDs = (*store.Store)(nil)
+var (
+	_ Vendors = (*store.Store)(nil)
+	_ IDevIDs = (*store.Store)(nil)
+)
 
 // IDevIDRequest is an enrollment by vendor certificate. Chain is the TLS
 // client certificate chain, leaf first: the handshake proved possession of
