@@ -3,8 +3,10 @@
 // anchors an operator registered for a fleet, and derives the Gatehouse
 // device id from them. It is pure: no store, no HTTP; enroll and est use it.
 //
-// SKELETON: signatures and semantics are fixed (other branches build on
-// them); bodies are being written in branch i/idevid.
+// Trust is decided by crypto/x509 (Verify at the request's time, any EKU);
+// this package adds what Verify cannot say: which registered vendor a chain
+// belongs to even when it is expired (so an expired IDevID is "invalid",
+// not "unknown"), vendor CRLs, and the device id.
 package idevid
 
 import (
@@ -12,6 +14,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/gatehouse-iot/gatehouse/deviceid"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
@@ -71,7 +74,8 @@ type Vendor struct {
 	// CRLs are vendor CRLs; each must be signed by an anchor or an
 	// intermediate (ParseCRL checks). A chain certificate whose issuer has
 	// a CRL here is checked against it; a covering CRL past NextUpdate is
-	// CRLStale.
+	// CRLStale. A certificate whose issuer has no CRL here is not checked
+	// (the operator imported none for it), and the anchor itself never is.
 	CRLs []*x509.RevocationList
 	// IDFrom and IDPrefix derive the device id: IDPrefix + the value, which
 	// must then satisfy deviceid.Valid.
@@ -97,6 +101,13 @@ type Identity struct {
 	// Key identifies the IDevID across requests: hex SHA-256 over the
 	// issuer's raw DER and the serial's bytes. At most one enrollment per
 	// Key unless the vendor allows re-enrollment.
+	//
+	// Precisely: sha256(leaf.RawIssuer || leaf.SerialNumber.Bytes()), the
+	// serial as its unsigned big-endian magnitude. RawIssuer is a DER
+	// SEQUENCE carrying its own length, so the concatenation is unambiguous;
+	// the issuer DN and not the issuing key is hashed because (issuer,
+	// serial) is what RFC 5280 makes unique, and a vendor re-keying its
+	// intermediate under the same name keeps its devices' Keys.
 	Key string
 	// Fingerprint is the hex SHA-256 of the leaf's DER.
 	Fingerprint string
@@ -106,8 +117,24 @@ type Identity struct {
 // Match finds among vendors the one whose anchors issued chain[0] (with
 // chain[1:] as intermediates the client sent) and checks it there
 // (Vendor.Check). No vendor: UnknownVendor.
+//
+// The first vendor in input order whose anchors the chain links to (by
+// signature, ignoring time) decides, whatever its verdict: a later vendor is
+// never consulted, so the answer does not depend on map order and an IDevID
+// refused (expired, revoked) under one registration cannot slip in under
+// another registration of the same vendor PKI.
 func Match(vendors []Vendor, chain []*x509.Certificate, now time.Time) (Identity, Vendor, error) {
-	panic("skeleton")
+	if len(chain) == 0 || chain[0] == nil {
+		return Identity{}, Vendor{}, fault.New(UnknownVendor, "no IDevID certificate was presented")
+	}
+	for _, v := range vendors {
+		if _, ok := v.link(chain); !ok {
+			continue
+		}
+		id, err := v.Check(chain, now)
+		return id, v, err
+	}
+	return Identity{}, Vendor{}, unknown(chain[0])
 }
 
 // Check verifies chain against v at now: a chain to an anchor (any EKU:
@@ -115,24 +142,69 @@ func Match(vendors []Vendor, chain []*x509.Certificate, now time.Time) (Identity
 // revoked by a CRL of v, and a device id derivable per v.IDFrom. The
 // allow-list is enroll's to check (RequireAllowList).
 func (v Vendor) Check(chain []*x509.Certificate, now time.Time) (Identity, error) {
-	panic("skeleton")
+	if len(chain) == 0 || chain[0] == nil {
+		return Identity{}, fault.New(Invalid, "no IDevID certificate was presented")
+	}
+	chains, err := v.verify(chain, now)
+	if err != nil {
+		return Identity{}, err
+	}
+	if err := v.checkRevocation(chains, now); err != nil {
+		return Identity{}, err
+	}
+	leaf := chain[0]
+	devID, err := DeriveID(leaf, v.IDFrom, v.IDPrefix)
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{
+		Vendor:      v.Name,
+		DeviceID:    devID,
+		Issuer:      leaf.Issuer.String(),
+		Serial:      serialHex(leaf),
+		Key:         identityKey(leaf),
+		Fingerprint: fingerprint(leaf),
+		NotAfter:    leaf.NotAfter,
+	}, nil
 }
 
 // DeriveID returns prefix + the value of cert named by from, or Invalid.
 func DeriveID(cert *x509.Certificate, from IDFrom, prefix string) (string, error) {
-	panic("skeleton")
+	if cert == nil {
+		return "", fault.New(Invalid, "no IDevID certificate")
+	}
+	value, err := rawID(cert, from)
+	if err != nil {
+		return "", err
+	}
+	id := prefix + value
+	if !deviceid.Valid(id) {
+		return "", fault.New(Invalid, "the IDevID's %s gives device id %q, which is not valid: it must match %s", from, clip(id), deviceid.Grammar)
+	}
+	return id, nil
 }
 
 // ParseIDFrom validates an operator's id_from value.
-func ParseIDFrom(s string) (IDFrom, error) { panic("skeleton") }
+func ParseIDFrom(s string) (IDFrom, error) {
+	for _, f := range idFroms {
+		if string(f) == s {
+			return f, nil
+		}
+	}
+	return "", fault.New(fault.InvalidArgument, "id_from %q is not one of %s", clip(s), idFromList())
+}
 
 // ParseCertificates reads one or more PEM certificates (anchors or
 // intermediates); anything else in the input is an InvalidArgument.
-func ParseCertificates(pemBytes []byte) ([]*x509.Certificate, error) { panic("skeleton") }
+func ParseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
+	return parseCertificates(pemBytes)
+}
 
 // ParseCRL reads a vendor CRL (PEM or DER) and checks it is signed by one
 // of cas; InvalidArgument otherwise.
-func ParseCRL(data []byte, cas []*x509.Certificate) (*x509.RevocationList, error) { panic("skeleton") }
+func ParseCRL(data []byte, cas []*x509.Certificate) (*x509.RevocationList, error) {
+	return parseCRL(data, cas)
+}
 
 // AllowEntry is one line of an allow-list CSV.
 type AllowEntry struct {
@@ -144,8 +216,17 @@ type AllowEntry struct {
 // the first column (hex, colons allowed, optional 0x), an optional header
 // line "serial", at most max entries; other columns are ignored. A bad line
 // is InvalidArgument naming its line number.
-func ParseAllowList(r io.Reader, max int) ([]AllowEntry, error) { panic("skeleton") }
+//
+// Duplicates collapse to their first occurrence (the result keeps input
+// order); max counts distinct serials, and max <= 0 means no limit (callers
+// pass their configured one). Lines starting with '#' and empty lines are
+// skipped; a UTF-8 byte order mark (spreadsheet exports) is ignored.
+func ParseAllowList(r io.Reader, max int) ([]AllowEntry, error) {
+	return parseAllowList(r, max)
+}
 
 // NormalizeSerial returns s (hex, optional colons, optional 0x) in the
 // AllowList form, or InvalidArgument.
-func NormalizeSerial(s string) (string, error) { panic("skeleton") }
+func NormalizeSerial(s string) (string, error) {
+	return normalizeSerial(s)
+}
