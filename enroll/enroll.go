@@ -458,9 +458,10 @@ func (s *Service) Renew(ctx context.Context, req RenewRequest) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	// No handshake ever proves an expired key (Go's verifier refuses it),
-	// so whatever the caller says, an expired certificate needs the
-	// challenge signed by its key.
+	// An expired certificate needs the challenge signed by its key,
+	// whatever the caller says: renewing it is the sleepy-device path
+	// (sleepy.go), which the profile bounds and the audit names, not a
+	// mutual-TLS renewal with a new key.
 	keyProven := req.KeyProven && !cur.expired
 	if !keyProven && !samePublicKey(csr.PublicKey, req.Current.PublicKey) {
 		return Result{}, fault.New(fault.Unauthenticated, "csr must be signed by the current certificate's key")

@@ -171,6 +171,18 @@ func idevidRefusals(t *testing.T, g *gatehouse, dir string, acme *idevidtest.Ven
 	if r := g.estCurl(t, dir, revoking...); r.status != 403 || !strings.HasPrefix(r.body, "idevid_revoked: ") {
 		t.Fatalf("IDevID under a revoked intermediate: %d %q, want 403 idevid_revoked", r.status, r.body)
 	}
+	// Counted as IDevID enrollments by their codes: the first and its
+	// retry ok (EST answers a repeat 200 too), then the refusals.
+	m := g.scrape(t)
+	for code, want := range map[string]float64{"ok": 2, "idevid_used": 1, "idevid_unknown_vendor": 1, "idevid_invalid": 1,
+		"idevid_revoked": 1} {
+		if got := m.get("gatehouse_enrollments_total", map[string]string{"kind": "enroll_idevid", "code": code}); got != want {
+			t.Errorf("enrollments_total{kind=enroll_idevid,code=%s} = %v, want %v", code, got, want)
+		}
+	}
+	if got := m.get("gatehouse_enrollments_total", map[string]string{"kind": "enroll"}); got != 0 {
+		t.Errorf("IDevID enrollments counted as token enrollments: %v", got)
+	}
 	// Nothing of the refusals reached the device: one certificate, the first.
 	var certs apitypes.CertificateList
 	g.api(t, "GET", "/api/v1/devices/acme-SN-0001/certificates", nil, http.StatusOK, &certs)
