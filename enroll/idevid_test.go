@@ -61,7 +61,7 @@ func (f *fakeVendors) set(rows ...store.IDevIDVendor) {
 }
 
 // idevidEnv is claimEnv with IDevID enrollment: vendors from fakeVendors,
-// records in the real store, profile "line" (P-256, role telemetry) in
+// records in the store through the teststore wrapper, profile "line" (P-256, role telemetry) in
 // fleet "default".
 type idevidEnv struct {
 	*claimEnv
@@ -81,7 +81,7 @@ func newIDevIDEnv(t *testing.T, backend, caDir string) *idevidEnv {
 		vendors: &fakeVendors{allowed: map[string][]string{}}, pki: idevidtest.NewVendor(t, "ACME")}
 	log := slog.New(slog.NewTextHandler(e.logs, nil))
 	e.svc, err = enroll.New(enroll.Config{Catalog: db, Tokens: db, Records: db, Claims: db, Audit: audit.New(db, log),
-		Issuer: e.iss, CRL: e.crl, Log: log, Vendors: e.vendors, IDevIDs: db.Real()})
+		Issuer: e.iss, CRL: e.crl, Log: log, Vendors: e.vendors, IDevIDs: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,5 +358,40 @@ func TestEnrollIDevIDVendorCache(t *testing.T) {
 	e.vendors.set(e.vendorRow(e.pki, "acme", func(r *store.IDevIDVendor) { r.CRLs = [][]byte{crl} }))
 	if _, err := e.enroll(chain, key, t); !fault.Is(err, idevid.Revoked) {
 		t.Fatalf("after a new CRL with the same UpdatedAt: %v, want %s", err, idevid.Revoked)
+	}
+}
+
+// TestEnrollIDevIDRecordFailureDiscards: when the commit fails after the
+// CA signed, the certificate is recorded revoked (on the CRL, republished),
+// the IDevID's claim is let go, no device exists, and the same request then
+// enrolls — on both databases. A failed claim signs nothing.
+func TestEnrollIDevIDRecordFailureDiscards(t *testing.T) {
+	caDir := newCADir(t)
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			e := newIDevIDEnv(t, backend, caDir)
+			chain, _ := e.device(t, "F1")
+			key := testpki.Key(t, "P-256")
+			e.db.FailNth("ClaimIDevID", 1, errDown)
+			if _, err := e.enroll(chain, key, t); !fault.Is(err, fault.Unavailable) {
+				t.Fatalf("claim failure: %v, want unavailable", err)
+			}
+			if n := len(e.iss.serials()); n != 0 {
+				t.Fatalf("a failed claim signed %d certificates", n)
+			}
+			e.db.FailNth("CompleteIDevIDEnrollment", 1, errDown)
+			if _, err := e.enroll(chain, key, t); !fault.Is(err, fault.Unavailable) {
+				t.Fatalf("commit failure: %v, want unavailable", err)
+			}
+			e.checkDiscarded(t, 0, "acme-F1")
+			if _, err := e.db.Real().GetDevice(ctx, "acme-F1"); !fault.Is(err, fault.NotFound) {
+				t.Fatalf("device after a failed commit: %v, want not_found", err)
+			}
+			res, err := e.enroll(chain, key, t)
+			if err != nil || res.Repeated || res.Device.ID != "acme-F1" {
+				t.Fatalf("same enrollment again: %+v %v", res.Device, err)
+			}
+		})
 	}
 }
