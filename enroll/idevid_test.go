@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +34,9 @@ type fakeVendors struct {
 	rows    []store.IDevIDVendor
 	allowed map[string][]string // vendor → serials
 	lists   int
+	// bump moves every row's UpdatedAt at each listing: nothing cached
+	// is reused (the benchmark's baseline).
+	bump bool
 }
 
 func (f *fakeVendors) ListIDevIDVendors(_ context.Context, fleet string) ([]store.IDevIDVendor, error) {
@@ -41,6 +45,9 @@ func (f *fakeVendors) ListIDevIDVendors(_ context.Context, fleet string) ([]stor
 	f.lists++
 	var out []store.IDevIDVendor
 	for _, r := range f.rows {
+		if f.bump {
+			r.UpdatedAt = r.UpdatedAt.Add(time.Duration(f.lists))
+		}
 		if fleet == "" || r.Fleet == fleet {
 			out = append(out, r)
 		}
@@ -69,7 +76,7 @@ type idevidEnv struct {
 	pki     *idevidtest.VendorPKI
 }
 
-func newIDevIDEnv(t *testing.T, backend, caDir string) *idevidEnv {
+func newIDevIDEnv(t testing.TB, backend, caDir string) *idevidEnv {
 	t.Helper()
 	ctx := context.Background()
 	db := teststore.Open(t, backend)
@@ -393,5 +400,49 @@ func TestEnrollIDevIDRecordFailureDiscards(t *testing.T) {
 				t.Fatalf("same enrollment again: %+v %v", res.Device, err)
 			}
 		})
+	}
+}
+
+// BenchmarkIDevIDReplay is the cost of answering one IDevID enrollment
+// without signing (a replay refused as idevid_used) among 20 registered
+// vendors: listing, the parsed-PKI cache, the chain check and the record
+// lookup; "uncached" parses every vendor's PKI per request, as without the
+// cache. On 2 shared cores (noisy): cached 2.3 ms/op, uncached 3.3 ms/op;
+// the rest is mostly the chain check itself.
+func BenchmarkIDevIDReplay(b *testing.B) {
+	for _, uncached := range []bool{false, true} {
+		name := "cached"
+		if uncached {
+			name = "uncached"
+		}
+		b.Run(name, func(b *testing.B) { benchIDevIDReplay(b, uncached) })
+	}
+}
+
+func benchIDevIDReplay(b *testing.B, uncached bool) {
+	caDir := filepath.Join(b.TempDir(), "ca")
+	if err := ca.Init(ca.InitConfig{Dir: caDir, Passphrase: caPass}); err != nil {
+		b.Fatal(err)
+	}
+	e := newIDevIDEnv(b, "sqlite", caDir)
+	rows := []store.IDevIDVendor{e.vendorRow(e.pki, "acme", func(*store.IDevIDVendor) {})}
+	for i := range 19 {
+		other := idevidtest.NewVendor(b, "Other")
+		rows = append(rows, e.vendorRow(other, "other"+strings.Repeat("x", i), func(*store.IDevIDVendor) {}))
+	}
+	e.vendors.set(rows...)
+	_, _, chain := e.pki.Device(b, idevidtest.DeviceOptions{SerialNumber: "B1"})
+	ctx := context.Background()
+	if _, err := e.svc.EnrollIDevID(ctx, enroll.IDevIDRequest{Chain: chain, CSR: []byte(testpki.CSRPEM(b, testpki.Key(b, "P-256")))}); err != nil {
+		b.Fatal(err)
+	}
+	e.vendors.mu.Lock()
+	e.vendors.bump = uncached
+	e.vendors.mu.Unlock()
+	csr := []byte(testpki.CSRPEM(b, testpki.Key(b, "P-256")))
+	for b.Loop() {
+		if _, err := e.svc.EnrollIDevID(ctx, enroll.IDevIDRequest{Chain: chain, CSR: csr}); !fault.Is(err, idevid.Used) {
+			b.Fatal(err)
+		}
 	}
 }
