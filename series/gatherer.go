@@ -14,7 +14,7 @@ const (
 	// DecisionsFamily has labels dialect, action, result (allow, deny,
 	// error) and reason (a bounded class).
 	DecisionsFamily = "gatehouse_decisions_total"
-	// EnrollmentsFamily has labels kind (enroll, renew) and code ("ok" or
+	// EnrollmentsFamily has labels kind (enroll, enroll_idevid, renew) and code ("ok" or
 	// a fault code).
 	EnrollmentsFamily = "gatehouse_enrollments_total"
 	// simulateDialect (authz.DialectSimulate, not imported for one
