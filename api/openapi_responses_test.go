@@ -13,6 +13,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
+	"github.com/gatehouse-iot/gatehouse/idevid/idevidtest"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/policy"
@@ -142,6 +143,13 @@ func (c *conformance) buildFixtures() fixtureIDs {
 	post("/api/v1/profiles", "/api/v1/profiles", apitypes.ProfileRequest{Name: "p1", KeyTypes: []string{"P-256"}, Validity: "720h"}, 201)
 	c.do(exchange{method: "PUT", route: "/api/v1/profiles/:name", url: "/api/v1/profiles/p1", bearer: admin,
 		body: apitypes.ProfileRequest{KeyTypes: []string{"P-256"}, Validity: "30d"}, want: 200})
+	pki := idevidtest.NewVendor(t, "Acme")
+	post("/api/v1/fleets/:fleet/idevid-vendors", "/api/v1/fleets/default/idevid-vendors", apitypes.IDevIDVendorRequest{Name: "v1",
+		Profile: "default", AnchorsPEM: string(pki.AnchorsPEM()), IntermediatesPEM: string(pki.IntermediatesPEM())}, 201)
+	post("/api/v1/fleets/:fleet/idevid-vendors", "/api/v1/fleets/default/idevid-vendors", apitypes.IDevIDVendorRequest{Name: "v2",
+		Profile: "default", AnchorsPEM: "not PEM"}, 400)
+	c.do(exchange{method: "PATCH", route: "/api/v1/fleets/:fleet/idevid-vendors/:vendor", url: "/api/v1/fleets/default/idevid-vendors/v1",
+		bearer: admin, body: map[string]any{"allow_reenroll": true}, want: 200})
 	post("/api/v1/devices", "/api/v1/devices", apitypes.DeviceRequest{ID: "d1", Fleet: "default", Profile: "default", Labels: map[string]string{"a": "b"}}, 201)
 	post("/api/v1/devices", "/api/v1/devices", map[string]any{"id": "d2", "fleet": "default", "surprise": 1}, 400)
 	c.do(exchange{method: "PATCH", route: "/api/v1/devices/:id", url: "/api/v1/devices/d1", bearer: admin, body: map[string]any{"labels": map[string]string{"c": "d"}}, want: 200})
@@ -203,22 +211,24 @@ func (c *conformance) policies(admin string) {
 // route needs its URL here) and with ids that exist nowhere.
 func (c *conformance) everyGET(routes []route, ids fixtureIDs) {
 	urls := map[string]string{
-		"/api/v1/fleets/:name":             "/api/v1/fleets/f1",
-		"/api/v1/profiles/:name":           "/api/v1/profiles/p1",
-		"/api/v1/devices/:id":              "/api/v1/devices/" + ids.device,
-		"/api/v1/devices/:id/certificates": "/api/v1/devices/" + ids.enrolled + "/certificates",
-		"/api/v1/devices/:id/sessions":     "/api/v1/devices/" + ids.enrolled + "/sessions",
-		"/api/v1/token-batches/:id":        "/api/v1/token-batches/" + ids.batch,
-		"/api/v1/revocation-jobs/:id":      "/api/v1/revocation-jobs/" + ids.job,
-		"/api/v1/policies/:version":        "/api/v1/policies/1",
-		"/api/v1/users/:username":          "/api/v1/users/ursula",
-		"/api/v1/certificates":             "/api/v1/certificates?expiring_within=100000h",
-		"/api/v1/policies/diff":            "/api/v1/policies/diff?from=1&to=2",
-		"/api/v1/audit":                    "/api/v1/audit?limit=20&since=" + url.QueryEscape("2020-01-02T03:04:05Z"),
-		"/api/v1/devices":                  "/api/v1/devices?fleet=default&limit=1",
-		"/api/v1/decisions/recent-denies":  "/api/v1/decisions/recent-denies?limit=5",
-		"/api/v1/session-kicks":            "/api/v1/session-kicks?status=pending",
-		"/api/v1/audit/verify":             "/api/v1/audit/verify",
+		"/api/v1/fleets/:name":                         "/api/v1/fleets/f1",
+		"/api/v1/fleets/:fleet/idevid-vendors":         "/api/v1/fleets/default/idevid-vendors",
+		"/api/v1/fleets/:fleet/idevid-vendors/:vendor": "/api/v1/fleets/default/idevid-vendors/v1",
+		"/api/v1/profiles/:name":                       "/api/v1/profiles/p1",
+		"/api/v1/devices/:id":                          "/api/v1/devices/" + ids.device,
+		"/api/v1/devices/:id/certificates":             "/api/v1/devices/" + ids.enrolled + "/certificates",
+		"/api/v1/devices/:id/sessions":                 "/api/v1/devices/" + ids.enrolled + "/sessions",
+		"/api/v1/token-batches/:id":                    "/api/v1/token-batches/" + ids.batch,
+		"/api/v1/revocation-jobs/:id":                  "/api/v1/revocation-jobs/" + ids.job,
+		"/api/v1/policies/:version":                    "/api/v1/policies/1",
+		"/api/v1/users/:username":                      "/api/v1/users/ursula",
+		"/api/v1/certificates":                         "/api/v1/certificates?expiring_within=100000h",
+		"/api/v1/policies/diff":                        "/api/v1/policies/diff?from=1&to=2",
+		"/api/v1/audit":                                "/api/v1/audit?limit=20&since=" + url.QueryEscape("2020-01-02T03:04:05Z"),
+		"/api/v1/devices":                              "/api/v1/devices?fleet=default&limit=1",
+		"/api/v1/decisions/recent-denies":              "/api/v1/decisions/recent-denies?limit=5",
+		"/api/v1/session-kicks":                        "/api/v1/session-kicks?status=pending",
+		"/api/v1/audit/verify":                         "/api/v1/audit/verify",
 	}
 	root := c.u.login(c.t, "root", uiPassword)
 	for _, r := range routes {
@@ -290,6 +300,7 @@ func (c *conformance) teardown(ids fixtureIDs) {
 	del("/api/v1/devices/:id", "/api/v1/devices/"+ids.device, 404)
 	del("/api/v1/profiles/:name", "/api/v1/profiles/p1", 204)
 	del("/api/v1/fleets/:name", "/api/v1/fleets/f1", 204)
+	del("/api/v1/fleets/:fleet/idevid-vendors/:vendor", "/api/v1/fleets/default/idevid-vendors/v1", 204)
 	del("/api/v1/users/:username", "/api/v1/users/ursula", 204)
 	b := c.u.login(c.t, "olga", uiPassword)
 	c.do(exchange{method: http.MethodPost, route: "/api/v1/session/password", url: "/api/v1/session/password", browser: b,

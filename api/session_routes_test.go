@@ -91,6 +91,12 @@ var adminOnly = map[string]bool{
 	"POST /api/v1/users":                      true,
 	"PATCH /api/v1/users/:username":           true,
 	"DELETE /api/v1/users/:username":          true,
+	// A registered vendor lets devices enroll without a token.
+	"POST /api/v1/fleets/:fleet/idevid-vendors":                  true,
+	"PATCH /api/v1/fleets/:fleet/idevid-vendors/:vendor":         true,
+	"DELETE /api/v1/fleets/:fleet/idevid-vendors/:vendor":        true,
+	"PUT /api/v1/fleets/:fleet/idevid-vendors/:vendor/crls":      true,
+	"PUT /api/v1/fleets/:fleet/idevid-vendors/:vendor/allowlist": true,
 }
 
 // TestEveryUnsafeRouteNeedsCSRF: a session cookie without the CSRF token

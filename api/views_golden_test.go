@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/kick"
 	"github.com/gatehouse-iot/gatehouse/policy"
 	"github.com/gatehouse-iot/gatehouse/store"
+	"github.com/gatehouse-iot/gatehouse/vendors"
 )
 
 // TestViewShapes pins the JSON bytes of every view: the UI, the CLI and
@@ -51,6 +52,15 @@ func TestViewShapes(t *testing.T) {
 		{"device list", apitypes.DeviceList{Devices: []apitypes.Device{}}, `{"devices":[],"next":""}`},
 		{"crl status empty", apitypes.CRLStatus{},
 			`{"number":0,"this_update":null,"next_update":null,"entries":0,"file_written_at":null,"reload_command":false,"last_reload":null}`},
+		{"idevid vendor in a list", viewVendor(vendors.Vendor{IDevIDVendor: store.IDevIDVendor{Fleet: "f", Name: "acme", Profile: "p",
+			AnchorsPEM: "PEM", IDFrom: "serial_number", IDPrefix: "acme-", RequireAllowList: true, AllowListSize: 2, CreatedAt: at, UpdatedAt: later},
+			Anchors: []vendors.Cert{{Subject: "CN=Acme Root", Fingerprint: "ab", NotAfter: later}},
+			CRLList: []vendors.CRL{{Issuer: "CN=Acme Root", Number: "7", ThisUpdate: at, NextUpdate: later, Entries: 1, Stale: true}}}),
+			`{"fleet":"f","name":"acme","profile":"p","id_from":"serial_number","id_prefix":"acme-","allow_reenroll":false,"require_allowlist":true,"anchors":[{"subject":"CN=Acme Root","sha256_fingerprint":"ab","not_after":"2026-01-02T04:04:05Z"}],"intermediates":[],"crls":[{"issuer":"CN=Acme Root","number":"7","this_update":"2026-01-02T03:04:05Z","next_update":"2026-01-02T04:04:05Z","entries":1,"stale":true}],"allowlist_size":2,"created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T04:04:05Z"}`},
+		{"idevid vendor alone", viewVendorFull(vendors.Vendor{IDevIDVendor: store.IDevIDVendor{Fleet: "f", Name: "acme", Profile: "p",
+			AnchorsPEM: "A", IntermediatesPEM: "I", IDFrom: "cn", AllowReenroll: true, CreatedAt: at, UpdatedAt: at}}),
+			`{"fleet":"f","name":"acme","profile":"p","id_from":"cn","id_prefix":"","allow_reenroll":true,"require_allowlist":false,"anchors":[],"intermediates":[],"crls":[],"allowlist_size":0,"created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T03:04:05Z","anchors_pem":"A","intermediates_pem":"I"}`},
+		{"allow-list result", apitypes.AllowListResult{Fleet: "f", Vendor: "acme", Count: 3}, `{"fleet":"f","vendor":"acme","count":3}`},
 		{"version", apitypes.Version{Version: "v1"}, `{"version":"v1"}`},
 		// Results embed the view and add warnings at its end.
 		{"certificate result", apitypes.CertificateResult{Certificate: viewCert(store.Certificate{Serial: "01", NotBefore: at, NotAfter: at, Status: store.CertActive}), Warnings: []string{"w"}},

@@ -7,6 +7,7 @@
 package vendors
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -182,23 +183,26 @@ func parseCerts(field, text string) ([]*x509.Certificate, error) {
 // CERTIFICATE, a certificate that does not parse, or a block that does not
 // decode (from its BEGIN line on).
 func pemLines(field string, data []byte) error {
+	begin, nl := []byte("-----BEGIN "), []byte("\n")
 	line := 1
 	for rest := data; len(rest) > 0; {
-		begin := strings.Index(string(rest), "-----BEGIN ")
-		if begin < 0 {
-			begin = len(rest)
+		at := bytes.Index(rest, begin)
+		if at < 0 {
+			at = len(rest)
 		}
-		if junk := strings.TrimSpace(string(rest[:begin])); junk != "" {
-			at := line + strings.Count(string(rest[:begin]), "\n") - strings.Count(strings.TrimLeft(string(rest[:begin]), " \t\r\n"), "\n")
-			return fault.New(fault.InvalidArgument, "%s: line %d: text outside a PEM block", field, at)
+		if len(bytes.TrimSpace(rest[:at])) > 0 {
+			lead := at - len(bytes.TrimLeft(rest[:at], " \t\r\n"))
+			return fault.New(fault.InvalidArgument, "%s: line %d: text outside a PEM block", field, line+bytes.Count(rest[:lead], nl))
 		}
-		line += strings.Count(string(rest[:begin]), "\n")
-		rest = rest[begin:]
-		if len(rest) == 0 {
+		line += bytes.Count(rest[:at], nl)
+		if rest = rest[at:]; len(rest) == 0 {
 			return nil
 		}
 		block, after := pem.Decode(rest)
-		if block == nil {
+		used := rest[:len(rest)-len(after)]
+		// pem.Decode skips a malformed block and returns the next good
+		// one: a block is good only if it is the first thing decoded.
+		if block == nil || bytes.Count(used, begin) > 1 {
 			return fault.New(fault.InvalidArgument, "%s: line %d: a PEM block that does not decode (bad base64 or no END line)", field, line)
 		}
 		if block.Type != "CERTIFICATE" {
@@ -207,7 +211,7 @@ func pemLines(field string, data []byte) error {
 		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
 			return fault.New(fault.InvalidArgument, "%s: line %d: the certificate does not parse: %v", field, line, err)
 		}
-		line += strings.Count(string(rest[:len(rest)-len(after)]), "\n")
+		line += bytes.Count(used, nl)
 		rest = after
 	}
 	return nil

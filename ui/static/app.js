@@ -9,6 +9,7 @@ const ROUTES = [
   { re: /^\/$/, page: 'dashboard', nav: 'dashboard' },
   { re: /^\/login$/, page: 'login', public: true },
   { re: /^\/fleets$/, page: 'fleets', nav: 'fleets' },
+  { re: /^\/fleets\/(?<fleet>[^/]+)\/vendors$/, page: 'vendors', nav: 'fleets' },
   { re: /^\/profiles$/, page: 'profiles', nav: 'profiles' },
   { re: /^\/devices$/, page: 'devices', nav: 'devices' },
   { re: /^\/devices\/(?<id>[^/]+)$/, page: 'device', nav: 'devices' },

@@ -42,6 +42,7 @@ export async function render({ can, href, navigate }) {
     { label: 'Name', key: 'name', cell: (f) => h('a', { href: href('/devices', { fleet: f.name }) }, f.name) },
     { label: 'Description', key: 'description', cell: (f) => f.description },
     { label: 'Created', key: 'created', cell: (f) => fmtTime(f.created_at) },
+    { label: 'IDevID vendors', key: 'vendors', cell: (f) => h('a', { href: href('/fleets/' + encodeURIComponent(f.name) + '/vendors'), testid: 'fleet-vendors-' + f.name }, 'Vendors') },
     { label: '', key: 'actions', cell: (f) => writable ? h('div', { class: 'row' },
       h('button', { type: 'button', class: 'small secondary', testid: 'fleet-edit-' + f.name, onclick: () => {
         editing = f.name; name.value = f.name; name.disabled = true; desc.value = f.description;
