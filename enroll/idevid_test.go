@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testlog"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
+	"github.com/gatehouse-iot/gatehouse/internal/testrace"
 	"github.com/gatehouse-iot/gatehouse/internal/teststore"
 	"github.com/gatehouse-iot/gatehouse/store"
 )
@@ -325,8 +326,8 @@ func TestEnrollIDevIDReenroll(t *testing.T) {
 
 // TestEnrollIDevIDRaceSignsOnce: 16 enrollments at once with one IDevID,
 // each with its own key, enroll once and the CA signs once; the others are
-// idevid_used (or unavailable while the winner is in flight) — on both
-// databases.
+// idevid_used (or unavailable while the winner is in flight); 16 with one
+// IDevID and one key all get the one certificate — on both databases.
 func TestEnrollIDevIDRaceSignsOnce(t *testing.T) {
 	caDir := newCADir(t)
 	for _, backend := range testdb.All() {
@@ -344,6 +345,26 @@ func TestEnrollIDevIDRaceSignsOnce(t *testing.T) {
 			})
 			wantOnly(t, codes, idevid.Used, fault.Unavailable)
 			e.checkOneSigned(t, 0, won.Serial)
+
+			// One device retrying with one key: the racers that waited on
+			// the winner's claim get its certificate; still one signature.
+			chain2, _ := e.device(t, "RACE2")
+			csr := []byte(testpki.CSRPEM(t, testpki.Key(t, "P-256")))
+			before := len(e.iss.serials())
+			out := make([]raceResult, n)
+			testrace.Run(n, func(i int) {
+				r, err := e.svc.EnrollIDevID(context.Background(), enroll.IDevIDRequest{Chain: chain2, CSR: csr})
+				out[i] = raceResult{r, err}
+			})
+			signed := e.iss.serials()[before:]
+			if len(signed) != 1 {
+				t.Fatalf("the CA signed %d certificates for one IDevID and one key, want 1", len(signed))
+			}
+			for _, o := range out {
+				if o.err != nil && !fault.Is(o.err, fault.Unavailable) || o.err == nil && o.res.Serial != signed[0] {
+					t.Fatalf("racer: %v %s, want the one certificate %s (or unavailable)", o.err, o.res.Serial, signed[0])
+				}
+			}
 		})
 	}
 }
