@@ -12,6 +12,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/auth"
 	"github.com/gatehouse-iot/gatehouse/est"
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/idevid"
 	"github.com/gatehouse-iot/gatehouse/policy"
 )
 
@@ -42,6 +43,12 @@ func statusOf(code fault.Code) int {
 	case fault.Unavailable:
 		return http.StatusServiceUnavailable
 	case est.TLSRequired:
+		return http.StatusForbidden
+	case idevid.UnknownVendor:
+		// Like a missing credential: on EST the 401 names the Basic realm,
+		// and the device may fall back to a bootstrap token.
+		return http.StatusUnauthorized
+	case idevid.Invalid, idevid.Revoked, idevid.CRLStale, idevid.NotAllowed, idevid.Used:
 		return http.StatusForbidden
 	case est.NotImplemented:
 		return http.StatusNotImplemented

@@ -121,15 +121,26 @@ type Config struct {
 	// Observer, when set, is told the result of every Enroll and Renew
 	// (observe.go).
 	Observer Observer
+	// Vendors, when set, enables IDevID enrollment (idevid.go), whose
+	// records IDevIDs keeps; without Vendors every IDevID is
+	// idevid_unknown_vendor.
+	Vendors Vendors
+	IDevIDs IDevIDs
 }
 
 // Service runs enrollment.
-type Service struct{ cfg Config }
+type Service struct {
+	cfg     Config
+	vendors vendorCache
+}
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
 	if cfg.Catalog == nil || cfg.Tokens == nil || cfg.Records == nil || cfg.Audit == nil || cfg.Issuer == nil || cfg.Claims == nil {
 		return nil, errors.New("enroll: Catalog, Tokens, Records, Audit, Issuer and Claims are required")
+	}
+	if cfg.Vendors != nil && cfg.IDevIDs == nil {
+		return nil, errors.New("enroll: Vendors needs IDevIDs")
 	}
 	if cfg.ClaimTTL <= 0 {
 		cfg.ClaimTTL = 30 * time.Second
@@ -478,9 +489,10 @@ func (s *Service) renew(ctx context.Context, req RenewRequest, cur current) (Res
 	if err != nil {
 		return Result{}, err
 	}
-	// No handshake ever proves an expired key (Go's verifier refuses it),
-	// so whatever the caller says, an expired certificate needs the
-	// challenge signed by its key.
+	// An expired certificate needs the challenge signed by its key,
+	// whatever the caller says: renewing it is the sleepy-device path
+	// (sleepy.go), which the profile bounds and the audit names, not a
+	// mutual-TLS renewal with a new key.
 	keyProven := req.KeyProven && !cur.expired
 	if !keyProven && !samePublicKey(csr.PublicKey, req.Current.PublicKey) {
 		return Result{}, fault.New(fault.Unauthenticated, "csr must be signed by the current certificate's key")

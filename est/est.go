@@ -9,12 +9,19 @@
 // simpleenroll and serverkeygen (simplereenroll) refuse a token
 // (certificate) of another profile. Without a label any profile is served.
 // serverkeygen is served only for a token whose profile has server_keygen.
+//
+// simpleenroll authenticates by a bootstrap token as the HTTP Basic
+// password or, with no Basic credentials, by a vendor IDevID as the TLS
+// client certificate (enroll.Service.EnrollIDevID); under a label the
+// IDevID's vendor must enroll into that profile.
 package est
 
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -47,6 +54,7 @@ const Realm = "gatehouse-est"
 type Enroller interface {
 	Enroll(ctx context.Context, req enroll.Request) (enroll.Result, error)
 	Renew(ctx context.Context, req enroll.RenewRequest) (enroll.Result, error)
+	EnrollIDevID(ctx context.Context, req enroll.IDevIDRequest) (enroll.Result, error)
 }
 
 // CA publishes the issuing chain (ca.CA).
@@ -150,10 +158,14 @@ func (s *Server) simpleEnroll(c echo.Context) error {
 }
 
 // credential is what an EST client enrolls with: the bootstrap token sent
-// as the HTTP Basic password. (The IDevID path adds the TLS client
-// certificate here, and its branch in enrollAs.)
+// as the HTTP Basic password, or, with no Basic credentials, the vendor
+// IDevID chain sent as TLS client certificate. The handshake proved
+// possession of chain[0]'s key but did not verify it (the API listener
+// verifies client certificates in the application): enroll.Service checks
+// it against the registered vendors.
 type credential struct {
 	token string
+	chain []*x509.Certificate
 }
 
 // credentialOf reads the request's credential and refuses, without any
@@ -162,8 +174,11 @@ type credential struct {
 // other stacks send a fixed one ("estuser"), so it cannot name the device.
 func credentialOf(r *http.Request) (credential, error) {
 	_, token, ok := r.BasicAuth()
+	if (!ok || token == "") && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return credential{chain: r.TLS.PeerCertificates}, nil
+	}
 	if !ok || token == "" {
-		return credential{}, fault.New(fault.Unauthenticated, "send the bootstrap token as the HTTP Basic password")
+		return credential{}, fault.New(fault.Unauthenticated, "send the bootstrap token as the HTTP Basic password, or a vendor IDevID as TLS client certificate")
 	}
 	if !secret.WellFormed(token, enroll.BootstrapPrefix) {
 		return credential{}, fault.New(fault.TokenInvalid, "the HTTP Basic password is not a bootstrap token")
@@ -180,6 +195,18 @@ func credentialOf(r *http.Request) (credential, error) {
 // device_id_from) is enroll.Service's.
 func (s *Server) enrollAs(ctx context.Context, cred credential, label store.Profile, serverKey bool,
 	csrFor func(store.Profile) ([]byte, error)) (enroll.Result, error) {
+	if cred.chain != nil {
+		if serverKey {
+			// The vendor's profile is only known once the IDevID is
+			// verified; a server-made key is for token enrollments.
+			return enroll.Result{}, fault.New(fault.PermissionDenied, "serverkeygen takes a bootstrap token; an IDevID enrolls with simpleenroll")
+		}
+		csrPEM, err := csrFor(store.Profile{})
+		if err != nil {
+			return enroll.Result{}, err
+		}
+		return s.cfg.Enroll.EnrollIDevID(ctx, enroll.IDevIDRequest{Chain: cred.chain, CSR: csrPEM, Label: label.Name})
+	}
 	if label.Name == "" && !serverKey {
 		// Nothing to decide before enroll.Service, which reads the token
 		// and its profile anyway.
@@ -241,7 +268,10 @@ func (s *Server) simpleReenroll(c echo.Context) error {
 }
 
 // certOfProfile refuses a certificate whose device is not of profile. An
-// unknown certificate passes: Renew refuses it with its own code.
+// unknown certificate passes: Renew refuses it with its own code. The
+// handshake did not verify cert (apiTLS), so a certificate is known only
+// if its bytes are the record's: a foreign one that copies a serial
+// learns nothing of that serial's device here.
 func (s *Server) certOfProfile(ctx context.Context, cert *x509.Certificate, profile string) error {
 	rec, err := s.cfg.Store.GetCertificate(ctx, ca.SerialHex(cert.SerialNumber))
 	if fault.Is(err, fault.NotFound) {
@@ -249,6 +279,9 @@ func (s *Server) certOfProfile(ctx context.Context, cert *x509.Certificate, prof
 	}
 	if err != nil {
 		return err
+	}
+	if fp := sha256.Sum256(cert.Raw); rec.Fingerprint != hex.EncodeToString(fp[:]) {
+		return nil
 	}
 	dev, err := s.cfg.Store.GetDevice(ctx, rec.DeviceID)
 	if fault.Is(err, fault.NotFound) {

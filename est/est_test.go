@@ -6,10 +6,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"math/big"
 	"net/http"
@@ -29,8 +31,14 @@ import (
 type fakeEnroller struct {
 	enrolls []enroll.Request
 	renews  []enroll.RenewRequest
+	idevids []enroll.IDevIDRequest
 	leaf    *x509.Certificate
 	caKey   crypto.Signer
+}
+
+func (f *fakeEnroller) EnrollIDevID(_ context.Context, r enroll.IDevIDRequest) (enroll.Result, error) {
+	f.idevids = append(f.idevids, r)
+	return enroll.Result{Certificate: f.leaf}, nil
 }
 
 // Enroll answers a server-generated key with a certificate for it, signed
@@ -85,6 +93,7 @@ type fakeStore struct {
 	profiles map[string]store.Profile
 	tokens   map[string]string
 	certs    map[string]string
+	fps      map[string]string // serial → fingerprint
 	devices  map[string]string
 }
 
@@ -113,7 +122,7 @@ func (f fakeStore) GetCertificate(_ context.Context, serial string) (store.Certi
 	if !ok {
 		return store.Certificate{}, fault.New(fault.NotFound, "no certificate")
 	}
-	return store.Certificate{Serial: serial, DeviceID: d}, nil
+	return store.Certificate{Serial: serial, DeviceID: d, Fingerprint: f.fps[serial]}, nil
 }
 
 func (f fakeStore) GetDevice(_ context.Context, id string) (store.Device, error) {
@@ -148,6 +157,7 @@ func newRig(t *testing.T) *rig {
 		tokens: map[string]string{secret.Hash(tokLine): "line", secret.Hash(tokOther): "other",
 			secret.Hash(tokKeygen): "keygen", secret.Hash(tokRSA): "rsa", secret.Hash(tokUsed): "keygen"},
 		certs:   map[string]string{"7": "cam-1"}, // selfSigned's serial
+		fps:     map[string]string{"7": fingerprint(r.leaf)},
 		devices: map[string]string{"cam-1": "other"},
 	}
 	if r.srv, err = New(Config{Enroll: r.enr, CA: fakeCA{r.ca}, Store: st}); err != nil {
@@ -259,14 +269,17 @@ func TestRefusals(t *testing.T) {
 		{"serverkeygen with a bad signature", call{method: "POST", op: "serverkeygen", tls: true, pass: tokKeygen, ct: p10, body: badSig}, fault.CSRInvalid},
 		{"serverkeygen with bad base64", call{method: "POST", op: "serverkeygen", tls: true, pass: tokKeygen, ct: p10, body: "%%%"}, fault.InvalidArgument},
 		{"serverkeygen with wrong content type", call{method: "POST", op: "serverkeygen", tls: true, pass: tokKeygen, ct: "text/plain", body: csr}, fault.InvalidArgument},
+		{"IDevID enroll with bad base64", call{method: "POST", op: "simpleenroll", tls: true, peer: r.leaf, ct: p10, body: "%%%"}, fault.InvalidArgument},
+		{"IDevID enroll with wrong content type", call{method: "POST", op: "simpleenroll", tls: true, peer: r.leaf, ct: "text/plain", body: csr}, fault.InvalidArgument},
+		{"serverkeygen with an IDevID", call{method: "POST", op: "serverkeygen", tls: true, peer: r.leaf, ct: p10, body: csr}, fault.PermissionDenied},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(r.enr.enrolls) + len(r.enr.renews)
+			before := len(r.enr.enrolls) + len(r.enr.renews) + len(r.enr.idevids)
 			_, err := r.do(tc.c)
 			if fault.CodeOf(err) != tc.want {
 				t.Fatalf("err %v, want %s", err, tc.want)
 			}
-			if len(r.enr.enrolls)+len(r.enr.renews) != before {
+			if len(r.enr.enrolls)+len(r.enr.renews)+len(r.enr.idevids) != before {
 				t.Fatal("a refused request reached enroll.Service")
 			}
 		})
@@ -322,6 +335,58 @@ func TestSimpleReenroll(t *testing.T) {
 	if len(r.enr.renews) != 1 || r.enr.renews[0].Current != r.leaf || !r.enr.renews[0].KeyProven {
 		t.Fatalf("renew requests %+v", r.enr.renews)
 	}
+}
+
+// TestSimpleEnrollIDevID: without Basic credentials a TLS client
+// certificate is an IDevID enrollment, with the chain and the label handed
+// to enroll.Service; with Basic credentials the token decides, whatever
+// certificate the client sent.
+func TestSimpleEnrollIDevID(t *testing.T) {
+	r := newRig(t)
+	der := newCSR(t)
+	body := base64.StdEncoding.EncodeToString(der)
+	rec, err := r.do(call{method: "POST", op: "simpleenroll", label: "line", tls: true, peer: r.ca[0], ct: "application/pkcs10", body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := certsIn(t, rec); len(got) != 1 || string(got[0]) != string(r.leaf.Raw) {
+		t.Fatalf("answer holds %d certificates, want the leaf", len(got))
+	}
+	if len(r.enr.idevids) != 1 || len(r.enr.enrolls) != 0 {
+		t.Fatalf("%d IDevID and %d token enrollments, want 1 and 0", len(r.enr.idevids), len(r.enr.enrolls))
+	}
+	got := r.enr.idevids[0]
+	block, _ := pem.Decode(got.CSR)
+	if got.Label != "line" || len(got.Chain) != 1 || got.Chain[0] != r.ca[0] || block == nil || string(block.Bytes) != string(der) {
+		t.Fatalf("IDevID request %+v", got)
+	}
+	if _, err := r.do(call{method: "POST", op: "simpleenroll", tls: true, peer: r.ca[0], pass: tokLine, ct: "application/pkcs10", body: body}); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.enr.idevids) != 1 || len(r.enr.enrolls) != 1 {
+		t.Fatalf("with a token: %d IDevID and %d token enrollments, want 1 and 1", len(r.enr.idevids), len(r.enr.enrolls))
+	}
+}
+
+// TestReenrollForeignSerial: the handshake does not verify client
+// certificates, so a foreign certificate may copy a Gatehouse serial; the
+// label check does not take it for that certificate (which would tell its
+// device's profile) and leaves the refusal to Renew's verification.
+func TestReenrollForeignSerial(t *testing.T) {
+	r := newRig(t)
+	forged := selfSigned(t, "forged") // serial 7 too
+	if _, err := r.do(call{method: "POST", op: "simplereenroll", label: "line", tls: true, peer: forged,
+		ct: "application/pkcs10", body: base64.StdEncoding.EncodeToString(newCSR(t))}); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.enr.renews) != 1 || r.enr.renews[0].Current != forged {
+		t.Fatalf("renew requests %+v, want the forged certificate handed to Renew", r.enr.renews)
+	}
+}
+
+func fingerprint(c *x509.Certificate) string {
+	fp := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(fp[:])
 }
 
 func TestCSRAttrsHandler(t *testing.T) {

@@ -150,10 +150,11 @@ func (s *Store) ReleaseRenewalClaim(ctx context.Context, serial, claimID string)
 	})
 }
 
-// ClaimRef names the claim an enrollment (TokenHash) or a renewal
-// (OldSerial) held while it signed; ID is the claim's id.
+// ClaimRef names the claim an enrollment (TokenHash, or IDevIDKey) or a
+// renewal (OldSerial) held while it signed; ID is the claim's id. An IDevID
+// re-enrollment holds two with one id: the IDevID and OldSerial.
 type ClaimRef struct {
-	TokenHash, OldSerial, ID string
+	TokenHash, OldSerial, IDevIDKey, ID string
 }
 
 // DiscardCertificate records a certificate that was signed but whose
@@ -185,17 +186,25 @@ func (s *Store) DiscardCertificate(ctx context.Context, c Certificate, cause str
 	return err
 }
 
-// releaseClaim gives up ref's claim with ex.
+// releaseClaim gives up ref's claims with ex.
 func releaseClaim(ctx context.Context, ex execer, ref ClaimRef) error {
-	switch {
-	case ref.ID == "":
+	if ref.ID == "" {
 		return nil
-	case ref.TokenHash != "":
-		_, err := ex.ExecContext(ctx, sqlReleaseToken, ref.TokenHash, ref.ID)
-		return classify(err, "bootstrap token")
-	case ref.OldSerial != "":
-		_, err := ex.ExecContext(ctx, sqlReleaseRenewal, ref.OldSerial, ref.ID)
-		return classify(err, "certificate "+ref.OldSerial)
+	}
+	if ref.TokenHash != "" {
+		if _, err := ex.ExecContext(ctx, sqlReleaseToken, ref.TokenHash, ref.ID); err != nil {
+			return classify(err, "bootstrap token")
+		}
+	}
+	if ref.IDevIDKey != "" {
+		if _, err := ex.ExecContext(ctx, sqlReleaseIDevID, ref.IDevIDKey, ref.ID); err != nil {
+			return classify(err, "IDevID enrollment")
+		}
+	}
+	if ref.OldSerial != "" {
+		if _, err := ex.ExecContext(ctx, sqlReleaseRenewal, ref.OldSerial, ref.ID); err != nil {
+			return classify(err, "certificate "+ref.OldSerial)
+		}
 	}
 	return nil
 }

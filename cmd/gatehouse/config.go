@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -216,10 +215,17 @@ func hooksTLS(v *viper.Viper) (*tls.Config, error) {
 }
 
 // apiTLS returns the API listener's TLS config, or nil for plain HTTP. A
-// client certificate is optional at the handshake (enrollment has none) and,
-// when sent, must chain to the Gatehouse root: renewal then accepts it as
-// proof of the current key.
-func apiTLS(v *viper.Viper, roots *x509.CertPool) (*tls.Config, error) {
+// client certificate is optional at the handshake (token enrollment has
+// none) and is not verified there: it is either a Gatehouse certificate
+// (renewal, EST simplereenroll) or a vendor IDevID (EST simpleenroll), and
+// the handshake can check only one kind. Each consumer verifies it in the
+// application: renewal and its challenge against the Gatehouse CA
+// (enroll.Service via ca.VerifyLeaf), IDevID enrollment against the
+// registered vendors (idevid.Match). What the handshake still proves is
+// possession of the certificate's key. Advertising no acceptable CAs lets
+// clients that filter by them (Go's) send a vendor certificate; and an
+// expired IDevID is answered idevid_invalid instead of a TLS alert.
+func apiTLS(v *viper.Viper) (*tls.Config, error) {
 	certFile, keyFile := v.GetString(keyAPITLSCert), v.GetString(keyAPITLSKey)
 	if certFile == "" && keyFile == "" {
 		return nil, nil
@@ -229,7 +235,7 @@ func apiTLS(v *viper.Viper, roots *x509.CertPool) (*tls.Config, error) {
 		return nil, fault.Wrap(err, fault.InvalidArgument, "api TLS certificate: %v", err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
-		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: roots}, nil
+		ClientAuth: tls.RequestClientCert}, nil
 }
 
 // readPassphrase finds the CA passphrase: GATEHOUSE_CA_PASSPHRASE (or the

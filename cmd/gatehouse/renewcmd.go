@@ -139,8 +139,10 @@ func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollRe
 	if err != nil {
 		return enrollResult{}, err
 	}
-	// An expired certificate fails any TLS handshake it is shown in; it
-	// renews (if its profile allows) by the challenge alone.
+	// An expired certificate renews (if its profile allows) by the
+	// challenge alone: the server never takes it as proof over mutual TLS,
+	// and servers that verify client certificates at the handshake (a
+	// proxy in front, say) refuse it there.
 	expired := pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter)
 	if expired && rotate {
 		return enrollResult{}, fault.New(fault.InvalidArgument, "an expired certificate renews only with its own key: drop --rotate-key")

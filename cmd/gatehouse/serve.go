@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -147,15 +146,7 @@ func runTasks(ctx context.Context, log *slog.Logger, tasks []task) error {
 // serving each. It listens before anything serves, so a taken port fails
 // start-up at once.
 func listen(v *viper.Viper, a *app, log *slog.Logger) (_ []task, err error) {
-	// The intermediates (current and retired) are anchors too, so devices whose TLS stacks send
-	// only their leaf can still authenticate; renewal re-verifies the
-	// full chain to the root.
-	roots := x509.NewCertPool()
-	roots.AddCert(a.ca.Root())
-	for _, inter := range a.ca.Issuers() {
-		roots.AddCert(inter)
-	}
-	apiTLSConfig, err := apiTLS(v, roots)
+	apiTLSConfig, err := apiTLS(v)
 	if err != nil {
 		return nil, err
 	}

@@ -207,7 +207,7 @@ func (a *app) newDeviceFront(log *slog.Logger) (*inventory.Service, *enroll.Serv
 		return nil, nil, err
 	}
 	enr, err := enroll.New(enroll.Config{Catalog: st, Tokens: st, Records: st, Claims: st, Audit: audit.New(st, log), Issuer: a.ca, CRL: a.crl,
-		Core: a.sync, Log: log, Observer: a.metrics})
+		Core: a.sync, Log: log, Observer: a.metrics, Vendors: st, IDevIDs: st})
 	if err != nil {
 		return nil, nil, err
 	}

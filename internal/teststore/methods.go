@@ -24,6 +24,7 @@ var (
 	_ enroll.Tokens          = (*Store)(nil)
 	_ enroll.Records         = (*Store)(nil)
 	_ enroll.Claims          = (*Store)(nil)
+	_ enroll.IDevIDs         = (*Store)(nil)
 	_ audit.Sink             = (*Store)(nil)
 )
 
@@ -320,4 +321,34 @@ func (s *Store) ActivePolicy(ctx context.Context) (store.PolicyActivation, error
 		return store.PolicyActivation{}, err
 	}
 	return s.real.ActivePolicy(ctx)
+}
+
+// enroll.IDevIDs
+
+func (s *Store) GetIDevIDEnrollment(ctx context.Context, key string) (store.IDevIDRecord, error) {
+	if err := s.check("GetIDevIDEnrollment"); err != nil {
+		return store.IDevIDRecord{}, err
+	}
+	return s.real.GetIDevIDEnrollment(ctx, key)
+}
+
+func (s *Store) ClaimIDevID(ctx context.Context, c store.IDevIDClaim, at time.Time) error {
+	if err := s.check("ClaimIDevID"); err != nil {
+		return err
+	}
+	return s.real.ClaimIDevID(ctx, c, at)
+}
+
+func (s *Store) ReleaseIDevIDClaim(ctx context.Context, key, claimID string) error {
+	if err := s.check("ReleaseIDevIDClaim"); err != nil {
+		return err
+	}
+	return s.real.ReleaseIDevIDClaim(ctx, key, claimID)
+}
+
+func (s *Store) CompleteIDevIDEnrollment(ctx context.Context, e store.IDevIDEnrollment) (store.IDevIDEnrolled, error) {
+	if err := s.check("CompleteIDevIDEnrollment"); err != nil {
+		return store.IDevIDEnrolled{}, err
+	}
+	return s.real.CompleteIDevIDEnrollment(ctx, e)
 }
