@@ -70,6 +70,12 @@ const (
 // renewal) — except a retry after a lost reply (the same IDevID and key,
 // its certificate still active), which gets that certificate again.
 func (s *Service) EnrollIDevID(ctx context.Context, req IDevIDRequest) (Result, error) {
+	res, err := s.enrollIDevID(ctx, req)
+	s.observe(KindIDevID, res, err)
+	return res, err
+}
+
+func (s *Service) enrollIDevID(ctx context.Context, req IDevIDRequest) (Result, error) {
 	if len(req.Chain) == 0 || req.Chain[0] == nil {
 		return Result{}, fault.New(fault.Unauthenticated, "an IDevID enrollment needs the vendor certificate as TLS client certificate")
 	}

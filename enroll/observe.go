@@ -1,6 +1,9 @@
 package enroll
 
-import "github.com/gatehouse-iot/gatehouse/fault"
+import (
+	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/idevid"
+)
 
 // Observer learns the result of each enrollment and renewal the Service
 // ran, for metrics (package metrics implements it), so that every front
@@ -62,4 +65,17 @@ func resultCode(res Result, err error) string {
 		return CodeRepeated
 	}
 	return CodeOK
+}
+
+// idevidCodes are the codes of an IDevID refusal, declared in package
+// idevid, not fault: an Observer may count them as known codes too.
+var idevidCodes = map[fault.Code]bool{
+	idevid.UnknownVendor: true, idevid.Invalid: true, idevid.Revoked: true,
+	idevid.CRLStale: true, idevid.NotAllowed: true, idevid.Used: true,
+}
+
+// KnownCode reports whether code is one an Observer may be told and may
+// use as a label: ok, repeated, a fault code, or an IDevID refusal's.
+func KnownCode(code string) bool {
+	return code == CodeOK || code == CodeRepeated || fault.Known(fault.Code(code)) || idevidCodes[fault.Code(code)]
 }

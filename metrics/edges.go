@@ -7,7 +7,6 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/authz"
 	"github.com/gatehouse-iot/gatehouse/enroll"
-	"github.com/gatehouse-iot/gatehouse/fault"
 )
 
 // What the HTTP edges and enrollment report (api.Observer, hooks.Observer,
@@ -31,14 +30,14 @@ func (m *Metrics) HTTPServed(route, method string, status int, dur time.Duration
 
 // Enrolled implements enroll.Observer: one enrollment or renewal the
 // service ran, by kind and code ("ok", "repeated" or a fault code; a code
-// fault does not declare is "other").
+// neither fault nor idevid declares is "other": enroll.KnownCode).
 func (m *Metrics) Enrolled(kind, code string) {
 	m.enrollments.WithLabelValues(enrollKinds.label(kind), enrollCode(code)).Inc()
 }
 
 // enrollCode bounds an enrollment's code.
 func enrollCode(code string) string {
-	if code == enroll.CodeOK || code == enroll.CodeRepeated || fault.Known(fault.Code(code)) {
+	if enroll.KnownCode(code) {
 		return code
 	}
 	return labelOther

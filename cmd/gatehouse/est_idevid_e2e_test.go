@@ -176,7 +176,7 @@ func idevidRefusals(t *testing.T, g *gatehouse, dir string, acme *idevidtest.Ven
 	m := g.scrape(t)
 	for code, want := range map[string]float64{"ok": 2, "idevid_used": 1, "idevid_unknown_vendor": 1, "idevid_invalid": 1,
 		"idevid_revoked": 1} {
-		if got := m.get("gatehouse_enrollments_total", map[string]string{"kind": "enroll_idevid", "code": code}); got != want {
+		if got := m.get("gatehouse_enrollments_total", map[string]string{"kind": "idevid", "code": code}); got != want {
 			t.Errorf("enrollments_total{kind=enroll_idevid,code=%s} = %v, want %v", code, got, want)
 		}
 	}
