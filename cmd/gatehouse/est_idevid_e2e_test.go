@@ -112,6 +112,23 @@ func testESTIDevID(t *testing.T, g *gatehouse) {
 		t.Fatalf("retry answered %d certificates, want the first one again", len(again))
 	}
 
+	// The device side from the Gatehouse CLI: enroll --est with the IDevID
+	// as client certificate, the vendor chain in the PEM after it.
+	_, key2, chain2 := acme.Device(t, idevidtest.DeviceOptions{SerialNumber: "SN-0002"})
+	out2 := filepath.Join(dir, "cli-device")
+	if r := g.run(t, nil, "enroll", "--est", g.server+"/.well-known/est/line", "--ca-file", crt,
+		"--idevid-cert", write("idevid2.pem", idevidtest.ChainPEM(chain2)), "--idevid-key", write("idevid2.key", idevidtest.KeyPEM(t, key2)),
+		"--out", out2); r.code != 0 {
+		t.Fatalf("enroll --est --idevid-cert: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	checkDeviceDir(t, g, out2, "acme-SN-0002")
+	// The same IDevID again from the CLI, with a new key: once per IDevID.
+	if r := g.run(t, nil, "enroll", "--est", g.server+"/.well-known/est/line", "--ca-file", crt,
+		"--idevid-cert", filepath.Join(dir, "idevid2.pem"), "--idevid-key", filepath.Join(dir, "idevid2.key"),
+		"--out", filepath.Join(dir, "cli-again")); r.code == 0 || !strings.Contains(r.stderr+r.stdout, "idevid_used") {
+		t.Fatalf("a second enroll --est with one IDevID: %d\n%s%s, want idevid_used", r.code, r.stdout, r.stderr)
+	}
+
 	idevidRefusals(t, g, dir, acme, got[0])
 }
 
@@ -172,9 +189,10 @@ func idevidRefusals(t *testing.T, g *gatehouse, dir string, acme *idevidtest.Ven
 		t.Fatalf("IDevID under a revoked intermediate: %d %q, want 403 idevid_revoked", r.status, r.body)
 	}
 	// Counted as IDevID enrollments by their codes: the first and its
-	// retry ok (EST answers a repeat 200 too), then the refusals.
+	// retry ok (EST answers a repeat 200 too), the CLI's ok and its
+	// replay, then the refusals.
 	m := g.scrape(t)
-	for code, want := range map[string]float64{"ok": 2, "idevid_used": 1, "idevid_unknown_vendor": 1, "idevid_invalid": 1,
+	for code, want := range map[string]float64{"ok": 2, "repeated": 1, "idevid_used": 2, "idevid_unknown_vendor": 1, "idevid_invalid": 1,
 		"idevid_revoked": 1} {
 		if got := m.get("gatehouse_enrollments_total", map[string]string{"kind": "idevid", "code": code}); got != want {
 			t.Errorf("enrollments_total{kind=enroll_idevid,code=%s} = %v, want %v", code, got, want)
