@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/est"
+	"github.com/gatehouse-iot/gatehouse/internal/secret"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 	"github.com/gatehouse-iot/gatehouse/store"
@@ -157,12 +158,13 @@ func TestObserverEnrollments(t *testing.T) {
 				apiEnroll(other), // the token with another key: token_used
 				apiEnroll(`{"token":`),
 				apiEnroll(`{"token":"` + strings.Repeat("x", 70<<10) + `"}`),
-				estEnroll("/.well-known/est/simpleenroll", estTok), // ok
-				estEnroll("/.well-known/est/simpleenroll", estTok), // the same again: repeated
-				estEnroll("/.well-known/est/simpleenroll", ""),     // no credentials: never reaches the service
-				estEnroll("/.well-known/est/simpleenroll", "ghb_unknown"),
+				estEnroll("/.well-known/est/simpleenroll", estTok),                             // ok
+				estEnroll("/.well-known/est/simpleenroll", estTok),                             // the same again: repeated
+				estEnroll("/.well-known/est/simpleenroll", ""),                                 // no credentials: never reaches the service
+				estEnroll("/.well-known/est/simpleenroll", "ghb_unknown"),                      // not a token at all: refused before the service
+				estEnroll("/.well-known/est/simpleenroll", secret.New(enroll.BootstrapPrefix)), // a token no batch holds
 			}
-			if want := []int{201, 200, 409, 400, 413, 200, 200, 401, 401}; !slices.Equal(statuses, want) {
+			if want := []int{201, 200, 409, 400, 413, 200, 200, 401, 401, 401}; !slices.Equal(statuses, want) {
 				t.Fatalf("statuses %v, want %v", statuses, want)
 			}
 			s.send(t, request{method: "POST", path: "/api/v1/renew", contentType: "application/json", body: strings.NewReader(`{}`)})
