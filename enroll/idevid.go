@@ -116,6 +116,11 @@ func (s *Service) enrollIDevID(ctx context.Context, req IDevIDRequest) (Result, 
 			return Result{}, err
 		}
 		reenroll := false
+		if rec.Enrolled() && (rec.Fleet != v.Fleet || rec.Vendor != v.Name) {
+			// The record is another registration's: neither a repeat nor a
+			// re-enrollment may reach a device of another fleet or vendor.
+			return Result{}, fault.New(idevid.Used, "this IDevID enrolled through vendor %s of fleet %s", rec.Vendor, rec.Fleet)
+		}
 		if rec.Enrolled() {
 			res, ok, err := s.idevidRepeat(ctx, rec, id, v, csr)
 			if err != nil || ok {
@@ -381,9 +386,14 @@ func parseVendor(r store.IDevIDVendor) parsedPKI {
 			return fail("intermediates", err)
 		}
 	}
-	cas := append(append([]*x509.Certificate(nil), p.anchors...), p.intermediates...)
+	// A stored CRL is not checked against the registered CAs here: one
+	// whose CA was removed from the registration still checks the
+	// certificates that CA issued (a device may send that CA in its own
+	// chain), and Check verifies each CRL's signature against the issuer
+	// in the chain it checks. Only a CRL that no longer parses fails the
+	// vendor (closed: its devices are refused).
 	for i, der := range r.CRLs {
-		l, err := idevid.ParseCRL(der, cas)
+		l, err := x509.ParseRevocationList(der)
 		if err != nil {
 			return fail(fmt.Sprintf("CRL %d", i+1), err)
 		}

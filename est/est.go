@@ -23,6 +23,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -225,6 +226,12 @@ func (s *Server) enrollAs(ctx context.Context, cred credential, label store.Prof
 		// retry is token_used (enroll.Request.ServerKey), so no key is
 		// made for it.
 		return enroll.Result{}, fault.New(fault.TokenUsed, "bootstrap token was already used")
+	case serverKey && tok.BatchRevokedAt != nil:
+		// Nor for a token enroll.Service will refuse anyway: a key (RSA
+		// above all) is the expensive part of the request.
+		return enroll.Result{}, fault.New(fault.TokenRevoked, "bootstrap token's batch was revoked")
+	case serverKey && !time.Now().Before(tok.ExpiresAt):
+		return enroll.Result{}, fault.New(fault.TokenExpired, "bootstrap token has expired")
 	}
 	return s.enroll(ctx, cred, profile, serverKey, csrFor)
 }

@@ -86,6 +86,8 @@ var (
 	tokRSA     = secret.New(enroll.BootstrapPrefix)
 	tokUsed    = secret.New(enroll.BootstrapPrefix)
 	tokUnknown = secret.New(enroll.BootstrapPrefix)
+	tokExpired = secret.New(enroll.BootstrapPrefix)
+	tokRevoked = secret.New(enroll.BootstrapPrefix)
 )
 
 // fakeStore holds profiles, token hash → profile, serial → device → profile.
@@ -110,9 +112,14 @@ func (f fakeStore) GetEnrollmentToken(_ context.Context, hash string) (store.Boo
 	if !ok {
 		return store.BootstrapToken{}, store.Profile{}, fault.New(fault.NotFound, "no token")
 	}
-	tok := store.BootstrapToken{Hash: hash}
-	if hash == secret.Hash(tokUsed) {
+	tok := store.BootstrapToken{Hash: hash, ExpiresAt: time.Now().Add(time.Hour)}
+	switch hash {
+	case secret.Hash(tokUsed):
 		tok.UsedAt = new(time.Now())
+	case secret.Hash(tokExpired):
+		tok.ExpiresAt = time.Now().Add(-time.Minute)
+	case secret.Hash(tokRevoked):
+		tok.BatchRevokedAt = new(time.Now())
 	}
 	return tok, f.profiles[p], nil
 }
@@ -155,7 +162,8 @@ func newRig(t *testing.T) *rig {
 			"keygen": {Name: "keygen", KeyTypes: []string{"Ed25519", "P-384", "P-256"}, ServerKeygen: new(true)},
 			"rsa":    {Name: "rsa", KeyTypes: []string{"RSA"}, ServerKeygen: new(true)}},
 		tokens: map[string]string{secret.Hash(tokLine): "line", secret.Hash(tokOther): "other",
-			secret.Hash(tokKeygen): "keygen", secret.Hash(tokRSA): "rsa", secret.Hash(tokUsed): "keygen"},
+			secret.Hash(tokKeygen): "keygen", secret.Hash(tokRSA): "rsa", secret.Hash(tokUsed): "keygen",
+			secret.Hash(tokExpired): "keygen", secret.Hash(tokRevoked): "keygen"},
 		certs:   map[string]string{"7": "cam-1"}, // selfSigned's serial
 		fps:     map[string]string{"7": fingerprint(r.leaf)},
 		devices: map[string]string{"cam-1": "other"},
@@ -266,6 +274,9 @@ func TestRefusals(t *testing.T) {
 		{"serverkeygen off under its label", call{method: "POST", op: "serverkeygen", label: "line", tls: true, pass: tokLine, ct: p10, body: csr}, fault.PermissionDenied},
 		{"serverkeygen token of another label", call{method: "POST", op: "serverkeygen", label: "line", tls: true, pass: tokKeygen, ct: p10, body: csr}, fault.PermissionDenied},
 		{"serverkeygen with a used token", call{method: "POST", op: "serverkeygen", tls: true, pass: tokUsed, ct: p10, body: csr}, fault.TokenUsed},
+		// Refused before a key is made (the enroller sees nothing).
+		{"serverkeygen with an expired token", call{method: "POST", op: "serverkeygen", tls: true, pass: tokExpired, ct: p10, body: csr}, fault.TokenExpired},
+		{"serverkeygen with a revoked batch's token", call{method: "POST", op: "serverkeygen", tls: true, pass: tokRevoked, ct: p10, body: csr}, fault.TokenRevoked},
 		{"serverkeygen with a bad signature", call{method: "POST", op: "serverkeygen", tls: true, pass: tokKeygen, ct: p10, body: badSig}, fault.CSRInvalid},
 		{"serverkeygen with bad base64", call{method: "POST", op: "serverkeygen", tls: true, pass: tokKeygen, ct: p10, body: "%%%"}, fault.InvalidArgument},
 		{"serverkeygen with wrong content type", call{method: "POST", op: "serverkeygen", tls: true, pass: tokKeygen, ct: "text/plain", body: csr}, fault.InvalidArgument},

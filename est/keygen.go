@@ -38,6 +38,25 @@ func ServerKeyType(keyTypes []string) string {
 	return ""
 }
 
+// keyTypeOf names pub's type as profiles do, "" for one generateKey does
+// not make (an RSA key asks for "RSA": the server makes MinRSABits).
+func keyTypeOf(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return "P-256"
+		case elliptic.P384():
+			return "P-384"
+		}
+	case ed25519.PublicKey:
+		return "Ed25519"
+	case *rsa.PublicKey:
+		return "RSA"
+	}
+	return ""
+}
+
 // generateKey makes a key of type kt. RSA keys have enroll.MinRSABits,
 // the least a profile accepts: a device that wants more makes its own.
 func generateKey(kt string) (crypto.Signer, error) {
@@ -61,6 +80,12 @@ func generateKey(kt string) (crypto.Signer, error) {
 // would not copy it either.
 func keyAndCSR(keyTypes []string, client *x509.CertificateRequest) (crypto.Signer, []byte, error) {
 	kt := ServerKeyType(keyTypes)
+	// The client's CSR key says which type it wants (RFC 7030 §4.4.1.2):
+	// honoured when the profile allows it, so a P-384 request is not
+	// silently answered with P-256.
+	if want := keyTypeOf(client.PublicKey); want != "" && slices.Contains(keyTypes, want) {
+		kt = want
+	}
 	if kt == "" {
 		return nil, nil, fault.New(fault.KeyTypeNotAllowed, "the profile allows no key type the server can generate")
 	}

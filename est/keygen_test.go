@@ -271,3 +271,33 @@ func FuzzAttributeTypes(f *testing.F) {
 		}
 	})
 }
+
+// TestServerKeyFollowsCSR: the client's CSR key names the type it wants
+// (RFC 7030 §4.4.1.2); the server follows it when the profile allows it,
+// else makes the profile's own choice.
+func TestServerKeyFollowsCSR(t *testing.T) {
+	for _, tc := range []struct {
+		profile    []string
+		csrKey     string
+		wantPublic func(crypto.PublicKey) bool
+	}{
+		{[]string{"Ed25519", "P-384", "P-256"}, "P-384", func(p crypto.PublicKey) bool {
+			e, ok := p.(*ecdsa.PublicKey)
+			return ok && e.Curve == elliptic.P384()
+		}},
+		{[]string{"Ed25519", "P-384", "P-256"}, "Ed25519", func(p crypto.PublicKey) bool { _, ok := p.(ed25519.PublicKey); return ok }},
+		{[]string{"P-384"}, "P-256", func(p crypto.PublicKey) bool {
+			e, ok := p.(*ecdsa.PublicKey)
+			return ok && e.Curve == elliptic.P384()
+		}},
+	} {
+		csr, err := x509.ParseCertificateRequest(testpki.CSRSubject(t, testpki.Key(t, tc.csrKey), pkix.Name{CommonName: "x"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _, err := keyAndCSR(tc.profile, csr)
+		if err != nil || !tc.wantPublic(key.Public()) {
+			t.Errorf("profile %v, CSR key %s: %T %v", tc.profile, tc.csrKey, key, err)
+		}
+	}
+}

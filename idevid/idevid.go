@@ -99,15 +99,19 @@ type Identity struct {
 	Issuer string
 	Serial string
 	// Key identifies the IDevID across requests: hex SHA-256 over the
-	// issuer's raw DER and the serial's bytes. At most one enrollment per
-	// Key unless the vendor allows re-enrollment.
+	// issuing CA's public key, the issuer's raw DER and the serial's bytes.
+	// At most one enrollment per Key unless the vendor allows
+	// re-enrollment.
 	//
-	// Precisely: sha256(leaf.RawIssuer || leaf.SerialNumber.Bytes()), the
-	// serial as its unsigned big-endian magnitude. RawIssuer is a DER
-	// SEQUENCE carrying its own length, so the concatenation is unambiguous;
-	// the issuer DN and not the issuing key is hashed because (issuer,
-	// serial) is what RFC 5280 makes unique, and a vendor re-keying its
-	// intermediate under the same name keeps its devices' Keys.
+	// Precisely: sha256(sha256(issuer.RawSubjectPublicKeyInfo) ||
+	// leaf.RawIssuer || leaf.SerialNumber.Bytes()), the serial as its
+	// unsigned big-endian magnitude, issuer the certificate that signed the
+	// leaf in the verified chain. RawIssuer is a DER SEQUENCE carrying its
+	// own length, so the concatenation is unambiguous. The issuing key is in
+	// it because names and serials are public and not unique across PKIs:
+	// another registered vendor whose CA copies this one's name must not
+	// reach an IDevID's record by issuing the same serial (it verifies only
+	// with its own key, so its Key differs).
 	Key string
 	// Fingerprint is the hex SHA-256 of the leaf's DER.
 	Fingerprint string
@@ -162,7 +166,7 @@ func (v Vendor) Check(chain []*x509.Certificate, now time.Time) (Identity, error
 		DeviceID:    devID,
 		Issuer:      leaf.Issuer.String(),
 		Serial:      serialHex(leaf),
-		Key:         identityKey(leaf),
+		Key:         identityKey(leaf, issuerOf(chains)),
 		Fingerprint: fingerprint(leaf),
 		NotAfter:    leaf.NotAfter,
 	}, nil

@@ -155,7 +155,8 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(append(append([]byte{}, good.RawIssuer...), 0x12, 0x34))
+	spki := sha256.Sum256(acme.Intermediate.RawSubjectPublicKeyInfo)
+	sum := sha256.Sum256(append(append(spki[:], good.RawIssuer...), 0x12, 0x34))
 	fp := sha256.Sum256(good.Raw)
 	want := idevid.Identity{
 		Vendor: "acme", DeviceID: "SN-0042", Issuer: "CN=acme IDevID CA,O=acme", Serial: "1234",

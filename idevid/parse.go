@@ -74,6 +74,11 @@ func parseCRL(data []byte, cas []*x509.Certificate) (*x509.RevocationList, error
 		switch {
 		case ext.Id.Equal(oidDeltaCRLIndicator):
 			return nil, fault.New(fault.InvalidArgument, "the CRL is a delta CRL: import the complete CRL")
+		case ext.Id.Equal(oidIssuingDistributionPt) && !bytes.Equal(ext.Value, []byte{0x30, 0x00}):
+			// A scoped (partitioned) CRL covers only part of its issuer's
+			// certificates, and one CRL is kept per issuer: the next
+			// partition would replace it and un-revoke what it listed.
+			return nil, fault.New(fault.InvalidArgument, "the CRL is scoped by an issuingDistributionPoint (a partitioned CRL): import the issuer's complete CRL")
 		case ext.Critical && !ext.Id.Equal(oidIssuingDistributionPt):
 			return nil, fault.New(fault.InvalidArgument, "the CRL has an unsupported critical extension %s", ext.Id)
 		}

@@ -227,8 +227,20 @@ func serialHex(c *x509.Certificate) string {
 	return c.SerialNumber.Text(16)
 }
 
-func identityKey(c *x509.Certificate) string {
+// issuerOf is the certificate that signed the leaf in the verified chains
+// (one key for all of them: Verify links by signature), or the leaf when an
+// anchor is the leaf itself.
+func issuerOf(chains [][]*x509.Certificate) *x509.Certificate {
+	if len(chains[0]) > 1 {
+		return chains[0][1]
+	}
+	return chains[0][0]
+}
+
+func identityKey(c, issuer *x509.Certificate) string {
+	spki := sha256.Sum256(issuer.RawSubjectPublicKeyInfo)
 	h := sha256.New()
+	h.Write(spki[:])
 	h.Write(c.RawIssuer)
 	if c.SerialNumber != nil {
 		h.Write(c.SerialNumber.Bytes())

@@ -237,6 +237,9 @@ func (s *Service) Create(ctx context.Context, actor string, v store.IDevIDVendor
 	if err != nil {
 		return Vendor{}, err
 	}
+	if err := s.unshared(ctx, v); err != nil {
+		return Vendor{}, err
+	}
 	out, err := s.cfg.Registry.CreateIDevIDVendor(ctx, v,
 		audit.Event(actor, "idevid_vendor.create", "idevid_vendor", objID(v.Fleet, v.Name), detail(v)))
 	if err != nil {
@@ -294,12 +297,58 @@ func (s *Service) Update(ctx context.Context, actor, fleet, name string, p Patch
 	if v, err = check(v); err != nil {
 		return Vendor{}, err
 	}
+	if err := s.unshared(ctx, v); err != nil {
+		return Vendor{}, err
+	}
 	out, err := s.cfg.Registry.UpdateIDevIDVendor(ctx, v,
 		audit.Event(actor, "idevid_vendor.update", "idevid_vendor", objID(fleet, name), detail(v)))
 	if err != nil {
 		return Vendor{}, err
 	}
 	return s.describe(out), nil
+}
+
+// unshared refuses v when one of its CA keys (anchor or intermediate) is
+// also one of another registration's: an IDevID links to the first
+// registration that trusts its chain (idevid.Match), so a second one would
+// silently take, or lose, the other's devices (and its allow-list and CRLs
+// would decide for them). One vendor PKI, one registration: use its EST
+// label's profile to steer devices, not a second registration.
+func (s *Service) unshared(ctx context.Context, v store.IDevIDVendor) error {
+	mine := caKeys(v)
+	all, err := s.cfg.Registry.ListIDevIDVendors(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.Fleet == v.Fleet && o.Name == v.Name {
+			continue
+		}
+		for k, subject := range caKeys(o) {
+			if _, ok := mine[k]; ok {
+				return fault.New(fault.Conflict, "the CA key of %q is registered already, for vendor %s of fleet %s: one vendor PKI has one registration",
+					subject, o.Name, o.Fleet)
+			}
+		}
+	}
+	return nil
+}
+
+// caKeys are the SHA-256 of the public keys of v's anchors and
+// intermediates, with their subjects; a stored PEM that no longer parses
+// has none (check refuses it on the way in).
+func caKeys(v store.IDevIDVendor) map[[sha256.Size]byte]string {
+	out := map[[sha256.Size]byte]string{}
+	for _, text := range []string{v.AnchorsPEM, v.IntermediatesPEM} {
+		certs, err := idevid.ParseCertificates([]byte(text))
+		if err != nil {
+			continue
+		}
+		for _, c := range certs {
+			out[sha256.Sum256(c.RawSubjectPublicKeyInfo)] = c.Subject.String()
+		}
+	}
+	return out
 }
 
 // Delete removes a vendor with its CRLs and allow-list.

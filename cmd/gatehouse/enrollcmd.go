@@ -129,7 +129,9 @@ func runEnroll(server, token, out, deviceID, keyType, caFile string, force bool)
 		return enrollResult{}, err
 	}
 	// The CSR carries no names: the server decides the identity.
-	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	// The id also goes in the CSR's serialNumber, where a profile with
+	// device_id_from csr_serial_number reads it (deviceCSR).
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, deviceCSR(deviceID), key)
 	if err != nil {
 		return enrollResult{}, err
 	}

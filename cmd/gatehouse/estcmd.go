@@ -68,7 +68,7 @@ func estAuth(o estEnroll) (estclient.Config, error) {
 			}
 		}
 		// EST's Basic user names nothing (libest sends a fixed one): the
-		// device id travels in the CSR's subject (estCSR).
+		// device id travels in the CSR's subject (deviceCSR).
 		cfg.Password = o.token
 	}
 	pool, err := estTrust(o.caFile)
@@ -125,7 +125,7 @@ func runEnrollEST(o estEnroll) (enrollResult, error) {
 	if err != nil {
 		return enrollResult{}, err
 	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, estCSR(o.deviceID), key)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, deviceCSR(o.deviceID), key)
 	if err != nil {
 		return enrollResult{}, err
 	}
@@ -177,10 +177,10 @@ func runEnrollEST(o estEnroll) (enrollResult, error) {
 	return res, nil
 }
 
-// estCSR is the CSR template of an EST enrollment: --device-id as the
+// deviceCSR is the CSR template of an enrollment (API or EST): --device-id as the
 // subject's serialNumber, where a profile with device_id_from
 // csr_serial_number reads it (and as CN, for the eye), else no names.
-func estCSR(deviceID string) *x509.CertificateRequest {
+func deviceCSR(deviceID string) *x509.CertificateRequest {
 	if deviceID == "" {
 		return &x509.CertificateRequest{}
 	}

@@ -177,7 +177,7 @@ func TestESTAuthFlags(t *testing.T) {
 	}
 
 	cfg, err := estAuth(estEnroll{url: url, caFile: trust, token: "ghb_x", deviceID: "cam-1"})
-	if err != nil || cfg.Username != "cam-1" || cfg.Password != "ghb_x" || cfg.Certificate != nil || cfg.RootCAs == nil {
+	if err != nil || cfg.Username != "" || cfg.Password != "ghb_x" || cfg.Certificate != nil || cfg.RootCAs == nil {
 		t.Fatalf("token: %+v %v", cfg, err)
 	}
 	cfg, err = estAuth(estEnroll{url: url, caFile: trust, idevidCert: idCert, idevidKey: idKeyFile})
