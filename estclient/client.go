@@ -147,7 +147,9 @@ func (c *Client) CACerts(ctx context.Context) ([]*x509.Certificate, error) {
 }
 
 // SimpleEnroll sends csr (DER PKCS#10) with the bootstrap token or the
-// IDevID and returns the certificate issued for its key.
+// IDevID and returns the certificate issued for its key. It checks the key,
+// not the chain: a caller that installs the certificate checks it chains
+// to the CACerts answer (as `gatehouse enroll --est` does).
 func (c *Client) SimpleEnroll(ctx context.Context, csr []byte) (*x509.Certificate, error) {
 	return c.enroll(ctx, "simpleenroll", csr, true)
 }
@@ -189,8 +191,10 @@ type ServerKey struct {
 }
 
 // ServerKeygen asks the server to generate the key (RFC 7030 §4.4). The
-// server ignores csr's key (§4.4.1): sign csr with a throwaway key of the
-// type wanted. It authenticates as SimpleEnroll does.
+// server follows csr's key type when the profile allows it and certifies
+// a key of its own (§4.4.1): sign csr with a throwaway key of the type
+// wanted. It authenticates as SimpleEnroll does, and as there the chain is
+// the caller's to check.
 func (c *Client) ServerKeygen(ctx context.Context, csr []byte) (ServerKey, error) {
 	if _, err := x509.ParseCertificateRequest(csr); err != nil {
 		return ServerKey{}, fault.Wrap(err, fault.CSRInvalid, "the request does not parse as PKCS#10")
