@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -19,6 +21,8 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
+
+	"github.com/gatehouse-iot/gatehouse/idevid/idevidtest"
 )
 
 // The web UI driven by a real headless Chromium against the real binary:
@@ -608,6 +612,35 @@ func TestWebUI(t *testing.T) {
 			}
 		}
 		u.shot("16-profiles")
+	})
+
+	t.Run("vendors", func(t *testing.T) {
+		u.t = t
+		acme := idevidtest.NewVendor(t, "ACME")
+		g.api(t, http.MethodPost, "/api/v1/fleets/default/idevid-vendors", map[string]any{"name": "acme", "profile": "default",
+			"anchors_pem": string(acme.AnchorsPEM()), "intermediates_pem": string(acme.IntermediatesPEM()), "id_prefix": "acme-"},
+			http.StatusCreated, nil)
+		u.visit("#/fleets", `[data-testid="fleet-vendors-default"]`)
+		u.rerendered("open vendors", chromedp.Click(chromedp.CSS(`[data-testid="fleet-vendors-default"]`)))
+		u.wantVisible(true, "#vendors-table")
+		row := u.text(`#vendors-table tbody tr[data-row="0"]`)
+		fp := sha256.Sum256(acme.Root.Raw)
+		for _, want := range []string{"acme", "acme-<serial_number>", acme.Root.Subject.String(), hex.EncodeToString(fp[:]),
+			"once per IDevID", "not required, 0 serials"} {
+			if !strings.Contains(row, want) {
+				t.Errorf("vendor row %q lacks %q", row, want)
+			}
+		}
+		// Within the page: the fingerprints wrap instead of widening the
+		// table past the viewport.
+		if n := u.count(`#vendors-table`); n != 1 {
+			t.Fatalf("%d vendor tables", n)
+		}
+		fits, err := chromedp.Run(u.ctx, chromedp.Evaluate[bool](`document.querySelector('#vendors-table').getBoundingClientRect().right <= window.innerWidth`))
+		if err != nil || !fits {
+			t.Errorf("the vendors table runs past the viewport (%v)", err)
+		}
+		u.shot("22-vendors")
 	})
 
 	t.Run("device paging", func(t *testing.T) {
