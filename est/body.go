@@ -30,7 +30,7 @@ func ParseCSR(contentType, transferEncoding string, body []byte) (*x509.Certific
 	if te := strings.TrimSpace(transferEncoding); te != "" && !strings.EqualFold(te, "base64") {
 		return nil, nil, fault.New(fault.InvalidArgument, "content-transfer-encoding must be base64")
 	}
-	der, err := decodeBase64(body)
+	der, err := DecodeBase64(body)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -55,10 +55,10 @@ func ParseCSR(contentType, transferEncoding string, body []byte) (*x509.Certific
 	return csr, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
 
-// decodeBase64 decodes a base64 body with the line breaks (CRLF or LF) and
-// other whitespace RFC 2045 allows. Padding may be left off, as some
-// device stacks do.
-func decodeBase64(body []byte) ([]byte, error) {
+// DecodeBase64 decodes a base64 EST body with the line breaks (CRLF or LF)
+// and other whitespace RFC 2045 allows. Padding may be left off, as some
+// device stacks do. Both ends of EST read bodies with it (estclient).
+func DecodeBase64(body []byte) ([]byte, error) {
 	clean := make([]byte, 0, len(body))
 	for _, c := range body {
 		switch c {

@@ -214,7 +214,7 @@ func certsIn(t *testing.T, rec *httptest.ResponseRecorder) [][]byte {
 		rec.Header().Get("Content-Transfer-Encoding") != "base64" || rec.Code != http.StatusOK {
 		t.Fatalf("%d %q %q", rec.Code, ct, rec.Header().Get("Content-Transfer-Encoding"))
 	}
-	der, err := decodeBase64(rec.Body.Bytes())
+	der, err := DecodeBase64(rec.Body.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestCSRAttrsHandler(t *testing.T) {
 		}
 		if tc.status == http.StatusOK {
 			want, _ := CSRAttrs([]string{"P-256"})
-			der, err := decodeBase64(rec.Body.Bytes())
+			der, err := DecodeBase64(rec.Body.Bytes())
 			if err != nil || string(der) != string(want) || rec.Header().Get("Content-Type") != "application/csrattrs" {
 				t.Fatalf("csrattrs %q: %v %q", rec.Header().Get("Content-Type"), err, rec.Body)
 			}

@@ -15,10 +15,12 @@ import (
 	"mime/multipart"
 	"net/textproto"
 	"slices"
+	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/enroll"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
@@ -34,25 +36,6 @@ func ServerKeyType(keyTypes []string) string {
 		if enroll.ValidKeyType(kt) {
 			return kt
 		}
-	}
-	return ""
-}
-
-// keyTypeOf names pub's type as profiles do, "" for one generateKey does
-// not make (an RSA key asks for "RSA": the server makes MinRSABits).
-func keyTypeOf(pub crypto.PublicKey) string {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return "P-256"
-		case elliptic.P384():
-			return "P-384"
-		}
-	case ed25519.PublicKey:
-		return "Ed25519"
-	case *rsa.PublicKey:
-		return "RSA"
 	}
 	return ""
 }
@@ -83,7 +66,11 @@ func keyAndCSR(keyTypes []string, client *x509.CertificateRequest) (crypto.Signe
 	// The client's CSR key says which type it wants (RFC 7030 §4.4.1.2):
 	// honoured when the profile allows it, so a P-384 request is not
 	// silently answered with P-256.
-	if want := keyTypeOf(client.PublicKey); want != "" && slices.Contains(keyTypes, want) {
+	want := ca.KeyType(client.PublicKey)
+	if strings.HasPrefix(want, "RSA-") {
+		want = "RSA" // a profile's RSA is any size; the server makes MinRSABits
+	}
+	if want != "" && slices.Contains(keyTypes, want) {
 		kt = want
 	}
 	if kt == "" {

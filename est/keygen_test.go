@@ -68,7 +68,7 @@ func readKeygenAnswer(t *testing.T, contentType string, body io.Reader) keygenAn
 		if err != nil {
 			t.Fatal(err)
 		}
-		der, err := decodeBase64(b)
+		der, err := DecodeBase64(b)
 		if err != nil {
 			t.Fatalf("part %d is not base64: %v", i, err)
 		}

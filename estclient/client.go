@@ -398,29 +398,17 @@ func certFor(certs []*x509.Certificate, pub crypto.PublicKey) (*x509.Certificate
 }
 
 // decodeBase64 decodes an EST body: base64 whatever the transfer-encoding
-// header says (RFC 8951 §3.1), with line breaks; padding may be missing.
+// header says (RFC 8951 §3.1), read as the server reads its own
+// (est.DecodeBase64); an empty answer is no answer.
 func decodeBase64(body []byte) ([]byte, error) {
-	clean := make([]byte, 0, len(body))
-	for _, c := range body {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-		default:
-			clean = append(clean, c)
-		}
-	}
-	enc := base64.StdEncoding
-	if len(clean)%4 != 0 {
-		enc = base64.RawStdEncoding
-	}
-	der := make([]byte, enc.DecodedLen(len(clean)))
-	n, err := enc.Decode(der, clean)
+	der, err := est.DecodeBase64(body)
 	if err != nil {
 		return nil, fault.Wrap(err, BadResponse, "the EST server's answer is not base64")
 	}
-	if n == 0 {
+	if len(der) == 0 {
 		return nil, fault.New(BadResponse, "the EST server's answer is empty")
 	}
-	return der[:n], nil
+	return der, nil
 }
 
 // wrap64 breaks base64 into lines of 64, as RFC 2045 wants and openssl
