@@ -179,18 +179,40 @@ func (s *Store) ListIDevIDVendors(ctx context.Context, fleet string) ([]IDevIDVe
 // derivation, flags), with its audit event. Stored CRLs stay: a CRL whose
 // issuer left the PEMs may still cover certificates that devices send with
 // their chain. CRLs and AllowListSize of v are ignored.
+//
+// With v.UpdatedAt set (the vendor as its caller read it), the write is
+// conditional on that version: a change made since, by a concurrent
+// update, is not overwritten but answered conflict, for the caller to read
+// again; a read-change-write must not lose another's change.
 func (s *Store) UpdateIDevIDVendor(ctx context.Context, v IDevIDVendor, audit *AuditEvent) (IDevIDVendor, error) {
+	at := ms(s.now())
+	if read := ms(v.UpdatedAt); !v.UpdatedAt.IsZero() && at <= read {
+		at = read + 1 // every update moves the version
+	}
 	set := map[string]any{
 		"profile": v.Profile, "anchors_pem": v.AnchorsPEM, "intermediates_pem": v.IntermediatesPEM,
 		"id_from": v.IDFrom, "id_prefix": v.IDPrefix, "allow_reenroll": flag(v.AllowReenroll),
-		"require_allowlist": flag(v.RequireAllowList), "updated_at": ms(s.now()),
+		"require_allowlist": flag(v.RequireAllowList), "updated_at": at,
 	}
 	what := vendorWhat(v.Fleet, v.Name)
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		if err := s.mustExist(tx, "profiles", v.Profile, "profile "+v.Profile); err != nil {
 			return err
 		}
-		res := tx.Model(&idevidVendorRow{}).Where("fleet = ? AND name = ?", v.Fleet, v.Name).Updates(set)
+		q := tx.Model(&idevidVendorRow{}).Where("fleet = ? AND name = ?", v.Fleet, v.Name)
+		if !v.UpdatedAt.IsZero() {
+			q = q.Where("updated_at = ?", ms(v.UpdatedAt))
+		}
+		res := q.Updates(set)
+		if res.Error == nil && res.RowsAffected == 0 && !v.UpdatedAt.IsZero() {
+			var n int64
+			if err := tx.Model(&idevidVendorRow{}).Where("fleet = ? AND name = ?", v.Fleet, v.Name).Count(&n).Error; err != nil {
+				return classify(err, what)
+			}
+			if n > 0 {
+				return fault.New(fault.Conflict, "%s changed since it was read; read it again", what)
+			}
+		}
 		if err := mustAffect(res, what); err != nil {
 			return err
 		}

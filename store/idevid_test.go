@@ -92,6 +92,18 @@ func testIDevIDVendorCRUD(t *testing.T, backend string) {
 		!g.AllowReenroll || g.RequireAllowList || !g.CreatedAt.Equal(base) || !g.UpdatedAt.Equal(base.Add(time.Minute)) {
 		t.Errorf("updated = %+v", g)
 	}
+	// A change read before another's committed is refused, not written
+	// over it; the version read now goes through.
+	stale := g
+	stale.UpdatedAt = base
+	stale.IDPrefix = "lost-"
+	_, err = s.UpdateIDevIDVendor(ctx, stale, nil)
+	wantCode(t, err, fault.Conflict)
+	fresh := g
+	fresh.IDPrefix = "kept-"
+	if g2 := must(s.UpdateIDevIDVendor(ctx, fresh, nil))(t); g2.IDPrefix != "kept-" || !g2.UpdatedAt.After(g.UpdatedAt) {
+		t.Errorf("update of the version read = %+v", g2)
+	}
 	up.Profile = "nope"
 	_, err = s.UpdateIDevIDVendor(ctx, up, nil)
 	wantCode(t, err, fault.NotFound)
