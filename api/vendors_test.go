@@ -311,3 +311,29 @@ func TestVendorAllowListTooLarge(t *testing.T) {
 		t.Errorf("an oversized import stored serials: %v %v", ok, err)
 	}
 }
+
+// TestVendorOnePKIOneRegistration: a registration whose anchor or
+// intermediate key is another registration's is refused, on create and on
+// change: an IDevID goes to the first registration that trusts its chain,
+// so a second would silently take (or lose) the first one's devices.
+func TestVendorOnePKIOneRegistration(t *testing.T) {
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			s := newStack(t, testdb.DSN(t, backend))
+			pki := idevidtest.NewVendor(t, "Acme")
+			s.call(t, "POST", vendorsPath, s.admin, map[string]any{"name": "acme", "profile": "default",
+				"anchors_pem": string(pki.AnchorsPEM()), "intermediates_pem": string(pki.IntermediatesPEM())}, http.StatusCreated, nil)
+			// One vendor PKI, one registration: the same CA keys under another
+			// name, or in another fleet, would silently share its devices.
+			s.call(t, "POST", "/api/v1/fleets", s.admin, map[string]any{"name": "lab"}, http.StatusCreated, nil)
+			twin := map[string]any{"name": "acme-twin", "profile": "default", "anchors_pem": string(pki.AnchorsPEM())}
+			wantError(t, s.raw(t, "POST", "/api/v1/fleets/lab/idevid-vendors", s.admin, "application/json", mustJSON(t, twin)), 409, fault.Conflict)
+			other := idevidtest.NewVendor(t, "Other")
+			s.call(t, "POST", "/api/v1/fleets/lab/idevid-vendors", s.admin, map[string]any{"name": "other", "profile": "default",
+				"anchors_pem": string(other.AnchorsPEM())}, http.StatusCreated, nil)
+			// Nor by a change: adding acme's intermediate to another registration.
+			wantError(t, s.raw(t, "PATCH", "/api/v1/fleets/lab/idevid-vendors/other", s.admin, "application/json",
+				mustJSON(t, map[string]any{"intermediates_pem": string(pki.IntermediatesPEM())})), 409, fault.Conflict)
+		})
+	}
+}
