@@ -4,6 +4,7 @@ package ca_test
 
 import (
 	"context"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +63,10 @@ func TestSoftHSMIssuingKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaf := writePEM(t, filepath.Join(tmp, "leaf.crt"), "CERTIFICATE", iss.Leaf.Raw)
-	testdb.SeedCertificates(t, dsn, []testdb.Cert{{Serial: ca.SerialHex(iss.Leaf.SerialNumber), NotAfter: iss.Leaf.NotAfter}})
+	// With its PEM: OCSP answers good only for a certificate it can see
+	// the named issuer issued.
+	testdb.SeedCertificates(t, dsn, []testdb.Cert{{Serial: ca.SerialHex(iss.Leaf.SerialNumber), NotAfter: iss.Leaf.NotAfter,
+		PEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: iss.Leaf.Raw}))}})
 	inter := filepath.Join(dir, ca.IntermediateCertFile)
 
 	list, err := c.GenerateCRL(context.Background())

@@ -22,6 +22,9 @@ type Cert struct {
 	Status    string
 	RevokedAt time.Time
 	Reason    int
+	// PEM is the certificate itself, for readers that check what it says
+	// (OCSP checks its issuer); empty by default.
+	PEM string
 }
 
 // RevokedCerts returns n revoked certificate rows with random positive
@@ -130,7 +133,12 @@ revoked_at, revocation_reason, created_at) VALUES `)
 			case 2:
 				b.WriteString("'seed-device'")
 			case 6:
-				b.WriteString("''")
+				if c.PEM == "" {
+					b.WriteString("''")
+					continue
+				}
+				b.WriteString(ph())
+				args = append(args, c.PEM)
 			default:
 				b.WriteString(ph())
 				args = append(args, v)
