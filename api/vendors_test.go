@@ -334,6 +334,17 @@ func TestVendorOnePKIOneRegistration(t *testing.T) {
 			// Nor by a change: adding acme's intermediate to another registration.
 			wantError(t, s.raw(t, "PATCH", "/api/v1/fleets/lab/idevid-vendors/other", s.admin, "application/json",
 				mustJSON(t, map[string]any{"intermediates_pem": string(pki.IntermediatesPEM())})), 409, fault.Conflict)
+			// Nor by trusting another part of it: acme trusts the root and the
+			// intermediate; its intermediate alone, as an anchor, is the same PKI.
+			intOnly := map[string]any{"name": "acme-int", "profile": "default", "anchors_pem": string(pki.IntermediatesPEM())}
+			wantError(t, s.raw(t, "POST", "/api/v1/fleets/lab/idevid-vendors", s.admin, "application/json", mustJSON(t, intOnly)), 409, fault.Conflict)
+			// And the other way: a PKI registered by its root only, then a CA
+			// it signed registered elsewhere.
+			third := idevidtest.NewVendor(t, "Third")
+			s.call(t, "POST", "/api/v1/fleets/lab/idevid-vendors", s.admin, map[string]any{"name": "third", "profile": "default",
+				"anchors_pem": string(third.AnchorsPEM())}, http.StatusCreated, nil)
+			wantError(t, s.raw(t, "POST", vendorsPath, s.admin, "application/json", mustJSON(t, map[string]any{"name": "third-int",
+				"profile": "default", "anchors_pem": string(third.IntermediatesPEM())})), 409, fault.Conflict)
 		})
 	}
 }

@@ -119,7 +119,10 @@ func (s *Service) enrollIDevID(ctx context.Context, req IDevIDRequest) (Result, 
 		if rec.Enrolled() && (rec.Fleet != v.Fleet || rec.Vendor != v.Name) {
 			// The record is another registration's: neither a repeat nor a
 			// re-enrollment may reach a device of another fleet or vendor.
-			return Result{}, fault.New(idevid.Used, "this IDevID enrolled through vendor %s of fleet %s", rec.Vendor, rec.Fleet)
+			// Which registration is not the device's to learn.
+			s.cfg.Log.Warn("IDevID refused: enrolled through another vendor registration", "vendor", v.Name, "fleet", v.Fleet,
+				"enrolled_vendor", rec.Vendor, "enrolled_fleet", rec.Fleet, "idevid_serial", id.Serial)
+			return Result{}, fault.New(idevid.Used, "this IDevID enrolled through another vendor registration")
 		}
 		if rec.Enrolled() {
 			res, ok, err := s.idevidRepeat(ctx, rec, id, v, csr)

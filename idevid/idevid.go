@@ -131,14 +131,24 @@ func Match(vendors []Vendor, chain []*x509.Certificate, now time.Time) (Identity
 	if len(chain) == 0 || chain[0] == nil {
 		return Identity{}, Vendor{}, fault.New(UnknownVendor, "no IDevID certificate was presented")
 	}
+	var linked []Vendor
 	for _, v := range vendors {
-		if _, ok := v.link(chain); !ok {
-			continue
+		if _, ok := v.link(chain); ok {
+			linked = append(linked, v)
 		}
-		id, err := v.Check(chain, now)
-		return id, v, err
 	}
-	return Identity{}, Vendor{}, unknown(chain[0])
+	switch len(linked) {
+	case 0:
+		return Identity{}, Vendor{}, unknown(chain[0])
+	case 1:
+		id, err := linked[0].Check(chain, now)
+		return id, linked[0], err
+	}
+	// Two registrations trust this chain (the vendors service refuses
+	// overlapping registrations, but a device may send an intermediate
+	// that links them): which fleet, allow-list and CRLs decide would be
+	// an accident of order, so neither does.
+	return Identity{}, Vendor{}, fault.New(Invalid, "the IDevID chains to %d vendor registrations: an operator must remove all but one", len(linked))
 }
 
 // Check verifies chain against v at now: a chain to an anchor (any EKU:

@@ -191,9 +191,13 @@ func TestMatch(t *testing.T) {
 		device  string
 	}{
 		{"only match", []idevid.Vendor{o, a1}, chain, "", "acme", "SN-7"},
-		{"first of two registrations wins", []idevid.Vendor{a1, a2}, chain, "", "acme", "SN-7"},
-		{"first of two registrations wins, reversed", []idevid.Vendor{a2, a1}, chain, "", "acme-lab", "cn-7"},
-		{"refusal by the first registration is final", []idevid.Vendor{revoking, a1}, chain, idevid.Revoked, "", ""},
+		{"only match, other order", []idevid.Vendor{a2, o}, chain, "", "acme-lab", "cn-7"},
+		// Two registrations trusting one chain decide nothing: neither
+		// fleet, allow-list nor CRL set may win by order.
+		{"two registrations refuse", []idevid.Vendor{a1, a2}, chain, idevid.Invalid, "", ""},
+		{"two registrations refuse, reversed", []idevid.Vendor{a2, a1}, chain, idevid.Invalid, "", ""},
+		{"two registrations, one revoking", []idevid.Vendor{revoking, a1}, chain, idevid.Invalid, "", ""},
+		{"revoked by the only registration", []idevid.Vendor{o, revoking}, chain, idevid.Revoked, "", ""},
 		{"expired is invalid, not unknown", []idevid.Vendor{o, a1}, expired, idevid.Invalid, "", ""},
 		{"unregistered vendor", []idevid.Vendor{o, a1, a2}, stranger, idevid.UnknownVendor, "", ""},
 		{"no vendors", nil, chain, idevid.UnknownVendor, "", ""},

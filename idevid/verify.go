@@ -197,7 +197,7 @@ func (v Vendor) checkRevocation(chains [][]*x509.Certificate, now time.Time) err
 			c, issuer := ch[i], ch[i+1]
 			covered, fresh := false, false
 			for _, crl := range v.CRLs {
-				if crl == nil || !bytes.Equal(crl.RawIssuer, c.RawIssuer) || crl.CheckSignatureFrom(issuer) != nil {
+				if crl == nil || !bytes.Equal(crl.RawIssuer, c.RawIssuer) || !v.signedByIssuer(crl, issuer) {
 					continue
 				}
 				covered = true
@@ -216,6 +216,25 @@ func (v Vendor) checkRevocation(chains [][]*x509.Certificate, now time.Time) err
 		}
 	}
 	return stale
+}
+
+// signedByIssuer reports whether crl is signed by issuer, the certificate
+// that issued the one checked, or by a registered CA of the same name: a CA
+// re-keyed under its name signs one CRL, with its new key, for everything
+// issued under that name (RFC 5280 §5), old key included. Another key of
+// the name can only add revocations, never remove one.
+func (v Vendor) signedByIssuer(crl *x509.RevocationList, issuer *x509.Certificate) bool {
+	if crl.CheckSignatureFrom(issuer) == nil {
+		return true
+	}
+	for _, set := range [][]*x509.Certificate{v.Anchors, v.Intermediates} {
+		for _, ca := range set {
+			if ca != nil && ca != issuer && bytes.Equal(ca.RawSubject, crl.RawIssuer) && crl.CheckSignatureFrom(ca) == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // serialHex is a certificate serial in the AllowEntry form: lower-case hex,

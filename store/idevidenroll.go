@@ -71,9 +71,17 @@ type IDevIDEnrollment struct {
 }
 
 const (
+	// sqlClaimIDevID claims an IDevID. A record no enrollment completed
+	// (a first attempt that failed) is taken over whole: its fleet and
+	// vendor become the claimer's, so the record names the registration
+	// that enrolled the device, not the one that first tried.
 	sqlClaimIDevID = `INSERT INTO idevid_enrollments (idevid_key, fleet, vendor, issuer, idevid_serial, claim_id, claim_until, created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (idevid_key) DO UPDATE SET claim_id = excluded.claim_id, claim_until = excluded.claim_until
+ON CONFLICT (idevid_key) DO UPDATE SET claim_id = excluded.claim_id, claim_until = excluded.claim_until,
+fleet = CASE WHEN COALESCE(idevid_enrollments.device_id, '') = '' THEN excluded.fleet ELSE idevid_enrollments.fleet END,
+vendor = CASE WHEN COALESCE(idevid_enrollments.device_id, '') = '' THEN excluded.vendor ELSE idevid_enrollments.vendor END,
+issuer = CASE WHEN COALESCE(idevid_enrollments.device_id, '') = '' THEN excluded.issuer ELSE idevid_enrollments.issuer END,
+idevid_serial = CASE WHEN COALESCE(idevid_enrollments.device_id, '') = '' THEN excluded.idevid_serial ELSE idevid_enrollments.idevid_serial END
 WHERE (idevid_enrollments.claim_until IS NULL OR idevid_enrollments.claim_until <= ?)
 AND COALESCE(idevid_enrollments.device_id, '') = ?`
 	sqlReleaseIDevID = `UPDATE idevid_enrollments SET claim_id = NULL, claim_until = NULL

@@ -308,14 +308,17 @@ func (s *Service) Update(ctx context.Context, actor, fleet, name string, p Patch
 	return s.describe(out), nil
 }
 
-// unshared refuses v when one of its CA keys (anchor or intermediate) is
-// also one of another registration's: an IDevID links to the first
-// registration that trusts its chain (idevid.Match), so a second one would
-// silently take, or lose, the other's devices (and its allow-list and CRLs
-// would decide for them). One vendor PKI, one registration: use its EST
-// label's profile to steer devices, not a second registration.
+// unshared refuses v when one of its CAs (anchor or intermediate) is
+// another registration's, by key, or signed one of them, or was signed by
+// one: an IDevID goes to a registration that trusts its chain, so two that
+// trust one PKI (say, its root in one and its intermediate in another)
+// would share its devices, and the allow-list and CRLs of either could be
+// avoided through the other. One vendor PKI, one registration: steer its
+// devices to profiles with EST labels. (idevid.Match also refuses a chain
+// two registrations trust, for chains through intermediates a device
+// sends.)
 func (s *Service) unshared(ctx context.Context, v store.IDevIDVendor) error {
-	mine := caKeys(v)
+	mine := caCerts(v)
 	all, err := s.cfg.Registry.ListIDevIDVendors(ctx, "")
 	if err != nil {
 		return err
@@ -324,28 +327,31 @@ func (s *Service) unshared(ctx context.Context, v store.IDevIDVendor) error {
 		if o.Fleet == v.Fleet && o.Name == v.Name {
 			continue
 		}
-		for k, subject := range caKeys(o) {
-			if _, ok := mine[k]; ok {
-				return fault.New(fault.Conflict, "the CA key of %q is registered already, for vendor %s of fleet %s: one vendor PKI has one registration",
-					subject, o.Name, o.Fleet)
+		for _, theirs := range caCerts(o) {
+			for _, c := range mine {
+				if bytes.Equal(c.RawSubjectPublicKeyInfo, theirs.RawSubjectPublicKeyInfo) ||
+					linked(c, theirs) || linked(theirs, c) {
+					return fault.New(fault.Conflict, "%q belongs to the vendor PKI registered already as vendor %s of fleet %s: one vendor PKI has one registration",
+						c.Subject.String(), o.Name, o.Fleet)
+				}
 			}
 		}
 	}
 	return nil
 }
 
-// caKeys are the SHA-256 of the public keys of v's anchors and
-// intermediates, with their subjects; a stored PEM that no longer parses
-// has none (check refuses it on the way in).
-func caKeys(v store.IDevIDVendor) map[[sha256.Size]byte]string {
-	out := map[[sha256.Size]byte]string{}
+// linked reports whether parent signed child.
+func linked(child, parent *x509.Certificate) bool {
+	return bytes.Equal(child.RawIssuer, parent.RawSubject) && child.CheckSignatureFrom(parent) == nil
+}
+
+// caCerts are v's anchors and intermediates; a stored PEM that no longer
+// parses has none (check refuses it on the way in).
+func caCerts(v store.IDevIDVendor) []*x509.Certificate {
+	var out []*x509.Certificate
 	for _, text := range []string{v.AnchorsPEM, v.IntermediatesPEM} {
-		certs, err := idevid.ParseCertificates([]byte(text))
-		if err != nil {
-			continue
-		}
-		for _, c := range certs {
-			out[sha256.Sum256(c.RawSubjectPublicKeyInfo)] = c.Subject.String()
+		if certs, err := idevid.ParseCertificates([]byte(text)); err == nil {
+			out = append(out, certs...)
 		}
 	}
 	return out
