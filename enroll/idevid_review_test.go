@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
+	"github.com/gatehouse-iot/gatehouse/idevid"
 	"github.com/gatehouse-iot/gatehouse/idevid/idevidtest"
 	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
@@ -109,9 +110,10 @@ func idp(uri string) pkix.Extension {
 	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 28}, Critical: true, Value: seq}
 }
 
-// TestIDevIDScopedCRLRefused: a CRL scoped by an issuingDistributionPoint
-// (one partition of the issuer's CRL) is refused at import.
-func TestIDevIDScopedCRLRefused(t *testing.T) {
+// TestIDevIDPartitionedCRLs: CRLs scoped by an issuingDistributionPoint
+// (partitions of the issuer's CRL) are kept side by side, so importing one
+// never un-revokes what another listed; other scopes are refused.
+func TestIDevIDPartitionedCRLs(t *testing.T) {
 	e := newIDevIDEnv(t, "sqlite", newCADir(t))
 	ctx := context.Background()
 	vs, err := vendors.New(vendors.Config{Registry: e.db.Real(), Lists: e.db.Real()})
@@ -136,9 +138,42 @@ func TestIDevIDScopedCRLRefused(t *testing.T) {
 		}
 		return der
 	}
-	// One CRL is kept per issuer: a partition would replace the last and
-	// un-revoke what it listed, so a scoped CRL is refused at import.
-	if _, err := vs.ImportCRL(ctx, "admin", "default", "acme", mk(1, "http://acme/p1.crl", victim[0].SerialNumber)); !fault.Is(err, fault.InvalidArgument) {
-		t.Fatalf("a partitioned CRL imported: %v, want invalid_argument", err)
+	load := func() {
+		rows, err := e.db.Real().ListIDevIDVendors(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.vendors.set(rows...)
+	}
+	// One CRL is kept per issuer and scope: partition 2 is stored beside
+	// partition 1, never over it, and what partition 1 revoked stays
+	// revoked.
+	if _, err := vs.ImportCRL(ctx, "admin", "default", "acme", mk(1, "http://acme/p1.crl", victim[0].SerialNumber)); err != nil {
+		t.Fatalf("partition 1: %v", err)
+	}
+	load()
+	if _, err := e.enroll(victim, testpki.Key(t, "P-256"), t); !fault.Is(err, idevid.Revoked) {
+		t.Fatalf("with partition 1: %v, want idevid_revoked", err)
+	}
+	if _, err := vs.ImportCRL(ctx, "admin", "default", "acme", mk(2, "http://acme/p2.crl")); err != nil {
+		t.Fatalf("partition 2: %v", err)
+	}
+	load()
+	if rows, _ := e.db.Real().ListIDevIDVendors(ctx, ""); len(rows) != 1 || len(rows[0].CRLs) != 2 {
+		t.Fatalf("stored CRLs: %d, want both partitions", len(rows[0].CRLs))
+	}
+	if _, err := e.enroll(victim, testpki.Key(t, "P-256"), t); !fault.Is(err, idevid.Revoked) {
+		t.Fatalf("after partition 2: %v, want idevid_revoked", err)
+	}
+	// A CRL limited to some certificates (here: user certificates only)
+	// is refused: what it leaves out is not said.
+	userOnly := pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 28}, Critical: true, Value: []byte{0x30, 0x03, 0x81, 0x01, 0xff}}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(9), ThisUpdate: time.Now(),
+		NextUpdate: time.Now().Add(time.Hour), ExtraExtensions: []pkix.Extension{userOnly}}, e.pki.Intermediate, e.pki.IntermediateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vs.ImportCRL(ctx, "admin", "default", "acme", der); !fault.Is(err, fault.InvalidArgument) {
+		t.Fatalf("a CRL of user certificates only: %v, want invalid_argument", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/csv"
 	"encoding/pem"
 	"errors"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"io"
 	"strings"
 
@@ -74,11 +76,10 @@ func parseCRL(data []byte, cas []*x509.Certificate) (*x509.RevocationList, error
 		switch {
 		case ext.Id.Equal(oidDeltaCRLIndicator):
 			return nil, fault.New(fault.InvalidArgument, "the CRL is a delta CRL: import the complete CRL")
-		case ext.Id.Equal(oidIssuingDistributionPt) && !bytes.Equal(ext.Value, []byte{0x30, 0x00}):
-			// A scoped (partitioned) CRL covers only part of its issuer's
-			// certificates, and one CRL is kept per issuer: the next
-			// partition would replace it and un-revoke what it listed.
-			return nil, fault.New(fault.InvalidArgument, "the CRL is scoped by an issuingDistributionPoint (a partitioned CRL): import the issuer's complete CRL")
+		case ext.Id.Equal(oidIssuingDistributionPt):
+			if _, err := scopeOf(ext.Value); err != nil {
+				return nil, err
+			}
 		case ext.Critical && !ext.Id.Equal(oidIssuingDistributionPt):
 			return nil, fault.New(fault.InvalidArgument, "the CRL has an unsupported critical extension %s", ext.Id)
 		}
@@ -182,4 +183,60 @@ func normalizeSerial(s string) (string, error) {
 		return "", fault.New(fault.InvalidArgument, "serial is longer than %d hex digits", maxSerialHex)
 	}
 	return string(b), nil
+}
+
+// CRLScope returns the distribution point URIs an issuingDistributionPoint
+// extension limits crl to, nil for a CRL with none (it covers all its
+// issuer's certificates). Only a distributionPoint of URIs is understood: a
+// CRL limited to user or CA certificates, to some reasons, or indirect is
+// InvalidArgument. A CRL with a scope covers the certificates whose CRL
+// distribution points name one of its URIs (RFC 5280 §5.2.5); its
+// revocations count for every certificate of its issuer (a serial is one
+// certificate), and a registry keeps one CRL per issuer and scope, so that
+// importing one partition never replaces another.
+func CRLScope(crl *x509.RevocationList) ([]string, error) {
+	for _, ext := range crl.Extensions {
+		if ext.Id.Equal(oidIssuingDistributionPt) {
+			return scopeOf(ext.Value)
+		}
+	}
+	return nil, nil
+}
+
+// scopeOf parses an IssuingDistributionPoint value (RFC 5280 §5.2.5).
+func scopeOf(value []byte) ([]string, error) {
+	refuse := func(why string) ([]string, error) {
+		return nil, fault.New(fault.InvalidArgument, "the CRL's issuingDistributionPoint %s: import the issuer's complete CRL", why)
+	}
+	in := cryptobyte.String(value)
+	var idp cryptobyte.String
+	if !in.ReadASN1(&idp, cbasn1.SEQUENCE) || !in.Empty() {
+		return refuse("does not parse")
+	}
+	if idp.Empty() {
+		return nil, nil
+	}
+	var dp cryptobyte.String
+	if !idp.ReadASN1(&dp, cbasn1.Tag(0).Constructed().ContextSpecific()) {
+		return refuse("limits the CRL to some certificates, reasons or issuers")
+	}
+	if !idp.Empty() {
+		return refuse("limits the CRL to some certificates, reasons or issuers")
+	}
+	var names cryptobyte.String
+	if !dp.ReadASN1(&names, cbasn1.Tag(0).Constructed().ContextSpecific()) || !dp.Empty() {
+		return refuse("names its distribution point relative to the issuer")
+	}
+	var uris []string
+	for !names.Empty() {
+		var uri cryptobyte.String
+		if !names.ReadASN1(&uri, cbasn1.Tag(6).ContextSpecific()) {
+			return refuse("names a distribution point that is not a URI")
+		}
+		uris = append(uris, string(uri))
+	}
+	if len(uris) == 0 {
+		return refuse("names no distribution point")
+	}
+	return uris, nil
 }

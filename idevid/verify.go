@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/fault"
@@ -200,9 +201,15 @@ func (v Vendor) checkRevocation(chains [][]*x509.Certificate, now time.Time) err
 				if crl == nil || !bytes.Equal(crl.RawIssuer, c.RawIssuer) || !v.signedByIssuer(crl, issuer) {
 					continue
 				}
-				covered = true
-				if !crl.NextUpdate.IsZero() && !now.After(crl.NextUpdate) {
-					fresh = true
+				// Every CRL of the issuer revokes (a serial is one
+				// certificate); freshness is asked only of the CRLs whose
+				// scope covers c (a partition c is not in says nothing
+				// about c).
+				if covers(crl, c) {
+					covered = true
+					if !crl.NextUpdate.IsZero() && !now.After(crl.NextUpdate) {
+						fresh = true
+					}
 				}
 				for _, e := range crl.RevokedCertificateEntries {
 					if e.SerialNumber != nil && e.SerialNumber.Cmp(c.SerialNumber) == 0 {
@@ -216,6 +223,24 @@ func (v Vendor) checkRevocation(chains [][]*x509.Certificate, now time.Time) err
 		}
 	}
 	return stale
+}
+
+// covers reports whether crl's scope (CRLScope) takes in c: a CRL without
+// one covers all its issuer's certificates, a scoped one those whose CRL
+// distribution points name one of its URIs. A scope that does not parse
+// (ParseCRL refuses it at import) covers everything: it then asks
+// freshness of c, failing closed.
+func covers(crl *x509.RevocationList, c *x509.Certificate) bool {
+	scope, err := CRLScope(crl)
+	if err != nil || len(scope) == 0 {
+		return true
+	}
+	for _, u := range scope {
+		if slices.Contains(c.CRLDistributionPoints, u) {
+			return true
+		}
+	}
+	return false
 }
 
 // signedByIssuer reports whether crl is signed by issuer, the certificate

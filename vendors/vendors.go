@@ -404,6 +404,16 @@ func issuerKey(crl *x509.RevocationList, cas []*x509.Certificate) (string, error
 			h.Write(c.RawSubject)
 			h.Write([]byte{0})
 			h.Write(c.RawSubjectPublicKeyInfo)
+			// One CRL per scope too: a partition never replaces another
+			// (and an unscoped CRL keeps the key it always had).
+			scope, err := idevid.CRLScope(crl)
+			if err != nil {
+				return "", err
+			}
+			for _, u := range scope {
+				h.Write([]byte{0})
+				h.Write([]byte(u))
+			}
 			return hex.EncodeToString(h.Sum(nil)), nil
 		}
 	}

@@ -104,6 +104,9 @@ type DeviceOptions struct {
 	// intermediate from NewIntermediate, or v.Root directly).
 	Issuer    *x509.Certificate
 	IssuerKey crypto.Signer
+	// CRLDistributionPoints are the leaf's CRL distribution point URIs
+	// (a partitioned vendor CRL covers the leaves naming its point).
+	CRLDistributionPoints []string
 }
 
 // Device issues an IDevID and returns it, its key, and the chain a device
@@ -125,6 +128,8 @@ func (v *VendorPKI) Device(t testing.TB, o DeviceOptions) (*x509.Certificate, cr
 		NotBefore:    o.NotBefore,
 		NotAfter:     o.NotAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
+
+		CRLDistributionPoints: o.CRLDistributionPoints,
 	}
 	if tmpl.SerialNumber == nil {
 		tmpl.SerialNumber = randSerial(t)
