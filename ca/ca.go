@@ -15,6 +15,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
@@ -560,6 +561,28 @@ func KeyType(pub crypto.PublicKey) string {
 		return fmt.Sprintf("RSA-%d", k.N.BitLen())
 	}
 	return ""
+}
+
+// GenerateKey makes a key of the type KeyType would name it: "P-256",
+// "P-384", "Ed25519" or "RSA-2048", "RSA-3072", "RSA-4096" (InvalidArgument
+// for anything else). The device CLI and serverkeygen both make keys here.
+func GenerateKey(keyType string) (crypto.Signer, error) {
+	switch keyType {
+	case "P-256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "P-384":
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "Ed25519":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	case "RSA-2048":
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case "RSA-3072":
+		return rsa.GenerateKey(rand.Reader, 3072)
+	case "RSA-4096":
+		return rsa.GenerateKey(rand.Reader, 4096)
+	}
+	return nil, fault.New(fault.InvalidArgument, "unknown key type %q", keyType)
 }
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {

@@ -3,15 +3,12 @@ package est
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"mime/multipart"
 	"net/textproto"
 	"slices"
@@ -40,23 +37,6 @@ func ServerKeyType(keyTypes []string) string {
 	return ""
 }
 
-// generateKey makes a key of type kt. RSA keys have enroll.MinRSABits,
-// the least a profile accepts: a device that wants more makes its own.
-func generateKey(kt string) (crypto.Signer, error) {
-	switch kt {
-	case "P-256":
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "P-384":
-		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case "Ed25519":
-		_, k, err := ed25519.GenerateKey(rand.Reader)
-		return k, err
-	case "RSA":
-		return rsa.GenerateKey(rand.Reader, enroll.MinRSABits)
-	}
-	return nil, errors.New("est: no key type to generate")
-}
-
 // keyAndCSR generates the key a profile allowing keyTypes gets and a PEM
 // CSR for it with client's subject (the device id may come from its
 // serialNumber); nothing else of client's CSR is carried over, as the CA
@@ -76,7 +56,12 @@ func keyAndCSR(keyTypes []string, client *x509.CertificateRequest) (crypto.Signe
 	if kt == "" {
 		return nil, nil, fault.New(fault.KeyTypeNotAllowed, "the profile allows no key type the server can generate")
 	}
-	key, err := generateKey(kt)
+	gen := kt
+	if kt == "RSA" {
+		// The least a profile accepts: a device that wants more makes its own.
+		gen = fmt.Sprintf("RSA-%d", enroll.MinRSABits)
+	}
+	key, err := ca.GenerateKey(gen)
 	if err != nil {
 		return nil, nil, fault.Wrap(err, fault.Internal, "generate a %s key", kt)
 	}

@@ -2,11 +2,7 @@ package main
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -20,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
+	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/deviceid"
 	"github.com/gatehouse-iot/gatehouse/fault"
 )
@@ -193,23 +190,13 @@ func postEnroll(c *client, req apitypes.EnrollRequest) ([]byte, error) {
 	return body, err
 }
 
+// generateKey makes the --key-type key (ca.GenerateKey).
 func generateKey(kind string) (crypto.Signer, error) {
-	switch kind {
-	case "P-256":
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "P-384":
-		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case "Ed25519":
-		_, k, err := ed25519.GenerateKey(rand.Reader)
-		return k, err
-	case "RSA-2048":
-		return rsa.GenerateKey(rand.Reader, 2048)
-	case "RSA-3072":
-		return rsa.GenerateKey(rand.Reader, 3072)
-	case "RSA-4096":
-		return rsa.GenerateKey(rand.Reader, 4096)
+	key, err := ca.GenerateKey(kind)
+	if fault.Is(err, fault.InvalidArgument) {
+		return nil, fault.New(fault.InvalidArgument, "unknown --key-type %q", kind)
 	}
-	return nil, fault.New(fault.InvalidArgument, "unknown --key-type %q", kind)
+	return key, err
 }
 
 // writeFileAtomic writes via a temp file and rename, so a crash never leaves
