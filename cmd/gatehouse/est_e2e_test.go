@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
-	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 )
 
@@ -92,15 +91,7 @@ func writeCSR(t *testing.T, path string, bad bool) {
 // superseded and a revoked certificate, malformed bodies, bad credentials
 // — on both databases.
 func TestESTWithCurlAndOpenSSL(t *testing.T) {
-	for _, backend := range testdb.All() {
-		t.Run(backend, func(t *testing.T) {
-			env := []string{"GATEHOUSE_CA_PASSPHRASE=a-test-passphrase-123"}
-			if backend == "postgres" {
-				env = append(env, "GATEHOUSE_DATABASE_DSN="+testdb.Postgres(t))
-			}
-			testESTWithCurlAndOpenSSL(t, newGatehouse(t, env...))
-		})
-	}
+	eachBackend(t, testESTWithCurlAndOpenSSL)
 }
 
 func testESTWithCurlAndOpenSSL(t *testing.T, g *gatehouse) {

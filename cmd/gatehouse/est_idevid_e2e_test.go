@@ -13,7 +13,6 @@ import (
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/ca"
 	"github.com/gatehouse-iot/gatehouse/idevid/idevidtest"
-	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 )
 
 // TestESTIDevIDWithCurl runs the README's IDevID commands as written (the
@@ -25,15 +24,7 @@ import (
 // CRL revoking its intermediate is imported, a revoked one — on both
 // databases.
 func TestESTIDevIDWithCurl(t *testing.T) {
-	for _, backend := range testdb.All() {
-		t.Run(backend, func(t *testing.T) {
-			env := []string{"GATEHOUSE_CA_PASSPHRASE=a-test-passphrase-123"}
-			if backend == "postgres" {
-				env = append(env, "GATEHOUSE_DATABASE_DSN="+testdb.Postgres(t))
-			}
-			testESTIDevID(t, newGatehouse(t, env...))
-		})
-	}
+	eachBackend(t, testESTIDevID)
 }
 
 func testESTIDevID(t *testing.T, g *gatehouse) {

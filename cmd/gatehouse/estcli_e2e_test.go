@@ -17,7 +17,6 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/ca"
-	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testrace"
 )
 
@@ -27,15 +26,7 @@ import (
 // token, a superseded certificate, and serverkeygen refused without a file
 // written.
 func TestESTClientCLI(t *testing.T) {
-	for _, backend := range testdb.All() {
-		t.Run(backend, func(t *testing.T) {
-			env := []string{"GATEHOUSE_CA_PASSPHRASE=a-test-passphrase-123"}
-			if backend == "postgres" {
-				env = append(env, "GATEHOUSE_DATABASE_DSN="+testdb.Postgres(t))
-			}
-			testESTClientCLI(t, newGatehouse(t, env...))
-		})
-	}
+	eachBackend(t, testESTClientCLI)
 }
 
 func testESTClientCLI(t *testing.T, g *gatehouse) {

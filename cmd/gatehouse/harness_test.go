@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
+	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 	"github.com/gatehouse-iot/gatehouse/internal/testlog"
 )
 
@@ -72,6 +73,20 @@ type gatehouse struct {
 // credentials it prints. env overrides the defaults, among them an empty
 // CA passphrase: init then generates one that serve finds in the data dir.
 // Under -short it skips the test, which builds and runs the binary.
+// eachBackend runs test against a fresh Gatehouse on SQLite, then on a
+// PostgreSQL database of its own, with a fixed CA passphrase.
+func eachBackend(t *testing.T, test func(*testing.T, *gatehouse)) {
+	for _, backend := range testdb.All() {
+		t.Run(backend, func(t *testing.T) {
+			env := []string{"GATEHOUSE_CA_PASSPHRASE=a-test-passphrase-123"}
+			if backend == "postgres" {
+				env = append(env, "GATEHOUSE_DATABASE_DSN="+testdb.Postgres(t))
+			}
+			test(t, newGatehouse(t, env...))
+		})
+	}
+}
+
 func newGatehouse(t *testing.T, env ...string) *gatehouse {
 	t.Helper()
 	return newGatehouseInit(t, nil, env...)

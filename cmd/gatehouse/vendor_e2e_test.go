@@ -13,7 +13,6 @@ import (
 
 	"github.com/gatehouse-iot/gatehouse/api/apitypes"
 	"github.com/gatehouse-iot/gatehouse/idevid/idevidtest"
-	"github.com/gatehouse-iot/gatehouse/internal/testdb"
 )
 
 // TestVendorCLI runs the README's vendor commands as written against the
@@ -21,15 +20,7 @@ import (
 // rollback, a bad CSV line, a bad PEM file, a removed vendor), on both
 // databases.
 func TestVendorCLI(t *testing.T) {
-	for _, backend := range testdb.All() {
-		t.Run(backend, func(t *testing.T) {
-			env := []string{"GATEHOUSE_CA_PASSPHRASE=a-test-passphrase-123"}
-			if backend == "postgres" {
-				env = append(env, "GATEHOUSE_DATABASE_DSN="+testdb.Postgres(t))
-			}
-			testVendorCLI(t, newGatehouse(t, env...))
-		})
-	}
+	eachBackend(t, testVendorCLI)
 }
 
 func testVendorCLI(t *testing.T, g *gatehouse) {
