@@ -102,9 +102,6 @@ func (s *Service) enrollIDevID(ctx context.Context, req IDevIDRequest) (Result, 
 	if err != nil {
 		return Result{}, err
 	}
-	if err := keyAllowed(profile.KeyTypes, csr.PublicKey); err != nil {
-		return Result{}, err
-	}
 	// As claimToken: an IDevID another request holds is waited for, up
 	// to ClaimWait; that request is most often this device retrying after
 	// a lost reply, and once it commits this one gets its certificate.
@@ -245,6 +242,10 @@ func (s *Service) issueIDevID(ctx context.Context, id idevid.Identity, v idevid.
 			return Result{}, false, err
 		}
 		dev, profile, oldSerial = d, p, rec.ActiveSerial
+	} else if err := keyAllowed(profile.KeyTypes, csr.PublicKey); err != nil {
+		// A first enrollment takes the vendor's profile (a re-enrollment
+		// keeps the device's, checked above).
+		return Result{}, false, err
 	}
 	now := s.cfg.Now()
 	claim := s.newClaim(now)

@@ -67,15 +67,8 @@ func resultCode(res Result, err error) string {
 	return CodeOK
 }
 
-// idevidCodes are the codes of an IDevID refusal, declared in package
-// idevid, not fault: an Observer may count them as known codes too.
-var idevidCodes = map[fault.Code]bool{
-	idevid.UnknownVendor: true, idevid.Invalid: true, idevid.Revoked: true,
-	idevid.CRLStale: true, idevid.NotAllowed: true, idevid.Used: true,
-}
-
 // KnownCode reports whether code is one an Observer may be told and may
 // use as a label: ok, repeated, a fault code, or an IDevID refusal's.
 func KnownCode(code string) bool {
-	return code == CodeOK || code == CodeRepeated || fault.Known(fault.Code(code)) || idevidCodes[fault.Code(code)]
+	return code == CodeOK || code == CodeRepeated || fault.Known(fault.Code(code)) || idevid.IsCode(fault.Code(code))
 }

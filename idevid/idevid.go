@@ -39,6 +39,16 @@ const (
 	Used fault.Code = "idevid_used"
 )
 
+// IsCode reports whether c is one of an IDevID refusal's codes above (a
+// metric may take them as labels, like fault's own).
+func IsCode(c fault.Code) bool {
+	switch c {
+	case UnknownVendor, Invalid, Revoked, CRLStale, NotAllowed, Used:
+		return true
+	}
+	return false
+}
+
 // IDFrom names where a device id is read from an IDevID.
 type IDFrom string
 

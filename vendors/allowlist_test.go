@@ -59,7 +59,10 @@ func csvLines(n int) io.Reader {
 func TestReplaceAllowList(t *testing.T) {
 	n := 100000
 	if v := os.Getenv("GATEHOUSE_TEST_ALLOWLIST_N"); v != "" {
-		n, _ = strconv.Atoi(v)
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			t.Fatalf("GATEHOUSE_TEST_ALLOWLIST_N=%q", v)
+		}
 	}
 	l := &lists{}
 	s, err := vendors.New(vendors.Config{Registry: registry{}, Lists: l})
