@@ -106,14 +106,21 @@ func testESTClientCLI(t *testing.T, g *gatehouse) {
 	refused("--est over http", "invalid_argument", other, "enroll", "--est", strings.Replace(estURL, "https:", "http:", 1),
 		"--token", tok[2], "--out", other, "--ca-file", crt)
 	refused("unknown label", "not_found", other, "enroll", "--est", g.server+"/.well-known/est/nope", "--token", tok[2], "--out", other, "--ca-file", crt)
-	// Not offered by this server yet (or not for this profile): the
-	// server's refusal comes through with its code, and nothing is written.
-	r = g.run(t, nil, "enroll", "--est", estURL, "--token", tok[2], "--server-keygen", "--out", other, "--ca-file", crt, "--json")
-	if r.code != 1 || strings.Contains(r.stdout, "bad_response") || !strings.Contains(r.stdout, `"ok": false`) {
-		t.Errorf("serverkeygen: %d %s%s", r.code, r.stdout, r.stderr)
+	// serverkeygen is off for the profile: the server's refusal comes
+	// through with its code, and nothing is written.
+	refused("serverkeygen off", "permission_denied", other, "enroll", "--est", estURL, "--token", tok[2], "--server-keygen",
+		"--device-id", "cam-8", "--out", other, "--ca-file", crt)
+	// On for it: the key comes from the server, P-384 as asked, and the
+	// files are the ones enroll writes, the certificate for that key.
+	if r := g.adminCLI(t, "profile", "update", "line", "--server-keygen", "--server", g.server, "--ca-file", crt); r.code != 0 {
+		t.Fatalf("profile update: %d %s%s", r.code, r.stdout, r.stderr)
 	}
-	if _, err := os.Stat(filepath.Join(other, deviceKeyFile)); err == nil {
-		t.Error("serverkeygen refused, but a key was written")
+	if r := g.run(t, nil, "enroll", "--est", estURL, "--token", tok[2], "--server-keygen", "--key-type", "P-384",
+		"--device-id", "cam-8", "--out", other, "--ca-file", crt); r.code != 0 {
+		t.Fatalf("enroll --est --server-keygen: %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	if pub, ok := checkDeviceDir(t, g, other, "cam-8").PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P384() {
+		t.Error("serverkeygen with --key-type P-384 did not give a P-384 key")
 	}
 
 	// Re-enroll over mutual TLS with a new key.

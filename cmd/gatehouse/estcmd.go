@@ -3,16 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -214,19 +209,6 @@ func simpleEnrollRetry(ctx context.Context, c *estclient.Client, csr []byte) (*x
 	return leaf, err
 }
 
-// keyTypeOf names pub's type as --key-type does.
-func keyTypeOf(pub crypto.PublicKey) string {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		return k.Curve.Params().Name
-	case ed25519.PublicKey:
-		return "Ed25519"
-	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA-%d", k.N.BitLen())
-	}
-	return fmt.Sprintf("%T", pub)
-}
-
 // runRenewEST re-enrolls over EST (simplereenroll) with a new key (of
 // keyType, or of the current key's type when empty), over
 // mutual TLS with the current certificate, and replaces the files as
@@ -271,7 +253,7 @@ func runRenewEST(url, dir, caFile, keyType string) (enrollResult, error) {
 		return enrollResult{}, err
 	}
 	if keyType == "" {
-		keyType = keyTypeOf(pair.Leaf.PublicKey)
+		keyType = ca.KeyType(pair.Leaf.PublicKey)
 	}
 	key, err := generateKey(keyType)
 	if err != nil {

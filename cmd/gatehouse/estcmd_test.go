@@ -256,14 +256,6 @@ func TestEnrollESTWithIDevID(t *testing.T) {
 	}
 }
 
-func TestKeyTypeOf(t *testing.T) {
-	for _, kind := range []string{"P-256", "P-384", "Ed25519", "RSA-2048"} {
-		if got := keyTypeOf(testpki.Key(t, kind).Public()); got != kind {
-			t.Errorf("keyTypeOf(%s key) = %s", kind, got)
-		}
-	}
-}
-
 func TestPickKeyType(t *testing.T) {
 	for _, tc := range []struct {
 		allowed   []string

@@ -52,14 +52,17 @@ func TestProfileCLI(t *testing.T) {
 	if api.ServerKeygen || api.DeviceIDFrom != "token" {
 		t.Fatalf("API sees %+v", api)
 	}
-	for _, args := range [][]string{
-		{"profile", "create", "bad", "--key-types", "P-256", "--validity", "1d", "--device-id-from", "cn"},
-		{"profile", "update", "line", "--device-id-from", "serial"},
-		{"profile", "update", "nope", "--server-keygen"},
+	for _, tc := range []struct {
+		args []string
+		code string
+	}{
+		{[]string{"profile", "create", "bad", "--key-types", "P-256", "--validity", "1d", "--device-id-from", "cn"}, "invalid_argument"},
+		{[]string{"profile", "update", "line", "--device-id-from", "serial"}, "invalid_argument"},
+		{[]string{"profile", "update", "nope", "--server-keygen"}, "not_found"},
 	} {
-		r := g.adminCLI(t, append(args, "--server", g.server)...)
-		if r.code == 0 || !(strings.Contains(r.stderr, "invalid_argument") || strings.Contains(r.stderr, "not_found")) {
-			t.Errorf("%v: %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		r := g.adminCLI(t, append(tc.args, "--server", g.server)...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.code) {
+			t.Errorf("%v: %d\n%s%s, want %s", tc.args, r.code, r.stdout, r.stderr, tc.code)
 		}
 	}
 }

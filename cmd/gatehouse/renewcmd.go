@@ -121,6 +121,11 @@ func runRenewLoop(cmd *cobra.Command) error {
 
 func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollResult, error) {
 	keyPath, certPath := filepath.Join(dir, deviceKeyFile), filepath.Join(dir, deviceCertFile)
+	// A --rotate-key run cut between the certificate and the key's rename
+	// left the new certificate with device.key.new: finish it first.
+	if err := finishKeySwap(certPath, keyPath); err != nil {
+		return enrollResult{}, err
+	}
 	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err != nil {
 		return enrollResult{}, fault.Wrap(err, fault.InvalidArgument, "cannot load %s and %s: %v", certPath, keyPath, err)
@@ -186,8 +191,8 @@ func runRenew(server, dir, caFile string, rotate bool, keyType string) (enrollRe
 			return enrollResult{}, err
 		}
 		// New key first: the old certificate still works with the old key
-		// until the new certificate lands, so a crash in between is recoverable
-		// by renewing again over mutual TLS.
+		// until the new certificate lands; a crash after it is finished by
+		// the next run (finishKeySwap).
 		if err := writeFileAtomic(keyPath+".new", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 			return enrollResult{}, err
 		}
