@@ -132,11 +132,11 @@ type Identity struct {
 // chain[1:] as intermediates the client sent) and checks it there
 // (Vendor.Check). No vendor: UnknownVendor.
 //
-// The first vendor in input order whose anchors the chain links to (by
-// signature, ignoring time) decides, whatever its verdict: a later vendor is
-// never consulted, so the answer does not depend on map order and an IDevID
-// refused (expired, revoked) under one registration cannot slip in under
-// another registration of the same vendor PKI.
+// Exactly one vendor's anchors may link to the chain (by signature,
+// ignoring time), and that one decides, whatever its verdict. A chain two
+// registrations link to is Invalid: which fleet, allow-list and CRLs
+// decide would otherwise be an accident of order, and an IDevID refused
+// (expired, revoked) under one registration could slip in under another.
 func Match(vendors []Vendor, chain []*x509.Certificate, now time.Time) (Identity, Vendor, error) {
 	if len(chain) == 0 || chain[0] == nil {
 		return Identity{}, Vendor{}, fault.New(UnknownVendor, "no IDevID certificate was presented")

@@ -56,7 +56,7 @@ func parseCertificates(data []byte) ([]*x509.Certificate, error) {
 // changes since a base CRL, so a serial's absence means nothing), a CRL
 // with another critical extension it does not know, and one without
 // nextUpdate (nothing would ever make it stale). An issuingDistributionPoint
-// is accepted but its scope is not interpreted: the CRL covers its issuer.
+// must name distribution point URIs only (CRLScope): a partition.
 func parseCRL(data []byte, cas []*x509.Certificate) (*x509.RevocationList, error) {
 	der := data
 	if block, rest := pem.Decode(data); block != nil {
@@ -80,7 +80,7 @@ func parseCRL(data []byte, cas []*x509.Certificate) (*x509.RevocationList, error
 			if _, err := scopeOf(ext.Value); err != nil {
 				return nil, err
 			}
-		case ext.Critical && !ext.Id.Equal(oidIssuingDistributionPt):
+		case ext.Critical:
 			return nil, fault.New(fault.InvalidArgument, "the CRL has an unsupported critical extension %s", ext.Id)
 		}
 	}

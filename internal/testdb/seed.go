@@ -94,7 +94,7 @@ VALUES ('seed-device', 'seed', 'seed', 'active', '{}', %d, %d) ON CONFLICT DO NO
 // insertCerts inserts certs as rows of "seed-device", 1000 a statement.
 func insertCerts(t testing.TB, ctx context.Context, tx *sql.Tx, pg bool, certs []Cert, now int64) {
 	t.Helper()
-	const cols, perStmt = 8, 1000
+	const cols, perStmt = 9, 1000
 	var (
 		b    strings.Builder
 		args = make([]any, 0, cols*perStmt)
@@ -125,20 +125,13 @@ revoked_at, revocation_reason, created_at) VALUES `)
 		status, revokedAt, reason := c.row()
 		b.WriteByte('(')
 		for i, v := range []any{c.Serial, "seed-fp-" + c.Serial, nil, now - 3600_000, c.NotAfter.UnixMilli(), status,
-			nil, revokedAt, reason, now} {
+			c.PEM, revokedAt, reason, now} {
 			if i > 0 {
 				b.WriteByte(',')
 			}
 			switch i {
 			case 2:
 				b.WriteString("'seed-device'")
-			case 6:
-				if c.PEM == "" {
-					b.WriteString("''")
-					continue
-				}
-				b.WriteString(ph())
-				args = append(args, c.PEM)
 			default:
 				b.WriteString(ph())
 				args = append(args, v)
