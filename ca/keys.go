@@ -6,8 +6,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -296,6 +298,13 @@ func loadKey(path string, pass []byte) (crypto.Signer, error) {
 // SerialHex formats a certificate serial as Gatehouse stores and shows it:
 // lowercase hex, no separators.
 func SerialHex(n *big.Int) string { return n.Text(16) }
+
+// Fingerprint is cert's SHA-256 over its DER in lower-case hex, as the
+// store keeps it (store.Certificate.Fingerprint).
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return hex.EncodeToString(sum[:])
+}
 
 // ParseSerialHex parses a serial written by SerialHex.
 func ParseSerialHex(s string) (*big.Int, error) {

@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -653,10 +652,9 @@ func (s *Service) checkChallenge(ctx context.Context, csr *x509.CertificateReque
 }
 
 func certRecord(deviceID string, leaf *x509.Certificate) store.Certificate {
-	fp := sha256.Sum256(leaf.Raw)
 	return store.Certificate{
 		Serial:      ca.SerialHex(leaf.SerialNumber),
-		Fingerprint: hex.EncodeToString(fp[:]),
+		Fingerprint: ca.Fingerprint(leaf),
 		DeviceID:    deviceID,
 		NotBefore:   leaf.NotBefore,
 		NotAfter:    leaf.NotAfter,

@@ -19,9 +19,7 @@ package est
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"net/http"
 	"time"
 
@@ -287,7 +285,7 @@ func (s *Server) certOfProfile(ctx context.Context, cert *x509.Certificate, prof
 	if err != nil {
 		return err
 	}
-	if fp := sha256.Sum256(cert.Raw); rec.Fingerprint != hex.EncodeToString(fp[:]) {
+	if rec.Fingerprint != ca.Fingerprint(cert) {
 		return nil
 	}
 	dev, err := s.cfg.Store.GetDevice(ctx, rec.DeviceID)

@@ -467,8 +467,7 @@ func describeCerts(text string) []Cert {
 		if err != nil {
 			continue
 		}
-		sum := sha256.Sum256(c.Raw)
-		out = append(out, Cert{Subject: c.Subject.String(), Fingerprint: hex.EncodeToString(sum[:]), NotAfter: c.NotAfter.UTC()})
+		out = append(out, Cert{Subject: c.Subject.String(), Fingerprint: ca.Fingerprint(c), NotAfter: c.NotAfter.UTC()})
 	}
 }
 
