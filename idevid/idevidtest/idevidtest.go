@@ -6,8 +6,6 @@ package idevidtest
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -23,6 +21,7 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/gatehouse-iot/gatehouse/idevid"
+	"github.com/gatehouse-iot/gatehouse/internal/testpki"
 )
 
 // OIDHardwareModuleName is id-on-hardwareModuleName (RFC 4108).
@@ -289,24 +288,10 @@ func CRLPEM(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
 }
 
-// KeyPEM encodes key as unencrypted PKCS#8 PEM (curl --key, openssl).
-func KeyPEM(t testing.TB, key crypto.Signer) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-}
+// KeyPEM is testpki.KeyPEM: the key as PKCS#8 PEM.
+func KeyPEM(t testing.TB, key crypto.Signer) []byte { return testpki.KeyPEM(t, key) }
 
-func newKey(t testing.TB) crypto.Signer {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+func newKey(t testing.TB) crypto.Signer { return testpki.Key(t, "P-256") }
 
 func randSerial(t testing.TB) *big.Int {
 	t.Helper()
